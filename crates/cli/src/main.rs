@@ -1,0 +1,183 @@
+//! `tokbench`: the binary. Clap commands that wire the runner to the store and the store to
+//! the terminal. Library crates hold the logic; this file holds arguments, context and exit
+//! codes.
+
+mod exit;
+mod models;
+mod output;
+mod run;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::exit::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tokbench",
+    version,
+    about = "Benchmark local LLM inference (prefill and generation tok/s, TTFT, memory) and keep every result in SQLite.",
+    after_help = "Examples:\n  tokbench run                                # the default suite, bench-configs/smoke.toml\n  tokbench results                            # the newest run as a table\n  tokbench query \"SELECT test, decode_tps FROM v_results\"\n  tokbench model inspect model.gguf\n\nExit codes: 0 ok, 1 tool error, 2 bad input (suite, model file, arguments), 4 some benchmark failed, 130 interrupted."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a benchmark suite and store every result.
+    #[command(
+        after_help = "Examples:\n  tokbench run\n  tokbench run bench-configs/smoke.toml --db results.db\n  tokbench run --resume 5f0c…   # finish an interrupted run"
+    )]
+    Run {
+        /// The suite file.
+        #[arg(default_value = "bench-configs/smoke.toml")]
+        suite: PathBuf,
+        /// The results database (created if missing).
+        #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
+        db: PathBuf,
+        /// Finish the run with this UUID: only its cells without a stored result run.
+        #[arg(long, value_name = "RUN_UUID")]
+        resume: Option<String>,
+        /// Plain lines even on a terminal.
+        #[arg(long)]
+        plain: bool,
+        /// What started the run (manual, ci, nightly …), stored with it.
+        #[arg(long, default_value = "manual")]
+        trigger: String,
+    },
+    /// Show the results of the newest run (or of one run).
+    #[command(
+        after_help = "Examples:\n  tokbench results\n  tokbench results --run 5f0c… --format csv"
+    )]
+    Results {
+        #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
+        db: PathBuf,
+        /// The run's UUID (default: the newest).
+        #[arg(long)]
+        run: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Run one read-only SQL statement against the database.
+    #[command(
+        after_help = "Examples:\n  tokbench query \"SELECT model, quant, test, decode_tps FROM v_results WHERE status = 'ok'\"\n  tokbench query --format json \"SELECT * FROM v_results LIMIT 5\"\n\nWrites, schema changes and ATTACH are refused."
+    )]
+    Query {
+        /// The SQL statement.
+        sql: String,
+        #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
+        db: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Inspect or synthesize GGUF models.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// The embedded engine (a child process the runner starts; speaks JSON lines).
+    #[command(hide = true)]
+    Engine,
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelCommand {
+    /// Print what a GGUF file holds: architecture, shapes, parameters, tensor types.
+    #[command(after_help = "Example:\n  tokbench model inspect ~/models/Llama-3.1-8B-Q4_K_M.gguf")]
+    Inspect {
+        file: PathBuf,
+        /// Also list every tensor.
+        #[arg(long)]
+        tensors: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Write a synthetic model (seeded random weights, a working tokenizer) of a real
+    /// architecture, quantized by llama.cpp's own quantizer.
+    #[command(
+        after_help = "Examples:\n  tokbench model synth --arch tiny --quant Q4_K_M,Q8_0\n  tokbench model synth --arch llama-3.1-8b --quant Q4_K_M --seed 7\n  tokbench model synth --list"
+    )]
+    Synth {
+        /// Architecture preset (see --list).
+        #[arg(long, default_value = "tiny")]
+        arch: String,
+        /// Quantizations, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "Q8_0")]
+        quant: Vec<String>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where models are cached (default: $TOKBENCH_CACHE, else ~/.cache/tokbench).
+        #[arg(long, env = "TOKBENCH_CACHE")]
+        cache_dir: Option<PathBuf>,
+        /// List the architecture presets and their sizes.
+        #[arg(long)]
+        list: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let code = match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::code_of(&e)
+        }
+    };
+    std::process::ExitCode::from(code as u8)
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Engine => run::engine_child(),
+        Command::Model(ModelCommand::Inspect {
+            file,
+            tensors,
+            format,
+        }) => models::inspect(&file, tensors, format),
+        Command::Model(ModelCommand::Synth {
+            arch,
+            quant,
+            seed,
+            cache_dir,
+            list,
+        }) => {
+            if list {
+                return models::list_presets();
+            }
+            let cache = models::ModelCache::new(cache_dir)?;
+            models::synth_command(&cache, &arch, &quant, seed)
+        }
+        other => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            rt.block_on(async_dispatch(other))
+        }
+    }
+}
+
+async fn async_dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run {
+            suite,
+            db,
+            resume,
+            plain,
+            trigger,
+        } => run::run_command(&suite, &db, resume.as_deref(), plain, &trigger).await,
+        Command::Results { db, run, format } => output::results(&db, run.as_deref(), format).await,
+        Command::Query { sql, db, format } => output::query(&db, &sql, format).await,
+        Command::Model(_) | Command::Engine => unreachable!("handled synchronously"),
+    }
+}

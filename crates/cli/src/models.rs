@@ -1,0 +1,446 @@
+//! Models for the CLI: the on-disk cache of synthesized models (content-keyed, written
+//! atomically, disk space checked first), `model inspect`, `model synth`, and the
+//! [`ModelProvider`] the runner calls to make a suite's models available.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use sha2::{Digest, Sha256};
+use tokbench_core::arch::ArchSpec;
+use tokbench_core::{ModelRecord, ModelSource, QuantPreset};
+use tokbench_gguf::synth::{content_key, estimate_f16_bytes, write_f16};
+use tokbench_gguf::{GgufFile, ModelInfo, SynthSpec};
+use tokbench_runner::{ModelProvider, PreparedModel};
+
+use crate::exit::{BadInput, ExitCode};
+use crate::output::{fmt_bytes, table};
+use crate::Format;
+
+/// Where synthesized models live: `$TOKBENCH_CACHE`, else `$XDG_CACHE_HOME/tokbench`, else
+/// `~/.cache/tokbench`.
+#[derive(Debug, Clone)]
+pub struct ModelCache {
+    pub dir: PathBuf,
+}
+
+fn gib(b: u64) -> String {
+    format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
+}
+
+/// Free bytes on the file system holding `dir` (for a non-root user).
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let st = nix::sys::statvfs::statvfs(dir).ok()?;
+    Some(st.blocks_available() as u64 * st.fragment_size() as u64)
+}
+
+impl ModelCache {
+    pub fn new(dir: Option<PathBuf>) -> anyhow::Result<ModelCache> {
+        let dir = match dir {
+            Some(d) => d,
+            None => match std::env::var_os("XDG_CACHE_HOME") {
+                Some(x) if !x.is_empty() => PathBuf::from(x).join("tokbench"),
+                _ => {
+                    let home = std::env::var_os("HOME")
+                        .context("neither TOKBENCH_CACHE nor HOME is set")?;
+                    PathBuf::from(home).join(".cache").join("tokbench")
+                }
+            },
+        };
+        let dir = dir.join("models");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the model cache {}", dir.display()))?;
+        Ok(ModelCache { dir })
+    }
+
+    /// The F16 file of a spec, and the file at `quant`. Names carry the content key, so
+    /// a changed generator or spec never reuses a stale file.
+    fn paths(&self, spec: &SynthSpec, quant: QuantPreset) -> (PathBuf, PathBuf) {
+        let key = content_key(spec);
+        let stem = format!("synth-{}-s{}-{}", spec.arch.name, spec.seed, &key[..16]);
+        let f16 = self.dir.join(format!("{stem}-F16.gguf"));
+        // The quantized bytes depend on llama.cpp's quantizer too.
+        let qkey = hex::encode(
+            &Sha256::digest(format!("{key}|{quant}|{}", tokbench_engine::LLAMA_BINDINGS))[..6],
+        );
+        let out = self.dir.join(format!("{stem}-{quant}-{qkey}.gguf"));
+        (f16, out)
+    }
+
+    /// Synthesizes (if not cached) `arch` at `quant`; `say` gets progress lines.
+    pub fn synth(
+        &self,
+        arch: &ArchSpec,
+        seed: u64,
+        quant: QuantPreset,
+        say: &mut dyn FnMut(String),
+    ) -> anyhow::Result<PathBuf> {
+        if quant == QuantPreset::F32 || quant == QuantPreset::BF16 {
+            bail!(BadInput(format!(
+                "quantization {quant} is not offered for synthetic models (they are written in F16)"
+            )));
+        }
+        let spec = SynthSpec {
+            arch: arch.clone(),
+            seed,
+        };
+        let (f16, out) = self.paths(&spec, quant);
+        let target = if quant == QuantPreset::F16 {
+            &f16
+        } else {
+            &out
+        };
+        if target.is_file() {
+            return Ok(target.clone());
+        }
+        let f16_bytes = estimate_f16_bytes(arch).context("cannot size the model")?;
+        // Every preset we offer is at most as large as F16.
+        let need = if f16.is_file() { 0 } else { f16_bytes }
+            + if quant == QuantPreset::F16 {
+                0
+            } else {
+                f16_bytes
+            };
+        let free = free_bytes(&self.dir);
+        say(format!(
+            "{} ({} parameters) at {quant}: needs up to {} on disk in {} (F16 {}{}), {} free",
+            arch.display_name,
+            arch.n_params(),
+            gib(need),
+            self.dir.display(),
+            gib(f16_bytes),
+            if quant == QuantPreset::F16 {
+                String::new()
+            } else {
+                format!(" + {quant} ≤ {}", gib(f16_bytes))
+            },
+            free.map(gib).unwrap_or_else(|| "unknown".into()),
+        ));
+        if let Some(free) = free {
+            // Keep 1 GiB of head-room for everything else on the disk.
+            if need + (1 << 30) > free {
+                bail!(BadInput(format!(
+                    "not enough disk space for {} at {quant}: needs {} plus 1 GiB head-room, {} is free in {} (set TOKBENCH_CACHE to a larger disk)",
+                    arch.name,
+                    gib(need),
+                    gib(free),
+                    self.dir.display()
+                )));
+            }
+        }
+        if !f16.is_file() {
+            let tmp = partial(&f16);
+            let t = std::time::Instant::now();
+            write_f16(&spec, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+            std::fs::rename(&tmp, &f16)
+                .with_context(|| format!("cannot move {} into place", tmp.display()))?;
+            say(format!(
+                "wrote {} in {:.1} s",
+                f16.display(),
+                t.elapsed().as_secs_f64()
+            ));
+        }
+        if quant == QuantPreset::F16 {
+            return Ok(f16);
+        }
+        let tmp = partial(&out);
+        let t = std::time::Instant::now();
+        tokbench_engine::quantize::quantize(&f16, &tmp, quant, 0)
+            .with_context(|| format!("cannot quantize {} to {quant}", f16.display()))?;
+        std::fs::rename(&tmp, &out)
+            .with_context(|| format!("cannot move {} into place", tmp.display()))?;
+        say(format!(
+            "quantized to {} in {:.1} s",
+            out.display(),
+            t.elapsed().as_secs_f64()
+        ));
+        Ok(out)
+    }
+}
+
+/// A temporary name beside `path`, unique to this process: two runs synthesizing the same
+/// model at once each write their own file and the last rename wins (same bytes).
+fn partial(path: &Path) -> PathBuf {
+    path.with_extension(format!("gguf.{}.partial", std::process::id()))
+}
+
+/// sha256 of a file, hex.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Reads a GGUF file's header; errors name the file.
+pub fn read_model(path: &Path) -> anyhow::Result<(GgufFile, ModelInfo)> {
+    if !path.is_file() {
+        bail!(BadInput(format!(
+            "model file not found: {}",
+            path.display()
+        )));
+    }
+    let file = GgufFile::open(path)
+        .map_err(|e| BadInput(format!("{}: not a usable GGUF file: {e}", path.display())))?;
+    let info =
+        ModelInfo::from_gguf(&file).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
+    Ok((file, info))
+}
+
+/// The model's identity and shape, for the database.
+pub fn model_record(path: &Path, name: String, origin: String) -> anyhow::Result<ModelRecord> {
+    let (_, info) = read_model(path)?;
+    let shape = serde_json::json!({
+        "block_count": info.block_count,
+        "embedding_length": info.embedding_length,
+        "head_count": info.head_count,
+        "head_count_kv": info.head_count_kv,
+        "head_dim": info.head_dim,
+        "feed_forward_length": info.feed_forward_length,
+        "vocab_size": info.vocab_size,
+        "context_length": info.context_length,
+        "tensor_bytes": info.tensor_bytes,
+        "token_embd_bytes": info.token_embd_bytes,
+        "output_bytes": info.output_bytes,
+    });
+    Ok(ModelRecord {
+        name,
+        architecture: info.architecture.clone(),
+        quant: info.file_type_name().unwrap_or("unknown").to_string(),
+        n_params: info.n_params,
+        file_bytes: info.file_size_bytes,
+        file_sha256: sha256_file(path)
+            .with_context(|| format!("cannot hash {}", path.display()))?,
+        shape_json: shape.to_string(),
+        origin,
+    })
+}
+
+/// The runner's models: synthesized into the cache, or the user's files as they are.
+#[derive(Debug)]
+pub struct CliModels {
+    pub cache: ModelCache,
+    pub verbose: bool,
+}
+
+impl ModelProvider for CliModels {
+    fn prepare(&self, source: &ModelSource) -> Result<PreparedModel, String> {
+        let r = (|| -> anyhow::Result<PreparedModel> {
+            match source {
+                ModelSource::Synth { arch, seed, quant } => {
+                    let spec =
+                        ArchSpec::preset(arch).with_context(|| format!("unknown preset {arch}"))?;
+                    let verbose = self.verbose;
+                    let path = self.cache.synth(spec, *seed, *quant, &mut |line| {
+                        if verbose {
+                            eprintln!("  {line}");
+                        }
+                    })?;
+                    let record = model_record(
+                        &path,
+                        format!("synth:{arch}"),
+                        format!("synth:{arch}:{seed}"),
+                    )?;
+                    Ok(PreparedModel { path, record })
+                }
+                ModelSource::File { path } => {
+                    let name = source.display_name();
+                    let record = model_record(path, name, path.display().to_string())?;
+                    Ok(PreparedModel {
+                        path: path.clone(),
+                        record,
+                    })
+                }
+            }
+        })();
+        r.map_err(|e| format!("{e:#}"))
+    }
+}
+
+pub fn list_presets() -> anyhow::Result<ExitCode> {
+    let cols = [
+        "preset",
+        "architecture",
+        "layers",
+        "embd",
+        "heads",
+        "kv heads",
+        "ffn",
+        "vocab",
+        "parameters",
+        "F16 file",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows: Vec<Vec<String>> = ArchSpec::presets()
+        .iter()
+        .map(|a| {
+            vec![
+                a.name.clone(),
+                a.architecture.clone(),
+                a.n_layer.to_string(),
+                a.n_embd.to_string(),
+                a.n_head.to_string(),
+                a.n_head_kv.to_string(),
+                a.n_ff.to_string(),
+                a.n_vocab.to_string(),
+                format!("{:.3} B", a.n_params() as f64 / 1e9),
+                estimate_f16_bytes(a)
+                    .map(gib)
+                    .unwrap_or_else(|_| "—".into()),
+            ]
+        })
+        .collect();
+    print!("{}", table(&cols, &rows));
+    Ok(ExitCode::Ok)
+}
+
+pub fn synth_command(
+    cache: &ModelCache,
+    arch: &str,
+    quants: &[String],
+    seed: u64,
+) -> anyhow::Result<ExitCode> {
+    let Some(spec) = ArchSpec::preset(arch) else {
+        let known: Vec<&str> = ArchSpec::presets()
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        bail!(BadInput(format!(
+            "unknown architecture preset `{arch}` (known: {})",
+            known.join(", ")
+        )));
+    };
+    let quants: Vec<QuantPreset> = quants
+        .iter()
+        .map(|q| {
+            q.parse::<QuantPreset>()
+                .map_err(|e| BadInput(e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    for q in quants {
+        let path = cache.synth(spec, seed, q, &mut |line| eprintln!("{line}"))?;
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        println!(
+            "{}\t{}\t{}",
+            q,
+            fmt_bytes(Some(size as i64)),
+            path.display()
+        );
+    }
+    Ok(ExitCode::Ok)
+}
+
+pub fn inspect(path: &Path, tensors: bool, format: Format) -> anyhow::Result<ExitCode> {
+    let (file, info) = read_model(path)?;
+    if matches!(format, Format::Json) {
+        let mut v = serde_json::json!({
+            "file": path.display().to_string(),
+            "gguf_version": file.version,
+            "architecture": info.architecture,
+            "name": info.name,
+            "block_count": info.block_count,
+            "embedding_length": info.embedding_length,
+            "head_count": info.head_count,
+            "head_count_kv": info.head_count_kv,
+            "head_dim": info.head_dim,
+            "context_length": info.context_length,
+            "feed_forward_length": info.feed_forward_length,
+            "vocab_size": info.vocab_size,
+            "file_type": info.file_type_name(),
+            "n_params": info.n_params,
+            "tensor_bytes": info.tensor_bytes,
+            "file_bytes": info.file_size_bytes,
+            "bits_per_weight": info.bits_per_weight(),
+            "tensor_types": info.tensor_type_counts.iter().map(|(t, n)| (t.name().to_string(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
+        });
+        if tensors {
+            v["tensors"] = file
+                .tensors
+                .iter()
+                .map(|t| serde_json::json!({"name": t.name, "type": t.ggml_type.name(), "dims": t.dims, "bytes": t.n_bytes()}))
+                .collect();
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::Ok);
+    }
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "—".into());
+    let types = info
+        .tensor_type_counts
+        .iter()
+        .map(|(t, n)| format!("{}: {n}", t.name()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = vec![
+        ("file", path.display().to_string()),
+        ("GGUF version", file.version.to_string()),
+        ("architecture", info.architecture.clone()),
+        ("name", opt(info.name.clone())),
+        ("file type", opt(info.file_type_name().map(String::from))),
+        (
+            "parameters",
+            format!("{} ({:.3} B)", info.n_params, info.n_params as f64 / 1e9),
+        ),
+        (
+            "tensor data",
+            format!("{} bytes ({})", info.tensor_bytes, gib(info.tensor_bytes)),
+        ),
+        (
+            "file size",
+            format!(
+                "{} bytes ({})",
+                info.file_size_bytes,
+                gib(info.file_size_bytes)
+            ),
+        ),
+        ("bits per weight", format!("{:.3}", info.bits_per_weight())),
+        ("layers", info.block_count.to_string()),
+        ("embedding length", info.embedding_length.to_string()),
+        ("attention heads", info.head_count.to_string()),
+        ("KV heads", info.head_count_kv.to_string()),
+        ("head dim", info.head_dim.to_string()),
+        ("feed-forward length", info.feed_forward_length.to_string()),
+        ("vocabulary", info.vocab_size.to_string()),
+        ("context length (trained)", info.context_length.to_string()),
+        (
+            "KV cache per token (f16)",
+            format!("{} bytes", info.kv_bytes_per_token_f16()),
+        ),
+        ("tensor types", types),
+    ];
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in rows {
+        println!("{k:<width$}  {v}");
+    }
+    if tensors {
+        let cols = ["tensor", "type", "shape", "bytes"]
+            .map(String::from)
+            .to_vec();
+        let trows: Vec<Vec<String>> = file
+            .tensors
+            .iter()
+            .map(|t| {
+                vec![
+                    t.name.clone(),
+                    t.ggml_type.name().to_string(),
+                    t.dims
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" × "),
+                    t.n_bytes().to_string(),
+                ]
+            })
+            .collect();
+        println!();
+        print!("{}", table(&cols, &trows));
+    }
+    Ok(ExitCode::Ok)
+}

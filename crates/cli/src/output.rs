@@ -1,0 +1,285 @@
+//! `tokbench results` and `tokbench query`: rows from the database to a table, CSV or JSON.
+
+use std::path::Path;
+
+use anyhow::Context;
+use tokbench_store::{QueryOutput, ResultRow, Store, StoreError};
+
+use crate::exit::{BadInput, ExitCode};
+use crate::Format;
+
+/// Renders rows as an aligned text table (numbers right-aligned).
+pub fn table(columns: &[String], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = columns.iter().map(|c| c.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let numeric: Vec<bool> = (0..columns.len())
+        .map(|i| {
+            rows.iter().all(|r| {
+                let c = r[i].trim_start_matches(['-', '+']);
+                c == "—" || c.is_empty() || c.chars().next().is_some_and(|ch| ch.is_ascii_digit())
+            })
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let pad = widths[i] - c.chars().count();
+                if numeric[i] {
+                    format!("{}{c}", " ".repeat(pad))
+                } else {
+                    format!("{c}{}", " ".repeat(pad))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = line(columns);
+    out.push('\n');
+    out.push_str(
+        &widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("  "),
+    );
+    out.push('\n');
+    for row in rows {
+        out.push_str(&line(row));
+        out.push('\n');
+    }
+    out
+}
+
+/// One CSV field, quoted when it must be (RFC 4180).
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+pub fn csv(columns: &[String], rows: &[Vec<String>]) -> String {
+    let mut out = columns
+        .iter()
+        .map(|c| csv_field(c))
+        .collect::<Vec<_>>()
+        .join(",");
+    out.push('\n');
+    for r in rows {
+        out.push_str(&r.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","));
+        out.push('\n');
+    }
+    out
+}
+
+fn fmt_rate(mean: Option<f64>, sd: Option<f64>) -> String {
+    match (mean, sd) {
+        (Some(m), Some(s)) => format!("{m:.2} ± {s:.2}"),
+        (Some(m), None) => format!("{m:.2}"),
+        _ => "—".into(),
+    }
+}
+
+/// Bytes as MiB/GiB with the binary unit named.
+pub fn fmt_bytes(b: Option<i64>) -> String {
+    match b {
+        None => "—".into(),
+        Some(b) if b >= 1 << 30 => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
+        Some(b) => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+    }
+}
+
+fn result_cells(r: &ResultRow) -> Vec<String> {
+    let ResultRow {
+        model,
+        quant,
+        test,
+        n_threads,
+        backend,
+        status,
+        error,
+        prefill_tps,
+        prefill_tps_sd,
+        decode_tps,
+        decode_tps_sd,
+        ttft_ms,
+        rss_peak_bytes,
+        metric_source,
+        n_reps,
+        ..
+    } = r;
+    let rate = if decode_tps.is_some() {
+        fmt_rate(*decode_tps, *decode_tps_sd)
+    } else {
+        fmt_rate(*prefill_tps, *prefill_tps_sd)
+    };
+    let status = match error {
+        Some(e) if status != "ok" => {
+            let short: String = e.chars().take(60).collect();
+            format!("{status}: {short}")
+        }
+        _ => status.clone(),
+    };
+    vec![
+        model.clone(),
+        quant.clone().unwrap_or_else(|| "—".into()),
+        test.clone(),
+        n_threads
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "—".into()),
+        format!("{backend} ({metric_source})"),
+        rate,
+        ttft_ms
+            .map(|t| format!("{t:.1}"))
+            .unwrap_or_else(|| "—".into()),
+        fmt_bytes(*rss_peak_bytes),
+        n_reps.to_string(),
+        status,
+    ]
+}
+
+pub async fn results(db: &Path, run: Option<&str>, format: Format) -> anyhow::Result<ExitCode> {
+    let store = open_ro(db).await?;
+    let rows = store.results(run).await.context("cannot read results")?;
+    if rows.is_empty() {
+        match run {
+            Some(r) => {
+                return Err(BadInput(format!("no results for run {r} in {}", db.display())).into())
+            }
+            None => {
+                eprintln!(
+                    "{} holds no results yet; run `tokbench run` first",
+                    db.display()
+                );
+                return Ok(ExitCode::Ok);
+            }
+        }
+    }
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Table | Format::Csv => {
+            let first = &rows[0];
+            let columns: Vec<String> = [
+                "model", "quant", "test", "threads", "backend", "t/s", "TTFT ms", "peak RSS",
+                "reps", "status",
+            ]
+            .map(String::from)
+            .to_vec();
+            let cells: Vec<Vec<String>> = rows.iter().map(result_cells).collect();
+            if matches!(format, Format::Table) {
+                println!(
+                    "run {} on {} ({}) — t/s is mean ± sd over repetitions: generation for tg tests, prompt processing for pp tests",
+                    first.run_uuid, first.host, first.started_at
+                );
+                print!("{}", table(&columns, &cells));
+            } else {
+                print!("{}", csv(&columns, &cells));
+            }
+        }
+    }
+    Ok(ExitCode::Ok)
+}
+
+async fn open_ro(db: &Path) -> anyhow::Result<Store> {
+    match Store::open_read_only(db).await {
+        Err(e @ StoreError::Missing { .. }) => Err(BadInput(e.to_string()).into()),
+        other => Ok(other?),
+    }
+}
+
+fn value_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "NULL".into(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub async fn query(db: &Path, sql: &str, format: Format) -> anyhow::Result<ExitCode> {
+    let store = open_ro(db).await?;
+    let out = match store.query(sql).await {
+        Ok(o) => o,
+        Err(e @ StoreError::Refused(_)) => return Err(BadInput(e.to_string()).into()),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("query on {} failed", db.display())))
+        }
+    };
+    let QueryOutput { columns, rows } = out;
+    match format {
+        Format::Json => {
+            let objects: Vec<serde_json::Map<String, serde_json::Value>> = rows
+                .iter()
+                .map(|r| columns.iter().cloned().zip(r.iter().cloned()).collect())
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&objects)?);
+        }
+        Format::Table => {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| r.iter().map(value_text).collect())
+                .collect();
+            print!("{}", table(&columns, &cells));
+            eprintln!("({} rows)", rows.len());
+        }
+        Format::Csv => {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .map(|v| {
+                            if v.is_null() {
+                                String::new()
+                            } else {
+                                value_text(v)
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            print!("{}", csv(&columns, &cells));
+        }
+    }
+    Ok(ExitCode::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_numbers_right_and_text_left() {
+        let cols = vec!["model".to_string(), "t/s".to_string()];
+        let rows = vec![
+            vec!["tiny".to_string(), "12.50".to_string()],
+            vec!["a-longer-name".to_string(), "1234.00".to_string()],
+        ];
+        let t = table(&cols, &rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "model              t/s");
+        assert_eq!(lines[2], "tiny             12.50");
+        assert_eq!(lines[3], "a-longer-name  1234.00");
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_quoting() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn bytes_name_their_binary_unit() {
+        assert_eq!(fmt_bytes(Some(3 << 20)), "3.0 MiB");
+        assert_eq!(fmt_bytes(Some(3 << 30)), "3.00 GiB");
+        assert_eq!(fmt_bytes(None), "—");
+    }
+}

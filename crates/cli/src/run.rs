@@ -1,0 +1,313 @@
+//! `tokbench run` (suite → runner → store, with progress) and `tokbench engine` (the child
+//! side of the engine protocol).
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokbench_core::{ModelSource, ResultStatus, Suite};
+use tokbench_engine::protocol::{EngineEvent, EngineJob};
+use tokbench_runner::{EngineCommand, RunEvent, RunPlan};
+use tokbench_store::{NewRun, RunStatus, Store};
+use tokio::sync::{mpsc, watch};
+
+use crate::exit::{BadInput, ExitCode};
+use crate::models::{read_model, CliModels, ModelCache};
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The child side: one job on stdin, events on stdout.
+pub fn engine_child() -> anyhow::Result<ExitCode> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the job from stdin")?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let job: EngineJob = match serde_json::from_str(&line) {
+        Ok(j) => j,
+        Err(e) => {
+            writeln!(
+                out,
+                "{}",
+                EngineEvent::Fatal {
+                    error: format!("malformed job: {e}")
+                }
+                .to_line()
+            )?;
+            return Ok(ExitCode::BadInput);
+        }
+    };
+    tokbench_engine::bench::run_job(&job, &mut out).context("cannot write engine events")?;
+    Ok(ExitCode::Ok)
+}
+
+fn load_suite(path: &Path, text: &str) -> anyhow::Result<Suite> {
+    Suite::from_toml(text, path).map_err(|e| BadInput(e.to_string()).into())
+}
+
+/// Checks the user's model files before anything runs: a missing or corrupt file is the
+/// user's to fix, not a row of failures.
+fn preflight(suite: &Suite) -> anyhow::Result<()> {
+    for m in &suite.models {
+        if let ModelSource::File { path } = m {
+            read_model(path).with_context(|| format!("suite {}", suite.file.display()))?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn run_command(
+    suite_path: &Path,
+    db: &Path,
+    resume: Option<&str>,
+    plain: bool,
+    trigger: &str,
+) -> anyhow::Result<ExitCode> {
+    let store = Store::open(db)
+        .await
+        .with_context(|| format!("cannot open the results database {}", db.display()))?;
+    // A resumed run re-reads the suite exactly as it was when the run began.
+    let (suite, text, run_id, uuid, skip) = match resume {
+        Some(uuid) => {
+            let Some(prev) = store.run_by_uuid(uuid).await? else {
+                return Err(BadInput(format!("no run {uuid} in {}", db.display())).into());
+            };
+            let path = PathBuf::from(prev.suite_path.clone().unwrap_or_default());
+            let text = prev.config_text.clone().unwrap_or_default();
+            let suite = load_suite(&path, &text)?;
+            store.delete_unfinished_results(prev.id).await?;
+            let done: BTreeSet<usize> = store.stored_cells(prev.id).await?.into_iter().collect();
+            store.reopen_run(prev.id).await?;
+            (suite, text, prev.id, uuid.to_string(), done)
+        }
+        None => {
+            let text = std::fs::read_to_string(suite_path).map_err(|e| {
+                BadInput(format!("cannot read suite {}: {e}", suite_path.display()))
+            })?;
+            let suite = load_suite(suite_path, &text)?;
+            (
+                suite,
+                text,
+                tokbench_store::RunId(0),
+                uuid::Uuid::new_v4().to_string(),
+                BTreeSet::new(),
+            )
+        }
+    };
+    preflight(&suite)?;
+    let host = tokbench_runner::host::detect();
+    let engine = EngineCommand {
+        program: std::env::current_exe().context("cannot find the tokbench executable")?,
+        args: vec!["engine".into()],
+        envs: Vec::new(),
+    };
+    let build = tokbench_runner::probe_engine(&engine)
+        .await
+        .map_err(|e| anyhow::anyhow!("the embedded engine does not start: {e}"))?;
+    let cells_total = suite.cells().len();
+    let run_id = if resume.is_some() {
+        run_id
+    } else {
+        store
+            .begin_run(
+                &NewRun {
+                    uuid: uuid.clone(),
+                    started_at: now(),
+                    suite_name: suite.name.clone(),
+                    suite_path: Some(suite_path.display().to_string()),
+                    config_text: Some(text.clone()),
+                    tokbench_version: env!("CARGO_PKG_VERSION").into(),
+                    trigger: trigger.into(),
+                    cells_total,
+                    source: None,
+                },
+                &host,
+            )
+            .await?
+    };
+    let to_run = cells_total - skip.len();
+    let progress = !plain && std::io::stderr().is_terminal();
+    eprintln!(
+        "tokbench run {uuid}: suite {} ({} cells{}), engine {} [{}], {} threads by default, database {}",
+        suite.name,
+        cells_total,
+        if skip.is_empty() { String::new() } else { format!(", {} already stored", skip.len()) },
+        build.version,
+        build.accel,
+        tokbench_runner::host::default_threads(&host),
+        db.display()
+    );
+    let cache = ModelCache::new(std::env::var_os("TOKBENCH_CACHE").map(PathBuf::from))?;
+    let plan = RunPlan {
+        suite: suite.clone(),
+        default_threads: tokbench_runner::host::default_threads(&host),
+        engine,
+        skip,
+        build,
+    };
+    let (tx, mut rx) = mpsc::channel::<RunEvent>(64);
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let signals = tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("interrupted: stopping the backend and marking the run interrupted");
+        let _ = cancel_tx.send(true);
+    });
+    let provider = Arc::new(CliModels {
+        cache,
+        verbose: !progress,
+    });
+    let runner = tokio::spawn(tokbench_runner::run(plan, provider, tx, cancel_rx));
+
+    let bar = progress.then(|| {
+        let b = ProgressBar::new(to_run as u64);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} {msg}",
+            )
+            .expect("valid template"),
+        );
+        b.enable_steady_tick(std::time::Duration::from_millis(200));
+        b
+    });
+    let say = |line: String| match &bar {
+        Some(b) => b.println(line),
+        None => eprintln!("{line}"),
+    };
+    let started = Instant::now();
+    let mut builds = HashMap::new();
+    let mut models = HashMap::new();
+    let mut done = 0usize;
+    let mut failed = 0usize;
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            RunEvent::Preparing { model } => say(format!("preparing model {model}")),
+            RunEvent::CellStarted { label, .. } => {
+                if let Some(b) = &bar {
+                    b.set_message(label);
+                }
+            }
+            RunEvent::CellFinished {
+                result,
+                model_name,
+                model,
+                build,
+                repetitions_expected,
+            } => {
+                let build_id = match builds.get(&build.version) {
+                    Some(id) => *id,
+                    None => {
+                        let id = store.backend_build(&build).await?;
+                        builds.insert(build.version.clone(), id);
+                        id
+                    }
+                };
+                let model_id = match &model {
+                    Some(m) => Some(match models.get(&(m.file_sha256.clone(), m.name.clone())) {
+                        Some(id) => *id,
+                        None => {
+                            let id = store.model(m).await?;
+                            models.insert((m.file_sha256.clone(), m.name.clone()), id);
+                            id
+                        }
+                    }),
+                    None => None,
+                };
+                store
+                    .insert_result(
+                        run_id,
+                        build_id,
+                        model_id,
+                        &model_name,
+                        repetitions_expected,
+                        &result,
+                    )
+                    .await
+                    .context("cannot store a result")?;
+                done += 1;
+                if result.status != ResultStatus::Ok {
+                    failed += 1;
+                }
+                let quant = model.as_ref().map(|m| m.quant.clone()).unwrap_or_default();
+                let (mean, sd) =
+                    tokbench_core::record::mean_sd(result.repetitions.iter().map(|r| {
+                        if result.test.n_gen > 0 {
+                            r.decode_tps
+                        } else {
+                            r.prefill_tps
+                        }
+                    }));
+                let figure = match (mean, sd) {
+                    (Some(m), Some(s)) => format!("{m:.2} ± {s:.2} t/s"),
+                    (Some(m), None) => format!("{m:.2} t/s"),
+                    _ => String::new(),
+                };
+                let status = match (&result.error, result.status) {
+                    (_, ResultStatus::Ok) => "ok".to_string(),
+                    (Some(e), s) => format!("{s}: {e}"),
+                    (None, s) => s.to_string(),
+                };
+                say(format!(
+                    "[{done}/{to_run}] {model_name} {quant} {} t{}: {figure} {status}",
+                    result.test.label(),
+                    result.params.n_threads
+                ));
+                if let Some(b) = &bar {
+                    b.inc(1);
+                }
+            }
+        }
+    }
+    let outcome = runner.await.context("the runner task failed")?;
+    signals.abort();
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let status = if outcome.interrupted {
+        RunStatus::Interrupted
+    } else if failed > 0 {
+        RunStatus::Failed
+    } else {
+        RunStatus::Ok
+    };
+    store.finish_run(run_id, status, &now()).await?;
+    let integrity = store.integrity_check().await?;
+    store.close().await;
+    eprintln!(
+        "run {uuid} {}: {} ok, {failed} failed of {to_run} in {:.1} s (database integrity: {integrity}); see `tokbench results --db {}`",
+        status.as_str(),
+        done - failed,
+        started.elapsed().as_secs_f64(),
+        db.display()
+    );
+    Ok(if outcome.interrupted {
+        eprintln!(
+            "resume with: tokbench run --resume {uuid} --db {}",
+            db.display()
+        );
+        ExitCode::Interrupted
+    } else if failed > 0 {
+        ExitCode::SomeFailed
+    } else {
+        ExitCode::Ok
+    })
+}

@@ -1,0 +1,83 @@
+//! Shared by the CLI's integration tests: the real `tokbench` binary, a model cache shared
+//! by every test (the tiny model is synthesized once), suites written to temp dirs, and
+//! reading the real SQLite file back.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tokbench"))
+}
+
+/// One cache for all tests, inside cargo's target dir.
+pub fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tokbench-cache")
+}
+
+pub fn tokbench(args: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.args(args)
+        .env("TOKBENCH_CACHE", cache_dir())
+        .env_remove("TOKBENCH_ENGINE_FAULT");
+    c
+}
+
+pub fn run_ok(args: &[&str]) -> Output {
+    let out = tokbench(args).output().expect("tokbench runs");
+    assert!(
+        out.status.success(),
+        "tokbench {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn write_suite(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A quick suite on the tiny model: small tests, 2 repetitions.
+pub fn quick_suite(quants: &str, tests: &str, extra: &str) -> String {
+    format!(
+        "name = \"quick\"\n[[model]]\nsynth = \"tiny\"\nquants = [{quants}]\n[engine]\nthreads = 2\n{extra}\n[workload]\ntests = [{tests}]\nrepetitions = 2\nwarmup = true\ntimeout_s = 120\n"
+    )
+}
+
+/// `tokbench query --format json` on `db`, parsed.
+pub fn query(db: &Path, sql: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    let out = run_ok(&[
+        "query",
+        "--db",
+        db.to_str().unwrap(),
+        "--format",
+        "json",
+        sql,
+    ]);
+    serde_json::from_slice(&out.stdout).expect("query prints JSON")
+}
+
+pub fn f(row: &serde_json::Map<String, serde_json::Value>, key: &str) -> Option<f64> {
+    row.get(key).and_then(|v| v.as_f64())
+}
+
+pub fn s<'a>(row: &'a serde_json::Map<String, serde_json::Value>, key: &str) -> &'a str {
+    row.get(key).and_then(|v| v.as_str()).unwrap_or("")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `PRAGMA integrity_check` through the read-only query path.
+pub fn integrity(db: &Path) -> String {
+    let rows = query(db, "PRAGMA integrity_check");
+    rows.iter()
+        .map(|r| s(r, "integrity_check").to_string())
+        .collect::<Vec<_>>()
+        .join(";")
+}

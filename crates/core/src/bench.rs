@@ -1,0 +1,291 @@
+//! What one benchmark test is (llama-bench's `pp512`, `tg128`, `pp512 @ d4096`), the
+//! engine parameters it runs under (llama-bench's axes), and how a result ended.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// One test: `n_prompt` tokens of prompt processing and/or `n_gen` generated tokens, run
+/// with `n_depth` tokens already in the KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TestSpec {
+    pub n_prompt: u32,
+    pub n_gen: u32,
+    pub n_depth: u32,
+}
+
+impl TestSpec {
+    /// llama-bench's label: `pp512`, `tg128`, `pp512+tg128`, with ` @ d4096` for a depth.
+    pub fn label(&self) -> String {
+        let mut s = match (self.n_prompt, self.n_gen) {
+            (p, 0) => format!("pp{p}"),
+            (0, g) => format!("tg{g}"),
+            (p, g) => format!("pp{p}+tg{g}"),
+        };
+        if self.n_depth > 0 {
+            s.push_str(&format!(" @ d{}", self.n_depth));
+        }
+        s
+    }
+
+    /// Tokens the context must hold for this test.
+    pub fn n_ctx_needed(&self) -> u32 {
+        self.n_depth + self.n_prompt + self.n_gen.max(1)
+    }
+}
+
+impl fmt::Display for TestSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+/// A test label that does not parse.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid test `{0}`: expected `ppN`, `tgN` or `ppN+tgN`, optionally followed by ` @ dN` (e.g. `pp512`, `tg128`, `pp512 @ d4096`), with N > 0")]
+pub struct InvalidTest(pub String);
+
+impl FromStr for TestSpec {
+    type Err = InvalidTest;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || InvalidTest(s.to_string());
+        let (body, depth) = match s.split_once('@') {
+            Some((b, d)) => {
+                let d = d.trim().strip_prefix('d').ok_or_else(err)?;
+                (b.trim(), d.parse::<u32>().map_err(|_| err())?)
+            }
+            None => (s.trim(), 0),
+        };
+        let num = |part: &str, prefix: &str| -> Result<u32, InvalidTest> {
+            let n = part
+                .strip_prefix(prefix)
+                .ok_or_else(err)?
+                .parse::<u32>()
+                .map_err(|_| err())?;
+            if n == 0 {
+                return Err(err());
+            }
+            Ok(n)
+        };
+        let (n_prompt, n_gen) = match body.split_once('+') {
+            Some((p, g)) => (num(p.trim(), "pp")?, num(g.trim(), "tg")?),
+            None if body.starts_with("pp") => (num(body, "pp")?, 0),
+            None => (0, num(body, "tg")?),
+        };
+        Ok(TestSpec {
+            n_prompt,
+            n_gen,
+            n_depth: depth,
+        })
+    }
+}
+
+/// A KV cache element type that llama.cpp accepts for `-ctk` / `-ctv`
+/// (`kv_cache_types` in llama.cpp's `common/arg.cpp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheType {
+    F32,
+    F16,
+    Bf16,
+    Q8_0,
+    Q4_0,
+    Q4_1,
+    Iq4Nl,
+    Q5_0,
+    Q5_1,
+}
+
+impl CacheType {
+    pub const ALL: [CacheType; 9] = [
+        Self::F32,
+        Self::F16,
+        Self::Bf16,
+        Self::Q8_0,
+        Self::Q4_0,
+        Self::Q4_1,
+        Self::Iq4Nl,
+        Self::Q5_0,
+        Self::Q5_1,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Bf16 => "bf16",
+            Self::Q8_0 => "q8_0",
+            Self::Q4_0 => "q4_0",
+            Self::Q4_1 => "q4_1",
+            Self::Iq4Nl => "iq4_nl",
+            Self::Q5_0 => "q5_0",
+            Self::Q5_1 => "q5_1",
+        }
+    }
+
+    /// Returns true if and only if this is a block-quantized type (which, for the V
+    /// cache, llama.cpp accepts only with flash attention).
+    pub fn is_quantized(self) -> bool {
+        !matches!(self, Self::F32 | Self::F16 | Self::Bf16)
+    }
+}
+
+impl fmt::Display for CacheType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An unknown KV cache type.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("unknown cache type `{0}` (llama.cpp accepts: f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1)")]
+pub struct UnknownCacheType(pub String);
+
+impl FromStr for CacheType {
+    type Err = UnknownCacheType;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.to_ascii_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name() == lower)
+            .ok_or_else(|| UnknownCacheType(s.to_string()))
+    }
+}
+
+/// The engine parameters of one cell, named as llama-bench names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EngineParams {
+    pub n_threads: u32,
+    pub n_batch: u32,
+    pub n_ubatch: u32,
+    pub n_gpu_layers: u32,
+    pub flash_attn: bool,
+    pub type_k: CacheType,
+    pub type_v: CacheType,
+    pub use_mmap: bool,
+}
+
+impl EngineParams {
+    /// The parameters fixed when a model is loaded; tests that share them share one load.
+    pub fn load_key(&self) -> (u32, bool) {
+        (self.n_gpu_layers, self.use_mmap)
+    }
+}
+
+/// How a result ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultStatus {
+    /// Measured.
+    Ok,
+    /// The backend reported an error or exited non-zero.
+    Failed,
+    /// The backend died from a signal (killed, crashed, out of memory).
+    Crashed,
+    /// The backend did not answer within the timeout and was killed.
+    Timeout,
+    /// The backend is not installed or cannot run here.
+    Unavailable,
+    /// The run was interrupted (SIGINT/SIGTERM) while this cell was in flight.
+    Interrupted,
+}
+
+impl ResultStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+            Self::Crashed => "crashed",
+            Self::Timeout => "timeout",
+            Self::Unavailable => "unavailable",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl fmt::Display for ResultStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a stored number came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricSource {
+    /// Timed inside the inference engine (tokbench's embedded engine, llama-bench).
+    Engine,
+    /// Reported by a server about itself (llama-server `timings`).
+    Server,
+    /// Timed by tokbench's client across the wire.
+    Client,
+}
+
+impl MetricSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Engine => "engine",
+            Self::Server => "server",
+            Self::Client => "client",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_match_llama_bench() {
+        let t = |p, g, d| TestSpec {
+            n_prompt: p,
+            n_gen: g,
+            n_depth: d,
+        };
+        assert_eq!(t(512, 0, 0).label(), "pp512");
+        assert_eq!(t(0, 128, 0).label(), "tg128");
+        assert_eq!(t(512, 128, 0).label(), "pp512+tg128");
+        assert_eq!(t(512, 0, 4096).label(), "pp512 @ d4096");
+        for spec in [
+            t(512, 0, 0),
+            t(0, 128, 0),
+            t(512, 128, 0),
+            t(512, 0, 4096),
+            t(0, 32, 128),
+        ] {
+            assert_eq!(spec.label().parse::<TestSpec>().unwrap(), spec);
+        }
+        assert_eq!("pp512@d4096".parse::<TestSpec>().unwrap(), t(512, 0, 4096));
+    }
+
+    #[test]
+    fn bad_labels_are_rejected() {
+        for bad in [
+            "",
+            "pp",
+            "pp0",
+            "tg-1",
+            "xx512",
+            "pp512 @ 4096",
+            "pp512+pp1",
+            "tg128+pp512",
+        ] {
+            assert!(bad.parse::<TestSpec>().is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn cache_types_parse() {
+        assert_eq!("Q8_0".parse::<CacheType>().unwrap(), CacheType::Q8_0);
+        assert!(CacheType::Q4_0.is_quantized());
+        assert!(!CacheType::Bf16.is_quantized());
+        assert!("q3_k"
+            .parse::<CacheType>()
+            .unwrap_err()
+            .to_string()
+            .contains("q3_k"));
+    }
+}

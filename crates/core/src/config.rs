@@ -1,0 +1,672 @@
+//! Suites: the raw TOML a user writes (`Raw*`, unknown keys rejected) and the validated
+//! [`Suite`] the runner accepts. Every error names the file, the line and the key.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::arch::ArchSpec;
+use crate::bench::{CacheType, EngineParams, TestSpec};
+use crate::quant::QuantPreset;
+
+/// A suite file that cannot be used, with where and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{at}: {message}", at = .line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct SuiteError {
+    pub file: PathBuf,
+    /// 1-based line, when the problem has a place in the file.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// A value that may be written as a scalar or a list; lists become matrix axes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T: Clone> OneOrMany<T> {
+    fn to_vec(&self) -> Vec<T> {
+        match self {
+            Self::One(v) => vec![v.clone()],
+            Self::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// The suite file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSuite {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    #[serde(default, rename = "model")]
+    pub models: Vec<Spanned<RawModel>>,
+    #[serde(default)]
+    pub engine: RawEngine,
+    pub workload: Option<Spanned<RawWorkload>>,
+}
+
+/// One `[[model]]`: a synthesized architecture at some quantizations, or a GGUF file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub synth: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub seed: Option<u64>,
+    pub quants: Option<Spanned<Vec<Spanned<String>>>>,
+    pub name: Option<String>,
+}
+
+/// `[engine]`: llama-bench's axes. Lists multiply the matrix.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEngine {
+    pub threads: Option<Spanned<OneOrMany<i64>>>,
+    pub batch: Option<Spanned<OneOrMany<i64>>>,
+    pub ubatch: Option<Spanned<OneOrMany<i64>>>,
+    pub n_gpu_layers: Option<Spanned<OneOrMany<i64>>>,
+    pub flash_attn: Option<Spanned<OneOrMany<bool>>>,
+    pub cache_type_k: Option<Spanned<OneOrMany<String>>>,
+    pub cache_type_v: Option<Spanned<OneOrMany<String>>>,
+    pub mmap: Option<bool>,
+}
+
+/// `[workload]`: which tests, how often.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkload {
+    pub tests: Spanned<Vec<Spanned<String>>>,
+    pub depths: Option<Spanned<Vec<Spanned<i64>>>>,
+    pub repetitions: Option<Spanned<i64>>,
+    pub warmup: Option<bool>,
+    pub timeout_s: Option<Spanned<f64>>,
+}
+
+/// Where a model comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ModelSource {
+    /// A synthesized architecture preset at a quantization.
+    Synth {
+        arch: String,
+        seed: u64,
+        quant: QuantPreset,
+    },
+    /// A GGUF file the user has (path as written, resolved against the suite's folder).
+    File { path: PathBuf },
+}
+
+impl ModelSource {
+    /// The model's name without its quantization: `synth:tiny`, or the file name.
+    pub fn model_name(&self) -> String {
+        match self {
+            Self::Synth { arch, .. } => format!("synth:{arch}"),
+            Self::File { .. } => self.display_name(),
+        }
+    }
+
+    /// A short name for progress lines: the model and, for a synthesized one, its quant.
+    pub fn display_name(&self) -> String {
+        match self {
+            Self::Synth { arch, quant, .. } => format!("synth:{arch} {quant}"),
+            Self::File { path } => path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_else(|| path.display().to_string()),
+        }
+    }
+}
+
+impl fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display_name())
+    }
+}
+
+/// Engine parameters before the thread count is known (it defaults to the machine's cores,
+/// which only the runner can know).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EngineAxes {
+    pub n_threads: Option<u32>,
+    pub n_batch: u32,
+    pub n_ubatch: u32,
+    pub n_gpu_layers: u32,
+    pub flash_attn: bool,
+    pub type_k: CacheType,
+    pub type_v: CacheType,
+    pub use_mmap: bool,
+}
+
+impl EngineAxes {
+    /// The concrete parameters, with `default_threads` where the suite named none.
+    pub fn resolve(&self, default_threads: u32) -> EngineParams {
+        let Self {
+            n_threads,
+            n_batch,
+            n_ubatch,
+            n_gpu_layers,
+            flash_attn,
+            type_k,
+            type_v,
+            use_mmap,
+        } = *self;
+        EngineParams {
+            n_threads: n_threads.unwrap_or(default_threads),
+            n_batch,
+            n_ubatch,
+            n_gpu_layers,
+            flash_attn,
+            type_k,
+            type_v,
+            use_mmap,
+        }
+    }
+}
+
+/// A validated suite: the matrix is models × engine axes × tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suite {
+    pub name: String,
+    pub description: Option<String>,
+    pub file: PathBuf,
+    pub models: Vec<ModelSource>,
+    pub engines: Vec<EngineAxes>,
+    pub tests: Vec<TestSpec>,
+    pub repetitions: u32,
+    pub warmup: bool,
+    pub timeout_s: f64,
+}
+
+/// One cell of the matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    /// Position in the matrix (stable for a given suite file; used to resume a run).
+    pub index: usize,
+    pub model: ModelSource,
+    pub engine: EngineAxes,
+    pub test: TestSpec,
+}
+
+impl Suite {
+    pub const DEFAULT_REPETITIONS: u32 = 5;
+    pub const DEFAULT_TIMEOUT_S: f64 = 600.0;
+
+    /// Expands the matrix in run order: model-major, so a model is loaded once for all the
+    /// cells that share it.
+    pub fn cells(&self) -> Vec<Cell> {
+        let mut out = Vec::new();
+        for model in &self.models {
+            for engine in &self.engines {
+                for test in &self.tests {
+                    out.push(Cell {
+                        index: out.len(),
+                        model: model.clone(),
+                        engine: *engine,
+                        test: *test,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Parses and validates suite text; `file` names it in errors and anchors relative
+    /// model paths.
+    pub fn from_toml(text: &str, file: &Path) -> Result<Suite, SuiteError> {
+        let ctx = Ctx { text, file };
+        let raw: RawSuite = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| ctx.line_of(&s));
+            SuiteError {
+                file: file.to_path_buf(),
+                line,
+                message: e.message().to_string(),
+            }
+        })?;
+        ctx.validate(raw)
+    }
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    file: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, span: &Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text[..end].bytes().filter(|b| *b == b'\n').count() + 1
+    }
+
+    fn err(&self, span: Option<&Range<usize>>, message: impl Into<String>) -> SuiteError {
+        SuiteError {
+            file: self.file.to_path_buf(),
+            line: span.map(|s| self.line_of(s)),
+            message: message.into(),
+        }
+    }
+
+    fn validate(&self, raw: RawSuite) -> Result<Suite, SuiteError> {
+        let RawSuite {
+            name,
+            description,
+            models: raw_models,
+            engine,
+            workload,
+        } = raw;
+        let name = name.unwrap_or_else(|| {
+            self.file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "suite".into())
+        });
+        if raw_models.is_empty() {
+            return Err(self.err(None, "no `[[model]]`: a suite needs at least one model"));
+        }
+        let mut models = Vec::new();
+        for m in &raw_models {
+            models.extend(self.model(m)?);
+        }
+        let engines = self.engine(&engine)?;
+        let Some(workload) = workload else {
+            return Err(self.err(
+                None,
+                "no `[workload]`: a suite needs `[workload] tests = [...]`",
+            ));
+        };
+        let wspan = workload.span();
+        let RawWorkload {
+            tests: raw_tests,
+            depths,
+            repetitions,
+            warmup,
+            timeout_s,
+        } = workload.into_inner();
+        if raw_tests.get_ref().is_empty() {
+            return Err(self.err(Some(&raw_tests.span()), "key `tests`: the list is empty"));
+        }
+        let depths: Vec<u32> = match &depths {
+            None => vec![0],
+            Some(d) if d.get_ref().is_empty() => {
+                return Err(self.err(Some(&d.span()), "key `depths`: the list is empty"))
+            }
+            Some(d) => d
+                .get_ref()
+                .iter()
+                .map(|v| {
+                    u32::try_from(*v.get_ref()).map_err(|_| {
+                        self.err(
+                            Some(&v.span()),
+                            format!(
+                                "key `depths`: {} is not a token count (0 or more)",
+                                v.get_ref()
+                            ),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let mut tests = Vec::new();
+        for t in raw_tests.get_ref() {
+            let spec: TestSpec = t
+                .get_ref()
+                .parse()
+                .map_err(|e| self.err(Some(&t.span()), format!("key `tests`: {e}")))?;
+            if spec.n_depth > 0 {
+                tests.push(spec);
+            } else {
+                for &d in &depths {
+                    tests.push(TestSpec { n_depth: d, ..spec });
+                }
+            }
+        }
+        let repetitions = match repetitions {
+            None => Suite::DEFAULT_REPETITIONS,
+            Some(r) => match u32::try_from(*r.get_ref()) {
+                Ok(n @ 1..=10_000) => n,
+                _ => {
+                    return Err(self.err(
+                        Some(&r.span()),
+                        format!(
+                            "key `repetitions`: {} is not between 1 and 10000",
+                            r.get_ref()
+                        ),
+                    ))
+                }
+            },
+        };
+        let timeout_s = match timeout_s {
+            None => Suite::DEFAULT_TIMEOUT_S,
+            Some(t) if t.get_ref().is_finite() && *t.get_ref() > 0.0 => *t.get_ref(),
+            Some(t) => {
+                return Err(self.err(
+                    Some(&t.span()),
+                    format!(
+                        "key `timeout_s`: {} is not a positive number of seconds",
+                        t.get_ref()
+                    ),
+                ))
+            }
+        };
+        let _ = wspan;
+        Ok(Suite {
+            name,
+            description,
+            file: self.file.to_path_buf(),
+            models,
+            engines,
+            tests,
+            repetitions,
+            warmup: warmup.unwrap_or(true),
+            timeout_s,
+        })
+    }
+
+    fn model(&self, m: &Spanned<RawModel>) -> Result<Vec<ModelSource>, SuiteError> {
+        let span = m.span();
+        let RawModel {
+            synth,
+            path,
+            seed,
+            quants,
+            name: _,
+        } = m.get_ref();
+        match (synth, path) {
+            (Some(_), Some(_)) | (None, None) => Err(self.err(
+                Some(&span),
+                "`[[model]]` needs exactly one of `synth = \"PRESET\"` or `path = \"FILE.gguf\"`",
+            )),
+            (Some(arch), None) => {
+                if ArchSpec::preset(arch.get_ref()).is_none() {
+                    let known: Vec<&str> = ArchSpec::presets()
+                        .iter()
+                        .map(|a| a.name.as_str())
+                        .collect();
+                    return Err(self.err(
+                        Some(&arch.span()),
+                        format!(
+                            "key `synth`: unknown architecture preset `{}` (known: {})",
+                            arch.get_ref(),
+                            known.join(", ")
+                        ),
+                    ));
+                }
+                let Some(quants) = quants else {
+                    return Err(self.err(
+                        Some(&span),
+                        "key `quants`: a synthesized model needs `quants = [\"Q8_0\", ...]`",
+                    ));
+                };
+                if quants.get_ref().is_empty() {
+                    return Err(self.err(Some(&quants.span()), "key `quants`: the list is empty"));
+                }
+                quants
+                    .get_ref()
+                    .iter()
+                    .map(|q| {
+                        let quant = q
+                            .get_ref()
+                            .parse::<QuantPreset>()
+                            .map_err(|e| self.err(Some(&q.span()), format!("key `quants`: {e}")))?;
+                        Ok(ModelSource::Synth {
+                            arch: arch.get_ref().clone(),
+                            seed: seed.unwrap_or(0),
+                            quant,
+                        })
+                    })
+                    .collect()
+            }
+            (None, Some(p)) => {
+                if let Some(q) = quants {
+                    return Err(self.err(
+                        Some(&q.span()),
+                        "key `quants`: only a synthesized model takes `quants`; a file's quantization is read from the file",
+                    ));
+                }
+                if p.get_ref().trim().is_empty() {
+                    return Err(self.err(Some(&p.span()), "key `path`: empty path"));
+                }
+                let written = PathBuf::from(p.get_ref());
+                let path = if written.is_relative() {
+                    self.file
+                        .parent()
+                        .map(|d| d.join(&written))
+                        .unwrap_or(written)
+                } else {
+                    written
+                };
+                Ok(vec![ModelSource::File { path }])
+            }
+        }
+    }
+
+    fn ints(
+        &self,
+        v: &Option<Spanned<OneOrMany<i64>>>,
+        key: &str,
+        default: Option<u32>,
+        range: Range<i64>,
+    ) -> Result<Vec<Option<u32>>, SuiteError> {
+        let Some(v) = v else {
+            return Ok(vec![default]);
+        };
+        let values = v.get_ref().to_vec();
+        if values.is_empty() {
+            return Err(self.err(Some(&v.span()), format!("key `{key}`: the list is empty")));
+        }
+        values
+            .into_iter()
+            .map(|x| {
+                if range.contains(&x) {
+                    Ok(Some(x as u32))
+                } else {
+                    Err(self.err(
+                        Some(&v.span()),
+                        format!(
+                            "key `{key}`: {x} is out of range ({}..={})",
+                            range.start,
+                            range.end - 1
+                        ),
+                    ))
+                }
+            })
+            .collect()
+    }
+
+    fn cache_types(
+        &self,
+        v: &Option<Spanned<OneOrMany<String>>>,
+        key: &str,
+    ) -> Result<Vec<CacheType>, SuiteError> {
+        let Some(v) = v else {
+            return Ok(vec![CacheType::F16]);
+        };
+        let values = v.get_ref().to_vec();
+        if values.is_empty() {
+            return Err(self.err(Some(&v.span()), format!("key `{key}`: the list is empty")));
+        }
+        values
+            .iter()
+            .map(|s| {
+                s.parse::<CacheType>()
+                    .map_err(|e| self.err(Some(&v.span()), format!("key `{key}`: {e}")))
+            })
+            .collect()
+    }
+
+    fn engine(&self, e: &RawEngine) -> Result<Vec<EngineAxes>, SuiteError> {
+        let threads = self.ints(&e.threads, "threads", None, 1..1025)?;
+        let batch = self.ints(&e.batch, "batch", Some(2048), 1..1_048_577)?;
+        let ubatch = self.ints(&e.ubatch, "ubatch", Some(512), 1..1_048_577)?;
+        let ngl = self.ints(&e.n_gpu_layers, "n_gpu_layers", Some(99), 0..10_000)?;
+        let fa = match &e.flash_attn {
+            None => vec![false],
+            Some(v) => {
+                let vals = v.get_ref().to_vec();
+                if vals.is_empty() {
+                    return Err(self.err(Some(&v.span()), "key `flash_attn`: the list is empty"));
+                }
+                vals
+            }
+        };
+        let ctk = self.cache_types(&e.cache_type_k, "cache_type_k")?;
+        let ctv = self.cache_types(&e.cache_type_v, "cache_type_v")?;
+        let mut out = Vec::new();
+        for &n_threads in &threads {
+            for &n_batch in &batch {
+                for &n_ubatch in &ubatch {
+                    for &n_gpu_layers in &ngl {
+                        for &flash_attn in &fa {
+                            for &type_k in &ctk {
+                                for &type_v in &ctv {
+                                    if type_v.is_quantized() && !flash_attn {
+                                        return Err(self.err(
+                                            e.cache_type_v.as_ref().map(|s| s.span()).as_ref(),
+                                            format!(
+                                                "key `cache_type_v`: a quantized V cache ({type_v}) needs `flash_attn = true` in llama.cpp"
+                                            ),
+                                        ));
+                                    }
+                                    out.push(EngineAxes {
+                                        n_threads,
+                                        n_batch: n_batch.unwrap_or(2048),
+                                        n_ubatch: n_ubatch.unwrap_or(512),
+                                        n_gpu_layers: n_gpu_layers.unwrap_or(99),
+                                        flash_attn,
+                                        type_k,
+                                        type_v,
+                                        use_mmap: e.mmap.unwrap_or(true),
+                                    });
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Suite, SuiteError> {
+        Suite::from_toml(text, Path::new("bench-configs/t.toml"))
+    }
+
+    const GOOD: &str = r#"
+name = "t"
+[[model]]
+synth = "tiny"
+quants = ["Q8_0", "Q4_K_M"]
+
+[engine]
+threads = [1, 2]
+
+[workload]
+tests = ["pp512", "tg128"]
+repetitions = 3
+"#;
+
+    #[test]
+    fn expands_the_matrix_model_major() {
+        let s = parse(GOOD).unwrap();
+        assert_eq!(s.models.len(), 2);
+        assert_eq!(s.engines.len(), 2);
+        let cells = s.cells();
+        assert_eq!(cells.len(), 8);
+        assert_eq!(cells[0].test.label(), "pp512");
+        assert_eq!(cells[1].test.label(), "tg128");
+        assert_eq!(cells[0].engine.n_threads, Some(1));
+        assert_eq!(cells[2].engine.n_threads, Some(2));
+        assert!(matches!(
+            cells[4].model,
+            ModelSource::Synth {
+                quant: QuantPreset::Q4_K_M,
+                ..
+            }
+        ));
+        assert_eq!(s.repetitions, 3);
+        assert!(s.warmup);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let text = GOOD.replace("repetitions = 3", "repetitions = 3\nrepetiton = 4");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line, Some(13), "{e}");
+        assert!(e.to_string().contains("repetiton"), "{e}");
+        assert!(e.to_string().starts_with("bench-configs/t.toml:13:"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let text = GOOD.replace("repetitions = 3", "repetitions = \"three\"");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line, Some(12), "{e}");
+    }
+
+    #[test]
+    fn impossible_values_name_line_and_key() {
+        let cases = [
+            ("repetitions = 3", "repetitions = 0", 12, "repetitions"),
+            ("threads = [1, 2]", "threads = [1, -2]", 8, "threads"),
+            ("\"Q4_K_M\"", "\"Q4_K_Z\"", 4, "quants"),
+            ("\"tg128\"", "\"tg0\"", 11, "tests"),
+            ("synth = \"tiny\"", "synth = \"huge\"", 3, "synth"),
+        ];
+        for (from, to, line, key) in cases {
+            let e = parse(&GOOD.replace(from, to)).unwrap_err();
+            assert_eq!(e.line, Some(line), "{to}: {e}");
+            assert!(e.message.contains(key), "{to}: {e}");
+        }
+    }
+
+    #[test]
+    fn quantized_v_cache_needs_flash_attention() {
+        let text = GOOD.replace("threads = [1, 2]", "cache_type_v = \"q8_0\"");
+        let e = parse(&text).unwrap_err();
+        assert!(e.message.contains("flash_attn"), "{e}");
+        let ok = GOOD.replace(
+            "threads = [1, 2]",
+            "cache_type_v = \"q8_0\"\nflash_attn = true",
+        );
+        assert_eq!(parse(&ok).unwrap().engines[0].type_v, CacheType::Q8_0);
+    }
+
+    #[test]
+    fn depths_multiply_tests_and_files_resolve_relative_to_the_suite() {
+        let text = r#"
+[[model]]
+path = "../models/m.gguf"
+[workload]
+tests = ["pp512", "tg128 @ d64"]
+depths = [0, 1024]
+"#;
+        let s = parse(text).unwrap();
+        let labels: Vec<String> = s.tests.iter().map(|t| t.label()).collect();
+        assert_eq!(labels, ["pp512", "pp512 @ d1024", "tg128 @ d64"]);
+        assert_eq!(
+            s.models[0],
+            ModelSource::File {
+                path: PathBuf::from("bench-configs/../models/m.gguf")
+            }
+        );
+    }
+
+    #[test]
+    fn a_model_needs_exactly_one_source() {
+        let e = parse("[[model]]\nseed = 1\n[workload]\ntests=[\"pp8\"]\n").unwrap_err();
+        assert!(e.message.contains("exactly one"), "{e}");
+        assert!(parse("[workload]\ntests=[\"pp8\"]\n")
+            .unwrap_err()
+            .message
+            .contains("[[model]]"));
+    }
+}

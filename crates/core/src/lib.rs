@@ -1,0 +1,14 @@
+//! tokbench-core: the domain vocabulary shared by every other crate — architecture specs,
+//! quantization presets, the suite configuration (raw TOML → validated matrix), test labels,
+//! result statuses and the metric vocabulary. No I/O, no async.
+
+pub mod arch;
+pub mod bench;
+pub mod config;
+pub mod quant;
+
+pub use bench::{CacheType, EngineParams, MetricSource, ResultStatus, TestSpec};
+pub use config::{Cell, EngineAxes, ModelSource, Suite, SuiteError};
+pub use quant::QuantPreset;
+pub use record::{BackendBuild, CellResult, HostInfo, ModelRecord, Repetition};
+pub mod record;

@@ -1,0 +1,189 @@
+//! What a run produces, as plain data: the host it ran on, the backend build, the model,
+//! and each cell's result with its repetitions. The runner fills these; the store writes
+//! them; reports read them back. No I/O here.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bench::{EngineParams, MetricSource, ResultStatus, TestSpec};
+
+/// The machine as detected.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct HostInfo {
+    pub hostname: String,
+    pub cpu_model: String,
+    pub cpu_cores_logical: u32,
+    pub cpu_cores_physical: Option<u32>,
+    pub memory_total_bytes: Option<u64>,
+    pub os: String,
+    pub kernel: Option<String>,
+    pub arch: String,
+    /// GPUs seen, e.g. `NVIDIA H200 (driver 550.54)`; empty when none.
+    pub gpus: Vec<String>,
+}
+
+impl HostInfo {
+    /// A stable identity for the host: the same machine gives the same key run after run.
+    pub fn identity(&self) -> String {
+        format!(
+            "{}|{}|{}|{}|{}",
+            self.hostname,
+            self.cpu_model,
+            self.cpu_cores_logical,
+            self.memory_total_bytes.unwrap_or(0),
+            self.gpus.join(";")
+        )
+    }
+}
+
+/// A backend as built: what is measured.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct BackendBuild {
+    /// `engine`, `llama-bench`, `llama-server`, `vllm`, `ollama`, `openai`.
+    pub name: String,
+    pub version: String,
+    pub commit: Option<String>,
+    /// Accelerator backend compiled in: `cpu`, `cuda`, `vulkan`, `metal`, ….
+    pub accel: String,
+    /// Build flags / CPU features it was compiled for.
+    pub flags: String,
+}
+
+/// A model file as measured.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ModelRecord {
+    /// Display name (`synth:tiny`, or the file name).
+    pub name: String,
+    pub architecture: String,
+    /// Quantization name (`Q4_K_M`), from the preset or the file's `general.file_type`.
+    pub quant: String,
+    pub n_params: u64,
+    pub file_bytes: u64,
+    /// sha256 of the file (or of the synthesis key for a synthesized model), hex.
+    pub file_sha256: String,
+    /// Architecture shape, as JSON (layers, embedding, heads, …).
+    pub shape_json: String,
+    /// `synth:PRESET:SEED` or the path it was read from.
+    pub origin: String,
+}
+
+/// One timed repetition.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Repetition {
+    pub prefill_tps: Option<f64>,
+    pub decode_tps: Option<f64>,
+    pub ttft_ms: Option<f64>,
+    pub prompt_ms: Option<f64>,
+    pub gen_ms: Option<f64>,
+}
+
+/// One cell's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellResult {
+    pub cell_index: usize,
+    pub test: TestSpec,
+    pub params: EngineParams,
+    pub status: ResultStatus,
+    pub error: Option<String>,
+    pub metric_source: MetricSource,
+    pub load_ms: Option<f64>,
+    pub rss_peak_bytes: Option<u64>,
+    pub repetitions: Vec<Repetition>,
+    /// Tail of the backend's log, kept with failed results.
+    pub log_tail: Option<String>,
+    pub started_at: String,
+    pub duration_ms: f64,
+}
+
+/// Mean and sample standard deviation of the present values (sd needs two).
+pub fn mean_sd(values: impl IntoIterator<Item = Option<f64>>) -> (Option<f64>, Option<f64>) {
+    let v: Vec<f64> = values
+        .into_iter()
+        .flatten()
+        .filter(|x| x.is_finite())
+        .collect();
+    if v.is_empty() {
+        return (None, None);
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let sd = (v.len() > 1).then(|| {
+        let ss: f64 = v.iter().map(|x| (x - mean).powi(2)).sum();
+        (ss / (n - 1.0)).sqrt()
+    });
+    (Some(mean), sd)
+}
+
+impl Repetition {
+    /// From engine timings: prefill over the prompt, decode over the tokens after the
+    /// first (the metric vocabulary's definition), TTFT as measured.
+    pub fn from_timings(
+        test: &TestSpec,
+        prompt_ms: Option<f64>,
+        gen_ms: Option<f64>,
+        first_token_ms: Option<f64>,
+        ttft_ms: Option<f64>,
+    ) -> Repetition {
+        let prefill_tps = prompt_ms
+            .filter(|ms| *ms > 0.0 && test.n_prompt > 0)
+            .map(|ms| f64::from(test.n_prompt) / (ms / 1e3));
+        let decode_tps = match (gen_ms, first_token_ms) {
+            (Some(g), Some(f)) if test.n_gen > 1 && g > f => {
+                Some(f64::from(test.n_gen - 1) / ((g - f) / 1e3))
+            }
+            (Some(g), _) if test.n_gen == 1 && g > 0.0 => Some(1.0 / (g / 1e3)),
+            _ => None,
+        };
+        Repetition {
+            prefill_tps,
+            decode_tps,
+            ttft_ms,
+            prompt_ms,
+            gen_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_sample_sd() {
+        let (m, sd) = mean_sd([
+            Some(2.0),
+            Some(4.0),
+            Some(4.0),
+            Some(4.0),
+            Some(5.0),
+            Some(5.0),
+            Some(7.0),
+            Some(9.0),
+        ]);
+        assert_eq!(m, Some(5.0));
+        // Sample sd of that classic set: sqrt(32/7).
+        assert!((sd.unwrap() - (32.0f64 / 7.0).sqrt()).abs() < 1e-12);
+        assert_eq!(mean_sd([None, Some(3.0)]), (Some(3.0), None));
+        assert_eq!(mean_sd([None]), (None, None));
+    }
+
+    #[test]
+    fn rates_follow_the_metric_vocabulary() {
+        let t = TestSpec {
+            n_prompt: 512,
+            n_gen: 128,
+            n_depth: 0,
+        };
+        // 512 tokens in 256 ms = 2000 t/s; 127 tokens after the first in 1270 - 10 ms.
+        let r = Repetition::from_timings(&t, Some(256.0), Some(1270.0), Some(10.0), Some(266.0));
+        assert!((r.prefill_tps.unwrap() - 2000.0).abs() < 1e-9);
+        assert!((r.decode_tps.unwrap() - 127.0 / 1.26).abs() < 1e-9);
+        let pp = TestSpec {
+            n_prompt: 512,
+            n_gen: 0,
+            n_depth: 0,
+        };
+        let r = Repetition::from_timings(&pp, Some(256.0), None, None, Some(260.0));
+        assert_eq!(r.decode_tps, None);
+        assert_eq!(r.ttft_ms, Some(260.0));
+    }
+}

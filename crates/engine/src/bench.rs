@@ -1,0 +1,400 @@
+//! Runs an [`EngineJob`] through llama.cpp the way llama-bench does: load the model once;
+//! per test a fresh context with the test's parameters, a warm-up, then repetitions of
+//! random-token prompt processing (in `n_batch` chunks) and one-token-at-a-time generation,
+//! each repetition starting from an empty KV cache filled to `n_depth` (untimed).
+
+use std::io::Write;
+use std::num::NonZeroU32;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokbench_core::CacheType;
+
+use crate::protocol::{EngineEvent, EngineJob, EngineTest, FAULT_ENV, PROTOCOL_VERSION};
+
+static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
+
+/// Initializes llama.cpp once per process.
+pub fn backend() -> &'static LlamaBackend {
+    BACKEND.get_or_init(|| LlamaBackend::init().expect("llama backend initializes once"))
+}
+
+unsafe extern "C" fn drop_log(
+    _level: llama_cpp_sys_2::ggml_log_level,
+    _text: *const std::os::raw::c_char,
+    _user_data: *mut std::os::raw::c_void,
+) {
+}
+
+/// Initializes llama.cpp with its log silenced (for the quantizer inside `model synth`).
+pub fn init_backend_quietly() {
+    // SAFETY: drop_log is a valid callback for the process lifetime and ignores its args.
+    unsafe { llama_cpp_sys_2::llama_log_set(Some(drop_log), std::ptr::null_mut()) };
+    backend();
+}
+
+fn kv_type(t: CacheType) -> KvCacheType {
+    match t {
+        CacheType::F32 => KvCacheType::F32,
+        CacheType::F16 => KvCacheType::F16,
+        CacheType::Bf16 => KvCacheType::BF16,
+        CacheType::Q8_0 => KvCacheType::Q8_0,
+        CacheType::Q4_0 => KvCacheType::Q4_0,
+        CacheType::Q4_1 => KvCacheType::Q4_1,
+        CacheType::Iq4Nl => KvCacheType::IQ4_NL,
+        CacheType::Q5_0 => KvCacheType::Q5_0,
+        CacheType::Q5_1 => KvCacheType::Q5_1,
+    }
+}
+
+/// Resident memory now and at peak (Linux `/proc/self/status` VmRSS / VmHWM), bytes.
+fn rss() -> (Option<u64>, Option<u64>) {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return (None, None);
+    };
+    let field = |name: &str| {
+        status.lines().find_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let kb: u64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
+            Some(kb * 1024)
+        })
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Resets the kernel's peak-RSS mark so VmHWM measures one test (Linux ≥ 4.0).
+fn reset_rss_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// A fault to inject, parsed from [`FAULT_ENV`].
+#[derive(Debug, Clone, PartialEq)]
+struct Fault {
+    test: u64,
+    /// `None`: during the warm-up.
+    rep: Option<u32>,
+    mode: String,
+}
+
+fn fault_from_env() -> Option<Fault> {
+    let spec = std::env::var(FAULT_ENV).ok()?;
+    let mut fault = Fault {
+        test: 0,
+        rep: Some(0),
+        mode: "kill".into(),
+    };
+    for part in spec.split(',') {
+        let (k, v) = part.split_once('=')?;
+        match k.trim() {
+            "test" => fault.test = v.trim().parse().ok()?,
+            "rep" if v.trim() == "warmup" => fault.rep = None,
+            "rep" => fault.rep = Some(v.trim().parse().ok()?),
+            "mode" => fault.mode = v.trim().to_string(),
+            _ => return None,
+        }
+    }
+    Some(fault)
+}
+
+fn trigger(fault: &Option<Fault>, test: u64, rep: Option<u32>) {
+    let Some(f) = fault else { return };
+    if f.test != test || f.rep != rep {
+        return;
+    }
+    match f.mode.as_str() {
+        "hang" => loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        },
+        "exit" => std::process::exit(3),
+        "abort" => std::process::abort(),
+        _ => {
+            // SAFETY: sending a signal to ourselves.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+    }
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+struct Tokens {
+    rng: ChaCha8Rng,
+    n_vocab: i32,
+    bos: Option<LlamaToken>,
+}
+
+impl Tokens {
+    fn random(&mut self) -> LlamaToken {
+        LlamaToken(self.rng.gen_range(0..self.n_vocab))
+    }
+}
+
+fn decode(ctx: &mut LlamaContext<'_>, tokens: &[LlamaToken]) -> Result<(), String> {
+    let mut batch = LlamaBatch::get_one(tokens).map_err(|e| e.to_string())?;
+    ctx.decode(&mut batch)
+        .map_err(|e| format!("llama_decode failed: {e}"))
+}
+
+/// Processes `n` random tokens in `n_batch` chunks (llama-bench `test_prompt`).
+fn prompt(
+    ctx: &mut LlamaContext<'_>,
+    tok: &mut Tokens,
+    n: u32,
+    n_batch: u32,
+) -> Result<(), String> {
+    let mut done = 0;
+    let mut buf = Vec::with_capacity(n_batch.min(n) as usize);
+    while done < n {
+        let len = (n - done).min(n_batch);
+        buf.clear();
+        for i in 0..len {
+            let t = match (done, i, tok.bos) {
+                (0, 0, Some(bos)) => bos,
+                _ => tok.random(),
+            };
+            buf.push(t);
+        }
+        decode(ctx, &buf)?;
+        done += len;
+    }
+    ctx.synchronize();
+    Ok(())
+}
+
+/// Decodes one token and waits for it (one step of llama-bench `test_gen`).
+fn step(ctx: &mut LlamaContext<'_>, token: LlamaToken) -> Result<(), String> {
+    decode(ctx, &[token])?;
+    ctx.synchronize();
+    Ok(())
+}
+
+/// Runs a job, writing events to `out`. Returns when the job is done or cannot go on.
+pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
+    let mut emit = |ev: EngineEvent| -> std::io::Result<()> {
+        writeln!(out, "{}", ev.to_line())?;
+        out.flush()
+    };
+    let backend = backend();
+    let devices = llama_cpp_2::list_llama_ggml_backend_devices()
+        .into_iter()
+        .map(|d| {
+            format!(
+                "{}:{}:{}:{}",
+                d.backend, d.name, d.description, d.memory_total
+            )
+        })
+        .collect();
+    // SAFETY: returns a pointer to a static NUL-terminated string.
+    let system_info =
+        unsafe { std::ffi::CStr::from_ptr(llama_cpp_sys_2::llama_print_system_info()) }
+            .to_string_lossy()
+            .trim()
+            .to_string();
+    emit(EngineEvent::Hello {
+        protocol: PROTOCOL_VERSION,
+        version: crate::LLAMA_BINDINGS.to_string(),
+        accel: crate::accel().to_string(),
+        system_info,
+        devices,
+    })?;
+    if job.protocol != PROTOCOL_VERSION {
+        emit(EngineEvent::Fatal {
+            error: format!(
+                "job speaks protocol {}, this engine speaks {PROTOCOL_VERSION}",
+                job.protocol
+            ),
+        })?;
+        return Ok(());
+    }
+    if !job.model_path.is_file() {
+        emit(EngineEvent::Fatal {
+            error: format!("model file not found: {}", job.model_path.display()),
+        })?;
+        return Ok(());
+    }
+    let fault = fault_from_env();
+    let params = LlamaModelParams::default()
+        .with_n_gpu_layers(job.n_gpu_layers)
+        .with_use_mmap(job.use_mmap);
+    let t_load = Instant::now();
+    let model = match LlamaModel::load_from_file(backend, &job.model_path, &params) {
+        Ok(m) => m,
+        Err(e) => {
+            emit(EngineEvent::Fatal {
+                error: format!("llama.cpp could not load {}: {e}", job.model_path.display()),
+            })?;
+            return Ok(());
+        }
+    };
+    let load_ms = ms(t_load);
+    emit(EngineEvent::Loaded {
+        load_ms,
+        n_params: model.n_params(),
+        model_size_bytes: model.size(),
+        n_layer: model.n_layer(),
+        n_vocab: model.n_vocab().max(0) as u32,
+        rss_bytes: rss().0,
+    })?;
+    for test in &job.tests {
+        reset_rss_peak();
+        match run_test(&model, test, &fault, &mut emit) {
+            Ok(()) => emit(EngineEvent::TestFinished {
+                id: test.id,
+                rss_peak_bytes: rss().1,
+            })?,
+            Err(TestError::Io(e)) => return Err(e),
+            Err(TestError::Llama(error)) => emit(EngineEvent::TestFailed { id: test.id, error })?,
+        }
+    }
+    emit(EngineEvent::Done)
+}
+
+enum TestError {
+    Io(std::io::Error),
+    Llama(String),
+}
+
+impl From<String> for TestError {
+    fn from(e: String) -> Self {
+        Self::Llama(e)
+    }
+}
+
+impl From<std::io::Error> for TestError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+fn run_test(
+    model: &LlamaModel,
+    t: &EngineTest,
+    fault: &Option<Fault>,
+    emit: &mut impl FnMut(EngineEvent) -> std::io::Result<()>,
+) -> Result<(), TestError> {
+    let t_ctx = Instant::now();
+    // Room for the depth, the prompt, the generated tokens and the TTFT token.
+    let n_ctx = t.n_depth + t.n_prompt + t.n_gen + 1;
+    let threads = i32::try_from(t.n_threads).unwrap_or(i32::MAX);
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(t.n_batch)
+        .with_n_ubatch(t.n_ubatch)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads)
+        .with_flash_attention_policy(if t.flash_attn {
+            llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED
+        } else {
+            llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED
+        })
+        .with_type_k(kv_type(t.type_k))
+        .with_type_v(kv_type(t.type_v));
+    let mut ctx = model
+        .new_context(backend(), params)
+        .map_err(|e| format!("llama.cpp could not create a context (n_ctx {n_ctx}, type_k {}, type_v {}, flash_attn {}): {e}", t.type_k, t.type_v, t.flash_attn))?;
+    let vocab = model.vocab();
+    let mut tok = Tokens {
+        rng: ChaCha8Rng::seed_from_u64(t.seed),
+        n_vocab: model.n_vocab(),
+        bos: vocab.should_add_bos().then(|| vocab.bos()),
+    };
+    let first_gen_token = |tok: &mut Tokens| tok.bos.unwrap_or_else(|| tok.random());
+    if t.warmup {
+        trigger(fault, t.id, None);
+        if t.n_prompt > 0 {
+            prompt(
+                &mut ctx,
+                &mut tok,
+                t.n_prompt.min(t.n_batch).min(32),
+                t.n_batch,
+            )?;
+        }
+        if t.n_gen > 0 {
+            let first = first_gen_token(&mut tok);
+            step(&mut ctx, first)?;
+        }
+        ctx.clear_kv_cache();
+    }
+    emit(EngineEvent::TestStarted {
+        id: t.id,
+        context_ms: ms(t_ctx),
+    })?;
+    for rep in 0..t.repetitions {
+        ctx.clear_kv_cache();
+        if t.n_depth > 0 {
+            prompt(&mut ctx, &mut tok, t.n_depth, t.n_batch)?;
+        }
+        trigger(fault, t.id, Some(rep));
+        let start = Instant::now();
+        let mut prompt_ms = None;
+        if t.n_prompt > 0 {
+            prompt(&mut ctx, &mut tok, t.n_prompt, t.n_batch)?;
+            prompt_ms = Some(ms(start));
+        }
+        let mut gen_ms = None;
+        let mut first_token_ms = None;
+        let ttft_ms;
+        if t.n_gen > 0 {
+            let t_gen = Instant::now();
+            let mut token = first_gen_token(&mut tok);
+            for i in 0..t.n_gen {
+                step(&mut ctx, token)?;
+                if i == 0 {
+                    first_token_ms = Some(ms(t_gen));
+                }
+                token = tok.random();
+            }
+            gen_ms = Some(ms(t_gen));
+            ttft_ms = prompt_ms.unwrap_or(0.0) + first_token_ms.unwrap_or(0.0);
+        } else {
+            // A pp-only test still answers "when would the first token be there": decode
+            // one more token after the prompt, timed apart from the prompt.
+            let t_first = Instant::now();
+            let token = tok.random();
+            step(&mut ctx, token)?;
+            ttft_ms = prompt_ms.unwrap_or(0.0) + ms(t_first);
+        }
+        emit(EngineEvent::Rep {
+            id: t.id,
+            rep,
+            prompt_ms,
+            gen_ms,
+            first_token_ms,
+            ttft_ms,
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_spec_parses() {
+        std::env::set_var(FAULT_ENV, "test=3,rep=warmup,mode=hang");
+        assert_eq!(
+            fault_from_env(),
+            Some(Fault {
+                test: 3,
+                rep: None,
+                mode: "hang".into()
+            })
+        );
+        std::env::set_var(FAULT_ENV, "test=1,rep=2");
+        assert_eq!(fault_from_env().unwrap().rep, Some(2));
+        std::env::set_var(FAULT_ENV, "bogus");
+        assert_eq!(fault_from_env(), None);
+        std::env::remove_var(FAULT_ENV);
+    }
+}

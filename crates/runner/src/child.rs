@@ -1,0 +1,267 @@
+//! A supervised child process: its own process group, stdout read as lines with a
+//! deadline, stderr kept as a bounded tail for error reasons, SIGTERM → grace → SIGKILL to
+//! the whole group, killed when dropped, and (on Linux) killed by the kernel if tokbench
+//! itself dies.
+
+use std::collections::VecDeque;
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::time::Instant;
+
+/// How much of a child's stderr is kept.
+const LOG_TAIL_BYTES: usize = 16 * 1024;
+
+/// A bounded tail of a child's log.
+#[derive(Debug, Default)]
+pub struct LogTail {
+    buf: VecDeque<u8>,
+}
+
+impl LogTail {
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend(bytes);
+        while self.buf.len() > LOG_TAIL_BYTES {
+            self.buf.pop_front();
+        }
+    }
+
+    /// The last `max_lines` lines.
+    pub fn last_lines(&self, max_lines: usize) -> String {
+        let bytes: Vec<u8> = self.buf.iter().copied().collect();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(max_lines)..].join("\n")
+    }
+}
+
+/// What reading the next line gave.
+#[derive(Debug)]
+pub enum Line {
+    Text(String),
+    /// stdout closed: the child exited or closed it.
+    Eof,
+    /// The deadline passed first.
+    Timeout,
+}
+
+/// A child under supervision.
+#[derive(Debug)]
+pub struct Supervised {
+    child: Child,
+    pid: Option<u32>,
+    stdout: Lines<BufReader<ChildStdout>>,
+    log: Arc<Mutex<LogTail>>,
+}
+
+/// A description of how a process ended, for result rows: "exited with code 3",
+/// "killed by signal 9 (SIGKILL)".
+pub fn describe_exit(status: &ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        return format!("exited with code {code}");
+    }
+    if let Some(sig) = status.signal() {
+        let name = Signal::try_from(sig)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        let core = if status.core_dumped() {
+            ", core dumped"
+        } else {
+            ""
+        };
+        return format!("killed by signal {sig} ({name}{core})");
+    }
+    "ended for an unknown reason".into()
+}
+
+/// Returns true if and only if the process died from a signal (crash, kill, OOM killer).
+pub fn died_by_signal(status: &ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal().is_some()
+}
+
+impl Supervised {
+    /// Spawns `program args…` (an argument vector, never a shell) in its own process group
+    /// with `stdin_text` written to its stdin.
+    pub async fn spawn<I, S>(
+        program: &Path,
+        args: I,
+        envs: &[(String, String)],
+        stdin_text: &str,
+    ) -> std::io::Result<Supervised>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .envs(envs.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl is async-signal-safe; it only sets a flag on the new process.
+        unsafe {
+            cmd.pre_exec(|| {
+                // If tokbench dies (even by SIGKILL), the kernel kills the child.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn()?;
+        let pid = child.id();
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        stdin.write_all(stdin_text.as_bytes()).await?;
+        stdin.write_all(b"\n").await?;
+        drop(stdin);
+        let stdout = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+        let log = Arc::new(Mutex::new(LogTail::default()));
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let sink = Arc::clone(&log);
+        tokio::spawn(async move {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().expect("log lock").push(&buf[..n]);
+            }
+        });
+        Ok(Supervised {
+            child,
+            pid,
+            stdout,
+            log,
+        })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// The next stdout line, or EOF, or a timeout at `deadline`.
+    pub async fn next_line(&mut self, deadline: Instant) -> Line {
+        match tokio::time::timeout_at(deadline, self.stdout.next_line()).await {
+            Err(_) => Line::Timeout,
+            Ok(Ok(Some(line))) => Line::Text(line),
+            Ok(Ok(None)) | Ok(Err(_)) => Line::Eof,
+        }
+    }
+
+    /// The last lines the child wrote to stderr.
+    pub fn log_tail(&self, max_lines: usize) -> String {
+        self.log.lock().expect("log lock").last_lines(max_lines)
+    }
+
+    /// Waits up to `grace` for the child to exit by itself.
+    pub async fn wait_for(&mut self, grace: Duration) -> Option<ExitStatus> {
+        tokio::time::timeout(grace, self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
+    fn signal_group(&self, sig: Signal) {
+        if let Some(pid) = self.pid {
+            let _ = killpg(Pid::from_raw(pid as i32), sig);
+        }
+    }
+
+    /// Stops the child's whole process group: SIGTERM, `grace`, then SIGKILL; reaps it.
+    /// (A stopped child — SIGSTOP — is continued so it can see the TERM.)
+    pub async fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
+        self.signal_group(Signal::SIGTERM);
+        self.signal_group(Signal::SIGCONT);
+        if let Some(status) = self.wait_for(grace).await {
+            return Some(status);
+        }
+        self.signal_group(Signal::SIGKILL);
+        let _ = self.child.start_kill();
+        self.wait_for(Duration::from_secs(10)).await
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        // kill_on_drop kills the leader; take the rest of its group with it.
+        if let Ok(None) = self.child.try_wait() {
+            self.signal_group(Signal::SIGKILL);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh() -> &'static Path {
+        Path::new("/bin/sh")
+    }
+
+    #[tokio::test]
+    async fn reads_lines_and_keeps_stderr_tail() {
+        let mut c = Supervised::spawn(
+            sh(),
+            ["-c", "read x; echo got-$x; echo oops >&2"],
+            &[],
+            "hi",
+        )
+        .await
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        match c.next_line(deadline).await {
+            Line::Text(t) => assert_eq!(t, "got-hi"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(c.next_line(deadline).await, Line::Eof));
+        let status = c.wait_for(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(describe_exit(&status), "exited with code 0");
+        // The stderr reader may lag the exit by a moment; bounded wait.
+        for _ in 0..100 {
+            if c.log_tail(5).contains("oops") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(c.log_tail(5), "oops");
+    }
+
+    #[tokio::test]
+    async fn a_hung_child_times_out_and_is_killed_with_its_group() {
+        // The shell ignores TERM and starts a grandchild; both must die.
+        let mut c = Supervised::spawn(sh(), ["-c", "trap '' TERM; sleep 1000 & wait"], &[], "")
+            .await
+            .unwrap();
+        let pgid = c.pid().unwrap() as i32;
+        let deadline = Instant::now() + Duration::from_millis(200);
+        assert!(matches!(c.next_line(deadline).await, Line::Timeout));
+        let status = c.terminate(Duration::from_millis(300)).await.unwrap();
+        assert!(died_by_signal(&status), "{}", describe_exit(&status));
+        assert!(describe_exit(&status).contains("SIGKILL"));
+        // No member of the group is left (killpg with signal 0 fails with ESRCH).
+        let mut gone = false;
+        for _ in 0..100 {
+            if killpg(Pid::from_raw(pgid), None).is_err() {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(gone, "process group {pgid} outlived terminate()");
+    }
+}

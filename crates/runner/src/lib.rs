@@ -1,0 +1,589 @@
+//! tokbench-runner: turns a validated [`Suite`] into measurements. It prepares each model
+//! once, runs the engine child for every group of cells that share a model load,
+//! supervises it (timeouts, crashes, interrupts), and reports everything as [`RunEvent`]s
+//! on a bounded channel. It knows no SQL: the CLI subscribes and stores.
+
+pub mod child;
+pub mod host;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokbench_core::{
+    BackendBuild, Cell, CellResult, EngineParams, MetricSource, ModelRecord, ModelSource,
+    Repetition, ResultStatus, Suite,
+};
+use tokbench_engine::protocol::{EngineEvent, EngineJob, EngineTest, PROTOCOL_VERSION};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::child::{describe_exit, died_by_signal, Line, Supervised};
+
+/// How long a child gets to stop after SIGTERM before SIGKILL.
+const GRACE: Duration = Duration::from_secs(3);
+/// Lines of a failed backend's log kept with its result.
+const LOG_LINES: usize = 40;
+
+/// A model ready to load: the file and what it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedModel {
+    pub path: PathBuf,
+    pub record: ModelRecord,
+}
+
+/// Makes models available (synthesizes, quantizes, reads and hashes files). A seam: the
+/// CLI's implementation does the real work; tests may script one.
+pub trait ModelProvider: Send + Sync + 'static {
+    /// Blocking; called on a blocking thread.
+    fn prepare(&self, source: &ModelSource) -> Result<PreparedModel, String>;
+}
+
+/// How to start the engine child.
+#[derive(Debug, Clone)]
+pub struct EngineCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub envs: Vec<(String, String)>,
+}
+
+/// What the runner tells its subscribers.
+#[derive(Debug, Clone)]
+pub enum RunEvent {
+    /// A model is being prepared (synthesized / quantized / hashed).
+    Preparing { model: String },
+    /// A cell began.
+    CellStarted { index: usize, label: String },
+    /// A cell ended, measured or not. Subscribers store it at once.
+    CellFinished {
+        result: Box<CellResult>,
+        model_name: String,
+        model: Option<Box<ModelRecord>>,
+        build: Box<BackendBuild>,
+        repetitions_expected: u32,
+    },
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub cells_ok: usize,
+    pub cells_failed: usize,
+    pub interrupted: bool,
+}
+
+/// A whole run's inputs.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    pub suite: Suite,
+    pub default_threads: u32,
+    pub engine: EngineCommand,
+    /// Cells already stored by an earlier attempt (for `--resume`); they are not run.
+    pub skip: BTreeSet<usize>,
+    /// The engine build (from [`probe_engine`]), recorded with every result.
+    pub build: BackendBuild,
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Starts the engine once with no work to learn what it is (version, accelerator, CPU
+/// features). An engine that cannot start is an error naming why.
+pub async fn probe_engine(engine: &EngineCommand) -> Result<BackendBuild, String> {
+    let job = EngineJob {
+        protocol: PROTOCOL_VERSION,
+        model_path: PathBuf::new(),
+        n_gpu_layers: 0,
+        use_mmap: true,
+        tests: Vec::new(),
+    };
+    let text = serde_json::to_string(&job).expect("job serializes");
+    let mut child = Supervised::spawn(&engine.program, &engine.args, &engine.envs, &text)
+        .await
+        .map_err(|e| format!("cannot start engine {}: {e}", engine.program.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let result = match child.next_line(deadline).await {
+        Line::Text(line) => match serde_json::from_str::<EngineEvent>(&line) {
+            Ok(EngineEvent::Hello {
+                protocol,
+                version,
+                accel,
+                system_info,
+                devices,
+            }) if protocol == PROTOCOL_VERSION => Ok(BackendBuild {
+                name: "engine".into(),
+                version: format!("tokbench {} / {version}", env!("CARGO_PKG_VERSION")),
+                commit: None,
+                accel,
+                flags: if devices.is_empty() {
+                    system_info
+                } else {
+                    format!("{system_info} | devices: {}", devices.join(", "))
+                },
+            }),
+            Ok(EngineEvent::Hello { protocol, .. }) => Err(format!(
+                "engine speaks protocol {protocol}, this runner {PROTOCOL_VERSION}"
+            )),
+            _ => Err(format!("engine said something unexpected first: {line}")),
+        },
+        Line::Eof => Err(format!(
+            "engine exited before saying hello: {}",
+            child.log_tail(5)
+        )),
+        Line::Timeout => Err("engine did not say hello within 60 s".into()),
+    };
+    child.terminate(GRACE).await;
+    result
+}
+
+/// Cells grouped by model and load parameters, in run order.
+fn load_groups(
+    cells: Vec<Cell>,
+    default_threads: u32,
+) -> Vec<(ModelSource, Vec<(Cell, EngineParams)>)> {
+    let mut groups: Vec<(ModelSource, (u32, bool), Vec<(Cell, EngineParams)>)> = Vec::new();
+    for cell in cells {
+        let params = cell.engine.resolve(default_threads);
+        let key = params.load_key();
+        match groups
+            .iter_mut()
+            .find(|(m, k, _)| *m == cell.model && *k == key)
+        {
+            Some((_, _, v)) => v.push((cell, params)),
+            None => groups.push((cell.model.clone(), key, vec![(cell, params)])),
+        }
+    }
+    groups.into_iter().map(|(m, _, v)| (m, v)).collect()
+}
+
+struct Ctx<'a> {
+    plan: &'a RunPlan,
+    tx: &'a mpsc::Sender<RunEvent>,
+    cancel: watch::Receiver<bool>,
+    outcome: RunOutcome,
+}
+
+impl Ctx<'_> {
+    fn cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+
+    async fn finish(&mut self, result: CellResult, model_name: &str, model: Option<&ModelRecord>) {
+        if result.status == ResultStatus::Ok {
+            self.outcome.cells_ok += 1;
+        } else {
+            self.outcome.cells_failed += 1;
+        }
+        let _ = self
+            .tx
+            .send(RunEvent::CellFinished {
+                result: Box::new(result),
+                model_name: model_name.to_string(),
+                model: model.cloned().map(Box::new),
+                build: Box::new(self.plan.build.clone()),
+                repetitions_expected: self.plan.suite.repetitions,
+            })
+            .await;
+    }
+}
+
+fn unmeasured(
+    cell: &Cell,
+    params: EngineParams,
+    status: ResultStatus,
+    error: String,
+    log_tail: Option<String>,
+) -> CellResult {
+    CellResult {
+        cell_index: cell.index,
+        test: cell.test,
+        params,
+        status,
+        error: Some(error),
+        metric_source: MetricSource::Engine,
+        load_ms: None,
+        rss_peak_bytes: None,
+        repetitions: Vec::new(),
+        log_tail,
+        started_at: now_rfc3339(),
+        duration_ms: 0.0,
+    }
+}
+
+/// Runs the plan, sending events on `tx`. Setting `cancel` to true stops the child in
+/// flight and returns with `interrupted`; the cell in flight is reported as interrupted.
+pub async fn run(
+    plan: RunPlan,
+    provider: std::sync::Arc<dyn ModelProvider>,
+    tx: mpsc::Sender<RunEvent>,
+    cancel: watch::Receiver<bool>,
+) -> RunOutcome {
+    let cells: Vec<Cell> = plan
+        .suite
+        .cells()
+        .into_iter()
+        .filter(|c| !plan.skip.contains(&c.index))
+        .collect();
+    let groups = load_groups(cells, plan.default_threads);
+    let mut ctx = Ctx {
+        plan: &plan,
+        tx: &tx,
+        cancel,
+        outcome: RunOutcome {
+            cells_ok: 0,
+            cells_failed: 0,
+            interrupted: false,
+        },
+    };
+    let mut prepared: HashMap<ModelSource, Result<PreparedModel, String>> = HashMap::new();
+    for (source, cells) in groups {
+        if ctx.cancelled() {
+            ctx.outcome.interrupted = true;
+            break;
+        }
+        let name = source.model_name();
+        if !prepared.contains_key(&source) {
+            let _ = tx
+                .send(RunEvent::Preparing {
+                    model: source.display_name(),
+                })
+                .await;
+            let p = std::sync::Arc::clone(&provider);
+            let s = source.clone();
+            let r = tokio::task::spawn_blocking(move || p.prepare(&s))
+                .await
+                .unwrap_or_else(|e| Err(format!("model preparation panicked: {e}")));
+            prepared.insert(source.clone(), r);
+        }
+        match &prepared[&source] {
+            Err(e) => {
+                for (cell, params) in &cells {
+                    let r = unmeasured(
+                        cell,
+                        *params,
+                        ResultStatus::Failed,
+                        format!("model {name} is not available: {e}"),
+                        None,
+                    );
+                    ctx.finish(r, &name, None).await;
+                }
+            }
+            Ok(model) => {
+                let model = model.clone();
+                run_group(&mut ctx, &model, &name, cells).await;
+                if ctx.outcome.interrupted {
+                    break;
+                }
+            }
+        }
+    }
+    ctx.outcome
+}
+
+/// Resolves once `cancel` turns true (never, if its sender is gone without doing so).
+async fn until_cancelled(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// A test in flight inside the engine child.
+struct Pending {
+    cell: Cell,
+    params: EngineParams,
+    reps: Vec<Repetition>,
+    started: Option<std::time::Instant>,
+    started_at: String,
+}
+
+async fn run_group(
+    ctx: &mut Ctx<'_>,
+    model: &PreparedModel,
+    name: &str,
+    cells: Vec<(Cell, EngineParams)>,
+) {
+    let suite = &ctx.plan.suite;
+    let timeout = Duration::from_secs_f64(suite.timeout_s);
+    let mut queue: Vec<(Cell, EngineParams)> = cells;
+    while !queue.is_empty() {
+        let tests: Vec<EngineTest> = queue
+            .iter()
+            .map(|(cell, p)| EngineTest {
+                id: cell.index as u64,
+                n_prompt: cell.test.n_prompt,
+                n_gen: cell.test.n_gen,
+                n_depth: cell.test.n_depth,
+                repetitions: suite.repetitions,
+                warmup: suite.warmup,
+                n_threads: p.n_threads,
+                n_batch: p.n_batch,
+                n_ubatch: p.n_ubatch,
+                flash_attn: p.flash_attn,
+                type_k: p.type_k,
+                type_v: p.type_v,
+                seed: cell.index as u64,
+            })
+            .collect();
+        let (_, first_params) = queue[0];
+        let job = EngineJob {
+            protocol: PROTOCOL_VERSION,
+            model_path: model.path.clone(),
+            n_gpu_layers: first_params.n_gpu_layers,
+            use_mmap: first_params.use_mmap,
+            tests,
+        };
+        let text = serde_json::to_string(&job).expect("job serializes");
+        let engine = &ctx.plan.engine;
+        let mut child =
+            match Supervised::spawn(&engine.program, &engine.args, &engine.envs, &text).await {
+                Ok(c) => c,
+                Err(e) => {
+                    for (cell, params) in queue.drain(..) {
+                        let r = unmeasured(
+                            &cell,
+                            params,
+                            ResultStatus::Unavailable,
+                            format!("cannot start engine {}: {e}", engine.program.display()),
+                            None,
+                        );
+                        ctx.finish(r, name, Some(&model.record)).await;
+                    }
+                    return;
+                }
+            };
+        let mut load_ms = None;
+        let mut current: Option<Pending> = None;
+        let mut deadline = Instant::now() + timeout;
+        let mut cancel = ctx.cancel.clone();
+        // Why the child stopped talking, when it did not say Done.
+        let mut failure: Option<(ResultStatus, String)> = None;
+        loop {
+            let line = tokio::select! {
+                l = child.next_line(deadline) => l,
+                () = until_cancelled(&mut cancel) => {
+                    child.terminate(GRACE).await;
+                    failure = Some((ResultStatus::Interrupted, "run interrupted (SIGINT/SIGTERM) while this cell was running".into()));
+                    ctx.outcome.interrupted = true;
+                    break;
+                }
+            };
+            let text = match line {
+                Line::Text(t) => t,
+                Line::Eof => break,
+                Line::Timeout => {
+                    let status = child.terminate(GRACE).await;
+                    let how = status
+                        .map(|s| describe_exit(&s))
+                        .unwrap_or_else(|| "could not be reaped".into());
+                    let what = if current.is_some() {
+                        "the test"
+                    } else {
+                        "loading the model"
+                    };
+                    failure = Some((
+                        ResultStatus::Timeout,
+                        format!(
+                            "{what} did not finish within {:.0} s; the engine was stopped ({how})",
+                            timeout.as_secs_f64()
+                        ),
+                    ));
+                    break;
+                }
+            };
+            let event = match serde_json::from_str::<EngineEvent>(&text) {
+                Ok(e) => e,
+                Err(e) => {
+                    child.terminate(GRACE).await;
+                    failure = Some((
+                        ResultStatus::Failed,
+                        format!("engine sent a malformed line ({e}): {text:.200}"),
+                    ));
+                    break;
+                }
+            };
+            match event {
+                EngineEvent::Hello { .. } => {}
+                EngineEvent::Loaded { load_ms: ms, .. } => {
+                    load_ms = Some(ms);
+                    deadline = Instant::now() + timeout;
+                }
+                EngineEvent::TestStarted { id, .. } => {
+                    let Some(pos) = queue.iter().position(|(c, _)| c.index as u64 == id) else {
+                        continue;
+                    };
+                    let (cell, params) = queue[pos].clone();
+                    let _ = ctx
+                        .tx
+                        .send(RunEvent::CellStarted {
+                            index: cell.index,
+                            label: format!(
+                                "{} {} t{}",
+                                cell.model.display_name(),
+                                cell.test.label(),
+                                params.n_threads
+                            ),
+                        })
+                        .await;
+                    current = Some(Pending {
+                        cell,
+                        params,
+                        reps: Vec::new(),
+                        started: Some(std::time::Instant::now()),
+                        started_at: now_rfc3339(),
+                    });
+                    deadline = Instant::now() + timeout;
+                }
+                EngineEvent::Rep {
+                    id,
+                    prompt_ms,
+                    gen_ms,
+                    first_token_ms,
+                    ttft_ms,
+                    ..
+                } => {
+                    if let Some(p) = current.as_mut().filter(|p| p.cell.index as u64 == id) {
+                        p.reps.push(Repetition::from_timings(
+                            &p.cell.test,
+                            prompt_ms,
+                            gen_ms,
+                            first_token_ms,
+                            Some(ttft_ms),
+                        ));
+                    }
+                }
+                EngineEvent::TestFinished { id, rss_peak_bytes } => {
+                    let p = match current.take() {
+                        Some(p) if p.cell.index as u64 == id => p,
+                        other => {
+                            current = other;
+                            continue;
+                        }
+                    };
+                    queue.retain(|(c, _)| c.index as u64 != id);
+                    let complete = p.reps.len() == suite.repetitions as usize;
+                    let (status, error) = if complete {
+                        (ResultStatus::Ok, None)
+                    } else {
+                        (
+                            ResultStatus::Failed,
+                            Some(format!(
+                                "engine reported {} of {} repetitions",
+                                p.reps.len(),
+                                suite.repetitions
+                            )),
+                        )
+                    };
+                    let r = CellResult {
+                        cell_index: p.cell.index,
+                        test: p.cell.test,
+                        params: p.params,
+                        status,
+                        error,
+                        metric_source: MetricSource::Engine,
+                        load_ms,
+                        rss_peak_bytes,
+                        repetitions: p.reps,
+                        log_tail: None,
+                        started_at: p.started_at,
+                        duration_ms: p
+                            .started
+                            .map(|s| s.elapsed().as_secs_f64() * 1e3)
+                            .unwrap_or(0.0),
+                    };
+                    ctx.finish(r, name, Some(&model.record)).await;
+                    deadline = Instant::now() + timeout;
+                }
+                EngineEvent::TestFailed { id, error } => {
+                    let Some(pos) = queue.iter().position(|(c, _)| c.index as u64 == id) else {
+                        continue;
+                    };
+                    let (cell, params) = queue.remove(pos);
+                    current = None;
+                    let mut r = unmeasured(
+                        &cell,
+                        params,
+                        ResultStatus::Failed,
+                        error,
+                        Some(child.log_tail(LOG_LINES)),
+                    );
+                    r.load_ms = load_ms;
+                    ctx.finish(r, name, Some(&model.record)).await;
+                    deadline = Instant::now() + timeout;
+                }
+                EngineEvent::Fatal { error } => {
+                    child.terminate(GRACE).await;
+                    let tail = child.log_tail(LOG_LINES);
+                    for (cell, params) in queue.drain(..) {
+                        let r = unmeasured(
+                            &cell,
+                            params,
+                            ResultStatus::Failed,
+                            error.clone(),
+                            Some(tail.clone()),
+                        );
+                        ctx.finish(r, name, Some(&model.record)).await;
+                    }
+                    return;
+                }
+                EngineEvent::Done => break,
+            }
+        }
+        let exit = child.terminate(GRACE).await;
+        if queue.is_empty() {
+            continue;
+        }
+        // The child stopped before finishing the queue: the test in flight (or, if it died
+        // while loading, every test) gets the reason; the rest run in a fresh child.
+        let (status, reason) = failure.unwrap_or_else(|| match exit {
+            Some(s) if died_by_signal(&s) => (
+                ResultStatus::Crashed,
+                format!("engine {}", describe_exit(&s)),
+            ),
+            Some(s) => (
+                ResultStatus::Failed,
+                format!("engine {}", describe_exit(&s)),
+            ),
+            None => (ResultStatus::Failed, "engine stopped answering".into()),
+        });
+        let tail = Some(child.log_tail(LOG_LINES)).filter(|t| !t.is_empty());
+        let victims: Vec<(Cell, EngineParams)> = match &current {
+            Some(p) => {
+                let id = p.cell.index;
+                let pos = queue
+                    .iter()
+                    .position(|(c, _)| c.index == id)
+                    .expect("current is queued");
+                vec![queue.remove(pos)]
+            }
+            None if load_ms.is_none() || status == ResultStatus::Interrupted => {
+                queue.drain(..).collect()
+            }
+            None => vec![queue.remove(0)],
+        };
+        let in_flight = current.map(|p| (p.cell.index, p.reps.len(), p.started_at));
+        for (cell, params) in victims {
+            let mut reason = reason.clone();
+            let mut started_at = None;
+            if let Some((idx, done, at)) = &in_flight {
+                if *idx == cell.index {
+                    // Repetitions measured before the failure are not stored: a failed
+                    // cell has no figures, only the reason.
+                    reason = format!("{reason} after {done} of {} repetitions", suite.repetitions);
+                    started_at = Some(at.clone());
+                }
+            }
+            let mut r = unmeasured(&cell, params, status, reason, tail.clone());
+            r.load_ms = load_ms;
+            if let Some(at) = started_at {
+                r.started_at = at;
+            }
+            ctx.finish(r, name, Some(&model.record)).await;
+        }
+        if status == ResultStatus::Interrupted {
+            return;
+        }
+    }
+}

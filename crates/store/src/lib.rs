@@ -1,0 +1,690 @@
+//! tokbench-store: the only crate that speaks SQL. It owns the migrations ([`MIGRATOR`]),
+//! opens databases the way every command needs them (WAL, foreign keys, busy timeout; or
+//! strictly read-only for `tokbench query`), writes a run cell by cell — each result in its
+//! own transaction, so a crash loses at most the cell in flight — and reads results back.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Column, Row, TypeInfo, ValueRef};
+use tokbench_core::record::mean_sd;
+use tokbench_core::{BackendBuild, CellResult, HostInfo, ModelRecord};
+
+mod readonly;
+
+/// Every migration in `migrations/`, embedded at build time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// The SQL row id of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct RunId(pub i64);
+/// The SQL row id of a backend build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct BuildId(pub i64);
+/// The SQL row id of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct ModelId(pub i64);
+/// The SQL row id of a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct ResultId(pub i64);
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("database {path} does not exist")]
+    Missing { path: PathBuf },
+    #[error("database {path} has a newer schema (migration {version} is unknown to this tokbench); upgrade tokbench")]
+    NewerSchema { path: PathBuf, version: i64 },
+    #[error("cannot migrate database {path}")]
+    Migrate {
+        path: PathBuf,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("query refused: {0}")]
+    Refused(String),
+    #[error("{what}")]
+    Sql {
+        what: String,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+fn sql(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StoreError {
+    let what = what.into();
+    move |source| StoreError::Sql { what, source }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Running,
+    Ok,
+    Failed,
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// A run about to start.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub uuid: String,
+    pub started_at: String,
+    pub suite_name: String,
+    pub suite_path: Option<String>,
+    pub config_text: Option<String>,
+    pub tokbench_version: String,
+    pub trigger: String,
+    pub cells_total: usize,
+    pub source: Option<String>,
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRun {
+    pub id: RunId,
+    pub uuid: String,
+    pub suite_path: Option<String>,
+    pub config_text: Option<String>,
+    pub status: String,
+}
+
+/// One row of `v_results`, as `tokbench results` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResultRow {
+    pub run_uuid: String,
+    pub started_at: String,
+    pub host: String,
+    pub backend: String,
+    pub model: String,
+    pub quant: Option<String>,
+    pub test: String,
+    pub n_threads: Option<i64>,
+    pub status: String,
+    pub error: Option<String>,
+    pub prefill_tps: Option<f64>,
+    pub prefill_tps_sd: Option<f64>,
+    pub decode_tps: Option<f64>,
+    pub decode_tps_sd: Option<f64>,
+    pub ttft_ms: Option<f64>,
+    pub rss_peak_bytes: Option<i64>,
+    pub metric_source: String,
+    pub n_reps: i64,
+}
+
+/// The result of a read-only query: column names and JSON values.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueryOutput {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<serde_json::Value>>,
+}
+
+/// An open results database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) a database for writing and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        let opts = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(|source| StoreError::Open {
+                path: path.into(),
+                source,
+            })?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a committed result survives a power loss or reboot, not only a crash.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(60));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.into(),
+                source,
+            })?;
+        let store = Store {
+            pool,
+            path: path.to_path_buf(),
+        };
+        store.check_not_newer().await?;
+        MIGRATOR
+            .run(&store.pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                path: path.into(),
+                source,
+            })?;
+        Ok(store)
+    }
+
+    /// Opens an existing database read-only: no statement can write to it or attach
+    /// another database (an SQLite authorizer denies them).
+    pub async fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing { path: path.into() });
+        }
+        let opts = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(|source| StoreError::Open {
+                path: path.into(),
+                source,
+            })?
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(60));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    readonly::install_authorizer(conn).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.into(),
+                source,
+            })?;
+        Ok(Store {
+            pool,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Refuses a database that a newer tokbench has migrated past what we know.
+    async fn check_not_newer(&self) -> Result<(), StoreError> {
+        let exists: Option<(String,)> = sqlx::query_as(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sql("read the schema version"))?;
+        if exists.is_none() {
+            return Ok(());
+        }
+        let applied: Vec<(i64,)> = sqlx::query_as("SELECT version FROM _sqlx_migrations")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql("read the schema version"))?;
+        for (version,) in applied {
+            if !MIGRATOR.iter().any(|m| m.version == version) {
+                return Err(StoreError::NewerSchema {
+                    path: self.path.clone(),
+                    version,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest migration applied, i.e. the schema version.
+    pub async fn schema_version(&self) -> Result<Option<i64>, StoreError> {
+        let v: Option<(i64,)> =
+            sqlx::query_as("SELECT MAX(version) FROM _sqlx_migrations WHERE success = 1")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(sql("read the schema version"))?;
+        Ok(v.map(|(v,)| v))
+    }
+
+    /// Records the host (once per identity) and a new run on it.
+    pub async fn begin_run(&self, run: &NewRun, host: &HostInfo) -> Result<RunId, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(sql("begin a run"))?;
+        let HostInfo {
+            hostname,
+            cpu_model,
+            cpu_cores_logical,
+            cpu_cores_physical,
+            memory_total_bytes,
+            os,
+            kernel,
+            arch,
+            gpus,
+        } = host;
+        let gpus_json = serde_json::to_string(gpus).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "INSERT INTO host (identity, hostname, cpu_model, cpu_cores_logical, cpu_cores_physical,
+                               memory_total_bytes, os, kernel, arch, gpus_json, first_seen_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (identity) DO UPDATE SET os = excluded.os, kernel = excluded.kernel",
+        )
+        .bind(host.identity())
+        .bind(hostname)
+        .bind(cpu_model)
+        .bind(cpu_cores_logical)
+        .bind(cpu_cores_physical)
+        .bind(memory_total_bytes.map(|b| b as i64))
+        .bind(os)
+        .bind(kernel)
+        .bind(arch)
+        .bind(gpus_json)
+        .bind(&run.started_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("record the host"))?;
+        let (host_id,): (i64,) = sqlx::query_as("SELECT id FROM host WHERE identity = ?")
+            .bind(host.identity())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(sql("record the host"))?;
+        let id = sqlx::query(
+            "INSERT INTO run (uuid, started_at, suite_name, suite_path, config_text,
+                              tokbench_version, trigger, status, cells_total, host_id, source)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+        )
+        .bind(&run.uuid)
+        .bind(&run.started_at)
+        .bind(&run.suite_name)
+        .bind(&run.suite_path)
+        .bind(&run.config_text)
+        .bind(&run.tokbench_version)
+        .bind(&run.trigger)
+        .bind(run.cells_total as i64)
+        .bind(host_id)
+        .bind(&run.source)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("record the run"))?
+        .last_insert_rowid();
+        tx.commit().await.map_err(sql("record the run"))?;
+        Ok(RunId(id))
+    }
+
+    /// Marks a run finished.
+    pub async fn finish_run(
+        &self,
+        run: RunId,
+        status: RunStatus,
+        finished_at: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE run SET status = ?, finished_at = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(finished_at)
+            .bind(run.0)
+            .execute(&self.pool)
+            .await
+            .map_err(sql("finish the run"))?;
+        Ok(())
+    }
+
+    /// A stored run, by UUID.
+    pub async fn run_by_uuid(&self, uuid: &str) -> Result<Option<StoredRun>, StoreError> {
+        let row: Option<(i64, String, Option<String>, Option<String>, String)> = sqlx::query_as(
+            "SELECT id, uuid, suite_path, config_text, status FROM run WHERE uuid = ?",
+        )
+        .bind(uuid)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sql("look up the run"))?;
+        Ok(
+            row.map(|(id, uuid, suite_path, config_text, status)| StoredRun {
+                id: RunId(id),
+                uuid,
+                suite_path,
+                config_text,
+                status,
+            }),
+        )
+    }
+
+    /// The cell indices of a run that have a stored result.
+    pub async fn stored_cells(&self, run: RunId) -> Result<Vec<usize>, StoreError> {
+        let rows: Vec<(i64,)> =
+            sqlx::query_as("SELECT DISTINCT cell_index FROM result WHERE run_id = ? ORDER BY 1")
+                .bind(run.0)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(sql("read the run's cells"))?;
+        Ok(rows.into_iter().map(|(i,)| i as usize).collect())
+    }
+
+    /// Removes a run's results that were cut short by an interrupt, so a resume measures
+    /// those cells again.
+    pub async fn delete_unfinished_results(&self, run: RunId) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM result WHERE run_id = ? AND status = 'interrupted'")
+            .bind(run.0)
+            .execute(&self.pool)
+            .await
+            .map_err(sql("clear interrupted results"))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Marks a run running again (for a resume).
+    pub async fn reopen_run(&self, run: RunId) -> Result<(), StoreError> {
+        sqlx::query("UPDATE run SET status = 'running', finished_at = NULL WHERE id = ?")
+            .bind(run.0)
+            .execute(&self.pool)
+            .await
+            .map_err(sql("reopen the run"))?;
+        Ok(())
+    }
+
+    /// The id of a backend build, recorded on first sight.
+    pub async fn backend_build(&self, b: &BackendBuild) -> Result<BuildId, StoreError> {
+        let BackendBuild {
+            name,
+            version,
+            commit,
+            accel,
+            flags,
+        } = b;
+        sqlx::query(
+            "INSERT INTO backend_build (name, version, commit_sha, accel, flags)
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .bind(version)
+        .bind(commit)
+        .bind(accel)
+        .bind(flags)
+        .execute(&self.pool)
+        .await
+        .map_err(sql("record the backend build"))?;
+        let (id,): (i64,) = sqlx::query_as(
+            "SELECT id FROM backend_build WHERE name = ? AND version = ?
+               AND IFNULL(commit_sha, '') = IFNULL(?, '') AND accel = ? AND flags = ?",
+        )
+        .bind(name)
+        .bind(version)
+        .bind(commit)
+        .bind(accel)
+        .bind(flags)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(sql("record the backend build"))?;
+        Ok(BuildId(id))
+    }
+
+    /// The id of a model, recorded on first sight.
+    pub async fn model(&self, m: &ModelRecord) -> Result<ModelId, StoreError> {
+        let ModelRecord {
+            name,
+            architecture,
+            quant,
+            n_params,
+            file_bytes,
+            file_sha256,
+            shape_json,
+            origin,
+        } = m;
+        sqlx::query(
+            "INSERT INTO model (name, architecture, quant, n_params, file_bytes, file_sha256,
+                                shape_json, origin)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (file_sha256, name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(architecture)
+        .bind(quant)
+        .bind(*n_params as i64)
+        .bind(*file_bytes as i64)
+        .bind(file_sha256)
+        .bind(shape_json)
+        .bind(origin)
+        .execute(&self.pool)
+        .await
+        .map_err(sql("record the model"))?;
+        let (id,): (i64,) =
+            sqlx::query_as("SELECT id FROM model WHERE file_sha256 = ? AND name = ?")
+                .bind(file_sha256)
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(sql("record the model"))?;
+        Ok(ModelId(id))
+    }
+
+    /// Stores one cell's result and its repetitions in one transaction.
+    pub async fn insert_result(
+        &self,
+        run: RunId,
+        build: BuildId,
+        model: Option<ModelId>,
+        model_name: &str,
+        repetitions_expected: u32,
+        r: &CellResult,
+    ) -> Result<ResultId, StoreError> {
+        let CellResult {
+            cell_index,
+            test,
+            params,
+            status,
+            error,
+            metric_source,
+            load_ms,
+            rss_peak_bytes,
+            repetitions,
+            log_tail,
+            started_at,
+            duration_ms,
+        } = r;
+        let mut tx = self.pool.begin().await.map_err(sql("store a result"))?;
+        sqlx::query(
+            "INSERT INTO workload (kind, label, n_prompt, n_gen, n_depth) VALUES ('bench', ?, ?, ?, ?)
+             ON CONFLICT (kind, n_prompt, n_gen, n_depth) DO NOTHING",
+        )
+        .bind(test.label())
+        .bind(test.n_prompt)
+        .bind(test.n_gen)
+        .bind(test.n_depth)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("store a result's workload"))?;
+        let (workload_id,): (i64,) = sqlx::query_as(
+            "SELECT id FROM workload WHERE kind = 'bench' AND n_prompt = ? AND n_gen = ? AND n_depth = ?",
+        )
+        .bind(test.n_prompt)
+        .bind(test.n_gen)
+        .bind(test.n_depth)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(sql("store a result's workload"))?;
+        let (prefill, prefill_sd) = mean_sd(repetitions.iter().map(|r| r.prefill_tps));
+        let (decode, decode_sd) = mean_sd(repetitions.iter().map(|r| r.decode_tps));
+        let (ttft, ttft_sd) = mean_sd(repetitions.iter().map(|r| r.ttft_ms));
+        let id = sqlx::query(
+            "INSERT INTO result (run_id, cell_index, backend_build_id, model_id, model_name, workload_id,
+                n_threads, n_batch, n_ubatch, n_gpu_layers, flash_attn, type_k, type_v, use_mmap,
+                status, error, metric_source, repetitions_expected,
+                prefill_tps, prefill_tps_sd, decode_tps, decode_tps_sd, ttft_ms, ttft_ms_sd,
+                load_ms, rss_peak_bytes, log_tail, started_at, duration_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(run.0)
+        .bind(*cell_index as i64)
+        .bind(build.0)
+        .bind(model.map(|m| m.0))
+        .bind(model_name)
+        .bind(workload_id)
+        .bind(params.n_threads)
+        .bind(params.n_batch)
+        .bind(params.n_ubatch)
+        .bind(params.n_gpu_layers)
+        .bind(params.flash_attn)
+        .bind(params.type_k.name())
+        .bind(params.type_v.name())
+        .bind(params.use_mmap)
+        .bind(status.as_str())
+        .bind(error)
+        .bind(metric_source.as_str())
+        .bind(repetitions_expected)
+        .bind(prefill)
+        .bind(prefill_sd)
+        .bind(decode)
+        .bind(decode_sd)
+        .bind(ttft)
+        .bind(ttft_sd)
+        .bind(load_ms)
+        .bind(rss_peak_bytes.map(|b| b as i64))
+        .bind(log_tail)
+        .bind(started_at)
+        .bind(duration_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("store a result"))?
+        .last_insert_rowid();
+        for (i, rep) in repetitions.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO repetition (result_id, rep, prefill_tps, decode_tps, ttft_ms, prompt_ms, gen_ms)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(i as i64)
+            .bind(rep.prefill_tps)
+            .bind(rep.decode_tps)
+            .bind(rep.ttft_ms)
+            .bind(rep.prompt_ms)
+            .bind(rep.gen_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("store a repetition"))?;
+        }
+        tx.commit().await.map_err(sql("store a result"))?;
+        Ok(ResultId(id))
+    }
+
+    /// The results of the newest run (or of the run `run_uuid`), in cell order.
+    pub async fn results(&self, run_uuid: Option<&str>) -> Result<Vec<ResultRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT v.* FROM v_results v JOIN result r ON r.id = v.result_id
+             WHERE v.run_uuid = COALESCE(?, (SELECT uuid FROM run ORDER BY started_at DESC, id DESC LIMIT 1))
+             ORDER BY r.cell_index, v.metric_source",
+        )
+        .bind(run_uuid)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql("read results"))?;
+        rows.iter().map(result_row).collect()
+    }
+
+    /// Runs one read-only statement and returns its rows as JSON values.
+    pub async fn query(&self, statement: &str) -> Result<QueryOutput, StoreError> {
+        let rows = sqlx::query(statement)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| match readonly::refusal(&e) {
+                Some(why) => StoreError::Refused(why),
+                None => StoreError::Sql {
+                    what: "query failed".into(),
+                    source: e,
+                },
+            })?;
+        let mut columns = Vec::new();
+        if let Some(first) = rows.first() {
+            columns = first
+                .columns()
+                .iter()
+                .map(|c| c.name().to_string())
+                .collect();
+        }
+        let rows = rows.iter().map(json_row).collect::<Result<_, _>>()?;
+        Ok(QueryOutput { columns, rows })
+    }
+
+    /// `PRAGMA integrity_check`: "ok", or what is wrong.
+    pub async fn integrity_check(&self) -> Result<String, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as("PRAGMA integrity_check")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql("check integrity"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(s,)| s)
+            .collect::<Vec<_>>()
+            .join("; "))
+    }
+
+    /// Closes the pool, checkpointing the WAL.
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+}
+
+fn result_row(row: &SqliteRow) -> Result<ResultRow, StoreError> {
+    let get = sql("decode a v_results row");
+    (|| -> Result<ResultRow, sqlx::Error> {
+        Ok(ResultRow {
+            run_uuid: row.try_get("run_uuid")?,
+            started_at: row.try_get("started_at")?,
+            host: row.try_get("host")?,
+            backend: row.try_get("backend")?,
+            model: row.try_get("model")?,
+            quant: row.try_get("quant")?,
+            test: row.try_get("test")?,
+            n_threads: row.try_get("n_threads")?,
+            status: row.try_get("status")?,
+            error: row.try_get("error")?,
+            prefill_tps: row.try_get("prefill_tps")?,
+            prefill_tps_sd: row.try_get("prefill_tps_sd")?,
+            decode_tps: row.try_get("decode_tps")?,
+            decode_tps_sd: row.try_get("decode_tps_sd")?,
+            ttft_ms: row.try_get("ttft_ms")?,
+            rss_peak_bytes: row.try_get("rss_peak_bytes")?,
+            metric_source: row.try_get("metric_source")?,
+            n_reps: row.try_get("n_reps")?,
+        })
+    })()
+    .map_err(get)
+}
+
+fn json_row(row: &SqliteRow) -> Result<Vec<serde_json::Value>, StoreError> {
+    use serde_json::Value;
+    (0..row.columns().len())
+        .map(|i| {
+            let raw = row.try_get_raw(i).map_err(sql("decode a query row"))?;
+            if raw.is_null() {
+                return Ok(Value::Null);
+            }
+            let ty = raw.type_info().name().to_string();
+            let v = match ty.as_str() {
+                "INTEGER" | "BOOLEAN" => {
+                    Value::from(row.try_get::<i64, _>(i).map_err(sql("decode"))?)
+                }
+                "REAL" => Value::from(row.try_get::<f64, _>(i).map_err(sql("decode"))?),
+                "BLOB" => {
+                    let b: Vec<u8> = row.try_get(i).map_err(sql("decode"))?;
+                    Value::from(format!(
+                        "x'{}'",
+                        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+                    ))
+                }
+                _ => Value::from(row.try_get::<String, _>(i).map_err(sql("decode"))?),
+            };
+            Ok(v)
+        })
+        .collect()
+}
