@@ -98,7 +98,23 @@ pub fn fmt_bytes(b: Option<i64>) -> String {
     }
 }
 
-fn result_cells(r: &ResultRow) -> Vec<String> {
+/// The columns of `tokbench results`; [`result_cells`] fills one row of them.
+const RESULT_COLUMNS: [&str; 12] = [
+    "model",
+    "quant",
+    "test",
+    "threads",
+    "backend",
+    "source",
+    "prefill t/s",
+    "decode t/s",
+    "TTFT ms",
+    "peak RSS",
+    "reps",
+    "status",
+];
+
+fn result_cells(r: &ResultRow) -> [String; RESULT_COLUMNS.len()] {
     let ResultRow {
         model,
         quant,
@@ -117,11 +133,6 @@ fn result_cells(r: &ResultRow) -> Vec<String> {
         n_reps,
         ..
     } = r;
-    let rate = if decode_tps.is_some() {
-        fmt_rate(*decode_tps, *decode_tps_sd)
-    } else {
-        fmt_rate(*prefill_tps, *prefill_tps_sd)
-    };
     let status = match error {
         Some(e) if status != "ok" => {
             let short: String = e.chars().take(60).collect();
@@ -129,15 +140,17 @@ fn result_cells(r: &ResultRow) -> Vec<String> {
         }
         _ => status.clone(),
     };
-    vec![
+    [
         model.clone(),
         quant.clone().unwrap_or_else(|| "—".into()),
         test.clone(),
         n_threads
             .map(|t| t.to_string())
             .unwrap_or_else(|| "—".into()),
-        format!("{backend} ({metric_source})"),
-        rate,
+        backend.clone(),
+        metric_source.clone(),
+        fmt_rate(*prefill_tps, *prefill_tps_sd),
+        fmt_rate(*decode_tps, *decode_tps_sd),
         ttft_ms
             .map(|t| format!("{t:.1}"))
             .unwrap_or_else(|| "—".into()),
@@ -168,16 +181,11 @@ pub async fn results(db: &Path, run: Option<&str>, format: Format) -> anyhow::Re
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         Format::Table | Format::Csv => {
             let first = &rows[0];
-            let columns: Vec<String> = [
-                "model", "quant", "test", "threads", "backend", "t/s", "TTFT ms", "peak RSS",
-                "reps", "status",
-            ]
-            .map(String::from)
-            .to_vec();
-            let cells: Vec<Vec<String>> = rows.iter().map(result_cells).collect();
+            let columns: Vec<String> = RESULT_COLUMNS.map(String::from).to_vec();
+            let cells: Vec<Vec<String>> = rows.iter().map(|r| result_cells(r).to_vec()).collect();
             if matches!(format, Format::Table) {
                 println!(
-                    "run {} on {} ({}) — t/s is mean ± sd over repetitions: generation for tg tests, prompt processing for pp tests",
+                    "run {} on {} ({}); t/s: mean ± sd over the repetitions",
                     first.run_uuid, first.host, first.started_at
                 );
                 print!("{}", table(&columns, &cells));

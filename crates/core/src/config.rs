@@ -617,9 +617,9 @@ repetitions = 3
         let cases = [
             ("repetitions = 3", "repetitions = 0", 12, "repetitions"),
             ("threads = [1, 2]", "threads = [1, -2]", 8, "threads"),
-            ("\"Q4_K_M\"", "\"Q4_K_Z\"", 4, "quants"),
+            ("\"Q4_K_M\"", "\"Q4_K_Z\"", 5, "quants"),
             ("\"tg128\"", "\"tg0\"", 11, "tests"),
-            ("synth = \"tiny\"", "synth = \"huge\"", 3, "synth"),
+            ("synth = \"tiny\"", "synth = \"huge\"", 4, "synth"),
         ];
         for (from, to, line, key) in cases {
             let e = parse(&GOOD.replace(from, to)).unwrap_err();
