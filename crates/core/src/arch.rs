@@ -204,6 +204,8 @@ static PRESETS: LazyLock<Vec<ArchSpec>> = LazyLock::new(|| {
     vec![
         spec("tiny", "Tiny (synthetic, ~58M)", "llama",
             [8, 512, 8, 4, 64, 1536, 32000, 4096], 10_000.0, 1e-5, false, None),
+        spec("tiny-qwen2", "Tiny Qwen2 (synthetic, ~58M)", "qwen2",
+            [8, 512, 8, 4, 64, 1536, 32000, 4096], 1_000_000.0, 1e-6, true, None),
         spec("small", "Small (synthetic, ~246M)", "llama",
             [16, 1024, 16, 4, 64, 2816, 32000, 8192], 10_000.0, 1e-5, false, None),
         spec("llama-3.1-8b", "Llama 3.1 8B", "llama",
@@ -298,7 +300,7 @@ mod tests {
     #[test]
     fn presets_are_valid_and_unique() {
         let presets = ArchSpec::presets();
-        assert_eq!(presets.len(), 9);
+        assert_eq!(presets.len(), 10);
         for (i, s) in presets.iter().enumerate() {
             s.validate().unwrap();
             assert_eq!(u64::from(s.n_embd), s.q_dim(), "{}", s.name);

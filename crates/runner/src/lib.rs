@@ -139,24 +139,33 @@ pub async fn probe_engine(engine: &EngineCommand) -> Result<BackendBuild, String
     result
 }
 
+/// Cells that share one model load: same model, same load parameters.
+#[derive(Debug)]
+struct LoadGroup {
+    model: ModelSource,
+    load_key: (u32, bool),
+    cells: Vec<(Cell, EngineParams)>,
+}
+
 /// Cells grouped by model and load parameters, in run order.
-fn load_groups(
-    cells: Vec<Cell>,
-    default_threads: u32,
-) -> Vec<(ModelSource, Vec<(Cell, EngineParams)>)> {
-    let mut groups: Vec<(ModelSource, (u32, bool), Vec<(Cell, EngineParams)>)> = Vec::new();
+fn load_groups(cells: Vec<Cell>, default_threads: u32) -> Vec<LoadGroup> {
+    let mut groups: Vec<LoadGroup> = Vec::new();
     for cell in cells {
         let params = cell.engine.resolve(default_threads);
-        let key = params.load_key();
+        let load_key = params.load_key();
         match groups
             .iter_mut()
-            .find(|(m, k, _)| *m == cell.model && *k == key)
+            .find(|g| g.model == cell.model && g.load_key == load_key)
         {
-            Some((_, _, v)) => v.push((cell, params)),
-            None => groups.push((cell.model.clone(), key, vec![(cell, params)])),
+            Some(g) => g.cells.push((cell, params)),
+            None => groups.push(LoadGroup {
+                model: cell.model.clone(),
+                load_key,
+                cells: vec![(cell, params)],
+            }),
         }
     }
-    groups.into_iter().map(|(m, _, v)| (m, v)).collect()
+    groups
 }
 
 struct Ctx<'a> {
@@ -239,7 +248,12 @@ pub async fn run(
         },
     };
     let mut prepared: HashMap<ModelSource, Result<PreparedModel, String>> = HashMap::new();
-    for (source, cells) in groups {
+    for LoadGroup {
+        model: source,
+        cells,
+        ..
+    } in groups
+    {
         if ctx.cancelled() {
             ctx.outcome.interrupted = true;
             break;
@@ -559,7 +573,7 @@ async fn run_group(
                 vec![queue.remove(pos)]
             }
             None if load_ms.is_none() || status == ResultStatus::Interrupted => {
-                queue.drain(..).collect()
+                std::mem::take(&mut queue)
             }
             None => vec![queue.remove(0)],
         };

@@ -344,22 +344,36 @@ impl Store {
 
     /// A stored run, by UUID.
     pub async fn run_by_uuid(&self, uuid: &str) -> Result<Option<StoredRun>, StoreError> {
-        let row: Option<(i64, String, Option<String>, Option<String>, String)> = sqlx::query_as(
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            id: i64,
+            uuid: String,
+            suite_path: Option<String>,
+            config_text: Option<String>,
+            status: String,
+        }
+        let row: Option<Row> = sqlx::query_as(
             "SELECT id, uuid, suite_path, config_text, status FROM run WHERE uuid = ?",
         )
         .bind(uuid)
         .fetch_optional(&self.pool)
         .await
         .map_err(sql("look up the run"))?;
-        Ok(
-            row.map(|(id, uuid, suite_path, config_text, status)| StoredRun {
+        Ok(row.map(
+            |Row {
+                 id,
+                 uuid,
+                 suite_path,
+                 config_text,
+                 status,
+             }| StoredRun {
                 id: RunId(id),
                 uuid,
                 suite_path,
                 config_text,
                 status,
-            }),
-        )
+            },
+        ))
     }
 
     /// The cell indices of a run that have a stored result.

@@ -1,0 +1,136 @@
+//! The GGUF reader agrees with llama.cpp on every synthesized model: parameter count and
+//! tensor bytes as llama.cpp reports them after loading the file (`llama_model_n_params`,
+//! `llama_model_size`), for every quantization preset, for both architectures we write.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::*;
+use tokbench_engine::protocol::{EngineEvent, EngineJob, PROTOCOL_VERSION};
+use tokbench_gguf::{GgufFile, ModelInfo};
+
+/// Synthesizes `arch` at `quants` through the CLI; returns (quant, path) pairs.
+fn synth(arch: &str, quants: &[&str]) -> Vec<(String, PathBuf)> {
+    let out = run_ok(&[
+        "model",
+        "synth",
+        "--arch",
+        arch,
+        "--quant",
+        &quants.join(","),
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let mut parts = l.split('\t');
+            let q = parts.next().unwrap().to_string();
+            let p = PathBuf::from(parts.nth(1).unwrap());
+            (q, p)
+        })
+        .collect()
+}
+
+/// What llama.cpp says about the model: (n_params, size in bytes).
+fn llama_sees(path: &Path) -> (u64, u64) {
+    let job = EngineJob {
+        protocol: PROTOCOL_VERSION,
+        model_path: path.to_path_buf(),
+        n_gpu_layers: 0,
+        use_mmap: true,
+        tests: Vec::new(),
+    };
+    let mut child = Command::new(bin())
+        .arg("engine")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(
+        child.stdin.take().unwrap(),
+        "{}",
+        serde_json::to_string(&job).unwrap()
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        match serde_json::from_str::<EngineEvent>(line).unwrap() {
+            EngineEvent::Loaded {
+                n_params,
+                model_size_bytes,
+                ..
+            } => return (n_params, model_size_bytes),
+            EngineEvent::Fatal { error } => {
+                panic!("llama.cpp could not load {}: {error}", path.display())
+            }
+            _ => {}
+        }
+    }
+    panic!("no loaded event for {}", path.display());
+}
+
+fn check(arch: &str, quants: &[&str]) {
+    let models = synth(arch, quants);
+    assert_eq!(models.len(), quants.len());
+    for (quant, path) in models {
+        let info = ModelInfo::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
+        let (n_params, size) = llama_sees(&path);
+        assert_eq!(info.n_params, n_params, "{arch} {quant}: parameters");
+        assert_eq!(info.tensor_bytes, size, "{arch} {quant}: tensor bytes");
+        assert_eq!(
+            info.file_type_name(),
+            Some(quant.as_str()),
+            "{arch} {quant}: file type"
+        );
+        let on_disk = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(info.file_size_bytes, on_disk);
+        assert!(on_disk > size, "the file holds the tensors and a header");
+    }
+}
+
+#[test]
+fn reader_agrees_with_llama_cpp_on_every_preset_of_the_tiny_llama() {
+    check(
+        "tiny",
+        &[
+            "F16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_1", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_1",
+            "Q4_0", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K",
+        ],
+    );
+}
+
+#[test]
+fn reader_agrees_with_llama_cpp_on_the_tiny_qwen2() {
+    check("tiny-qwen2", &["F16", "Q8_0", "Q4_K_M"]);
+}
+
+#[test]
+fn the_same_arguments_give_the_same_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let other_cache = tmp.path().to_str().unwrap();
+    let a = synth("tiny", &["Q4_K_M"]).remove(0).1;
+    let out = tokbench(&[
+        "model",
+        "synth",
+        "--arch",
+        "tiny",
+        "--quant",
+        "Q4_K_M",
+        "--cache-dir",
+        other_cache,
+    ])
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = String::from_utf8_lossy(&out.stdout).to_string();
+    let b = PathBuf::from(line.trim().split('\t').nth(2).unwrap());
+    assert_ne!(a, b);
+    assert_eq!(
+        std::fs::read(&a).unwrap(),
+        std::fs::read(&b).unwrap(),
+        "quantized bytes differ"
+    );
+}
