@@ -50,6 +50,8 @@ pub enum Line {
     Eof,
     /// The deadline passed first.
     Timeout,
+    /// stdout could not be read as text (not UTF-8, or an I/O error).
+    Unreadable(String),
 }
 
 /// A child under supervision.
@@ -59,6 +61,16 @@ pub struct Supervised {
     pid: Option<u32>,
     stdout: Lines<BufReader<ChildStdout>>,
     log: Arc<Mutex<LogTail>>,
+    /// The task copying stderr into `log`; awaited (bounded) before a failure's tail is read.
+    stderr_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How a child ended when asked to wait or stop.
+#[derive(Debug, Clone, Copy)]
+pub struct Ended {
+    pub status: Option<ExitStatus>,
+    /// True if tokbench had to signal it (it did not exit by itself in time).
+    pub stopped: bool,
 }
 
 /// A description of how a process ended, for result rows: "exited with code 3",
@@ -122,15 +134,20 @@ impl Supervised {
         }
         let mut child = cmd.spawn()?;
         let pid = child.id();
+        // Written in its own task: a child that never reads (or exits at once) must not
+        // block us past any deadline, and a broken pipe is not a start failure — how the
+        // child ended is reported by the usual end-of-output path.
         let mut stdin = child.stdin.take().expect("stdin is piped");
-        stdin.write_all(stdin_text.as_bytes()).await?;
-        stdin.write_all(b"\n").await?;
-        drop(stdin);
+        let mut job = stdin_text.as_bytes().to_vec();
+        job.push(b'\n');
+        tokio::spawn(async move {
+            let _ = stdin.write_all(&job).await;
+        });
         let stdout = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
         let log = Arc::new(Mutex::new(LogTail::default()));
         let mut stderr = child.stderr.take().expect("stderr is piped");
         let sink = Arc::clone(&log);
-        tokio::spawn(async move {
+        let stderr_task = tokio::spawn(async move {
             let mut buf = [0u8; 8192];
             while let Ok(n) = stderr.read(&mut buf).await {
                 if n == 0 {
@@ -144,6 +161,7 @@ impl Supervised {
             pid,
             stdout,
             log,
+            stderr_task: Some(stderr_task),
         })
     }
 
@@ -156,13 +174,37 @@ impl Supervised {
         match tokio::time::timeout_at(deadline, self.stdout.next_line()).await {
             Err(_) => Line::Timeout,
             Ok(Ok(Some(line))) => Line::Text(line),
-            Ok(Ok(None)) | Ok(Err(_)) => Line::Eof,
+            Ok(Ok(None)) => Line::Eof,
+            Ok(Err(e)) => Line::Unreadable(e.to_string()),
         }
     }
 
-    /// The last lines the child wrote to stderr.
-    pub fn log_tail(&self, max_lines: usize) -> String {
+    /// The last lines the child wrote to stderr, once the stderr reader has caught up
+    /// (it is given up to a second after the child is gone: a grandchild may hold the pipe).
+    pub async fn log_tail(&mut self, max_lines: usize) -> String {
+        if let Some(task) = self.stderr_task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+        }
         self.log.lock().expect("log lock").last_lines(max_lines)
+    }
+
+    /// What the child has written to stderr so far (for a child that is still running).
+    pub fn log_tail_now(&self, max_lines: usize) -> String {
+        self.log.lock().expect("log lock").last_lines(max_lines)
+    }
+
+    /// Waits up to `grace` for the child to exit by itself, then stops it.
+    pub async fn wait_or_stop(&mut self, grace: Duration) -> Ended {
+        if let Some(status) = self.wait_for(grace).await {
+            return Ended {
+                status: Some(status),
+                stopped: false,
+            };
+        }
+        Ended {
+            status: self.terminate(grace).await,
+            stopped: true,
+        }
     }
 
     /// Waits up to `grace` for the child to exit by itself.
@@ -231,14 +273,7 @@ mod tests {
         assert!(matches!(c.next_line(deadline).await, Line::Eof));
         let status = c.wait_for(Duration::from_secs(10)).await.unwrap();
         assert_eq!(describe_exit(&status), "exited with code 0");
-        // The stderr reader may lag the exit by a moment; bounded wait.
-        for _ in 0..100 {
-            if c.log_tail(5).contains("oops") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(c.log_tail(5), "oops");
+        assert_eq!(c.log_tail(5).await, "oops");
     }
 
     #[tokio::test]

@@ -129,10 +129,17 @@ pub async fn probe_engine(engine: &EngineCommand) -> Result<BackendBuild, String
             )),
             _ => Err(format!("engine said something unexpected first: {line}")),
         },
-        Line::Eof => Err(format!(
-            "engine exited before saying hello: {}",
-            child.log_tail(5)
-        )),
+        Line::Eof | Line::Unreadable(_) => {
+            let ended = child.wait_or_stop(GRACE).await;
+            let how = ended
+                .status
+                .map(|s| describe_exit(&s))
+                .unwrap_or_else(|| "could not be reaped".into());
+            Err(format!(
+                "engine {how} before saying hello: {}",
+                child.log_tail(5).await
+            ))
+        }
         Line::Timeout => Err("engine did not say hello within 60 s".into()),
     };
     child.terminate(GRACE).await;
@@ -267,9 +274,18 @@ pub async fn run(
                 .await;
             let p = std::sync::Arc::clone(&provider);
             let s = source.clone();
-            let r = tokio::task::spawn_blocking(move || p.prepare(&s))
-                .await
-                .unwrap_or_else(|e| Err(format!("model preparation panicked: {e}")));
+            let task = tokio::task::spawn_blocking(move || p.prepare(&s));
+            let mut cancel = ctx.cancel.clone();
+            // Synthesizing a large model takes minutes: an interrupt must not wait for it.
+            // (The blocking task is abandoned; the caller shuts the runtime down without
+            // waiting for it.)
+            let r = tokio::select! {
+                r = task => r.unwrap_or_else(|e| Err(format!("model preparation panicked: {e}"))),
+                () = until_cancelled(&mut cancel) => {
+                    ctx.outcome.interrupted = true;
+                    break;
+                }
+            };
             prepared.insert(source.clone(), r);
         }
         match &prepared[&source] {
@@ -387,6 +403,14 @@ async fn run_group(
             let text = match line {
                 Line::Text(t) => t,
                 Line::Eof => break,
+                Line::Unreadable(e) => {
+                    child.terminate(GRACE).await;
+                    failure = Some((
+                        ResultStatus::Failed,
+                        format!("engine sent a malformed line (unreadable output: {e})"),
+                    ));
+                    break;
+                }
                 Line::Timeout => {
                     let status = child.terminate(GRACE).await;
                     let how = status
@@ -499,7 +523,8 @@ async fn run_group(
                         metric_source: MetricSource::Engine,
                         load_ms,
                         rss_peak_bytes,
-                        repetitions: p.reps,
+                        // A failed cell has no figures, only the reason.
+                        repetitions: if complete { p.reps } else { Vec::new() },
                         log_tail: None,
                         started_at: p.started_at,
                         duration_ms: p
@@ -521,7 +546,7 @@ async fn run_group(
                         params,
                         ResultStatus::Failed,
                         error,
-                        Some(child.log_tail(LOG_LINES)),
+                        Some(child.log_tail_now(LOG_LINES)),
                     );
                     r.load_ms = load_ms;
                     ctx.finish(r, name, Some(&model.record)).await;
@@ -529,7 +554,7 @@ async fn run_group(
                 }
                 EngineEvent::Fatal { error } => {
                     child.terminate(GRACE).await;
-                    let tail = child.log_tail(LOG_LINES);
+                    let tail = child.log_tail(LOG_LINES).await;
                     for (cell, params) in queue.drain(..) {
                         let r = unmeasured(
                             &cell,
@@ -545,13 +570,19 @@ async fn run_group(
                 EngineEvent::Done => break,
             }
         }
-        let exit = child.terminate(GRACE).await;
+        // After `done` or the end of its output the child exits by itself; one that keeps
+        // running is stopped (and that is not a crash of its own).
+        let ended = child.wait_or_stop(GRACE).await;
         if queue.is_empty() {
             continue;
         }
         // The child stopped before finishing the queue: the test in flight (or, if it died
         // while loading, every test) gets the reason; the rest run in a fresh child.
-        let (status, reason) = failure.unwrap_or_else(|| match exit {
+        let (status, reason) = failure.unwrap_or_else(|| match ended.status {
+            _ if ended.stopped => (
+                ResultStatus::Failed,
+                "engine closed its output but did not exit; it was stopped".into(),
+            ),
             Some(s) if died_by_signal(&s) => (
                 ResultStatus::Crashed,
                 format!("engine {}", describe_exit(&s)),
@@ -562,7 +593,7 @@ async fn run_group(
             ),
             None => (ResultStatus::Failed, "engine stopped answering".into()),
         });
-        let tail = Some(child.log_tail(LOG_LINES)).filter(|t| !t.is_empty());
+        let tail = Some(child.log_tail(LOG_LINES).await).filter(|t| !t.is_empty());
         let victims: Vec<(Cell, EngineParams)> = match &current {
             Some(p) => {
                 let id = p.cell.index;
