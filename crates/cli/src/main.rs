@@ -162,7 +162,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            rt.block_on(async_dispatch(other))
+            let r = rt.block_on(async_dispatch(other));
+            // Do not wait for abandoned blocking work (a model synthesis cut short by an
+            // interrupt): everything that matters is stored by now.
+            rt.shutdown_background();
+            r
         }
     }
 }

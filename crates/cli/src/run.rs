@@ -135,7 +135,7 @@ pub async fn run_command(
             )
             .await?
     };
-    let to_run = cells_total - skip.len();
+    let to_run = cells_total.saturating_sub(skip.len());
     let progress = !plain && std::io::stderr().is_terminal();
     eprintln!(
         "tokbench run {uuid}: suite {} ({} cells{}), engine {} [{}], {} threads by default, database {}",

@@ -104,3 +104,38 @@ fn query_is_read_only_and_keeps_what_is_stored() {
     ]);
     assert!(err.contains("does not exist"), "{err}");
 }
+
+#[test]
+fn synthesizing_a_model_that_does_not_fit_is_refused_before_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Llama 3.1 405B needs 2 × 811 GB (F16 plus the quantized copy). The test assumes the
+    // temp dir's disk has less than that free; it says so instead of writing 1.6 TB.
+    let st = nix::sys::statvfs::statvfs(tmp.path()).unwrap();
+    let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+    assert!(
+        free < 1_500_000_000_000,
+        "this disk has {free} bytes free; the test needs a smaller one"
+    );
+    let out = tokbench(&[
+        "model",
+        "synth",
+        "--arch",
+        "llama-3.1-405b",
+        "--quant",
+        "Q4_K_M",
+        "--cache-dir",
+        tmp.path().to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("needs up to") && err.contains("not enough disk space"),
+        "{err}"
+    );
+    let written: Vec<_> = std::fs::read_dir(tmp.path().join("models"))
+        .unwrap()
+        .collect();
+    assert!(written.is_empty(), "wrote {written:?}");
+}

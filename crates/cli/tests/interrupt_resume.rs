@@ -35,7 +35,7 @@ fn sigint_interrupts_and_resume_finishes_without_duplicates() {
     let marker = format!("TOKBENCH_TEST_MARK={}", std::process::id());
     let (k, v) = marker.split_once('=').unwrap();
     // Cell 1 hangs in its first repetition, so the run is surely busy when SIGINT comes.
-    let mut child = tokbench(&[
+    let child = tokbench(&[
         "run",
         suite.to_str().unwrap(),
         "--db",

@@ -5,6 +5,7 @@
 pub mod arch;
 pub mod bench;
 pub mod config;
+pub mod fit;
 pub mod quant;
 
 pub use bench::{CacheType, EngineParams, MetricSource, ResultStatus, TestSpec};

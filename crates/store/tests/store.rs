@@ -1,0 +1,230 @@
+//! The store on real SQLite files: migrations, a run written cell by cell and read back,
+//! summaries computed from the repetitions, a newer schema refused, read-only enforced.
+
+use tokbench_core::{
+    BackendBuild, CacheType, CellResult, EngineParams, HostInfo, MetricSource, ModelRecord,
+    Repetition, ResultStatus, TestSpec,
+};
+use tokbench_store::{NewRun, RunStatus, Store, StoreError};
+
+fn host() -> HostInfo {
+    HostInfo {
+        hostname: "h".into(),
+        cpu_model: "CPU".into(),
+        cpu_cores_logical: 4,
+        cpu_cores_physical: Some(2),
+        memory_total_bytes: Some(1 << 34),
+        os: "Linux".into(),
+        kernel: Some("6.1".into()),
+        arch: "x86_64".into(),
+        gpus: vec![],
+    }
+}
+
+fn params() -> EngineParams {
+    EngineParams {
+        n_threads: 2,
+        n_batch: 2048,
+        n_ubatch: 512,
+        n_gpu_layers: 99,
+        flash_attn: false,
+        type_k: CacheType::F16,
+        type_v: CacheType::F16,
+        use_mmap: true,
+    }
+}
+
+fn result(cell: usize, status: ResultStatus, reps: &[f64]) -> CellResult {
+    CellResult {
+        cell_index: cell,
+        test: TestSpec {
+            n_prompt: 0,
+            n_gen: 16,
+            n_depth: 0,
+        },
+        params: params(),
+        status,
+        error: (status != ResultStatus::Ok).then(|| "engine killed by signal 9 (SIGKILL)".into()),
+        metric_source: MetricSource::Engine,
+        load_ms: Some(12.0),
+        rss_peak_bytes: Some(1 << 20),
+        repetitions: reps
+            .iter()
+            .map(|&t| Repetition {
+                decode_tps: Some(t),
+                ttft_ms: Some(5.0),
+                ..Default::default()
+            })
+            .collect(),
+        log_tail: None,
+        started_at: "2026-11-29T00:00:00Z".into(),
+        duration_ms: 100.0,
+    }
+}
+
+fn new_run(uuid: &str) -> NewRun {
+    NewRun {
+        uuid: uuid.into(),
+        started_at: "2026-11-29T00:00:00Z".into(),
+        suite_name: "t".into(),
+        suite_path: None,
+        config_text: None,
+        tokbench_version: "0".into(),
+        trigger: "test".into(),
+        cells_total: 2,
+        source: None,
+    }
+}
+
+#[tokio::test]
+async fn a_run_round_trips_through_v_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("t.db");
+    let store = Store::open(&db).await.unwrap();
+    assert!(store.schema_version().await.unwrap().is_some());
+    let run = store.begin_run(&new_run("u1"), &host()).await.unwrap();
+    let build = store
+        .backend_build(&BackendBuild {
+            name: "engine".into(),
+            version: "1".into(),
+            commit: None,
+            accel: "cpu".into(),
+            flags: String::new(),
+        })
+        .await
+        .unwrap();
+    // The same build and model are recorded once.
+    let again = store
+        .backend_build(&BackendBuild {
+            name: "engine".into(),
+            version: "1".into(),
+            commit: None,
+            accel: "cpu".into(),
+            flags: String::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(build, again);
+    let m = ModelRecord {
+        name: "synth:tiny".into(),
+        quant: "Q8_0".into(),
+        file_sha256: "ab".into(),
+        ..Default::default()
+    };
+    let model = store.model(&m).await.unwrap();
+    assert_eq!(model, store.model(&m).await.unwrap());
+
+    store
+        .insert_result(
+            run,
+            build,
+            Some(model),
+            "synth:tiny",
+            3,
+            &result(0, ResultStatus::Ok, &[10.0, 20.0, 30.0]),
+        )
+        .await
+        .unwrap();
+    store
+        .insert_result(
+            run,
+            build,
+            Some(model),
+            "synth:tiny",
+            3,
+            &result(1, ResultStatus::Crashed, &[]),
+        )
+        .await
+        .unwrap();
+    // A cell is stored once per source.
+    let dup = store
+        .insert_result(
+            run,
+            build,
+            Some(model),
+            "synth:tiny",
+            3,
+            &result(1, ResultStatus::Ok, &[1.0]),
+        )
+        .await;
+    assert!(dup.is_err());
+    store
+        .finish_run(run, RunStatus::Failed, "2026-11-29T00:01:00Z")
+        .await
+        .unwrap();
+
+    let rows = store.results(None).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].decode_tps, Some(20.0));
+    assert_eq!(rows[0].decode_tps_sd, Some(10.0));
+    assert_eq!(rows[0].prefill_tps, None);
+    assert_eq!(rows[0].n_reps, 3);
+    assert_eq!(rows[0].test, "tg16");
+    assert_eq!(rows[1].status, "crashed");
+    assert_eq!(rows[1].decode_tps, None);
+    assert!(rows[1].error.as_deref().unwrap().contains("SIGKILL"));
+    assert_eq!(store.stored_cells(run).await.unwrap(), vec![0, 1]);
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    store.close().await;
+
+    // Reopening migrates nothing and keeps everything.
+    let store = Store::open(&db).await.unwrap();
+    assert_eq!(store.results(Some("u1")).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_tokbench_is_refused_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("t.db");
+    let store = Store::open(&db).await.unwrap();
+    store.close().await;
+    // Pretend a newer tokbench applied a migration we do not know.
+    let raw = sqlx_sqlite_exec(&db, "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) VALUES (99990101000000, 'future', CURRENT_TIMESTAMP, 1, x'00', 0)").await;
+    assert!(raw.is_ok(), "{raw:?}");
+    match Store::open(&db).await {
+        Err(StoreError::NewerSchema { version, .. }) => assert_eq!(version, 99990101000000),
+        other => panic!("expected NewerSchema, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn read_only_store_refuses_writes_and_attach() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("t.db");
+    Store::open(&db).await.unwrap().close().await;
+    let ro = Store::open_read_only(&db).await.unwrap();
+    for sql in [
+        "INSERT INTO hardware (name) VALUES ('x')",
+        "ATTACH DATABASE ':memory:' AS m",
+        "DELETE FROM run",
+        "PRAGMA user_version = 3",
+    ] {
+        match ro.query(sql).await {
+            Err(StoreError::Refused(why)) => assert!(why.contains("read-only"), "{why}"),
+            other => panic!("{sql}: expected a refusal, got {other:?}"),
+        }
+    }
+    let out = ro
+        .query("SELECT COUNT(*) AS n FROM v_results")
+        .await
+        .unwrap();
+    assert_eq!(out.columns, ["n"]);
+    assert_eq!(out.rows, vec![vec![serde_json::json!(0)]]);
+    assert!(matches!(
+        Store::open_read_only(&tmp.path().join("missing.db")).await,
+        Err(StoreError::Missing { .. })
+    ));
+}
+
+/// Runs one statement on a plain connection (outside the store's guards).
+async fn sqlx_sqlite_exec(db: &std::path::Path, statement: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display()))
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::query(statement)
+        .execute(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
