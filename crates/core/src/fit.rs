@@ -1,0 +1,1555 @@
+//! Does it fit? The memory llama.cpp needs for a model, computed from the model's real
+//! architecture rather than from a rule of thumb.
+//!
+//! This module owns the arithmetic only, no I/O:
+//! - a ggml tensor-type table ([`TensorType`]: block size, bytes per block, row bytes), local to
+//!   core because core cannot depend on the gguf crate;
+//! - llama.cpp's per-tensor quantization recipe ([`tensor_type_for`], a port of
+//!   `llama_tensor_get_type` in `src/llama-quant.cpp`) and the weight bytes it yields
+//!   ([`weight_bytes`]);
+//! - the KV cache ([`kv_cache_bytes`]), an estimate of the compute buffer
+//!   ([`compute_buffer_bytes`]), their sum ([`estimate`]) and how many layers a device of a given
+//!   size holds ([`gpu_layers_that_fit`]).
+//!
+//! Every size is a `u64` count of bytes. [`gib`] (2^30) and [`gb`] (10^9) turn one into a float
+//! for display; the two units are never mixed inside this module.
+//!
+//! Scope: dense decoder-only transformers of the `llama` and `qwen2` architectures as
+//! [`ArchSpec`] describes them, quantized from F16 without an importance matrix, without
+//! `--pure`, `--output-tensor-type`, `--token-embedding-type` or `--tensor-type` overrides. The
+//! recipe branches for MoE models, Falcon and the IQ presets are left out because no
+//! [`ArchSpec`] or [`QuantPreset`] can reach them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::arch::{ArchError, ArchSpec};
+use crate::bench::{CacheType, EngineParams};
+use crate::quant::QuantPreset;
+
+/// Bytes in one GiB (2^30).
+pub const GIB_BYTES: u64 = 1 << 30;
+
+/// Bytes in one GB (10^9).
+pub const GB_BYTES: u64 = 1_000_000_000;
+
+/// llama.cpp pads the context to a multiple of this many cells (`GGML_PAD(cparams.n_ctx, 256)`
+/// in `llama_context::llama_context`, `src/llama-context.cpp` of the vendored llama.cpp).
+pub const KV_CTX_PAD: u64 = 256;
+
+/// `bytes` in GiB (2^30 bytes), the unit llama.cpp logs and quantize.cpp's size table use.
+pub fn gib(bytes: u64) -> f64 {
+    bytes as f64 / GIB_BYTES as f64
+}
+
+/// `bytes` in GB (10^9 bytes), the unit GPU vendors print on the box.
+pub fn gb(bytes: u64) -> f64 {
+    bytes as f64 / GB_BYTES as f64
+}
+
+// ---------------------------------------------------------------------------------------------
+// ggml tensor types
+// ---------------------------------------------------------------------------------------------
+
+/// The ggml tensor types the presets and KV-cache types of tokbench can produce, declared (and
+/// ordered) by ggml id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[expect(
+    non_camel_case_types,
+    reason = "ggml's names: Q4_K, IQ4_NL, not Q4K, Iq4Nl"
+)]
+pub enum TensorType {
+    F32,
+    F16,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q8_0,
+    Q2_K,
+    Q3_K,
+    Q4_K,
+    Q5_K,
+    Q6_K,
+    IQ4_NL,
+    BF16,
+}
+
+impl TensorType {
+    /// Every type, in ggml id order.
+    pub const ALL: [TensorType; 14] = [
+        Self::F32,
+        Self::F16,
+        Self::Q4_0,
+        Self::Q4_1,
+        Self::Q5_0,
+        Self::Q5_1,
+        Self::Q8_0,
+        Self::Q2_K,
+        Self::Q3_K,
+        Self::Q4_K,
+        Self::Q5_K,
+        Self::Q6_K,
+        Self::IQ4_NL,
+        Self::BF16,
+    ];
+
+    /// The `ggml_type` id (`ggml/include/ggml.h`), as a GGUF tensor table stores it.
+    pub fn ggml_id(self) -> u32 {
+        match self {
+            Self::F32 => 0,
+            Self::F16 => 1,
+            Self::Q4_0 => 2,
+            Self::Q4_1 => 3,
+            Self::Q5_0 => 6,
+            Self::Q5_1 => 7,
+            Self::Q8_0 => 8,
+            Self::Q2_K => 10,
+            Self::Q3_K => 11,
+            Self::Q4_K => 12,
+            Self::Q5_K => 13,
+            Self::Q6_K => 14,
+            Self::IQ4_NL => 20,
+            Self::BF16 => 30,
+        }
+    }
+
+    /// ggml's name (`ggml_type_name`): `f32`, `q4_K`, `iq4_nl`, as llama.cpp's logs print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::BF16 => "bf16",
+            Self::Q4_0 => "q4_0",
+            Self::Q4_1 => "q4_1",
+            Self::Q5_0 => "q5_0",
+            Self::Q5_1 => "q5_1",
+            Self::Q8_0 => "q8_0",
+            Self::Q2_K => "q2_K",
+            Self::Q3_K => "q3_K",
+            Self::Q4_K => "q4_K",
+            Self::Q5_K => "q5_K",
+            Self::Q6_K => "q6_K",
+            Self::IQ4_NL => "iq4_nl",
+        }
+    }
+
+    /// Elements per block (`blck_size` in ggml's `type_traits`): 1 for float types, 32 for the
+    /// legacy quants and IQ4_NL, 256 (`QK_K`) for the K-quants.
+    pub fn block_size(self) -> u64 {
+        match self {
+            Self::F32 | Self::F16 | Self::BF16 => 1,
+            Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::Q8_0 | Self::IQ4_NL => 32,
+            Self::Q2_K | Self::Q3_K | Self::Q4_K | Self::Q5_K | Self::Q6_K => 256,
+        }
+    }
+
+    /// Bytes per block (`type_size`, the `sizeof` of ggml's block struct).
+    pub fn type_size(self) -> u64 {
+        match self {
+            Self::F32 => 4,
+            Self::F16 | Self::BF16 => 2,
+            Self::Q4_0 | Self::IQ4_NL => 18,
+            Self::Q4_1 => 20,
+            Self::Q5_0 => 22,
+            Self::Q5_1 => 24,
+            Self::Q8_0 => 34,
+            Self::Q2_K => 84,
+            Self::Q3_K => 110,
+            Self::Q4_K => 144,
+            Self::Q5_K => 176,
+            Self::Q6_K => 210,
+        }
+    }
+
+    /// Returns true if and only if this is a block-quantized type (`ggml_is_quantized`).
+    pub fn is_quantized(self) -> bool {
+        self.block_size() > 1
+    }
+
+    /// Bytes of one row of `n` elements (`ggml_row_size`), or `None` if `n` is not a multiple
+    /// of the block size.
+    pub fn row_bytes(self, n: u64) -> Option<u64> {
+        if !is_multiple(n, self.block_size()) {
+            return None;
+        }
+        Some(n / self.block_size() * self.type_size())
+    }
+
+    /// Bits per weight: `8 * type_size / block_size` (4.5 for Q4_K, 8.5 for Q8_0).
+    pub fn bits_per_weight(self) -> f64 {
+        8.0 * self.type_size() as f64 / self.block_size() as f64
+    }
+}
+
+impl fmt::Display for TensorType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<CacheType> for TensorType {
+    fn from(c: CacheType) -> Self {
+        match c {
+            CacheType::F32 => Self::F32,
+            CacheType::F16 => Self::F16,
+            CacheType::Bf16 => Self::BF16,
+            CacheType::Q8_0 => Self::Q8_0,
+            CacheType::Q4_0 => Self::Q4_0,
+            CacheType::Q4_1 => Self::Q4_1,
+            CacheType::Iq4Nl => Self::IQ4_NL,
+            CacheType::Q5_0 => Self::Q5_0,
+            CacheType::Q5_1 => Self::Q5_1,
+        }
+    }
+}
+
+/// Returns true if and only if `n` is a multiple of `block` (`block > 0`). Spelled out because
+/// `u64::is_multiple_of` needs Rust 1.87 and the workspace targets 1.85.
+fn is_multiple(n: u64, block: u64) -> bool {
+    n / block * block == n
+}
+
+/// The type a preset gives a 2-D weight before the per-tensor recipe adjusts it
+/// (`llama_ftype_get_default_type`).
+pub fn default_tensor_type(preset: QuantPreset) -> TensorType {
+    use QuantPreset as P;
+    use TensorType as T;
+    match preset {
+        P::F32 => T::F32,
+        P::F16 => T::F16,
+        P::BF16 => T::BF16,
+        P::Q8_0 => T::Q8_0,
+        P::Q5_1 => T::Q5_1,
+        P::Q5_0 => T::Q5_0,
+        P::Q4_1 => T::Q4_1,
+        P::Q4_0 => T::Q4_0,
+        P::Q6_K => T::Q6_K,
+        P::Q5_K_M | P::Q5_K_S => T::Q5_K,
+        P::Q4_K_M | P::Q4_K_S => T::Q4_K,
+        P::Q3_K_L | P::Q3_K_M | P::Q3_K_S => T::Q3_K,
+        P::Q2_K => T::Q2_K,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tensors of a model
+// ---------------------------------------------------------------------------------------------
+
+/// What a tensor of a llama/qwen2 GGUF is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TensorRole {
+    /// `token_embd.weight`, `[n_embd, n_vocab]`.
+    TokenEmbd,
+    /// `output.weight`, `[n_embd, n_vocab]`; absent when the embeddings are tied.
+    Output,
+    /// `output_norm.weight`, `[n_embd]`.
+    OutputNorm,
+    /// `blk.N.attn_norm.weight`, `[n_embd]`.
+    AttnNorm,
+    /// `blk.N.attn_q.weight`, `[n_embd, n_head * head_dim]`.
+    AttnQ,
+    /// `blk.N.attn_k.weight`, `[n_embd, n_head_kv * head_dim]`.
+    AttnK,
+    /// `blk.N.attn_v.weight`, `[n_embd, n_head_kv * head_dim]`.
+    AttnV,
+    /// `blk.N.attn_output.weight`, `[n_head * head_dim, n_embd]`.
+    AttnOutput,
+    /// `blk.N.ffn_norm.weight`, `[n_embd]`.
+    FfnNorm,
+    /// `blk.N.ffn_gate.weight`, `[n_embd, n_ff]`.
+    FfnGate,
+    /// `blk.N.ffn_up.weight`, `[n_embd, n_ff]`.
+    FfnUp,
+    /// `blk.N.ffn_down.weight`, `[n_ff, n_embd]`.
+    FfnDown,
+    /// `blk.N.attn_q.bias`, `[n_head * head_dim]` (qwen2 only).
+    QBias,
+    /// `blk.N.attn_k.bias`, `[n_head_kv * head_dim]` (qwen2 only).
+    KBias,
+    /// `blk.N.attn_v.bias`, `[n_head_kv * head_dim]` (qwen2 only).
+    VBias,
+}
+
+impl TensorRole {
+    /// The tensors outside the repeating blocks.
+    pub const GLOBAL: [TensorRole; 3] = [Self::TokenEmbd, Self::OutputNorm, Self::Output];
+
+    /// The tensors of one block, in the order the synthesized GGUF writes them.
+    pub const PER_LAYER: [TensorRole; 12] = [
+        Self::AttnNorm,
+        Self::AttnQ,
+        Self::AttnK,
+        Self::AttnV,
+        Self::QBias,
+        Self::KBias,
+        Self::VBias,
+        Self::AttnOutput,
+        Self::FfnNorm,
+        Self::FfnGate,
+        Self::FfnUp,
+        Self::FfnDown,
+    ];
+
+    /// Returns true if and only if this tensor exists once per block (`blk.N.*`).
+    pub fn is_per_layer(self) -> bool {
+        !matches!(self, Self::TokenEmbd | Self::Output | Self::OutputNorm)
+    }
+
+    /// Returns true if and only if a model of shape `arch` has this tensor: `output.weight`
+    /// only when the embeddings are untied, the q/k/v biases only when `qkv_bias` is set.
+    pub fn is_present(self, arch: &ArchSpec) -> bool {
+        match self {
+            Self::Output => !arch.tied_embeddings,
+            Self::QBias | Self::KBias | Self::VBias => arch.qkv_bias,
+            _ => true,
+        }
+    }
+
+    /// Number of dimensions: 1 for norms and biases, 2 for the weight matrices.
+    pub fn n_dims(self) -> u32 {
+        match self {
+            Self::OutputNorm
+            | Self::AttnNorm
+            | Self::FfnNorm
+            | Self::QBias
+            | Self::KBias
+            | Self::VBias => 1,
+            _ => 2,
+        }
+    }
+
+    /// The GGUF shape `[ne0, ne1]`, as the synthesized GGUF writes it; `ne0` is the row
+    /// length that block quantization splits. 1-D tensors have `ne1 == 1`.
+    pub fn shape(self, arch: &ArchSpec) -> [u64; 2] {
+        let embd = u64::from(arch.n_embd);
+        let vocab = u64::from(arch.n_vocab);
+        let ff = u64::from(arch.n_ff);
+        let q = arch.q_dim();
+        let kv = arch.kv_dim();
+        match self {
+            Self::TokenEmbd | Self::Output => [embd, vocab],
+            Self::OutputNorm | Self::AttnNorm | Self::FfnNorm => [embd, 1],
+            Self::AttnQ => [embd, q],
+            Self::AttnK | Self::AttnV => [embd, kv],
+            Self::AttnOutput => [q, embd],
+            Self::FfnGate | Self::FfnUp => [embd, ff],
+            Self::FfnDown => [ff, embd],
+            Self::QBias => [q, 1],
+            Self::KBias | Self::VBias => [kv, 1],
+        }
+    }
+
+    /// Elements in the tensor: `ne0 * ne1`.
+    pub fn n_elements(self, arch: &ArchSpec) -> u64 {
+        let [ne0, ne1] = self.shape(arch);
+        ne0 * ne1
+    }
+
+    /// The GGUF tensor name, e.g. `blk.3.attn_v.weight`; `layer` is ignored for global tensors.
+    pub fn gguf_name(self, layer: u32) -> String {
+        let suffix = match self {
+            Self::TokenEmbd => return "token_embd.weight".to_owned(),
+            Self::Output => return "output.weight".to_owned(),
+            Self::OutputNorm => return "output_norm.weight".to_owned(),
+            Self::AttnNorm => "attn_norm.weight",
+            Self::AttnQ => "attn_q.weight",
+            Self::AttnK => "attn_k.weight",
+            Self::AttnV => "attn_v.weight",
+            Self::AttnOutput => "attn_output.weight",
+            Self::FfnNorm => "ffn_norm.weight",
+            Self::FfnGate => "ffn_gate.weight",
+            Self::FfnUp => "ffn_up.weight",
+            Self::FfnDown => "ffn_down.weight",
+            Self::QBias => "attn_q.bias",
+            Self::KBias => "attn_k.bias",
+            Self::VBias => "attn_v.bias",
+        };
+        format!("blk.{layer}.{suffix}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The quantization recipe
+// ---------------------------------------------------------------------------------------------
+
+/// llama.cpp's `use_more_bits`: the first and last eighth of the layers and every third layer
+/// in between get more bits in the `_M` presets.
+fn use_more_bits(i_layer: u32, n_layer: u32) -> bool {
+    let (i, n) = (i64::from(i_layer), i64::from(n_layer));
+    i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
+}
+
+/// Returns true if and only if llama.cpp classifies the model as `LLM_TYPE_70B`, which bumps
+/// `attn_v` from Q3_K/Q4_K to Q5_K: 80 layers, for `llama` only with grouped-query attention
+/// (`src/models/llama.cpp`, `src/models/qwen2.cpp`).
+fn is_llm_type_70b(arch: &ArchSpec) -> bool {
+    arch.n_layer == 80
+        && match arch.architecture.as_str() {
+            "llama" => arch.n_head != arch.n_head_kv,
+            "qwen2" => true,
+            _ => false,
+        }
+}
+
+/// The type llama.cpp's quantizer gives tensor `role` of block `layer` (ignored for global
+/// tensors) when it quantizes an F16 model of shape `arch` to `preset`.
+///
+/// A port of `llama_tensor_get_type` and `llama_tensor_get_type_impl` (vendored llama.cpp,
+/// `src/llama-quant.cpp`) for dense llama/qwen2 models (`n_expert == 0`), without an
+/// importance matrix or overrides:
+/// - 1-D tensors (norms, biases) are never quantized and stay F32;
+/// - F32/F16/BF16 presets give every matrix that type;
+/// - `output.weight` (and `token_embd.weight` when the embeddings are tied) becomes Q6_K,
+///   except that Q8_0 stays Q8_0 and a row not divisible by the preset's block size gives Q8_0;
+/// - untied `token_embd.weight` keeps the preset's type;
+/// - `attn_v`, `ffn_down` and `attn_output` follow the per-preset rules (see the match below);
+///   `attn_q`, `attn_k`, `ffn_gate` and `ffn_up` only change for IQ and MoE recipes, so they
+///   keep the preset's type;
+/// - a row length not divisible by the chosen type's block size falls back: Q2_K/Q3_K → Q4_0,
+///   Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, and to F16 if even 32 does not divide it.
+///   (Older llama.cpp sent Q2_K/Q3_K to IQ4_NL; the vendored source sends them to Q4_0. Both
+///   are 18 bytes per 32 weights, so the size is the same.)
+///
+/// llama.cpp walks the tensors sorted by layer, so its `i_attention_wv` and `i_ffn_down`
+/// counters equal the layer index here.
+pub fn tensor_type_for(
+    preset: QuantPreset,
+    role: TensorRole,
+    layer: u32,
+    arch: &ArchSpec,
+) -> TensorType {
+    use QuantPreset as P;
+    use TensorType as T;
+
+    // tensor_allows_quantization: only tensors of 2+ dimensions; they keep the type the
+    // converter (and tokbench's synthesizer) wrote, F32.
+    if role.n_dims() < 2 {
+        return T::F32;
+    }
+    let default = default_tensor_type(preset);
+    // llama_tensor_get_type only consults the recipe when the target type is quantized.
+    if !default.is_quantized() {
+        return default;
+    }
+    let [row_len, _] = role.shape(arch);
+    let n_layer = arch.n_layer;
+    let n_gqa = arch.n_head.checked_div(arch.n_head_kv).unwrap_or(0);
+
+    // With tied embeddings, llama.cpp quantizes token_embd as the output tensor it also is.
+    let output_like =
+        role == TensorRole::Output || (role == TensorRole::TokenEmbd && arch.tied_embeddings);
+    let chosen = if output_like {
+        if !is_multiple(row_len, default.block_size()) {
+            T::Q8_0
+        } else if default != T::Q8_0 {
+            T::Q6_K
+        } else {
+            default
+        }
+    } else {
+        match role {
+            TensorRole::AttnV => {
+                let t = match preset {
+                    P::Q2_K if n_gqa >= 4 => T::Q4_K,
+                    P::Q2_K => T::Q3_K,
+                    P::Q3_K_M if layer < 2 => T::Q5_K,
+                    P::Q3_K_M => T::Q4_K,
+                    P::Q3_K_L => T::Q5_K,
+                    P::Q4_K_M | P::Q5_K_M if use_more_bits(layer, n_layer) => T::Q6_K,
+                    P::Q4_K_S if layer < 4 => T::Q5_K,
+                    _ => default,
+                };
+                // "In the 70B model we have 8 heads sharing the same attn_v weights" (llama-quant.cpp).
+                if is_llm_type_70b(arch) && matches!(t, T::Q3_K | T::Q4_K) {
+                    T::Q5_K
+                } else {
+                    t
+                }
+            }
+            TensorRole::FfnDown => match preset {
+                P::Q2_K => T::Q3_K,
+                P::Q3_K_M if layer < n_layer / 16 => T::Q5_K,
+                P::Q3_K_M => T::Q4_K,
+                P::Q3_K_L => T::Q5_K,
+                P::Q4_K_M | P::Q5_K_M if use_more_bits(layer, n_layer) => T::Q6_K,
+                P::Q4_K_S if layer < n_layer / 8 => T::Q5_K,
+                _ => default,
+            },
+            TensorRole::AttnOutput => match preset {
+                P::Q2_K => T::Q3_K,
+                P::Q3_K_M => T::Q4_K,
+                P::Q3_K_L => T::Q5_K,
+                _ => default,
+            },
+            _ => default,
+        }
+    };
+    fallback(chosen, row_len)
+}
+
+/// `tensor_type_fallback`: a type whose block does not divide the row length is demoted.
+fn fallback(t: TensorType, row_len: u64) -> TensorType {
+    use TensorType as T;
+    if t.row_bytes(row_len).is_some() {
+        return t;
+    }
+    let demoted = match t {
+        T::Q2_K | T::Q3_K => T::Q4_0,
+        T::Q4_K => T::Q5_0,
+        T::Q5_K => T::Q5_1,
+        T::Q6_K => T::Q8_0,
+        other => other,
+    };
+    if demoted.row_bytes(row_len).is_some() {
+        demoted
+    } else {
+        T::F16
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weights
+// ---------------------------------------------------------------------------------------------
+
+/// How many tensors of one type a model has and their bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TypeTally {
+    pub n_tensors: u32,
+    pub bytes: u64,
+}
+
+/// The tensor data of a model at a preset, in bytes (GGUF metadata and alignment padding
+/// excluded: a few MB, most of it the tokenizer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightBreakdown {
+    /// Every tensor: `token_embd_bytes + output_bytes + output_norm_bytes + sum(layer_bytes)`.
+    pub total_bytes: u64,
+    /// `token_embd.weight`; llama.cpp keeps it in host memory whatever `-ngl` says.
+    pub token_embd_bytes: u64,
+    /// `output.weight`; 0 when the embeddings are tied (the file has no such tensor).
+    pub output_bytes: u64,
+    /// `output_norm.weight`.
+    pub output_norm_bytes: u64,
+    /// Each block's tensors, indexed by layer.
+    pub layer_bytes: Vec<u64>,
+    /// Tensor count and bytes per type, as llama.cpp's loader logs them (`type q4_K: 193 tensors`).
+    pub per_type: BTreeMap<TensorType, TypeTally>,
+}
+
+/// Bytes of a tensor of `shape` stored as `t`.
+fn tensor_bytes(t: TensorType, [ne0, ne1]: [u64; 2]) -> u64 {
+    let row = t
+        .row_bytes(ne0)
+        .expect("tensor_type_for falls back to a type whose block divides the row");
+    row * ne1
+}
+
+/// Sums every tensor of a model of shape `arch` quantized to `preset`, with the types
+/// [`tensor_type_for`] gives them.
+pub fn weight_bytes(arch: &ArchSpec, preset: QuantPreset) -> WeightBreakdown {
+    let mut per_type: BTreeMap<TensorType, TypeTally> = BTreeMap::new();
+    let mut add = |role: TensorRole, layer: u32| -> u64 {
+        if !role.is_present(arch) {
+            return 0;
+        }
+        let t = tensor_type_for(preset, role, layer, arch);
+        let bytes = tensor_bytes(t, role.shape(arch));
+        let tally = per_type.entry(t).or_default();
+        tally.n_tensors += 1;
+        tally.bytes += bytes;
+        bytes
+    };
+    let token_embd_bytes = add(TensorRole::TokenEmbd, 0);
+    let output_norm_bytes = add(TensorRole::OutputNorm, 0);
+    let output_bytes = add(TensorRole::Output, 0);
+    let layer_bytes: Vec<u64> = (0..arch.n_layer)
+        .map(|il| TensorRole::PER_LAYER.iter().map(|&r| add(r, il)).sum())
+        .collect();
+    let total_bytes =
+        token_embd_bytes + output_bytes + output_norm_bytes + layer_bytes.iter().sum::<u64>();
+    WeightBreakdown {
+        total_bytes,
+        token_embd_bytes,
+        output_bytes,
+        output_norm_bytes,
+        layer_bytes,
+        per_type,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// KV cache
+// ---------------------------------------------------------------------------------------------
+
+/// Why llama.cpp would not create a KV cache with these settings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KvError {
+    #[error("n_ctx must be greater than zero")]
+    ZeroContext,
+    #[error(
+        "quantized V cache ({type_v}) requires flash_attn; llama.cpp refuses it without flash attention"
+    )]
+    QuantizedVWithoutFlashAttn { type_v: CacheType },
+    #[error("{cache} cache type {cache_type} with block size {block_size} does not divide head_dim {head_dim}")]
+    HeadDimNotBlockAligned {
+        /// `K` or `V`.
+        cache: &'static str,
+        cache_type: CacheType,
+        block_size: u64,
+        head_dim: u32,
+    },
+}
+
+/// Cells llama.cpp allocates for a context of `n_ctx` tokens: `n_ctx` rounded up to a
+/// multiple of [`KV_CTX_PAD`] (256). This is what the vendored llama.cpp does for a single
+/// sequence or a unified cache; with `n_seq_max > 1` and a split cache it pads each
+/// sequence's share, which can add up to 255 cells per sequence more.
+pub fn kv_size(n_ctx: u32) -> u64 {
+    u64::from(n_ctx).div_ceil(KV_CTX_PAD) * KV_CTX_PAD
+}
+
+/// Checks the cache settings the way `llama_init_from_model` does: a quantized V cache needs
+/// flash attention, and a quantized type's block must divide `head_dim`. (llama.cpp checks
+/// the block size only with flash attention on; without it a quantized K cache is viewed per
+/// head all the same, so this checks it always.)
+fn check_kv(
+    arch: &ArchSpec,
+    n_ctx: u32,
+    type_k: CacheType,
+    type_v: CacheType,
+    flash_attn: bool,
+) -> Result<(), KvError> {
+    if n_ctx == 0 {
+        return Err(KvError::ZeroContext);
+    }
+    if type_v.is_quantized() && !flash_attn {
+        return Err(KvError::QuantizedVWithoutFlashAttn { type_v });
+    }
+    for (cache, cache_type) in [("K", type_k), ("V", type_v)] {
+        let block_size = TensorType::from(cache_type).block_size();
+        if !is_multiple(u64::from(arch.head_dim), block_size) {
+            return Err(KvError::HeadDimNotBlockAligned {
+                cache,
+                cache_type,
+                block_size,
+                head_dim: arch.head_dim,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// KV-cache bytes of one layer (every layer is the same size for these architectures):
+/// `kv_size * (row_bytes(n_head_kv * head_dim, type_k) + row_bytes(n_head_kv * head_dim, type_v))`.
+/// Assumes [`check_kv`] passed, so the rows are whole blocks.
+fn kv_layer_bytes(arch: &ArchSpec, n_ctx: u32, type_k: CacheType, type_v: CacheType) -> u64 {
+    let row = |c: CacheType| {
+        TensorType::from(c)
+            .row_bytes(arch.kv_dim())
+            .expect("head_dim is a multiple of the block size, so n_head_kv * head_dim is too")
+    };
+    kv_size(n_ctx) * (row(type_k) + row(type_v))
+}
+
+/// Bytes of the KV cache of one sequence stream (llama.cpp's `-np` with a unified cache does
+/// not multiply it): summed over layers, `kv_size * n_head_kv * head_dim *
+/// (bytes_per_elem(type_k) + bytes_per_elem(type_v))`, where `kv_size` is `n_ctx` rounded up to
+/// 256 ([`kv_size`]) and `bytes_per_elem = type_size / block_size` (f16: 2, q8_0: 34/32).
+///
+/// Errors when llama.cpp would refuse the settings ([`KvError`]).
+pub fn kv_cache_bytes(
+    arch: &ArchSpec,
+    n_ctx: u32,
+    type_k: CacheType,
+    type_v: CacheType,
+    flash_attn: bool,
+) -> Result<u64, KvError> {
+    check_kv(arch, n_ctx, type_k, type_v, flash_attn)?;
+    Ok(u64::from(arch.n_layer) * kv_layer_bytes(arch, n_ctx, type_k, type_v))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compute buffer
+// ---------------------------------------------------------------------------------------------
+
+/// An **estimate** of llama.cpp's compute buffer (the scratch memory of the graph for one
+/// micro-batch), in bytes. Kept deliberately simple, it counts the two terms that dominate:
+///
+/// - the f32 logits of a full micro-batch: `n_vocab * n_tokens * 4`;
+/// - without flash attention, the f32 attention scores of one layer:
+///   `kv_size * n_tokens * n_head * 4` (flash attention never materializes them);
+///
+/// where `n_tokens = min(n_ubatch, kv_size(n_ctx))` (llama.cpp caps the batch at the context).
+/// It ignores the smaller activations (hidden states, the FFN's `n_ff`-wide intermediates), the
+/// softmax copy of the scores and allocator slack, and the different split of a partial
+/// offload, so the real buffer is usually somewhat larger. Treat it as an order of magnitude.
+pub fn compute_buffer_bytes(arch: &ArchSpec, n_ctx: u32, n_ubatch: u32, flash_attn: bool) -> u64 {
+    let kv_cells = kv_size(n_ctx);
+    let n_tokens = u64::from(n_ubatch).min(kv_cells);
+    let logits_bytes = u64::from(arch.n_vocab) * n_tokens * 4;
+    let scores_bytes = if flash_attn {
+        0
+    } else {
+        kv_cells * n_tokens * u64::from(arch.n_head) * 4
+    };
+    logits_bytes + scores_bytes
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fit
+// ---------------------------------------------------------------------------------------------
+
+/// Why a fit cannot be computed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FitError {
+    #[error("the architecture cannot describe a loadable model")]
+    Arch(#[from] ArchError),
+    #[error("llama.cpp would not create this kv cache")]
+    Kv(#[from] KvError),
+    #[error("n_ubatch must be greater than zero")]
+    ZeroUbatch,
+}
+
+/// The context settings a fit depends on (llama.cpp's `-c`, `-ub`, `-ctk`, `-ctv`, `-fa`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FitParams {
+    pub n_ctx: u32,
+    pub n_ubatch: u32,
+    pub type_k: CacheType,
+    pub type_v: CacheType,
+    pub flash_attn: bool,
+}
+
+impl FitParams {
+    /// `n_ctx` with llama.cpp's other defaults: `-ub 512`, f16 K and V, flash attention on
+    /// (llama.cpp's `auto` turns it on for GPUs that support it).
+    pub fn new(n_ctx: u32) -> Self {
+        Self {
+            n_ctx,
+            n_ubatch: 512,
+            type_k: CacheType::F16,
+            type_v: CacheType::F16,
+            flash_attn: true,
+        }
+    }
+
+    /// The settings of a benchmark cell run at context `n_ctx`.
+    pub fn from_engine(n_ctx: u32, engine: &EngineParams) -> Self {
+        let EngineParams {
+            n_ubatch,
+            flash_attn,
+            type_k,
+            type_v,
+            n_threads: _,
+            n_batch: _,
+            n_gpu_layers: _,
+            use_mmap: _,
+        } = *engine;
+        Self {
+            n_ctx,
+            n_ubatch,
+            type_k,
+            type_v,
+            flash_attn,
+        }
+    }
+}
+
+/// The memory a model needs with a context, in bytes, wherever it ends up (device or host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FitEstimate {
+    /// All tensor data ([`WeightBreakdown::total_bytes`]), token embeddings included.
+    pub weights_bytes: u64,
+    /// The KV cache ([`kv_cache_bytes`]).
+    pub kv_bytes: u64,
+    /// The compute buffer, an estimate ([`compute_buffer_bytes`]).
+    pub compute_bytes: u64,
+    /// `weights_bytes + kv_bytes + compute_bytes`.
+    pub total_bytes: u64,
+}
+
+fn check_fit(arch: &ArchSpec, params: &FitParams) -> Result<(), FitError> {
+    arch.validate()?;
+    check_kv(
+        arch,
+        params.n_ctx,
+        params.type_k,
+        params.type_v,
+        params.flash_attn,
+    )?;
+    if params.n_ubatch == 0 {
+        return Err(FitError::ZeroUbatch);
+    }
+    Ok(())
+}
+
+/// Weights + KV cache + compute buffer of a model of shape `arch` at `preset` with `params`.
+pub fn estimate(
+    arch: &ArchSpec,
+    preset: QuantPreset,
+    params: &FitParams,
+) -> Result<FitEstimate, FitError> {
+    check_fit(arch, params)?;
+    let weights_bytes = weight_bytes(arch, preset).total_bytes;
+    let kv_bytes = kv_cache_bytes(
+        arch,
+        params.n_ctx,
+        params.type_k,
+        params.type_v,
+        params.flash_attn,
+    )?;
+    let compute_bytes =
+        compute_buffer_bytes(arch, params.n_ctx, params.n_ubatch, params.flash_attn);
+    Ok(FitEstimate {
+        weights_bytes,
+        kv_bytes,
+        compute_bytes,
+        total_bytes: weights_bytes + kv_bytes + compute_bytes,
+    })
+}
+
+/// How much of a model a device holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FitVerdict {
+    /// Every block and the output layer fit: run with `-ngl` ≥ `n_layer + 1` (e.g. 999).
+    Full,
+    /// The output layer and the last `n_gpu_layers - 1` blocks fit: run with
+    /// `-ngl n_gpu_layers`. `n_gpu_layers` counts the output layer, as llama.cpp's `-ngl`
+    /// does, so it is between 1 and `n_layer`.
+    Partial { n_gpu_layers: u32 },
+    /// Not even the output layer and the compute buffer fit.
+    No,
+}
+
+impl FitVerdict {
+    /// The `-ngl` value this verdict stands for: `n_layer + 1`, `n_gpu_layers` or 0.
+    pub fn n_gpu_layers(self, arch: &ArchSpec) -> u32 {
+        match self {
+            Self::Full => arch.n_layer + 1,
+            Self::Partial { n_gpu_layers } => n_gpu_layers,
+            Self::No => 0,
+        }
+    }
+}
+
+/// How many layers of a model of shape `arch` at `preset` with `params` fit in
+/// `device_bytes` of device memory, following llama.cpp's placement
+/// (`llama_model::load_tensors`): `token_embd` always stays in host memory; `-ngl k` puts the
+/// output layer (`output` + `output_norm`, or a duplicate of the tied embeddings) on the
+/// device first, then the last `k - 1` blocks, each with its share of the KV cache. The
+/// compute buffer ([`compute_buffer_bytes`], an estimate) must fit beside the output layer.
+/// Nothing is reserved for the driver or other processes: pass the memory that is free.
+pub fn gpu_layers_that_fit(
+    arch: &ArchSpec,
+    preset: QuantPreset,
+    params: &FitParams,
+    device_bytes: u64,
+) -> Result<FitVerdict, FitError> {
+    check_fit(arch, params)?;
+    let w = weight_bytes(arch, preset);
+    let output_layer_bytes = if arch.tied_embeddings {
+        w.token_embd_bytes
+    } else {
+        w.output_bytes
+    } + w.output_norm_bytes;
+    let compute = compute_buffer_bytes(arch, params.n_ctx, params.n_ubatch, params.flash_attn);
+    let kv_layer = kv_layer_bytes(arch, params.n_ctx, params.type_k, params.type_v);
+
+    let mut used_bytes = output_layer_bytes + compute;
+    if used_bytes > device_bytes {
+        return Ok(FitVerdict::No);
+    }
+    let mut n_blocks = 0u32;
+    for &layer in w.layer_bytes.iter().rev() {
+        let need = layer + kv_layer;
+        if used_bytes + need > device_bytes {
+            break;
+        }
+        used_bytes += need;
+        n_blocks += 1;
+    }
+    Ok(if n_blocks == arch.n_layer {
+        FitVerdict::Full
+    } else {
+        FitVerdict::Partial {
+            n_gpu_layers: n_blocks + 1,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(name: &str) -> &'static ArchSpec {
+        ArchSpec::preset(name).unwrap()
+    }
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn tensor_type_table_matches_ggml() {
+        // (type, blck_size, type_size) from quantization.md §3a.
+        let table = [
+            (TensorType::F32, 1, 4),
+            (TensorType::F16, 1, 2),
+            (TensorType::BF16, 1, 2),
+            (TensorType::Q4_0, 32, 18),
+            (TensorType::Q4_1, 32, 20),
+            (TensorType::Q5_0, 32, 22),
+            (TensorType::Q5_1, 32, 24),
+            (TensorType::Q8_0, 32, 34),
+            (TensorType::Q2_K, 256, 84),
+            (TensorType::Q3_K, 256, 110),
+            (TensorType::Q4_K, 256, 144),
+            (TensorType::Q5_K, 256, 176),
+            (TensorType::Q6_K, 256, 210),
+            (TensorType::IQ4_NL, 32, 18),
+        ];
+        assert_eq!(table.len(), TensorType::ALL.len());
+        for (t, blck, size) in table {
+            assert_eq!((t.block_size(), t.type_size()), (blck, size), "{t}");
+            assert_eq!(t.is_quantized(), blck > 1, "{t}");
+        }
+        assert_eq!(TensorType::Q4_K.row_bytes(4096), Some(16 * 144));
+        assert_eq!(TensorType::Q4_K.row_bytes(4096 + 32), None);
+        assert_eq!(TensorType::Q8_0.row_bytes(100), None);
+        assert_eq!(TensorType::F16.row_bytes(7), Some(14));
+        assert_eq!(TensorType::Q6_K.bits_per_weight(), 6.5625);
+        // ggml ids are distinct and ALL is in id order.
+        let ids = TensorType::ALL.map(TensorType::ggml_id);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        for c in CacheType::ALL {
+            assert_eq!(TensorType::from(c).name(), c.name());
+        }
+    }
+
+    #[test]
+    fn use_more_bits_matches_llama_cpp() {
+        // n = 32: i < 4, i >= 28, and (i - 4) % 3 == 2 → i = 6, 9, ..., 27.
+        let got: Vec<u32> = (0..32).filter(|&i| use_more_bits(i, 32)).collect();
+        assert_eq!(
+            got,
+            [0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]
+        );
+        // n = 8: i < 1, i >= 7, (i - 1) % 3 == 2 → 0, 3, 6, 7.
+        let got: Vec<u32> = (0..8).filter(|&i| use_more_bits(i, 8)).collect();
+        assert_eq!(got, [0, 3, 6, 7]);
+    }
+
+    // ----- KV cache -----
+
+    #[test]
+    fn kv_llama_8b_f16_at_8k_is_one_gib() {
+        // 32 layers × 8 kv heads × 128 head_dim × (2 + 2) bytes = 131072 B/token;
+        // × 8192 tokens = 1 073 741 824 B = 1 GiB exactly.
+        let a = p("llama-3.1-8b");
+        let bytes = kv_cache_bytes(a, 8192, CacheType::F16, CacheType::F16, false).unwrap();
+        assert_eq!(bytes, 131_072 * 8192);
+        assert_eq!(bytes, GIB_BYTES);
+        assert_eq!(bytes / 8192, a.kv_bytes_per_token_f16());
+    }
+
+    #[test]
+    fn kv_llama_70b_f16_at_32k_is_ten_gib() {
+        // 80 × 8 × 128 × 4 = 327680 B/token; × 32768 = 10 737 418 240 B = 10 GiB.
+        let bytes = kv_cache_bytes(
+            p("llama-3.1-70b"),
+            32768,
+            CacheType::F16,
+            CacheType::F16,
+            false,
+        )
+        .unwrap();
+        assert_eq!(bytes, 10 * GIB_BYTES);
+    }
+
+    #[test]
+    fn kv_qwen_7b_q8_0_is_53_percent_of_f16() {
+        // f16: 28 × 4 × 128 × 4 = 57344 B/token. q8_0: 1.0625 B/elem instead of 2, so
+        // 57344 × 4096 × 1.0625 / 2 = 124 780 544 B. Row view: kv_dim 512 = 16 blocks × 34 B
+        // = 544 B per cell per K or V; 28 × 4096 × 2 × 544 = 124 780 544.
+        let bytes = kv_cache_bytes(
+            p("qwen2.5-7b"),
+            4096,
+            CacheType::Q8_0,
+            CacheType::Q8_0,
+            true,
+        )
+        .unwrap();
+        assert_eq!(bytes, 57_344 * 4096 * 17 / 32);
+        assert_eq!(bytes, 124_780_544);
+        assert_eq!(bytes, 28 * 4096 * 2 * 544);
+    }
+
+    #[test]
+    fn kv_context_rounds_up_to_256() {
+        // 1000 → 1024 cells: 1024 × 131072 = 128 MiB for Llama 3.1 8B f16.
+        assert_eq!(kv_size(1000), 1024);
+        assert_eq!(kv_size(1024), 1024);
+        assert_eq!(kv_size(1025), 1280);
+        assert_eq!(kv_size(1), 256);
+        let bytes = kv_cache_bytes(
+            p("llama-3.1-8b"),
+            1000,
+            CacheType::F16,
+            CacheType::F16,
+            false,
+        )
+        .unwrap();
+        assert_eq!(bytes, 1024 * 131_072);
+        assert_eq!(bytes, 128 * MIB);
+    }
+
+    #[test]
+    fn kv_mixed_types_and_quantized_k_without_flash_attn() {
+        // K q4_0 (18/32 B) + V f16 (2 B) on Llama 3.1 8B at 4096: per cell per layer
+        // 1024 × 18/32 + 1024 × 2 = 576 + 2048 = 2624 B; × 32 × 4096 = 343 932 928.
+        // A quantized K cache alone is allowed without flash attention.
+        let bytes = kv_cache_bytes(
+            p("llama-3.1-8b"),
+            4096,
+            CacheType::Q4_0,
+            CacheType::F16,
+            false,
+        )
+        .unwrap();
+        assert_eq!(bytes, 2624 * 32 * 4096);
+    }
+
+    #[test]
+    fn kv_errors() {
+        let a = p("llama-3.1-8b");
+        assert_eq!(
+            kv_cache_bytes(a, 0, CacheType::F16, CacheType::F16, true),
+            Err(KvError::ZeroContext)
+        );
+        let err = kv_cache_bytes(a, 4096, CacheType::Q8_0, CacheType::Q8_0, false).unwrap_err();
+        assert_eq!(
+            err,
+            KvError::QuantizedVWithoutFlashAttn {
+                type_v: CacheType::Q8_0
+            }
+        );
+        assert!(
+            err.to_string().contains("quantized V cache")
+                && err.to_string().contains("requires flash_attn"),
+            "{err}"
+        );
+        let mut odd = a.clone();
+        odd.head_dim = 80; // 80 % 32 == 16
+        let err = kv_cache_bytes(&odd, 4096, CacheType::Q4_0, CacheType::F16, true).unwrap_err();
+        assert_eq!(
+            err,
+            KvError::HeadDimNotBlockAligned {
+                cache: "K",
+                cache_type: CacheType::Q4_0,
+                block_size: 32,
+                head_dim: 80
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "K cache type q4_0 with block size 32 does not divide head_dim 80"
+        );
+    }
+
+    // ----- weights -----
+
+    // tiny: 8 layers, n_embd 512, 8 heads, 4 kv heads, head_dim 64, n_ff 1536, n_vocab 32000.
+    // q_dim 512, kv_dim 256. Elements:
+    //   token_embd, output: 512 × 32000 = 16 384 000 each
+    //   per layer: q 512×512 = 262 144, k 512×256 = 131 072, v 131 072, o 262 144,
+    //              gate/up/down 512×1536 = 786 432 each → 3 145 728 per layer, 25 165 824 total
+    //   norms: 2 × 512 per layer + 512 output_norm = 8 704 (F32, 34 816 B)
+    //   2-D total: 32 768 000 + 25 165 824 = 57 933 824; + 8 704 = 57 942 528 = n_params.
+    const TINY_NORM_BYTES: u64 = 8_704 * 4;
+    const TINY_2D_ELEMS: u64 = 32_768_000 + 25_165_824;
+
+    #[test]
+    fn tiny_f16_is_two_bytes_per_matrix_weight() {
+        // 57 933 824 × 2 = 115 867 648; + 34 816 = 115 902 464.
+        let w = weight_bytes(p("tiny"), QuantPreset::F16);
+        assert_eq!(TINY_2D_ELEMS + 8_704, p("tiny").n_params());
+        assert_eq!(w.total_bytes, TINY_2D_ELEMS * 2 + TINY_NORM_BYTES);
+        assert_eq!(w.total_bytes, 115_902_464);
+        assert_eq!(w.token_embd_bytes, 32_768_000);
+        assert_eq!(w.output_bytes, 32_768_000);
+        assert_eq!(w.output_norm_bytes, 2048);
+        assert_eq!(w.layer_bytes, vec![3_145_728 * 2 + 1024 * 4; 8]);
+        assert_eq!(
+            w.per_type[&TensorType::F16],
+            TypeTally {
+                n_tensors: 2 + 8 * 7,
+                bytes: TINY_2D_ELEMS * 2
+            }
+        );
+        assert_eq!(w.per_type[&TensorType::F32].n_tensors, 17);
+        assert_eq!(w.per_type.len(), 2);
+    }
+
+    #[test]
+    fn tiny_q8_0_keeps_output_q8_0() {
+        // Every matrix Q8_0 (34 B per 32): 57 933 824 / 32 × 34 = 61 554 688; + 34 816 =
+        // 61 589 504. output.weight stays Q8_0 under the Q8_0 preset.
+        let w = weight_bytes(p("tiny"), QuantPreset::Q8_0);
+        assert_eq!(w.total_bytes, TINY_2D_ELEMS / 32 * 34 + TINY_NORM_BYTES);
+        assert_eq!(w.total_bytes, 61_589_504);
+        assert_eq!(w.per_type[&TensorType::Q8_0].n_tensors, 58);
+        assert_eq!(w.per_type.len(), 2);
+    }
+
+    #[test]
+    fn tiny_q4_k_m_follows_the_recipe() {
+        // use_more_bits(i, 8) = {0, 3, 6, 7}: attn_v and ffn_down Q6_K there, Q4_K elsewhere;
+        // output Q6_K, token_embd Q4_K. Counts: f32 17, q6_K 4 + 4 + 1 = 9,
+        // q4_K 8 × 7 − 8 + 1 = 49 (75 tensors).
+        // Bytes (Q4_K 144 B / 256, Q6_K 210 B / 256):
+        //   token_embd 64 000 blocks × 144 = 9 216 000
+        //   output     64 000 blocks × 210 = 13 440 000
+        //   q, k, o, gate, up per layer: 2 228 224 elems = 8 704 blocks × 144 = 1 253 376; × 8
+        //     = 10 027 008
+        //   attn_v 512 blocks: 4 × 107 520 (Q6_K) + 4 × 73 728 (Q4_K) = 724 992
+        //   ffn_down 3 072 blocks: 4 × 645 120 + 4 × 442 368 = 4 349 952
+        //   norms 34 816
+        //   total 37 792 768
+        let a = p("tiny");
+        let w = weight_bytes(a, QuantPreset::Q4_K_M);
+        let count = |t| w.per_type[&t].n_tensors;
+        assert_eq!(count(TensorType::F32), 17);
+        assert_eq!(count(TensorType::Q6_K), 9);
+        assert_eq!(count(TensorType::Q4_K), 49);
+        assert_eq!(w.token_embd_bytes, 9_216_000);
+        assert_eq!(w.output_bytes, 13_440_000);
+        assert_eq!(
+            w.total_bytes,
+            9_216_000 + 13_440_000 + 10_027_008 + 724_992 + 4_349_952 + TINY_NORM_BYTES
+        );
+        assert_eq!(w.total_bytes, 37_792_768);
+        let t = |role, layer| tensor_type_for(QuantPreset::Q4_K_M, role, layer, a);
+        assert_eq!(t(TensorRole::AttnV, 3), TensorType::Q6_K);
+        assert_eq!(t(TensorRole::AttnV, 4), TensorType::Q4_K);
+        assert_eq!(t(TensorRole::FfnDown, 7), TensorType::Q6_K);
+        assert_eq!(t(TensorRole::AttnNorm, 0), TensorType::F32);
+    }
+
+    #[test]
+    fn recipe_rules_per_preset() {
+        use QuantPreset as P;
+        use TensorRole as R;
+        use TensorType as T;
+        let a = p("llama-3.1-8b"); // n_gqa 4, 32 layers
+        let t = |q, r, i| tensor_type_for(q, r, i, a);
+        // output.weight: Q6_K for k-quant and legacy presets, Q8_0 and floats keep theirs.
+        for q in [
+            P::Q4_0,
+            P::Q4_1,
+            P::Q5_0,
+            P::Q5_1,
+            P::Q2_K,
+            P::Q3_K_S,
+            P::Q6_K,
+        ] {
+            assert_eq!(t(q, R::Output, 0), T::Q6_K, "{q}");
+        }
+        assert_eq!(t(P::Q8_0, R::Output, 0), T::Q8_0);
+        assert_eq!(t(P::F16, R::Output, 0), T::F16);
+        assert_eq!(t(P::BF16, R::Output, 0), T::BF16);
+        // token_embd keeps the base type.
+        assert_eq!(t(P::Q4_K_M, R::TokenEmbd, 0), T::Q4_K);
+        assert_eq!(t(P::Q2_K, R::TokenEmbd, 0), T::Q2_K);
+        assert_eq!(t(P::Q4_0, R::TokenEmbd, 0), T::Q4_0);
+        // Q2_K: attn_v Q4_K (n_gqa 4 ≥ 4), ffn_down and attn_output Q3_K, the rest Q2_K.
+        assert_eq!(t(P::Q2_K, R::AttnV, 10), T::Q4_K);
+        assert_eq!(t(P::Q2_K, R::FfnDown, 10), T::Q3_K);
+        assert_eq!(t(P::Q2_K, R::AttnOutput, 10), T::Q3_K);
+        assert_eq!(t(P::Q2_K, R::AttnQ, 10), T::Q2_K);
+        // Q3_K_M: attn_v Q5_K for layers 0-1, Q4_K after; ffn_down Q5_K below n/16 = 2.
+        assert_eq!(t(P::Q3_K_M, R::AttnV, 1), T::Q5_K);
+        assert_eq!(t(P::Q3_K_M, R::AttnV, 2), T::Q4_K);
+        assert_eq!(t(P::Q3_K_M, R::FfnDown, 1), T::Q5_K);
+        assert_eq!(t(P::Q3_K_M, R::FfnDown, 2), T::Q4_K);
+        assert_eq!(t(P::Q3_K_M, R::AttnOutput, 2), T::Q4_K);
+        assert_eq!(t(P::Q3_K_M, R::FfnUp, 2), T::Q3_K);
+        // Q3_K_L: attn_v, ffn_down, attn_output Q5_K.
+        for r in [R::AttnV, R::FfnDown, R::AttnOutput] {
+            assert_eq!(t(P::Q3_K_L, r, 15), T::Q5_K);
+        }
+        // Q3_K_S: nothing but the output changes.
+        assert_eq!(t(P::Q3_K_S, R::AttnV, 0), T::Q3_K);
+        // Q4_K_S: attn_v Q5_K for layers 0-3, ffn_down Q5_K below n/8 = 4.
+        assert_eq!(t(P::Q4_K_S, R::AttnV, 3), T::Q5_K);
+        assert_eq!(t(P::Q4_K_S, R::AttnV, 4), T::Q4_K);
+        assert_eq!(t(P::Q4_K_S, R::FfnDown, 3), T::Q5_K);
+        assert_eq!(t(P::Q4_K_S, R::FfnDown, 4), T::Q4_K);
+        // Q5_K_M: Q6_K on use_more_bits layers.
+        assert_eq!(t(P::Q5_K_M, R::AttnV, 6), T::Q6_K);
+        assert_eq!(t(P::Q5_K_M, R::FfnDown, 7), T::Q5_K);
+        // Legacy presets change nothing but the output.
+        assert_eq!(t(P::Q4_0, R::FfnDown, 0), T::Q4_0);
+        assert_eq!(t(P::Q5_1, R::AttnV, 0), T::Q5_1);
+    }
+
+    #[test]
+    fn llama_70b_bumps_attn_v_to_q5_k() {
+        // LLM_TYPE_70B (80 layers, GQA): attn_v Q3_K/Q4_K → Q5_K; a Q6_K choice stays.
+        use TensorRole as R;
+        use TensorType as T;
+        let a = p("llama-3.1-70b");
+        let t = |q, i| tensor_type_for(q, R::AttnV, i, a);
+        assert_eq!(t(QuantPreset::Q4_K_M, 11), T::Q5_K); // not use_more_bits(11, 80)
+        assert_eq!(t(QuantPreset::Q4_K_M, 0), T::Q6_K);
+        assert_eq!(t(QuantPreset::Q3_K_S, 40), T::Q5_K);
+        assert_eq!(t(QuantPreset::Q2_K, 40), T::Q5_K);
+        assert_eq!(t(QuantPreset::Q4_0, 40), T::Q4_0);
+        // An 8B model is not 70B.
+        assert_eq!(
+            tensor_type_for(QuantPreset::Q3_K_S, R::AttnV, 10, p("llama-3.1-8b")),
+            T::Q3_K
+        );
+    }
+
+    #[test]
+    fn tied_embeddings_quantize_token_embd_as_output() {
+        let mut a = p("tiny").clone();
+        a.tied_embeddings = true;
+        assert_eq!(
+            tensor_type_for(QuantPreset::Q4_K_M, TensorRole::TokenEmbd, 0, &a),
+            TensorType::Q6_K
+        );
+        let w = weight_bytes(&a, QuantPreset::Q4_K_M);
+        assert_eq!(w.output_bytes, 0);
+        // 64 000 Q6_K blocks.
+        assert_eq!(w.token_embd_bytes, 13_440_000);
+        assert_eq!(w.per_type[&TensorType::Q6_K].n_tensors, 9);
+        assert_eq!(w.per_type[&TensorType::Q4_K].n_tensors, 48);
+    }
+
+    #[test]
+    fn odd_rows_fall_back() {
+        use TensorType as T;
+        // 29568 = 115.5 × 256 = 924 × 32.
+        assert_eq!(fallback(T::Q2_K, 29568), T::Q4_0);
+        assert_eq!(fallback(T::Q3_K, 29568), T::Q4_0);
+        assert_eq!(fallback(T::Q4_K, 29568), T::Q5_0);
+        assert_eq!(fallback(T::Q5_K, 29568), T::Q5_1);
+        assert_eq!(fallback(T::Q6_K, 29568), T::Q8_0);
+        assert_eq!(fallback(T::Q4_K, 29568 + 256), T::Q5_0);
+        // Not even 32 divides 100: F16.
+        assert_eq!(fallback(T::Q4_K, 100), T::F16);
+        assert_eq!(fallback(T::Q8_0, 100), T::F16);
+        assert_eq!(fallback(T::F16, 100), T::F16);
+        // An output row not divisible by the preset's block goes to Q8_0 directly.
+        let mut a = p("tiny").clone();
+        a.n_embd = 544; // 17 × 32, not a multiple of 256
+        assert_eq!(
+            tensor_type_for(QuantPreset::Q4_K_M, TensorRole::Output, 0, &a),
+            T::Q8_0
+        );
+        assert_eq!(
+            tensor_type_for(QuantPreset::Q4_0, TensorRole::Output, 0, &a),
+            T::Q8_0 // Q6_K chosen, then the Q6_K → Q8_0 fallback
+        );
+        assert_eq!(
+            tensor_type_for(QuantPreset::Q4_K_M, TensorRole::TokenEmbd, 0, &a),
+            T::Q5_0
+        );
+    }
+
+    #[test]
+    fn qwen_72b_ffn_down_falls_back() {
+        // ffn_down rows are n_ff = 29568 long, not a multiple of 256. Q4_K_M: use_more_bits
+        // layers choose Q6_K → Q8_0, the others Q4_K → Q5_0 (tensor_type_fallback). gate/up
+        // rows are n_embd = 8192 long and keep Q4_K. attn_v gets the 70B bump (Q4_K → Q5_K).
+        use TensorRole as R;
+        use TensorType as T;
+        let a = p("qwen2.5-72b");
+        let t = |q, r, i| tensor_type_for(q, r, i, a);
+        assert!(!use_more_bits(10, 80) && use_more_bits(0, 80));
+        assert_eq!(t(QuantPreset::Q4_K_M, R::FfnDown, 10), T::Q5_0);
+        assert_eq!(t(QuantPreset::Q4_K_M, R::FfnDown, 0), T::Q8_0);
+        assert_eq!(t(QuantPreset::Q4_K_M, R::FfnGate, 10), T::Q4_K);
+        assert_eq!(t(QuantPreset::Q4_K_M, R::AttnV, 10), T::Q5_K);
+        assert_eq!(t(QuantPreset::Q2_K, R::FfnDown, 10), T::Q4_0); // Q3_K → Q4_0
+        assert_eq!(t(QuantPreset::Q5_K_S, R::FfnDown, 10), T::Q5_1);
+        assert_eq!(t(QuantPreset::Q8_0, R::FfnDown, 10), T::Q8_0);
+        // Biases stay F32.
+        assert_eq!(t(QuantPreset::Q4_K_M, R::QBias, 10), T::F32);
+        // So the file is larger than Q4_K_M's 4.9 bpw suggests: > 5 bpw here.
+        let w = weight_bytes(a, QuantPreset::Q4_K_M);
+        let bpw = w.total_bytes as f64 * 8.0 / a.n_params() as f64;
+        assert!(bpw > 5.0, "{bpw}");
+        let tally = w.per_type[&T::Q5_0];
+        assert_eq!(tally.n_tensors, 80 - 40); // 40 of 80 layers are use_more_bits
+    }
+
+    /// (preset, quantize.cpp's `QUANT_OPTIONS` size for Llama-3-8B in GiB). Llama-3-8B has the
+    /// shapes of Llama 3.1 8B; the strings count the whole file, metadata (mostly the 128k-token
+    /// vocabulary, a few MiB) included, and are rounded to 0.01 GiB.
+    const LLAMA3_8B_SIZES: [(QuantPreset, f64); 14] = [
+        (QuantPreset::Q8_0, 7.96),
+        (QuantPreset::Q6_K, 6.14),
+        (QuantPreset::Q5_K_M, 5.33),
+        (QuantPreset::Q5_K_S, 5.21),
+        (QuantPreset::Q5_1, 5.65),
+        (QuantPreset::Q5_0, 5.21),
+        (QuantPreset::Q4_K_M, 4.58),
+        (QuantPreset::Q4_K_S, 4.37),
+        (QuantPreset::Q4_1, 4.78),
+        (QuantPreset::Q4_0, 4.34),
+        (QuantPreset::Q3_K_L, 4.03),
+        (QuantPreset::Q3_K_M, 3.74),
+        (QuantPreset::Q3_K_S, 3.41),
+        (QuantPreset::Q2_K, 2.96),
+    ];
+
+    #[test]
+    fn llama_8b_sizes_match_quantize_cpp() {
+        let a = p("llama-3.1-8b");
+        println!("| preset | predicted GiB | quantize.cpp GiB | diff % |");
+        let mut off = Vec::new();
+        for (q, table_gib) in LLAMA3_8B_SIZES {
+            let got = gib(weight_bytes(a, q).total_bytes);
+            let diff_pct = (got - table_gib) / table_gib * 100.0;
+            println!("| {q} | {got:.3} | {table_gib:.2} | {diff_pct:+.2} |");
+            if diff_pct.abs() > 0.5 {
+                off.push(format!("{q}: {got:.3} GiB vs {table_gib} GiB"));
+            }
+        }
+        assert!(off.is_empty(), "{off:?}");
+    }
+
+    #[test]
+    fn llama_8b_float_presets_are_exact() {
+        // quantize.cpp's F16/BF16 "14.00G" and F32 "26.00G" are for a 7B model, so check the
+        // float presets by hand instead: 8 030 261 248 params, of which 65 × 4096 = 266 240
+        // are norm weights (F32 whatever the preset).
+        let a = p("llama-3.1-8b");
+        let norms = 65 * 4096;
+        let matrices = a.n_params() - norms;
+        for (q, bytes_per_weight) in [
+            (QuantPreset::F32, 4),
+            (QuantPreset::F16, 2),
+            (QuantPreset::BF16, 2),
+        ] {
+            let got = weight_bytes(a, q).total_bytes;
+            println!("| {q} | {:.3} | — | — |", gib(got));
+            assert_eq!(got, matrices * bytes_per_weight + norms * 4, "{q}");
+        }
+        // F16: 8 029 995 008 × 2 + 266 240 × 4 = 16 061 054 976 B = 14.958 GiB.
+        assert_eq!(
+            weight_bytes(a, QuantPreset::F16).total_bytes,
+            16_061_054_976
+        );
+    }
+
+    #[test]
+    fn llama_8b_q4_k_m_tensor_counts() {
+        // The llama-cpp-python#1693 load log: f32 66, q4_K 193, q6_K 33. Llama 3.1's file
+        // carries rope_freqs.weight (f32, llama3 rope scaling), which ArchSpec does not model:
+        // 65 + 1 = 66. q6_K: 16 use_more_bits layers × (attn_v, ffn_down) + output = 33.
+        // q4_K: 32 × 7 − 32 + token_embd = 193.
+        let w = weight_bytes(p("llama-3.1-8b"), QuantPreset::Q4_K_M);
+        let count = |t| w.per_type[&t].n_tensors;
+        assert_eq!(count(TensorType::F32) + 1, 66);
+        assert_eq!(count(TensorType::Q4_K), 193);
+        assert_eq!(count(TensorType::Q6_K), 33);
+        assert_eq!(w.per_type.len(), 3);
+        let sum: u64 = w.per_type.values().map(|t| t.bytes).sum();
+        assert_eq!(sum, w.total_bytes);
+    }
+
+    // ----- compute buffer, estimate, fit -----
+
+    #[test]
+    fn compute_buffer_estimate() {
+        // Llama 3.1 8B, n_ctx 8192, ubatch 512:
+        //   logits 128 256 × 512 × 4 = 262 668 288 B (250.5 MiB)
+        //   scores 8192 × 512 × 32 heads × 4 = 536 870 912 B (512 MiB), without FA only.
+        let a = p("llama-3.1-8b");
+        assert_eq!(compute_buffer_bytes(a, 8192, 512, true), 262_668_288);
+        assert_eq!(
+            compute_buffer_bytes(a, 8192, 512, false),
+            262_668_288 + 512 * MIB
+        );
+        // ubatch larger than the padded context is capped: n_ctx 100 → 256 cells, 256 tokens.
+        assert_eq!(compute_buffer_bytes(a, 100, 512, true), 128_256 * 256 * 4);
+    }
+
+    #[test]
+    fn estimate_sums_the_parts() {
+        let a = p("llama-3.1-8b");
+        let params = FitParams::new(8192);
+        let e = estimate(a, QuantPreset::Q4_K_M, &params).unwrap();
+        assert_eq!(
+            e.weights_bytes,
+            weight_bytes(a, QuantPreset::Q4_K_M).total_bytes
+        );
+        assert_eq!(e.kv_bytes, GIB_BYTES);
+        assert_eq!(e.compute_bytes, 262_668_288);
+        assert_eq!(
+            e.total_bytes,
+            e.weights_bytes + e.kv_bytes + e.compute_bytes
+        );
+
+        let bad = FitParams {
+            type_v: CacheType::Q4_0,
+            flash_attn: false,
+            ..params
+        };
+        let err = estimate(a, QuantPreset::Q4_K_M, &bad).unwrap_err();
+        assert!(matches!(
+            err,
+            FitError::Kv(KvError::QuantizedVWithoutFlashAttn { .. })
+        ));
+        assert_eq!(err.to_string(), "llama.cpp would not create this kv cache");
+        let zero = FitParams {
+            n_ubatch: 0,
+            ..params
+        };
+        assert_eq!(
+            estimate(a, QuantPreset::Q4_K_M, &zero),
+            Err(FitError::ZeroUbatch)
+        );
+        let mut broken = a.clone();
+        broken.n_head_kv = 0;
+        assert!(matches!(
+            estimate(&broken, QuantPreset::Q4_K_M, &params),
+            Err(FitError::Arch(_))
+        ));
+    }
+
+    #[test]
+    fn from_engine_takes_the_cache_settings() {
+        let engine = EngineParams {
+            n_threads: 4,
+            n_batch: 2048,
+            n_ubatch: 256,
+            n_gpu_layers: 99,
+            flash_attn: true,
+            type_k: CacheType::Q8_0,
+            type_v: CacheType::Q4_0,
+            use_mmap: true,
+        };
+        assert_eq!(
+            FitParams::from_engine(4096, &engine),
+            FitParams {
+                n_ctx: 4096,
+                n_ubatch: 256,
+                type_k: CacheType::Q8_0,
+                type_v: CacheType::Q4_0,
+                flash_attn: true,
+            }
+        );
+    }
+
+    #[test]
+    fn gpu_layers_that_fit_tiny() {
+        // tiny at Q8_0, n_ctx 1024, f16 cache, flash attention, ubatch 512:
+        //   block weights: 3 145 728 × 34/32 = 3 342 336 + norms 1024 × 4 = 3 346 432
+        //   block KV: 1024 cells × 256 kv_dim × (2 + 2) = 1 048 576
+        //   per block 4 395 008
+        //   output layer: output 16 384 000 × 34/32 = 17 408 000 + output_norm 2 048
+        //     = 17 410 048
+        //   compute: 32 000 × 512 × 4 = 65 536 000
+        //   base (output layer + compute) = 82 946 048
+        let a = p("tiny");
+        let params = FitParams {
+            n_ctx: 1024,
+            n_ubatch: 512,
+            type_k: CacheType::F16,
+            type_v: CacheType::F16,
+            flash_attn: true,
+        };
+        let per_block = 3_346_432 + 1_048_576;
+        assert_eq!(per_block, 4_395_008);
+        let base = 17_410_048 + 65_536_000;
+        assert_eq!(base, 82_946_048);
+        let fit = |device| gpu_layers_that_fit(a, QuantPreset::Q8_0, &params, device).unwrap();
+
+        // Room for 3.5 blocks: output + 3 blocks, -ngl 4.
+        assert_eq!(
+            fit(base + 3 * per_block + per_block / 2),
+            FitVerdict::Partial { n_gpu_layers: 4 }
+        );
+        // Exactly the output layer and compute: -ngl 1.
+        assert_eq!(fit(base), FitVerdict::Partial { n_gpu_layers: 1 });
+        // One byte short of the output layer and compute.
+        assert_eq!(fit(base - 1), FitVerdict::No);
+        assert_eq!(fit(0), FitVerdict::No);
+        // All 8 blocks: full offload; one byte less: 7 blocks, -ngl 8.
+        assert_eq!(fit(base + 8 * per_block), FitVerdict::Full);
+        assert_eq!(
+            fit(base + 8 * per_block - 1),
+            FitVerdict::Partial { n_gpu_layers: 8 }
+        );
+        assert_eq!(FitVerdict::Full.n_gpu_layers(a), 9);
+        assert_eq!(FitVerdict::No.n_gpu_layers(a), 0);
+        // token_embd is not on the device: a device of total − token_embd suffices.
+        let w = weight_bytes(a, QuantPreset::Q8_0);
+        let e = estimate(a, QuantPreset::Q8_0, &params).unwrap();
+        assert_eq!(fit(e.total_bytes - w.token_embd_bytes), FitVerdict::Full);
+    }
+
+    #[test]
+    fn gpu_layers_that_fit_llama_8b() {
+        // Llama 3.1 8B Q4_K_M, n_ctx 8192, f16 cache, flash attention, ubatch 512.
+        //   output layer: output Q6_K 525 336 576 elems = 2 052 096 blocks × 210 = 430 940 160
+        //                 + output_norm 16 384 = 430 956 544
+        //   compute: 128 256 × 512 × 4 = 262 668 288
+        //   base = 693 624 832
+        //   block elems: q, o 16 777 216; k, v 4 194 304; gate, up, down 58 720 256
+        //     all Q4_K (144/256): 218 103 808 × 0.5625 = 122 683 392 + norms 32 768
+        //       = 122 716 160
+        //     use_more_bits (attn_v, ffn_down Q6_K, +0.2578125 B/elem on 62 914 560 elems):
+        //       + 16 220 160 = 138 936 320
+        //   block KV: 8192 × 1024 × (2 + 2) = 33 554 432
+        //   → 156 270 592 per plain block, 172 490 752 per use_more_bits block.
+        // 4 GiB = 4 294 967 296 leaves 3 601 342 464 after the base. Filling from layer 31 down,
+        // layers 31..=10 (22 blocks: 10 use_more_bits — 31, 30, 29, 28, 27, 24, 21, 18, 15, 12 —
+        // and 12 plain) take 10 × 172 490 752 + 12 × 156 270 592 = 3 600 154 624; layer 9
+        // (use_more_bits) does not fit. 22 blocks + output = -ngl 23.
+        // Everything: base + 16 × 172 490 752 + 16 × 156 270 592 = 5 953 806 336.
+        let a = p("llama-3.1-8b");
+        let params = FitParams::new(8192);
+        let fit = |device| gpu_layers_that_fit(a, QuantPreset::Q4_K_M, &params, device).unwrap();
+        assert_eq!(fit(4 * GIB_BYTES), FitVerdict::Partial { n_gpu_layers: 23 });
+        assert_eq!(fit(5_953_806_336), FitVerdict::Full);
+        assert_eq!(
+            fit(5_953_806_336 - 1),
+            FitVerdict::Partial { n_gpu_layers: 32 }
+        );
+        assert_eq!(fit(8 * GIB_BYTES), FitVerdict::Full);
+        assert_eq!(fit(693_624_832 - 1), FitVerdict::No);
+        // The full-offload figure is the estimate minus the token embeddings (Q4_K:
+        // 525 336 576 × 0.5625 = 295 501 824), which stay in host memory.
+        let e = estimate(a, QuantPreset::Q4_K_M, &params).unwrap();
+        assert_eq!(e.total_bytes - 295_501_824, 5_953_806_336);
+    }
+
+    #[test]
+    fn units() {
+        assert_eq!(gib(3 * GIB_BYTES / 2), 1.5);
+        assert_eq!(gb(1_500_000_000), 1.5);
+        assert!((gb(GIB_BYTES) - 1.073_741_824).abs() < 1e-12);
+    }
+
+    #[test]
+    fn tensor_names() {
+        assert_eq!(TensorRole::AttnV.gguf_name(3), "blk.3.attn_v.weight");
+        assert_eq!(TensorRole::QBias.gguf_name(0), "blk.0.attn_q.bias");
+        assert_eq!(TensorRole::Output.gguf_name(7), "output.weight");
+        assert!(TensorRole::PER_LAYER.iter().all(|r| r.is_per_layer()));
+        assert!(TensorRole::GLOBAL.iter().all(|r| !r.is_per_layer()));
+        // Per-layer elements agree with ArchSpec's parameter count.
+        for a in [p("tiny"), p("qwen2.5-7b")] {
+            let per_layer: u64 = TensorRole::PER_LAYER
+                .iter()
+                .filter(|r| r.is_present(a))
+                .map(|r| r.n_elements(a))
+                .sum();
+            assert_eq!(per_layer, a.n_params_per_layer(), "{}", a.name);
+        }
+    }
+}
