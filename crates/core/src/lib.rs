@@ -4,6 +4,7 @@
 
 pub mod arch;
 pub mod bench;
+pub mod catalog;
 pub mod config;
 pub mod fit;
 pub mod quant;
