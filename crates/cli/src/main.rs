@@ -3,6 +3,8 @@
 //! codes.
 
 mod exit;
+mod fit;
+mod hardware;
 mod models;
 mod output;
 mod run;
@@ -84,9 +86,77 @@ enum Command {
     /// Inspect or synthesize GGUF models.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Does a model fit? Weights, KV cache and compute buffer from the real architecture,
+    /// per quantization and context length, against the hardware catalog; with --db, the
+    /// prediction beside the memory stored results really took.
+    #[command(
+        after_help = "Examples:\n  tokbench fit --arch llama-3.1-405b --ctx 4096,32768 --format json\n  tokbench fit --gguf model.gguf --ctx 8192 --ctk q8_0 --ctv q8_0 --fa\n  tokbench fit --params layers=32,embd=4096,heads=32,kv_heads=8,ffn=14336,vocab=128256 --hardware \"2x GeForce RTX 5090\"\n  tokbench fit --db tokbench.db --format markdown   # predicted vs measured"
+    )]
+    Fit {
+        /// An architecture preset (see `tokbench model synth --list`).
+        #[arg(long, conflicts_with_all = ["gguf", "params", "db"])]
+        arch: Option<String>,
+        /// A GGUF file: exact weights from its tensor table.
+        #[arg(long, conflicts_with_all = ["params", "db"])]
+        gguf: Option<PathBuf>,
+        /// Explicit shape: layers=,embd=,heads=,kv_heads=,head_dim=,ffn=,vocab=[,tied=1].
+        #[arg(long, conflicts_with = "db")]
+        params: Option<String>,
+        /// Quantizations, comma-separated (default: every preset from F16 to Q2_K).
+        #[arg(long, value_delimiter = ',')]
+        quant: Vec<String>,
+        /// Context lengths in tokens, comma-separated; the first is used for the quantization table.
+        #[arg(long, value_delimiter = ',', default_values_t = fit::DEFAULT_CTX)]
+        ctx: Vec<u32>,
+        /// K cache type.
+        #[arg(long, default_value = "f16")]
+        ctk: String,
+        /// V cache type (a quantized V cache needs --fa).
+        #[arg(long, default_value = "f16")]
+        ctv: String,
+        /// Flash attention.
+        #[arg(long)]
+        fa: bool,
+        /// Physical batch (llama.cpp -ub), which sizes the compute buffer.
+        #[arg(long, default_value_t = 512)]
+        ubatch: u32,
+        /// Hardware to check (repeatable; "2x NAME" for several devices). Default: the whole catalog.
+        #[arg(long)]
+        hardware: Vec<String>,
+        /// The hardware catalog (default: bench-configs/hardware.toml, or $TOKBENCH_HARDWARE).
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: fit::FitFormat,
+        /// Print sizes in binary GiB or decimal GB.
+        #[arg(long, value_enum, default_value = "gib")]
+        units: fit::Units,
+        /// Compare predictions with the memory measured by the newest run in this database.
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
+    /// The hardware catalog: memory, bandwidth, TDP and MSRP of each part, with sources.
+    #[command(
+        after_help = "Examples:\n  tokbench hardware\n  tokbench hardware --format csv\n  tokbench hardware show \"GeForce RTX 4090\"\n  tokbench hardware show \"2x GeForce RTX 3090\"\n  tokbench hardware --catalog mine.toml"
+    )]
+    Hardware {
+        #[command(subcommand)]
+        command: Option<HardwareCommand>,
+        /// The catalog file (default: bench-configs/hardware.toml, or $TOKBENCH_HARDWARE).
+        #[arg(long, global = true)]
+        catalog: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
     /// The embedded engine (a child process the runner starts; speaks JSON lines).
     #[command(hide = true)]
     Engine,
+}
+
+#[derive(Debug, Subcommand)]
+enum HardwareCommand {
+    /// One entry (or "2x NAME" for several devices) with every figure and its source.
+    Show { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -139,6 +209,58 @@ fn main() -> std::process::ExitCode {
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Engine => run::engine_child(),
+        Command::Hardware {
+            command,
+            catalog,
+            format,
+        } => {
+            let catalog = hardware::load_catalog(catalog.as_deref())?;
+            match command {
+                None => hardware::list(&catalog, format),
+                Some(HardwareCommand::Show { name }) => hardware::show(&catalog, &name),
+            }
+        }
+        Command::Fit {
+            arch,
+            gguf,
+            params,
+            quant,
+            ctx,
+            ctk,
+            ctv,
+            fa,
+            ubatch,
+            hardware,
+            catalog,
+            format,
+            units,
+            db: None,
+        } => {
+            let model = match (arch, gguf, params) {
+                (Some(a), None, None) => fit::FitModel::Preset(a),
+                (None, Some(g), None) => fit::FitModel::Gguf(g),
+                (None, None, Some(p)) => fit::FitModel::Explicit(p),
+                _ => {
+                    return Err(exit::BadInput(
+                        "tokbench fit needs one of --arch PRESET, --gguf FILE, --params SHAPE (or --db to validate)".into(),
+                    )
+                    .into())
+                }
+            };
+            fit::fit_command(&fit::FitArgs {
+                model,
+                quants: quant,
+                ctx,
+                type_k: ctk,
+                type_v: ctv,
+                flash_attn: fa,
+                n_ubatch: ubatch,
+                hardware,
+                catalog,
+                units,
+                format,
+            })
+        }
         Command::Model(ModelCommand::Inspect {
             file,
             tensors,
@@ -182,6 +304,14 @@ async fn async_dispatch(command: Command) -> anyhow::Result<ExitCode> {
         } => run::run_command(&suite, &db, resume.as_deref(), plain, &trigger).await,
         Command::Results { db, run, format } => output::results(&db, run.as_deref(), format).await,
         Command::Query { sql, db, format } => output::query(&db, &sql, format).await,
-        Command::Model(_) | Command::Engine => unreachable!("handled synchronously"),
+        Command::Fit {
+            db: Some(db),
+            format,
+            units,
+            ..
+        } => fit::validate_command(&db, format, units).await,
+        Command::Model(_) | Command::Engine | Command::Fit { .. } | Command::Hardware { .. } => {
+            unreachable!("handled synchronously")
+        }
     }
 }

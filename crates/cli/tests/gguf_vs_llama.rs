@@ -88,6 +88,38 @@ fn check(arch: &str, quants: &[&str]) {
         let on_disk = std::fs::metadata(&path).unwrap().len();
         assert_eq!(info.file_size_bytes, on_disk);
         assert!(on_disk > size, "the file holds the tensors and a header");
+        // `tokbench fit` predicts the weights from the architecture and llama.cpp's
+        // per-tensor quantizer rules: it must match the real file's tensor table exactly,
+        // and the whole file within 1% once the header (metadata and tokenizer, the same in
+        // every quantization of one synthesized model) is added.
+        let spec = tokbench_core::arch::ArchSpec::preset(arch).unwrap();
+        let preset: tokbench_core::QuantPreset = quant.parse().unwrap();
+        let predicted = tokbench_core::fit::weight_bytes(spec, preset);
+        assert_eq!(
+            predicted.total_bytes, info.tensor_bytes,
+            "{arch} {quant}: predicted tensor bytes"
+        );
+        let header = tokbench_gguf::synth::estimate_f16_bytes(spec).unwrap()
+            - tokbench_core::fit::weight_bytes(spec, tokbench_core::QuantPreset::F16).total_bytes;
+        let predicted_file = predicted.total_bytes + header;
+        let off = (on_disk as f64 - predicted_file as f64).abs() / on_disk as f64;
+        assert!(
+            off < 0.01,
+            "{arch} {quant}: file {on_disk} vs predicted {predicted_file} ({:.3}%)",
+            off * 100.0
+        );
+        for (t, tally) in &predicted.per_type {
+            let real = info
+                .tensor_type_counts
+                .iter()
+                .find(|(g, _)| g.id() == t.ggml_id())
+                .map(|(_, n)| *n);
+            assert_eq!(
+                real,
+                Some(tally.n_tensors),
+                "{arch} {quant}: tensors of type {t}"
+            );
+        }
     }
 }
 

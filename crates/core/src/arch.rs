@@ -67,13 +67,25 @@ impl ArchSpec {
         PRESETS.iter().find(|p| p.name == name)
     }
 
-    /// Checks the invariants llama.cpp relies on when it loads a model of this shape.
+    /// Checks the invariants llama.cpp relies on when it loads a model of this shape, and
+    /// that tokbench can synthesize it.
     pub fn validate(&self) -> Result<(), ArchError> {
         if self.architecture != "llama" && self.architecture != "qwen2" {
             return Err(ArchError::UnsupportedArchitecture(
                 self.architecture.clone(),
             ));
         }
+        if self.n_ctx_train == 0 {
+            return Err(ArchError::Zero {
+                field: "n_ctx_train",
+            });
+        }
+        self.validate_shape()
+    }
+
+    /// The part of [`ArchSpec::validate`] memory arithmetic needs: every dimension present
+    /// and the heads grouped evenly. Holds for a shape read from any GGUF file or typed in.
+    pub fn validate_shape(&self) -> Result<(), ArchError> {
         let fields = [
             ("n_layer", self.n_layer),
             ("n_embd", self.n_embd),
@@ -82,7 +94,6 @@ impl ArchSpec {
             ("head_dim", self.head_dim),
             ("n_ff", self.n_ff),
             ("n_vocab", self.n_vocab),
-            ("n_ctx_train", self.n_ctx_train),
         ];
         for (field, value) in fields {
             if value == 0 {

@@ -770,7 +770,7 @@ pub struct FitEstimate {
 }
 
 fn check_fit(arch: &ArchSpec, params: &FitParams) -> Result<(), FitError> {
-    arch.validate()?;
+    arch.validate_shape()?;
     check_kv(
         arch,
         params.n_ctx,
@@ -791,7 +791,17 @@ pub fn estimate(
     params: &FitParams,
 ) -> Result<FitEstimate, FitError> {
     check_fit(arch, params)?;
-    let weights_bytes = weight_bytes(arch, preset).total_bytes;
+    estimate_with_weights(arch, &weight_bytes(arch, preset), params)
+}
+
+/// [`estimate`] for weights known otherwise (a GGUF file's tensor table).
+pub fn estimate_with_weights(
+    arch: &ArchSpec,
+    weights: &WeightBreakdown,
+    params: &FitParams,
+) -> Result<FitEstimate, FitError> {
+    check_fit(arch, params)?;
+    let weights_bytes = weights.total_bytes;
     let kv_bytes = kv_cache_bytes(
         arch,
         params.n_ctx,
@@ -847,7 +857,17 @@ pub fn gpu_layers_that_fit(
     device_bytes: u64,
 ) -> Result<FitVerdict, FitError> {
     check_fit(arch, params)?;
-    let w = weight_bytes(arch, preset);
+    gpu_layers_that_fit_weights(arch, &weight_bytes(arch, preset), params, device_bytes)
+}
+
+/// [`gpu_layers_that_fit`] for weights known otherwise (a GGUF file's tensor table).
+pub fn gpu_layers_that_fit_weights(
+    arch: &ArchSpec,
+    w: &WeightBreakdown,
+    params: &FitParams,
+    device_bytes: u64,
+) -> Result<FitVerdict, FitError> {
+    check_fit(arch, params)?;
     let output_layer_bytes = if arch.tied_embeddings {
         w.token_embd_bytes
     } else {

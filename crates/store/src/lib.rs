@@ -136,6 +136,25 @@ pub struct ResultRow {
     pub n_reps: i64,
 }
 
+/// One stored result as `tokbench fit --db` compares it with a prediction.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct FitInput {
+    pub model: String,
+    pub architecture: String,
+    pub quant: String,
+    pub test: String,
+    pub n_prompt: u32,
+    pub n_gen: u32,
+    pub n_depth: u32,
+    pub n_ubatch: u32,
+    pub flash_attn: bool,
+    pub type_k: String,
+    pub type_v: String,
+    pub shape_json: String,
+    pub rss_peak_bytes: Option<i64>,
+    pub accel: String,
+}
+
 /// The result of a read-only query: column names and JSON values.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QueryOutput {
@@ -603,6 +622,26 @@ impl Store {
         .await
         .map_err(sql("read results"))?;
         rows.iter().map(result_row).collect()
+    }
+
+    /// What `tokbench fit --db` needs of each ok result of the newest run: the model's
+    /// shape, the cell's context settings and the memory it took.
+    pub async fn fit_inputs(&self) -> Result<Vec<FitInput>, StoreError> {
+        sqlx::query_as::<_, FitInput>(
+            "SELECT r.model_name AS model, m.architecture, m.quant, w.label AS test,
+                    w.n_prompt, w.n_gen, w.n_depth, r.n_ubatch, r.flash_attn, r.type_k, r.type_v,
+                    m.shape_json, r.rss_peak_bytes, bb.accel
+             FROM result r
+             JOIN model m ON m.id = r.model_id
+             JOIN workload w ON w.id = r.workload_id
+             JOIN backend_build bb ON bb.id = r.backend_build_id
+             WHERE r.status = 'ok'
+               AND r.run_id = (SELECT id FROM run ORDER BY started_at DESC, id DESC LIMIT 1)
+             ORDER BY r.cell_index, r.metric_source",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql("read fit inputs"))
     }
 
     /// Runs one read-only statement and returns its rows as JSON values.
