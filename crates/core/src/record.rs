@@ -76,6 +76,24 @@ pub struct Repetition {
     pub gen_ms: Option<f64>,
 }
 
+/// The memory llama.cpp reports allocating (its `… buffer size = X MiB` log lines), summed
+/// over devices: what the fit calculator predicts, measured without the process around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AllocatedMemory {
+    /// The weights' buffers (CPU_Mapped, CUDA0, …).
+    pub model_bytes: Option<u64>,
+    /// The CPU backend's repacked (interleaved) second copy of some quantized weight
+    /// matrices (`CPU_REPACK`), on top of `model_bytes`.
+    #[serde(default)]
+    pub repack_bytes: Option<u64>,
+    /// The KV cache.
+    pub kv_bytes: Option<u64>,
+    /// The compute (graph scratch) buffers.
+    pub compute_bytes: Option<u64>,
+    /// The logits/embeddings output buffer.
+    pub output_bytes: Option<u64>,
+}
+
 /// One cell's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellResult {
@@ -87,6 +105,9 @@ pub struct CellResult {
     pub metric_source: MetricSource,
     pub load_ms: Option<f64>,
     pub rss_peak_bytes: Option<u64>,
+    /// What llama.cpp said it allocated (engine results only).
+    #[serde(default)]
+    pub allocated: Option<AllocatedMemory>,
     pub repetitions: Vec<Repetition>,
     /// Tail of the backend's log, kept with failed results.
     pub log_tail: Option<String>,

@@ -17,6 +17,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use tokbench_core::record::AllocatedMemory;
 use tokbench_core::CacheType;
 
 use crate::protocol::{EngineEvent, EngineJob, EngineTest, FAULT_ENV, PROTOCOL_VERSION};
@@ -33,6 +34,65 @@ unsafe extern "C" fn drop_log(
     _text: *const std::os::raw::c_char,
     _user_data: *mut std::os::raw::c_void,
 ) {
+}
+
+/// What llama.cpp said it allocated, summed over devices, from its log lines
+/// `<fn>: <buffer> {model|KV|compute|output} buffer size = <X> MiB`.
+static ALLOCATED: std::sync::Mutex<AllocatedMemory> = std::sync::Mutex::new(AllocatedMemory {
+    model_bytes: None,
+    repack_bytes: None,
+    kv_bytes: None,
+    compute_bytes: None,
+    output_bytes: None,
+});
+
+/// Adds one log line's buffer size to `into`; false if the line reports none.
+fn note_buffer_line(line: &str, into: &mut AllocatedMemory) -> bool {
+    let Some((head, tail)) = line.split_once(" buffer size = ") else {
+        return false;
+    };
+    let Some(mib) = tail
+        .trim()
+        .strip_suffix("MiB")
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .filter(|n| n.is_finite() && *n >= 0.0)
+    else {
+        return false;
+    };
+    let bytes = (mib * 1024.0 * 1024.0).round() as u64;
+    let mut words = head.split_whitespace().rev();
+    let (kind, buffer) = (words.next(), words.next().unwrap_or(""));
+    let slot = match kind {
+        // The CPU backend's interleaved second copy of some quantized weights.
+        Some("model") if buffer.ends_with("_REPACK") => &mut into.repack_bytes,
+        Some("model") => &mut into.model_bytes,
+        Some("KV") => &mut into.kv_bytes,
+        Some("compute") => &mut into.compute_bytes,
+        Some("output") => &mut into.output_bytes,
+        _ => return false,
+    };
+    *slot = Some(slot.unwrap_or(0) + bytes);
+    true
+}
+
+/// llama.cpp's log, passed on to stderr (the runner keeps its tail) and read for the
+/// buffer sizes it reports.
+unsafe extern "C" fn capture_log(
+    _level: llama_cpp_sys_2::ggml_log_level,
+    text: *const std::os::raw::c_char,
+    _user_data: *mut std::os::raw::c_void,
+) {
+    if text.is_null() {
+        return;
+    }
+    // SAFETY: llama.cpp passes a NUL-terminated string valid for the call.
+    let bytes = unsafe { std::ffi::CStr::from_ptr(text) }.to_bytes();
+    let _ = std::io::stderr().write_all(bytes);
+    if let Ok(mut a) = ALLOCATED.lock() {
+        for line in String::from_utf8_lossy(bytes).lines() {
+            note_buffer_line(line, &mut a);
+        }
+    }
 }
 
 /// Initializes llama.cpp with its log silenced (for the quantizer inside `model synth`).
@@ -184,6 +244,8 @@ pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
         writeln!(out, "{}", ev.to_line())?;
         out.flush()
     };
+    // SAFETY: capture_log is a valid callback for the process lifetime.
+    unsafe { llama_cpp_sys_2::llama_log_set(Some(capture_log), std::ptr::null_mut()) };
     let backend = backend();
     let devices = llama_cpp_2::list_llama_ggml_backend_devices()
         .into_iter()
@@ -245,12 +307,25 @@ pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
         n_vocab: model.n_vocab().max(0) as u32,
         rss_bytes: rss().0,
     })?;
+    let (model_bytes, repack_bytes) = ALLOCATED
+        .lock()
+        .map(|a| (a.model_bytes, a.repack_bytes))
+        .unwrap_or_default();
     for test in &job.tests {
         reset_rss_peak();
+        if let Ok(mut a) = ALLOCATED.lock() {
+            // This test's context allocates its own KV cache, compute and output buffers.
+            *a = AllocatedMemory {
+                model_bytes,
+                repack_bytes,
+                ..AllocatedMemory::default()
+            };
+        }
         match run_test(&model, test, &fault, &mut emit) {
             Ok(()) => emit(EngineEvent::TestFinished {
                 id: test.id,
                 rss_peak_bytes: rss().1,
+                allocated: ALLOCATED.lock().ok().map(|a| *a),
             })?,
             Err(TestError::Io(e)) => return Err(e),
             Err(TestError::Llama(error)) => emit(EngineEvent::TestFailed { id: test.id, error })?,
@@ -396,5 +471,37 @@ mod tests {
         std::env::set_var(FAULT_ENV, "bogus");
         assert_eq!(fault_from_env(), None);
         std::env::remove_var(FAULT_ENV);
+    }
+}
+
+#[cfg(test)]
+mod buffer_log_tests {
+    use super::*;
+
+    #[test]
+    fn buffer_sizes_are_read_from_llama_cpp_log_lines() {
+        let mut a = AllocatedMemory::default();
+        // Lines as llama.cpp 0.1.161 prints them (llama-model.cpp, llama-kv-cache.cpp,
+        // llama-context.cpp).
+        for line in [
+            "load_tensors:   CPU_Mapped model buffer size =    58.74 MiB",
+            "load_tensors:   CPU_REPACK model buffer size =    81.25 MiB",
+            "llama_kv_cache:        CPU KV buffer size =     8.00 MiB",
+            "llama_context:  CPU  output buffer size =     0.12 MiB",
+            "sched_reserve:        CPU compute buffer size =    66.50 MiB",
+            "sched_reserve:      CUDA0 compute buffer size =   100.00 MiB",
+        ] {
+            assert!(note_buffer_line(line, &mut a), "{line}");
+        }
+        assert!(!note_buffer_line("llama_context: n_ctx = 512", &mut a));
+        assert!(!note_buffer_line(
+            "graph_reserve: compute buffer size is 1.0 MiB, matches",
+            &mut a
+        ));
+        assert_eq!(a.model_bytes, Some((58.74f64 * 1048576.0).round() as u64));
+        assert_eq!(a.repack_bytes, Some((81.25f64 * 1048576.0).round() as u64));
+        assert_eq!(a.kv_bytes, Some(8 << 20));
+        assert_eq!(a.compute_bytes, Some((166.5f64 * 1048576.0) as u64));
+        assert_eq!(a.output_bytes, Some((0.12f64 * 1048576.0).round() as u64));
     }
 }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use tokbench_core::record::AllocatedMemory;
 use tokbench_core::CacheType;
 
 /// Bumped when a message changes shape; the runner refuses a child that speaks another.
@@ -89,6 +90,9 @@ pub enum EngineEvent {
     TestFinished {
         id: u64,
         rss_peak_bytes: Option<u64>,
+        /// The buffers llama.cpp reported allocating for the model and this test's context.
+        #[serde(default)]
+        allocated: Option<AllocatedMemory>,
     },
     /// The test could not run; the engine goes on with the next.
     TestFailed { id: u64, error: String },

@@ -222,6 +222,7 @@ fn unmeasured(
         metric_source: MetricSource::Engine,
         load_ms: None,
         rss_peak_bytes: None,
+        allocated: None,
         repetitions: Vec::new(),
         log_tail,
         started_at: now_rfc3339(),
@@ -492,7 +493,11 @@ async fn run_group(
                         ));
                     }
                 }
-                EngineEvent::TestFinished { id, rss_peak_bytes } => {
+                EngineEvent::TestFinished {
+                    id,
+                    rss_peak_bytes,
+                    allocated,
+                } => {
                     let p = match current.take() {
                         Some(p) if p.cell.index as u64 == id => p,
                         other => {
@@ -523,6 +528,7 @@ async fn run_group(
                         metric_source: MetricSource::Engine,
                         load_ms,
                         rss_peak_bytes,
+                        allocated,
                         // A failed cell has no figures, only the reason.
                         repetitions: if complete { p.reps } else { Vec::new() },
                         log_tail: None,

@@ -46,6 +46,8 @@ pub enum StoreError {
     },
     #[error("database {path} does not exist")]
     Missing { path: PathBuf },
+    #[error("{path} is not a tokbench database (it has no migration history)")]
+    NotTokbench { path: PathBuf },
     #[error("database {path} has a newer schema (migration {version} is unknown to this tokbench); upgrade tokbench")]
     NewerSchema { path: PathBuf, version: i64 },
     #[error("cannot migrate database {path}")]
@@ -153,6 +155,11 @@ pub struct FitInput {
     pub shape_json: String,
     pub rss_peak_bytes: Option<i64>,
     pub accel: String,
+    pub model_buffer_bytes: Option<i64>,
+    pub repack_buffer_bytes: Option<i64>,
+    pub kv_buffer_bytes: Option<i64>,
+    pub compute_buffer_bytes: Option<i64>,
+    pub output_buffer_bytes: Option<i64>,
 }
 
 /// The result of a read-only query: column names and JSON values.
@@ -213,6 +220,31 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::Missing { path: path.into() });
         }
+        let store = Self::connect_read_only(path).await?;
+        let (tables,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .map_err(|source| StoreError::Open {
+            path: path.into(),
+            source,
+        })?;
+        if tables == 0 {
+            return Err(StoreError::NotTokbench { path: path.into() });
+        }
+        let latest = MIGRATOR.iter().map(|m| m.version).max();
+        if store.schema_version().await? < latest {
+            // Written by an older tokbench: bring the schema up to date first (migrations
+            // only add; nothing stored is changed), then read.
+            store.pool.close().await;
+            Store::open(path).await?.close().await;
+            return Self::connect_read_only(path).await;
+        }
+        Ok(store)
+    }
+
+    async fn connect_read_only(path: &Path) -> Result<Store, StoreError> {
         let opts = SqliteConnectOptions::from_str("sqlite:")
             .map_err(|source| StoreError::Open {
                 path: path.into(),
@@ -520,11 +552,14 @@ impl Store {
             metric_source,
             load_ms,
             rss_peak_bytes,
+            allocated,
             repetitions,
             log_tail,
             started_at,
             duration_ms,
         } = r;
+        let alloc = allocated.unwrap_or_default();
+        let as_i64 = |b: Option<u64>| b.and_then(|b| i64::try_from(b).ok());
         let mut tx = self.pool.begin().await.map_err(sql("store a result"))?;
         sqlx::query(
             "INSERT INTO workload (kind, label, n_prompt, n_gen, n_depth) VALUES ('bench', ?, ?, ?, ?)
@@ -554,8 +589,9 @@ impl Store {
                 n_threads, n_batch, n_ubatch, n_gpu_layers, flash_attn, type_k, type_v, use_mmap,
                 status, error, metric_source, repetitions_expected,
                 prefill_tps, prefill_tps_sd, decode_tps, decode_tps_sd, ttft_ms, ttft_ms_sd,
-                load_ms, rss_peak_bytes, log_tail, started_at, duration_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                load_ms, rss_peak_bytes, model_buffer_bytes, repack_buffer_bytes, kv_buffer_bytes,
+                compute_buffer_bytes, output_buffer_bytes, log_tail, started_at, duration_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(run.0)
         .bind(*cell_index as i64)
@@ -582,7 +618,12 @@ impl Store {
         .bind(ttft)
         .bind(ttft_sd)
         .bind(load_ms)
-        .bind(rss_peak_bytes.map(|b| b as i64))
+        .bind(as_i64(*rss_peak_bytes))
+        .bind(as_i64(alloc.model_bytes))
+        .bind(as_i64(alloc.repack_bytes))
+        .bind(as_i64(alloc.kv_bytes))
+        .bind(as_i64(alloc.compute_bytes))
+        .bind(as_i64(alloc.output_bytes))
         .bind(log_tail)
         .bind(started_at)
         .bind(duration_ms)
@@ -630,7 +671,8 @@ impl Store {
         sqlx::query_as::<_, FitInput>(
             "SELECT r.model_name AS model, m.architecture, m.quant, w.label AS test,
                     w.n_prompt, w.n_gen, w.n_depth, r.n_ubatch, r.flash_attn, r.type_k, r.type_v,
-                    m.shape_json, r.rss_peak_bytes, bb.accel
+                    m.shape_json, r.rss_peak_bytes, bb.accel, r.model_buffer_bytes, r.repack_buffer_bytes,
+                    r.kv_buffer_bytes, r.compute_buffer_bytes, r.output_buffer_bytes
              FROM result r
              JOIN model m ON m.id = r.model_id
              JOIN workload w ON w.id = r.workload_id

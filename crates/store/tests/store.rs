@@ -1,6 +1,7 @@
 //! The store on real SQLite files: migrations, a run written cell by cell and read back,
 //! summaries computed from the repetitions, a newer schema refused, read-only enforced.
 
+use tokbench_core::record::AllocatedMemory;
 use tokbench_core::{
     BackendBuild, CacheType, CellResult, EngineParams, HostInfo, MetricSource, ModelRecord,
     Repetition, ResultStatus, TestSpec,
@@ -48,6 +49,13 @@ fn result(cell: usize, status: ResultStatus, reps: &[f64]) -> CellResult {
         metric_source: MetricSource::Engine,
         load_ms: Some(12.0),
         rss_peak_bytes: Some(1 << 20),
+        allocated: Some(AllocatedMemory {
+            model_bytes: Some(60 << 20),
+            repack_bytes: None,
+            kv_bytes: Some(8 << 20),
+            compute_bytes: None,
+            output_bytes: Some(1 << 17),
+        }),
         repetitions: reps
             .iter()
             .map(|&t| Repetition {
@@ -164,6 +172,20 @@ async fn a_run_round_trips_through_v_results() {
     assert_eq!(rows[1].decode_tps, None);
     assert!(rows[1].error.as_deref().unwrap().contains("SIGKILL"));
     assert_eq!(store.stored_cells(run).await.unwrap(), vec![0, 1]);
+    // llama.cpp's own buffer sizes reach the view; an unreported one stays NULL.
+    let q = store
+        .query("SELECT model_buffer_bytes, kv_buffer_bytes, compute_buffer_bytes, output_buffer_bytes FROM v_results ORDER BY result_id LIMIT 1")
+        .await
+        .unwrap();
+    assert_eq!(
+        q.rows[0],
+        vec![
+            serde_json::json!(60 << 20),
+            serde_json::json!(8 << 20),
+            serde_json::Value::Null,
+            serde_json::json!(1 << 17)
+        ]
+    );
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
     store.close().await;
 
