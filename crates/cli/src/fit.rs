@@ -416,7 +416,13 @@ pub fn fit_report(args: &FitArgs, catalog: &Catalog) -> anyhow::Result<FitReport
             hardware: hardware_verdicts(&arch, w, &params, &est, &hw)?,
         });
     }
-    let (q0, w0) = &weights[0];
+    // The context table at Q4_K_M, the quantization most people run, unless asked otherwise.
+    let ctx_quant = if args.quants.is_empty() {
+        weights.iter().position(|(q, _)| q == "Q4_K_M").unwrap_or(0)
+    } else {
+        0
+    };
+    let (q0, w0) = &weights[ctx_quant];
     let mut contexts = Vec::new();
     for &n_ctx in &args.ctx {
         let params = params_at(n_ctx);
@@ -429,6 +435,12 @@ pub fn fit_report(args: &FitArgs, catalog: &Catalog) -> anyhow::Result<FitReport
             total_bytes: est.total_bytes,
             hardware: hardware_verdicts(&arch, w0, &params, &est, &hw)?,
         });
+    }
+    if hw
+        .iter()
+        .any(|(c, _)| c.hardware.kind == HardwareKind::Unified)
+    {
+        notes.push("unified memory: `full` means the whole memory holds it; the GPU may use only part of it by default (macOS caps it at the `recommendedMaxWorkingSetSize` llama.cpp prints; `sysctl iogpu.wired_limit_mb` raises it), and the OS and other programs need their share".into());
     }
     notes.push("weights include the token-embedding table, which llama.cpp keeps in host memory; `full` = every layer on the device (-ngl 999), `ngl N/M` = the output layer and the last N-1 blocks fit, `no` = not even that; the compute buffer is an estimate; nothing is reserved for the driver".into());
     Ok(FitReport {
@@ -628,14 +640,37 @@ pub struct Validation {
     pub model: String,
     pub quant: String,
     pub test: String,
+    /// The context settings: `ub512 f16/f16`, `+fa` with flash attention.
+    pub settings: String,
     pub n_ctx: u32,
+    /// The prediction: weights + KV cache + compute estimate.
     pub predicted_bytes: u64,
     pub weights_bytes: u64,
     pub kv_bytes: u64,
     pub compute_bytes: u64,
+    /// What llama.cpp reported allocating (its buffer-size log lines), where recorded.
+    pub allocated: Option<Allocated>,
+    /// `(predicted - allocated total) / allocated total`, percent.
+    pub error_vs_allocated_pct: Option<f64>,
+    /// The engine process's peak resident memory during the test.
     pub measured_bytes: u64,
     pub measured_what: String,
+    /// `(predicted - measured) / measured`, percent.
     pub error_pct: f64,
+}
+
+/// llama.cpp's own account of a test's buffers, bytes.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Allocated {
+    /// The weights' buffers, the CPU repacked copy included.
+    pub model_bytes: u64,
+    /// Of `model_bytes`, the CPU backend's repacked second copy of some quantized weight
+    /// matrices, which the prediction leaves out (GPU and Metal backends do not repack).
+    pub repack_bytes: u64,
+    pub kv_bytes: u64,
+    /// Compute (graph scratch) plus output (logits) buffers.
+    pub compute_bytes: u64,
+    pub total_bytes: u64,
 }
 
 /// The context the engine created for a cell (depth + prompt + generated + 1, as the
@@ -677,20 +712,28 @@ pub async fn validate_command(
         return Ok(ExitCode::Ok);
     }
     let unit = units.label();
+    let pct = |p: Option<f64>| p.map(|p| format!("{p:+.1}%")).unwrap_or_else(|| "—".into());
+    let alloc = |v: &Validation, f: fn(&Allocated) -> u64| {
+        v.allocated
+            .as_ref()
+            .map(|a| units.fmt(f(a)))
+            .unwrap_or_else(|| "—".into())
+    };
     let cols: Vec<String> = [
-        "model",
-        "quant",
-        "test",
-        "context",
-        &format!("weights {unit}"),
-        &format!("KV {unit}"),
-        &format!("compute {unit}"),
-        &format!("predicted {unit}"),
-        &format!("measured {unit}"),
-        "error",
-        "measured as",
+        "model".to_string(),
+        "quant".into(),
+        "test".into(),
+        "settings".into(),
+        "context".into(),
+        format!("weights {unit} pred/alloc"),
+        format!("KV {unit} pred/alloc"),
+        format!("compute {unit} pred/alloc"),
+        format!("total {unit} pred/alloc"),
+        "vs alloc".into(),
+        format!("of which CPU repack {unit}"),
+        format!("peak RSS {unit}"),
+        "vs RSS".into(),
     ]
-    .map(String::from)
     .to_vec();
     let rows: Vec<Vec<String>> = out
         .iter()
@@ -699,24 +742,45 @@ pub async fn validate_command(
                 v.model.clone(),
                 v.quant.clone(),
                 v.test.clone(),
+                v.settings.clone(),
                 v.n_ctx.to_string(),
-                units.fmt(v.weights_bytes),
-                units.fmt(v.kv_bytes),
-                units.fmt(v.compute_bytes),
-                units.fmt(v.predicted_bytes),
+                format!(
+                    "{} / {}",
+                    units.fmt(v.weights_bytes),
+                    alloc(v, |a| a.model_bytes)
+                ),
+                format!("{} / {}", units.fmt(v.kv_bytes), alloc(v, |a| a.kv_bytes)),
+                format!(
+                    "{} / {}",
+                    units.fmt(v.compute_bytes),
+                    alloc(v, |a| a.compute_bytes)
+                ),
+                format!(
+                    "{} / {}",
+                    units.fmt(v.predicted_bytes),
+                    alloc(v, |a| a.total_bytes)
+                ),
+                pct(v.error_vs_allocated_pct),
+                match v.allocated {
+                    Some(a) if a.repack_bytes > 0 => units.fmt(a.repack_bytes),
+                    Some(_) => "0".into(),
+                    None => "—".into(),
+                },
                 units.fmt(v.measured_bytes),
-                format!("{:+.1}%", v.error_pct),
-                v.measured_what.clone(),
+                pct(Some(v.error_pct)),
             ]
         })
         .collect();
     match format {
         FitFormat::Markdown => {
             println!("## Predicted vs measured memory\n");
-            println!("Prediction: tensor bytes from the GGUF tensor table + KV cache at the engine's context (padded to 256) + compute-buffer estimate. Measured: the engine process's peak resident memory during the cell, which also holds the program itself (code, libraries, allocator slack).\n");
+            println!("Predicted: weights from the GGUF tensor table, the KV cache at the context the engine created (padded to 256 cells), and the compute-buffer estimate. Allocated: what llama.cpp reported allocating for the same test (its `… buffer size` log lines; compute includes the output buffer). CPU repack: on x86 with AVX2 and on recent ARM cores, llama.cpp's CPU backend also keeps an interleaved copy of the Q4_0/Q4_K/IQ4_NL weight matrices, part of the allocated weights (the mapped file may still span the originals); GPU and Metal runs do not repack, so the prediction leaves it out and Q4 rows on a CPU show it as the gap. Peak RSS: the engine process's resident memory at its peak during the test, which also holds the program (code, libraries, allocator slack) and only the pages actually touched.\n");
             print!("{}", markdown(&cols, &rows));
         }
-        _ => print!("{}", table(&cols, &rows)),
+        _ => {
+            print!("{}", table(&cols, &rows));
+            println!("pred = tokbench fit's prediction; alloc = what llama.cpp reported allocating; peak RSS also counts the program itself and only pages touched");
+        }
     }
     Ok(ExitCode::Ok)
 }
@@ -778,7 +842,35 @@ fn validation_row(r: tokbench_store::FitInput) -> Result<Validation, String> {
         per_type: BTreeMap::new(),
     };
     let est = estimate_with_weights(&arch, &w, &params).map_err(|e| format!("{e:#}"))?;
+    let bytes = |b: Option<i64>| b.and_then(|b| u64::try_from(b).ok());
+    let allocated = match (bytes(r.model_buffer_bytes), bytes(r.kv_buffer_bytes)) {
+        (Some(model_bytes), Some(kv_bytes)) => {
+            let compute_bytes = bytes(r.compute_buffer_bytes).unwrap_or(0)
+                + bytes(r.output_buffer_bytes).unwrap_or(0);
+            let repack_bytes = bytes(r.repack_buffer_bytes).unwrap_or(0);
+            Some(Allocated {
+                model_bytes: model_bytes + repack_bytes,
+                repack_bytes,
+                kv_bytes,
+                compute_bytes,
+                total_bytes: model_bytes + repack_bytes + kv_bytes + compute_bytes,
+            })
+        }
+        _ => None,
+    };
+    let error_vs_allocated_pct = allocated
+        .map(|a| (est.total_bytes as f64 - a.total_bytes as f64) / a.total_bytes as f64 * 100.0);
+    let settings = format!(
+        "ub{} {}/{}{}",
+        r.n_ubatch,
+        r.type_k,
+        r.type_v,
+        if r.flash_attn { " fa" } else { "" }
+    );
     Ok(Validation {
+        settings,
+        allocated,
+        error_vs_allocated_pct,
         model: r.model,
         quant: r.quant,
         test: r.test,

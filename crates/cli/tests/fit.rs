@@ -208,6 +208,20 @@ fn predictions_sit_beside_measured_memory() {
         let err = r["error_pct"].as_f64().unwrap();
         assert!((err - (pred as f64 - meas as f64) / meas as f64 * 100.0).abs() < 1e-9);
     }
+    // llama.cpp's own account agrees with the prediction: the KV cache to the byte (its log
+    // prints MiB with two decimals), the Q8_0 weights and the compute buffer within 1 %.
+    for r in &rows {
+        let a = &r["allocated"];
+        assert!(a.is_object(), "llama.cpp's buffer sizes were recorded: {r}");
+        let close = |pred: u64, alloc: u64, tol: f64| {
+            let e = (pred as f64 - alloc as f64).abs() / alloc as f64;
+            assert!(e <= tol, "{pred} vs {alloc} ({:.2}%): {r}", e * 100.0);
+        };
+        close(u(&r["kv_bytes"]), u(&a["kv_bytes"]), 0.001);
+        close(u(&r["weights_bytes"]), u(&a["model_bytes"]), 0.01);
+        close(u(&r["compute_bytes"]), u(&a["compute_bytes"]), 0.01);
+        assert_eq!(u(&a["repack_bytes"]), 0, "Q8_0 is not repacked: {r}");
+    }
     // The deeper context needs a larger KV cache: 1025 → 1280 tokens × 8192 bytes.
     assert_eq!(u(&rows[1]["kv_bytes"]), 1280 * 8192);
     assert_eq!(u(&rows[0]["kv_bytes"]), 256 * 8192);
