@@ -21,12 +21,14 @@ use tokbench_gguf::{GgufFile, ModelInfo};
 use crate::exit::{BadInput, ExitCode};
 use crate::output::table;
 
-/// How sizes print: binary GiB or decimal GB, labelled either way.
+/// How sizes print: binary GiB or MiB, or decimal GB, labelled either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Units {
     Gib,
     Gb,
+    /// MiB, for small models.
+    Mib,
 }
 
 impl Units {
@@ -34,6 +36,7 @@ impl Units {
         match self {
             Self::Gib => "GiB",
             Self::Gb => "GB",
+            Self::Mib => "MiB",
         }
     }
 
@@ -41,6 +44,7 @@ impl Units {
         let div = match self {
             Self::Gib => GIB_BYTES,
             Self::Gb => GB_BYTES,
+            Self::Mib => 1 << 20,
         };
         format!("{:.2}", bytes as f64 / div as f64)
     }

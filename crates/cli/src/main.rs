@@ -128,7 +128,7 @@ enum Command {
         catalog: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "table")]
         format: fit::FitFormat,
-        /// Print sizes in binary GiB or decimal GB.
+        /// Print sizes in binary GiB, decimal GB, or binary MiB (small models).
         #[arg(long, value_enum, default_value = "gib")]
         units: fit::Units,
         /// Compare predictions with the memory measured by the newest run in this database.
