@@ -7,10 +7,12 @@ pub mod bench;
 pub mod catalog;
 pub mod config;
 pub mod fit;
+pub mod point;
 pub mod quant;
 
 pub use bench::{CacheType, EngineParams, MetricSource, ResultStatus, TestSpec};
 pub use config::{Cell, EngineAxes, ModelSource, Suite, SuiteError};
+pub use point::{HardwareRef, ModelFacts, ResultPoint};
 pub use quant::QuantPreset;
 pub use record::{BackendBuild, CellResult, HostInfo, ModelRecord, Repetition};
 pub mod record;
