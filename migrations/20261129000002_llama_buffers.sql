@@ -9,12 +9,18 @@ ALTER TABLE result ADD COLUMN kv_buffer_bytes INTEGER;
 ALTER TABLE result ADD COLUMN compute_buffer_bytes INTEGER;
 ALTER TABLE result ADD COLUMN output_buffer_bytes INTEGER;
 
+-- The hardware a run measured, as the catalog names it ("2× GeForce RTX 3090"): the suite's
+-- `hardware` key, else the host's detected device matched to the catalog at run time;
+-- NULL when nothing matched (the reports then show the detected device name).
+ALTER TABLE run ADD COLUMN hardware TEXT;
+
 DROP VIEW v_results;
 CREATE VIEW v_results AS
 SELECT
     run.uuid                AS run_uuid,
     run.started_at          AS started_at,
     host.hostname           AS host,
+    run.hardware            AS hardware,
     bb.name                 AS backend,
     bb.version              AS backend_version,
     bb.commit_sha           AS backend_commit,

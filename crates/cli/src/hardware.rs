@@ -324,3 +324,113 @@ mod tests {
         assert!(s.contains("none (figure unknown)"), "{s}");
     }
 }
+
+/// The hardware a run measures, as the catalog names it: the suite's `hardware` key
+/// (an unknown name is bad input naming the suite's line), else the host's detected
+/// devices matched to the catalog — GPUs when the engine was built for CUDA or Vulkan, the
+/// chip (as the host reports its CPU) for CPU and Metal builds; several identical GPUs make an `N×` configuration. `None` when nothing
+/// matched: the reports then show the detected device name with unknown figures.
+pub fn hardware_for_run(
+    catalog: &Catalog,
+    suite: &tokbench_core::Suite,
+    host: &tokbench_core::HostInfo,
+    accel: &str,
+) -> anyhow::Result<Option<String>> {
+    if let Some(h) = &suite.hardware {
+        let cfg = catalog.resolve(&h.name).map_err(|e| {
+            BadInput(format!(
+                "{}:{}: key `hardware`: {e} (`tokbench hardware` lists the catalog)",
+                suite.file.display(),
+                h.line
+            ))
+        })?;
+        return Ok(Some(cfg.display_name));
+    }
+    Ok(detected_hardware(catalog, host, accel).map(|cfg| cfg.display_name))
+}
+
+/// The catalog configuration of the devices `host` reports, if they are in the catalog.
+pub fn detected_hardware(
+    catalog: &Catalog,
+    host: &tokbench_core::HostInfo,
+    accel: &str,
+) -> Option<HardwareConfig> {
+    // Metal runs on an Apple chip, which the catalog names as the host reports its CPU.
+    if accel != "cpu" && accel != "metal" {
+        let first = host.gpus.iter().find_map(|g| catalog.match_device(g))?;
+        let count = host
+            .gpus
+            .iter()
+            .filter(|g| {
+                catalog
+                    .match_device(g)
+                    .is_some_and(|h| h.name == first.name)
+            })
+            .count();
+        return HardwareConfig::new(first.clone(), u32::try_from(count).ok()?);
+    }
+    let cpu = catalog.match_device(&host.cpu_model)?;
+    HardwareConfig::new(cpu.clone(), 1)
+}
+
+#[cfg(test)]
+mod run_hardware_tests {
+    use super::*;
+    use tokbench_core::HostInfo;
+
+    fn host(cpu: &str, gpus: &[&str]) -> HostInfo {
+        HostInfo {
+            hostname: "h".into(),
+            cpu_model: cpu.into(),
+            cpu_cores_logical: 2,
+            cpu_cores_physical: None,
+            memory_total_bytes: None,
+            os: "Linux".into(),
+            kernel: None,
+            arch: "x86_64".into(),
+            gpus: gpus.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn detected_devices_match_the_catalog() {
+        let c = load_catalog(None).unwrap();
+        let two = host(
+            "AMD EPYC",
+            &["NVIDIA GeForce RTX 3090", "NVIDIA GeForce RTX 3090"],
+        );
+        let cfg = detected_hardware(&c, &two, "cuda").unwrap();
+        assert_eq!(
+            (cfg.display_name.as_str(), cfg.count),
+            ("2× GeForce RTX 3090", 2)
+        );
+        // A CPU build measures the CPU, whatever GPUs the host has.
+        assert!(detected_hardware(&c, &two, "cpu").is_none());
+        // An unknown GPU: nothing, rather than a wrong entry.
+        assert!(detected_hardware(&c, &host("x", &["NVIDIA H200 NVL"]), "cuda").is_none());
+        let mac = host("Apple M4 Max", &["Apple M4 Max GPU (unified memory)"]);
+        assert_eq!(
+            detected_hardware(&c, &mac, "metal").unwrap().display_name,
+            "Apple M4 Max"
+        );
+    }
+
+    #[test]
+    fn a_suite_names_its_hardware_or_gets_an_error_with_the_line() {
+        let c = load_catalog(None).unwrap();
+        let text = "hardware = \"2x GeForce RTX 4090\"\n[[model]]\nsynth = \"tiny\"\nquants = [\"Q8_0\"]\n[workload]\ntests = [\"tg8\"]\n";
+        let suite = tokbench_core::Suite::from_toml(text, Path::new("s.toml")).unwrap();
+        let h = hardware_for_run(&c, &suite, &host("x", &[]), "cpu").unwrap();
+        assert_eq!(h.as_deref(), Some("2× GeForce RTX 4090"));
+        let bad = text.replace("2x GeForce RTX 4090", "RTX 4090");
+        let suite = tokbench_core::Suite::from_toml(&bad, Path::new("s.toml")).unwrap();
+        let e = hardware_for_run(&c, &suite, &host("x", &[]), "cpu")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("s.toml:1: key `hardware`: unknown hardware `RTX 4090`")
+                && e.contains("GeForce RTX 4090"),
+            "{e}"
+        );
+    }
+}

@@ -114,6 +114,8 @@ pub async fn run_command(
     let build = tokbench_runner::probe_engine(&engine)
         .await
         .map_err(|e| anyhow::anyhow!("the embedded engine does not start: {e}"))?;
+    let catalog = crate::hardware::load_catalog(None)?;
+    let hardware = crate::hardware::hardware_for_run(&catalog, &suite, &host, &build.accel)?;
     let cells_total = suite.cells().len();
     let run_id = if resume.is_some() {
         run_id
@@ -130,6 +132,7 @@ pub async fn run_command(
                     trigger: trigger.into(),
                     cells_total,
                     source: None,
+                    hardware,
                 },
                 &host,
             )

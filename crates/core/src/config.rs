@@ -45,6 +45,7 @@ impl<T: Clone> OneOrMany<T> {
 pub struct RawSuite {
     pub name: Option<String>,
     pub description: Option<String>,
+    pub hardware: Option<Spanned<String>>,
     #[serde(default, rename = "model")]
     pub models: Vec<Spanned<RawModel>>,
     #[serde(default)]
@@ -173,6 +174,9 @@ impl EngineAxes {
 pub struct Suite {
     pub name: String,
     pub description: Option<String>,
+    /// The hardware the suite runs on, as the catalog names it (`2x GeForce RTX 3090`),
+    /// when the suite says; else the reports match the host's detected device.
+    pub hardware: Option<SuiteHardware>,
     pub file: PathBuf,
     pub models: Vec<ModelSource>,
     pub engines: Vec<EngineAxes>,
@@ -180,6 +184,13 @@ pub struct Suite {
     pub repetitions: u32,
     pub warmup: bool,
     pub timeout_s: f64,
+}
+
+/// A suite's `hardware = "…"`, with its line for errors once the catalog is consulted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuiteHardware {
+    pub name: String,
+    pub line: usize,
 }
 
 /// One cell of the matrix.
@@ -254,6 +265,7 @@ impl Ctx<'_> {
         let RawSuite {
             name,
             description,
+            hardware,
             models: raw_models,
             engine,
             workload,
@@ -264,6 +276,19 @@ impl Ctx<'_> {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "suite".into())
         });
+        let hardware = match hardware {
+            None => None,
+            Some(h) if h.get_ref().trim().is_empty() => {
+                return Err(self.err(
+                    Some(&h.span()),
+                    "key `hardware`: empty; name a catalog entry (`tokbench hardware` lists them) or leave the key out",
+                ))
+            }
+            Some(h) => Some(SuiteHardware {
+                name: h.get_ref().trim().to_string(),
+                line: self.line_of(&h.span()),
+            }),
+        };
         if raw_models.is_empty() {
             return Err(self.err(None, "no `[[model]]`: a suite needs at least one model"));
         }
@@ -356,6 +381,7 @@ impl Ctx<'_> {
         Ok(Suite {
             name,
             description,
+            hardware,
             file: self.file.to_path_buf(),
             models,
             engines,

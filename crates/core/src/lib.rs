@@ -11,7 +11,7 @@ pub mod point;
 pub mod quant;
 
 pub use bench::{CacheType, EngineParams, MetricSource, ResultStatus, TestSpec};
-pub use config::{Cell, EngineAxes, ModelSource, Suite, SuiteError};
+pub use config::{Cell, EngineAxes, ModelSource, Suite, SuiteError, SuiteHardware};
 pub use point::{HardwareRef, ModelFacts, ResultPoint};
 pub use quant::QuantPreset;
 pub use record::{BackendBuild, CellResult, HostInfo, ModelRecord, Repetition};

@@ -58,6 +58,9 @@ pub struct ModelFacts {
     pub tensor_bytes: Option<u64>,
     /// The token-embedding table (a lookup: decode reads one row of it, not all of it).
     pub token_embd_bytes: Option<u64>,
+    /// The output matrix (`output.weight`); `Some(0)` when the model has none and ties it
+    /// to the embeddings, so every token reads the whole embedding table.
+    pub output_bytes: Option<u64>,
     pub n_layer: Option<u32>,
     /// `n_head_kv * head_dim`: the width of one layer's K (and V) row per token.
     pub kv_dim: Option<u32>,

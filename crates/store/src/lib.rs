@@ -17,7 +17,10 @@ use sqlx::{Column, Row, TypeInfo, ValueRef};
 use tokbench_core::record::mean_sd;
 use tokbench_core::{BackendBuild, CellResult, HostInfo, ModelRecord};
 
+mod points;
 mod readonly;
+
+pub use points::{PointFilter, StoredPoint};
 
 /// Every migration in `migrations/`, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
@@ -103,6 +106,8 @@ pub struct NewRun {
     pub trigger: String,
     pub cells_total: usize,
     pub source: Option<String>,
+    /// The hardware as the catalog names it (`2× GeForce RTX 3090`), when known.
+    pub hardware: Option<String>,
 }
 
 /// A run as stored.
@@ -355,8 +360,9 @@ impl Store {
             .map_err(sql("record the host"))?;
         let id = sqlx::query(
             "INSERT INTO run (uuid, started_at, suite_name, suite_path, config_text,
-                              tokbench_version, trigger, status, cells_total, host_id, source)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                              tokbench_version, trigger, status, cells_total, host_id, source,
+                              hardware)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
         )
         .bind(&run.uuid)
         .bind(&run.started_at)
@@ -368,6 +374,7 @@ impl Store {
         .bind(run.cells_total as i64)
         .bind(host_id)
         .bind(&run.source)
+        .bind(&run.hardware)
         .execute(&mut *tx)
         .await
         .map_err(sql("record the run"))?

@@ -81,6 +81,7 @@ fn new_run(uuid: &str) -> NewRun {
         trigger: "test".into(),
         cells_total: 2,
         source: None,
+        hardware: Some("2× GeForce RTX 3090".into()),
     }
 }
 
