@@ -3,11 +3,15 @@
 //! joule, roofline fraction), Markdown/CSV/JSON tables, plots and one self-contained HTML
 //! page. Everything is a pure function of its input: the same points give the same bytes.
 
+mod generate;
+pub mod html;
 pub mod metrics;
+pub mod plots;
 pub mod tables;
 
 use tokbench_core::ResultPoint;
 
+pub use generate::{generate, latest_per_series, ReportOptions};
 pub use metrics::{derive, Derived};
 
 /// A result with its derived figures.
