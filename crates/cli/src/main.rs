@@ -7,6 +7,7 @@ mod fit;
 mod hardware;
 mod models;
 mod output;
+mod report;
 mod run;
 
 use std::path::PathBuf;
@@ -134,6 +135,43 @@ enum Command {
         /// Compare predictions with the memory measured by the newest run in this database.
         #[arg(long)]
         db: Option<PathBuf>,
+    },
+    /// Regenerate the reports: leaderboard, quantization and picks tables (Markdown), CSV,
+    /// JSON, plots (SVG, PNG) and a self-contained index.html, from the newest result of
+    /// each series in the database.
+    #[command(
+        after_help = "Examples:\n  tokbench report\n  tokbench report --db nightly.db --out site/ --model synth:tiny --since 2026-11-01\n  tokbench report --quant Q4_K_M --quant Q8_0 --budget 1000,2500"
+    )]
+    Report {
+        #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
+        db: PathBuf,
+        /// The output directory (created; files in it are replaced).
+        #[arg(long, default_value = "reports")]
+        out: PathBuf,
+        /// Only these models (repeatable), e.g. synth:tiny.
+        #[arg(long)]
+        model: Vec<String>,
+        /// Only these quantizations (repeatable).
+        #[arg(long)]
+        quant: Vec<String>,
+        /// Only these backends (repeatable): engine, llama-bench, …
+        #[arg(long)]
+        backend: Vec<String>,
+        /// Only results from these hosts (repeatable, host names).
+        #[arg(long)]
+        host: Vec<String>,
+        /// Only runs started on or after this date (YYYY-MM-DD or RFC 3339, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only runs started before this date.
+        #[arg(long)]
+        until: Option<String>,
+        /// Budgets in US dollars for the "best under $X" picks.
+        #[arg(long, value_delimiter = ',', default_values_t = [1500.0, 3000.0, 10000.0])]
+        budget: Vec<f64>,
+        /// The hardware catalog (default: bench-configs/hardware.toml, or $TOKBENCH_HARDWARE).
+        #[arg(long)]
+        catalog: Option<PathBuf>,
     },
     /// The hardware catalog: memory, bandwidth, TDP and MSRP of each part, with sources.
     #[command(
@@ -310,6 +348,34 @@ async fn async_dispatch(command: Command) -> anyhow::Result<ExitCode> {
             units,
             ..
         } => fit::validate_command(&db, format, units).await,
+        Command::Report {
+            db,
+            out,
+            model,
+            quant,
+            backend,
+            host,
+            since,
+            until,
+            budget,
+            catalog,
+        } => {
+            report::report_command(&report::ReportArgs {
+                db,
+                out,
+                catalog,
+                filter: tokbench_store::PointFilter {
+                    models: model,
+                    quants: quant,
+                    backends: backend,
+                    hosts: host,
+                    since,
+                    until,
+                },
+                budgets_usd: budget,
+            })
+            .await
+        }
         Command::Model(_) | Command::Engine | Command::Fit { .. } | Command::Hardware { .. } => {
             unreachable!("handled synchronously")
         }

@@ -1,0 +1,205 @@
+//! `tokbench report`: the database to `reports/` — Markdown tables, CSV, versioned JSON,
+//! SVG and PNG plots and one self-contained HTML page. The store reads the ok results, the
+//! catalog names their hardware, `tokbench_report` derives and renders; this module wires
+//! them and writes the files (each through a temporary file and a rename, so a reader never
+//! sees half a report file).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use tokbench_core::catalog::Catalog;
+use tokbench_core::{HardwareRef, ResultPoint};
+use tokbench_report::ReportOptions;
+use tokbench_store::{PointFilter, Store, StoredPoint};
+
+use crate::exit::{BadInput, ExitCode};
+
+/// What `tokbench report` was asked for.
+#[derive(Debug, Clone)]
+pub struct ReportArgs {
+    pub db: PathBuf,
+    pub out: PathBuf,
+    pub catalog: Option<PathBuf>,
+    pub filter: PointFilter,
+    pub budgets_usd: Vec<f64>,
+}
+
+pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let t0 = Instant::now();
+    for d in [&args.filter.since, &args.filter.until]
+        .into_iter()
+        .flatten()
+    {
+        if !is_date_prefix(d) {
+            return Err(BadInput(format!(
+                "`{d}` is not a date: give YYYY-MM-DD or an RFC 3339 time (2026-11-29T12:00:00Z)"
+            ))
+            .into());
+        }
+    }
+    if let Some(b) = args
+        .budgets_usd
+        .iter()
+        .find(|b| !(b.is_finite() && **b > 0.0))
+    {
+        return Err(BadInput(format!(
+            "--budget {b}: a budget is a positive number of US dollars"
+        ))
+        .into());
+    }
+    let catalog = crate::hardware::load_catalog(args.catalog.as_deref())?;
+    let store = Store::open_read_only(&args.db)
+        .await
+        .map_err(|e| BadInput(e.to_string()))?;
+    let stored = store
+        .points(&args.filter)
+        .await
+        .context("cannot read results")?;
+    store.close().await;
+    let t_read = t0.elapsed();
+    let n = stored.len();
+    let points = name_hardware(&catalog, stored);
+    let t1 = Instant::now();
+    let files = tokbench_report::generate(
+        points,
+        &ReportOptions {
+            budgets_usd: args.budgets_usd.clone(),
+            source: args.db.display().to_string(),
+        },
+    )
+    .context("cannot draw the plots")?;
+    let t_render = t1.elapsed();
+    let t2 = Instant::now();
+    for f in &files {
+        write_atomically(&args.out.join(&f.path), &f.bytes)?;
+    }
+    remove_stale_plots(&args.out.join("plots"), &files)?;
+    eprintln!(
+        "report: {n} results → {} files in {} ({:.2} s: read {:.2} s, derive and render {:.2} s, write {:.2} s)",
+        files.len(),
+        args.out.display(),
+        t0.elapsed().as_secs_f64(),
+        t_read.as_secs_f64(),
+        t_render.as_secs_f64(),
+        t2.elapsed().as_secs_f64(),
+    );
+    if n == 0 {
+        eprintln!("note: no ok results matched; the report says so");
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// Names each result's hardware: the run's recorded name resolved in the catalog (a name
+/// the catalog no longer has keeps its name, with unknown figures), else the host's
+/// detected devices matched now (the catalog may have grown since the run), else the
+/// detected GPU or CPU name as it is.
+fn name_hardware(catalog: &Catalog, stored: Vec<StoredPoint>) -> Vec<ResultPoint> {
+    let mut memo: HashMap<(Option<String>, String, String), HardwareRef> = HashMap::new();
+    stored
+        .into_iter()
+        .map(|s| {
+            let key = (
+                s.run_hardware.clone(),
+                s.host.identity(),
+                s.point.accel.clone(),
+            );
+            let hw = memo
+                .entry(key)
+                .or_insert_with(|| hardware_ref(catalog, &s))
+                .clone();
+            ResultPoint {
+                hardware: hw,
+                ..s.point
+            }
+        })
+        .collect()
+}
+
+fn hardware_ref(catalog: &Catalog, s: &StoredPoint) -> HardwareRef {
+    if let Some(name) = &s.run_hardware {
+        return match catalog.resolve(name) {
+            Ok(cfg) => HardwareRef {
+                name: cfg.display_name.clone(),
+                config: Some(cfg),
+            },
+            Err(_) => HardwareRef::unmatched(name.clone()),
+        };
+    }
+    if let Some(cfg) = crate::hardware::detected_hardware(catalog, &s.host, &s.point.accel) {
+        return HardwareRef {
+            name: cfg.display_name.clone(),
+            config: Some(cfg),
+        };
+    }
+    let gpu = s.host.gpus.first().filter(|_| s.point.accel != "cpu");
+    match gpu {
+        Some(g) => HardwareRef::unmatched(g.clone()),
+        None if s.host.cpu_model.is_empty() => {
+            HardwareRef::unmatched(format!("{} (CPU)", s.host.hostname))
+        }
+        None => HardwareRef::unmatched(format!("{} (CPU)", s.host.cpu_model)),
+    }
+}
+
+/// `YYYY-MM-DD` optionally followed by a time: what compares correctly with RFC 3339.
+fn is_date_prefix(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 10
+        && b[..10].iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
+}
+
+/// Plots an earlier report drew that this one does not (a hardware or test no longer in
+/// the results): removed, so `plots/` holds exactly this report's. Only `.svg` and `.png`
+/// files are touched.
+fn remove_stale_plots(dir: &Path, files: &[tokbench_report::ReportFile]) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let ours = path.extension().is_some_and(|x| x == "svg" || x == "png");
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if ours && !files.iter().any(|f| f.path == format!("plots/{name}")) {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot remove the stale plot {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("report"),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_must_be_dates() {
+        assert!(is_date_prefix("2026-11-29"));
+        assert!(is_date_prefix("2026-11-29T12:00:00Z"));
+        assert!(!is_date_prefix("yesterday"));
+        assert!(!is_date_prefix("2026/11/29"));
+        assert!(!is_date_prefix("2026-11"));
+    }
+}

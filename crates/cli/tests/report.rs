@@ -1,0 +1,165 @@
+//! `tokbench report` on a real database written by a real run: every file appears, the
+//! tables carry the measured numbers, the suite's hardware names the rows, the output is
+//! the same bytes twice, filters and bad input behave.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn read(dir: &Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+#[test]
+fn a_real_run_becomes_a_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The suite says it ran on a 4090 (it did not: this is how the hardware name reaches
+    // the report, with the catalog's MSRP and TDP beside the measured speed).
+    let suite = write_suite(
+        tmp.path(),
+        "s.toml",
+        &format!(
+            "hardware = \"GeForce RTX 4090\"\n{}",
+            quick_suite("\"Q8_0\", \"Q4_K_M\"", "\"pp64\", \"tg16\"", "")
+        ),
+    );
+    let db = tmp.path().join("r.db");
+    run_ok(&["run", suite.to_str().unwrap(), "--db", db.to_str().unwrap()]);
+    let rows = query(
+        &db,
+        "SELECT hardware, decode_tps FROM v_results WHERE test = 'tg16' AND quant = 'Q8_0'",
+    );
+    assert_eq!(s(&rows[0], "hardware"), "GeForce RTX 4090");
+    let decode = f(&rows[0], "decode_tps").unwrap();
+
+    let out_dir = tmp.path().join("reports");
+    let out = run_ok(&[
+        "report",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(stderr(&out).contains("4 results →"), "{}", stderr(&out));
+    for file in [
+        "leaderboard.md",
+        "quantization.md",
+        "picks.md",
+        "results.csv",
+        "results.json",
+        "index.html",
+    ] {
+        assert!(out_dir.join(file).is_file(), "{file} missing");
+    }
+    let plots: Vec<_> = std::fs::read_dir(out_dir.join("plots"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(plots
+        .iter()
+        .any(|p| p.path().extension().is_some_and(|e| e == "svg")));
+    assert!(plots
+        .iter()
+        .any(|p| p.path().extension().is_some_and(|e| e == "png")));
+
+    // The leaderboard row: the measured speed and the catalog's figures, derived.
+    let lb = read(&out_dir, "leaderboard.md");
+    let row = lb
+        .lines()
+        .skip_while(|l| !l.contains("synth:tiny Q8_0"))
+        .find(|l| l.starts_with("| GeForce RTX 4090"))
+        .unwrap_or_else(|| panic!("no 4090 row for Q8_0:\n{lb}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    // | Hardware | VRAM GiB | MSRP | TDP W | Gen tok/s | tok/s/$1k | tok/s/100W | …
+    assert_eq!(&cells[2..5], &["24", "$1,599", "450"], "{row}");
+    assert!(
+        cells[5].starts_with(&format!("{decode:.2}")),
+        "{row} vs {decode}"
+    );
+    assert_eq!(cells[6], format!("{:.2}", decode / 1.599), "{row}");
+    assert_eq!(cells[7], format!("{:.2}", decode / 4.5), "{row}");
+
+    let json: serde_json::Value = serde_json::from_str(&read(&out_dir, "results.json")).unwrap();
+    assert_eq!(json["schema_version"], 1);
+    let html = read(&out_dir, "index.html");
+    assert!(html.contains("GeForce RTX 4090") && html.contains("synth:tiny"));
+    assert!(html.contains("<svg"), "plots are inlined");
+
+    // Same database, same bytes.
+    let again = tmp.path().join("again");
+    run_ok(&[
+        "report",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    for file in [
+        "leaderboard.md",
+        "quantization.md",
+        "picks.md",
+        "results.csv",
+        "results.json",
+        "index.html",
+    ] {
+        assert_eq!(
+            read(&out_dir, file),
+            read(&again, file),
+            "{file} differs between two runs"
+        );
+    }
+
+    // Filters: a model that is not there gives a report that says so, not an error.
+    let none = tmp.path().join("none");
+    let out = run_ok(&[
+        "report",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        none.to_str().unwrap(),
+        "--model",
+        "synth:other",
+    ]);
+    assert!(stderr(&out).contains("0 results"), "{}", stderr(&out));
+    assert!(read(&none, "leaderboard.md").contains("No results"));
+    let q4 = tmp.path().join("q4");
+    run_ok(&[
+        "report",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        q4.to_str().unwrap(),
+        "--quant",
+        "Q4_K_M",
+    ]);
+    let lb = read(&q4, "leaderboard.md");
+    assert!(lb.contains("Q4_K_M") && !lb.contains("Q8_0"), "{lb}");
+}
+
+#[test]
+fn bad_report_input_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tokbench(&[
+        "report",
+        "--db",
+        tmp.path().join("missing.db").to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("missing.db"), "{}", stderr(&out));
+    let out = tokbench(&["report", "--since", "last week"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`last week` is not a date"),
+        "{}",
+        stderr(&out)
+    );
+    let out = tokbench(&["report", "--budget", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--budget 0"), "{}", stderr(&out));
+}
