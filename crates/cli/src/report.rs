@@ -120,18 +120,12 @@ fn name_hardware(catalog: &Catalog, stored: Vec<StoredPoint>) -> Vec<ResultPoint
 fn hardware_ref(catalog: &Catalog, s: &StoredPoint) -> HardwareRef {
     if let Some(name) = &s.run_hardware {
         return match catalog.resolve(name) {
-            Ok(cfg) => HardwareRef {
-                name: cfg.display_name.clone(),
-                config: Some(cfg),
-            },
+            Ok(cfg) => HardwareRef::matched(cfg),
             Err(_) => HardwareRef::unmatched(name.clone()),
         };
     }
     if let Some(cfg) = crate::hardware::detected_hardware(catalog, &s.host, &s.point.accel) {
-        return HardwareRef {
-            name: cfg.display_name.clone(),
-            config: Some(cfg),
-        };
+        return HardwareRef::matched(cfg);
     }
     let gpu = s.host.gpus.first().filter(|_| s.point.accel != "cpu");
     match gpu {

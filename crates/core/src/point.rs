@@ -2,6 +2,8 @@
 //! the model facts the derived metrics need. The store builds these from its rows; the
 //! report crate derives cost, power and roofline figures from them. Nothing here is SQL.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::HardwareConfig;
@@ -14,11 +16,20 @@ pub struct HardwareRef {
     /// `GeForce RTX 4090`, `2× GeForce RTX 3090`, or the detected name when unmatched
     /// (`AMD EPYC 7B13 (CPU)`).
     pub name: String,
-    /// The catalog configuration, when the name is in the catalog.
-    pub config: Option<HardwareConfig>,
+    /// The catalog configuration, when the name is in the catalog; shared, since every
+    /// result on the same hardware points at the same one.
+    pub config: Option<Arc<HardwareConfig>>,
 }
 
 impl HardwareRef {
+    /// A catalog configuration under its display name.
+    pub fn matched(config: HardwareConfig) -> Self {
+        Self {
+            name: config.display_name.clone(),
+            config: Some(Arc::new(config)),
+        }
+    }
+
     /// A name with no catalog entry: every figure unknown.
     pub fn unmatched(name: impl Into<String>) -> Self {
         Self {

@@ -161,10 +161,7 @@ bandwidth = "test"
     fn hardware(spec: &str) -> HardwareRef {
         let catalog = Catalog::from_toml(CATALOG, Path::new("t.toml")).unwrap();
         let config = catalog.resolve(spec).unwrap();
-        HardwareRef {
-            name: config.display_name.clone(),
-            config: Some(config),
-        }
+        HardwareRef::matched(config)
     }
 
     /// An 8B-like model: 8.5 GB of tensors of which 0.5 GB token embeddings, 32 layers,
@@ -308,7 +305,7 @@ bandwidth = "test"
     #[test]
     fn zero_tdp_and_msrp_are_unknown() {
         let mut hw = hardware("Test 4090");
-        if let Some(c) = hw.config.as_mut() {
+        if let Some(c) = hw.config.as_mut().map(std::sync::Arc::make_mut) {
             c.tdp_w = Some(0.0);
             c.msrp_usd = Some(0.0);
             c.bandwidth_bytes_per_s_per_device = Some(0.0);

@@ -1469,7 +1469,7 @@ pub(crate) mod tests {
         };
         HardwareRef {
             name: name.to_string(),
-            config: HardwareConfig::new(hw, 1),
+            config: HardwareConfig::new(hw, 1).map(std::sync::Arc::new),
         }
     }
 

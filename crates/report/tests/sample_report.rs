@@ -35,7 +35,7 @@ fn hardware(name: &str, gbps: f64, tdp_w: f64, msrp_usd: f64, count: u32) -> Har
         name: config
             .as_ref()
             .map_or(name.to_string(), |c| c.display_name.clone()),
-        config,
+        config: config.map(std::sync::Arc::new),
     }
 }
 

@@ -74,10 +74,7 @@ const CPU: &str = "AMD EPYC 7B13 (CPU)";
 fn hardware(spec: &str) -> HardwareRef {
     let catalog = Catalog::from_toml(CATALOG, Path::new("t.toml")).unwrap();
     match catalog.resolve(spec) {
-        Ok(config) => HardwareRef {
-            name: config.display_name.clone(),
-            config: Some(config),
-        },
+        Ok(config) => HardwareRef::matched(config),
         Err(_) => HardwareRef::unmatched(spec),
     }
 }
@@ -391,7 +388,7 @@ fn unknown_figures_are_a_dash_never_zero() {
 
     // A TDP or MSRP of 0 in a hand-made configuration is unknown, like a missing one.
     let mut p = tg("GeForce RTX 4090", "Q8_0", 100.0, None, Some(0.0));
-    if let Some(c) = p.hardware.config.as_mut() {
+    if let Some(c) = p.hardware.config.as_mut().map(std::sync::Arc::make_mut) {
         c.tdp_w = Some(0.0);
         c.msrp_usd = Some(0.0);
     }

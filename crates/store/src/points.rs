@@ -2,6 +2,9 @@
 //! one query, with the run's hardware name and the host, so the caller can match the
 //! hardware against the catalog. Only ok results: the reports compare measurements.
 
+use std::collections::HashMap;
+
+use futures_util::TryStreamExt;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use tokbench_core::{CacheType, HardwareRef, HostInfo, ModelFacts, ResultPoint};
@@ -84,27 +87,58 @@ impl Store {
         for b in binds {
             q = q.bind(b);
         }
-        let rows = q
-            .fetch_all(&self.pool)
+        // Streamed, so only the decoded points are held, not every row as well; many
+        // results share a model, so each shape is parsed once.
+        let mut rows = q.fetch(&self.pool);
+        let mut shapes: HashMap<Option<String>, Shape> = HashMap::new();
+        let mut out = Vec::new();
+        while let Some(row) = rows
+            .try_next()
             .await
-            .map_err(sql("read results for the report"))?;
-        rows.iter()
-            .map(|row| point_row(row).map_err(sql("decode a result for the report")))
-            .collect()
+            .map_err(sql("read results for the report"))?
+        {
+            out.push(point_row(&row, &mut shapes).map_err(sql("decode a result for the report"))?);
+        }
+        Ok(out)
     }
 }
 
-fn point_row(row: &SqliteRow) -> Result<StoredPoint, sqlx::Error> {
-    let shape: serde_json::Value = row
-        .try_get::<Option<String>, _>("shape_json")?
-        .and_then(|s| serde_json::from_str(&s).ok())
+/// What a model's `shape_json` says that the reports use.
+#[derive(Debug, Clone, Copy, Default)]
+struct Shape {
+    tensor_bytes: Option<u64>,
+    token_embd_bytes: Option<u64>,
+    output_bytes: Option<u64>,
+    n_layer: Option<u32>,
+    kv_dim: Option<u32>,
+}
+
+fn parse_shape(text: Option<&str>) -> Shape {
+    let shape: serde_json::Value = text
+        .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or_default();
     let u64_of = |k: &str| shape.get(k).and_then(serde_json::Value::as_u64);
     let u32_of = |k: &str| u64_of(k).and_then(|v| u32::try_from(v).ok());
-    let kv_dim = match (u64_of("head_count_kv"), u64_of("head_dim")) {
-        (Some(h), Some(d)) => u32::try_from(h * d).ok(),
-        _ => None,
-    };
+    Shape {
+        tensor_bytes: u64_of("tensor_bytes"),
+        token_embd_bytes: u64_of("token_embd_bytes"),
+        output_bytes: u64_of("output_bytes"),
+        n_layer: u32_of("block_count"),
+        kv_dim: match (u64_of("head_count_kv"), u64_of("head_dim")) {
+            (Some(h), Some(d)) => h.checked_mul(d).and_then(|v| u32::try_from(v).ok()),
+            _ => None,
+        },
+    }
+}
+
+fn point_row(
+    row: &SqliteRow,
+    shapes: &mut HashMap<Option<String>, Shape>,
+) -> Result<StoredPoint, sqlx::Error> {
+    let text: Option<String> = row.try_get("shape_json")?;
+    let shape = *shapes
+        .entry(text)
+        .or_insert_with_key(|t| parse_shape(t.as_deref()));
     let unsigned = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
     let small = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok());
     let cache = |v: Option<String>| v.and_then(|s| s.parse::<CacheType>().ok());
@@ -137,11 +171,11 @@ fn point_row(row: &SqliteRow) -> Result<StoredPoint, sqlx::Error> {
         facts: ModelFacts {
             n_params: unsigned(row.try_get("n_params")?),
             file_bytes: unsigned(row.try_get("file_bytes")?),
-            tensor_bytes: u64_of("tensor_bytes"),
-            token_embd_bytes: u64_of("token_embd_bytes"),
-            output_bytes: u64_of("output_bytes"),
-            n_layer: u32_of("block_count"),
-            kv_dim,
+            tensor_bytes: shape.tensor_bytes,
+            token_embd_bytes: shape.token_embd_bytes,
+            output_bytes: shape.output_bytes,
+            n_layer: shape.n_layer,
+            kv_dim: shape.kv_dim,
         },
         test: row.try_get("test")?,
         n_prompt: small(row.try_get("n_prompt")?).unwrap_or(0),
