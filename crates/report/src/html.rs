@@ -263,7 +263,7 @@ const CSS: &str = r#"
 * { box-sizing: border-box; }
 body { margin: 0; color: var(--fg); background: #fff;
   font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
-header, nav, main { max-width: 1200px; margin: 0 auto; padding: 0 24px; }
+header, nav, main { max-width: 1500px; margin: 0 auto; padding: 0 24px; }
 header { padding-top: 24px; }
 h1 { font-size: 28px; margin: 0 0 4px; }
 h2 { font-size: 22px; margin: 32px 0 12px; border-bottom: 2px solid var(--line); padding-bottom: 4px; }
