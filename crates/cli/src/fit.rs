@@ -691,16 +691,8 @@ pub async fn validate_command(
     let store = tokbench_store::Store::open_read_only(db)
         .await
         .map_err(|e| BadInput(e.to_string()))?;
-    let rows = store.fit_inputs().await.context("cannot read results")?;
-    let mut out: Vec<Validation> = Vec::new();
-    let mut skipped: Vec<String> = Vec::new();
-    for r in rows {
-        let what = format!("{} {} {}", r.model, r.quant, r.test);
-        match validation_row(r) {
-            Ok(v) => out.push(v),
-            Err(why) => skipped.push(format!("{what}: {why}")),
-        }
-    }
+    let (out, skipped) = validations(&store).await?;
+    store.close().await;
     for s in &skipped {
         eprintln!("not compared: {s}");
     }
@@ -715,6 +707,45 @@ pub async fn validate_command(
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::Ok);
     }
+    print!("{}", render_validations(&out, format, units));
+    Ok(ExitCode::Ok)
+}
+
+/// Every ok result of the newest run set beside its prediction, and why the others could
+/// not be compared.
+pub async fn validations(
+    store: &tokbench_store::Store,
+) -> anyhow::Result<(Vec<Validation>, Vec<String>)> {
+    let rows = store.fit_inputs().await.context("cannot read results")?;
+    let mut out: Vec<Validation> = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
+    for r in rows {
+        let what = format!("{} {} {}", r.model, r.quant, r.test);
+        match validation_row(r) {
+            Ok(v) => out.push(v),
+            Err(why) => skipped.push(format!("{what}: {why}")),
+        }
+    }
+    Ok((out, skipped))
+}
+
+/// MiB when every figure is small (the synthetic models), else GiB.
+pub fn units_for(out: &[Validation]) -> Units {
+    let largest = out
+        .iter()
+        .map(|v| v.predicted_bytes.max(v.measured_bytes))
+        .max()
+        .unwrap_or(0);
+    if largest < 4 * GIB_BYTES {
+        Units::Mib
+    } else {
+        Units::Gib
+    }
+}
+
+/// The comparison as a text table or Markdown (with its explanation).
+pub fn render_validations(out: &[Validation], format: FitFormat, units: Units) -> String {
+    let mut text = String::new();
     let unit = units.label();
     let pct = |p: Option<f64>| p.map(|p| format!("{p:+.1}%")).unwrap_or_else(|| "—".into());
     let alloc = |v: &Validation, f: fn(&Allocated) -> u64| {
@@ -777,16 +808,16 @@ pub async fn validate_command(
         .collect();
     match format {
         FitFormat::Markdown => {
-            println!("## Predicted vs measured memory\n");
-            println!("Predicted: weights from the GGUF tensor table, the KV cache at the context the engine created (padded to 256 cells), and the compute-buffer estimate. Allocated: what llama.cpp reported allocating for the same test (its `… buffer size` log lines; compute includes the output buffer). CPU repack: on x86 with AVX2 and on recent ARM cores, llama.cpp's CPU backend also keeps an interleaved copy of the Q4_0/Q4_K/IQ4_NL weight matrices, part of the allocated weights (the mapped file may still span the originals); GPU and Metal runs do not repack, so the prediction leaves it out and Q4 rows on a CPU show it as the gap. Peak RSS: the engine process's resident memory at its peak during the test, which also holds the program (code, libraries, allocator slack) and only the pages actually touched.\n");
-            print!("{}", markdown(&cols, &rows));
+            text.push_str("## Predicted vs measured memory\n\n");
+            text.push_str("Predicted: weights from the GGUF tensor table, the KV cache at the context the engine created (padded to 256 cells), and the compute-buffer estimate. Allocated: what llama.cpp reported allocating for the same test (its `… buffer size` log lines; compute includes the output buffer). CPU repack: on x86 with AVX2 and on recent ARM cores, llama.cpp's CPU backend also keeps an interleaved copy of the Q4_0/Q4_K/IQ4_NL weight matrices, part of the allocated weights (the mapped file may still span the originals); GPU and Metal runs do not repack, so the prediction leaves it out and Q4 rows on a CPU show it as the gap. Peak RSS: the engine process's resident memory at its peak during the test, which also holds the program (code, libraries, allocator slack) and only the pages actually touched.\n\n");
+            text.push_str(&markdown(&cols, &rows));
         }
         _ => {
-            print!("{}", table(&cols, &rows));
-            println!("pred = tokbench fit's prediction; alloc = what llama.cpp reported allocating; peak RSS also counts the program itself and only pages touched");
+            text.push_str(&table(&cols, &rows));
+            text.push_str("pred = tokbench fit's prediction; alloc = what llama.cpp reported allocating; peak RSS also counts the program itself and only pages touched\n");
         }
     }
-    Ok(ExitCode::Ok)
+    text
 }
 
 /// One stored result's prediction beside its measurement, or why it cannot be compared.

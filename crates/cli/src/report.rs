@@ -57,6 +57,7 @@ pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         .points(&args.filter)
         .await
         .context("cannot read results")?;
+    let (fit_rows, _) = crate::fit::validations(&store).await?;
     store.close().await;
     let t_read = t0.elapsed();
     let n = stored.len();
@@ -70,6 +71,11 @@ pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         },
     )
     .context("cannot draw the plots")?;
+    let mut files = files;
+    files.push(tokbench_report::ReportFile {
+        path: "fit.md".into(),
+        bytes: fit_markdown(&fit_rows).into_bytes(),
+    });
     let t_render = t1.elapsed();
     let t2 = Instant::now();
     for f in &files {
@@ -89,6 +95,24 @@ pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         eprintln!("note: no ok results matched; the report says so");
     }
     Ok(ExitCode::Ok)
+}
+
+/// `fit.md`: the memory calculator against the newest run's measurements.
+fn fit_markdown(rows: &[crate::fit::Validation]) -> String {
+    let mut text = String::from(
+        "# Does it fit? The memory calculator against measurement\n\nThe newest run in the database: for each ok result, `tokbench fit`'s prediction beside what llama.cpp reported allocating and the engine's peak RSS (`tokbench fit --db` prints the same).\n\n",
+    );
+    if rows.is_empty() {
+        text.push_str("_No ok result of the newest run has a recorded memory peak to compare._\n");
+    } else {
+        let units = crate::fit::units_for(rows);
+        text.push_str(&crate::fit::render_validations(
+            rows,
+            crate::fit::FitFormat::Markdown,
+            units,
+        ));
+    }
+    text
 }
 
 /// Names each result's hardware: the run's recorded name resolved in the catalog (a name

@@ -49,10 +49,13 @@ fn a_real_run_becomes_a_report() {
         "picks.md",
         "results.csv",
         "results.json",
+        "fit.md",
         "index.html",
     ] {
         assert!(out_dir.join(file).is_file(), "{file} missing");
     }
+    let fit = read(&out_dir, "fit.md");
+    assert!(fit.contains("| synth:tiny | Q8_0 | tg16 |"), "{fit}");
     let plots: Vec<_> = std::fs::read_dir(out_dir.join("plots"))
         .unwrap()
         .flatten()
