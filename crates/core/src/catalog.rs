@@ -514,8 +514,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn line_of(&self, span: &Range<usize>) -> usize {
-        let end = span.start.min(self.text.len());
-        self.text[..end].bytes().filter(|b| *b == b'\n').count() + 1
+        crate::config::line_at(self.text, span.start)
     }
 
     fn err_at(&self, line: Option<usize>, message: String) -> CatalogError {

@@ -242,6 +242,12 @@ impl Suite {
     }
 }
 
+/// The 1-based line of byte `offset` in `text` (a TOML span's start, for error messages).
+pub(crate) fn line_at(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text[..end].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
 struct Ctx<'a> {
     text: &'a str,
     file: &'a Path,
@@ -249,8 +255,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn line_of(&self, span: &Range<usize>) -> usize {
-        let end = span.start.min(self.text.len());
-        self.text[..end].bytes().filter(|b| *b == b'\n').count() + 1
+        line_at(self.text, span.start)
     }
 
     fn err(&self, span: Option<&Range<usize>>, message: impl Into<String>) -> SuiteError {

@@ -117,3 +117,25 @@ pub struct ResultPoint {
     pub vram_peak_bytes: Option<u64>,
     pub rss_peak_bytes: Option<u64>,
 }
+
+impl ResultPoint {
+    /// What makes two results comparable apart from the test: the same hardware, host,
+    /// backend, accelerator, model, quantization and engine settings. A stable string key
+    /// (fields joined by U+001F, which no name contains).
+    pub fn setup_key(&self) -> String {
+        format!(
+            "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}",
+            self.hardware.name,
+            self.host,
+            self.backend,
+            self.accel,
+            self.model,
+            self.quant,
+            self.n_threads,
+            self.n_gpu_layers,
+            self.flash_attn,
+            self.type_k,
+            self.type_v,
+        )
+    }
+}

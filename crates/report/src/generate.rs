@@ -44,21 +44,7 @@ pub fn latest_per_series(points: Vec<ResultPoint>) -> Vec<ResultPoint> {
 }
 
 fn series_key(p: &ResultPoint) -> String {
-    format!(
-        "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}",
-        p.hardware.name,
-        p.host,
-        p.backend,
-        p.accel,
-        p.model,
-        p.quant,
-        p.test,
-        p.n_threads,
-        p.n_gpu_layers,
-        p.flash_attn,
-        p.type_k,
-        p.type_v,
-    )
+    format!("{}\u{1f}{}", p.setup_key(), p.test)
 }
 
 /// Every file of the report, in a stable order: `leaderboard.md`, `quantization.md`,

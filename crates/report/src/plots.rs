@@ -27,6 +27,7 @@ use resvg::tiny_skia;
 use resvg::usvg;
 use tokbench_core::{ModelFacts, ResultPoint};
 
+use crate::tables::slug;
 use crate::{ReportFile, ReportRow};
 
 /// One chart, rendered.
@@ -821,26 +822,6 @@ fn distinct_labels(items: &[(String, &ResultPoint)]) -> Vec<String> {
         }
     }
     labels
-}
-
-/// A file-name and anchor friendly form: lowercase ASCII letters and digits, runs of
-/// anything else as one `-`.
-fn slug(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.is_empty() && !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    while out.ends_with('-') {
-        out.pop();
-    }
-    if out.is_empty() {
-        out.push('x');
-    }
-    out
 }
 
 /// `id`, or `id-2`, `id-3` … when taken.

@@ -252,21 +252,7 @@ impl<'a> PrefillIndex<'a> {
 
 /// Hardware, host, backend, accelerator, model, quantization, engine settings and depth.
 fn prefill_setup_key(p: &ResultPoint) -> String {
-    format!(
-        "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}\u{1f}{}",
-        p.hardware.name,
-        p.host,
-        p.backend,
-        p.accel,
-        p.model,
-        p.quant,
-        p.flash_attn,
-        p.type_k,
-        p.type_v,
-        p.n_gpu_layers,
-        p.n_threads,
-        p.n_depth,
-    )
+    format!("{}\u{1f}{}", p.setup_key(), p.n_depth)
 }
 
 /// The prefill tok/s and TTFT ms shown beside a generation result:
