@@ -3,10 +3,13 @@
 //! joule, roofline fraction), Markdown/CSV/JSON tables, plots and one self-contained HTML
 //! page. Everything is a pure function of its input: the same points give the same bytes.
 
+pub mod compare;
+pub mod gate;
 mod generate;
 pub mod html;
 pub mod metrics;
 pub mod plots;
+pub mod stats;
 pub mod tables;
 
 use tokbench_core::ResultPoint;
