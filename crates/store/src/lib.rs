@@ -17,10 +17,14 @@ use sqlx::{Column, Row, TypeInfo, ValueRef};
 use tokbench_core::record::mean_sd;
 use tokbench_core::{BackendBuild, CellResult, HostInfo, ModelRecord};
 
+mod merge;
 mod points;
 mod readonly;
+mod series;
 
+pub use merge::MergeReport;
 pub use points::{PointFilter, StoredPoint};
+pub use series::{NewVerdict, SeriesColumn, SeriesResult};
 
 /// Every migration in `migrations/`, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
@@ -59,6 +63,8 @@ pub enum StoreError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    #[error("cannot merge {path} into itself")]
+    MergeIntoItself { path: PathBuf },
     #[error("query refused: {0}")]
     Refused(String),
     #[error("{what}")]

@@ -1,0 +1,375 @@
+//! Series and history for regression gating (`tokbench check`): which results measure the
+//! same thing, their repetitions, the verdicts reached and the change points that restart
+//! a baseline.
+//!
+//! A series is one machine (the host's identity), one backend and its build configuration
+//! (name, accelerator, flags — not its version, which is the x-axis), one model file and
+//! quantization, one workload and the engine settings. Two results of a series are the same
+//! measurement taken at two times.
+
+use std::collections::HashMap;
+
+use futures_util::TryStreamExt;
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::{sql, Store, StoreError};
+
+/// The series key, computed in SQL from the joined tables (`char(31)` separates fields).
+const SERIES_KEY: &str = "host.identity || char(31) || bb.name || char(31) || bb.accel
+    || char(31) || bb.flags || char(31) || COALESCE(m.name, r.model_name) || char(31)
+    || COALESCE(m.quant, '') || char(31) || COALESCE(m.file_sha256, '') || char(31) || w.label
+    || char(31) || r.metric_source || char(31) || IFNULL(r.n_threads, '') || char(31)
+    || IFNULL(r.n_batch, '') || char(31) || IFNULL(r.n_ubatch, '') || char(31)
+    || IFNULL(r.n_gpu_layers, '') || char(31) || IFNULL(r.flash_attn, '') || char(31)
+    || IFNULL(r.type_k, '') || char(31) || IFNULL(r.type_v, '') || char(31) || IFNULL(r.use_mmap, '')";
+
+/// One ok result as the gate sees it: its series, its repetitions per metric.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesResult {
+    pub result_id: i64,
+    pub run_uuid: String,
+    pub run_started_at: String,
+    pub cell_index: i64,
+    pub series_key: String,
+    /// `synth:tiny Q8_0 tg128 t2 engine` — for people.
+    pub label: String,
+    pub model: String,
+    pub quant: String,
+    /// The workload label: `pp512`, `tg128 @ d1024`.
+    pub test: String,
+    /// The engine settings for people: `t2 ub512 fa0 f16/f16 ngl99`.
+    pub settings: String,
+    pub host: String,
+    pub backend_version: String,
+    pub n_prompt: u32,
+    pub n_gen: u32,
+    pub prefill_tps: Vec<f64>,
+    pub decode_tps: Vec<f64>,
+    pub ttft_ms: Vec<f64>,
+    pub rss_peak_bytes: Option<f64>,
+}
+
+/// A verdict to store, with everything it was reached from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewVerdict {
+    pub check_uuid: String,
+    pub checked_at: String,
+    pub run_uuid: String,
+    pub result_id: i64,
+    pub series_key: String,
+    pub metric: String,
+    pub kind: String,
+    pub value: f64,
+    pub cv: Option<f64>,
+    pub mad: Option<f64>,
+    pub baseline_n: i64,
+    pub baseline_geomean: Option<f64>,
+    pub baseline_sd_log: Option<f64>,
+    pub t_quantile: Option<f64>,
+    pub limit_value: Option<f64>,
+    pub floor: Option<f64>,
+    pub ratio: Option<f64>,
+    pub remeasured_json: String,
+    pub reason: String,
+}
+
+fn series_sql(filter: &str) -> String {
+    format!(
+        "SELECT r.id AS result_id, run.uuid AS run_uuid, run.started_at AS run_started_at,
+                r.cell_index, {SERIES_KEY} AS series_key,
+                r.model_name || ' ' || COALESCE(m.quant, '') || ' ' || w.label
+                    || IFNULL(' t' || r.n_threads, '') || ' ' || bb.name AS label,
+                r.model_name AS model, COALESCE(m.quant, '') AS quant, w.label AS test,
+                TRIM(IFNULL('t' || r.n_threads, '') || IFNULL(' ub' || r.n_ubatch, '')
+                    || IFNULL(' fa' || r.flash_attn, '') || IFNULL(' ' || r.type_k || '/' || r.type_v, '')
+                    || IFNULL(' ngl' || r.n_gpu_layers, '')) AS settings,
+                host.hostname AS host,
+                bb.version AS backend_version, w.n_prompt, w.n_gen, r.rss_peak_bytes
+         FROM result r
+         JOIN run              ON run.id = r.run_id
+         JOIN host             ON host.id = run.host_id
+         JOIN backend_build bb ON bb.id = r.backend_build_id
+         JOIN workload w       ON w.id = r.workload_id
+         LEFT JOIN model m     ON m.id = r.model_id
+         WHERE r.status = 'ok' AND {filter}
+         ORDER BY run.started_at, r.id"
+    )
+}
+
+impl Store {
+    /// The ok results of run `run_uuid`, with their series and repetitions.
+    pub async fn run_series(&self, run_uuid: &str) -> Result<Vec<SeriesResult>, StoreError> {
+        let q = series_sql("run.uuid = ?");
+        let rows = sqlx::query(&q)
+            .bind(run_uuid)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql("read the run's results"))?;
+        self.with_repetitions(rows).await
+    }
+
+    /// Earlier ok results of the series in `keys`: started before `before` and at or after
+    /// `since` (RFC 3339), oldest first. The caller applies change points and the baseline
+    /// size.
+    pub async fn series_history(
+        &self,
+        keys: &[String],
+        since: &str,
+        before: &str,
+    ) -> Result<Vec<SeriesResult>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The key is computed per row, so filter on it in an outer query.
+        let q = format!(
+            "SELECT * FROM ({}) WHERE series_key IN ({})",
+            series_sql("run.started_at >= ? AND run.started_at < ?"),
+            vec!["?"; keys.len()].join(", ")
+        );
+        let mut query = sqlx::query(&q).bind(since).bind(before);
+        for k in keys {
+            query = query.bind(k);
+        }
+        let rows = query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql("read the series' history"))?;
+        self.with_repetitions(rows).await
+    }
+
+    async fn with_repetitions(
+        &self,
+        rows: Vec<sqlx::sqlite::SqliteRow>,
+    ) -> Result<Vec<SeriesResult>, StoreError> {
+        let mut out: Vec<SeriesResult> = Vec::with_capacity(rows.len());
+        let mut index: HashMap<i64, usize> = HashMap::new();
+        for row in &rows {
+            let r = (|| -> Result<SeriesResult, sqlx::Error> {
+                Ok(SeriesResult {
+                    result_id: row.try_get("result_id")?,
+                    run_uuid: row.try_get("run_uuid")?,
+                    run_started_at: row.try_get("run_started_at")?,
+                    cell_index: row.try_get("cell_index")?,
+                    series_key: row.try_get("series_key")?,
+                    label: row.try_get("label")?,
+                    model: row.try_get("model")?,
+                    quant: row.try_get("quant")?,
+                    test: row.try_get("test")?,
+                    settings: row.try_get("settings")?,
+                    host: row.try_get("host")?,
+                    backend_version: row.try_get("backend_version")?,
+                    n_prompt: row.try_get::<i64, _>("n_prompt")?.try_into().unwrap_or(0),
+                    n_gen: row.try_get::<i64, _>("n_gen")?.try_into().unwrap_or(0),
+                    prefill_tps: Vec::new(),
+                    decode_tps: Vec::new(),
+                    ttft_ms: Vec::new(),
+                    rss_peak_bytes: row
+                        .try_get::<Option<i64>, _>("rss_peak_bytes")?
+                        .map(|b| b as f64),
+                })
+            })()
+            .map_err(sql("decode a series row"))?;
+            index.insert(r.result_id, out.len());
+            out.push(r);
+        }
+        if out.is_empty() {
+            return Ok(out);
+        }
+        // Repetitions of those results, in chunks that stay under SQLite's bound-variable
+        // limit.
+        let ids: Vec<i64> = out.iter().map(|r| r.result_id).collect();
+        for chunk in ids.chunks(500) {
+            let q = format!(
+                "SELECT result_id, prefill_tps, decode_tps, ttft_ms FROM repetition
+                 WHERE result_id IN ({}) ORDER BY result_id, rep",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut query = sqlx::query(&q);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            let mut rows = query.fetch(&self.pool);
+            while let Some(row) = rows.try_next().await.map_err(sql("read repetitions"))? {
+                let id: i64 = row
+                    .try_get("result_id")
+                    .map_err(sql("decode a repetition"))?;
+                let Some(&i) = index.get(&id) else { continue };
+                let get = |c: &str| row.try_get::<Option<f64>, _>(c).ok().flatten();
+                let r = &mut out[i];
+                r.prefill_tps.extend(get("prefill_tps"));
+                r.decode_tps.extend(get("decode_tps"));
+                r.ttft_ms.extend(get("ttft_ms"));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest change point of each series in `keys`, at or before `at`.
+    pub async fn change_points(
+        &self,
+        keys: &[String],
+        at: &str,
+    ) -> Result<HashMap<String, String>, StoreError> {
+        let mut out = HashMap::new();
+        for chunk in keys.chunks(500) {
+            let q = format!(
+                "SELECT series_key, MAX(at) AS at FROM change_point
+                 WHERE at <= ? AND series_key IN ({}) GROUP BY series_key",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut query = sqlx::query_as::<_, (String, String)>(&q).bind(at);
+            for k in chunk {
+                query = query.bind(k);
+            }
+            for (k, a) in query
+                .fetch_all(&self.pool)
+                .await
+                .map_err(sql("read change points"))?
+            {
+                out.insert(k, a);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records a change point: results of `series_key` started at or after `at` form its
+    /// new baseline.
+    pub async fn add_change_point(
+        &self,
+        series_key: &str,
+        at: &str,
+        note: &str,
+        created_at: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO change_point (series_key, at, note, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(series_key)
+        .bind(at)
+        .bind(note)
+        .bind(created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(sql("record a change point"))?;
+        Ok(())
+    }
+
+    /// Stores verdicts, all or none.
+    pub async fn insert_verdicts(&self, verdicts: &[NewVerdict]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(sql("store verdicts"))?;
+        for v in verdicts {
+            sqlx::query(
+                "INSERT INTO verdict (check_uuid, checked_at, run_id, result_id, series_key, metric,
+                    kind, value, cv, mad, baseline_n, baseline_geomean, baseline_sd_log, t_quantile,
+                    limit_value, floor, ratio, remeasured_json, reason)
+                 VALUES (?, ?, (SELECT id FROM run WHERE uuid = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&v.check_uuid)
+            .bind(&v.checked_at)
+            .bind(&v.run_uuid)
+            .bind(v.result_id)
+            .bind(&v.series_key)
+            .bind(&v.metric)
+            .bind(&v.kind)
+            .bind(v.value)
+            .bind(v.cv)
+            .bind(v.mad)
+            .bind(v.baseline_n)
+            .bind(v.baseline_geomean)
+            .bind(v.baseline_sd_log)
+            .bind(v.t_quantile)
+            .bind(v.limit_value)
+            .bind(v.floor)
+            .bind(v.ratio)
+            .bind(&v.remeasured_json)
+            .bind(&v.reason)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("store a verdict"))?;
+        }
+        tx.commit().await.map_err(sql("store verdicts"))?;
+        Ok(())
+    }
+
+    /// A run as `check` and `compare` name it: a UUID, a unique prefix of one, `latest` (the
+    /// newest run that is not a re-measurement) or `previous` (the one before it). Returns
+    /// the UUID and when it started.
+    pub async fn resolve_run(&self, spec: &str) -> Result<Option<(String, String)>, StoreError> {
+        let newest = |offset: i64| {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT uuid, started_at FROM run WHERE trigger NOT LIKE 'recheck%'
+                 ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET ?",
+            )
+            .bind(offset)
+        };
+        let found = match spec {
+            "latest" => newest(0).fetch_optional(&self.pool).await,
+            "previous" => newest(1).fetch_optional(&self.pool).await,
+            prefix => {
+                let rows = sqlx::query_as::<_, (String, String)>(
+                    "SELECT uuid, started_at FROM run WHERE uuid LIKE ? || '%' ORDER BY started_at LIMIT 2",
+                )
+                .bind(prefix.replace(['%', '_'], ""))
+                .fetch_all(&self.pool)
+                .await;
+                rows.map(|r| {
+                    if r.len() == 1 {
+                        r.into_iter().next()
+                    } else {
+                        None
+                    }
+                })
+            }
+        };
+        found.map_err(sql("find the run"))
+    }
+
+    /// Results of run `run_uuid` that did not end ok.
+    pub async fn failed_results(&self, run_uuid: &str) -> Result<i64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM result r JOIN run ON run.id = r.run_id
+             WHERE run.uuid = ? AND r.status != 'ok'",
+        )
+        .bind(run_uuid)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(sql("count failed results"))?;
+        Ok(n)
+    }
+
+    /// The newest ok result of each series measured by backend build `version` (the
+    /// version string as stored, e.g. `llama-cpp-2 0.1.160 / llama-cpp-sys-2 0.1.161`) or on
+    /// host `hostname`: how `compare build:A build:B` and `compare host:A host:B` pick sides.
+    pub async fn newest_per_series_where(
+        &self,
+        column: SeriesColumn,
+        value: &str,
+    ) -> Result<Vec<SeriesResult>, StoreError> {
+        let filter = match column {
+            SeriesColumn::BuildVersion => "bb.version = ?",
+            SeriesColumn::Hostname => "host.hostname = ?",
+        };
+        let rows = sqlx::query(&series_sql(filter))
+            .bind(value)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql("read results"))?;
+        let all = self.with_repetitions(rows).await?;
+        // Oldest first: a later result of the same series replaces an earlier one.
+        let mut newest: HashMap<String, SeriesResult> = HashMap::new();
+        for r in all {
+            newest.insert(r.series_key.clone(), r);
+        }
+        let mut out: Vec<SeriesResult> = newest.into_values().collect();
+        out.sort_by(|a, b| a.label.cmp(&b.label).then(a.result_id.cmp(&b.result_id)));
+        Ok(out)
+    }
+}
+
+/// What [`Store::newest_per_series_where`] selects by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesColumn {
+    BuildVersion,
+    Hostname,
+}
