@@ -9,6 +9,8 @@ pub enum ExitCode {
     ToolError = 1,
     /// Bad input: an invalid suite, a missing or corrupt model file, bad arguments.
     BadInput = 2,
+    /// `tokbench check`: a confirmed regression (verdicts are stored first).
+    Regression = 3,
     /// The run finished but some benchmark cells failed (their rows say why).
     SomeFailed = 4,
     /// Interrupted by SIGINT/SIGTERM; the run is marked interrupted and can be resumed.

@@ -2,9 +2,12 @@
 //! the terminal. Library crates hold the logic; this file holds arguments, context and exit
 //! codes.
 
+mod check;
+mod compare;
 mod exit;
 mod fit;
 mod hardware;
+mod merge;
 mod models;
 mod output;
 mod report;
@@ -172,6 +175,74 @@ enum Command {
         /// The hardware catalog (default: bench-configs/hardware.toml, or $TOKBENCH_HARDWARE).
         #[arg(long)]
         catalog: Option<PathBuf>,
+    },
+    /// Judge a run against the history of its series; re-measure suspects; exit 3 on a
+    /// confirmed regression.
+    #[command(
+        after_help = "Examples:\n  tokbench check                      # the newest run\n  tokbench check --run 5f0c --format markdown >> $GITHUB_STEP_SUMMARY\n  tokbench check --accept latest --note \"driver 560: new normal\"\n\nExit codes: 0 ok, 1 tool error, 2 usage, 3 confirmed regression, 4 some benchmark failed.\nVerdicts are stored (table `verdict`) before exiting."
+    )]
+    Check {
+        #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
+        db: PathBuf,
+        /// The run: a UUID, a unique prefix, `latest` or `previous`.
+        #[arg(long, default_value = "latest")]
+        run: String,
+        /// Re-measurements of a suspect series, at once on this machine (0: none).
+        #[arg(long, default_value_t = tokbench_report::gate::CONFIRM_RUNS)]
+        remeasure: usize,
+        /// Results in the baseline, at most.
+        #[arg(long, default_value_t = 30)]
+        baseline: usize,
+        /// Results the baseline needs, else the verdict is `insufficient`.
+        #[arg(long, default_value_t = 5)]
+        min_baseline: usize,
+        /// Only history this recent counts, days.
+        #[arg(long, default_value_t = 90.0)]
+        window_days: f64,
+        /// Practical floor for speeds and latencies, percent.
+        #[arg(long, default_value_t = 5.0)]
+        floor: f64,
+        /// Practical floor for memory, percent.
+        #[arg(long, default_value_t = 3.0)]
+        floor_memory: f64,
+        /// A result whose repetitions' CV exceeds this (percent) is noisy and never gates.
+        #[arg(long, default_value_t = 5.0)]
+        noisy_cv: f64,
+        #[arg(long, value_enum, default_value = "table")]
+        format: check::CheckFormat,
+        /// Instead of judging: the run's level becomes the new normal of its series (a
+        /// change point); later runs are judged against results from it on.
+        #[arg(long, value_name = "RUN")]
+        accept: Option<String>,
+        /// Why the change point (with --accept).
+        #[arg(long, default_value = "accepted as the new normal")]
+        note: String,
+    },
+    /// Compare two runs, two backend builds or two hosts, series by series.
+    #[command(
+        after_help = "Examples:\n  tokbench compare previous latest\n  tokbench compare 5f0c 9a1e --format markdown\n  tokbench compare \"build:llama-cpp-2 0.1.159\" \"build:llama-cpp-2 0.1.160\"\n  tokbench compare host:box-a host:box-b"
+    )]
+    Compare {
+        /// The reference: a run (UUID, prefix, `latest`, `previous`), `build:VERSION` or `host:NAME`.
+        a: String,
+        /// Compared against A, the same way.
+        b: String,
+        #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
+        db: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: check::CheckFormat,
+    },
+    /// Merge databases into one: idempotent (run UUIDs identify runs), all or nothing.
+    #[command(
+        after_help = "Examples:\n  tokbench merge box-a.db box-b.db --into fleet.db\n\nA source with a newer schema is refused; sources are never written."
+    )]
+    Merge {
+        /// Source databases.
+        #[arg(required = true)]
+        sources: Vec<PathBuf>,
+        /// The destination (created if missing).
+        #[arg(long)]
+        into: PathBuf,
     },
     /// The hardware catalog: memory, bandwidth, TDP and MSRP of each part, with sources.
     #[command(
@@ -376,6 +447,54 @@ async fn async_dispatch(command: Command) -> anyhow::Result<ExitCode> {
             })
             .await
         }
+        Command::Check {
+            db,
+            accept: Some(run),
+            note,
+            ..
+        } => check::accept_command(&db, &run, &note).await,
+        Command::Check {
+            db,
+            run,
+            remeasure,
+            baseline,
+            min_baseline,
+            window_days,
+            floor,
+            floor_memory,
+            noisy_cv,
+            format,
+            accept: None,
+            ..
+        } => {
+            check::check_command(&check::CheckArgs {
+                db,
+                run,
+                remeasure,
+                cfg: tokbench_report::gate::GateConfig {
+                    baseline_max: baseline,
+                    baseline_min: min_baseline,
+                    window_days,
+                    floor_speed: floor / 100.0,
+                    floor_memory: floor_memory / 100.0,
+                    noisy_cv: noisy_cv / 100.0,
+                    ..Default::default()
+                },
+                format,
+            })
+            .await
+        }
+        Command::Compare { a, b, db, format } => {
+            compare::compare_command(&compare::CompareArgs {
+                db,
+                a,
+                b,
+                format,
+                cfg: Default::default(),
+            })
+            .await
+        }
+        Command::Merge { sources, into } => merge::merge_command(&sources, &into).await,
         Command::Model(_) | Command::Engine | Command::Fit { .. } | Command::Hardware { .. } => {
             unreachable!("handled synchronously")
         }

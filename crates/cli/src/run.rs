@@ -104,6 +104,96 @@ pub async fn run_command(
             )
         }
     };
+    execute(
+        store,
+        db,
+        suite_path,
+        Execution {
+            suite,
+            text,
+            resume: resume.is_some(),
+            run_id,
+            uuid,
+            skip,
+            plain,
+            trigger: trigger.to_string(),
+        },
+    )
+    .await
+}
+
+/// What [`execute`] runs: a suite (as text and validated), into a new run or an existing one.
+struct Execution {
+    suite: Suite,
+    text: String,
+    /// Continue `run_id` instead of beginning a new run.
+    resume: bool,
+    run_id: tokbench_store::RunId,
+    uuid: String,
+    /// Cells not to run (already stored, or not asked for).
+    skip: BTreeSet<usize>,
+    plain: bool,
+    trigger: String,
+}
+
+/// Runs only `cells` of the suite an earlier run used (read from that run, as it was), as a
+/// new run on this machine with `trigger`: how `tokbench check` re-measures a suspect
+/// series. Returns the new run's UUID and its exit code.
+pub async fn rerun_cells(
+    db: &Path,
+    prev_uuid: &str,
+    cells: &BTreeSet<usize>,
+    trigger: &str,
+) -> anyhow::Result<(String, ExitCode)> {
+    let store = Store::open(db)
+        .await
+        .with_context(|| format!("cannot open the results database {}", db.display()))?;
+    let Some(prev) = store.run_by_uuid(prev_uuid).await? else {
+        return Err(BadInput(format!("no run {prev_uuid} in {}", db.display())).into());
+    };
+    let path = PathBuf::from(prev.suite_path.clone().unwrap_or_default());
+    let text = prev.config_text.clone().unwrap_or_default();
+    let suite = load_suite(&path, &text)?;
+    let skip: BTreeSet<usize> = (0..suite.cells().len())
+        .filter(|i| !cells.contains(i))
+        .collect();
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let code = execute(
+        store,
+        db,
+        &path,
+        Execution {
+            suite,
+            text,
+            resume: false,
+            run_id: tokbench_store::RunId(0),
+            uuid: uuid.clone(),
+            skip,
+            plain: true,
+            trigger: trigger.to_string(),
+        },
+    )
+    .await?;
+    Ok((uuid, code))
+}
+
+async fn execute(
+    store: Store,
+    db: &Path,
+    suite_path: &Path,
+    run: Execution,
+) -> anyhow::Result<ExitCode> {
+    let Execution {
+        suite,
+        text,
+        resume,
+        run_id,
+        uuid,
+        skip,
+        plain,
+        trigger,
+    } = run;
+    let trigger = trigger.as_str();
     preflight(&suite)?;
     let host = tokbench_runner::host::detect();
     let engine = EngineCommand {
@@ -117,7 +207,7 @@ pub async fn run_command(
     let catalog = crate::hardware::load_catalog(None)?;
     let hardware = crate::hardware::hardware_for_run(&catalog, &suite, &host, &build.accel)?;
     let cells_total = suite.cells().len();
-    let run_id = if resume.is_some() {
+    let run_id = if resume {
         run_id
     } else {
         store
