@@ -7,6 +7,7 @@ pub mod bench;
 pub mod catalog;
 pub mod config;
 pub mod fit;
+pub mod llama_bench;
 pub mod point;
 pub mod quant;
 
