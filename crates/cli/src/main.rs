@@ -7,6 +7,7 @@ mod compare;
 mod exit;
 mod fit;
 mod hardware;
+mod import;
 mod merge;
 mod models;
 mod output;
@@ -243,6 +244,26 @@ enum Command {
         /// The destination (created if missing).
         #[arg(long)]
         into: PathBuf,
+    },
+    /// Import llama-bench output (-o json, jsonl or sql): one run per file, idempotent.
+    #[command(
+        after_help = "Examples:\n  llama-bench -m model.gguf -o json > lb.json && tokbench import lb.json --host box-a\n  tokbench import results.sql --source \"llama.cpp discussion #4167\""
+    )]
+    Import {
+        /// llama-bench output files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
+        db: PathBuf,
+        /// Where the numbers came from (shown beside the rows); default: the file.
+        #[arg(long)]
+        source: Option<String>,
+        /// The machine's name, which llama-bench does not print.
+        #[arg(long, default_value = "imported")]
+        host: String,
+        /// The hardware catalog used to name the hardware from gpu_info/cpu_info.
+        #[arg(long)]
+        catalog: Option<PathBuf>,
     },
     /// The hardware catalog: memory, bandwidth, TDP and MSRP of each part, with sources.
     #[command(
@@ -495,6 +516,22 @@ async fn async_dispatch(command: Command) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Merge { sources, into } => merge::merge_command(&sources, &into).await,
+        Command::Import {
+            files,
+            db,
+            source,
+            host,
+            catalog,
+        } => {
+            import::import_command(&import::ImportArgs {
+                db,
+                files,
+                source,
+                host,
+                catalog,
+            })
+            .await
+        }
         Command::Model(_) | Command::Engine | Command::Fit { .. } | Command::Hardware { .. } => {
             unreachable!("handled synchronously")
         }

@@ -116,6 +116,9 @@ pub struct ResultPoint {
     /// Peak device memory in use, bytes (telemetry), when measured.
     pub vram_peak_bytes: Option<u64>,
     pub rss_peak_bytes: Option<u64>,
+    /// Where the numbers came from when they were not measured here (an imported
+    /// llama-bench file, a published table); `None` for tokbench's own measurements.
+    pub source: Option<String>,
 }
 
 impl ResultPoint {

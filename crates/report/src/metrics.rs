@@ -208,6 +208,7 @@ bandwidth = "test"
             decode_power_w: power,
             vram_peak_bytes: None,
             rss_peak_bytes: None,
+            source: None,
         }
     }
 

@@ -1503,6 +1503,7 @@ pub(crate) mod tests {
             decode_power_w: None,
             vram_peak_bytes: None,
             rss_peak_bytes: None,
+            source: None,
         }
     }
 

@@ -127,6 +127,15 @@ pub const LEADERBOARD_COLUMNS: [&str; 12] = [
 ///   generation speed × bytes read per token ÷ the catalog's bandwidth ([`crate::metrics`]).
 /// - Two results on the same hardware (another backend, cache type, run …) both appear,
 ///   the hardware name followed by what tells them apart.
+/// The hardware as a row names it: its name, and where the numbers came from when they
+/// were imported rather than measured by tokbench (`GeForce RTX 4090 (from lb.json)`).
+fn hardware_label(p: &ResultPoint) -> String {
+    match &p.source {
+        Some(source) => format!("{} (from {source})", p.hardware.name),
+        None => p.hardware.name.clone(),
+    }
+}
+
 pub fn leaderboard(rows: &[ReportRow]) -> Vec<Table> {
     let prefill = PrefillIndex::new(rows);
     let mut groups: BTreeMap<TestGroup, Vec<&ReportRow>> = BTreeMap::new();
@@ -140,11 +149,7 @@ pub fn leaderboard(rows: &[ReportRow]) -> Vec<Table> {
         .into_iter()
         .map(|(group, mut members)| {
             members.sort_by(|a, b| by_speed(a, b));
-            let labels = distinct_labels(
-                &members,
-                |p| p.hardware.name.clone(),
-                |p| p.hardware.name.clone(),
-            );
+            let labels = distinct_labels(&members, hardware_label, hardware_label);
             let cells = members
                 .iter()
                 .zip(labels)
@@ -482,11 +487,7 @@ pub fn picks(rows: &[ReportRow], budgets_usd: &[f64]) -> Vec<Table> {
             let mut cells = Vec::new();
             for (group, mut members) in tests {
                 members.sort_by(|a, b| by_speed(a, b));
-                let labels = distinct_labels(
-                    &members,
-                    |p| p.hardware.name.clone(),
-                    |p| p.hardware.name.clone(),
-                );
+                let labels = distinct_labels(&members, hardware_label, hardware_label);
                 for pick in pick_kinds(&budgets) {
                     cells.push(pick_row(&group.test, &pick, &members, &labels));
                 }
@@ -912,6 +913,7 @@ fn fields(row: &ReportRow) -> Vec<(&'static str, Field)> {
         decode_power_w,
         vram_peak_bytes,
         rss_peak_bytes,
+        source,
     } = &row.point;
     let tokbench_core::ModelFacts {
         n_params,
@@ -978,6 +980,12 @@ fn fields(row: &ReportRow) -> Vec<(&'static str, Field)> {
         ("decode_power_w", Field::opt_float(*decode_power_w)),
         ("vram_peak_bytes", Field::opt_int(*vram_peak_bytes)),
         ("rss_peak_bytes", Field::opt_int(*rss_peak_bytes)),
+        (
+            "source",
+            source
+                .as_deref()
+                .map_or(Field::Null, |s| Field::Text(s.to_string())),
+        ),
         ("bytes_per_token", Field::opt_float(bytes_per_token)),
         ("tps_per_1k_usd", Field::opt_float(tps_per_1k_usd)),
         ("tps_per_100w_tdp", Field::opt_float(tps_per_100w_tdp)),
@@ -1073,6 +1081,7 @@ fn empty_row() -> ReportRow {
             decode_power_w: None,
             vram_peak_bytes: None,
             rss_peak_bytes: None,
+            source: None,
         },
         derived: Derived::default(),
     }

@@ -91,6 +91,7 @@ fn point(
         decode_power_w: None,
         vram_peak_bytes: None,
         rss_peak_bytes: None,
+        source: None,
     }
 }
 

@@ -128,6 +128,7 @@ fn point(hw: &str, quant: &str, test: &str) -> ResultPoint {
         decode_power_w: None,
         vram_peak_bytes: None,
         rss_peak_bytes: None,
+        source: None,
     }
 }
 
@@ -813,4 +814,19 @@ fn a_rerun_replaces_the_older_result_of_its_series() {
             .iter()
             .all(|p| p.decode_tps == Some(110.0) || p.flash_attn == Some(false)));
     }
+}
+
+#[test]
+fn imported_rows_say_where_their_numbers_came_from() {
+    let imported = ResultPoint {
+        source: Some("llama-bench output lb.json".into()),
+        ..tg("GeForce RTX 3090", "Q8_0", 90.0, None, None)
+    };
+    let rows = vec![ReportRow::new(imported)];
+    let md = markdown(&leaderboard(&rows));
+    assert!(
+        md.contains("| GeForce RTX 3090 (from llama-bench output lb.json) |"),
+        "{md}"
+    );
+    assert!(csv_rows(&rows).contains(",llama-bench output lb.json,"));
 }

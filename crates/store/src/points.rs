@@ -36,7 +36,7 @@ pub struct StoredPoint {
 }
 
 const POINTS_SQL: &str = "
-SELECT run.uuid AS run_uuid, run.started_at, run.hardware AS run_hardware,
+SELECT run.uuid AS run_uuid, run.started_at, run.hardware AS run_hardware, run.source,
        host.hostname, host.cpu_model, host.cpu_cores_logical, host.cpu_cores_physical,
        host.memory_total_bytes, host.os, host.kernel, host.arch, host.gpus_json,
        bb.name AS backend, bb.version AS backend_version, bb.accel,
@@ -198,6 +198,7 @@ fn point_row(
             .filter(|v| v.is_finite() && *v >= 0.0)
             .map(|v| v as u64),
         rss_peak_bytes: unsigned(row.try_get("rss_peak_bytes")?),
+        source: row.try_get("source")?,
     };
     Ok(StoredPoint {
         point,

@@ -1,0 +1,320 @@
+//! `tokbench import FILE…`: llama-bench output (`-o json`, `-o jsonl`, `-o sql`) into the
+//! database, one run per file, keeping llama-bench's own averages and every repetition, its
+//! build commit, and the hardware it names (`gpu_info`/`cpu_info` matched to the catalog).
+//! Each run keeps a `--source` that the reports show beside its rows. Importing a file
+//! twice changes nothing: the run's UUID is derived from the file's bytes.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use tokbench_core::llama_bench::{parse_any, FlashAttn, LlamaBenchRecord};
+use tokbench_core::record::Repetition;
+use tokbench_core::{
+    BackendBuild, CacheType, CellResult, EngineParams, HostInfo, MetricSource, ModelRecord,
+    ResultStatus,
+};
+use tokbench_store::{NewRun, RunStatus, Store};
+
+use crate::exit::{BadInput, ExitCode};
+
+#[derive(Debug, Clone)]
+pub struct ImportArgs {
+    pub db: PathBuf,
+    pub files: Vec<PathBuf>,
+    /// Where the numbers came from; default: the file's path.
+    pub source: Option<String>,
+    /// The machine's name (llama-bench does not print one).
+    pub host: String,
+    pub catalog: Option<PathBuf>,
+}
+
+/// `Q4_K - Medium` (llama.cpp's file-type name in `model_type`) → `Q4_K_M`.
+fn quant_of(model_type: &str) -> String {
+    // `llama 8B Q4_K - Medium`: the architecture and size come first.
+    let words: Vec<&str> = model_type.split_whitespace().collect();
+    let tail = words.get(2..).map(|w| w.join(" ")).unwrap_or_default();
+    let (base, size) = match tail.split_once(" - ") {
+        Some((b, s)) => (b.to_string(), Some(s)),
+        None => (tail.clone(), None),
+    };
+    let suffix = match size {
+        Some("Small") => "_S",
+        Some("Medium") => "_M",
+        Some("Large") => "_L",
+        Some(other) if !other.is_empty() => return format!("{base} - {other}"),
+        _ => "",
+    };
+    if base.is_empty() {
+        model_type.to_string()
+    } else {
+        format!("{base}{suffix}")
+    }
+}
+
+/// The accelerator llama-bench ran on: the first backend that is not the CPU.
+fn accel_of(backends: Option<&str>) -> String {
+    backends
+        .unwrap_or("CPU")
+        .split(',')
+        .map(|b| b.trim().to_ascii_lowercase())
+        .find(|b| b != "cpu" && !b.is_empty())
+        .map(|b| match b.as_str() {
+            "blas" => "cpu".to_string(),
+            "rpc" => "rpc".to_string(),
+            other => other.to_string(),
+        })
+        .unwrap_or_else(|| "cpu".into())
+}
+
+fn cache_type(name: &str, field: &str, file: &Path) -> anyhow::Result<CacheType> {
+    name.parse()
+        .map_err(|e| BadInput(format!("{}: field `{field}`: {e}", file.display())).into())
+}
+
+/// A run UUID from the file's bytes, so importing the same file again finds its run.
+fn run_uuid(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    // A version-8 (custom) UUID: the bits say it is derived, not random.
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    uuid::Uuid::from_bytes(b).to_string()
+}
+
+pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
+    let catalog = crate::hardware::load_catalog(args.catalog.as_deref())?;
+    let store = Store::open(&args.db)
+        .await
+        .with_context(|| format!("cannot open the results database {}", args.db.display()))?;
+    for file in &args.files {
+        let bytes = std::fs::read(file)
+            .map_err(|e| BadInput(format!("cannot read {}: {e}", file.display())))?;
+        let text = String::from_utf8(bytes.clone())
+            .map_err(|_| BadInput(format!("{}: not UTF-8 text", file.display())))?;
+        let records = parse_any(&text).map_err(|e| BadInput(format!("{}: {e}", file.display())))?;
+        let Some(first) = records.first() else {
+            return Err(
+                BadInput(format!("{}: no llama-bench results in it", file.display())).into(),
+            );
+        };
+        let uuid = run_uuid(&bytes);
+        if let Some(prev) = store.run_by_uuid(&uuid).await? {
+            if prev.status == "ok" {
+                eprintln!(
+                    "import {}: already imported as run {uuid}; nothing to do",
+                    file.display()
+                );
+                continue;
+            }
+        }
+        let accel = accel_of(first.backends.as_deref());
+        let host = HostInfo {
+            hostname: args.host.clone(),
+            cpu_model: first.cpu_info.clone(),
+            cpu_cores_logical: 0,
+            cpu_cores_physical: None,
+            memory_total_bytes: None,
+            os: "unknown (imported)".into(),
+            kernel: None,
+            arch: "unknown".into(),
+            gpus: first
+                .gpu_info
+                .split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .map(String::from)
+                .collect(),
+        };
+        let hardware =
+            crate::hardware::detected_hardware(&catalog, &host, &accel).map(|c| c.display_name);
+        let started_at = records
+            .iter()
+            .map(|r| r.test_time.clone())
+            .min()
+            .unwrap_or_default();
+        let source = args
+            .source
+            .clone()
+            .unwrap_or_else(|| format!("llama-bench output {}", file.display()));
+        let run_id = match store.run_by_uuid(&uuid).await? {
+            // An import cut short: finish it.
+            Some(prev) => prev.id,
+            None => {
+                store
+                    .begin_run(
+                        &NewRun {
+                            uuid: uuid.clone(),
+                            started_at: started_at.clone(),
+                            suite_name: "llama-bench import".into(),
+                            suite_path: Some(file.display().to_string()),
+                            config_text: None,
+                            tokbench_version: env!("CARGO_PKG_VERSION").into(),
+                            trigger: "import".into(),
+                            cells_total: records.len(),
+                            source: Some(source.clone()),
+                            hardware: hardware.clone(),
+                        },
+                        &host,
+                    )
+                    .await?
+            }
+        };
+        let done: std::collections::BTreeSet<usize> =
+            store.stored_cells(run_id).await?.into_iter().collect();
+        let mut added = 0;
+        for (i, r) in records.iter().enumerate() {
+            if done.contains(&i) {
+                continue;
+            }
+            let build = BackendBuild {
+                name: "llama-bench".into(),
+                version: format!("b{}", r.build_number),
+                commit: Some(r.build_commit.clone()).filter(|c| !c.is_empty() && c != "unknown"),
+                accel: accel_of(r.backends.as_deref()),
+                flags: String::new(),
+            };
+            let build_id = store.backend_build(&build).await?;
+            let model = ModelRecord {
+                name: r
+                    .model_filename
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(&r.model_filename)
+                    .to_string(),
+                architecture: r
+                    .model_type
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+                quant: quant_of(&r.model_type),
+                n_params: r.model_n_params,
+                file_bytes: r.model_size,
+                // llama-bench does not hash the file; the name and size identify it.
+                file_sha256: format!("llama-bench:{}:{}", r.model_filename, r.model_size),
+                shape_json: "{}".into(),
+                origin: r.model_filename.clone(),
+            };
+            let model_id = store.model(&model).await?;
+            let result = cell_result(i, r, file)?;
+            let expected = r.samples_ts.as_ref().map(|s| s.len() as u32).unwrap_or(0);
+            let id = store
+                .insert_result(
+                    run_id,
+                    build_id,
+                    Some(model_id),
+                    &model.name,
+                    expected,
+                    &result,
+                )
+                .await
+                .context("cannot store an imported result")?;
+            // llama-bench's own mean and sd of its per-repetition rates (the same definition
+            // as tokbench's), exact, including from SQL output, which has no samples.
+            let (column, combined) = match (r.n_prompt > 0, r.n_gen > 0) {
+                (true, false) => ("prefill", false),
+                (false, true) => ("decode", false),
+                _ => ("", true),
+            };
+            if !combined {
+                store
+                    .set_rate_summary(id, column, r.avg_ts, Some(r.stddev_ts))
+                    .await?;
+            }
+            added += 1;
+        }
+        store.finish_run(run_id, RunStatus::Ok, &started_at).await?;
+        eprintln!(
+            "import {}: {added} results as run {uuid} (llama-bench build {} {}, {}{}), source: {source}",
+            file.display(),
+            first.build_number,
+            first.build_commit,
+            accel,
+            hardware.map(|h| format!(", {h}")).unwrap_or_default(),
+        );
+    }
+    let integrity = store.integrity_check().await?;
+    store.close().await;
+    eprintln!("import: database integrity {integrity}");
+    Ok(ExitCode::Ok)
+}
+
+/// One llama-bench record as a result: its settings, and each repetition's rate as the
+/// phase it measured (a `pp` test's rate is prefill, a `tg` test's decode; a `pp+tg` test's
+/// is over both phases together and is kept in the log only).
+fn cell_result(index: usize, r: &LlamaBenchRecord, file: &Path) -> anyhow::Result<CellResult> {
+    let test = r.test_spec();
+    let params = EngineParams {
+        n_threads: r.n_threads,
+        n_batch: r.n_batch,
+        n_ubatch: r.n_ubatch,
+        n_gpu_layers: u32::try_from(r.n_gpu_layers).unwrap_or(0),
+        flash_attn: matches!(r.flash_attn, Some(FlashAttn::On)),
+        type_k: cache_type(&r.type_k, "type_k", file)?,
+        type_v: cache_type(&r.type_v, "type_v", file)?,
+        use_mmap: r.use_mmap.unwrap_or(true),
+    };
+    let samples = r.samples_ts.clone().unwrap_or_default();
+    let combined = test.n_prompt > 0 && test.n_gen > 0;
+    let repetitions = if combined {
+        Vec::new()
+    } else {
+        samples
+            .iter()
+            .map(|&ts| Repetition {
+                prefill_tps: (test.n_gen == 0).then_some(ts),
+                decode_tps: (test.n_gen > 0).then_some(ts),
+                ..Default::default()
+            })
+            .collect()
+    };
+    Ok(CellResult {
+        cell_index: index,
+        test,
+        params,
+        status: ResultStatus::Ok,
+        error: None,
+        metric_source: MetricSource::Engine,
+        load_ms: None,
+        rss_peak_bytes: None,
+        allocated: None,
+        repetitions,
+        log_tail: combined.then(|| {
+            format!(
+                "llama-bench {}: {:.2} ± {:.2} t/s over prompt and generation together (not split into phases)",
+                test.label(),
+                r.avg_ts,
+                r.stddev_ts
+            )
+        }),
+        started_at: r.test_time.clone(),
+        duration_ms: r.avg_ns as f64 * samples.len().max(1) as f64 / 1e6,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantization_names_follow_llama_cpp() {
+        assert_eq!(quant_of("llama ?B Q8_0"), "Q8_0");
+        assert_eq!(quant_of("llama 8B Q4_K - Medium"), "Q4_K_M");
+        assert_eq!(quant_of("llama 70B Q3_K - Small"), "Q3_K_S");
+        assert_eq!(quant_of("qwen2 7B F16"), "F16");
+        assert_eq!(accel_of(Some("CUDA")), "cuda");
+        assert_eq!(accel_of(Some("CPU")), "cpu");
+        assert_eq!(accel_of(Some("BLAS,CPU")), "cpu");
+        assert_eq!(accel_of(Some("Metal,BLAS")), "metal");
+        assert_eq!(accel_of(None), "cpu");
+    }
+
+    #[test]
+    fn the_run_uuid_comes_from_the_bytes() {
+        assert_eq!(run_uuid(b"a"), run_uuid(b"a"));
+        assert_ne!(run_uuid(b"a"), run_uuid(b"b"));
+        assert_eq!(run_uuid(b"a").len(), 36);
+    }
+}

@@ -1,0 +1,129 @@
+//! `tokbench import` on real llama-bench output (the fixtures captured from a llama-bench
+//! built on this machine): the stored numbers are llama-bench's own printed ones, a file
+//! imported twice is stored once, the source travels to the reports, bad files are named.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../core/tests/fixtures/llama-bench")
+        .join(name)
+}
+
+/// llama-bench's printed table: (quant, test) → "mean ± sd".
+fn printed(md: &str) -> Vec<(String, String, String)> {
+    md.lines()
+        .filter(|l| l.starts_with("| llama"))
+        .map(|l| {
+            let c: Vec<&str> = l.split('|').map(str::trim).collect();
+            let quant = if c[1].contains("Q4_K - Medium") {
+                "Q4_K_M"
+            } else {
+                "Q8_0"
+            };
+            (quant.to_string(), c[6].to_string(), c[7].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn llama_bench_json_and_sql_import_with_its_printed_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("i.db");
+    let dbs = db.to_str().unwrap();
+    // r1: JSON with llama-bench's table on stderr; r3: SQL (no per-repetition samples).
+    for (data, table) in [("r1.json", "r1.md"), ("r3.sql", "r3.md")] {
+        let out = run_ok(&[
+            "import",
+            fixture(data).to_str().unwrap(),
+            "--db",
+            dbs,
+            "--host",
+            "epyc-vm",
+            "--source",
+            data,
+        ]);
+        assert!(
+            stderr(&out).contains("4 results as run"),
+            "{}",
+            stderr(&out)
+        );
+        let md = std::fs::read_to_string(fixture(table)).unwrap();
+        for (quant, test, figure) in printed(&md) {
+            let rows = query(
+                &db,
+                &format!(
+                    "SELECT prefill_tps, prefill_tps_sd, decode_tps, decode_tps_sd, n_reps, backend, source
+                     FROM v_results WHERE source = '{data}' AND quant = '{quant}' AND test = '{test}'"
+                ),
+            );
+            assert_eq!(rows.len(), 1, "{data} {quant} {test}");
+            let r = &rows[0];
+            let (m, sd) = if test.starts_with("pp") {
+                (f(r, "prefill_tps"), f(r, "prefill_tps_sd"))
+            } else {
+                (f(r, "decode_tps"), f(r, "decode_tps_sd"))
+            };
+            assert_eq!(
+                format!("{:.2} ± {:.2}", m.unwrap(), sd.unwrap()),
+                figure,
+                "{data} {quant} {test}"
+            );
+            assert_eq!(s(r, "backend"), "llama-bench");
+            // Repetitions are kept where llama-bench printed them (JSON), not invented (SQL).
+            let reps = f(r, "n_reps").unwrap();
+            assert_eq!(
+                reps,
+                if data.ends_with(".json") { 3.0 } else { 0.0 },
+                "{data}"
+            );
+        }
+    }
+    // The same file again: nothing added.
+    let out = run_ok(&["import", fixture("r1.json").to_str().unwrap(), "--db", dbs]);
+    assert!(
+        stderr(&out).contains("already imported"),
+        "{}",
+        stderr(&out)
+    );
+    let n = query(&db, "SELECT COUNT(*) AS n FROM result");
+    assert_eq!(f(&n[0], "n"), Some(8.0));
+    assert_eq!(integrity(&db), "ok");
+    // The reports name where the numbers came from (r3 ran after r1: the newest of the
+    // series is shown).
+    let out_dir = tmp.path().join("reports");
+    run_ok(&["report", "--db", dbs, "--out", out_dir.to_str().unwrap()]);
+    let lb = std::fs::read_to_string(out_dir.join("leaderboard.md")).unwrap();
+    assert!(lb.contains("| AMD EPYC (CPU) (from r3.sql) |"), "{lb}");
+}
+
+#[test]
+fn a_bad_file_is_named_with_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.json");
+    let good = std::fs::read_to_string(fixture("r1.json")).unwrap();
+    std::fs::write(
+        &bad,
+        good.replacen("\"avg_ts\": ", "\"avg_ts\": \"x\", \"was\": ", 1),
+    )
+    .unwrap();
+    let db = tmp.path().join("i.db");
+    let out = tokbench(&[
+        "import",
+        bad.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains("bad.json") && e.contains("line ") && e.contains("avg_ts"),
+        "{e}"
+    );
+}
