@@ -112,6 +112,15 @@ pub const LEADERBOARD_COLUMNS: [&str; 12] = [
     "Roofline %",
 ];
 
+/// The hardware as a row names it: its name, and where the numbers came from when they
+/// were imported rather than measured by tokbench (`GeForce RTX 4090 (from lb.json)`).
+fn hardware_label(p: &ResultPoint) -> String {
+    match &p.source {
+        Some(source) => format!("{} (from {source})", p.hardware.name),
+        None => p.hardware.name.clone(),
+    }
+}
+
 /// One table per model, quantization and generation test (`n_gen > 0`), ok results only,
 /// fastest generation first (unknown speed last; ties by hardware name).
 ///
@@ -127,15 +136,6 @@ pub const LEADERBOARD_COLUMNS: [&str; 12] = [
 ///   generation speed × bytes read per token ÷ the catalog's bandwidth ([`crate::metrics`]).
 /// - Two results on the same hardware (another backend, cache type, run …) both appear,
 ///   the hardware name followed by what tells them apart.
-/// The hardware as a row names it: its name, and where the numbers came from when they
-/// were imported rather than measured by tokbench (`GeForce RTX 4090 (from lb.json)`).
-fn hardware_label(p: &ResultPoint) -> String {
-    match &p.source {
-        Some(source) => format!("{} (from {source})", p.hardware.name),
-        None => p.hardware.name.clone(),
-    }
-}
-
 pub fn leaderboard(rows: &[ReportRow]) -> Vec<Table> {
     let prefill = PrefillIndex::new(rows);
     let mut groups: BTreeMap<TestGroup, Vec<&ReportRow>> = BTreeMap::new();
