@@ -283,3 +283,97 @@ fn four_concurrent_runs_merge_into_one_and_again_changes_nothing() {
     .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+/// Copies the results of `db`'s only run `copies` times into new runs (new UUIDs), so a
+/// merge of it has real work to do.
+async fn grow(db: &Path, copies: u32) {
+    let mut c = SqliteConnectOptions::new()
+        .filename(db)
+        .connect()
+        .await
+        .unwrap();
+    let mut tx = c.begin().await.unwrap();
+    for k in 0..copies {
+        sqlx::query(
+            "INSERT INTO run (uuid, started_at, finished_at, suite_name, tokbench_version, trigger,
+                status, cells_total, host_id)
+             SELECT uuid || '-' || ?1, started_at, finished_at, suite_name, tokbench_version,
+                trigger, status, cells_total, host_id FROM run WHERE id = 1",
+        )
+        .bind(k)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO result (run_id, cell_index, backend_build_id, model_id, model_name,
+                workload_id, status, metric_source, repetitions_expected, decode_tps, started_at,
+                duration_ms)
+             SELECT last_insert_rowid(), cell_index, backend_build_id, model_id, model_name,
+                workload_id, status, metric_source, repetitions_expected, decode_tps, started_at,
+                duration_ms FROM result WHERE run_id = 1",
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_merge_killed_midway_leaves_the_destination_as_it_was() {
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src.db");
+    run_ok(&[
+        "run",
+        suite(tmp.path(), 1).to_str().unwrap(),
+        "--db",
+        src.to_str().unwrap(),
+    ]);
+    grow(&src, 20_000).await;
+    let dst = tmp.path().join("dst.db");
+    let mut killed_midway = 0;
+    // Kill the merge at moments spread over its work; each time the destination holds all
+    // of the source or none of it, and passes the integrity check.
+    for delay_ms in [40u64, 120, 250, 400, 600, 900] {
+        let mut child = tokbench(&[
+            "merge",
+            src.to_str().unwrap(),
+            "--into",
+            dst.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let finished = child.try_wait().unwrap().is_some();
+        if !finished {
+            child.kill().unwrap();
+            killed_midway += 1;
+        }
+        child.wait().unwrap();
+        if dst.exists() {
+            assert_eq!(integrity(&dst), "ok", "after a kill at {delay_ms} ms");
+            let n = f(&query(&dst, "SELECT COUNT(*) AS n FROM run")[0], "n").unwrap();
+            assert!(
+                n == 0.0 || n == 20_001.0,
+                "{n} runs after a kill at {delay_ms} ms"
+            );
+        }
+    }
+    assert!(
+        killed_midway > 0,
+        "every merge finished before its kill: nothing was tested"
+    );
+    // A merge left to finish afterwards brings everything, once.
+    run_ok(&[
+        "merge",
+        src.to_str().unwrap(),
+        "--into",
+        dst.to_str().unwrap(),
+    ]);
+    let n = f(&query(&dst, "SELECT COUNT(*) AS n FROM result")[0], "n").unwrap();
+    assert_eq!(n, 20_001.0);
+}
