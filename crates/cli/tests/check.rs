@@ -14,16 +14,6 @@ use common::*;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
-fn suite(dir: &Path, threads: u32) -> std::path::PathBuf {
-    write_suite(
-        dir,
-        &format!("t{threads}.toml"),
-        &format!(
-            "name = \"gate\"\n[[model]]\nsynth = \"tiny\"\nquants = [\"Q8_0\"]\n[engine]\nthreads = {threads}\n[workload]\ntests = [\"tg16\"]\nrepetitions = 5\nwarmup = true\ntimeout_s = 120\n"
-        ),
-    )
-}
-
 /// Writes `nights` earlier runs of the newest run's series, one per day before it, whose
 /// decode repetitions are `level × (1 ± 0.4%)` (a quiet machine), by copying the run's own
 /// rows: same host, build, model, workload and settings, so the same series.
@@ -157,7 +147,12 @@ async fn a_slowdown_is_re_measured_confirmed_stored_and_exits_3() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("h.db");
     let dbs = db.to_str().unwrap();
-    run_ok(&["run", suite(tmp.path(), 2).to_str().unwrap(), "--db", dbs]);
+    run_ok(&[
+        "run",
+        threads_suite(tmp.path(), 2).to_str().unwrap(),
+        "--db",
+        dbs,
+    ]);
     // The history ran ten times faster than this machine: tonight is a clear regression,
     // and so is each re-measurement. Noise is not what this test is about: --noisy-cv 100.
     let level = decode_of_newest(&db) * 10.0;
@@ -207,7 +202,12 @@ async fn a_steady_series_passes_and_too_little_history_never_fails() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("h.db");
     let dbs = db.to_str().unwrap();
-    run_ok(&["run", suite(tmp.path(), 2).to_str().unwrap(), "--db", dbs]);
+    run_ok(&[
+        "run",
+        threads_suite(tmp.path(), 2).to_str().unwrap(),
+        "--db",
+        dbs,
+    ]);
     // No history at all: insufficient, exit 0.
     let (code, v) = check_json(&["--db", dbs, "--noisy-cv", "100"]);
     assert_eq!(code, Some(0), "{v}");
@@ -231,7 +231,7 @@ async fn a_steady_series_passes_and_too_little_history_never_fails() {
 #[test]
 fn four_concurrent_runs_merge_into_one_and_again_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let suite = suite(tmp.path(), 1);
+    let suite = threads_suite(tmp.path(), 1);
     let dbs: Vec<std::path::PathBuf> = (0..4)
         .map(|i| tmp.path().join(format!("m{i}.db")))
         .collect();
@@ -327,7 +327,7 @@ async fn a_merge_killed_midway_leaves_the_destination_as_it_was() {
     let src = tmp.path().join("src.db");
     run_ok(&[
         "run",
-        suite(tmp.path(), 1).to_str().unwrap(),
+        threads_suite(tmp.path(), 1).to_str().unwrap(),
         "--db",
         src.to_str().unwrap(),
     ]);

@@ -3,27 +3,25 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
-
-fn suite(dir: &Path, threads: u32) -> std::path::PathBuf {
-    write_suite(
-        dir,
-        &format!("t{threads}.toml"),
-        &format!(
-            "name = \"gate\"\n[[model]]\nsynth = \"tiny\"\nquants = [\"Q8_0\"]\n[engine]\nthreads = {threads}\n[workload]\ntests = [\"tg16\"]\nrepetitions = 5\nwarmup = true\ntimeout_s = 120\n"
-        ),
-    )
-}
 
 #[test]
 fn compare_tells_two_thread_counts_apart() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("c.db");
     let dbs = db.to_str().unwrap();
-    run_ok(&["run", suite(tmp.path(), 1).to_str().unwrap(), "--db", dbs]);
-    run_ok(&["run", suite(tmp.path(), 2).to_str().unwrap(), "--db", dbs]);
+    run_ok(&[
+        "run",
+        threads_suite(tmp.path(), 1).to_str().unwrap(),
+        "--db",
+        dbs,
+    ]);
+    run_ok(&[
+        "run",
+        threads_suite(tmp.path(), 2).to_str().unwrap(),
+        "--db",
+        dbs,
+    ]);
     let out = run_ok(&[
         "compare", "previous", "latest", "--db", dbs, "--format", "json",
     ]);

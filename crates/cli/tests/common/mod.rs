@@ -81,3 +81,15 @@ pub fn integrity(db: &Path) -> String {
         .collect::<Vec<_>>()
         .join(";")
 }
+
+/// The tiny model at Q8_0, `tg16` with 5 repetitions, on `threads` threads: a suite whose
+/// runs `check` and `compare` judge.
+pub fn threads_suite(dir: &Path, threads: u32) -> PathBuf {
+    write_suite(
+        dir,
+        &format!("t{threads}.toml"),
+        &format!(
+            "name = \"gate\"\n[[model]]\nsynth = \"tiny\"\nquants = [\"Q8_0\"]\n[engine]\nthreads = {threads}\n[workload]\ntests = [\"tg16\"]\nrepetitions = 5\nwarmup = true\ntimeout_s = 120\n"
+        ),
+    )
+}
