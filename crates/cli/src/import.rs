@@ -280,6 +280,7 @@ fn cell_result(index: usize, r: &LlamaBenchRecord, file: &Path) -> anyhow::Resul
         load_ms: None,
         rss_peak_bytes: None,
         allocated: None,
+        telemetry: None,
         repetitions,
         log_tail: combined.then(|| {
             format!(

@@ -13,6 +13,7 @@ mod models;
 mod output;
 mod report;
 mod run;
+mod telemetry;
 
 use std::path::PathBuf;
 
@@ -62,6 +63,10 @@ enum Command {
         /// What started the run (manual, ci, nightly …), stored with it.
         #[arg(long, default_value = "manual")]
         trigger: String,
+        /// Telemetry's sampling interval in ms (power, energy, device and process memory,
+        /// per phase); 0 turns it off.
+        #[arg(long, default_value_t = 100)]
+        telemetry_interval_ms: u64,
     },
     /// Show the results of the newest run (or of one run).
     #[command(
@@ -265,6 +270,9 @@ enum Command {
         #[arg(long)]
         catalog: Option<PathBuf>,
     },
+    /// What this machine can measure (power, energy, device and process memory) and why not.
+    #[command(subcommand)]
+    Telemetry(TelemetryCommand),
     /// The hardware catalog: memory, bandwidth, TDP and MSRP of each part, with sources.
     #[command(
         after_help = "Examples:\n  tokbench hardware\n  tokbench hardware --format csv\n  tokbench hardware show \"GeForce RTX 4090\"\n  tokbench hardware show \"2x GeForce RTX 3090\"\n  tokbench hardware --catalog mine.toml"
@@ -281,6 +289,30 @@ enum Command {
     /// The embedded engine (a child process the runner starts; speaks JSON lines).
     #[command(hide = true)]
     Engine,
+}
+
+#[derive(Debug, Subcommand)]
+enum TelemetryCommand {
+    /// Every metric of every source, available or with the reason it is not.
+    Probe {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Record raw samples for a while into a JSON file (a fixture from another machine).
+    #[command(
+        after_help = "Example:\n  tokbench telemetry capture --seconds 30 --pid $(pgrep llama-server) --out h200.json"
+    )]
+    Capture {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 100)]
+        interval_ms: u64,
+        /// Follow this process tree's memory (and its device memory).
+        #[arg(long)]
+        pid: Option<u32>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -339,6 +371,13 @@ fn main() -> std::process::ExitCode {
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Engine => run::engine_child(),
+        Command::Telemetry(TelemetryCommand::Probe { format }) => telemetry::probe_command(format),
+        Command::Telemetry(TelemetryCommand::Capture {
+            out,
+            seconds,
+            interval_ms,
+            pid,
+        }) => telemetry::capture_command(&out, seconds, interval_ms, pid),
         Command::Hardware {
             command,
             catalog,
@@ -431,7 +470,12 @@ async fn async_dispatch(command: Command) -> anyhow::Result<ExitCode> {
             resume,
             plain,
             trigger,
-        } => run::run_command(&suite, &db, resume.as_deref(), plain, &trigger).await,
+            telemetry_interval_ms,
+        } => {
+            let telemetry = (telemetry_interval_ms > 0)
+                .then(|| std::time::Duration::from_millis(telemetry_interval_ms));
+            run::run_command(&suite, &db, resume.as_deref(), plain, &trigger, telemetry).await
+        }
         Command::Results { db, run, format } => output::results(&db, run.as_deref(), format).await,
         Command::Query { sql, db, format } => output::query(&db, &sql, format).await,
         Command::Fit {
@@ -532,7 +576,11 @@ async fn async_dispatch(command: Command) -> anyhow::Result<ExitCode> {
             })
             .await
         }
-        Command::Model(_) | Command::Engine | Command::Fit { .. } | Command::Hardware { .. } => {
+        Command::Model(_)
+        | Command::Engine
+        | Command::Fit { .. }
+        | Command::Hardware { .. }
+        | Command::Telemetry(_) => {
             unreachable!("handled synchronously")
         }
     }

@@ -66,12 +66,16 @@ fn preflight(suite: &Suite) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Telemetry's sampling interval unless a run says otherwise.
+pub const DEFAULT_TELEMETRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 pub async fn run_command(
     suite_path: &Path,
     db: &Path,
     resume: Option<&str>,
     plain: bool,
     trigger: &str,
+    telemetry: Option<std::time::Duration>,
 ) -> anyhow::Result<ExitCode> {
     let store = Store::open(db)
         .await
@@ -117,6 +121,7 @@ pub async fn run_command(
             skip,
             plain,
             trigger: trigger.to_string(),
+            telemetry,
         },
     )
     .await
@@ -134,6 +139,8 @@ struct Execution {
     skip: BTreeSet<usize>,
     plain: bool,
     trigger: String,
+    /// Telemetry's sampling interval (`None`: off).
+    telemetry: Option<std::time::Duration>,
 }
 
 /// Runs only `cells` of the suite an earlier run used (read from that run, as it was), as a
@@ -171,6 +178,7 @@ pub async fn rerun_cells(
             skip,
             plain: true,
             trigger: trigger.to_string(),
+            telemetry: Some(DEFAULT_TELEMETRY_INTERVAL),
         },
     )
     .await?;
@@ -192,6 +200,7 @@ async fn execute(
         skip,
         plain,
         trigger,
+        telemetry,
     } = run;
     let trigger = trigger.as_str();
     preflight(&suite)?;
@@ -247,6 +256,7 @@ async fn execute(
         engine,
         skip,
         build,
+        telemetry_interval: telemetry,
     };
     let (tx, mut rx) = mpsc::channel::<RunEvent>(64);
     let (cancel_tx, cancel_rx) = watch::channel(false);

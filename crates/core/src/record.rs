@@ -94,6 +94,63 @@ pub struct AllocatedMemory {
     pub output_bytes: Option<u64>,
 }
 
+/// What telemetry saw in one phase of a cell (all its windows together: every
+/// repetition's prefill, say). `None` where the machine cannot measure it (the reason is in
+/// [`CellTelemetry::unavailable`]), never 0.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PhaseFigures {
+    /// `warmup`, `prefill`, `decode`, …
+    pub phase: String,
+    pub n_samples: u32,
+    /// The largest gap between consecutive samples, ms.
+    pub max_gap_ms: Option<f64>,
+    pub power_avg_w: Option<f64>,
+    pub power_peak_w: Option<f64>,
+    pub energy_j: Option<f64>,
+    /// `counter` (the device's energy counter at the window edges) or `integrated` (power
+    /// samples integrated over time).
+    pub energy_method: Option<String>,
+    /// Tokens processed in the phase (prompt tokens for prefill, generated for decode).
+    pub tokens: Option<u64>,
+    pub tokens_per_joule: Option<f64>,
+    pub vram_steady_bytes: Option<u64>,
+    pub vram_peak_bytes: Option<u64>,
+    pub vram_proc_peak_bytes: Option<u64>,
+    pub rss_peak_bytes: Option<u64>,
+    /// `too_short`, `counter_and_integral_disagree`, …
+    pub flags: Vec<String>,
+}
+
+/// One raw telemetry sample of a cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TelemetrySample {
+    /// Since the start of the cell, ms (monotonic clock).
+    pub t_ms: f64,
+    /// The phase the sample fell in (`warmup`, `prefill`, `decode`, `other`).
+    pub phase: String,
+    /// `power_w`, `vram_used_bytes`, `rss_bytes`, …
+    pub metric: String,
+    pub value: f64,
+    /// `nvml`, `procfs`, `rapl`, …
+    pub source: String,
+}
+
+/// What telemetry recorded for a cell.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CellTelemetry {
+    pub phases: Vec<PhaseFigures>,
+    pub samples: Vec<TelemetrySample>,
+    /// Metrics this machine cannot measure and why: `power_w: nvml: no device (…)`.
+    pub unavailable: Vec<String>,
+}
+
+impl CellTelemetry {
+    /// The figures of `phase`, if it was recorded.
+    pub fn phase(&self, phase: &str) -> Option<&PhaseFigures> {
+        self.phases.iter().find(|p| p.phase == phase)
+    }
+}
+
 /// One cell's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellResult {
@@ -108,6 +165,9 @@ pub struct CellResult {
     /// What llama.cpp said it allocated (engine results only).
     #[serde(default)]
     pub allocated: Option<AllocatedMemory>,
+    /// Power, energy and memory per phase, when telemetry ran.
+    #[serde(default)]
+    pub telemetry: Option<CellTelemetry>,
     pub repetitions: Vec<Repetition>,
     /// Tail of the backend's log, kept with failed results.
     pub log_tail: Option<String>,

@@ -183,6 +183,18 @@ fn trigger(fault: &Option<Fault>, test: u64, rep: Option<u32>) {
     }
 }
 
+/// Now on CLOCK_MONOTONIC, ns: a clock the parent process reads too.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given; CLOCK_MONOTONIC always exists
+    // on the platforms tokbench builds for.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
 }
@@ -384,6 +396,7 @@ fn run_test(
         bos: vocab.should_add_bos().then(|| vocab.bos()),
     };
     let first_gen_token = |tok: &mut Tokens| tok.bos.unwrap_or_else(|| tok.random());
+    let warmup_start = monotonic_ns();
     if t.warmup {
         trigger(fault, t.id, None);
         if t.n_prompt > 0 {
@@ -400,9 +413,11 @@ fn run_test(
         }
         ctx.clear_kv_cache();
     }
+    let warmup_ns = t.warmup.then(|| [warmup_start, monotonic_ns()]);
     emit(EngineEvent::TestStarted {
         id: t.id,
         context_ms: ms(t_ctx),
+        warmup_ns,
     })?;
     for rep in 0..t.repetitions {
         ctx.clear_kv_cache();
@@ -412,15 +427,20 @@ fn run_test(
         trigger(fault, t.id, Some(rep));
         let start = Instant::now();
         let mut prompt_ms = None;
+        let mut prefill_ns = None;
         if t.n_prompt > 0 {
+            let t0 = monotonic_ns();
             prompt(&mut ctx, &mut tok, t.n_prompt, t.n_batch)?;
             prompt_ms = Some(ms(start));
+            prefill_ns = Some([t0, monotonic_ns()]);
         }
+        let mut decode_ns = None;
         let mut gen_ms = None;
         let mut first_token_ms = None;
         let ttft_ms;
         if t.n_gen > 0 {
             let t_gen = Instant::now();
+            let t0 = monotonic_ns();
             let mut token = first_gen_token(&mut tok);
             for i in 0..t.n_gen {
                 step(&mut ctx, token)?;
@@ -430,6 +450,7 @@ fn run_test(
                 token = tok.random();
             }
             gen_ms = Some(ms(t_gen));
+            decode_ns = Some([t0, monotonic_ns()]);
             ttft_ms = prompt_ms.unwrap_or(0.0) + first_token_ms.unwrap_or(0.0);
         } else {
             // A pp-only test still answers "when would the first token be there": decode
@@ -446,6 +467,8 @@ fn run_test(
             gen_ms,
             first_token_ms,
             ttft_ms,
+            prefill_ns,
+            decode_ns,
         })?;
     }
     Ok(())

@@ -71,7 +71,14 @@ pub enum EngineEvent {
         rss_bytes: Option<u64>,
     },
     /// A test's context was created and the warm-up done.
-    TestStarted { id: u64, context_ms: f64 },
+    TestStarted {
+        id: u64,
+        context_ms: f64,
+        /// The warm-up, as `[start, end]` on the system's monotonic clock (ns), so the
+        /// parent's telemetry can attribute samples to it.
+        #[serde(default)]
+        warmup_ns: Option<[u64; 2]>,
+    },
     /// One timed repetition.
     Rep {
         id: u64,
@@ -85,6 +92,12 @@ pub enum EngineEvent {
         /// Prefill plus the first generated token, ms (for a pp-only test, one extra
         /// token is decoded after the prompt and not counted in `prompt_ms`).
         ttft_ms: f64,
+        /// The prompt's and the generation's windows, `[start, end]` on the system's
+        /// monotonic clock (ns): telemetry's prefill and decode phases.
+        #[serde(default)]
+        prefill_ns: Option<[u64; 2]>,
+        #[serde(default)]
+        decode_ns: Option<[u64; 2]>,
     },
     /// The test finished; peak resident memory of the engine during it.
     TestFinished {
@@ -122,9 +135,17 @@ mod tests {
             gen_ms: None,
             first_token_ms: None,
             ttft_ms: 14.0,
+            prefill_ns: Some([1_000, 13_501_000]),
+            decode_ns: None,
         };
         let line = ev.to_line();
         assert!(line.starts_with("{\"event\":\"rep\""), "{line}");
         assert_eq!(serde_json::from_str::<EngineEvent>(&line).unwrap(), ev);
+        // A line from an engine that reports no phase windows still reads.
+        let old = r#"{"event":"rep","id":3,"rep":1,"prompt_ms":12.5,"gen_ms":null,"first_token_ms":null,"ttft_ms":14.0}"#;
+        match serde_json::from_str::<EngineEvent>(old).unwrap() {
+            EngineEvent::Rep { prefill_ns, .. } => assert_eq!(prefill_ns, None),
+            other => panic!("{other:?}"),
+        }
     }
 }

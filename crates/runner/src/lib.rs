@@ -5,6 +5,7 @@
 
 pub mod child;
 pub mod host;
+mod telemetry;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -82,6 +83,9 @@ pub struct RunPlan {
     pub skip: BTreeSet<usize>,
     /// The engine build (from [`probe_engine`]), recorded with every result.
     pub build: BackendBuild,
+    /// Sample power, energy and memory at this interval while the engine works (`None`:
+    /// no telemetry).
+    pub telemetry_interval: Option<std::time::Duration>,
 }
 
 fn now_rfc3339() -> String {
@@ -180,6 +184,7 @@ struct Ctx<'a> {
     tx: &'a mpsc::Sender<RunEvent>,
     cancel: watch::Receiver<bool>,
     outcome: RunOutcome,
+    telemetry: Option<telemetry::RunTelemetry>,
 }
 
 impl Ctx<'_> {
@@ -223,6 +228,7 @@ fn unmeasured(
         load_ms: None,
         rss_peak_bytes: None,
         allocated: None,
+        telemetry: None,
         repetitions: Vec::new(),
         log_tail,
         started_at: now_rfc3339(),
@@ -254,6 +260,7 @@ pub async fn run(
             cells_failed: 0,
             interrupted: false,
         },
+        telemetry: plan.telemetry_interval.map(telemetry::RunTelemetry::start),
     };
     let mut prepared: HashMap<ModelSource, Result<PreparedModel, String>> = HashMap::new();
     for LoadGroup {
@@ -311,6 +318,9 @@ pub async fn run(
             }
         }
     }
+    if let Some(t) = ctx.telemetry.take() {
+        t.stop();
+    }
     ctx.outcome
 }
 
@@ -328,6 +338,10 @@ struct Pending {
     reps: Vec<Repetition>,
     started: Option<std::time::Instant>,
     started_at: String,
+    /// When the cell began on the monotonic clock (its warm-up's start), and the phase
+    /// windows the engine reported, for telemetry.
+    start_ns: u64,
+    windows: Vec<tokbench_telemetry::PhaseWindow>,
 }
 
 async fn run_group(
@@ -385,6 +399,9 @@ async fn run_group(
                     return;
                 }
             };
+        if let Some(t) = &ctx.telemetry {
+            t.follow(child.pid());
+        }
         let mut load_ms = None;
         let mut current: Option<Pending> = None;
         let mut deadline = Instant::now() + timeout;
@@ -449,7 +466,7 @@ async fn run_group(
                     load_ms = Some(ms);
                     deadline = Instant::now() + timeout;
                 }
-                EngineEvent::TestStarted { id, .. } => {
+                EngineEvent::TestStarted { id, warmup_ns, .. } => {
                     let Some(pos) = queue.iter().position(|(c, _)| c.index as u64 == id) else {
                         continue;
                     };
@@ -466,12 +483,18 @@ async fn run_group(
                             ),
                         })
                         .await;
+                    let warmup =
+                        telemetry::window(tokbench_telemetry::Phase::Warmup, warmup_ns, None);
                     current = Some(Pending {
                         cell,
                         params,
                         reps: Vec::new(),
                         started: Some(std::time::Instant::now()),
                         started_at: now_rfc3339(),
+                        start_ns: warmup_ns
+                            .map(|w| w[0])
+                            .unwrap_or_else(tokbench_telemetry::monotonic_ns),
+                        windows: warmup.into_iter().collect(),
                     });
                     deadline = Instant::now() + timeout;
                 }
@@ -481,9 +504,22 @@ async fn run_group(
                     gen_ms,
                     first_token_ms,
                     ttft_ms,
+                    prefill_ns,
+                    decode_ns,
                     ..
                 } => {
                     if let Some(p) = current.as_mut().filter(|p| p.cell.index as u64 == id) {
+                        let (n_prompt, n_gen) = (p.cell.test.n_prompt, p.cell.test.n_gen);
+                        p.windows.extend(telemetry::window(
+                            tokbench_telemetry::Phase::Prefill,
+                            prefill_ns,
+                            Some(u64::from(n_prompt)),
+                        ));
+                        p.windows.extend(telemetry::window(
+                            tokbench_telemetry::Phase::Decode,
+                            decode_ns,
+                            Some(u64::from(n_gen)),
+                        ));
                         p.reps.push(Repetition::from_timings(
                             &p.cell.test,
                             prompt_ms,
@@ -529,6 +565,10 @@ async fn run_group(
                         load_ms,
                         rss_peak_bytes,
                         allocated,
+                        telemetry: ctx
+                            .telemetry
+                            .as_ref()
+                            .map(|t| t.cell(p.start_ns, &p.windows)),
                         // A failed cell has no figures, only the reason.
                         repetitions: if complete { p.reps } else { Vec::new() },
                         log_tail: None,

@@ -225,6 +225,7 @@ fn plan(suite: Suite, engine: EngineCommand) -> RunPlan {
         engine,
         skip: BTreeSet::new(),
         build: build(),
+        telemetry_interval: None,
     }
 }
 

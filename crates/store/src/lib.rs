@@ -566,12 +566,29 @@ impl Store {
             load_ms,
             rss_peak_bytes,
             allocated,
+            telemetry,
             repetitions,
             log_tail,
             started_at,
             duration_ms,
         } = r;
         let alloc = allocated.unwrap_or_default();
+        let phase = |name: &str| {
+            telemetry
+                .as_ref()
+                .and_then(|t| t.phase(name))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (t_prefill, t_decode) = (phase("prefill"), phase("decode"));
+        let peak = |f: fn(&tokbench_core::record::PhaseFigures) -> Option<u64>| {
+            telemetry
+                .as_ref()
+                .and_then(|t| t.phases.iter().filter_map(f).max())
+        };
+        let telemetry_json = telemetry.as_ref().map(|t| {
+            serde_json::json!({"phases": t.phases, "unavailable": t.unavailable}).to_string()
+        });
         let as_i64 = |b: Option<u64>| b.and_then(|b| i64::try_from(b).ok());
         let mut tx = self.pool.begin().await.map_err(sql("store a result"))?;
         sqlx::query(
@@ -603,8 +620,12 @@ impl Store {
                 status, error, metric_source, repetitions_expected,
                 prefill_tps, prefill_tps_sd, decode_tps, decode_tps_sd, ttft_ms, ttft_ms_sd,
                 load_ms, rss_peak_bytes, model_buffer_bytes, repack_buffer_bytes, kv_buffer_bytes,
-                compute_buffer_bytes, output_buffer_bytes, log_tail, started_at, duration_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                compute_buffer_bytes, output_buffer_bytes, log_tail, started_at, duration_ms,
+                vram_peak_bytes, vram_proc_peak_bytes, prefill_power_avg_w, prefill_power_peak_w,
+                prefill_energy_j, prefill_tokens_per_joule, decode_power_avg_w, decode_power_peak_w,
+                decode_energy_j, decode_tokens_per_joule, energy_method, telemetry_json)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+                     ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(run.0)
         .bind(*cell_index as i64)
@@ -640,6 +661,18 @@ impl Store {
         .bind(log_tail)
         .bind(started_at)
         .bind(duration_ms)
+        .bind(as_i64(peak(|p| p.vram_peak_bytes)))
+        .bind(as_i64(peak(|p| p.vram_proc_peak_bytes)))
+        .bind(t_prefill.power_avg_w)
+        .bind(t_prefill.power_peak_w)
+        .bind(t_prefill.energy_j)
+        .bind(t_prefill.tokens_per_joule)
+        .bind(t_decode.power_avg_w)
+        .bind(t_decode.power_peak_w)
+        .bind(t_decode.energy_j)
+        .bind(t_decode.tokens_per_joule)
+        .bind(t_decode.energy_method.clone().or(t_prefill.energy_method.clone()))
+        .bind(telemetry_json)
         .execute(&mut *tx)
         .await
         .map_err(sql("store a result"))?
@@ -659,6 +692,21 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(sql("store a repetition"))?;
+        }
+        for t in telemetry.iter().flat_map(|t| &t.samples) {
+            sqlx::query(
+                "INSERT INTO telemetry_sample (result_id, t_ms, phase, metric, value, source)
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(t.t_ms)
+            .bind(&t.phase)
+            .bind(&t.metric)
+            .bind(t.value)
+            .bind(&t.source)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("store a telemetry sample"))?;
         }
         tx.commit().await.map_err(sql("store a result"))?;
         Ok(ResultId(id))

@@ -73,6 +73,7 @@ fn cell(index: usize, n_gen: u32, status: ResultStatus, reps: &[f64]) -> CellRes
             kv_bytes: Some(8 << 20),
             ..Default::default()
         }),
+        telemetry: None,
         repetitions: reps
             .iter()
             .map(|&t| Repetition {

@@ -56,6 +56,7 @@ fn result(cell: usize, status: ResultStatus, reps: &[f64]) -> CellResult {
             compute_bytes: None,
             output_bytes: Some(1 << 17),
         }),
+        telemetry: None,
         repetitions: reps
             .iter()
             .map(|&t| Repetition {
@@ -250,4 +251,91 @@ async fn sqlx_sqlite_exec(db: &std::path::Path, statement: &str) -> Result<(), S
         .await
         .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+#[tokio::test]
+async fn telemetry_is_stored_per_phase_with_its_raw_samples() {
+    use tokbench_core::record::{CellTelemetry, PhaseFigures, TelemetrySample};
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("t.db")).await.unwrap();
+    let run = store.begin_run(&new_run("tel"), &host()).await.unwrap();
+    let build = store
+        .backend_build(&BackendBuild {
+            name: "engine".into(),
+            version: "1".into(),
+            commit: None,
+            accel: "cuda".into(),
+            flags: String::new(),
+        })
+        .await
+        .unwrap();
+    let mut r = result(0, ResultStatus::Ok, &[10.0, 11.0]);
+    let decode = PhaseFigures {
+        phase: "decode".into(),
+        n_samples: 20,
+        power_avg_w: Some(300.0),
+        power_peak_w: Some(320.5),
+        energy_j: Some(6.0),
+        energy_method: Some("counter".into()),
+        tokens: Some(32),
+        tokens_per_joule: Some(32.0 / 6.0),
+        vram_peak_bytes: Some(5 << 30),
+        ..Default::default()
+    };
+    let prefill = PhaseFigures {
+        phase: "prefill".into(),
+        vram_peak_bytes: Some(6 << 30),
+        flags: vec!["too_short".into()],
+        ..Default::default()
+    };
+    r.telemetry = Some(CellTelemetry {
+        phases: vec![prefill, decode],
+        samples: vec![TelemetrySample {
+            t_ms: 12.5,
+            phase: "decode".into(),
+            metric: "power_w".into(),
+            value: 301.0,
+            source: "nvml".into(),
+        }],
+        unavailable: vec!["cpu_energy_j: rapl: not supported (no /sys/class/powercap)".into()],
+    });
+    store
+        .insert_result(run, build, None, "m", 2, &r)
+        .await
+        .unwrap();
+    let q = store
+        .query("SELECT decode_power_avg_w, decode_power_peak_w, decode_energy_j, decode_tokens_per_joule, energy_method, vram_peak_bytes, prefill_power_avg_w FROM v_results")
+        .await
+        .unwrap();
+    assert_eq!(
+        q.rows[0],
+        vec![
+            serde_json::json!(300.0),
+            serde_json::json!(320.5),
+            serde_json::json!(6.0),
+            serde_json::json!(32.0 / 6.0),
+            serde_json::json!("counter"),
+            // The peak over every phase.
+            serde_json::json!(6u64 << 30),
+            // Not measured: NULL, never 0.
+            serde_json::Value::Null,
+        ]
+    );
+    let q = store
+        .query("SELECT t_ms, phase, metric, value, source FROM telemetry_sample")
+        .await
+        .unwrap();
+    assert_eq!(q.rows.len(), 1);
+    assert_eq!(q.rows[0][4], serde_json::json!("nvml"));
+    let q = store
+        .query("SELECT telemetry_json FROM result")
+        .await
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_str(q.rows[0][0].as_str().unwrap()).unwrap();
+    assert_eq!(j["phases"][0]["flags"][0], "too_short");
+    assert!(j["unavailable"][0]
+        .as_str()
+        .unwrap()
+        .contains("rapl: not supported"));
+    store.close().await;
 }

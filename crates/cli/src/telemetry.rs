@@ -1,0 +1,112 @@
+//! `tokbench telemetry probe`: what this machine can measure, and for each metric it cannot,
+//! why. `tokbench telemetry capture`: a short raw sample stream to a file, so real output
+//! from machines tokbench's developers do not have can become test fixtures.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::exit::{BadInput, ExitCode};
+use crate::output::table;
+use crate::Format;
+
+fn kind_name(k: tokbench_telemetry::UnavailableKind) -> &'static str {
+    use tokbench_telemetry::UnavailableKind as K;
+    match k {
+        K::NoDevice => "no device",
+        K::LibraryMissing => "library missing",
+        K::NotSupported => "not supported",
+        K::NoPermission => "no permission",
+        K::NotApplicable => "not applicable",
+    }
+}
+
+pub fn probe_command(format: Format) -> anyhow::Result<ExitCode> {
+    let reports = tokbench_telemetry::probe_all();
+    if let Format::Json = format {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+        return Ok(ExitCode::Ok);
+    }
+    let cols: Vec<String> = ["source", "metric", "status", "why not"]
+        .map(String::from)
+        .to_vec();
+    let mut rows = Vec::new();
+    for r in &reports {
+        for (m, a) in &r.metrics {
+            let (status, why) = match a {
+                Ok(()) => ("ok".to_string(), String::new()),
+                Err(u) => (kind_name(u.kind).to_string(), u.reason.clone()),
+            };
+            rows.push(vec![
+                r.source.to_string(),
+                m.name().to_string(),
+                status,
+                why,
+            ]);
+        }
+    }
+    match format {
+        Format::Csv => print!("{}", crate::output::csv(&cols, &rows)),
+        _ => print!("{}", table(&cols, &rows)),
+    }
+    for r in &reports {
+        for (k, v) in &r.environment {
+            println!("{} {k}: {v}", r.source);
+        }
+    }
+    Ok(ExitCode::Ok)
+}
+
+pub fn capture_command(
+    out: &Path,
+    seconds: f64,
+    interval_ms: u64,
+    pid: Option<u32>,
+) -> anyhow::Result<ExitCode> {
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
+        return Err(BadInput(format!("--seconds {seconds}: give 0 < seconds ≤ 3600")).into());
+    }
+    if interval_ms == 0 {
+        return Err(BadInput("--interval-ms must be at least 1".into()).into());
+    }
+    let detected = tokbench_telemetry::detect();
+    let reports = serde_json::to_value(&detected.reports)?;
+    let pids = Arc::new(Mutex::new(pid.into_iter().collect::<Vec<u32>>()));
+    let sampler = tokbench_telemetry::Sampler::start(
+        detected.sources,
+        Duration::from_millis(interval_ms),
+        pids,
+    );
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let samples = sampler.stop();
+    let t0 = samples.first().map(|s| s.t_ns).unwrap_or(0);
+    let rows: Vec<serde_json::Value> = samples
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "t_ms": (s.t_ns - t0) as f64 / 1e6,
+                "metric": s.metric.name(),
+                "value": s.value,
+                "source": s.source,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "tokbench_version": env!("CARGO_PKG_VERSION"),
+        "interval_ms": interval_ms,
+        "seconds": seconds,
+        "pid": pid,
+        "sources": reports,
+        "samples": rows,
+    });
+    std::fs::write(out, serde_json::to_string_pretty(&doc)?)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!(
+        "telemetry: {} samples over {seconds} s written to {}",
+        samples.len(),
+        out.display()
+    );
+    Ok(ExitCode::Ok)
+}

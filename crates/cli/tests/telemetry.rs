@@ -1,0 +1,131 @@
+//! Telemetry through the real binary on this machine (no GPU): the probe names what it
+//! cannot see and why, a run stores per-phase process memory and raw samples, power stays
+//! NULL with its reason, and telemetry can be turned off.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn the_probe_says_what_this_machine_cannot_measure_and_why() {
+    let out = run_ok(&["telemetry", "probe", "--format", "json"]);
+    let reports: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let by = |name: &str| {
+        reports
+            .iter()
+            .find(|r| r["source"] == name)
+            .unwrap_or_else(|| panic!("no {name} report: {reports:?}"))
+    };
+    assert_eq!(by("procfs")["metrics"]["rss_bytes"], "ok");
+    // Whatever this machine is, every metric is either "ok" or has a kind and a reason.
+    for r in &reports {
+        for (metric, status) in r["metrics"].as_object().unwrap() {
+            assert!(
+                status == "ok"
+                    || (status["kind"].is_string()
+                        && !status["reason"].as_str().unwrap().is_empty()),
+                "{} {metric}: {status}",
+                r["source"]
+            );
+        }
+    }
+    if !std::path::Path::new("/proc/driver/nvidia").exists() {
+        assert_eq!(
+            by("nvml")["metrics"]["power_w"]["kind"],
+            "no_device",
+            "{}",
+            by("nvml")
+        );
+    }
+}
+
+#[test]
+fn a_run_stores_memory_per_phase_and_says_why_power_is_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        "s.toml",
+        &quick_suite("\"Q8_0\"", "\"pp256\", \"tg64\"", ""),
+    );
+    let db = tmp.path().join("t.db");
+    run_ok(&[
+        "run",
+        suite.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--telemetry-interval-ms",
+        "20",
+    ]);
+    let phases = query(
+        &db,
+        "SELECT phase, COUNT(*) AS n, MAX(value) AS peak FROM telemetry_sample WHERE metric = 'rss_bytes' GROUP BY phase",
+    );
+    let n = |phase: &str| {
+        phases
+            .iter()
+            .find(|r| s(r, "phase") == phase)
+            .and_then(|r| f(r, "n"))
+            .unwrap_or(0.0)
+    };
+    assert!(n("prefill") >= 1.0 && n("decode") >= 1.0, "{phases:?}");
+    for r in &phases {
+        // The engine's resident memory: at least the 59 MiB of Q8_0 weights it maps.
+        assert!(f(r, "peak").unwrap() > 50e6, "{r:?}");
+    }
+    let rows = query(
+        &db,
+        "SELECT v.test, v.decode_power_avg_w, v.decode_energy_j, r.telemetry_json FROM v_results v JOIN result r ON r.id = v.result_id",
+    );
+    for r in &rows {
+        let t: serde_json::Value = serde_json::from_str(s(r, "telemetry_json")).unwrap();
+        let unavailable: Vec<&str> = t["unavailable"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u.as_str().unwrap())
+            .collect();
+        if !std::path::Path::new("/proc/driver/nvidia").exists()
+            && !std::path::Path::new("/sys/class/powercap").exists()
+        {
+            // No power source at all: NULL, never 0, and the reason is stored.
+            assert!(
+                r["decode_power_avg_w"].is_null() && r["decode_energy_j"].is_null(),
+                "{r:?}"
+            );
+            assert!(
+                unavailable.iter().any(|u| u.starts_with("power_w: ")),
+                "{unavailable:?}"
+            );
+        }
+        let phases: Vec<&str> = t["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["phase"].as_str().unwrap())
+            .collect();
+        let want = if s(r, "test") == "pp256" {
+            "prefill"
+        } else {
+            "decode"
+        };
+        assert!(phases.contains(&want), "{} {phases:?}", s(r, "test"));
+    }
+
+    // Off: no samples.
+    let db2 = tmp.path().join("off.db");
+    run_ok(&[
+        "run",
+        suite.to_str().unwrap(),
+        "--db",
+        db2.to_str().unwrap(),
+        "--telemetry-interval-ms",
+        "0",
+    ]);
+    let n = query(&db2, "SELECT COUNT(*) AS n FROM telemetry_sample");
+    assert_eq!(f(&n[0], "n"), Some(0.0));
+    let t = query(
+        &db2,
+        "SELECT COUNT(*) AS n FROM result WHERE telemetry_json IS NULL",
+    );
+    assert_eq!(f(&t[0], "n"), Some(2.0));
+}
