@@ -45,10 +45,10 @@ SELECT run.uuid AS run_uuid, run.started_at, run.hardware AS run_hardware, run.s
        r.n_threads, r.n_gpu_layers, r.flash_attn, r.type_k, r.type_v, r.status,
        r.prefill_tps, r.prefill_tps_sd, r.decode_tps, r.decode_tps_sd, r.ttft_ms,
        r.rss_peak_bytes,
-       (SELECT AVG(t.value) FROM telemetry_sample t
-         WHERE t.result_id = r.id AND t.metric = 'power_w' AND t.phase = 'decode') AS decode_power_w,
-       (SELECT MAX(t.value) FROM telemetry_sample t
-         WHERE t.result_id = r.id AND t.metric = 'vram_used_bytes') AS vram_peak_bytes
+       COALESCE(r.decode_power_avg_w, (SELECT AVG(t.value) FROM telemetry_sample t
+         WHERE t.result_id = r.id AND t.metric = 'power_w' AND t.phase = 'decode')) AS decode_power_w,
+       COALESCE(CAST(r.vram_peak_bytes AS REAL), (SELECT MAX(t.value) FROM telemetry_sample t
+         WHERE t.result_id = r.id AND t.metric = 'vram_used_bytes')) AS vram_peak_bytes
 FROM result r
 JOIN run                 ON run.id = r.run_id
 JOIN host                ON host.id = run.host_id
