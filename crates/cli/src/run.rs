@@ -304,6 +304,12 @@ async fn execute(
     while let Some(ev) = rx.recv().await {
         match ev {
             RunEvent::Preparing { model } => say(format!("preparing model {model}")),
+            RunEvent::Environment { json } => {
+                store
+                    .set_run_environment(run_id, &json)
+                    .await
+                    .context("cannot store the run's environment")?;
+            }
             RunEvent::CellStarted { label, .. } => {
                 if let Some(b) = &bar {
                     b.set_message(label);

@@ -111,6 +111,12 @@ fn a_run_stores_memory_per_phase_and_says_why_power_is_missing() {
         assert!(phases.contains(&want), "{} {phases:?}", s(r, "test"));
     }
 
+    // The run keeps what telemetry saw of the machine: every source, with its reasons.
+    let env = query(&db, "SELECT environment_json FROM run");
+    let env: Vec<serde_json::Value> = serde_json::from_str(s(&env[0], "environment_json")).unwrap();
+    assert!(env.iter().any(|r| r["source"] == "procfs"), "{env:?}");
+    assert!(env.iter().any(|r| r["source"] == "nvml"), "{env:?}");
+
     // Off: no samples.
     let db2 = tmp.path().join("off.db");
     run_ok(&[

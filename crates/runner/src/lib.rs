@@ -55,6 +55,9 @@ pub enum RunEvent {
     Preparing { model: String },
     /// A cell began.
     CellStarted { index: usize, label: String },
+    /// Telemetry started: what each source reports about the machine (driver, power
+    /// limit, clocks) and what it cannot measure, as JSON, for the run's record.
+    Environment { json: String },
     /// A cell ended, measured or not. Subscribers store it at once.
     CellFinished {
         result: Box<CellResult>,
@@ -262,6 +265,13 @@ pub async fn run(
         },
         telemetry: plan.telemetry_interval.map(telemetry::RunTelemetry::start),
     };
+    if let Some(t) = &ctx.telemetry {
+        let _ = tx
+            .send(RunEvent::Environment {
+                json: t.environment_json(),
+            })
+            .await;
+    }
     let mut prepared: HashMap<ModelSource, Result<PreparedModel, String>> = HashMap::new();
     for LoadGroup {
         model: source,

@@ -13,6 +13,8 @@ use tokbench_telemetry::{Phase, PhaseSummary, PhaseWindow, Sampler};
 /// The run's sampler and what this machine cannot measure.
 pub struct RunTelemetry {
     sampler: Sampler,
+    /// Every source's probe report (availability and environment), as JSON.
+    reports: serde_json::Value,
     pids: Arc<Mutex<Vec<u32>>>,
     /// `power_w: nvml: no device (…)`, one line per metric no source can read.
     unavailable: Vec<String>,
@@ -48,13 +50,20 @@ impl RunTelemetry {
                 }
             }
         }
+        let reports = serde_json::to_value(&detected.reports).unwrap_or_default();
         let pids = Arc::new(Mutex::new(Vec::new()));
         let sampler = Sampler::start(detected.sources, interval, Arc::clone(&pids));
         RunTelemetry {
             sampler,
+            reports,
             pids,
             unavailable,
         }
+    }
+
+    /// The sources' reports: `[{"source", "metrics", "environment"}]`.
+    pub fn environment_json(&self) -> String {
+        self.reports.to_string()
     }
 
     /// The engine child to follow (its whole process tree), or none.

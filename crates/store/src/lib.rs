@@ -747,6 +747,18 @@ impl Store {
         .map_err(sql("read fit inputs"))
     }
 
+    /// Records what telemetry saw of the machine for a run (drivers, power limits, clocks,
+    /// and what it could not measure), as JSON.
+    pub async fn set_run_environment(&self, run: RunId, json: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE run SET environment_json = ? WHERE id = ?")
+            .bind(json)
+            .bind(run.0)
+            .execute(&self.pool)
+            .await
+            .map_err(sql("store the run's environment"))?;
+        Ok(())
+    }
+
     /// Sets a result's prefill or decode mean and sd to figures computed elsewhere (an
     /// imported tool's own, which its output may give without the repetitions behind them).
     pub async fn set_rate_summary(
