@@ -301,6 +301,7 @@ pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
         .with_n_gpu_layers(job.n_gpu_layers)
         .with_use_mmap(job.use_mmap);
     let t_load = Instant::now();
+    let load_start = monotonic_ns();
     let model = match LlamaModel::load_from_file(backend, &job.model_path, &params) {
         Ok(m) => m,
         Err(e) => {
@@ -318,6 +319,7 @@ pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
         n_layer: model.n_layer(),
         n_vocab: model.n_vocab().max(0) as u32,
         rss_bytes: rss().0,
+        load_ns: Some([load_start, monotonic_ns()]),
     })?;
     let (model_bytes, repack_bytes) = ALLOCATED
         .lock()

@@ -69,6 +69,10 @@ pub enum EngineEvent {
         n_layer: u32,
         n_vocab: u32,
         rss_bytes: Option<u64>,
+        /// Loading, `[start, end]` on the system's monotonic clock (ns): telemetry's load
+        /// phase.
+        #[serde(default)]
+        load_ns: Option<[u64; 2]>,
     },
     /// A test's context was created and the warm-up done.
     TestStarted {

@@ -413,6 +413,7 @@ async fn run_group(
             t.follow(child.pid());
         }
         let mut load_ms = None;
+        let mut load_window: Option<tokbench_telemetry::PhaseWindow> = None;
         let mut current: Option<Pending> = None;
         let mut deadline = Instant::now() + timeout;
         let mut cancel = ctx.cancel.clone();
@@ -472,8 +473,14 @@ async fn run_group(
             };
             match event {
                 EngineEvent::Hello { .. } => {}
-                EngineEvent::Loaded { load_ms: ms, .. } => {
+                EngineEvent::Loaded {
+                    load_ms: ms,
+                    load_ns,
+                    ..
+                } => {
                     load_ms = Some(ms);
+                    // The model's load belongs to the first cell that runs on it.
+                    load_window = telemetry::window(tokbench_telemetry::Phase::Load, load_ns, None);
                     deadline = Instant::now() + timeout;
                 }
                 EngineEvent::TestStarted { id, warmup_ns, .. } => {
@@ -495,16 +502,18 @@ async fn run_group(
                         .await;
                     let warmup =
                         telemetry::window(tokbench_telemetry::Phase::Warmup, warmup_ns, None);
+                    let load = load_window.take();
                     current = Some(Pending {
                         cell,
                         params,
                         reps: Vec::new(),
                         started: Some(std::time::Instant::now()),
                         started_at: now_rfc3339(),
-                        start_ns: warmup_ns
-                            .map(|w| w[0])
+                        start_ns: load
+                            .map(|l| l.start_ns)
+                            .or(warmup_ns.map(|w| w[0]))
                             .unwrap_or_else(tokbench_telemetry::monotonic_ns),
-                        windows: warmup.into_iter().collect(),
+                        windows: load.into_iter().chain(warmup).collect(),
                     });
                     deadline = Instant::now() + timeout;
                 }
