@@ -412,8 +412,11 @@ async fn run_group(
         if let Some(t) = &ctx.telemetry {
             t.follow(child.pid());
         }
+        // From the spawn to the start of the load the engine is up but idle: the phase
+        // telemetry calls idle_before, the machine's baseline.
+        let spawned_ns = tokbench_telemetry::monotonic_ns();
         let mut load_ms = None;
-        let mut load_window: Option<tokbench_telemetry::PhaseWindow> = None;
+        let mut load_window: Vec<tokbench_telemetry::PhaseWindow> = Vec::new();
         let mut current: Option<Pending> = None;
         let mut deadline = Instant::now() + timeout;
         let mut cancel = ctx.cancel.clone();
@@ -480,7 +483,16 @@ async fn run_group(
                 } => {
                     load_ms = Some(ms);
                     // The model's load belongs to the first cell that runs on it.
-                    load_window = telemetry::window(tokbench_telemetry::Phase::Load, load_ns, None);
+                    let idle = load_ns.map(|[start, _]| [spawned_ns.min(start), start]);
+                    load_window =
+                        telemetry::window(tokbench_telemetry::Phase::IdleBefore, idle, None)
+                            .into_iter()
+                            .chain(telemetry::window(
+                                tokbench_telemetry::Phase::Load,
+                                load_ns,
+                                None,
+                            ))
+                            .collect();
                     deadline = Instant::now() + timeout;
                 }
                 EngineEvent::TestStarted { id, warmup_ns, .. } => {
@@ -502,7 +514,7 @@ async fn run_group(
                         .await;
                     let warmup =
                         telemetry::window(tokbench_telemetry::Phase::Warmup, warmup_ns, None);
-                    let load = load_window.take();
+                    let load = std::mem::take(&mut load_window);
                     current = Some(Pending {
                         cell,
                         params,
@@ -510,6 +522,7 @@ async fn run_group(
                         started: Some(std::time::Instant::now()),
                         started_at: now_rfc3339(),
                         start_ns: load
+                            .first()
                             .map(|l| l.start_ns)
                             .or(warmup_ns.map(|w| w[0]))
                             .unwrap_or_else(tokbench_telemetry::monotonic_ns),
