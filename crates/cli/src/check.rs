@@ -171,21 +171,46 @@ pub async fn check_command(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         .filter_map(|(i, _, _, _)| usize::try_from(run[*i].cell_index).ok())
         .collect();
     let mut remeasured: BTreeMap<(String, Metric), Vec<(String, Verdict)>> = BTreeMap::new();
-    if !suspect_cells.is_empty() && args.remeasure > 0 {
-        store.close().await;
+    // Re-measuring runs the suspect cells again from the run's stored suite; a run without
+    // one (imported from llama-bench) cannot be, and its suspects stay unconfirmed.
+    let has_suite = store
+        .run_by_uuid(&run_uuid)
+        .await?
+        .and_then(|r| r.config_text)
+        .is_some_and(|t| !t.trim().is_empty());
+    store.close().await;
+    if !suspect_cells.is_empty() && args.remeasure > 0 && !has_suite {
+        eprintln!(
+            "check: run {run_uuid} has no stored suite (imported?): its {} suspect cell(s) cannot be re-measured and stay unconfirmed",
+            suspect_cells.len()
+        );
+    }
+    if !suspect_cells.is_empty() && args.remeasure > 0 && has_suite {
         for n in 1..=args.remeasure {
             eprintln!(
                 "check: {} suspect cell(s); re-measuring ({n} of {})",
                 suspect_cells.len(),
                 args.remeasure
             );
-            let (uuid, _) = crate::run::rerun_cells(
+            let rerun = crate::run::rerun_cells(
                 &args.db,
                 &run_uuid,
                 &suspect_cells,
                 &format!("recheck:{run_uuid}"),
             )
-            .await?;
+            .await;
+            let uuid = match rerun {
+                Ok((uuid, _)) => uuid,
+                Err(e) => {
+                    // A confirmation needs every re-measurement: without them all, the
+                    // suspects stay unconfirmed (and the verdicts are still stored).
+                    eprintln!(
+                        "check: re-measurement {n} failed ({e:#}); suspects stay unconfirmed"
+                    );
+                    remeasured.clear();
+                    break;
+                }
+            };
             let store = Store::open_read_only(&args.db).await?;
             let again = store.run_series(&uuid).await?;
             store.close().await;
@@ -198,8 +223,6 @@ pub async fn check_command(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                     .push((uuid.clone(), verdict));
             }
         }
-    } else {
-        store.close().await;
     }
 
     let judged: Vec<Judged> = first
@@ -210,7 +233,13 @@ pub async fn check_command(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 .get(&(r.series_key.clone(), metric))
                 .cloned()
                 .unwrap_or_default();
-            let verdicts: Vec<Verdict> = again.iter().map(|(_, v)| v.clone()).collect();
+            // Confirmed only by every re-measurement asked for: a cell that failed in one of
+            // them leaves the suspect unconfirmed.
+            let verdicts: Vec<Verdict> = if again.len() == args.remeasure {
+                again.iter().map(|(_, v)| v.clone()).collect()
+            } else {
+                Vec::new()
+            };
             Judged {
                 label: r.label.clone(),
                 series_key: r.series_key.clone(),

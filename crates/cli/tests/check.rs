@@ -377,3 +377,36 @@ async fn a_merge_killed_midway_leaves_the_destination_as_it_was() {
     let n = f(&query(&dst, "SELECT COUNT(*) AS n FROM result")[0], "n").unwrap();
     assert_eq!(n, 20_001.0);
 }
+
+#[tokio::test]
+async fn a_run_without_a_stored_suite_keeps_its_suspects_unconfirmed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("h.db");
+    let dbs = db.to_str().unwrap();
+    run_ok(&[
+        "run",
+        threads_suite(tmp.path(), 2).to_str().unwrap(),
+        "--db",
+        dbs,
+    ]);
+    let level = decode_of_newest(&db) * 10.0;
+    write_history(&db, 8, level).await;
+    // As an imported llama-bench run has: no suite to re-run.
+    let mut c = SqliteConnectOptions::new()
+        .filename(&db)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("UPDATE run SET config_text = NULL WHERE uuid NOT LIKE 'hist-%'")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+    let (code, v) = check_json(&["--db", dbs, "--noisy-cv", "1000000"]);
+    assert_eq!(code, Some(0), "{v}");
+    let d = decode_verdict(&v);
+    assert_eq!(d["final_kind"], "suspect", "{d}");
+    assert!(d["remeasured"].as_array().unwrap().is_empty());
+    let rows = query(&db, "SELECT kind FROM verdict WHERE metric = 'decode_tps'");
+    assert_eq!(s(&rows[0], "kind"), "suspect");
+}
