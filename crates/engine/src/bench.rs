@@ -88,11 +88,27 @@ unsafe extern "C" fn capture_log(
     // SAFETY: llama.cpp passes a NUL-terminated string valid for the call.
     let bytes = unsafe { std::ffi::CStr::from_ptr(text) }.to_bytes();
     let _ = std::io::stderr().write_all(bytes);
-    if let Ok(mut a) = ALLOCATED.lock() {
-        for line in String::from_utf8_lossy(bytes).lines() {
-            note_buffer_line(line, &mut a);
-        }
+    // Buffer sizes are logged at load and context creation only: other lines (llama.cpp
+    // may log while it computes) pass without taking the lock or being parsed.
+    if !bytes
+        .windows(BUFFER_SIZE_MARK.len())
+        .any(|w| w == BUFFER_SIZE_MARK)
+    {
+        return;
     }
+    let mut a = allocated();
+    for line in String::from_utf8_lossy(bytes).lines() {
+        note_buffer_line(line, &mut a);
+    }
+}
+
+const BUFFER_SIZE_MARK: &[u8] = b" buffer size = ";
+
+/// The allocation record; a panic elsewhere while it was held does not make it unusable.
+fn allocated() -> std::sync::MutexGuard<'static, AllocatedMemory> {
+    ALLOCATED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Initializes llama.cpp with its log silenced (for the quantizer inside `model synth`).
@@ -321,25 +337,23 @@ pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
         rss_bytes: rss().0,
         load_ns: Some([load_start, monotonic_ns()]),
     })?;
-    let (model_bytes, repack_bytes) = ALLOCATED
-        .lock()
-        .map(|a| (a.model_bytes, a.repack_bytes))
-        .unwrap_or_default();
+    let (model_bytes, repack_bytes) = {
+        let a = allocated();
+        (a.model_bytes, a.repack_bytes)
+    };
     for test in &job.tests {
         reset_rss_peak();
-        if let Ok(mut a) = ALLOCATED.lock() {
-            // This test's context allocates its own KV cache, compute and output buffers.
-            *a = AllocatedMemory {
-                model_bytes,
-                repack_bytes,
-                ..AllocatedMemory::default()
-            };
-        }
+        // This test's context allocates its own KV cache, compute and output buffers.
+        *allocated() = AllocatedMemory {
+            model_bytes,
+            repack_bytes,
+            ..AllocatedMemory::default()
+        };
         match run_test(&model, test, &fault, &mut emit) {
             Ok(()) => emit(EngineEvent::TestFinished {
                 id: test.id,
                 rss_peak_bytes: rss().1,
-                allocated: ALLOCATED.lock().ok().map(|a| *a),
+                allocated: Some(*allocated()),
             })?,
             Err(TestError::Io(e)) => return Err(e),
             Err(TestError::Llama(error)) => emit(EngineEvent::TestFailed { id: test.id, error })?,

@@ -68,14 +68,18 @@ impl RunTelemetry {
 
     /// The engine child to follow (its whole process tree), or none.
     pub fn follow(&self, pid: Option<u32>) {
-        if let Ok(mut p) = self.pids.lock() {
-            *p = pid.into_iter().collect();
-        }
+        *self
+            .pids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = pid.into_iter().collect();
     }
 
-    /// What telemetry saw from `start_ns` to now, split by `windows`.
+    /// What telemetry saw from `start_ns` to now, split by `windows`. Takes the samples out
+    /// of the sampler: cells run one after another, so what came before `start_ns` is
+    /// between cells and no later cell needs it, and the buffer stays one cell long.
     pub fn cell(&self, start_ns: u64, windows: &[PhaseWindow]) -> CellTelemetry {
-        let samples = self.sampler.snapshot_since(start_ns);
+        let mut samples = self.sampler.drain();
+        samples.retain(|s| s.t_ns >= start_ns);
         let phases = summarize_by_phase(&samples, windows)
             .iter()
             .map(figures)
