@@ -15,8 +15,7 @@ use tokbench_report::stats::summarize;
 use tokbench_store::{NewVerdict, SeriesResult, Store};
 
 use crate::exit::{BadInput, ExitCode};
-use crate::fit::markdown;
-use crate::output::table;
+use crate::output::{markdown, table};
 
 /// How `check` prints its verdicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -54,7 +53,7 @@ pub struct Judged {
 
 /// The metrics a result carries: prefill and TTFT for tests with a prompt, decode for those
 /// that generate, and the peak memory.
-fn metric_values(r: &SeriesResult) -> Vec<(Metric, Vec<f64>)> {
+pub(crate) fn metric_values(r: &SeriesResult) -> Vec<(Metric, Vec<f64>)> {
     let mut out = Vec::new();
     if r.n_prompt > 0 && !r.prefill_tps.is_empty() {
         out.push((Metric::PrefillTps, r.prefill_tps.clone()));
@@ -117,7 +116,10 @@ fn judge_run(
                 else {
                     continue;
                 };
-                let started = parse_time(&h.run_started_at)?;
+                // A history run whose time does not parse (an odd import) is left out.
+                let Ok(started) = parse_time(&h.run_started_at) else {
+                    continue;
+                };
                 let age = (run_started - started).as_seconds_f64() / 86_400.0;
                 obs.push(Observation {
                     before_change_point: change.is_some_and(|c| h.run_started_at < *c),
@@ -211,12 +213,25 @@ pub async fn check_command(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                     break;
                 }
             };
-            let store = Store::open_read_only(&args.db).await?;
-            let again = store.run_series(&uuid).await?;
-            store.close().await;
-            for (i, metric, verdict, _) in
-                judge_run(&again, run_started, &history, &change_points, &args.cfg)?
-            {
+            let judged_again = async {
+                let store = Store::open_read_only(&args.db).await?;
+                let again = store.run_series(&uuid).await?;
+                store.close().await;
+                let verdicts = judge_run(&again, run_started, &history, &change_points, &args.cfg)?;
+                anyhow::Ok((again, verdicts))
+            }
+            .await;
+            let (again, verdicts) = match judged_again {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!(
+                        "check: re-measurement {n} cannot be read ({e:#}); suspects stay unconfirmed"
+                    );
+                    remeasured.clear();
+                    break;
+                }
+            };
+            for (i, metric, verdict, _) in verdicts {
                 remeasured
                     .entry((again[i].series_key.clone(), metric))
                     .or_default()
@@ -329,10 +344,13 @@ fn kind_name(k: VerdictKind) -> &'static str {
     }
 }
 
-fn num(v: Option<f64>) -> String {
+/// A figure in its metric's unit: memory as MiB, everything else as it is.
+fn num(metric: Metric, v: Option<f64>) -> String {
     match v {
         None => "—".into(),
-        Some(v) if v.abs() >= 1e6 => format!("{:.1} MiB", v / 1048576.0),
+        Some(v) if matches!(metric, Metric::RssPeakBytes | Metric::VramPeakBytes) => {
+            format!("{:.1} MiB", v / 1048576.0)
+        }
         Some(v) => format!("{v:.2}"),
     }
 }
@@ -352,7 +370,7 @@ fn render(run: &str, judged: &[Judged], failed: i64, format: CheckFormat) -> Str
                 let again: Vec<String> = j
                     .remeasured
                     .iter()
-                    .map(|(_, r)| format!("{} {}", num(Some(r.value)), kind_name(r.kind)))
+                    .map(|(_, r)| format!("{} {}", num(r.metric, Some(r.value)), kind_name(r.kind)))
                     .collect();
                 why.push_str(&format!(" Re-measured: {}.", again.join(", ")));
             }
@@ -360,12 +378,12 @@ fn render(run: &str, judged: &[Judged], failed: i64, format: CheckFormat) -> Str
                 j.label.clone(),
                 v.metric.name().into(),
                 kind_name(j.final_kind).into(),
-                num(Some(v.value)),
-                num(v.baseline),
+                num(v.metric, Some(v.value)),
+                num(v.metric, v.baseline),
                 v.ratio
                     .map(|r| format!("{r:.3}"))
                     .unwrap_or_else(|| "—".into()),
-                num(v.limit),
+                num(v.metric, v.limit),
                 v.baseline_n.to_string(),
                 why,
             ]

@@ -14,8 +14,7 @@ use tokbench_store::{SeriesColumn, SeriesResult, Store};
 
 use crate::check::CheckFormat;
 use crate::exit::{BadInput, ExitCode};
-use crate::fit::markdown;
-use crate::output::table;
+use crate::output::{markdown, table};
 
 #[derive(Debug, Clone)]
 pub struct CompareArgs {
@@ -44,13 +43,13 @@ async fn side(store: &Store, spec: &str) -> anyhow::Result<(String, Vec<SeriesRe
         let r = store
             .newest_per_series_where(SeriesColumn::BuildVersion, v)
             .await?;
-        return Ok((format!("build {v}"), r));
+        return nonempty(spec, format!("build {v}"), r);
     }
     if let Some(h) = spec.strip_prefix("host:") {
         let r = store
             .newest_per_series_where(SeriesColumn::Hostname, h)
             .await?;
-        return Ok((format!("host {h}"), r));
+        return nonempty(spec, format!("host {h}"), r);
     }
     let run = spec.strip_prefix("run:").unwrap_or(spec);
     let Some((uuid, _)) = store.resolve_run(run).await? else {
@@ -63,15 +62,27 @@ async fn side(store: &Store, spec: &str) -> anyhow::Result<(String, Vec<SeriesRe
     Ok((format!("run {uuid}"), r))
 }
 
-fn metrics_of(r: &SeriesResult) -> Vec<(Metric, &[f64])> {
-    let mut out: Vec<(Metric, &[f64])> = Vec::new();
-    if r.n_prompt > 0 && !r.prefill_tps.is_empty() {
-        out.push((Metric::PrefillTps, &r.prefill_tps));
+/// The speeds compared: prefill and decode (the gate's metrics without TTFT and memory).
+/// A build or host that names no result is a typo, not an empty comparison.
+fn nonempty(
+    spec: &str,
+    name: String,
+    r: Vec<SeriesResult>,
+) -> anyhow::Result<(String, Vec<SeriesResult>)> {
+    if r.is_empty() {
+        return Err(BadInput(format!(
+            "`{spec}` names no ok result (check the build version or host name: `tokbench query \"SELECT DISTINCT backend_version, host FROM v_results\"`)"
+        ))
+        .into());
     }
-    if r.n_gen > 0 && !r.decode_tps.is_empty() {
-        out.push((Metric::DecodeTps, &r.decode_tps));
-    }
-    out
+    Ok((name, r))
+}
+
+fn metrics_of(r: &SeriesResult) -> Vec<(Metric, Vec<f64>)> {
+    crate::check::metric_values(r)
+        .into_iter()
+        .filter(|(m, _)| matches!(m, Metric::PrefillTps | Metric::DecodeTps))
+        .collect()
 }
 
 /// Pairs A's and B's results: by model, quantization and test; where a side has several
@@ -124,7 +135,7 @@ pub async fn compare_command(args: &CompareArgs) -> anyhow::Result<ExitCode> {
             let Some((_, ys)) = metrics_of(y).into_iter().find(|(m, _)| *m == metric) else {
                 continue;
             };
-            if let Some(c) = compare(xs, ys, metric, &args.cfg) {
+            if let Some(c) = compare(&xs, &ys, metric, &args.cfg) {
                 rows.push(Row {
                     series: format!("{} {} {}", x.model, x.quant, x.test),
                     settings_a: x.settings.clone(),

@@ -19,7 +19,7 @@ use tokbench_core::{CacheType, QuantPreset};
 use tokbench_gguf::{GgufFile, ModelInfo};
 
 use crate::exit::{BadInput, ExitCode};
-use crate::output::table;
+use crate::output::{markdown, table};
 
 /// How sizes print: binary GiB or MiB, or decimal GB, labelled either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -484,30 +484,6 @@ fn parse_quants(quants: &[String]) -> Result<Vec<QuantPreset>, BadInput> {
                 .map_err(|e| BadInput(format!("--quant: {e}")))
         })
         .collect()
-}
-
-/// A Markdown table.
-pub fn markdown(columns: &[String], rows: &[Vec<String>]) -> String {
-    let esc = |s: &str| s.replace('|', "\\|");
-    let mut out = format!(
-        "| {} |\n",
-        columns
-            .iter()
-            .map(|c| esc(c))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    );
-    out.push_str(&format!(
-        "|{}\n",
-        columns.iter().map(|_| "---|").collect::<String>()
-    ));
-    for r in rows {
-        out.push_str(&format!(
-            "| {} |\n",
-            r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
-        ));
-    }
-    out
 }
 
 fn render(report: &FitReport, format: FitFormat) -> anyhow::Result<String> {

@@ -225,7 +225,14 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
             }
             added += 1;
         }
-        store.finish_run(run_id, RunStatus::Ok, &started_at).await?;
+        let finished_at = records
+            .iter()
+            .map(|r| r.test_time.clone())
+            .max()
+            .unwrap_or_else(|| started_at.clone());
+        store
+            .finish_run(run_id, RunStatus::Ok, &finished_at)
+            .await?;
         eprintln!(
             "import {}: {added} results as run {uuid} (llama-bench build {} {}, {}{}), source: {source}",
             file.display(),

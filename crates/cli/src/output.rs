@@ -8,6 +8,30 @@ use tokbench_store::{QueryOutput, ResultRow, Store, StoreError};
 use crate::exit::{BadInput, ExitCode};
 use crate::Format;
 
+/// Renders rows as a GitHub Markdown table (pipes in cells escaped, line breaks folded).
+pub fn markdown(columns: &[String], rows: &[Vec<String>]) -> String {
+    let esc = |s: &str| s.replace('|', "\\|").replace(['\r', '\n'], " ");
+    let mut out = format!(
+        "| {} |\n",
+        columns
+            .iter()
+            .map(|c| esc(c))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    out.push_str(&format!(
+        "|{}\n",
+        columns.iter().map(|_| "---|").collect::<String>()
+    ));
+    for r in rows {
+        out.push_str(&format!(
+            "| {} |\n",
+            r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
+        ));
+    }
+    out
+}
+
 /// Renders rows as an aligned text table (numbers right-aligned).
 pub fn table(columns: &[String], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = columns.iter().map(|c| c.chars().count()).collect();

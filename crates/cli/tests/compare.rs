@@ -60,4 +60,14 @@ fn compare_tells_two_thread_counts_apart() {
         "{}",
         stderr(&out)
     );
+    // So is a build that measured nothing here.
+    let out = tokbench(&["compare", "build:nope", "latest", "--db", dbs])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`build:nope` names no ok result"),
+        "{}",
+        stderr(&out)
+    );
 }

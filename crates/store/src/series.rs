@@ -124,7 +124,11 @@ impl Store {
         // The key is computed per row, so filter on it in an outer query.
         let q = format!(
             "SELECT * FROM ({}) WHERE series_key IN ({})",
-            series_sql("run.started_at >= ? AND run.started_at < ?"),
+            // Re-measurements of a suspect are not history: they would count its cells
+            // again and pull the baseline toward the level being judged.
+            series_sql(
+                "run.started_at >= ? AND run.started_at < ? AND run.trigger NOT LIKE 'recheck%'"
+            ),
             vec!["?"; keys.len()].join(", ")
         );
         let mut query = sqlx::query(&q).bind(since).bind(before);
