@@ -102,6 +102,13 @@ fn a_killed_engine_fails_that_cell_and_the_next_still_runs() {
         rows[0]["prefill_tps"].is_null(),
         "a failed cell has no figures"
     );
+    // What telemetry saw up to the crash is kept with the crashed cell.
+    let t = query(
+        &db,
+        "SELECT r.telemetry_json FROM result r JOIN workload w ON w.id = r.workload_id WHERE w.label = 'pp64'",
+    );
+    let t: serde_json::Value = serde_json::from_str(s(&t[0], "telemetry_json")).unwrap();
+    assert!(t["phases"].as_array().is_some(), "{t}");
     assert_eq!(s(&rows[1], "test"), "tg16");
     assert_eq!(s(&rows[1], "status"), "ok");
     assert!(f(&rows[1], "decode_tps").unwrap() > 0.0);

@@ -686,6 +686,13 @@ async fn run_group(
             }
             None => vec![queue.remove(0)],
         };
+        // What telemetry saw up to the failure belongs to the cell in flight: the memory
+        // and power that led to a crash or an out-of-memory kill.
+        let in_flight_telemetry = current.as_ref().and_then(|p| {
+            ctx.telemetry
+                .as_ref()
+                .map(|t| (p.cell.index, t.cell(p.start_ns, &p.windows)))
+        });
         let in_flight = current.map(|p| (p.cell.index, p.reps.len(), p.started_at));
         for (cell, params) in victims {
             let mut reason = reason.clone();
@@ -702,6 +709,11 @@ async fn run_group(
             r.load_ms = load_ms;
             if let Some(at) = started_at {
                 r.started_at = at;
+            }
+            if let Some((idx, t)) = &in_flight_telemetry {
+                if *idx == cell.index {
+                    r.telemetry = Some(t.clone());
+                }
             }
             ctx.finish(r, name, Some(&model.record)).await;
         }
