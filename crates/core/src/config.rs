@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use std::collections::BTreeMap;
+
 use crate::arch::ArchSpec;
+use crate::backend::{BackendKind, BackendSettings, ServeWorkload};
 use crate::bench::{CacheType, EngineParams, TestSpec};
 use crate::quant::QuantPreset;
 
@@ -51,6 +54,35 @@ pub struct RawSuite {
     #[serde(default)]
     pub engine: RawEngine,
     pub workload: Option<Spanned<RawWorkload>>,
+    /// Which backends run every cell (default: the embedded engine).
+    pub backends: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `[backend.NAME]` settings.
+    #[serde(default)]
+    pub backend: BTreeMap<String, Spanned<RawBackend>>,
+    pub serve: Option<Spanned<RawServe>>,
+}
+
+/// `[backend.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    pub binary: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    pub base_url: Option<Spanned<String>>,
+    pub model: Option<String>,
+    pub api_key_env: Option<String>,
+    pub startup_timeout_s: Option<Spanned<f64>>,
+}
+
+/// `[serve]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServe {
+    pub concurrency: Option<Spanned<OneOrMany<i64>>>,
+    pub request_rate: Option<Spanned<f64>>,
+    pub requests_per_stream: Option<Spanned<i64>>,
+    pub ignore_eos: Option<bool>,
 }
 
 /// One `[[model]]`: a synthesized architecture at some quantizations, or a GGUF file.
@@ -184,6 +216,12 @@ pub struct Suite {
     pub repetitions: u32,
     pub warmup: bool,
     pub timeout_s: f64,
+    /// Backends every cell runs on, in order (default: `[Engine]`).
+    pub backends: Vec<BackendKind>,
+    /// Settings of the backends that have a `[backend.NAME]` table.
+    pub backend_settings: BTreeMap<BackendKind, BackendSettings>,
+    /// How server backends are loaded with requests.
+    pub serve: ServeWorkload,
 }
 
 /// A suite's `hardware = "…"`, with its line for errors once the catalog is consulted.
@@ -201,6 +239,9 @@ pub struct Cell {
     pub model: ModelSource,
     pub engine: EngineAxes,
     pub test: TestSpec,
+    pub backend: BackendKind,
+    /// Parallel request streams (server backends in closed-loop mode).
+    pub concurrency: Option<u32>,
 }
 
 impl Suite {
@@ -208,22 +249,53 @@ impl Suite {
     pub const DEFAULT_TIMEOUT_S: f64 = 600.0;
 
     /// Expands the matrix in run order: model-major, so a model is loaded once for all the
-    /// cells that share it.
+    /// cells that share it; then backend, engine axes, test and (server backends)
+    /// concurrency. Backends that do not run llama.cpp with tokbench's engine axes
+    /// (`openai`, `vllm`, `ollama`) get the first axes only, recorded as given.
     pub fn cells(&self) -> Vec<Cell> {
         let mut out = Vec::new();
+        let levels: Vec<Option<u32>> = if self.serve.request_rate.is_some() {
+            vec![None]
+        } else {
+            self.serve.concurrency.iter().copied().map(Some).collect()
+        };
         for model in &self.models {
-            for engine in &self.engines {
-                for test in &self.tests {
-                    out.push(Cell {
-                        index: out.len(),
-                        model: model.clone(),
-                        engine: *engine,
-                        test: *test,
-                    });
+            for &backend in &self.backends {
+                let engines = if backend.takes_engine_axes() {
+                    &self.engines[..]
+                } else {
+                    &self.engines[..1]
+                };
+                for engine in engines {
+                    for test in &self.tests {
+                        let conc: &[Option<u32>] = if backend.is_server() {
+                            &levels
+                        } else {
+                            &[None]
+                        };
+                        for &concurrency in conc {
+                            out.push(Cell {
+                                index: out.len(),
+                                model: model.clone(),
+                                engine: *engine,
+                                test: *test,
+                                backend,
+                                concurrency,
+                            });
+                        }
+                    }
                 }
             }
         }
         out
+    }
+
+    /// The settings of `backend` (defaults when the suite has no table for it).
+    pub fn settings(&self, backend: BackendKind) -> BackendSettings {
+        self.backend_settings
+            .get(&backend)
+            .cloned()
+            .unwrap_or_else(BackendSettings::new)
     }
 
     /// Parses and validates suite text; `file` names it in errors and anchors relative
@@ -274,7 +346,30 @@ impl Ctx<'_> {
             models: raw_models,
             engine,
             workload,
+            backends: raw_backends,
+            backend: raw_backend,
+            serve: raw_serve,
         } = raw;
+        let backends = self.backends(raw_backends.as_ref())?;
+        let backend_settings = self.backend_settings(&raw_backend)?;
+        for (kind, s) in &backend_settings {
+            if *kind == BackendKind::OpenAi && s.base_url.is_none() && backends.contains(kind) {
+                let span = raw_backend.get("openai").map(|b| b.span());
+                return Err(self.err(
+                    span.as_ref(),
+                    "`[backend.openai]` needs `base_url = \"http://HOST:PORT/v1\"` (tokbench attaches to a running endpoint)",
+                ));
+            }
+        }
+        if backends.contains(&BackendKind::OpenAi)
+            && !backend_settings.contains_key(&BackendKind::OpenAi)
+        {
+            return Err(self.err(
+                raw_backends.as_ref().map(|b| b.span()).as_ref(),
+                "backend `openai` needs a `[backend.openai]` table with `base_url` and `model`",
+            ));
+        }
+        let serve = self.serve(raw_serve.as_ref())?;
         let name = name.unwrap_or_else(|| {
             self.file
                 .file_stem()
@@ -394,7 +489,185 @@ impl Ctx<'_> {
             repetitions,
             warmup: warmup.unwrap_or(true),
             timeout_s,
+            backends,
+            backend_settings,
+            serve,
         })
+    }
+
+    fn backends(
+        &self,
+        raw: Option<&Spanned<Vec<Spanned<String>>>>,
+    ) -> Result<Vec<BackendKind>, SuiteError> {
+        let Some(raw) = raw else {
+            return Ok(vec![BackendKind::Engine]);
+        };
+        if raw.get_ref().is_empty() {
+            return Err(self.err(Some(&raw.span()), "key `backends`: the list is empty"));
+        }
+        let mut out = Vec::new();
+        for b in raw.get_ref() {
+            let kind: BackendKind = b
+                .get_ref()
+                .parse()
+                .map_err(|e| self.err(Some(&b.span()), format!("key `backends`: {e}")))?;
+            if out.contains(&kind) {
+                return Err(self.err(
+                    Some(&b.span()),
+                    format!("key `backends`: `{kind}` is listed twice"),
+                ));
+            }
+            out.push(kind);
+        }
+        Ok(out)
+    }
+
+    fn backend_settings(
+        &self,
+        raw: &BTreeMap<String, Spanned<RawBackend>>,
+    ) -> Result<BTreeMap<BackendKind, BackendSettings>, SuiteError> {
+        let mut out = BTreeMap::new();
+        for (name, table) in raw {
+            let span = table.span();
+            let kind: BackendKind = name
+                .parse()
+                .map_err(|e| self.err(Some(&span), format!("table `[backend.{name}]`: {e}")))?;
+            let RawBackend {
+                binary,
+                args,
+                base_url,
+                model,
+                api_key_env,
+                startup_timeout_s,
+            } = table.get_ref().clone();
+            if let Some(url) = &base_url {
+                let u = url.get_ref();
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(self.err(
+                        Some(&url.span()),
+                        format!("`[backend.{name}]` key `base_url`: `{u}` is not an http:// or https:// URL"),
+                    ));
+                }
+            }
+            if let Some(env) = &api_key_env {
+                if env.is_empty() || env.contains('=') {
+                    return Err(self.err(
+                        Some(&span),
+                        format!("`[backend.{name}]` key `api_key_env`: `{env}` is not an environment variable name"),
+                    ));
+                }
+            }
+            let startup_timeout_s = match startup_timeout_s {
+                None => BackendSettings::DEFAULT_STARTUP_TIMEOUT_S,
+                Some(t) if t.get_ref().is_finite() && *t.get_ref() > 0.0 => *t.get_ref(),
+                Some(t) => {
+                    return Err(self.err(
+                        Some(&t.span()),
+                        format!(
+                            "`[backend.{name}]` key `startup_timeout_s`: {} is not a positive number of seconds",
+                            t.get_ref()
+                        ),
+                    ))
+                }
+            };
+            out.insert(
+                kind,
+                BackendSettings {
+                    binary: binary.map(|b| self.resolve_path(&b)),
+                    args,
+                    base_url: base_url.map(|u| u.into_inner().trim_end_matches('/').to_string()),
+                    model,
+                    api_key_env,
+                    startup_timeout_s,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// A path as written in the suite: `~/` expands, relative paths are the suite folder's.
+    /// A bare program name (no `/`) is left for `PATH`.
+    fn resolve_path(&self, p: &str) -> PathBuf {
+        if !p.contains('/') {
+            return PathBuf::from(p);
+        }
+        if let (Some(rest), Some(home)) = (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+            return PathBuf::from(home).join(rest);
+        }
+        let path = PathBuf::from(p);
+        if path.is_absolute() {
+            path
+        } else {
+            self.file.parent().map(|d| d.join(&path)).unwrap_or(path)
+        }
+    }
+
+    fn serve(&self, raw: Option<&Spanned<RawServe>>) -> Result<ServeWorkload, SuiteError> {
+        let mut out = ServeWorkload::default();
+        let Some(raw) = raw else {
+            return Ok(out);
+        };
+        let RawServe {
+            concurrency,
+            request_rate,
+            requests_per_stream,
+            ignore_eos,
+        } = raw.get_ref();
+        if let Some(c) = concurrency {
+            let values: Vec<i64> = match c.get_ref() {
+                OneOrMany::One(v) => vec![*v],
+                OneOrMany::Many(v) => v.clone(),
+            };
+            if values.is_empty() {
+                return Err(self.err(Some(&c.span()), "key `concurrency`: the list is empty"));
+            }
+            out.concurrency = values
+                .iter()
+                .map(|v| match u32::try_from(*v) {
+                    Ok(n @ 1..=4096) => Ok(n),
+                    _ => Err(self.err(
+                        Some(&c.span()),
+                        format!("key `concurrency`: {v} is not between 1 and 4096 streams"),
+                    )),
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(r) = request_rate {
+            let v = *r.get_ref();
+            if !(v.is_finite() && v > 0.0) {
+                return Err(self.err(
+                    Some(&r.span()),
+                    format!(
+                        "key `request_rate`: {v} is not a positive number of requests per second"
+                    ),
+                ));
+            }
+            if concurrency.is_some() {
+                return Err(self.err(
+                    Some(&r.span()),
+                    "`[serve]`: give `concurrency` (closed-loop streams) or `request_rate` (Poisson arrivals), not both",
+                ));
+            }
+            out.request_rate = Some(v);
+        }
+        if let Some(n) = requests_per_stream {
+            out.requests_per_stream = match u32::try_from(*n.get_ref()) {
+                Ok(n @ 1..=100_000) => Some(n),
+                _ => {
+                    return Err(self.err(
+                        Some(&n.span()),
+                        format!(
+                            "key `requests_per_stream`: {} is not between 1 and 100000",
+                            n.get_ref()
+                        ),
+                    ))
+                }
+            };
+        }
+        if let Some(i) = ignore_eos {
+            out.ignore_eos = *i;
+        }
+        Ok(out)
     }
 
     fn model(&self, m: &Spanned<RawModel>) -> Result<Vec<ModelSource>, SuiteError> {

@@ -3,6 +3,7 @@
 //! result statuses and the metric vocabulary. No I/O, no async.
 
 pub mod arch;
+pub mod backend;
 pub mod bench;
 pub mod catalog;
 pub mod config;
@@ -10,7 +11,9 @@ pub mod fit;
 pub mod llama_bench;
 pub mod point;
 pub mod quant;
+pub mod serving;
 
+pub use backend::{BackendKind, BackendSettings, ServeWorkload};
 pub use bench::{CacheType, EngineParams, MetricSource, ResultStatus, TestSpec};
 pub use config::{Cell, EngineAxes, ModelSource, Suite, SuiteError, SuiteHardware};
 pub use point::{HardwareRef, ModelFacts, ResultPoint};

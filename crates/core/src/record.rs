@@ -169,6 +169,13 @@ pub struct CellResult {
     #[serde(default)]
     pub telemetry: Option<CellTelemetry>,
     pub repetitions: Vec<Repetition>,
+    /// A server backend's per-request timings and their summary (`None` for engines).
+    #[serde(default)]
+    pub serving: Option<Box<crate::serving::ServingResult>>,
+    /// The backend's own record of the cell, every field it reported, as JSON
+    /// (llama-bench's result object; llama-server's `/props`).
+    #[serde(default)]
+    pub backend_json: Option<String>,
     /// Tail of the backend's log, kept with failed results.
     pub log_tail: Option<String>,
     pub started_at: String,

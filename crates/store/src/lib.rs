@@ -147,6 +147,11 @@ pub struct ResultRow {
     pub rss_peak_bytes: Option<i64>,
     pub metric_source: String,
     pub n_reps: i64,
+    /// Parallel request streams (server backends).
+    pub concurrency: Option<i64>,
+    pub ttft_p99_ms: Option<f64>,
+    /// Aggregate generated tokens/s over all streams (server backends, client figures).
+    pub output_tps: Option<f64>,
 }
 
 /// One stored result as `tokbench fit --db` compares it with a prediction.
@@ -568,10 +573,19 @@ impl Store {
             allocated,
             telemetry,
             repetitions,
+            serving,
+            backend_json,
             log_tail,
             started_at,
             duration_ms,
         } = r;
+        // A server backend's cells (client and server figures) are `serve` workloads: the
+        // same pp/tg label means a request, not an engine test.
+        let kind = if serving.is_some() || *metric_source != tokbench_core::MetricSource::Engine {
+            "serve"
+        } else {
+            "bench"
+        };
         let alloc = allocated.unwrap_or_default();
         let phase = |name: &str| {
             telemetry
@@ -590,11 +604,13 @@ impl Store {
             serde_json::json!({"phases": t.phases, "unavailable": t.unavailable}).to_string()
         });
         let as_i64 = |b: Option<u64>| b.and_then(|b| i64::try_from(b).ok());
+        let sv = serving.as_ref().map(|s| &s.summary);
         let mut tx = self.pool.begin().await.map_err(sql("store a result"))?;
         sqlx::query(
-            "INSERT INTO workload (kind, label, n_prompt, n_gen, n_depth) VALUES ('bench', ?, ?, ?, ?)
+            "INSERT INTO workload (kind, label, n_prompt, n_gen, n_depth) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (kind, n_prompt, n_gen, n_depth) DO NOTHING",
         )
+        .bind(kind)
         .bind(test.label())
         .bind(test.n_prompt)
         .bind(test.n_gen)
@@ -603,8 +619,9 @@ impl Store {
         .await
         .map_err(sql("store a result's workload"))?;
         let (workload_id,): (i64,) = sqlx::query_as(
-            "SELECT id FROM workload WHERE kind = 'bench' AND n_prompt = ? AND n_gen = ? AND n_depth = ?",
+            "SELECT id FROM workload WHERE kind = ? AND n_prompt = ? AND n_gen = ? AND n_depth = ?",
         )
+        .bind(kind)
         .bind(test.n_prompt)
         .bind(test.n_gen)
         .bind(test.n_depth)
@@ -623,9 +640,14 @@ impl Store {
                 compute_buffer_bytes, output_buffer_bytes, log_tail, started_at, duration_ms,
                 vram_peak_bytes, vram_proc_peak_bytes, prefill_power_avg_w, prefill_power_peak_w,
                 prefill_energy_j, prefill_tokens_per_joule, decode_power_avg_w, decode_power_peak_w,
-                decode_energy_j, decode_tokens_per_joule, energy_method, telemetry_json)
+                decode_energy_j, decode_tokens_per_joule, energy_method, telemetry_json,
+                concurrency, request_rate, n_requests, n_requests_failed,
+                ttft_p50_ms, ttft_p90_ms, ttft_p99_ms, tpot_ms, tpot_p50_ms, tpot_p90_ms, tpot_p99_ms,
+                itl_ms, itl_p50_ms, itl_p90_ms, itl_p99_ms, e2e_ms, e2e_p50_ms, e2e_p90_ms, e2e_p99_ms,
+                request_throughput, output_tps, backend_json)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-                     ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+                     ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(run.0)
         .bind(*cell_index as i64)
@@ -673,10 +695,53 @@ impl Store {
         .bind(t_decode.tokens_per_joule)
         .bind(t_decode.energy_method.clone().or(t_prefill.energy_method.clone()))
         .bind(telemetry_json)
+        .bind(sv.and_then(|s| s.concurrency))
+        .bind(sv.and_then(|s| s.request_rate))
+        .bind(sv.map(|s| s.n_requests))
+        .bind(sv.map(|s| s.n_failed))
+        .bind(sv.and_then(|s| s.ttft_ms.p50))
+        .bind(sv.and_then(|s| s.ttft_ms.p90))
+        .bind(sv.and_then(|s| s.ttft_ms.p99))
+        .bind(sv.and_then(|s| s.tpot_ms.mean))
+        .bind(sv.and_then(|s| s.tpot_ms.p50))
+        .bind(sv.and_then(|s| s.tpot_ms.p90))
+        .bind(sv.and_then(|s| s.tpot_ms.p99))
+        .bind(sv.and_then(|s| s.itl_ms.mean))
+        .bind(sv.and_then(|s| s.itl_ms.p50))
+        .bind(sv.and_then(|s| s.itl_ms.p90))
+        .bind(sv.and_then(|s| s.itl_ms.p99))
+        .bind(sv.and_then(|s| s.e2e_ms.mean))
+        .bind(sv.and_then(|s| s.e2e_ms.p50))
+        .bind(sv.and_then(|s| s.e2e_ms.p90))
+        .bind(sv.and_then(|s| s.e2e_ms.p99))
+        .bind(sv.and_then(|s| s.request_throughput))
+        .bind(sv.and_then(|s| s.output_tps))
+        .bind(backend_json)
         .execute(&mut *tx)
         .await
         .map_err(sql("store a result"))?
         .last_insert_rowid();
+        for rq in serving.iter().flat_map(|s| &s.requests) {
+            sqlx::query(
+                "INSERT INTO request (result_id, idx, start_ms, ttft_ms, e2e_ms, tpot_ms, n_prompt, n_gen,
+                    itl_json, server_json, error)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(rq.index)
+            .bind(rq.start_ms)
+            .bind(rq.ttft_ms)
+            .bind(rq.e2e_ms)
+            .bind(rq.tpot_ms())
+            .bind(rq.n_prompt)
+            .bind(rq.n_gen)
+            .bind(serde_json::to_string(&rq.itl_ms).unwrap_or_else(|_| "[]".into()))
+            .bind(rq.server.as_ref().and_then(|t| serde_json::to_string(t).ok()))
+            .bind(&rq.error)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("store a request"))?;
+        }
         for (i, rep) in repetitions.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO repetition (result_id, rep, prefill_tps, decode_tps, ttft_ms, prompt_ms, gen_ms)
@@ -852,6 +917,9 @@ fn result_row(row: &SqliteRow) -> Result<ResultRow, StoreError> {
             rss_peak_bytes: row.try_get("rss_peak_bytes")?,
             metric_source: row.try_get("metric_source")?,
             n_reps: row.try_get("n_reps")?,
+            concurrency: row.try_get("concurrency")?,
+            ttft_p99_ms: row.try_get("ttft_p99_ms")?,
+            output_tps: row.try_get("output_tps")?,
         })
     })()
     .map_err(get)

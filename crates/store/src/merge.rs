@@ -463,6 +463,15 @@ async fn copy_rows(
         by_result,
     )
     .await?;
+    if has_table(conn, "src", "request").await? {
+        insert_select(
+            conn,
+            "request",
+            &[("result_id", mapped("merge_map_result", "result_id"))],
+            by_result,
+        )
+        .await?;
+    }
 
     // Runs both have: the destination's unfinished copy takes the source's ending.
     exec(
@@ -536,7 +545,7 @@ async fn has_table(
 /// Every table a merge copies; a table the schema gains must be added here (and copied),
 /// which a unit test below enforces.
 #[cfg(test)]
-const MERGED_TABLES: [&str; 11] = [
+const MERGED_TABLES: [&str; 12] = [
     "hardware",
     "host",
     "backend_build",
@@ -546,6 +555,7 @@ const MERGED_TABLES: [&str; 11] = [
     "result",
     "repetition",
     "telemetry_sample",
+    "request",
     "verdict",
     "change_point",
 ];

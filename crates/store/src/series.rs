@@ -22,7 +22,8 @@ const SERIES_KEY: &str = "host.identity || char(31) || bb.name || char(31) || bb
     || char(31) || r.metric_source || char(31) || IFNULL(r.n_threads, '') || char(31)
     || IFNULL(r.n_batch, '') || char(31) || IFNULL(r.n_ubatch, '') || char(31)
     || IFNULL(r.n_gpu_layers, '') || char(31) || IFNULL(r.flash_attn, '') || char(31)
-    || IFNULL(r.type_k, '') || char(31) || IFNULL(r.type_v, '') || char(31) || IFNULL(r.use_mmap, '')";
+    || IFNULL(r.type_k, '') || char(31) || IFNULL(r.type_v, '') || char(31) || IFNULL(r.use_mmap, '')
+    || IFNULL(char(31) || 'c' || r.concurrency, '') || IFNULL(char(31) || 'rate' || r.request_rate, '')";
 
 /// One ok result as the gate sees it: its series, its repetitions per metric.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -79,7 +80,8 @@ fn series_sql(filter: &str) -> String {
         "SELECT r.id AS result_id, run.uuid AS run_uuid, run.started_at AS run_started_at,
                 r.cell_index, {SERIES_KEY} AS series_key,
                 r.model_name || ' ' || COALESCE(m.quant, '') || ' ' || w.label
-                    || IFNULL(' t' || r.n_threads, '') || ' ' || bb.name AS label,
+                    || IFNULL(' t' || r.n_threads, '') || IFNULL(' c' || r.concurrency, '')
+                    || ' ' || bb.name || IIF(r.metric_source = 'engine', '', ' (' || r.metric_source || ')') AS label,
                 r.model_name AS model, COALESCE(m.quant, '') AS quant, w.label AS test,
                 TRIM(IFNULL('t' || r.n_threads, '') || IFNULL(' ub' || r.n_ubatch, '')
                     || IFNULL(' fa' || r.flash_attn, '') || IFNULL(' ' || r.type_k || '/' || r.type_v, '')

@@ -81,6 +81,8 @@ fn cell(index: usize, n_gen: u32, status: ResultStatus, reps: &[f64]) -> CellRes
                 ..Default::default()
             })
             .collect(),
+        serving: None,
+        backend_json: None,
         log_tail: None,
         started_at: "2026-11-29T00:00:00Z".into(),
         duration_ms: 100.0,

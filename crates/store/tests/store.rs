@@ -65,6 +65,8 @@ fn result(cell: usize, status: ResultStatus, reps: &[f64]) -> CellResult {
                 ..Default::default()
             })
             .collect(),
+        serving: None,
+        backend_json: None,
         log_tail: None,
         started_at: "2026-11-29T00:00:00Z".into(),
         duration_ms: 100.0,
