@@ -8,12 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
-use tokbench_core::llama_bench::{parse_any, FlashAttn, LlamaBenchRecord};
-use tokbench_core::record::Repetition;
-use tokbench_core::{
-    BackendBuild, CacheType, CellResult, EngineParams, HostInfo, MetricSource, ModelRecord,
-    ResultStatus,
-};
+use tokbench_core::llama_bench::{accel_of, parse_any, quant_of, LlamaBenchRecord};
+use tokbench_core::{BackendBuild, CellResult, HostInfo, ModelRecord};
 use tokbench_store::{NewRun, RunStatus, Store};
 
 use crate::exit::{BadInput, ExitCode};
@@ -27,49 +23,6 @@ pub struct ImportArgs {
     /// The machine's name (llama-bench does not print one).
     pub host: String,
     pub catalog: Option<PathBuf>,
-}
-
-/// `Q4_K - Medium` (llama.cpp's file-type name in `model_type`) → `Q4_K_M`.
-fn quant_of(model_type: &str) -> String {
-    // `llama 8B Q4_K - Medium`: the architecture and size come first.
-    let words: Vec<&str> = model_type.split_whitespace().collect();
-    let tail = words.get(2..).map(|w| w.join(" ")).unwrap_or_default();
-    let (base, size) = match tail.split_once(" - ") {
-        Some((b, s)) => (b.to_string(), Some(s)),
-        None => (tail.clone(), None),
-    };
-    let suffix = match size {
-        Some("Small") => "_S",
-        Some("Medium") => "_M",
-        Some("Large") => "_L",
-        Some(other) if !other.is_empty() => return format!("{base} - {other}"),
-        _ => "",
-    };
-    if base.is_empty() {
-        model_type.to_string()
-    } else {
-        format!("{base}{suffix}")
-    }
-}
-
-/// The accelerator llama-bench ran on: the first backend that is not the CPU.
-fn accel_of(backends: Option<&str>) -> String {
-    backends
-        .unwrap_or("CPU")
-        .split(',')
-        .map(|b| b.trim().to_ascii_lowercase())
-        .find(|b| b != "cpu" && !b.is_empty())
-        .map(|b| match b.as_str() {
-            "blas" => "cpu".to_string(),
-            "rpc" => "rpc".to_string(),
-            other => other.to_string(),
-        })
-        .unwrap_or_else(|| "cpu".into())
-}
-
-fn cache_type(name: &str, field: &str, file: &Path) -> anyhow::Result<CacheType> {
-    name.parse()
-        .map_err(|e| BadInput(format!("{}: field `{field}`: {e}", file.display())).into())
 }
 
 /// A run UUID from the file's bytes, so importing the same file again finds its run.
@@ -248,76 +201,14 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-/// One llama-bench record as a result: its settings, and each repetition's rate as the
-/// phase it measured (a `pp` test's rate is prefill, a `tg` test's decode; a `pp+tg` test's
-/// is over both phases together and is kept in the log only).
 fn cell_result(index: usize, r: &LlamaBenchRecord, file: &Path) -> anyhow::Result<CellResult> {
-    let test = r.test_spec();
-    let params = EngineParams {
-        n_threads: r.n_threads,
-        n_batch: r.n_batch,
-        n_ubatch: r.n_ubatch,
-        n_gpu_layers: u32::try_from(r.n_gpu_layers).unwrap_or(0),
-        flash_attn: matches!(r.flash_attn, Some(FlashAttn::On)),
-        type_k: cache_type(&r.type_k, "type_k", file)?,
-        type_v: cache_type(&r.type_v, "type_v", file)?,
-        use_mmap: r.use_mmap.unwrap_or(true),
-    };
-    let samples = r.samples_ts.clone().unwrap_or_default();
-    let combined = test.n_prompt > 0 && test.n_gen > 0;
-    let repetitions = if combined {
-        Vec::new()
-    } else {
-        samples
-            .iter()
-            .map(|&ts| Repetition {
-                prefill_tps: (test.n_gen == 0).then_some(ts),
-                decode_tps: (test.n_gen > 0).then_some(ts),
-                ..Default::default()
-            })
-            .collect()
-    };
-    Ok(CellResult {
-        cell_index: index,
-        test,
-        params,
-        status: ResultStatus::Ok,
-        error: None,
-        metric_source: MetricSource::Engine,
-        load_ms: None,
-        rss_peak_bytes: None,
-        allocated: None,
-        telemetry: None,
-        repetitions,
-        log_tail: combined.then(|| {
-            format!(
-                "llama-bench {}: {:.2} ± {:.2} t/s over prompt and generation together (not split into phases)",
-                test.label(),
-                r.avg_ts,
-                r.stddev_ts
-            )
-        }),
-        started_at: r.test_time.clone(),
-        duration_ms: r.avg_ns as f64 * samples.len().max(1) as f64 / 1e6,
-    })
+    r.cell_result(index)
+        .map_err(|e| BadInput(format!("{}: {e}", file.display())).into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quantization_names_follow_llama_cpp() {
-        assert_eq!(quant_of("llama ?B Q8_0"), "Q8_0");
-        assert_eq!(quant_of("llama 8B Q4_K - Medium"), "Q4_K_M");
-        assert_eq!(quant_of("llama 70B Q3_K - Small"), "Q3_K_S");
-        assert_eq!(quant_of("qwen2 7B F16"), "F16");
-        assert_eq!(accel_of(Some("CUDA")), "cuda");
-        assert_eq!(accel_of(Some("CPU")), "cpu");
-        assert_eq!(accel_of(Some("BLAS,CPU")), "cpu");
-        assert_eq!(accel_of(Some("Metal,BLAS")), "metal");
-        assert_eq!(accel_of(None), "cpu");
-    }
 
     #[test]
     fn the_run_uuid_comes_from_the_bytes() {

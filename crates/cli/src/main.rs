@@ -2,6 +2,7 @@
 //! the terminal. Library crates hold the logic; this file holds arguments, context and exit
 //! codes.
 
+mod backends;
 mod check;
 mod compare;
 mod exit;
@@ -286,6 +287,17 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// The backends tokbench can run (engine, llama-bench, llama-server, vLLM, OpenAI-compatible
+    /// endpoints), where each was found and its version; `build` builds llama.cpp's tools.
+    #[command(
+        after_help = "Examples:\n  tokbench backends\n  tokbench backends build\n  tokbench backends build --accel cuda --cuda-arch 90"
+    )]
+    Backends {
+        #[command(subcommand)]
+        command: Option<BackendsCommand>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
     /// The embedded engine (a child process the runner starts; speaks JSON lines).
     #[command(hide = true)]
     Engine,
@@ -312,6 +324,31 @@ enum TelemetryCommand {
         /// Follow this process tree's memory (and its device memory).
         #[arg(long)]
         pid: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BackendsCommand {
+    /// Build llama-bench and llama-server from the llama.cpp source vendored with the engine
+    /// (plus third_party/llama-tools) into ~/.cache/tokbench/llama-tools; reused when built.
+    Build {
+        #[arg(long, value_enum, default_value = "cpu")]
+        accel: backends::Accel,
+        /// CUDA architectures, e.g. 90 for H100/H200 (only that chip: a faster build).
+        #[arg(long)]
+        cuda_arch: Option<String>,
+        /// The llama.cpp source (default: the llama-cpp-sys-2 crate in cargo's registry).
+        #[arg(long, env = "TOKBENCH_LLAMA_SRC")]
+        llama_src: Option<PathBuf>,
+        /// Parallel compile jobs (default: the machine's cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Rebuild even when a build of the same sources exists.
+        #[arg(long)]
+        force: bool,
+        /// Extra CMake flags, e.g. -DGGML_CUDA_F16=ON.
+        #[arg(long = "cmake-flag", allow_hyphen_values = true)]
+        cmake_flags: Vec<String>,
     },
 }
 
@@ -371,6 +408,36 @@ fn main() -> std::process::ExitCode {
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Engine => run::engine_child(),
+        Command::Backends {
+            command: None,
+            format,
+        } => backends::list_command(format),
+        Command::Backends {
+            command:
+                Some(BackendsCommand::Build {
+                    accel,
+                    cuda_arch,
+                    llama_src,
+                    jobs,
+                    force,
+                    cmake_flags,
+                }),
+            ..
+        } => {
+            let b = backends::build_tools(
+                &backends::BuildArgs {
+                    accel,
+                    cuda_arch,
+                    llama_src,
+                    jobs,
+                    force,
+                    cmake_flags,
+                },
+                &mut |l| eprintln!("{l}"),
+            )?;
+            println!("{}", b.bin_dir.display());
+            Ok(ExitCode::Ok)
+        }
         Command::Telemetry(TelemetryCommand::Probe { format }) => telemetry::probe_command(format),
         Command::Telemetry(TelemetryCommand::Capture {
             out,
@@ -578,6 +645,7 @@ async fn async_dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Model(_)
         | Command::Engine
+        | Command::Backends { .. }
         | Command::Fit { .. }
         | Command::Hardware { .. }
         | Command::Telemetry(_) => {

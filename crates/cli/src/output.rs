@@ -123,16 +123,19 @@ pub fn fmt_bytes(b: Option<i64>) -> String {
 }
 
 /// The columns of `tokbench results`; [`result_cells`] fills one row of them.
-const RESULT_COLUMNS: [&str; 12] = [
+const RESULT_COLUMNS: [&str; 15] = [
     "model",
     "quant",
     "test",
     "threads",
     "backend",
     "source",
+    "conc",
     "prefill t/s",
     "decode t/s",
     "TTFT ms",
+    "TTFT p99",
+    "out t/s",
     "peak RSS",
     "reps",
     "status",
@@ -155,8 +158,15 @@ fn result_cells(r: &ResultRow) -> [String; RESULT_COLUMNS.len()] {
         rss_peak_bytes,
         metric_source,
         n_reps,
+        concurrency,
+        ttft_p99_ms,
+        output_tps,
         ..
     } = r;
+    let opt = |v: Option<f64>, digits: usize| {
+        v.map(|x| format!("{x:.digits$}"))
+            .unwrap_or_else(|| "—".into())
+    };
     let status = match error {
         Some(e) if status != "ok" => {
             let short: String = e.chars().take(60).collect();
@@ -173,11 +183,16 @@ fn result_cells(r: &ResultRow) -> [String; RESULT_COLUMNS.len()] {
             .unwrap_or_else(|| "—".into()),
         backend.clone(),
         metric_source.clone(),
+        concurrency
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "—".into()),
         fmt_rate(*prefill_tps, *prefill_tps_sd),
         fmt_rate(*decode_tps, *decode_tps_sd),
         ttft_ms
             .map(|t| format!("{t:.1}"))
             .unwrap_or_else(|| "—".into()),
+        opt(*ttft_p99_ms, 1),
+        opt(*output_tps, 1),
         fmt_bytes(*rss_peak_bytes),
         n_reps.to_string(),
         status,

@@ -257,7 +257,19 @@ async fn execute(
         skip,
         build,
         telemetry_interval: telemetry,
+        backends: crate::backends::resolve_targets(&suite),
     };
+    for (kind, t) in &plan.backends {
+        match &t.unavailable {
+            Some(why) => eprintln!("backend {kind}: unavailable: {why}"),
+            None => eprintln!(
+                "backend {kind}: {} {} [{}]",
+                t.build.version,
+                t.build.commit.as_deref().unwrap_or(""),
+                t.build.flags
+            ),
+        }
+    }
     let (tx, mut rx) = mpsc::channel::<RunEvent>(64);
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let signals = tokio::spawn(async move {
@@ -322,11 +334,12 @@ async fn execute(
                 build,
                 repetitions_expected,
             } => {
-                let build_id = match builds.get(&build.version) {
+                let build_key = format!("{build:?}");
+                let build_id = match builds.get(&build_key) {
                     Some(id) => *id,
                     None => {
                         let id = store.backend_build(&build).await?;
-                        builds.insert(build.version.clone(), id);
+                        builds.insert(build_key, id);
                         id
                     }
                 };
@@ -352,9 +365,13 @@ async fn execute(
                     )
                     .await
                     .context("cannot store a result")?;
-                done += 1;
-                if result.status != ResultStatus::Ok {
-                    failed += 1;
+                // A server cell's second row (the server's own figures) is not another cell.
+                let second_row = result.metric_source == tokbench_core::MetricSource::Server;
+                if !second_row {
+                    done += 1;
+                    if result.status != ResultStatus::Ok {
+                        failed += 1;
+                    }
                 }
                 let quant = model.as_ref().map(|m| m.quant.clone()).unwrap_or_default();
                 let (mean, sd) =
@@ -365,22 +382,35 @@ async fn execute(
                             r.prefill_tps
                         }
                     }));
-                let figure = match (mean, sd) {
+                let mut figure = match (mean, sd) {
                     (Some(m), Some(s)) => format!("{m:.2} ± {s:.2} t/s"),
                     (Some(m), None) => format!("{m:.2} t/s"),
                     _ => String::new(),
                 };
+                if let Some(sv) = result.serving.as_ref().map(|s| &s.summary) {
+                    if let (Some(t), Some(o)) = (sv.ttft_ms.p50, sv.output_tps) {
+                        figure = format!("{figure} TTFT p50 {t:.1} ms, {o:.1} output t/s");
+                    }
+                }
                 let status = match (&result.error, result.status) {
                     (_, ResultStatus::Ok) => "ok".to_string(),
                     (Some(e), s) => format!("{s}: {e}"),
                     (None, s) => s.to_string(),
                 };
+                let conc = result
+                    .serving
+                    .as_ref()
+                    .and_then(|s| s.summary.concurrency)
+                    .map(|c| format!(" c{c}"))
+                    .unwrap_or_default();
                 say(format!(
-                    "[{done}/{to_run}] {model_name} {quant} {} t{}: {figure} {status}",
+                    "[{done}/{to_run}] {model_name} {quant} {} t{}{conc} {} ({}): {figure} {status}",
                     result.test.label(),
-                    result.params.n_threads
+                    result.params.n_threads,
+                    build.name,
+                    result.metric_source.as_str(),
                 ));
-                if let Some(b) = &bar {
+                if let Some(b) = bar.as_ref().filter(|_| !second_row) {
                     b.inc(1);
                 }
             }

@@ -361,6 +361,27 @@ impl Ctx<'_> {
                 ));
             }
         }
+        for needs_model in [BackendKind::Ollama, BackendKind::OpenAi] {
+            if backends.contains(&needs_model)
+                && backend_settings
+                    .get(&needs_model)
+                    .is_some_and(|s| s.model.is_none())
+            {
+                let span = raw_backend.get(needs_model.name()).map(|b| b.span());
+                return Err(self.err(
+                    span.as_ref(),
+                    format!("`[backend.{needs_model}]` needs `model = \"NAME\"`: the model the server serves"),
+                ));
+            }
+        }
+        if backends.contains(&BackendKind::Ollama)
+            && !backend_settings.contains_key(&BackendKind::Ollama)
+        {
+            return Err(self.err(
+                raw_backends.as_ref().map(|b| b.span()).as_ref(),
+                "backend `ollama` needs a `[backend.ollama]` table with `model` (an Ollama model name, e.g. \"llama3.2:1b\")",
+            ));
+        }
         if backends.contains(&BackendKind::OpenAi)
             && !backend_settings.contains_key(&BackendKind::OpenAi)
         {
@@ -877,6 +898,74 @@ threads = [1, 2]
 tests = ["pp512", "tg128"]
 repetitions = 3
 "#;
+
+    #[test]
+    fn backends_multiply_the_matrix_and_servers_get_concurrency_levels() {
+        // `backends` is a top-level key: it comes before the tables.
+        let text = format!(
+            "backends = [\"engine\", \"llama-server\", \"openai\"]\n{GOOD}\n\
+             [backend.openai]\nbase_url = \"http://h:8000/v1/\"\nmodel = \"m\"\napi_key_env = \"KEY\"\n\
+             [serve]\nconcurrency = [1, 4]\n"
+        );
+        let s = parse(&text).unwrap();
+        let cells = s.cells();
+        // Per model (2): engine 2 threads × 2 tests; llama-server 2 × 2 × 2 levels;
+        // openai (no engine axes) 1 × 2 × 2 levels.
+        assert_eq!(cells.len(), 2 * (4 + 8 + 4));
+        let server: Vec<_> = cells
+            .iter()
+            .filter(|c| c.backend == BackendKind::LlamaServer)
+            .collect();
+        assert_eq!(server[0].concurrency, Some(1));
+        assert_eq!(server[1].concurrency, Some(4));
+        assert!(cells
+            .iter()
+            .filter(|c| c.backend == BackendKind::Engine)
+            .all(|c| c.concurrency.is_none()));
+        let oa = s.settings(BackendKind::OpenAi);
+        assert_eq!(
+            oa.base_url.as_deref(),
+            Some("http://h:8000/v1"),
+            "trailing slash dropped"
+        );
+        assert_eq!(oa.api_key_env.as_deref(), Some("KEY"));
+        // Without `backends`, the engine alone: the old matrix, the old cell indices.
+        assert_eq!(parse(GOOD).unwrap().cells().len(), 8);
+    }
+
+    #[test]
+    fn bad_backend_settings_name_the_key() {
+        let cases = [
+            ("backends = [\"llamacpp\"]\n", "unknown backend `llamacpp`"),
+            ("backends = [\"engine\", \"engine\"]\n", "listed twice"),
+            ("backends = []\n", "the list is empty"),
+            ("backends = [\"openai\"]\n", "needs a `[backend.openai]` table"),
+            ("backends = [\"openai\"]\n[backend.openai]\nmodel = \"m\"\n", "needs `base_url"),
+            ("backends = [\"openai\"]\n[backend.openai]\nbase_url = \"ftp://x\"\nmodel = \"m\"\n", "not an http:// or https:// URL"),
+            ("backends = [\"ollama\"]\n[backend.ollama]\nbase_url = \"http://x\"\n", "needs `model"),
+            ("[backend.tgi]\nbinary = \"x\"\n", "table `[backend.tgi]`: unknown backend"),
+            ("[backend.llama-server]\nstartup_timeout_s = 0\n", "not a positive number of seconds"),
+            ("[serve]\nconcurrency = [0]\n", "not between 1 and 4096"),
+            ("[serve]\nconcurrency = 2\nrequest_rate = 1.5\n", "not both"),
+            ("[serve]\nrequest_rate = -1.0\n", "not a positive number of requests"),
+            ("[backend.llama-server]\nport = 8080\n", "unknown field `port`"),
+        ];
+        for (extra, want) in cases {
+            // Top-level keys first, tables after the rest of the suite.
+            let (top, tables) = match extra.find('[') {
+                Some(0) => ("", extra),
+                _ if extra.starts_with("backends") => match extra.find("\n[") {
+                    Some(i) => (&extra[..=i], &extra[i + 1..]),
+                    None => (extra, ""),
+                },
+                _ => ("", extra),
+            };
+            let text = format!("{top}{GOOD}\n{tables}");
+            let e = parse(&text).unwrap_err();
+            assert!(e.to_string().contains(want), "{extra:?}: {e}");
+            assert!(e.to_string().contains("t.toml"), "{e}");
+        }
+    }
 
     #[test]
     fn expands_the_matrix_model_major() {

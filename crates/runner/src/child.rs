@@ -59,7 +59,7 @@ pub enum Line {
 pub struct Supervised {
     child: Child,
     pid: Option<u32>,
-    stdout: Lines<BufReader<ChildStdout>>,
+    stdout: Option<Lines<BufReader<ChildStdout>>>,
     log: Arc<Mutex<LogTail>>,
     /// The task copying stderr into `log`; awaited (bounded) before a failure's tail is read.
     stderr_task: Option<tokio::task::JoinHandle<()>>,
@@ -143,7 +143,7 @@ impl Supervised {
         tokio::spawn(async move {
             let _ = stdin.write_all(&job).await;
         });
-        let stdout = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+        let stdout = Some(BufReader::new(child.stdout.take().expect("stdout is piped")).lines());
         let log = Arc::new(Mutex::new(LogTail::default()));
         let mut stderr = child.stderr.take().expect("stderr is piped");
         let sink = Arc::clone(&log);
@@ -169,9 +169,38 @@ impl Supervised {
         self.pid
     }
 
+    /// For a child that talks over the network (a server): its stdout joins the log tail
+    /// instead of being read as lines, so a chatty child never blocks on a full pipe.
+    pub fn log_stdout(&mut self) {
+        let Some(stdout) = self.stdout.take() else {
+            return;
+        };
+        let sink = Arc::clone(&self.log);
+        tokio::spawn(async move {
+            let mut inner = stdout.into_inner();
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = inner.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(&buf[..n]);
+            }
+        });
+    }
+
+    /// Whether the child has exited (without waiting).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// The next stdout line, or EOF, or a timeout at `deadline`.
     pub async fn next_line(&mut self, deadline: Instant) -> Line {
-        match tokio::time::timeout_at(deadline, self.stdout.next_line()).await {
+        let Some(stdout) = self.stdout.as_mut() else {
+            return Line::Eof;
+        };
+        match tokio::time::timeout_at(deadline, stdout.next_line()).await {
             Err(_) => Line::Timeout,
             Ok(Ok(Some(line))) => Line::Text(line),
             Ok(Ok(None)) => Line::Eof,

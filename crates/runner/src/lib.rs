@@ -3,17 +3,19 @@
 //! supervises it (timeouts, crashes, interrupts), and reports everything as [`RunEvent`]s
 //! on a bounded channel. It knows no SQL: the CLI subscribes and stores.
 
+pub mod backends;
 pub mod child;
 pub mod host;
+pub mod serve;
 mod telemetry;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tokbench_core::{
-    BackendBuild, Cell, CellResult, EngineParams, MetricSource, ModelRecord, ModelSource,
-    Repetition, ResultStatus, Suite,
+    BackendBuild, BackendKind, Cell, CellResult, EngineParams, MetricSource, ModelRecord,
+    ModelSource, Repetition, ResultStatus, Suite,
 };
 use tokbench_engine::protocol::{EngineEvent, EngineJob, EngineTest, PROTOCOL_VERSION};
 use tokio::sync::{mpsc, watch};
@@ -22,9 +24,9 @@ use tokio::time::Instant;
 use crate::child::{describe_exit, died_by_signal, Line, Supervised};
 
 /// How long a child gets to stop after SIGTERM before SIGKILL.
-const GRACE: Duration = Duration::from_secs(3);
+pub(crate) const GRACE: Duration = Duration::from_secs(3);
 /// Lines of a failed backend's log kept with its result.
-const LOG_LINES: usize = 40;
+pub(crate) const LOG_LINES: usize = 40;
 
 /// A model ready to load: the file and what it is.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,9 +91,11 @@ pub struct RunPlan {
     /// Sample power, energy and memory at this interval while the engine works (`None`:
     /// no telemetry).
     pub telemetry_interval: Option<std::time::Duration>,
+    /// The suite's other backends as the CLI found them (missing: unavailable).
+    pub backends: BTreeMap<BackendKind, backends::BackendTarget>,
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -153,28 +157,36 @@ pub async fn probe_engine(engine: &EngineCommand) -> Result<BackendBuild, String
     result
 }
 
-/// Cells that share one model load: same model, same load parameters.
+/// Cells that share one model load: same model, same backend, same load parameters (a
+/// server backend: the same engine parameters, since they are the server's arguments).
 #[derive(Debug)]
 struct LoadGroup {
     model: ModelSource,
+    backend: BackendKind,
     load_key: (u32, bool),
+    server_params: Option<EngineParams>,
     cells: Vec<(Cell, EngineParams)>,
 }
 
-/// Cells grouped by model and load parameters, in run order.
+/// Cells grouped by model, backend and load parameters, in run order.
 fn load_groups(cells: Vec<Cell>, default_threads: u32) -> Vec<LoadGroup> {
     let mut groups: Vec<LoadGroup> = Vec::new();
     for cell in cells {
         let params = cell.engine.resolve(default_threads);
         let load_key = params.load_key();
-        match groups
-            .iter_mut()
-            .find(|g| g.model == cell.model && g.load_key == load_key)
-        {
+        let server_params = cell.backend.is_server().then_some(params);
+        match groups.iter_mut().find(|g| {
+            g.model == cell.model
+                && g.backend == cell.backend
+                && g.load_key == load_key
+                && g.server_params == server_params
+        }) {
             Some(g) => g.cells.push((cell, params)),
             None => groups.push(LoadGroup {
                 model: cell.model.clone(),
+                backend: cell.backend,
                 load_key,
+                server_params,
                 cells: vec![(cell, params)],
             }),
         }
@@ -182,20 +194,50 @@ fn load_groups(cells: Vec<Cell>, default_threads: u32) -> Vec<LoadGroup> {
     groups
 }
 
-struct Ctx<'a> {
-    plan: &'a RunPlan,
-    tx: &'a mpsc::Sender<RunEvent>,
-    cancel: watch::Receiver<bool>,
-    outcome: RunOutcome,
-    telemetry: Option<telemetry::RunTelemetry>,
+pub(crate) struct Ctx<'a> {
+    pub(crate) plan: &'a RunPlan,
+    pub(crate) tx: &'a mpsc::Sender<RunEvent>,
+    pub(crate) cancel: watch::Receiver<bool>,
+    pub(crate) outcome: RunOutcome,
+    pub(crate) telemetry: Option<telemetry::RunTelemetry>,
 }
 
 impl Ctx<'_> {
-    fn cancelled(&self) -> bool {
+    pub(crate) fn cancelled(&self) -> bool {
         *self.cancel.borrow()
     }
 
     async fn finish(&mut self, result: CellResult, model_name: &str, model: Option<&ModelRecord>) {
+        let build = self.plan.build.clone();
+        let expected = self.plan.suite.repetitions;
+        self.finish_with(result, model_name, model, &build, expected)
+            .await;
+    }
+
+    /// Reports a result measured by `build`, which expected `repetitions_expected`
+    /// repetitions (requests, for a server backend).
+    pub(crate) async fn finish_with(
+        &mut self,
+        result: CellResult,
+        model_name: &str,
+        model: Option<&ModelRecord>,
+        build: &BackendBuild,
+        repetitions_expected: u32,
+    ) {
+        // A server cell stores two rows (client and server); count the cell once.
+        if result.metric_source == MetricSource::Server {
+            let _ = self
+                .tx
+                .send(RunEvent::CellFinished {
+                    result: Box::new(result),
+                    model_name: model_name.to_string(),
+                    model: model.cloned().map(Box::new),
+                    build: Box::new(build.clone()),
+                    repetitions_expected,
+                })
+                .await;
+            return;
+        }
         if result.status == ResultStatus::Ok {
             self.outcome.cells_ok += 1;
         } else {
@@ -207,14 +249,14 @@ impl Ctx<'_> {
                 result: Box::new(result),
                 model_name: model_name.to_string(),
                 model: model.cloned().map(Box::new),
-                build: Box::new(self.plan.build.clone()),
-                repetitions_expected: self.plan.suite.repetitions,
+                build: Box::new(build.clone()),
+                repetitions_expected,
             })
             .await;
     }
 }
 
-fn unmeasured(
+pub(crate) fn unmeasured(
     cell: &Cell,
     params: EngineParams,
     status: ResultStatus,
@@ -233,6 +275,8 @@ fn unmeasured(
         allocated: None,
         telemetry: None,
         repetitions: Vec::new(),
+        serving: None,
+        backend_json: None,
         log_tail,
         started_at: now_rfc3339(),
         duration_ms: 0.0,
@@ -275,6 +319,7 @@ pub async fn run(
     let mut prepared: HashMap<ModelSource, Result<PreparedModel, String>> = HashMap::new();
     for LoadGroup {
         model: source,
+        backend,
         cells,
         ..
     } in groups
@@ -321,7 +366,10 @@ pub async fn run(
             }
             Ok(model) => {
                 let model = model.clone();
-                run_group(&mut ctx, &model, &name, cells).await;
+                match backend {
+                    BackendKind::Engine => run_group(&mut ctx, &model, &name, cells).await,
+                    other => other_backend(&mut ctx, other, &model, &name, cells).await,
+                }
                 if ctx.outcome.interrupted {
                     break;
                 }
@@ -334,8 +382,84 @@ pub async fn run(
     ctx.outcome
 }
 
+/// Runs cells on a backend other than the embedded engine.
+async fn other_backend(
+    ctx: &mut Ctx<'_>,
+    kind: BackendKind,
+    model: &PreparedModel,
+    name: &str,
+    cells: Vec<(Cell, EngineParams)>,
+) {
+    let target = ctx
+        .plan
+        .backends
+        .get(&kind)
+        .cloned()
+        .unwrap_or_else(|| backends::BackendTarget {
+            program: None,
+            build: BackendBuild {
+                name: kind.name().into(),
+                version: "unavailable".into(),
+                commit: None,
+                accel: "unknown".into(),
+                flags: String::new(),
+            },
+            unavailable: Some(format!("{kind} was not resolved before the run")),
+        });
+    if let Some(reason) = &target.unavailable {
+        for (cell, params) in cells {
+            let mut r = unmeasured(
+                &cell,
+                params,
+                ResultStatus::Unavailable,
+                reason.clone(),
+                None,
+            );
+            if kind.is_server() {
+                r.metric_source = MetricSource::Client;
+            }
+            ctx.finish_with(r, name, Some(&model.record), &target.build, 0)
+                .await;
+        }
+        return;
+    }
+    match kind {
+        BackendKind::LlamaBench => {
+            let program = target.program.clone().expect("llama-bench has a program");
+            for (cell, params) in cells {
+                if ctx.cancelled() {
+                    ctx.outcome.interrupted = true;
+                    return;
+                }
+                let _ = ctx
+                    .tx
+                    .send(RunEvent::CellStarted {
+                        index: cell.index,
+                        label: format!(
+                            "{} {} llama-bench t{}",
+                            cell.model.display_name(),
+                            cell.test.label(),
+                            params.n_threads
+                        ),
+                    })
+                    .await;
+                let (r, build) =
+                    backends::llama_bench_cell(ctx, &program, model, &cell, params, &target.build)
+                        .await;
+                let expected = ctx.plan.suite.repetitions;
+                ctx.finish_with(r, name, Some(&model.record), &build, expected)
+                    .await;
+                if ctx.outcome.interrupted {
+                    return;
+                }
+            }
+        }
+        _ => backends::server_group(ctx, kind, &target, model, name, cells).await,
+    }
+}
+
 /// Resolves once `cancel` turns true (never, if its sender is gone without doing so).
-async fn until_cancelled(cancel: &mut watch::Receiver<bool>) {
+pub(crate) async fn until_cancelled(cancel: &mut watch::Receiver<bool>) {
     if cancel.wait_for(|c| *c).await.is_err() {
         std::future::pending::<()>().await;
     }
@@ -603,6 +727,8 @@ async fn run_group(
                             .map(|t| t.cell(p.start_ns, &p.windows)),
                         // A failed cell has no figures, only the reason.
                         repetitions: if complete { p.reps } else { Vec::new() },
+                        serving: None,
+                        backend_json: None,
                         log_tail: None,
                         started_at: p.started_at,
                         duration_ms: p

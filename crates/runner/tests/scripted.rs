@@ -226,6 +226,7 @@ fn plan(suite: Suite, engine: EngineCommand) -> RunPlan {
         skip: BTreeSet::new(),
         build: build(),
         telemetry_interval: None,
+        backends: Default::default(),
     }
 }
 

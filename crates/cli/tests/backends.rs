@@ -1,0 +1,474 @@
+//! Real backends on the synthesized tiny model: llama-bench and llama-server built by
+//! `tokbench backends build` from the vendored llama.cpp (the first test to need them builds
+//! them, minutes, into the test cache), driven by the real binary into a real SQLite file.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::*;
+
+fn tools_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("llama-tools")
+}
+
+/// The tools' bin dir, built once per test binary.
+fn tools() -> &'static PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = tokbench(&["backends", "build"])
+            .env("TOKBENCH_TOOLS_DIR", tools_dir())
+            .output()
+            .expect("tokbench runs");
+        assert!(
+            out.status.success(),
+            "tokbench backends build failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+}
+
+fn with_tools(args: &[&str]) -> Command {
+    tools();
+    let mut c = tokbench(args);
+    c.env("TOKBENCH_TOOLS_DIR", tools_dir())
+        .env_remove("TOKBENCH_LLAMA_BENCH")
+        .env_remove("TOKBENCH_LLAMA_SERVER");
+    c
+}
+
+/// Processes whose command line mentions `needle` (the process table, for orphans).
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if e.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) && !cmd.contains("cargo") {
+                out.push(cmd);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn backends_lists_the_built_tools() {
+    let out = with_tools(&["backends", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found = |name: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["backend"] == name)
+            .unwrap_or_else(|| panic!("{name} in {v}"))
+            .clone()
+    };
+    for name in ["llama-bench", "llama-server"] {
+        let r = found(name);
+        assert_eq!(r["found"], "yes", "{r}");
+        assert!(
+            r["where"].as_str().unwrap().contains("tokbench build"),
+            "{r}"
+        );
+    }
+    assert_eq!(found("engine")["found"], "yes");
+}
+
+#[test]
+fn engine_llama_bench_and_llama_server_side_by_side() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        "cc.toml",
+        "name = \"cc\"\nbackends = [\"engine\", \"llama-bench\", \"llama-server\"]\n\
+         [[model]]\nsynth = \"tiny\"\nquants = [\"Q8_0\"]\n[engine]\nthreads = 2\n\
+         [workload]\ntests = [\"pp64\", \"tg16\"]\nrepetitions = 2\nwarmup = true\ntimeout_s = 120\n\
+         [serve]\nconcurrency = [1, 2]\nrequests_per_stream = 2\n",
+    );
+    let db = tmp.path().join("cc.db");
+    let out = with_tools(&[
+        "run",
+        suite.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--plain",
+    ])
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("8 ok, 0 failed of 8"), "{err}");
+    let rows = query(
+        &db,
+        "SELECT * FROM v_results ORDER BY backend, test, concurrency, metric_source",
+    );
+    // engine 2 + llama-bench 2 + llama-server (2 tests × 2 levels × client/server).
+    assert_eq!(rows.len(), 12, "{rows:?}");
+    for r in &rows {
+        assert_eq!(s(r, "status"), "ok", "{r:?}");
+    }
+    let of = |backend: &str, test: &str| -> Vec<&serde_json::Map<String, serde_json::Value>> {
+        rows.iter()
+            .filter(|r| s(r, "backend") == backend && s(r, "test") == test)
+            .collect()
+    };
+    let lb_pp = of("llama-bench", "pp64")[0];
+    assert_eq!(s(lb_pp, "metric_source"), "engine");
+    assert_eq!(f(lb_pp, "n_reps"), Some(2.0));
+    assert!(f(lb_pp, "prefill_tps").unwrap() > 0.0);
+    // llama-bench's own record, every field of it, is kept.
+    let raw = query(&db, "SELECT backend_json FROM result r JOIN backend_build b ON b.id = r.backend_build_id WHERE b.name = 'llama-bench'");
+    let j: serde_json::Value = serde_json::from_str(s(&raw[0], "backend_json")).unwrap();
+    for k in [
+        "build_commit",
+        "cpu_info",
+        "model_type",
+        "samples_ns",
+        "n_threads",
+    ] {
+        assert!(j.get(k).is_some(), "{k} in {j}");
+    }
+    // llama-server: client and server figures side by side, per concurrency level.
+    let srv_tg = of("llama-server", "tg16");
+    assert_eq!(srv_tg.len(), 4);
+    for r in &srv_tg {
+        assert_eq!(s(r, "workload_kind"), "serve");
+        assert!(f(r, "decode_tps").unwrap() > 0.0, "{r:?}");
+    }
+    let client_c2 = srv_tg
+        .iter()
+        .find(|r| s(r, "metric_source") == "client" && f(r, "concurrency") == Some(2.0))
+        .unwrap();
+    assert_eq!(f(client_c2, "n_requests"), Some(4.0));
+    assert_eq!(f(client_c2, "n_requests_failed"), Some(0.0));
+    for k in [
+        "ttft_p50_ms",
+        "ttft_p99_ms",
+        "tpot_ms",
+        "itl_p50_ms",
+        "itl_p99_ms",
+        "e2e_p50_ms",
+        "request_throughput",
+        "output_tps",
+    ] {
+        assert!(f(client_c2, k).unwrap() > 0.0, "{k}: {client_c2:?}");
+    }
+    assert!(f(client_c2, "ttft_p99_ms").unwrap() >= f(client_c2, "ttft_p50_ms").unwrap());
+    let server_pp = of("llama-server", "pp64")
+        .into_iter()
+        .find(|r| s(r, "metric_source") == "server")
+        .unwrap();
+    assert!(
+        f(server_pp, "prefill_tps").unwrap() > 0.0,
+        "the server's own prompt rate"
+    );
+    assert_eq!(
+        f(server_pp, "decode_tps"),
+        None,
+        "one generated token is not a decode rate"
+    );
+    // Every request's raw timings, with the exact prompt length the tokenizer built.
+    let reqs = query(&db, "SELECT q.* FROM request q JOIN result r ON r.id = q.result_id JOIN workload w ON w.id = r.workload_id WHERE w.label = 'pp64'");
+    assert_eq!(reqs.len(), 2 + 4);
+    for q in &reqs {
+        assert_eq!(f(q, "n_prompt"), Some(64.0), "{q:?}");
+        assert!(q["error"].is_null());
+        assert!(s(q, "server_json").contains("prompt_ms"));
+    }
+    // The server was stopped with its process group.
+    assert!(processes_with("llama-server")
+        .iter()
+        .all(|p| !p.contains(tmp.path().to_str().unwrap())));
+    let shown = with_tools(&["results", "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains("llama-bench") && text.contains("llama-server") && text.contains("client"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_openai_client_against_llama_server_v1_keeps_the_key_out() {
+    let bin = tools().join("llama-server");
+    let model = {
+        // The tiny model, synthesized into the shared cache.
+        run_ok(&["model", "synth", "--arch", "tiny", "--quant", "Q8_0"]);
+        std::fs::read_dir(cache_dir().join("models"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                let n = p.file_name().unwrap().to_string_lossy().into_owned();
+                n.starts_with("synth-tiny-s0-") && n.contains("-Q8_0-") && n.ends_with(".gguf")
+            })
+            .unwrap()
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(&bin)
+        .args([
+            "-m",
+            model.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+            "-t",
+            "2",
+            "-c",
+            "1024",
+            "--api-key",
+            "sekrit-key-123",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        "oa.toml",
+        &format!(
+            "name = \"oa\"\nbackends = [\"openai\"]\n[backend.openai]\nbase_url = \"http://127.0.0.1:{port}/v1\"\n\
+             model = \"tiny\"\napi_key_env = \"TB_TEST_KEY\"\nstartup_timeout_s = 60\n\
+             [[model]]\nsynth = \"tiny\"\nquants = [\"Q8_0\"]\n[workload]\ntests = [\"pp32\", \"tg8\"]\n\
+             repetitions = 2\ntimeout_s = 60\n"
+        ),
+    );
+    let db = tmp.path().join("oa.db");
+    let out = with_tools(&[
+        "run",
+        suite.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--plain",
+    ])
+    .env("TB_TEST_KEY", "sekrit-key-123")
+    .output()
+    .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    let rows = query(
+        &db,
+        "SELECT * FROM v_results WHERE metric_source = 'client' ORDER BY test",
+    );
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for r in &rows {
+        assert_eq!(s(r, "status"), "ok", "{r:?}");
+        assert_eq!(s(r, "backend"), "openai");
+        assert!(f(r, "ttft_ms").unwrap() > 0.0);
+    }
+    // The key authenticated every request and is nowhere in what tokbench kept.
+    assert!(!err.contains("sekrit-key-123"));
+    let mut bytes = std::fs::read(&db).unwrap();
+    if let Ok(w) = std::fs::read(db.with_extension("db-wal")) {
+        bytes.extend(w);
+    }
+    assert!(
+        !bytes.windows(14).any(|w| w == b"sekrit-key-123"),
+        "the API key reached the database"
+    );
+}
+
+#[test]
+fn a_server_that_never_becomes_healthy_fails_and_the_suite_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A "server" that ignores its arguments and never listens.
+    let fake = tmp.path().join("never-healthy.sh");
+    std::fs::write(&fake, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&fake).unwrap().permissions(),
+        0o755,
+    );
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        "nh.toml",
+        &format!(
+            "name = \"nh\"\nbackends = [\"llama-server\", \"engine\"]\n[backend.llama-server]\nbinary = \"{}\"\n\
+             startup_timeout_s = 1.5\n[[model]]\nsynth = \"tiny\"\nquants = [\"Q8_0\"]\n[engine]\nthreads = 2\n\
+             [workload]\ntests = [\"tg8\"]\nrepetitions = 2\ntimeout_s = 60\n",
+            fake.display()
+        ),
+    );
+    let db = tmp.path().join("nh.db");
+    let started = std::time::Instant::now();
+    let out = tokbench(&[
+        "run",
+        suite.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--plain",
+    ])
+    .output()
+    .unwrap();
+    assert!(started.elapsed().as_secs() < 60);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "some cells failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = query(
+        &db,
+        "SELECT backend, status, error FROM v_results ORDER BY backend",
+    );
+    assert_eq!(s(&rows[0], "backend"), "engine");
+    assert_eq!(s(&rows[0], "status"), "ok", "the next cell ran");
+    assert_eq!(s(&rows[1], "status"), "timeout");
+    assert!(
+        s(&rows[1], "error").contains("not healthy within"),
+        "{rows:?}"
+    );
+    assert!(
+        processes_with(fake.to_str().unwrap()).is_empty(),
+        "the server outlived tokbench"
+    );
+}
+
+#[test]
+fn a_server_that_exits_at_start_and_a_missing_binary() {
+    let bin = tools().join("llama-server");
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        "bad.toml",
+        &format!(
+            "name = \"bad\"\nbackends = [\"llama-server\", \"llama-bench\"]\n\
+             [backend.llama-server]\nbinary = \"{}\"\nargs = [\"--no-such-flag\"]\n\
+             [backend.llama-bench]\nbinary = \"/nonexistent/llama-bench\"\n\
+             [[model]]\nsynth = \"tiny\"\nquants = [\"Q8_0\"]\n[engine]\nthreads = 2\n\
+             [workload]\ntests = [\"tg8\"]\nrepetitions = 2\ntimeout_s = 60\n",
+            bin.display()
+        ),
+    );
+    let db = tmp.path().join("bad.db");
+    let out = with_tools(&[
+        "run",
+        suite.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--plain",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = query(&db, "SELECT r.status, r.error, r.log_tail, v.backend FROM result r JOIN v_results v ON v.result_id = r.id ORDER BY v.backend");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(s(&rows[0], "backend"), "llama-bench");
+    assert_eq!(s(&rows[0], "status"), "unavailable");
+    assert!(
+        s(&rows[0], "error").contains("/nonexistent/llama-bench"),
+        "{rows:?}"
+    );
+    assert_eq!(s(&rows[1], "status"), "failed");
+    assert!(
+        s(&rows[1], "error").contains("before it was healthy"),
+        "{rows:?}"
+    );
+    assert!(
+        s(&rows[1], "log_tail").contains("no-such-flag"),
+        "the server's own words: {rows:?}"
+    );
+}
+
+/// Where vLLM is installed: `TOKBENCH_VLLM_MODEL` names a model it can serve
+/// (e.g. `facebook/opt-125m`).
+#[test]
+#[ignore = "needs vllm (and TOKBENCH_VLLM_MODEL)"]
+fn vllm_live() {
+    let model = std::env::var("TOKBENCH_VLLM_MODEL").expect("TOKBENCH_VLLM_MODEL");
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        "v.toml",
+        &format!(
+            "name = \"v\"\nbackends = [\"vllm\"]\n[backend.vllm]\nmodel = \"{model}\"\nstartup_timeout_s = 600\n\
+             [[model]]\nsynth = \"tiny\"\nquants = [\"Q8_0\"]\n[workload]\ntests = [\"pp128\", \"tg32\"]\n\
+             repetitions = 2\ntimeout_s = 120\n[serve]\nconcurrency = [1, 4]\n"
+        ),
+    );
+    let db = tmp.path().join("v.db");
+    let out = tokbench(&[
+        "run",
+        suite.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--plain",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = query(
+        &db,
+        "SELECT * FROM v_results WHERE metric_source = 'client'",
+    );
+    assert_eq!(rows.len(), 4);
+    assert!(rows
+        .iter()
+        .all(|r| s(r, "status") == "ok" && f(r, "ttft_p50_ms").is_some()));
+}
+
+/// Where Ollama runs (`OLLAMA_HOST` or localhost:11434) with `TOKBENCH_OLLAMA_MODEL`
+/// pulled (e.g. `llama3.2:1b`).
+#[test]
+#[ignore = "needs ollama (and TOKBENCH_OLLAMA_MODEL pulled)"]
+fn ollama_live() {
+    let model = std::env::var("TOKBENCH_OLLAMA_MODEL").expect("TOKBENCH_OLLAMA_MODEL");
+    let host = std::env::var("OLLAMA_HOST").unwrap_or_else(|_| "127.0.0.1:11434".into());
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        "o.toml",
+        &format!(
+            "name = \"o\"\nbackends = [\"ollama\"]\n[backend.ollama]\nbase_url = \"http://{host}\"\nmodel = \"{model}\"\n\
+             [[model]]\nsynth = \"tiny\"\nquants = [\"Q8_0\"]\n[workload]\ntests = [\"tg32\"]\n\
+             repetitions = 2\ntimeout_s = 120\n"
+        ),
+    );
+    let db = tmp.path().join("o.db");
+    let out = tokbench(&[
+        "run",
+        suite.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--plain",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = query(&db, "SELECT * FROM v_results ORDER BY metric_source");
+    assert_eq!(rows.len(), 2, "client and server rows");
+    let ps = query(&db, "SELECT json_extract(backend_json, '$.models[0].size_vram') AS vram FROM result WHERE metric_source = 'client'");
+    assert!(
+        f(&ps[0], "vram").is_some(),
+        "/api/ps size_vram kept: {ps:?}"
+    );
+}

@@ -1,0 +1,717 @@
+//! The backends other than the embedded engine: llama-bench (spawned per cell with
+//! `-o json`, every field it prints kept) and the server backends (llama-server and
+//! `vllm serve` spawned, any OpenAI-compatible endpoint attached), measured by the
+//! streaming client with the server's own figures beside the client's.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokbench_core::serving::{ServingResult, ServingSummary};
+use tokbench_core::{
+    BackendBuild, BackendKind, Cell, CellResult, EngineParams, MetricSource, Repetition,
+    ResultStatus,
+};
+use tokio::time::Instant;
+
+use crate::child::{describe_exit, died_by_signal, Line, Supervised};
+use crate::serve::client::{Api, Endpoint};
+use crate::serve::{self, Arrivals};
+use crate::{now_rfc3339, unmeasured, until_cancelled, Ctx, PreparedModel, GRACE, LOG_LINES};
+
+/// A backend as the CLI resolved it before the run: the program to spawn (or none, for an
+/// endpoint to attach to), its build, or why it cannot run here.
+#[derive(Debug, Clone)]
+pub struct BackendTarget {
+    pub program: Option<PathBuf>,
+    pub build: BackendBuild,
+    /// Set when the backend is not installed or cannot run: its cells are stored as
+    /// `unavailable` with this reason.
+    pub unavailable: Option<String>,
+}
+
+/// `llama-bench` arguments for one cell (an argument vector; `-o json`).
+pub fn llama_bench_args(
+    model: &std::path::Path,
+    cell: &Cell,
+    p: &EngineParams,
+    repetitions: u32,
+    warmup: bool,
+    extra: &[String],
+) -> Vec<String> {
+    let t = cell.test;
+    let mut a: Vec<String> = vec![
+        "-m".into(),
+        model.display().to_string(),
+        "-p".into(),
+        t.n_prompt.to_string(),
+        "-n".into(),
+        t.n_gen.to_string(),
+        "-d".into(),
+        t.n_depth.to_string(),
+        "-r".into(),
+        repetitions.to_string(),
+        "-t".into(),
+        p.n_threads.to_string(),
+        "-b".into(),
+        p.n_batch.to_string(),
+        "-ub".into(),
+        p.n_ubatch.to_string(),
+        "-ngl".into(),
+        p.n_gpu_layers.to_string(),
+        "-fa".into(),
+        if p.flash_attn { "1" } else { "0" }.into(),
+        "-ctk".into(),
+        p.type_k.name().into(),
+        "-ctv".into(),
+        p.type_v.name().into(),
+        "-mmp".into(),
+        if p.use_mmap { "1" } else { "0" }.into(),
+        "-o".into(),
+        "json".into(),
+    ];
+    if !warmup {
+        a.push("--no-warmup".into());
+    }
+    a.extend(extra.iter().cloned());
+    a
+}
+
+/// Runs one cell through llama-bench and returns its result and the build llama-bench
+/// reported (commit, backends, CPU/GPU).
+pub(crate) async fn llama_bench_cell(
+    ctx: &mut Ctx<'_>,
+    program: &std::path::Path,
+    model: &PreparedModel,
+    cell: &Cell,
+    params: EngineParams,
+    base_build: &BackendBuild,
+) -> (CellResult, BackendBuild) {
+    let suite = &ctx.plan.suite;
+    let extra = suite.settings(BackendKind::LlamaBench).args;
+    let args = llama_bench_args(
+        &model.path,
+        cell,
+        &params,
+        suite.repetitions,
+        suite.warmup,
+        &extra,
+    );
+    let started_at = now_rfc3339();
+    let t0 = std::time::Instant::now();
+    let start_ns = tokbench_telemetry::monotonic_ns();
+    let mut child = match Supervised::spawn(program, &args, &[], "").await {
+        Ok(c) => c,
+        Err(e) => {
+            let r = unmeasured(
+                cell,
+                params,
+                ResultStatus::Unavailable,
+                format!("cannot start llama-bench {}: {e}", program.display()),
+                None,
+            );
+            return (r, base_build.clone());
+        }
+    };
+    if let Some(t) = &ctx.telemetry {
+        t.follow(child.pid());
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(suite.timeout_s);
+    let mut out = String::new();
+    let mut cancel = ctx.cancel.clone();
+    let mut failure: Option<(ResultStatus, String)> = None;
+    loop {
+        let line = tokio::select! {
+            l = child.next_line(deadline) => l,
+            () = until_cancelled(&mut cancel) => {
+                child.terminate(GRACE).await;
+                ctx.outcome.interrupted = true;
+                failure = Some((ResultStatus::Interrupted, "run interrupted (SIGINT/SIGTERM) while this cell was running".into()));
+                break;
+            }
+        };
+        match line {
+            Line::Text(t) => {
+                out.push_str(&t);
+                out.push('\n');
+                if out.len() > tokbench_core::llama_bench::MAX_INPUT_BYTES {
+                    child.terminate(GRACE).await;
+                    failure = Some((
+                        ResultStatus::Failed,
+                        "llama-bench printed more than 16 MiB: stopped".into(),
+                    ));
+                    break;
+                }
+            }
+            Line::Eof => break,
+            Line::Unreadable(e) => {
+                child.terminate(GRACE).await;
+                failure = Some((
+                    ResultStatus::Failed,
+                    format!("llama-bench output is unreadable: {e}"),
+                ));
+                break;
+            }
+            Line::Timeout => {
+                let how = child
+                    .terminate(GRACE)
+                    .await
+                    .map(|s| describe_exit(&s))
+                    .unwrap_or_else(|| "could not be reaped".into());
+                failure = Some((
+                    ResultStatus::Timeout,
+                    format!(
+                        "llama-bench did not finish within {:.0} s; it was stopped ({how})",
+                        suite.timeout_s
+                    ),
+                ));
+                break;
+            }
+        }
+    }
+    let ended = child.wait_or_stop(GRACE).await;
+    let tail = child.log_tail(LOG_LINES).await;
+    let telemetry = ctx.telemetry.as_ref().map(|t| t.cell(start_ns, &[]));
+    let fail = |status, reason: String| {
+        let mut r = unmeasured(cell, params, status, reason, Some(tail.clone()));
+        r.started_at = started_at.clone();
+        r.duration_ms = t0.elapsed().as_secs_f64() * 1e3;
+        r.telemetry = telemetry.clone();
+        (r, base_build.clone())
+    };
+    if let Some((status, reason)) = failure {
+        return fail(status, reason);
+    }
+    match ended.status {
+        Some(s) if died_by_signal(&s) => {
+            return fail(
+                ResultStatus::Crashed,
+                format!("llama-bench {}", describe_exit(&s)),
+            )
+        }
+        Some(s) if !s.success() => {
+            return fail(
+                ResultStatus::Failed,
+                format!("llama-bench {}", describe_exit(&s)),
+            )
+        }
+        None => {
+            return fail(
+                ResultStatus::Failed,
+                "llama-bench could not be reaped".into(),
+            )
+        }
+        _ => {}
+    }
+    let records = match tokbench_core::llama_bench::parse_json(&out) {
+        Ok(r) => r,
+        Err(e) => return fail(ResultStatus::Failed, format!("llama-bench output: {e}")),
+    };
+    let raw: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap_or_default();
+    let want = cell.test;
+    let Some((i, rec)) = records
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.test_spec() == want)
+    else {
+        return fail(
+            ResultStatus::Failed,
+            format!(
+                "llama-bench reported no {} test ({} records)",
+                want.label(),
+                records.len()
+            ),
+        );
+    };
+    let mut r = match rec.cell_result(cell.index) {
+        Ok(r) => r,
+        Err(e) => return fail(ResultStatus::Failed, format!("llama-bench output: {e}")),
+    };
+    if r.repetitions.len() != suite.repetitions as usize {
+        return fail(
+            ResultStatus::Failed,
+            format!(
+                "llama-bench reported {} of {} repetitions",
+                r.repetitions.len(),
+                suite.repetitions
+            ),
+        );
+    }
+    // The cell as the suite asked for it (llama-bench echoes the same settings).
+    r.params = params;
+    r.started_at = started_at;
+    r.duration_ms = t0.elapsed().as_secs_f64() * 1e3;
+    r.telemetry = telemetry;
+    r.backend_json = raw.get(i).map(|v| v.to_string());
+    let build = BackendBuild {
+        name: "llama-bench".into(),
+        version: if rec.build_number > 0 {
+            format!("b{}", rec.build_number)
+        } else {
+            base_build.version.clone()
+        },
+        commit: Some(rec.build_commit.clone())
+            .filter(|c| !c.is_empty() && c != "unknown")
+            .or_else(|| base_build.commit.clone()),
+        accel: tokbench_core::llama_bench::accel_of(rec.backends.as_deref()),
+        flags: format!("{} | {}", rec.cpu_info, rec.gpu_info)
+            .trim_end_matches(" | ")
+            .to_string(),
+    };
+    (r, build)
+}
+
+/// A server cell that produced nothing: the client row carries the reason.
+fn server_failure(
+    cell: &Cell,
+    params: EngineParams,
+    status: ResultStatus,
+    reason: String,
+    tail: Option<String>,
+) -> CellResult {
+    let mut r = unmeasured(cell, params, status, reason, tail);
+    r.metric_source = MetricSource::Client;
+    r.serving = Some(Box::new(ServingResult {
+        summary: ServingSummary {
+            concurrency: cell.concurrency,
+            ..Default::default()
+        },
+        requests: Vec::new(),
+    }));
+    r
+}
+
+/// Runs every cell of one server backend that shares a model and engine parameters on one
+/// server: spawned (llama-server, vLLM) or attached (openai).
+pub(crate) async fn server_group(
+    ctx: &mut Ctx<'_>,
+    kind: BackendKind,
+    target: &BackendTarget,
+    model: &PreparedModel,
+    name: &str,
+    cells: Vec<(Cell, EngineParams)>,
+) {
+    let suite = &ctx.plan.suite;
+    let settings = suite.settings(kind);
+    let build = target.build.clone();
+    let http = serve::http_client();
+    let max_streams = cells
+        .iter()
+        .filter_map(|(c, _)| c.concurrency)
+        .max()
+        .unwrap_or(1);
+    let n_ctx_per_slot = cells
+        .iter()
+        .map(|(c, _)| c.test.n_depth + c.test.n_prompt.max(1) + c.test.n_gen.max(1) + 16)
+        .max()
+        .unwrap_or(512);
+    let params = cells[0].1;
+    let started = Instant::now();
+    // Spawn (or attach).
+    let mut child: Option<Supervised> = None;
+    let (base, api, tokenize_url) = match kind {
+        BackendKind::OpenAi => {
+            let base = settings.base_url.clone().unwrap_or_default();
+            let root = base.trim_end_matches("/v1").to_string();
+            (
+                base,
+                Api::OpenAiCompletions,
+                Some(format!("{root}/tokenize")),
+            )
+        }
+        _ => {
+            let Some(program) = &target.program else {
+                for (cell, p) in cells {
+                    let r = server_failure(
+                        &cell,
+                        p,
+                        ResultStatus::Unavailable,
+                        format!("{kind}: no program to start"),
+                        None,
+                    );
+                    ctx.finish_with(r, name, Some(&model.record), &build, 0)
+                        .await;
+                }
+                return;
+            };
+            let port = match serve::free_port() {
+                Ok(p) => p,
+                Err(e) => {
+                    for (cell, p) in cells {
+                        let r = server_failure(
+                            &cell,
+                            p,
+                            ResultStatus::Failed,
+                            format!("no free port for {kind}: {e}"),
+                            None,
+                        );
+                        ctx.finish_with(r, name, Some(&model.record), &build, 0)
+                            .await;
+                    }
+                    return;
+                }
+            };
+            let mut envs: Vec<(String, String)> = Vec::new();
+            let args = match kind {
+                BackendKind::Ollama => {
+                    envs.push(("OLLAMA_HOST".into(), format!("127.0.0.1:{port}")));
+                    let mut a = vec!["serve".to_string()];
+                    a.extend(settings.args.iter().cloned());
+                    a
+                }
+                BackendKind::Vllm => {
+                    let mut a = vec![
+                        "serve".to_string(),
+                        settings
+                            .model
+                            .clone()
+                            .unwrap_or_else(|| model.path.display().to_string()),
+                        "--host".into(),
+                        "127.0.0.1".into(),
+                        "--port".into(),
+                        port.to_string(),
+                    ];
+                    a.extend(settings.args.iter().cloned());
+                    a
+                }
+                _ => serve::llama_server_args(
+                    &model.path,
+                    port,
+                    &params,
+                    n_ctx_per_slot * max_streams,
+                    max_streams,
+                    &settings.args,
+                ),
+            };
+            match Supervised::spawn(program, &args, &envs, "").await {
+                Ok(mut c) => {
+                    c.log_stdout();
+                    if let Some(t) = &ctx.telemetry {
+                        t.follow(c.pid());
+                    }
+                    child = Some(c);
+                }
+                Err(e) => {
+                    for (cell, p) in cells {
+                        let r = server_failure(
+                            &cell,
+                            p,
+                            ResultStatus::Unavailable,
+                            format!("cannot start {kind} {}: {e}", program.display()),
+                            None,
+                        );
+                        ctx.finish_with(r, name, Some(&model.record), &build, 0)
+                            .await;
+                    }
+                    return;
+                }
+            }
+            let root = format!("http://127.0.0.1:{port}");
+            match kind {
+                BackendKind::Vllm => (
+                    format!("{root}/v1"),
+                    Api::OpenAiCompletions,
+                    Some(format!("{root}/tokenize")),
+                ),
+                _ => (
+                    root.clone(),
+                    Api::LlamaNative,
+                    Some(format!("{root}/tokenize")),
+                ),
+            }
+        }
+    };
+    let health = match kind {
+        BackendKind::OpenAi => format!("{base}/models"),
+        BackendKind::Ollama => format!("{base}/api/version"),
+        _ => format!("{}/health", base.trim_end_matches("/v1")),
+    };
+    let deadline = Instant::now() + Duration::from_secs_f64(settings.startup_timeout_s);
+    let mut cancel = ctx.cancel.clone();
+    let ready = tokio::select! {
+        r = serve::wait_healthy(&http, &health, child.as_mut(), deadline) => Some(r),
+        () = until_cancelled(&mut cancel) => None,
+    };
+    let load_ms = match ready {
+        None => {
+            ctx.outcome.interrupted = true;
+            if let Some(c) = child.as_mut() {
+                c.terminate(GRACE).await;
+            }
+            for (cell, p) in cells {
+                let r = server_failure(
+                    &cell,
+                    p,
+                    ResultStatus::Interrupted,
+                    "run interrupted (SIGINT/SIGTERM) while the server started".into(),
+                    None,
+                );
+                ctx.finish_with(r, name, Some(&model.record), &build, 0)
+                    .await;
+            }
+            return;
+        }
+        Some(Err(nr)) => {
+            let tail = match child.as_mut() {
+                Some(c) => {
+                    c.terminate(GRACE).await;
+                    Some(c.log_tail(LOG_LINES).await)
+                }
+                None => None,
+            };
+            for (cell, p) in cells {
+                let r = server_failure(&cell, p, nr.status, nr.reason.clone(), tail.clone());
+                ctx.finish_with(r, name, Some(&model.record), &build, 0)
+                    .await;
+            }
+            return;
+        }
+        Some(Ok(_)) => started.elapsed().as_secs_f64() * 1e3,
+    };
+    let api_key = settings
+        .api_key_env
+        .as_deref()
+        .and_then(|v| std::env::var(v).ok())
+        .filter(|k| !k.is_empty());
+    let ep = Endpoint {
+        base_url: base.clone(),
+        api,
+        model: settings
+            .model
+            .clone()
+            .or_else(|| (kind == BackendKind::Vllm).then(|| model.path.display().to_string())),
+        api_key,
+        ignore_eos: suite.serve.ignore_eos,
+        request_timeout: Duration::from_secs_f64(suite.timeout_s),
+    };
+    // The server's own description (llama-server /props): every field, once per group.
+    let props = match kind {
+        BackendKind::LlamaServer => {
+            match tokio::time::timeout(
+                Duration::from_secs(5),
+                http.get(format!("{base}/props")).send(),
+            )
+            .await
+            {
+                Ok(Ok(r)) if r.status().is_success() => r.text().await.ok(),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let mut first = true;
+    for (cell, p) in cells {
+        if ctx.cancelled() {
+            ctx.outcome.interrupted = true;
+            break;
+        }
+        if let Some(c) = child.as_mut() {
+            if let Some(status) = c.exited() {
+                let tail = c.log_tail(LOG_LINES).await;
+                let st = if died_by_signal(&status) {
+                    ResultStatus::Crashed
+                } else {
+                    ResultStatus::Failed
+                };
+                let r = server_failure(
+                    &cell,
+                    p,
+                    st,
+                    format!("the server {} before this cell", describe_exit(&status)),
+                    Some(tail),
+                );
+                ctx.finish_with(r, name, Some(&model.record), &build, 0)
+                    .await;
+                continue;
+            }
+        }
+        let _ = ctx
+            .tx
+            .send(crate::RunEvent::CellStarted {
+                index: cell.index,
+                label: format!(
+                    "{} {} {kind}{}",
+                    cell.model.display_name(),
+                    cell.test.label(),
+                    cell.concurrency
+                        .map(|c| format!(" c{c}"))
+                        .unwrap_or_default()
+                ),
+            })
+            .await;
+        let started_at = now_rfc3339();
+        let t0 = std::time::Instant::now();
+        let start_ns = tokbench_telemetry::monotonic_ns();
+        let arrivals = match (suite.serve.request_rate, cell.concurrency) {
+            (Some(rate), _) => Arrivals::Rate(rate),
+            (None, c) => Arrivals::Closed(c.unwrap_or(1)),
+        };
+        let per_stream = suite.serve.requests_per_stream.unwrap_or(suite.repetitions);
+        let n_requests = match arrivals {
+            Arrivals::Closed(c) => per_stream * c,
+            Arrivals::Rate(_) => per_stream,
+        };
+        let n_prompt = cell.test.n_depth + cell.test.n_prompt;
+        let max_tokens = cell.test.n_gen.max(1);
+        let warm = u32::from(suite.warmup);
+        let prompts = serve::build_prompts(
+            &http,
+            tokenize_url.as_deref(),
+            ep.model.as_deref(),
+            n_prompt.max(1),
+            n_requests + warm,
+            cell.index as u64,
+        )
+        .await;
+        let (warm_prompts, prompts) = prompts.split_at(warm as usize);
+        if let Some(w) = warm_prompts.first() {
+            // One request first, not measured: the server's first request pays one-off
+            // costs (graph allocation, caches).
+            let _ =
+                serve::client::timed_request(&http, &ep, 0, w, max_tokens, Instant::now()).await;
+        }
+        let mut cancel = ctx.cancel.clone();
+        let level = tokio::select! {
+            l = serve::run_level(&http, &ep, prompts.to_vec(), max_tokens, arrivals, cell.index as u64) => Some(l),
+            () = until_cancelled(&mut cancel) => None,
+        };
+        let Some((requests, duration_s)) = level else {
+            ctx.outcome.interrupted = true;
+            let r = server_failure(
+                &cell,
+                p,
+                ResultStatus::Interrupted,
+                "run interrupted (SIGINT/SIGTERM) while this cell was running".into(),
+                None,
+            );
+            ctx.finish_with(r, name, Some(&model.record), &build, n_requests)
+                .await;
+            break;
+        };
+        // Ollama says what it holds in device memory (`size_vram`) for the loaded model.
+        let ps = match kind {
+            BackendKind::Ollama => match tokio::time::timeout(
+                Duration::from_secs(5),
+                http.get(format!("{base}/api/ps")).send(),
+            )
+            .await
+            {
+                Ok(Ok(r)) if r.status().is_success() => r.text().await.ok(),
+                _ => None,
+            },
+            _ => None,
+        };
+        let summary = ServingSummary::of(
+            &requests,
+            cell.concurrency,
+            suite.serve.request_rate,
+            duration_s,
+        );
+        let failed = requests.iter().filter(|r| !r.ok()).count();
+        let (status, error) = if failed == 0 {
+            (ResultStatus::Ok, None)
+        } else {
+            let first_err = requests
+                .iter()
+                .find_map(|r| r.error.clone())
+                .unwrap_or_default();
+            let st = match child.as_mut().and_then(|c| c.exited()) {
+                Some(s) if died_by_signal(&s) => ResultStatus::Crashed,
+                _ => ResultStatus::Failed,
+            };
+            (
+                st,
+                Some(format!(
+                    "{failed} of {} requests failed; first: {first_err}",
+                    requests.len()
+                )),
+            )
+        };
+        let tail = match (&error, child.as_ref()) {
+            (Some(_), Some(c)) => Some(c.log_tail_now(LOG_LINES)),
+            _ => None,
+        };
+        let ok = status == ResultStatus::Ok;
+        let telemetry = ctx.telemetry.as_ref().map(|t| t.cell(start_ns, &[]));
+        let duration_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let client_reps: Vec<Repetition> = if ok {
+            requests
+                .iter()
+                .map(|q| Repetition {
+                    prefill_tps: None,
+                    decode_tps: q.decode_tps(),
+                    ttft_ms: q.ttft_ms,
+                    prompt_ms: None,
+                    gen_ms: q.e2e_ms,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let server_reps: Vec<Repetition> = if ok {
+            requests
+                .iter()
+                .filter_map(|q| q.server)
+                .map(|t| Repetition {
+                    // A pp test's one generated token and a tg test's one-token prompt say
+                    // nothing about the phase they stand in for.
+                    prefill_tps: t.prefill_tps().filter(|_| cell.test.n_prompt > 0),
+                    decode_tps: t
+                        .decode_tps()
+                        .filter(|_| cell.test.n_gen > 1 && t.predicted_n.unwrap_or(0) > 1),
+                    ttft_ms: None,
+                    prompt_ms: t.prompt_ms,
+                    gen_ms: t.predicted_ms,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let has_server_figures = !server_reps.is_empty();
+        let client = CellResult {
+            cell_index: cell.index,
+            test: cell.test,
+            params: p,
+            status,
+            error,
+            metric_source: MetricSource::Client,
+            load_ms: first.then_some(load_ms),
+            rss_peak_bytes: None,
+            allocated: None,
+            telemetry,
+            repetitions: client_reps,
+            serving: Some(Box::new(ServingResult { summary, requests })),
+            backend_json: ps.or_else(|| props.clone()),
+            log_tail: tail,
+            started_at: started_at.clone(),
+            duration_ms,
+        };
+        ctx.finish_with(client, name, Some(&model.record), &build, n_requests)
+            .await;
+        if has_server_figures {
+            let server = CellResult {
+                cell_index: cell.index,
+                test: cell.test,
+                params: p,
+                status: ResultStatus::Ok,
+                error: None,
+                metric_source: MetricSource::Server,
+                load_ms: None,
+                rss_peak_bytes: None,
+                allocated: None,
+                telemetry: None,
+                repetitions: server_reps,
+                serving: None,
+                backend_json: None,
+                log_tail: None,
+                started_at,
+                duration_ms,
+            };
+            ctx.finish_with(server, name, Some(&model.record), &build, n_requests)
+                .await;
+        }
+        first = false;
+    }
+    if let Some(mut c) = child {
+        c.terminate(GRACE).await;
+    }
+}
