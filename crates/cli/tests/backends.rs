@@ -176,6 +176,15 @@ fn engine_llama_bench_and_llama_server_side_by_side() {
         None,
         "one generated token is not a decode rate"
     );
+    assert!(
+        f(server_pp, "concurrency").is_some(),
+        "a server row belongs to its level's series"
+    );
+    assert_eq!(
+        f(server_pp, "ttft_p50_ms"),
+        None,
+        "latencies are the client's"
+    );
     // Every request's raw timings, with the exact prompt length the tokenizer built.
     let reqs = query(&db, "SELECT q.* FROM request q JOIN result r ON r.id = q.result_id JOIN workload w ON w.id = r.workload_id WHERE w.label = 'pp64'");
     assert_eq!(reqs.len(), 2 + 4);

@@ -700,7 +700,16 @@ pub(crate) async fn server_group(
                 allocated: None,
                 telemetry: None,
                 repetitions: server_reps,
-                serving: None,
+                // The level it belongs to (its series), without the client's latencies.
+                serving: Some(Box::new(ServingResult {
+                    summary: ServingSummary {
+                        concurrency: cell.concurrency,
+                        request_rate: suite.serve.request_rate,
+                        n_requests,
+                        ..Default::default()
+                    },
+                    requests: Vec::new(),
+                })),
                 backend_json: None,
                 log_tail: None,
                 started_at,
