@@ -147,6 +147,19 @@ pub struct ToolsBuild {
     pub build_seconds: f64,
 }
 
+impl ToolsBuild {
+    /// Built from the tool sources and crate version of this tokbench.
+    fn current(&self) -> bool {
+        let accel = match self.accel.as_str() {
+            "cuda" => Accel::Cuda,
+            "metal" => Accel::Metal,
+            "vulkan" => Accel::Vulkan,
+            _ => Accel::Cpu,
+        };
+        build_key(accel, &self.cmake_flags) == self.key
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BuildArgs {
     pub accel: Accel,
@@ -230,7 +243,10 @@ pub fn build_tools(args: &BuildArgs, say: &mut dyn FnMut(&str)) -> anyhow::Resul
         ])
         .args(&flags);
     say(&format!("configuring ({}) …", args.accel.name()));
-    run_logged(&mut configure, &dir.join("configure.log"))?;
+    if let Err(e) = run_logged(&mut configure, &dir.join("configure.log")) {
+        let _ = std::fs::remove_dir_all(&tree);
+        return Err(e);
+    }
     let jobs = args.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -251,7 +267,10 @@ pub fn build_tools(args: &BuildArgs, say: &mut dyn FnMut(&str)) -> anyhow::Resul
     say(&format!(
         "building llama-bench and llama-server with {jobs} jobs (minutes) …"
     ));
-    run_logged(&mut make, &dir.join("build.log"))?;
+    if let Err(e) = run_logged(&mut make, &dir.join("build.log")) {
+        let _ = std::fs::remove_dir_all(&tree);
+        return Err(e);
+    }
     let bin_dir = build.join("bin");
     for t in ["llama-bench", "llama-server"] {
         if !bin_dir.join(t).is_file() {
@@ -325,12 +344,14 @@ fn cached_builds() -> Vec<ToolsBuild> {
         .filter_map(|e| std::fs::read_to_string(e.path().join("build.json")).ok())
         .filter_map(|t| serde_json::from_str(&t).ok())
         .collect();
-    // The build of the current sources first, then newest.
-    let current = build_key(Accel::Cpu, &[]);
+    // Builds of the current sources first; among them an accelerator's over the CPU's
+    // (whoever built for CUDA wants CUDA); then the newest.
     out.sort_by(|a, b| {
-        (b.key == current)
-            .cmp(&(a.key == current))
-            .then(b.built_at.cmp(&a.built_at))
+        (b.current(), b.accel != "cpu", &b.built_at).cmp(&(
+            a.current(),
+            a.accel != "cpu",
+            &a.built_at,
+        ))
     });
     out
 }
@@ -383,9 +404,17 @@ pub fn find_tool(name: &str, configured: Option<&Path>, env_var: &str) -> Result
     for b in cached_builds() {
         let p = b.bin_dir.join(name);
         if p.is_file() {
+            let how = if b.current() {
+                format!("tokbench build, {}", b.accel)
+            } else {
+                format!(
+                    "tokbench build, {}, from older sources: rebuild with `tokbench backends build`",
+                    b.accel
+                )
+            };
             return Ok(Found {
                 path: p,
-                how: "tokbench build".into(),
+                how,
                 build: Some(b),
             });
         }
@@ -435,6 +464,13 @@ pub fn probe_version(prog: &Path) -> Option<(String, Option<String>)> {
 
 /// Reads llama.cpp's `--version` text.
 pub fn parse_version(text: &str) -> Option<(String, Option<String>)> {
+    // Ollama: `ollama version is 0.5.7`.
+    if let Some(v) = text
+        .lines()
+        .find_map(|l| l.trim().split_once("version is ").map(|(_, v)| v.trim()))
+    {
+        return Some((v.to_string(), None));
+    }
     let line = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("version:"))?
@@ -465,12 +501,18 @@ fn tool_build(kind: BackendKind, found: &Found) -> BackendBuild {
         ),
         None => (version, commit, "unknown".into()),
     };
+    // The flags identify the build's configuration (a series), not where it lies: a rebuilt
+    // or upgraded llama.cpp continues the same series, its version on the x-axis.
     BackendBuild {
         name: kind.name().into(),
         version,
         commit,
         accel,
-        flags: format!("{} ({})", found.path.display(), found.how),
+        flags: found
+            .build
+            .as_ref()
+            .map(|b| b.cmake_flags.join(" "))
+            .unwrap_or_default(),
     }
 }
 
@@ -491,18 +533,27 @@ fn ollama_version_blocking(base: &str) -> Option<String> {
         .ok()?;
     rt.block_on(async {
         let http = tokbench_runner::serve::http_client();
-        let r = tokio::time::timeout(
-            Duration::from_secs(5),
-            http.get(format!("{base}/api/version")).send(),
-        )
-        .await
-        .ok()?
-        .ok()?;
-        let v: serde_json::Value = r.json().await.ok()?;
+        let text =
+            tokbench_runner::serve::get_text(&http, &format!("{base}/api/version"), None).await?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
         v.get("version")
             .and_then(|v| v.as_str())
             .map(str::to_string)
     })
+}
+
+/// An endpoint as stored and printed: without credentials in its user part or a query
+/// string (`http://user:key@h/v1?api_key=…` → `http://h/v1`).
+pub fn redact_url(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or(url);
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = host.rsplit_once('@').map(|(_, h)| h).unwrap_or(host);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_string(),
+    }
 }
 
 /// Resolves every non-engine backend a suite uses.
@@ -532,7 +583,7 @@ pub fn resolve_targets(suite: &Suite) -> BTreeMap<BackendKind, BackendTarget> {
                     .binary
                     .clone()
                     .unwrap_or_else(|| PathBuf::from("vllm"));
-                match find_tool("vllm", Some(&bin), "TOKBENCH_VLLM") {
+                match find_tool("vllm", settings.binary.as_deref(), "TOKBENCH_VLLM") {
                     Ok(f) => BackendTarget {
                         program: Some(f.path.clone()),
                         build: BackendBuild {
@@ -540,7 +591,7 @@ pub fn resolve_targets(suite: &Suite) -> BTreeMap<BackendKind, BackendTarget> {
                             version: "unknown".into(),
                             commit: None,
                             accel: "unknown".into(),
-                            flags: f.path.display().to_string(),
+                            flags: String::new(),
                         },
                         unavailable: None,
                     },
@@ -557,7 +608,11 @@ pub fn resolve_targets(suite: &Suite) -> BTreeMap<BackendKind, BackendTarget> {
                     version: settings.model.clone().unwrap_or_else(|| "unknown".into()),
                     commit: None,
                     accel: "unknown".into(),
-                    flags: settings.base_url.clone().unwrap_or_default(),
+                    flags: settings
+                        .base_url
+                        .as_deref()
+                        .map(redact_url)
+                        .unwrap_or_default(),
                 },
                 unavailable: None,
             },
@@ -569,7 +624,11 @@ pub fn resolve_targets(suite: &Suite) -> BTreeMap<BackendKind, BackendTarget> {
                         .unwrap_or_else(|| "unknown".into()),
                     commit: None,
                     accel: "unknown".into(),
-                    flags: settings.base_url.clone().unwrap_or_default(),
+                    flags: settings
+                        .base_url
+                        .as_deref()
+                        .map(redact_url)
+                        .unwrap_or_default(),
                 },
                 unavailable: None,
             },
@@ -578,7 +637,7 @@ pub fn resolve_targets(suite: &Suite) -> BTreeMap<BackendKind, BackendTarget> {
                     .binary
                     .clone()
                     .unwrap_or_else(|| PathBuf::from("ollama"));
-                match find_tool("ollama", Some(&bin), "TOKBENCH_OLLAMA") {
+                match find_tool("ollama", settings.binary.as_deref(), "TOKBENCH_OLLAMA") {
                     Ok(f) => BackendTarget {
                         program: Some(f.path.clone()),
                         build: BackendBuild {
@@ -588,7 +647,7 @@ pub fn resolve_targets(suite: &Suite) -> BTreeMap<BackendKind, BackendTarget> {
                                 .unwrap_or_else(|| "unknown".into()),
                             commit: None,
                             accel: "unknown".into(),
-                            flags: f.path.display().to_string(),
+                            flags: String::new(),
                         },
                         unavailable: None,
                     },
@@ -730,6 +789,18 @@ mod tests {
     }
 
     #[test]
+    fn endpoints_are_stored_without_credentials() {
+        assert_eq!(
+            redact_url("https://u:sk-123@api.x.com/v1?key=sk-9#f"),
+            "https://api.x.com/v1"
+        );
+        assert_eq!(
+            redact_url("http://127.0.0.1:8000/v1"),
+            "http://127.0.0.1:8000/v1"
+        );
+    }
+
+    #[test]
     fn versions_as_llama_cpp_prints_them() {
         assert_eq!(
             parse_version("version: 0.6.0-dev (build 0, commit unknown)\nbuilt with GNU 12.2.0 for Linux x86_64\n"),
@@ -740,5 +811,9 @@ mod tests {
             Some(("6543".into(), Some("a1b2c3d".into())))
         );
         assert_eq!(parse_version("usage: llama-bench"), None);
+        assert_eq!(
+            parse_version("ollama version is 0.5.7\n"),
+            Some(("0.5.7".into(), None))
+        );
     }
 }

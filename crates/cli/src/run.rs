@@ -263,10 +263,17 @@ async fn execute(
         match &t.unavailable {
             Some(why) => eprintln!("backend {kind}: unavailable: {why}"),
             None => eprintln!(
-                "backend {kind}: {} {} [{}]",
+                "backend {kind}: {}{} at {}",
                 t.build.version,
-                t.build.commit.as_deref().unwrap_or(""),
-                t.build.flags
+                t.build
+                    .commit
+                    .as_deref()
+                    .map(|c| format!(" ({c})"))
+                    .unwrap_or_default(),
+                t.program
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| t.build.flags.clone())
             ),
         }
     }

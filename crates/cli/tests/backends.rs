@@ -481,3 +481,113 @@ fn ollama_live() {
         "/api/ps size_vram kept: {ps:?}"
     );
 }
+
+/// A scripted Ollama on loopback (std threads): `/api/version`, `/api/generate` answered
+/// with the captured stream in crates/runner/tests/fixtures/ollama, `/api/ps`.
+fn fake_ollama() -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../runner/tests/fixtures/ollama"
+    );
+    let stream = std::fs::read(format!("{fixtures}/generate-stream.ndjson")).unwrap();
+    let ps = std::fs::read(format!("{fixtures}/ps.json")).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let (stream, ps) = (stream.clone(), ps.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line).unwrap();
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    if h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0u8; len];
+                reader.read_exact(&mut body).unwrap();
+                let (ctype, payload): (&str, Vec<u8>) = if request_line.contains("/api/generate") {
+                    ("application/x-ndjson", stream)
+                } else if request_line.contains("/api/ps") {
+                    ("application/json", ps)
+                } else {
+                    ("application/json", br#"{"version":"0.0.0-fake"}"#.to_vec())
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    payload.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&payload);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn an_attached_ollama_is_measured_with_its_native_durations_and_ps() {
+    let port = fake_ollama();
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        "o.toml",
+        &format!(
+            "name = \"o\"\nbackends = [\"ollama\"]\n[backend.ollama]\nbase_url = \"http://127.0.0.1:{port}\"\nmodel = \"granite3.3:2b\"\n\
+             [[model]]\nsynth = \"tiny\"\nquants = [\"Q8_0\", \"Q4_K_M\"]\n[workload]\ntests = [\"pp16+tg64\"]\n\
+             repetitions = 2\ntimeout_s = 30\n"
+        ),
+    );
+    let db = tmp.path().join("o.db");
+    let out = tokbench(&[
+        "run",
+        suite.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--plain",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Once, not once per suite model: Ollama serves its own model, stored under its name.
+    let rows = query(&db, "SELECT * FROM v_results ORDER BY metric_source");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let (client, server) = (&rows[0], &rows[1]);
+    assert_eq!(s(client, "model"), "granite3.3:2b");
+    assert_eq!(s(client, "backend_version"), "0.0.0-fake");
+    assert_eq!(s(client, "metric_source"), "client");
+    assert_eq!(s(server, "metric_source"), "server");
+    // Ollama's own figures: 64 tokens in 608.6536 ms, 51 prompt tokens in 107.1611 ms.
+    assert!(
+        (f(server, "decode_tps").unwrap() - 64.0 / 0.6086536).abs() < 1e-6,
+        "{server:?}"
+    );
+    assert!(
+        (f(server, "prefill_tps").unwrap() - 51.0 / 0.1071611).abs() < 1e-6,
+        "{server:?}"
+    );
+    assert!(
+        client["load_ms"].is_null(),
+        "an attached server's start is not a load time"
+    );
+    let ps = query(&db, "SELECT json_extract(backend_json, '$.models[0].size_vram') AS vram FROM result WHERE metric_source = 'client'");
+    assert_eq!(f(&ps[0], "vram"), Some(8372905984.0));
+    let reqs = query(&db, "SELECT n_gen, n_prompt FROM request");
+    assert_eq!(reqs.len(), 2, "repetitions = 2 requests, once: {reqs:?}");
+    assert!(reqs
+        .iter()
+        .all(|r| f(r, "n_gen") == Some(64.0) && f(r, "n_prompt") == Some(51.0)));
+}

@@ -251,7 +251,9 @@ impl Suite {
     /// Expands the matrix in run order: model-major, so a model is loaded once for all the
     /// cells that share it; then backend, engine axes, test and (server backends)
     /// concurrency. Backends that do not run llama.cpp with tokbench's engine axes
-    /// (`openai`, `vllm`, `ollama`) get the first axes only, recorded as given.
+    /// (`openai`, `vllm`, `ollama`) get the first axes only, recorded as given; those that
+    /// serve a model of their own (`openai`, `ollama`, `vllm` with `model`) run once, with
+    /// the first `[[model]]`, not once per suite model.
     pub fn cells(&self) -> Vec<Cell> {
         let mut out = Vec::new();
         let levels: Vec<Option<u32>> = if self.serve.request_rate.is_some() {
@@ -259,8 +261,11 @@ impl Suite {
         } else {
             self.serve.concurrency.iter().copied().map(Some).collect()
         };
-        for model in &self.models {
+        for (m, model) in self.models.iter().enumerate() {
             for &backend in &self.backends {
+                if m > 0 && self.serves_own_model(backend) {
+                    continue;
+                }
                 let engines = if backend.takes_engine_axes() {
                     &self.engines[..]
                 } else {
@@ -288,6 +293,15 @@ impl Suite {
             }
         }
         out
+    }
+
+    /// Whether `backend` serves a model of its own rather than the suite's GGUF.
+    pub fn serves_own_model(&self, backend: BackendKind) -> bool {
+        match backend {
+            BackendKind::OpenAi | BackendKind::Ollama => true,
+            BackendKind::Vllm => self.settings(backend).model.is_some(),
+            _ => false,
+        }
     }
 
     /// The settings of `backend` (defaults when the suite has no table for it).
@@ -498,7 +512,31 @@ impl Ctx<'_> {
                 ))
             }
         };
-        let _ = wspan;
+        for t in &tests {
+            if t.n_depth > 0 {
+                if let Some(b) = backends.iter().find(|b| b.is_server()) {
+                    return Err(self.err(
+                        Some(&wspan),
+                        format!(
+                            "test `{}`: backend `{b}` is measured by requests, which process their whole prompt; a depth (a KV cache filled before the test) is an engine and llama-bench test. Use `pp{}` for a prompt of that length",
+                            t.label(),
+                            t.n_depth + t.n_prompt
+                        ),
+                    ));
+                }
+            }
+            if t.n_prompt > 0 && t.n_gen > 0 && backends.contains(&BackendKind::LlamaBench) {
+                return Err(self.err(
+                    Some(&wspan),
+                    format!(
+                        "test `{}`: llama-bench reports a pp+tg test as one rate over both phases; give `pp{}` and `tg{}` as separate tests",
+                        t.label(),
+                        t.n_prompt,
+                        t.n_gen
+                    ),
+                ));
+            }
+        }
         Ok(Suite {
             name,
             description,
@@ -909,9 +947,16 @@ repetitions = 3
         );
         let s = parse(&text).unwrap();
         let cells = s.cells();
-        // Per model (2): engine 2 threads × 2 tests; llama-server 2 × 2 × 2 levels;
-        // openai (no engine axes) 1 × 2 × 2 levels.
-        assert_eq!(cells.len(), 2 * (4 + 8 + 4));
+        // Per model (2): engine 2 threads × 2 tests; llama-server 2 × 2 × 2 levels; and
+        // once (it serves its own model, not the suite's): openai, no engine axes, 2 × 2.
+        assert_eq!(cells.len(), 2 * (4 + 8) + 4);
+        assert_eq!(
+            cells
+                .iter()
+                .filter(|c| c.backend == BackendKind::OpenAi)
+                .count(),
+            4
+        );
         let server: Vec<_> = cells
             .iter()
             .filter(|c| c.backend == BackendKind::LlamaServer)
@@ -931,6 +976,31 @@ repetitions = 3
         assert_eq!(oa.api_key_env.as_deref(), Some("KEY"));
         // Without `backends`, the engine alone: the old matrix, the old cell indices.
         assert_eq!(parse(GOOD).unwrap().cells().len(), 8);
+    }
+
+    #[test]
+    fn tests_a_backend_cannot_measure_are_refused() {
+        let depth = GOOD.replace(
+            "tests = [\"pp512\", \"tg128\"]",
+            "tests = [\"pp512 @ d4096\"]",
+        );
+        let e = parse(&format!(
+            "backends = [\"engine\", \"llama-server\"]\n{depth}"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("Use `pp4608`"), "{e}");
+        let pg = GOOD.replace(
+            "tests = [\"pp512\", \"tg128\"]",
+            "tests = [\"pp512+tg128\"]",
+        );
+        let e = parse(&format!("backends = [\"llama-bench\"]\n{pg}")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("give `pp512` and `tg128` as separate tests"),
+            "{e}"
+        );
+        // A server takes pp+tg gladly: a prompt, then generation.
+        assert!(parse(&format!("backends = [\"llama-server\"]\n{pg}")).is_ok());
     }
 
     #[test]

@@ -42,6 +42,11 @@ pub struct ServerTimings {
     pub predicted_ms: Option<f64>,
     /// Model load time the server reports with the request (Ollama's `load_duration`).
     pub load_ms: Option<f64>,
+    /// `predicted_ms` starts when the first token is sampled (llama-server): its decode rate
+    /// is (tokens − 1) ÷ time, the metric vocabulary's. Otherwise (Ollama's
+    /// `eval_duration`) it covers every generated token: tokens ÷ time.
+    #[serde(default)]
+    pub predicted_from_first_token: bool,
 }
 
 impl ServerTimings {
@@ -49,9 +54,17 @@ impl ServerTimings {
     pub fn prefill_tps(&self) -> Option<f64> {
         rate(self.prompt_n, self.prompt_ms)
     }
-    /// Generated tokens per second by the server's clock.
+    /// Generated tokens per second by the server's clock (see
+    /// [`Self::predicted_from_first_token`]).
     pub fn decode_tps(&self) -> Option<f64> {
-        rate(self.predicted_n, self.predicted_ms)
+        if self.predicted_from_first_token {
+            rate(
+                self.predicted_n.map(|n| n.saturating_sub(1)),
+                self.predicted_ms,
+            )
+        } else {
+            rate(self.predicted_n, self.predicted_ms)
+        }
     }
 }
 
@@ -74,9 +87,20 @@ impl RequestTiming {
     }
 
     /// Generated tokens after the first ÷ time from the first to the last (the metric
-    /// vocabulary's decode rate), as the client saw it.
+    /// vocabulary's decode rate), as the client saw it: from the gaps between token events
+    /// (the end of the response, a final stop or usage event, is not a token). Without
+    /// gaps (one event carried several tokens), from TPOT.
     pub fn decode_tps(&self) -> Option<f64> {
+        let span: f64 = self.itl_ms.iter().sum();
+        if !self.itl_ms.is_empty() && span > 0.0 {
+            return Some(self.itl_ms.len() as f64 / (span / 1e3));
+        }
         self.tpot_ms().filter(|t| *t > 0.0).map(|t| 1e3 / t)
+    }
+
+    /// Time from the first token event to the last, ms.
+    pub fn decode_ms(&self) -> Option<f64> {
+        (!self.itl_ms.is_empty()).then(|| self.itl_ms.iter().sum())
     }
 
     pub fn ok(&self) -> bool {
@@ -208,6 +232,11 @@ mod tests {
         let r = req(100.0, 600.0, 11, &[]);
         assert_eq!(r.tpot_ms(), Some(50.0));
         assert_eq!(r.decode_tps(), Some(20.0));
+        // With the gaps: 3 tokens after the first in 40 ms; the tail after the last token
+        // (a final event) is not decode time.
+        let r = req(100.0, 600.0, 4, &[10.0, 10.0, 20.0]);
+        assert_eq!(r.decode_tps(), Some(75.0));
+        assert_eq!(r.decode_ms(), Some(40.0));
         assert_eq!(req(100.0, 100.0, 1, &[]).tpot_ms(), None);
     }
 
@@ -243,8 +272,22 @@ mod tests {
             predicted_n: Some(128),
             predicted_ms: Some(0.0),
             load_ms: None,
+            predicted_from_first_token: true,
         };
         assert_eq!(t.prefill_tps(), Some(2000.0));
         assert_eq!(t.decode_tps(), None);
+        // llama-server: 17 tokens, the clock from the first: 16 in 20 ms.
+        let llama = ServerTimings {
+            predicted_n: Some(17),
+            predicted_ms: Some(20.0),
+            ..t
+        };
+        assert_eq!(llama.decode_tps(), Some(800.0));
+        // Ollama: eval_count ÷ eval_duration, as its docs define it.
+        let ollama = ServerTimings {
+            predicted_from_first_token: false,
+            ..llama
+        };
+        assert_eq!(ollama.decode_tps(), Some(850.0));
     }
 }

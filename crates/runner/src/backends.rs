@@ -293,12 +293,37 @@ pub(crate) async fn server_group(
     let suite = &ctx.plan.suite;
     let settings = suite.settings(kind);
     let build = target.build.clone();
-    let http = serve::http_client();
-    let max_streams = cells
-        .iter()
-        .filter_map(|(c, _)| c.concurrency)
-        .max()
-        .unwrap_or(1);
+    // An attached endpoint may be remote (TLS): keep its connections, as a real client
+    // would. A server spawned here is on loopback: a fresh connection per request, so a
+    // keep-alive connection the server just closed never fails a request.
+    let attach =
+        kind == BackendKind::OpenAi || (kind == BackendKind::Ollama && settings.base_url.is_some());
+    let http = if attach {
+        serve::http_client_pooled()
+    } else {
+        serve::http_client()
+    };
+    // Slots the server needs: the most parallel streams, or for Poisson arrivals as many
+    // as could overlap (up to 16), so requests do not queue behind one slot.
+    let per_stream = suite.serve.requests_per_stream.unwrap_or(suite.repetitions);
+    let max_streams = match suite.serve.request_rate {
+        Some(_) => per_stream.clamp(1, 16),
+        None => cells
+            .iter()
+            .filter_map(|(c, _)| c.concurrency)
+            .max()
+            .unwrap_or(1),
+    };
+    // An endpoint that serves its own model (openai, ollama, vLLM with `model`) is stored
+    // under that model's name, not the suite's GGUF.
+    let served = settings.model.clone().filter(|_| {
+        matches!(
+            kind,
+            BackendKind::OpenAi | BackendKind::Ollama | BackendKind::Vllm
+        )
+    });
+    let name: &str = served.as_deref().unwrap_or(name);
+    let record = served.is_none().then(|| model.record.clone());
     let n_ctx_per_slot = cells
         .iter()
         .map(|(c, _)| c.test.n_depth + c.test.n_prompt.max(1) + c.test.n_gen.max(1) + 16)
@@ -309,6 +334,11 @@ pub(crate) async fn server_group(
     // Spawn (or attach).
     let mut child: Option<Supervised> = None;
     let (base, api, tokenize_url) = match kind {
+        BackendKind::Ollama if attach => (
+            settings.base_url.clone().unwrap_or_default(),
+            Api::OllamaGenerate,
+            None,
+        ),
         BackendKind::OpenAi => {
             let base = settings.base_url.clone().unwrap_or_default();
             let root = base.trim_end_matches("/v1").to_string();
@@ -328,8 +358,7 @@ pub(crate) async fn server_group(
                         format!("{kind}: no program to start"),
                         None,
                     );
-                    ctx.finish_with(r, name, Some(&model.record), &build, 0)
-                        .await;
+                    ctx.finish_with(r, name, record.as_ref(), &build, 0).await;
                 }
                 return;
             };
@@ -344,8 +373,7 @@ pub(crate) async fn server_group(
                             format!("no free port for {kind}: {e}"),
                             None,
                         );
-                        ctx.finish_with(r, name, Some(&model.record), &build, 0)
-                            .await;
+                        ctx.finish_with(r, name, record.as_ref(), &build, 0).await;
                     }
                     return;
                 }
@@ -399,8 +427,7 @@ pub(crate) async fn server_group(
                             format!("cannot start {kind} {}: {e}", program.display()),
                             None,
                         );
-                        ctx.finish_with(r, name, Some(&model.record), &build, 0)
-                            .await;
+                        ctx.finish_with(r, name, record.as_ref(), &build, 0).await;
                     }
                     return;
                 }
@@ -412,6 +439,7 @@ pub(crate) async fn server_group(
                     Api::OpenAiCompletions,
                     Some(format!("{root}/tokenize")),
                 ),
+                BackendKind::Ollama => (root.clone(), Api::OllamaGenerate, None),
                 _ => (
                     root.clone(),
                     Api::LlamaNative,
@@ -427,8 +455,13 @@ pub(crate) async fn server_group(
     };
     let deadline = Instant::now() + Duration::from_secs_f64(settings.startup_timeout_s);
     let mut cancel = ctx.cancel.clone();
+    let api_key = settings
+        .api_key_env
+        .as_deref()
+        .and_then(|v| std::env::var(v).ok())
+        .filter(|k| !k.is_empty());
     let ready = tokio::select! {
-        r = serve::wait_healthy(&http, &health, child.as_mut(), deadline) => Some(r),
+        r = serve::wait_healthy(&http, &health, api_key.as_deref(), child.as_mut(), deadline) => Some(r),
         () = until_cancelled(&mut cancel) => None,
     };
     let load_ms = match ready {
@@ -445,8 +478,7 @@ pub(crate) async fn server_group(
                     "run interrupted (SIGINT/SIGTERM) while the server started".into(),
                     None,
                 );
-                ctx.finish_with(r, name, Some(&model.record), &build, 0)
-                    .await;
+                ctx.finish_with(r, name, record.as_ref(), &build, 0).await;
             }
             return;
         }
@@ -460,18 +492,14 @@ pub(crate) async fn server_group(
             };
             for (cell, p) in cells {
                 let r = server_failure(&cell, p, nr.status, nr.reason.clone(), tail.clone());
-                ctx.finish_with(r, name, Some(&model.record), &build, 0)
-                    .await;
+                ctx.finish_with(r, name, record.as_ref(), &build, 0).await;
             }
             return;
         }
-        Some(Ok(_)) => started.elapsed().as_secs_f64() * 1e3,
+        // Spawn → healthy: the server's start, model load included (an attached endpoint
+        // was already up: no load time).
+        Some(Ok(_)) => (!attach).then(|| started.elapsed().as_secs_f64() * 1e3),
     };
-    let api_key = settings
-        .api_key_env
-        .as_deref()
-        .and_then(|v| std::env::var(v).ok())
-        .filter(|k| !k.is_empty());
     let ep = Endpoint {
         base_url: base.clone(),
         api,
@@ -485,17 +513,7 @@ pub(crate) async fn server_group(
     };
     // The server's own description (llama-server /props): every field, once per group.
     let props = match kind {
-        BackendKind::LlamaServer => {
-            match tokio::time::timeout(
-                Duration::from_secs(5),
-                http.get(format!("{base}/props")).send(),
-            )
-            .await
-            {
-                Ok(Ok(r)) if r.status().is_success() => r.text().await.ok(),
-                _ => None,
-            }
-        }
+        BackendKind::LlamaServer => serve::get_text(&http, &format!("{base}/props"), None).await,
         _ => None,
     };
     let mut first = true;
@@ -519,8 +537,7 @@ pub(crate) async fn server_group(
                     format!("the server {} before this cell", describe_exit(&status)),
                     Some(tail),
                 );
-                ctx.finish_with(r, name, Some(&model.record), &build, 0)
-                    .await;
+                ctx.finish_with(r, name, record.as_ref(), &build, 0).await;
                 continue;
             }
         }
@@ -545,7 +562,6 @@ pub(crate) async fn server_group(
             (Some(rate), _) => Arrivals::Rate(rate),
             (None, c) => Arrivals::Closed(c.unwrap_or(1)),
         };
-        let per_stream = suite.serve.requests_per_stream.unwrap_or(suite.repetitions);
         let n_requests = match arrivals {
             Arrivals::Closed(c) => per_stream * c,
             Arrivals::Rate(_) => per_stream,
@@ -553,25 +569,37 @@ pub(crate) async fn server_group(
         let n_prompt = cell.test.n_depth + cell.test.n_prompt;
         let max_tokens = cell.test.n_gen.max(1);
         let warm = u32::from(suite.warmup);
-        let prompts = serve::build_prompts(
-            &http,
-            tokenize_url.as_deref(),
-            ep.model.as_deref(),
-            n_prompt.max(1),
-            n_requests + warm,
-            cell.index as u64,
-        )
-        .await;
-        let (warm_prompts, prompts) = prompts.split_at(warm as usize);
-        if let Some(w) = warm_prompts.first() {
-            // One request first, not measured: the server's first request pays one-off
-            // costs (graph allocation, caches).
-            let _ =
-                serve::client::timed_request(&http, &ep, 0, w, max_tokens, Instant::now()).await;
-        }
+        let work = async {
+            let prompts = serve::build_prompts(
+                &http,
+                tokenize_url.as_deref(),
+                ep.model.as_deref(),
+                ep.api_key.as_deref(),
+                n_prompt.max(1),
+                n_requests + warm,
+                cell.index as u64,
+            )
+            .await;
+            let (warm_prompts, prompts) = prompts.split_at(warm as usize);
+            if let Some(w) = warm_prompts.first() {
+                // One request first, not measured: the server's first request pays one-off
+                // costs (graph allocation, caches).
+                let _ = serve::client::timed_request(&http, &ep, 0, w, max_tokens, Instant::now())
+                    .await;
+            }
+            serve::run_level(
+                &http,
+                &ep,
+                prompts.to_vec(),
+                max_tokens,
+                arrivals,
+                cell.index as u64,
+            )
+            .await
+        };
         let mut cancel = ctx.cancel.clone();
         let level = tokio::select! {
-            l = serve::run_level(&http, &ep, prompts.to_vec(), max_tokens, arrivals, cell.index as u64) => Some(l),
+            l = work => Some(l),
             () = until_cancelled(&mut cancel) => None,
         };
         let Some((requests, duration_s)) = level else {
@@ -583,21 +611,15 @@ pub(crate) async fn server_group(
                 "run interrupted (SIGINT/SIGTERM) while this cell was running".into(),
                 None,
             );
-            ctx.finish_with(r, name, Some(&model.record), &build, n_requests)
+            ctx.finish_with(r, name, record.as_ref(), &build, n_requests)
                 .await;
             break;
         };
         // Ollama says what it holds in device memory (`size_vram`) for the loaded model.
         let ps = match kind {
-            BackendKind::Ollama => match tokio::time::timeout(
-                Duration::from_secs(5),
-                http.get(format!("{base}/api/ps")).send(),
-            )
-            .await
-            {
-                Ok(Ok(r)) if r.status().is_success() => r.text().await.ok(),
-                _ => None,
-            },
+            BackendKind::Ollama => {
+                serve::get_text(&http, &format!("{base}/api/ps"), ep.api_key.as_deref()).await
+            }
             _ => None,
         };
         let summary = ServingSummary::of(
@@ -626,10 +648,12 @@ pub(crate) async fn server_group(
                 )),
             )
         };
-        let tail = match (&error, child.as_ref()) {
-            (Some(_), Some(c)) => Some(c.log_tail_now(LOG_LINES)),
-            _ => None,
-        };
+        // A spawned server's log goes with every result it served (what it said while
+        // measured: warnings, slot reuse, memory).
+        let tail = child
+            .as_ref()
+            .map(|c| c.log_tail_now(LOG_LINES))
+            .filter(|t| !t.is_empty());
         let ok = status == ResultStatus::Ok;
         let telemetry = ctx.telemetry.as_ref().map(|t| t.cell(start_ns, &[]));
         let duration_ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -641,7 +665,8 @@ pub(crate) async fn server_group(
                     decode_tps: q.decode_tps(),
                     ttft_ms: q.ttft_ms,
                     prompt_ms: None,
-                    gen_ms: q.e2e_ms,
+                    // First token → last, as for the engine (e2e is in `request`).
+                    gen_ms: q.decode_ms(),
                 })
                 .collect()
         } else {
@@ -674,7 +699,7 @@ pub(crate) async fn server_group(
             status,
             error,
             metric_source: MetricSource::Client,
-            load_ms: first.then_some(load_ms),
+            load_ms: load_ms.filter(|_| first),
             rss_peak_bytes: None,
             allocated: None,
             telemetry,
@@ -685,7 +710,7 @@ pub(crate) async fn server_group(
             started_at: started_at.clone(),
             duration_ms,
         };
-        ctx.finish_with(client, name, Some(&model.record), &build, n_requests)
+        ctx.finish_with(client, name, record.as_ref(), &build, n_requests)
             .await;
         if has_server_figures {
             let server = CellResult {
@@ -715,7 +740,7 @@ pub(crate) async fn server_group(
                 started_at,
                 duration_ms,
             };
-            ctx.finish_with(server, name, Some(&model.record), &build, n_requests)
+            ctx.finish_with(server, name, record.as_ref(), &build, n_requests)
                 .await;
         }
         first = false;

@@ -254,6 +254,9 @@ impl Supervised {
     /// (A stopped child — SIGSTOP — is continued so it can see the TERM.)
     pub async fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
         if let Ok(Some(status)) = self.child.try_wait() {
+            // The leader is gone, but what it started may not be (a server's worker
+            // processes): the rest of its group goes too.
+            self.signal_group(Signal::SIGKILL);
             return Some(status);
         }
         self.signal_group(Signal::SIGTERM);
@@ -269,10 +272,9 @@ impl Supervised {
 
 impl Drop for Supervised {
     fn drop(&mut self) {
-        // kill_on_drop kills the leader; take the rest of its group with it.
-        if let Ok(None) = self.child.try_wait() {
-            self.signal_group(Signal::SIGKILL);
-        }
+        // kill_on_drop kills the leader; take the rest of its group with it (also when the
+        // leader has exited and left children behind).
+        self.signal_group(Signal::SIGKILL);
     }
 }
 

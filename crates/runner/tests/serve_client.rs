@@ -284,7 +284,16 @@ async fn a_level_keeps_every_request_and_its_order() {
     let ep = endpoint(base.clone(), Api::LlamaNative, 10_000);
     let http = http_client();
     // No tokenizer behind this server: text prompts.
-    let prompts = build_prompts(&http, Some(&format!("{base}/tokenize")), None, 16, 6, 1).await;
+    let prompts = build_prompts(
+        &http,
+        Some(&format!("{base}/tokenize")),
+        None,
+        None,
+        16,
+        6,
+        1,
+    )
+    .await;
     assert!(prompts.iter().all(|p| matches!(p, Prompt::Text(_))));
     let (rs, wall_s) = run_level(&http, &ep, prompts, 16, Arrivals::Closed(3), 0).await;
     assert_eq!(rs.len(), 6);
