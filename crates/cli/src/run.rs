@@ -257,6 +257,11 @@ async fn execute(
         skip,
         build,
         telemetry_interval: telemetry,
+        // Long enough for five samples, and at least half a second: the idle after a
+        // model's last cell, where power falls back (the `idle_after` phase).
+        idle_after: telemetry
+            .map(|i| (i * 5).max(std::time::Duration::from_millis(500)))
+            .unwrap_or_default(),
         backends: crate::backends::resolve_targets(&suite),
     };
     for (kind, t) in &plan.backends {

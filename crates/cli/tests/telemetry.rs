@@ -125,6 +125,36 @@ fn a_run_stores_memory_per_phase_and_says_why_power_is_missing() {
         .any(|r| s(r, "telemetry_json").contains("\"phase\":\"load\""));
     assert!(load_in_json || f(&loads[0], "n") > Some(0.0), "{rows:?}");
 
+    // The last cell on the model (tg64) also has the idle after it, at least 500 ms. The
+    // engine exits within it, so its own memory is no longer sampled; device power and
+    // memory are, where the machine has them (not on this VM: no samples, and the window
+    // is one gap of its whole length).
+    let last = rows.iter().find(|r| s(r, "test") == "tg64").unwrap();
+    let t: serde_json::Value = serde_json::from_str(s(last, "telemetry_json")).unwrap();
+    let idle = t["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == "idle_after")
+        .unwrap_or_else(|| panic!("no idle_after phase: {t}"));
+    let idle_samples = query(
+        &db,
+        "SELECT COUNT(DISTINCT t_ms) AS n FROM telemetry_sample WHERE phase = 'idle_after'",
+    );
+    assert_eq!(
+        idle["n_samples"].as_f64(),
+        f(&idle_samples[0], "n"),
+        "the summary counts the stored samples: {idle}"
+    );
+    if idle["n_samples"] == 0 {
+        assert!(idle["max_gap_ms"].as_f64().unwrap() >= 490.0, "{idle}");
+    }
+    let first = rows.iter().find(|r| s(r, "test") == "pp256").unwrap();
+    assert!(
+        !s(first, "telemetry_json").contains("idle_after"),
+        "only the last cell of a model's group"
+    );
+
     // The run keeps what telemetry saw of the machine: every source, with its reasons.
     let env = query(&db, "SELECT environment_json FROM run");
     let env: Vec<serde_json::Value> = serde_json::from_str(s(&env[0], "environment_json")).unwrap();

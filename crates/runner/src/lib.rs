@@ -91,6 +91,9 @@ pub struct RunPlan {
     /// Sample power, energy and memory at this interval while the engine works (`None`:
     /// no telemetry).
     pub telemetry_interval: Option<std::time::Duration>,
+    /// With telemetry, how long the machine is watched after a model's last cell (the
+    /// `idle_after` phase of that cell).
+    pub idle_after: Duration,
     /// The suite's other backends as the CLI found them (missing: unavailable).
     pub backends: BTreeMap<BackendKind, backends::BackendTarget>,
 }
@@ -541,6 +544,9 @@ async fn run_group(
         let spawned_ns = tokbench_telemetry::monotonic_ns();
         let mut load_ms = None;
         let mut load_window: Vec<tokbench_telemetry::PhaseWindow> = Vec::new();
+        // The group's last result, held for its idle-after window.
+        let mut idle_after: Option<(CellResult, u64, Vec<tokbench_telemetry::PhaseWindow>, u64)> =
+            None;
         let mut current: Option<Pending> = None;
         let mut deadline = Instant::now() + timeout;
         let mut cancel = ctx.cancel.clone();
@@ -711,6 +717,10 @@ async fn run_group(
                             )),
                         )
                     };
+                    // The group's last cell also gets the idle after it (the machine
+                    // settling once the work stops): its telemetry is summed up once that
+                    // window has passed, below.
+                    let last = queue.is_empty() && ctx.telemetry.is_some();
                     let r = CellResult {
                         cell_index: p.cell.index,
                         test: p.cell.test,
@@ -724,6 +734,7 @@ async fn run_group(
                         telemetry: ctx
                             .telemetry
                             .as_ref()
+                            .filter(|_| !last)
                             .map(|t| t.cell(p.start_ns, &p.windows)),
                         // A failed cell has no figures, only the reason.
                         repetitions: if complete { p.reps } else { Vec::new() },
@@ -736,7 +747,12 @@ async fn run_group(
                             .map(|s| s.elapsed().as_secs_f64() * 1e3)
                             .unwrap_or(0.0),
                     };
-                    ctx.finish(r, name, Some(&model.record)).await;
+                    if last {
+                        idle_after =
+                            Some((r, p.start_ns, p.windows, tokbench_telemetry::monotonic_ns()));
+                    } else {
+                        ctx.finish(r, name, Some(&model.record)).await;
+                    }
                     deadline = Instant::now() + timeout;
                 }
                 EngineEvent::TestFailed { id, error } => {
@@ -777,6 +793,26 @@ async fn run_group(
         // After `done` or the end of its output the child exits by itself; one that keeps
         // running is stopped (and that is not a crash of its own).
         let ended = child.wait_or_stop(GRACE).await;
+        if let Some((mut r, start_ns, mut windows, end_ns)) = idle_after.take() {
+            // Idle after: from the last test's end, at least `idle_after` long (the engine's
+            // exit included); an interrupt cuts it short.
+            let elapsed =
+                Duration::from_nanos(tokbench_telemetry::monotonic_ns().saturating_sub(end_ns));
+            if let Some(rest) = ctx.plan.idle_after.checked_sub(elapsed) {
+                let mut cancel = ctx.cancel.clone();
+                tokio::select! {
+                    () = tokio::time::sleep(rest) => {}
+                    () = until_cancelled(&mut cancel) => {}
+                }
+            }
+            windows.extend(telemetry::window(
+                tokbench_telemetry::Phase::IdleAfter,
+                Some([end_ns, tokbench_telemetry::monotonic_ns()]),
+                None,
+            ));
+            r.telemetry = ctx.telemetry.as_ref().map(|t| t.cell(start_ns, &windows));
+            ctx.finish(r, name, Some(&model.record)).await;
+        }
         if queue.is_empty() {
             continue;
         }

@@ -227,6 +227,7 @@ fn plan(suite: Suite, engine: EngineCommand) -> RunPlan {
         build: build(),
         telemetry_interval: None,
         backends: Default::default(),
+        idle_after: Duration::ZERO,
     }
 }
 
