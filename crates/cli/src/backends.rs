@@ -563,7 +563,9 @@ pub fn resolve_targets(suite: &Suite) -> BTreeMap<BackendKind, BackendTarget> {
         let settings = suite.settings(kind);
         let target = match kind {
             BackendKind::Engine => continue,
-            BackendKind::LlamaBench | BackendKind::LlamaServer => {
+            BackendKind::LlamaBench | BackendKind::LlamaServer
+                if kind == BackendKind::LlamaBench || settings.base_url.is_none() =>
+            {
                 let env = if kind == BackendKind::LlamaBench {
                     "TOKBENCH_LLAMA_BENCH"
                 } else {
@@ -575,106 +577,41 @@ pub fn resolve_targets(suite: &Suite) -> BTreeMap<BackendKind, BackendTarget> {
                         build: tool_build(kind, &f),
                         unavailable: None,
                     },
-                    Err(reason) => unavailable(kind, reason),
+                    Err(reason) => BackendTarget::unavailable(kind, reason),
                 }
             }
-            BackendKind::Vllm => {
-                let bin = settings
-                    .binary
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("vllm"));
-                match find_tool("vllm", settings.binary.as_deref(), "TOKBENCH_VLLM") {
-                    Ok(f) => BackendTarget {
-                        program: Some(f.path.clone()),
-                        build: BackendBuild {
-                            name: "vllm".into(),
-                            version: "unknown".into(),
-                            commit: None,
-                            accel: "unknown".into(),
-                            flags: String::new(),
-                        },
-                        unavailable: None,
-                    },
-                    Err(_) => unavailable(
+            BackendKind::Vllm | BackendKind::Ollama if settings.base_url.is_none() => {
+                let (env, found_version) = if kind == BackendKind::Vllm {
+                    ("TOKBENCH_VLLM", None)
+                } else {
+                    ("TOKBENCH_OLLAMA", Some(()))
+                };
+                match find_tool(kind.name(), settings.binary.as_deref(), env) {
+                    Ok(f) => BackendTarget::opaque(
                         kind,
-                        format!("vllm is not installed ({} not found)", bin.display()),
+                        Some(f.path.clone()),
+                        found_version.and_then(|()| probe_version(&f.path).map(|(v, _)| v)),
+                        String::new(),
                     ),
+                    Err(e) if kind == BackendKind::Ollama => BackendTarget::unavailable(
+                        kind,
+                        format!("{e}; or attach to a running one: [backend.ollama] base_url"),
+                    ),
+                    Err(e) => BackendTarget::unavailable(kind, e),
                 }
             }
-            BackendKind::OpenAi => BackendTarget {
-                program: None,
-                build: BackendBuild {
-                    name: "openai".into(),
-                    version: settings.model.clone().unwrap_or_else(|| "unknown".into()),
-                    commit: None,
-                    accel: "unknown".into(),
-                    flags: settings
-                        .base_url
-                        .as_deref()
-                        .map(redact_url)
-                        .unwrap_or_default(),
-                },
-                unavailable: None,
-            },
-            BackendKind::Ollama if settings.base_url.is_some() => BackendTarget {
-                program: None,
-                build: BackendBuild {
-                    name: "ollama".into(),
-                    version: ollama_version(settings.base_url.as_deref().unwrap_or_default())
-                        .unwrap_or_else(|| "unknown".into()),
-                    commit: None,
-                    accel: "unknown".into(),
-                    flags: settings
-                        .base_url
-                        .as_deref()
-                        .map(redact_url)
-                        .unwrap_or_default(),
-                },
-                unavailable: None,
-            },
-            BackendKind::Ollama => {
-                let bin = settings
-                    .binary
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("ollama"));
-                match find_tool("ollama", settings.binary.as_deref(), "TOKBENCH_OLLAMA") {
-                    Ok(f) => BackendTarget {
-                        program: Some(f.path.clone()),
-                        build: BackendBuild {
-                            name: "ollama".into(),
-                            version: probe_version(&f.path)
-                                .map(|(v, _)| v)
-                                .unwrap_or_else(|| "unknown".into()),
-                            commit: None,
-                            accel: "unknown".into(),
-                            flags: String::new(),
-                        },
-                        unavailable: None,
-                    },
-                    Err(_) => unavailable(
-                        kind,
-                        format!("ollama is not installed ({} not found) and no [backend.ollama] base_url to attach to", bin.display()),
-                    ),
-                }
+            // Attached: openai always, ollama (and vLLM) with a base_url.
+            _ => {
+                let base = settings.base_url.as_deref().unwrap_or_default();
+                let version = (kind == BackendKind::Ollama)
+                    .then(|| ollama_version(base))
+                    .flatten();
+                BackendTarget::opaque(kind, None, version, redact_url(base))
             }
         };
         out.insert(kind, target);
     }
     out
-}
-
-fn unavailable(kind: BackendKind, reason: String) -> BackendTarget {
-    BackendTarget {
-        program: None,
-        build: BackendBuild {
-            name: kind.name().into(),
-            version: "unavailable".into(),
-            commit: None,
-            accel: "unknown".into(),
-            flags: String::new(),
-        },
-        unavailable: Some(reason),
-    }
 }
 
 /// `tokbench backends`: each backend, found or not, with its version and where.

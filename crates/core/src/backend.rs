@@ -88,7 +88,8 @@ pub struct BackendSettings {
     /// Extra arguments, appended after the ones tokbench sets (an argument vector: no
     /// shell ever sees it).
     pub args: Vec<String>,
-    /// An endpoint to attach to instead of spawning (`openai` needs one; `ollama` may).
+    /// An endpoint to attach to instead of spawning (`openai` needs one; the other server
+    /// backends may have one).
     pub base_url: Option<String>,
     /// The model name the endpoint serves (`openai`, `ollama`, `vllm`).
     pub model: Option<String>,

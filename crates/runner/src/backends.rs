@@ -29,6 +29,44 @@ pub struct BackendTarget {
     pub unavailable: Option<String>,
 }
 
+impl BackendTarget {
+    /// A backend that cannot run here, and why.
+    pub fn unavailable(kind: BackendKind, reason: String) -> BackendTarget {
+        BackendTarget {
+            program: None,
+            build: BackendBuild {
+                name: kind.name().into(),
+                version: "unavailable".into(),
+                commit: None,
+                accel: "unknown".into(),
+                flags: String::new(),
+            },
+            unavailable: Some(reason),
+        }
+    }
+
+    /// A backend whose accelerator tokbench cannot tell: started from `program`, or
+    /// attached (`None`), with what is known of its version and configuration.
+    pub fn opaque(
+        kind: BackendKind,
+        program: Option<PathBuf>,
+        version: Option<String>,
+        flags: String,
+    ) -> BackendTarget {
+        BackendTarget {
+            program,
+            build: BackendBuild {
+                name: kind.name().into(),
+                version: version.unwrap_or_else(|| "unknown".into()),
+                commit: None,
+                accel: "unknown".into(),
+                flags,
+            },
+            unavailable: None,
+        }
+    }
+}
+
 /// `llama-bench` arguments for one cell (an argument vector; `-o json`).
 pub fn llama_bench_args(
     model: &std::path::Path,
@@ -296,8 +334,8 @@ pub(crate) async fn server_group(
     // An attached endpoint may be remote (TLS): keep its connections, as a real client
     // would. A server spawned here is on loopback: a fresh connection per request, so a
     // keep-alive connection the server just closed never fails a request.
-    let attach =
-        kind == BackendKind::OpenAi || (kind == BackendKind::Ollama && settings.base_url.is_some());
+    // With a `base_url`, any server backend is attached to, not started.
+    let attach = kind == BackendKind::OpenAi || settings.base_url.is_some();
     let http = if attach {
         serve::http_client_pooled()
     } else {
@@ -339,7 +377,15 @@ pub(crate) async fn server_group(
             Api::OllamaGenerate,
             None,
         ),
-        BackendKind::OpenAi => {
+        BackendKind::LlamaServer if attach => {
+            let base = settings.base_url.clone().unwrap_or_default();
+            (
+                base.clone(),
+                Api::LlamaNative,
+                Some(format!("{base}/tokenize")),
+            )
+        }
+        _ if attach => {
             let base = settings.base_url.clone().unwrap_or_default();
             let root = base.trim_end_matches("/v1").to_string();
             (

@@ -393,22 +393,12 @@ async fn other_backend(
     name: &str,
     cells: Vec<(Cell, EngineParams)>,
 ) {
-    let target = ctx
-        .plan
-        .backends
-        .get(&kind)
-        .cloned()
-        .unwrap_or_else(|| backends::BackendTarget {
-            program: None,
-            build: BackendBuild {
-                name: kind.name().into(),
-                version: "unavailable".into(),
-                commit: None,
-                accel: "unknown".into(),
-                flags: String::new(),
-            },
-            unavailable: Some(format!("{kind} was not resolved before the run")),
-        });
+    let target = ctx.plan.backends.get(&kind).cloned().unwrap_or_else(|| {
+        backends::BackendTarget::unavailable(
+            kind,
+            format!("{kind} was not resolved before the run"),
+        )
+    });
     if let Some(reason) = &target.unavailable {
         for (cell, params) in cells {
             let mut r = unmeasured(
