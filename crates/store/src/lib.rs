@@ -192,6 +192,36 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// An exclusive advisory lock on the database file while its schema is brought up to date
+/// (released when dropped: the descriptor closes). Where it cannot be taken (no flock on
+/// this platform or file system) migrating goes on unlocked, as before.
+struct MigrationLock {
+    _file: Option<std::fs::File>,
+}
+
+impl MigrationLock {
+    async fn acquire(path: &Path) -> MigrationLock {
+        let path = path.to_path_buf();
+        let file = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&path).ok()?;
+            #[cfg(unix)]
+            {
+                use std::os::fd::AsRawFd;
+                // SAFETY: flock on a descriptor we own; it blocks until the other
+                // migrating process closes its descriptor.
+                if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                    return None;
+                }
+            }
+            Some(file)
+        })
+        .await
+        .ok()
+        .flatten();
+        MigrationLock { _file: file }
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) a database for writing and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
@@ -219,6 +249,10 @@ impl Store {
             pool,
             path: path.to_path_buf(),
         };
+        // Two tokbench processes opening a new database at once would both apply the first
+        // migration ("table hardware already exists"): one migrates at a time, under an
+        // advisory lock on the file (flock, apart from SQLite's own fcntl locks).
+        let _lock = MigrationLock::acquire(path).await;
         store.check_not_newer().await?;
         MIGRATOR
             .run(&store.pool)
