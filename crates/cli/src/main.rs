@@ -5,6 +5,7 @@
 mod backends;
 mod check;
 mod compare;
+mod doctor;
 mod exit;
 mod fit;
 mod hardware;
@@ -298,6 +299,12 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Check the database (integrity, schema, pending migrations, unfinished runs) without
+    /// changing it, the backends found and what telemetry can measure; say what to fix.
+    Doctor {
+        #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
+        db: PathBuf,
+    },
     /// The embedded engine (a child process the runner starts; speaks JSON lines).
     #[command(hide = true)]
     Engine,
@@ -544,6 +551,7 @@ async fn async_dispatch(command: Command) -> anyhow::Result<ExitCode> {
             run::run_command(&suite, &db, resume.as_deref(), plain, &trigger, telemetry).await
         }
         Command::Results { db, run, format } => output::results(&db, run.as_deref(), format).await,
+        Command::Doctor { db } => doctor::doctor_command(&db).await,
         Command::Query { sql, db, format } => output::query(&db, &sql, format).await,
         Command::Fit {
             db: Some(db),

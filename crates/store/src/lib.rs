@@ -154,6 +154,24 @@ pub struct ResultRow {
     pub output_tps: Option<f64>,
 }
 
+/// A database's health (see [`Store::inspect`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DbHealth {
+    pub schema_version: Option<i64>,
+    /// The newest migration this tokbench knows.
+    pub latest_version: i64,
+    /// Migrations this tokbench would apply on the next write (`VERSION description`).
+    pub pending: Vec<String>,
+    /// Written by a newer tokbench.
+    pub newer: bool,
+    /// `PRAGMA integrity_check`: `ok`, or SQLite's findings.
+    pub integrity: String,
+    /// Runs still marked running: (uuid, started_at).
+    pub running: Vec<(String, String)>,
+    pub runs: i64,
+    pub results: i64,
+}
+
 /// One stored result as `tokbench fit --db` compares it with a prediction.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct FitInput {
@@ -325,6 +343,65 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What `tokbench doctor` reports about a database, read-only and without migrating
+    /// it: its schema against this tokbench's, the migrations it lacks, SQLite's integrity
+    /// check, and runs left `running` (a tokbench that was killed; `--resume` finishes them).
+    pub async fn inspect(path: &Path) -> Result<DbHealth, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing { path: path.into() });
+        }
+        let store = Self::connect_read_only(path).await?;
+        let (tables,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .map_err(sql("inspect the database"))?;
+        if tables == 0 {
+            return Err(StoreError::NotTokbench { path: path.into() });
+        }
+        let applied: Vec<(i64,)> =
+            sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success = 1")
+                .fetch_all(&store.pool)
+                .await
+                .map_err(sql("read the applied migrations"))?;
+        let applied: Vec<i64> = applied.into_iter().map(|(v,)| v).collect();
+        let pending: Vec<String> = MIGRATOR
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| format!("{} {}", m.version, m.description))
+            .collect();
+        let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let newer = applied.iter().any(|v| *v > latest);
+        let integrity = store.integrity_check().await?;
+        let running: Vec<(String, String)> = if pending.is_empty() {
+            sqlx::query_as(
+                "SELECT uuid, started_at FROM run WHERE status = 'running' ORDER BY started_at",
+            )
+            .fetch_all(&store.pool)
+            .await
+            .map_err(sql("read unfinished runs"))?
+        } else {
+            Vec::new()
+        };
+        let (runs, results): (i64, i64) =
+            sqlx::query_as("SELECT (SELECT COUNT(*) FROM run), (SELECT COUNT(*) FROM result)")
+                .fetch_one(&store.pool)
+                .await
+                .map_err(sql("count runs"))?;
+        store.close().await;
+        Ok(DbHealth {
+            schema_version: applied.iter().copied().max(),
+            latest_version: latest,
+            pending,
+            newer,
+            integrity,
+            running,
+            runs,
+            results,
+        })
     }
 
     /// Refuses a database that a newer tokbench has migrated past what we know.

@@ -1,0 +1,190 @@
+//! `tokbench doctor`: is this machine ready to benchmark, and is the database sound? Checks
+//! the database (integrity, schema version, pending migrations, runs left unfinished)
+//! without changing it, the backends found, and what telemetry can measure; prints what
+//! to fix. Exit 0 when nothing needs fixing, 1 otherwise.
+
+use std::path::Path;
+
+use tokbench_store::{Store, StoreError};
+
+use crate::exit::ExitCode;
+
+/// One finding: `ok`, `note` (worth knowing) or `fix` (something to do).
+struct Finding {
+    level: &'static str,
+    what: String,
+    fix: Option<String>,
+}
+
+fn ok(what: impl Into<String>) -> Finding {
+    Finding {
+        level: "ok",
+        what: what.into(),
+        fix: None,
+    }
+}
+fn note(what: impl Into<String>, fix: impl Into<String>) -> Finding {
+    Finding {
+        level: "note",
+        what: what.into(),
+        fix: Some(fix.into()),
+    }
+}
+fn fix(what: impl Into<String>, fix: impl Into<String>) -> Finding {
+    Finding {
+        level: "fix",
+        what: what.into(),
+        fix: Some(fix.into()),
+    }
+}
+
+async fn database(db: &Path) -> Vec<Finding> {
+    let shown = db.display();
+    match Store::inspect(db).await {
+        Err(StoreError::Missing { .. }) => vec![note(
+            format!("database {shown} does not exist yet"),
+            "`tokbench run` creates it",
+        )],
+        Err(StoreError::NotTokbench { .. }) => vec![fix(
+            format!("{shown} is an SQLite file, but not a tokbench database"),
+            "point --db at a tokbench database, or move the file away",
+        )],
+        Err(e) => {
+            let mut why = e.to_string();
+            let mut cur = std::error::Error::source(&e);
+            while let Some(c) = cur {
+                why = format!("{why}: {c}");
+                cur = c.source();
+            }
+            vec![fix(
+                format!("database {shown} cannot be read ({why})"),
+                "check the path and its permissions; a file that is not SQLite is not a tokbench database",
+            )]
+        }
+        Ok(h) => {
+            let mut out = Vec::new();
+            if h.integrity == "ok" {
+                out.push(ok(format!(
+                    "database {shown}: integrity ok, {} runs, {} results",
+                    h.runs, h.results
+                )));
+            } else {
+                out.push(fix(
+                    format!("database {shown} fails SQLite's integrity check: {}", h.integrity),
+                    format!("copy what can be read into a new file: sqlite3 {shown} .recover | sqlite3 recovered.db"),
+                ));
+            }
+            let version = h
+                .schema_version
+                .map_or("none".to_string(), |v| v.to_string());
+            if h.newer {
+                out.push(fix(
+                    format!(
+                        "schema {version} is newer than this tokbench knows ({})",
+                        h.latest_version
+                    ),
+                    "use the newer tokbench that wrote it (this one refuses to write to it)",
+                ));
+            } else if h.pending.is_empty() {
+                out.push(ok(format!("schema {version}, up to date")));
+            } else {
+                out.push(note(
+                    format!("schema {version}: {} migration(s) pending: {}", h.pending.len(), h.pending.join(", ")),
+                    "applied on the next `tokbench run` (or any command that opens it); they only add",
+                ));
+            }
+            for (uuid, at) in &h.running {
+                out.push(note(
+                    format!("run {uuid} (started {at}) is still marked running: in progress elsewhere, or its tokbench was killed"),
+                    format!("if nothing runs it: tokbench run --resume {uuid} --db {shown}"),
+                ));
+            }
+            out
+        }
+    }
+}
+
+fn backends() -> Vec<Finding> {
+    let mut out = vec![ok("engine: built in")];
+    for (name, env) in [
+        ("llama-bench", "TOKBENCH_LLAMA_BENCH"),
+        ("llama-server", "TOKBENCH_LLAMA_SERVER"),
+    ] {
+        out.push(match crate::backends::find_tool(name, None, env) {
+            Ok(f) if f.how.contains("older sources") => note(
+                format!("{name}: {} ({})", f.path.display(), f.how),
+                "tokbench backends build",
+            ),
+            Ok(f) => ok(format!("{name}: {} ({})", f.path.display(), f.how)),
+            Err(e) => note(format!("{name}: not found"), e),
+        });
+    }
+    for name in ["vllm", "ollama"] {
+        out.push(match crate::backends::which(name) {
+            Some(p) => ok(format!("{name}: {}", p.display())),
+            None => note(
+                format!("{name}: not on PATH"),
+                format!("install {name} to benchmark it, or attach to a running one ([backend.{name}] base_url)"),
+            ),
+        });
+    }
+    out
+}
+
+fn telemetry() -> Vec<Finding> {
+    let reports = tokbench_telemetry::probe_all();
+    let mut can = std::collections::BTreeSet::new();
+    for r in &reports {
+        for (m, a) in &r.metrics {
+            if a.is_ok() {
+                can.insert(format!("{} ({})", m.name(), r.source));
+            }
+        }
+    }
+    let power = can
+        .iter()
+        .any(|m| m.starts_with("power_w") || m.starts_with("energy"));
+    let mut out = vec![ok(format!(
+        "telemetry can measure: {}",
+        if can.is_empty() {
+            "nothing".to_string()
+        } else {
+            can.iter().cloned().collect::<Vec<_>>().join(", ")
+        }
+    ))];
+    if !power {
+        out.push(note(
+            "no power or energy source on this machine: power and tokens/J columns stay empty",
+            "`tokbench telemetry probe` says why for each source (no GPU, no RAPL, powermetrics needs root)",
+        ));
+    }
+    out
+}
+
+pub async fn doctor_command(db: &Path) -> anyhow::Result<ExitCode> {
+    let sections = [
+        ("database", database(db).await),
+        ("backends", backends()),
+        ("telemetry", telemetry()),
+    ];
+    let mut to_fix = 0;
+    for (name, findings) in &sections {
+        println!("{name}:");
+        for f in findings {
+            println!("  [{}] {}", f.level, f.what);
+            if let Some(x) = &f.fix {
+                println!("         → {x}");
+            }
+            if f.level == "fix" {
+                to_fix += 1;
+            }
+        }
+    }
+    if to_fix == 0 {
+        println!("nothing to fix");
+        Ok(ExitCode::Ok)
+    } else {
+        println!("{to_fix} thing(s) to fix");
+        Ok(ExitCode::ToolError)
+    }
+}
