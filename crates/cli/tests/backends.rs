@@ -591,3 +591,96 @@ fn an_attached_ollama_is_measured_with_its_native_durations_and_ps() {
         .iter()
         .all(|r| f(r, "n_gen") == Some(64.0) && f(r, "n_prompt") == Some(51.0)));
 }
+
+/// Pids of live processes whose environment carries `marker` (KEY=VALUE).
+fn processes_marked(marker: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(env) = std::fs::read(e.path().join("environ")) {
+            if env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+#[test]
+fn sigterm_during_a_server_cell_stops_the_server_and_marks_the_run() {
+    let bin = tools().join("llama-server");
+    let tmp = tempfile::tempdir().unwrap();
+    // Long enough that SIGTERM surely lands while requests stream.
+    let suite = write_suite(
+        tmp.path(),
+        "long.toml",
+        &format!(
+            "name = \"long\"\nbackends = [\"llama-server\"]\n[backend.llama-server]\nbinary = \"{}\"\n\
+             [[model]]\nsynth = \"tiny\"\nquants = [\"Q8_0\"]\n[engine]\nthreads = 2\n\
+             [workload]\ntests = [\"tg512\"]\nrepetitions = 200\ntimeout_s = 120\n",
+            bin.display()
+        ),
+    );
+    let db = tmp.path().join("long.db");
+    let marker = format!("TOKBENCH_TEST_MARK=term-{}", std::process::id());
+    let (k, v) = marker.split_once('=').unwrap();
+    let mut child = tokbench(&[
+        "run",
+        suite.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--plain",
+    ])
+    .env(k, v)
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Wait (bounded) until llama-server runs under this tokbench and the cell has started.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "llama-server never started"
+        );
+        let servers: Vec<u32> = processes_marked(&marker)
+            .into_iter()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .map(|c| c.trim() == "llama-server")
+                    .unwrap_or(false)
+            })
+            .collect();
+        if !servers.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Let it become healthy and stream for a moment.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "stopping took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        processes_marked(&marker).is_empty(),
+        "a process outlived tokbench: {err}"
+    );
+    let runs = query(&db, "SELECT status FROM run");
+    assert_eq!(s(&runs[0], "status"), "interrupted");
+    let rows = query(&db, "SELECT status, error FROM result");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(s(&rows[0], "status"), "interrupted", "{rows:?}");
+}
