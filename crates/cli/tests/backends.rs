@@ -205,6 +205,39 @@ fn engine_llama_bench_and_llama_server_side_by_side() {
         text.contains("llama-bench") && text.contains("llama-server") && text.contains("client"),
         "{text}"
     );
+    // The report keeps every series apart: the client's and the server's figures, and each
+    // concurrency level, are rows of their own (not collapsed into the newest).
+    let out_dir = tmp.path().join("report");
+    let rep = with_tools(&[
+        "report",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        rep.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rep.stderr)
+    );
+    let csv = std::fs::read_to_string(out_dir.join("results.csv")).unwrap();
+    for label in [
+        "llama-server (client, c1)",
+        "llama-server (client, c2)",
+        "llama-server (server, c1)",
+        "llama-server (server, c2)",
+        "llama-bench",
+        "engine",
+    ] {
+        assert!(csv.contains(label), "{label} in {csv}");
+    }
+    assert_eq!(
+        csv.lines().count(),
+        1 + 12,
+        "one row per stored result: {csv}"
+    );
 }
 
 #[test]

@@ -39,7 +39,12 @@ const POINTS_SQL: &str = "
 SELECT run.uuid AS run_uuid, run.started_at, run.hardware AS run_hardware, run.source,
        host.hostname, host.cpu_model, host.cpu_cores_logical, host.cpu_cores_physical,
        host.memory_total_bytes, host.os, host.kernel, host.arch, host.gpus_json,
-       bb.name AS backend, bb.version AS backend_version, bb.accel,
+       -- A server backend's rows are the client's and the server's figures at one load:
+       -- each its own series in a report (`llama-server (client, c4)`).
+       bb.name || CASE WHEN r.metric_source = 'engine' THEN ''
+                       ELSE ' (' || r.metric_source || IFNULL(', c' || r.concurrency, '')
+                            || IFNULL(', ' || r.request_rate || ' req/s', '') || ')' END AS backend,
+       bb.version AS backend_version, bb.accel,
        r.model_name AS model, m.quant, m.n_params, m.file_bytes, m.shape_json,
        w.label AS test, w.n_prompt, w.n_gen, w.n_depth,
        r.n_threads, r.n_gpu_layers, r.flash_attn, r.type_k, r.type_v, r.status,
