@@ -341,6 +341,7 @@ async fn execute(
             }
             RunEvent::CellFinished {
                 result,
+                also,
                 model_name,
                 model,
                 build,
@@ -366,63 +367,63 @@ async fn execute(
                     }),
                     None => None,
                 };
+                let mut rows: Vec<&tokbench_core::CellResult> = vec![&result];
+                rows.extend(also.as_deref());
                 store
-                    .insert_result(
+                    .insert_results(
                         run_id,
                         build_id,
                         model_id,
                         &model_name,
                         repetitions_expected,
-                        &result,
+                        &rows,
                     )
                     .await
                     .context("cannot store a result")?;
-                // A server cell's second row (the server's own figures) is not another cell.
-                let second_row = result.metric_source == tokbench_core::MetricSource::Server;
-                if !second_row {
-                    done += 1;
-                    if result.status != ResultStatus::Ok {
-                        failed += 1;
-                    }
+                done += 1;
+                if result.status != ResultStatus::Ok {
+                    failed += 1;
                 }
                 let quant = model.as_ref().map(|m| m.quant.clone()).unwrap_or_default();
-                let (mean, sd) =
-                    tokbench_core::record::mean_sd(result.repetitions.iter().map(|r| {
-                        if result.test.n_gen > 0 {
-                            r.decode_tps
-                        } else {
-                            r.prefill_tps
+                for result in rows {
+                    let (mean, sd) =
+                        tokbench_core::record::mean_sd(result.repetitions.iter().map(|r| {
+                            if result.test.n_gen > 0 {
+                                r.decode_tps
+                            } else {
+                                r.prefill_tps
+                            }
+                        }));
+                    let mut figure = match (mean, sd) {
+                        (Some(m), Some(s)) => format!("{m:.2} ± {s:.2} t/s"),
+                        (Some(m), None) => format!("{m:.2} t/s"),
+                        _ => String::new(),
+                    };
+                    if let Some(sv) = result.serving.as_ref().map(|s| &s.summary) {
+                        if let (Some(t), Some(o)) = (sv.ttft_ms.p50, sv.output_tps) {
+                            figure = format!("{figure} TTFT p50 {t:.1} ms, {o:.1} output t/s");
                         }
-                    }));
-                let mut figure = match (mean, sd) {
-                    (Some(m), Some(s)) => format!("{m:.2} ± {s:.2} t/s"),
-                    (Some(m), None) => format!("{m:.2} t/s"),
-                    _ => String::new(),
-                };
-                if let Some(sv) = result.serving.as_ref().map(|s| &s.summary) {
-                    if let (Some(t), Some(o)) = (sv.ttft_ms.p50, sv.output_tps) {
-                        figure = format!("{figure} TTFT p50 {t:.1} ms, {o:.1} output t/s");
                     }
-                }
-                let status = match (&result.error, result.status) {
-                    (_, ResultStatus::Ok) => "ok".to_string(),
-                    (Some(e), s) => format!("{s}: {e}"),
-                    (None, s) => s.to_string(),
-                };
-                let conc = result
-                    .serving
-                    .as_ref()
-                    .and_then(|s| s.summary.concurrency)
-                    .map(|c| format!(" c{c}"))
-                    .unwrap_or_default();
-                say(format!(
+                    let status = match (&result.error, result.status) {
+                        (_, ResultStatus::Ok) => "ok".to_string(),
+                        (Some(e), s) => format!("{s}: {e}"),
+                        (None, s) => s.to_string(),
+                    };
+                    let conc = result
+                        .serving
+                        .as_ref()
+                        .and_then(|s| s.summary.concurrency)
+                        .map(|c| format!(" c{c}"))
+                        .unwrap_or_default();
+                    say(format!(
                     "[{done}/{to_run}] {model_name} {quant} {} t{}{conc} {} ({}): {figure} {status}",
                     result.test.label(),
                     result.params.n_threads,
                     build.name,
                     result.metric_source.as_str(),
                 ));
-                if let Some(b) = bar.as_ref().filter(|_| !second_row) {
+                }
+                if let Some(b) = &bar {
                     b.inc(1);
                 }
             }

@@ -756,39 +756,35 @@ pub(crate) async fn server_group(
             started_at: started_at.clone(),
             duration_ms,
         };
-        ctx.finish_with(client, name, record.as_ref(), &build, n_requests)
+        let server = has_server_figures.then(|| CellResult {
+            cell_index: cell.index,
+            test: cell.test,
+            params: p,
+            status: ResultStatus::Ok,
+            error: None,
+            metric_source: MetricSource::Server,
+            load_ms: None,
+            rss_peak_bytes: None,
+            allocated: None,
+            telemetry: None,
+            repetitions: server_reps,
+            // The level it belongs to (its series), without the client's latencies.
+            serving: Some(Box::new(ServingResult {
+                summary: ServingSummary {
+                    concurrency: cell.concurrency,
+                    request_rate: suite.serve.request_rate,
+                    n_requests,
+                    ..Default::default()
+                },
+                requests: Vec::new(),
+            })),
+            backend_json: None,
+            log_tail: None,
+            started_at,
+            duration_ms,
+        });
+        ctx.finish_cell(client, server, name, record.as_ref(), &build, n_requests)
             .await;
-        if has_server_figures {
-            let server = CellResult {
-                cell_index: cell.index,
-                test: cell.test,
-                params: p,
-                status: ResultStatus::Ok,
-                error: None,
-                metric_source: MetricSource::Server,
-                load_ms: None,
-                rss_peak_bytes: None,
-                allocated: None,
-                telemetry: None,
-                repetitions: server_reps,
-                // The level it belongs to (its series), without the client's latencies.
-                serving: Some(Box::new(ServingResult {
-                    summary: ServingSummary {
-                        concurrency: cell.concurrency,
-                        request_rate: suite.serve.request_rate,
-                        n_requests,
-                        ..Default::default()
-                    },
-                    requests: Vec::new(),
-                })),
-                backend_json: None,
-                log_tail: None,
-                started_at,
-                duration_ms,
-            };
-            ctx.finish_with(server, name, record.as_ref(), &build, n_requests)
-                .await;
-        }
         first = false;
     }
     if let Some(mut c) = child {

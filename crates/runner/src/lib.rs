@@ -63,6 +63,9 @@ pub enum RunEvent {
     /// A cell ended, measured or not. Subscribers store it at once.
     CellFinished {
         result: Box<CellResult>,
+        /// A second result of the same cell, stored with it in one transaction: a server
+        /// cell's own figures (`metric_source = server`) beside the client's.
+        also: Option<Box<CellResult>>,
         model_name: String,
         model: Option<Box<ModelRecord>>,
         build: Box<BackendBuild>,
@@ -227,20 +230,20 @@ impl Ctx<'_> {
         build: &BackendBuild,
         repetitions_expected: u32,
     ) {
-        // A server cell stores two rows (client and server); count the cell once.
-        if result.metric_source == MetricSource::Server {
-            let _ = self
-                .tx
-                .send(RunEvent::CellFinished {
-                    result: Box::new(result),
-                    model_name: model_name.to_string(),
-                    model: model.cloned().map(Box::new),
-                    build: Box::new(build.clone()),
-                    repetitions_expected,
-                })
-                .await;
-            return;
-        }
+        self.finish_cell(result, None, model_name, model, build, repetitions_expected)
+            .await;
+    }
+
+    /// Reports a cell's result and, for a server cell, the server's own figures with it.
+    pub(crate) async fn finish_cell(
+        &mut self,
+        result: CellResult,
+        also: Option<CellResult>,
+        model_name: &str,
+        model: Option<&ModelRecord>,
+        build: &BackendBuild,
+        repetitions_expected: u32,
+    ) {
         if result.status == ResultStatus::Ok {
             self.outcome.cells_ok += 1;
         } else {
@@ -250,6 +253,7 @@ impl Ctx<'_> {
             .tx
             .send(RunEvent::CellFinished {
                 result: Box::new(result),
+                also: also.map(Box::new),
                 model_name: model_name.to_string(),
                 model: model.cloned().map(Box::new),
                 build: Box::new(build.clone()),

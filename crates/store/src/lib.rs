@@ -672,6 +672,55 @@ impl Store {
         repetitions_expected: u32,
         r: &CellResult,
     ) -> Result<ResultId, StoreError> {
+        let ids = self
+            .insert_results(run, build, model, model_name, repetitions_expected, &[r])
+            .await?;
+        Ok(ids[0])
+    }
+
+    /// Stores the results of one cell (a server cell's client and server figures) in one
+    /// transaction: a crash stores both or neither, so a resumed run never finds the cell
+    /// half stored.
+    pub async fn insert_results(
+        &self,
+        run: RunId,
+        build: BuildId,
+        model: Option<ModelId>,
+        model_name: &str,
+        repetitions_expected: u32,
+        rs: &[&CellResult],
+    ) -> Result<Vec<ResultId>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(sql("store a result"))?;
+        let mut ids = Vec::with_capacity(rs.len());
+        for r in rs {
+            ids.push(
+                insert_one(
+                    &mut tx,
+                    run,
+                    build,
+                    model,
+                    model_name,
+                    repetitions_expected,
+                    r,
+                )
+                .await?,
+            );
+        }
+        tx.commit().await.map_err(sql("store a result"))?;
+        Ok(ids)
+    }
+}
+
+async fn insert_one(
+    tx: &mut sqlx::SqliteConnection,
+    run: RunId,
+    build: BuildId,
+    model: Option<ModelId>,
+    model_name: &str,
+    repetitions_expected: u32,
+    r: &CellResult,
+) -> Result<ResultId, StoreError> {
+    {
         let CellResult {
             cell_index,
             test,
@@ -716,7 +765,6 @@ impl Store {
         });
         let as_i64 = |b: Option<u64>| b.and_then(|b| i64::try_from(b).ok());
         let sv = serving.as_ref().map(|s| &s.summary);
-        let mut tx = self.pool.begin().await.map_err(sql("store a result"))?;
         sqlx::query(
             "INSERT INTO workload (kind, label, n_prompt, n_gen, n_depth) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (kind, n_prompt, n_gen, n_depth) DO NOTHING",
@@ -884,10 +932,11 @@ impl Store {
             .await
             .map_err(sql("store a telemetry sample"))?;
         }
-        tx.commit().await.map_err(sql("store a result"))?;
         Ok(ResultId(id))
     }
+}
 
+impl Store {
     /// The results of the newest run (or of the run `run_uuid`), in cell order.
     pub async fn results(&self, run_uuid: Option<&str>) -> Result<Vec<ResultRow>, StoreError> {
         let rows = sqlx::query(

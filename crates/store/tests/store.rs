@@ -341,3 +341,77 @@ async fn telemetry_is_stored_per_phase_with_its_raw_samples() {
         .contains("rapl: not supported"));
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_cells_results_are_stored_together_or_not_at_all() {
+    use tokbench_core::serving::{RequestTiming, ServingResult, ServingSummary};
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("t.db")).await.unwrap();
+    let run = store.begin_run(&new_run("pair"), &host()).await.unwrap();
+    let build = store
+        .backend_build(&BackendBuild {
+            name: "llama-server".into(),
+            version: "1".into(),
+            commit: None,
+            accel: "cpu".into(),
+            flags: String::new(),
+        })
+        .await
+        .unwrap();
+    let mut client = result(0, ResultStatus::Ok, &[10.0, 11.0]);
+    client.metric_source = tokbench_core::MetricSource::Client;
+    client.serving = Some(Box::new(ServingResult {
+        summary: ServingSummary {
+            concurrency: Some(4),
+            n_requests: 1,
+            ..Default::default()
+        },
+        requests: vec![RequestTiming {
+            ttft_ms: Some(5.0),
+            e2e_ms: Some(50.0),
+            n_gen: Some(10),
+            itl_ms: vec![5.0; 9],
+            ..Default::default()
+        }],
+    }));
+    let mut server = result(0, ResultStatus::Ok, &[12.0, 12.5]);
+    server.metric_source = tokbench_core::MetricSource::Server;
+    // The second row collides with the first (same cell, same source): neither is kept.
+    let err = store
+        .insert_results(run, build, None, "m", 2, &[&client, &client])
+        .await;
+    assert!(err.is_err());
+    let n = store.query("SELECT COUNT(*) FROM result").await.unwrap();
+    assert_eq!(n.rows[0][0], serde_json::json!(0), "half a cell was stored");
+    let n = store.query("SELECT COUNT(*) FROM request").await.unwrap();
+    assert_eq!(n.rows[0][0], serde_json::json!(0));
+    // Client and server together: both, with the request and the level.
+    store
+        .insert_results(run, build, None, "m", 2, &[&client, &server])
+        .await
+        .unwrap();
+    let q = store
+        .query("SELECT metric_source, concurrency, workload_kind FROM v_results ORDER BY metric_source")
+        .await
+        .unwrap();
+    assert_eq!(
+        q.rows,
+        vec![
+            vec![
+                serde_json::json!("client"),
+                serde_json::json!(4),
+                serde_json::json!("serve")
+            ],
+            vec![
+                serde_json::json!("server"),
+                serde_json::Value::Null,
+                serde_json::json!("serve")
+            ],
+        ]
+    );
+    let q = store
+        .query("SELECT tpot_ms, itl_json FROM request")
+        .await
+        .unwrap();
+    assert_eq!(q.rows[0][0], serde_json::json!(5.0));
+}
