@@ -40,23 +40,6 @@ fn with_tools(args: &[&str]) -> Command {
     c
 }
 
-/// Processes whose command line mentions `needle` (the process table, for orphans).
-fn processes_with(needle: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if e.file_name().to_string_lossy().parse::<u32>().is_err() {
-            continue;
-        }
-        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) && !cmd.contains("cargo") {
-                out.push(cmd);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn backends_lists_the_built_tools() {
     let out = with_tools(&["backends", "--format", "json"])
@@ -95,6 +78,7 @@ fn engine_llama_bench_and_llama_server_side_by_side() {
          [serve]\nconcurrency = [1, 2]\nrequests_per_stream = 2\n",
     );
     let db = tmp.path().join("cc.db");
+    let mark = format!("cc-{}", std::process::id());
     let out = with_tools(&[
         "run",
         suite.to_str().unwrap(),
@@ -102,6 +86,7 @@ fn engine_llama_bench_and_llama_server_side_by_side() {
         db.to_str().unwrap(),
         "--plain",
     ])
+    .env("TOKBENCH_TEST_MARK", &mark)
     .output()
     .unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -193,10 +178,8 @@ fn engine_llama_bench_and_llama_server_side_by_side() {
         assert!(q["error"].is_null());
         assert!(s(q, "server_json").contains("prompt_ms"));
     }
-    // The server was stopped with its process group.
-    assert!(processes_with("llama-server")
-        .iter()
-        .all(|p| !p.contains(tmp.path().to_str().unwrap())));
+    // The server was stopped with its process group: nothing tokbench started is left.
+    assert!(processes_with_env(&format!("TOKBENCH_TEST_MARK={mark}")).is_empty());
     let shown = with_tools(&["results", "--db", db.to_str().unwrap()])
         .output()
         .unwrap();
@@ -348,6 +331,7 @@ fn a_server_that_never_becomes_healthy_fails_and_the_suite_goes_on() {
         ),
     );
     let db = tmp.path().join("nh.db");
+    let mark = format!("nh-{}", std::process::id());
     let started = std::time::Instant::now();
     let out = tokbench(&[
         "run",
@@ -356,6 +340,7 @@ fn a_server_that_never_becomes_healthy_fails_and_the_suite_goes_on() {
         db.to_str().unwrap(),
         "--plain",
     ])
+    .env("TOKBENCH_TEST_MARK", &mark)
     .output()
     .unwrap();
     assert!(started.elapsed().as_secs() < 60);
@@ -377,7 +362,7 @@ fn a_server_that_never_becomes_healthy_fails_and_the_suite_goes_on() {
         "{rows:?}"
     );
     assert!(
-        processes_with(fake.to_str().unwrap()).is_empty(),
+        processes_with_env(&format!("TOKBENCH_TEST_MARK={mark}")).is_empty(),
         "the server outlived tokbench"
     );
 }
@@ -625,22 +610,6 @@ fn an_attached_ollama_is_measured_with_its_native_durations_and_ps() {
         .all(|r| f(r, "n_gen") == Some(64.0) && f(r, "n_prompt") == Some(51.0)));
 }
 
-/// Pids of live processes whose environment carries `marker` (KEY=VALUE).
-fn processes_marked(marker: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(env) = std::fs::read(e.path().join("environ")) {
-            if env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
-                pids.push(pid);
-            }
-        }
-    }
-    pids
-}
-
 #[test]
 fn sigterm_during_a_server_cell_stops_the_server_and_marks_the_run() {
     let bin = tools().join("llama-server");
@@ -677,7 +646,7 @@ fn sigterm_during_a_server_cell_stops_the_server_and_marks_the_run() {
             std::time::Instant::now() < deadline,
             "llama-server never started"
         );
-        let servers: Vec<u32> = processes_marked(&marker)
+        let servers: Vec<u32> = processes_with_env(&marker)
             .into_iter()
             .filter(|p| {
                 std::fs::read_to_string(format!("/proc/{p}/comm"))
@@ -708,7 +677,7 @@ fn sigterm_during_a_server_cell_stops_the_server_and_marks_the_run() {
         started.elapsed()
     );
     assert!(
-        processes_marked(&marker).is_empty(),
+        processes_with_env(&marker).is_empty(),
         "a process outlived tokbench: {err}"
     );
     let runs = query(&db, "SELECT status FROM run");

@@ -7,22 +7,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Pids of live processes whose environment carries `marker`.
-fn processes_with(marker: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(env) = std::fs::read(entry.path().join("environ")) {
-            if env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
-                pids.push(pid);
-            }
-        }
-    }
-    pids
-}
-
 #[test]
 fn sigint_interrupts_and_resume_finishes_without_duplicates() {
     let tmp = tempfile::tempdir().unwrap();
@@ -82,11 +66,11 @@ fn sigint_interrupts_and_resume_finishes_without_duplicates() {
     );
     // No engine child outlives tokbench (bounded wait for the kernel to reap it).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !processes_with(&marker).is_empty() {
+    while !processes_with_env(&marker).is_empty() {
         assert!(
             Instant::now() < deadline,
             "left behind: {:?}",
-            processes_with(&marker)
+            processes_with_env(&marker)
         );
         std::thread::sleep(Duration::from_millis(50));
     }

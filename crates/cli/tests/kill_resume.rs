@@ -11,22 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Processes whose environment carries `marker` (KEY=VALUE).
-fn marked(marker: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(env) = std::fs::read(e.path().join("environ")) {
-            if env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
-                pids.push(pid);
-            }
-        }
-    }
-    pids
-}
-
 /// (cell, source) pairs stored for `uuid`, and whether any is duplicated or incomplete.
 fn stored(db: &std::path::Path, uuid: &str) -> (BTreeSet<(i64, String)>, usize, usize) {
     let rows = query(
@@ -116,7 +100,7 @@ fn sigkill_at_random_moments_then_resume() {
         child.wait().unwrap();
         // The engine child dies with tokbench (PR_SET_PDEATHSIG): give the kernel a moment.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !marked(&marker).is_empty() {
+        while !processes_with_env(&marker).is_empty() {
             assert!(
                 Instant::now() < deadline,
                 "a process outlived tokbench's SIGKILL"

@@ -422,7 +422,20 @@ async fn other_backend(
     }
     match kind {
         BackendKind::LlamaBench => {
-            let program = target.program.clone().expect("llama-bench has a program");
+            let Some(program) = target.program.clone() else {
+                for (cell, params) in cells {
+                    let r = unmeasured(
+                        &cell,
+                        params,
+                        ResultStatus::Unavailable,
+                        "llama-bench: no program to start".into(),
+                        None,
+                    );
+                    ctx.finish_with(r, name, Some(&model.record), &target.build, 0)
+                        .await;
+                }
+                return;
+            };
             for (cell, params) in cells {
                 if ctx.cancelled() {
                     ctx.outcome.interrupted = true;

@@ -93,3 +93,20 @@ pub fn threads_suite(dir: &Path, threads: u32) -> PathBuf {
         ),
     )
 }
+
+/// Pids of live processes whose environment carries `marker` (`KEY=VALUE`): a test sets a
+/// marker on tokbench, every process it starts inherits it, and none may outlive it.
+pub fn processes_with_env(marker: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(env) = std::fs::read(entry.path().join("environ")) {
+            if env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
