@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::child::{describe_exit, died_by_signal, Line, Supervised};
 use crate::serve::client::{Api, Endpoint};
-use crate::serve::{self, Arrivals};
+use crate::serve::{self, llama_engine_args, Arrivals};
 use crate::{now_rfc3339, unmeasured, until_cancelled, Ctx, PreparedModel, GRACE, LOG_LINES};
 
 /// A backend as the CLI resolved it before the run: the program to spawn (or none, for an
@@ -88,25 +88,14 @@ pub fn llama_bench_args(
         t.n_depth.to_string(),
         "-r".into(),
         repetitions.to_string(),
-        "-t".into(),
-        p.n_threads.to_string(),
-        "-b".into(),
-        p.n_batch.to_string(),
-        "-ub".into(),
-        p.n_ubatch.to_string(),
-        "-ngl".into(),
-        p.n_gpu_layers.to_string(),
         "-fa".into(),
         if p.flash_attn { "1" } else { "0" }.into(),
-        "-ctk".into(),
-        p.type_k.name().into(),
-        "-ctv".into(),
-        p.type_v.name().into(),
         "-mmp".into(),
         if p.use_mmap { "1" } else { "0" }.into(),
         "-o".into(),
         "json".into(),
     ];
+    a.extend(llama_engine_args(p));
     if !warmup {
         a.push("--no-warmup".into());
     }

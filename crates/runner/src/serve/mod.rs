@@ -301,6 +301,25 @@ pub async fn run_level(
     (all, end / 1e3)
 }
 
+/// The engine settings llama.cpp's tools spell alike (`-t -b -ub -ngl -ctk -ctv`); flash
+/// attention and mmap they spell differently, so the callers add those.
+pub fn llama_engine_args(p: &tokbench_core::EngineParams) -> Vec<String> {
+    vec![
+        "-t".into(),
+        p.n_threads.to_string(),
+        "-b".into(),
+        p.n_batch.to_string(),
+        "-ub".into(),
+        p.n_ubatch.to_string(),
+        "-ngl".into(),
+        p.n_gpu_layers.to_string(),
+        "-ctk".into(),
+        p.type_k.name().into(),
+        "-ctv".into(),
+        p.type_v.name().into(),
+    ]
+}
+
 /// `llama-server` arguments for a model and engine parameters (an argument vector).
 pub fn llama_server_args(
     model: &Path,
@@ -317,25 +336,14 @@ pub fn llama_server_args(
         "127.0.0.1".into(),
         "--port".into(),
         port.to_string(),
-        "-t".into(),
-        p.n_threads.to_string(),
         "-c".into(),
         n_ctx.to_string(),
         "-np".into(),
         n_parallel.to_string(),
-        "-b".into(),
-        p.n_batch.to_string(),
-        "-ub".into(),
-        p.n_ubatch.to_string(),
-        "-ngl".into(),
-        p.n_gpu_layers.to_string(),
         "-fa".into(),
         if p.flash_attn { "on" } else { "off" }.into(),
-        "-ctk".into(),
-        p.type_k.name().into(),
-        "-ctv".into(),
-        p.type_v.name().into(),
     ];
+    a.extend(llama_engine_args(p));
     if !p.use_mmap {
         a.push("--no-mmap".into());
     }
