@@ -516,30 +516,15 @@ fn tool_build(kind: BackendKind, found: &Found) -> BackendBuild {
     }
 }
 
-/// A running Ollama's version (`GET /api/version`), bounded to 5 s. (On its own thread and
-/// runtime: callers may be inside one.)
-fn ollama_version(base: &str) -> Option<String> {
-    let base = base.to_string();
-    std::thread::spawn(move || ollama_version_blocking(&base))
-        .join()
-        .ok()
-        .flatten()
-}
-
-fn ollama_version_blocking(base: &str) -> Option<String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()?;
-    rt.block_on(async {
-        let http = tokbench_runner::serve::http_client();
-        let text =
-            tokbench_runner::serve::get_text(&http, &format!("{base}/api/version"), None).await?;
-        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        v.get("version")
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    })
+/// A running Ollama's version (`GET /api/version`), bounded to 5 s.
+async fn ollama_version(base: &str) -> Option<String> {
+    let http = tokbench_runner::serve::http_client();
+    let text =
+        tokbench_runner::serve::get_text(&http, &format!("{base}/api/version"), None).await?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get("version")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
 }
 
 /// An endpoint as stored and printed: without credentials in its user part or a query
@@ -557,7 +542,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Resolves every non-engine backend a suite uses.
-pub fn resolve_targets(suite: &Suite) -> BTreeMap<BackendKind, BackendTarget> {
+pub async fn resolve_targets(suite: &Suite) -> BTreeMap<BackendKind, BackendTarget> {
     let mut out = BTreeMap::new();
     for &kind in &suite.backends {
         let settings = suite.settings(kind);
@@ -603,9 +588,10 @@ pub fn resolve_targets(suite: &Suite) -> BTreeMap<BackendKind, BackendTarget> {
             // Attached: openai always, ollama (and vLLM) with a base_url.
             _ => {
                 let base = settings.base_url.as_deref().unwrap_or_default();
-                let version = (kind == BackendKind::Ollama)
-                    .then(|| ollama_version(base))
-                    .flatten();
+                let version = match kind {
+                    BackendKind::Ollama => ollama_version(base).await,
+                    _ => None,
+                };
                 BackendTarget::opaque(kind, None, version, redact_url(base))
             }
         };

@@ -262,7 +262,7 @@ async fn execute(
         idle_after: telemetry
             .map(|i| (i * 5).max(std::time::Duration::from_millis(500)))
             .unwrap_or_default(),
-        backends: crate::backends::resolve_targets(&suite),
+        backends: crate::backends::resolve_targets(&suite).await,
     };
     for (kind, t) in &plan.backends {
         match &t.unavailable {
