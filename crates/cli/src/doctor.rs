@@ -50,12 +50,7 @@ async fn database(db: &Path) -> Vec<Finding> {
             "point --db at a tokbench database, or move the file away",
         )],
         Err(e) => {
-            let mut why = e.to_string();
-            let mut cur = std::error::Error::source(&e);
-            while let Some(c) = cur {
-                why = format!("{why}: {c}");
-                cur = c.source();
-            }
+            let why = tokbench_runner::serve::client::error_chain(&e);
             vec![fix(
                 format!("database {shown} cannot be read ({why})"),
                 "check the path and its permissions; a file that is not SQLite is not a tokbench database",

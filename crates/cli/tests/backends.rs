@@ -399,7 +399,7 @@ fn a_server_that_exits_at_start_and_a_missing_binary() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows = query(&db, "SELECT r.status, r.error, r.log_tail, v.backend FROM result r JOIN v_results v ON v.result_id = r.id ORDER BY v.backend");
+    let rows = query(&db, "SELECT r.status, r.error, r.log_tail, v.backend, v.n_reps_expected, v.concurrency FROM result r JOIN v_results v ON v.result_id = r.id ORDER BY v.backend");
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(s(&rows[0], "backend"), "llama-bench");
     assert_eq!(s(&rows[0], "status"), "unavailable");
@@ -416,6 +416,11 @@ fn a_server_that_exits_at_start_and_a_missing_binary() {
         s(&rows[1], "log_tail").contains("no-such-flag"),
         "the server's own words: {rows:?}"
     );
+    // Expected as when it runs: 2 repetitions for llama-bench, 2 requests × 1 stream for
+    // the server cell, which keeps its concurrency level (its series).
+    assert_eq!(f(&rows[0], "n_reps_expected"), Some(2.0), "{rows:?}");
+    assert_eq!(f(&rows[1], "n_reps_expected"), Some(2.0), "{rows:?}");
+    assert_eq!(f(&rows[1], "concurrency"), Some(1.0), "{rows:?}");
 }
 
 /// Where vLLM is installed: `TOKBENCH_VLLM_MODEL` names a model it can serve

@@ -375,11 +375,13 @@ impl Ctx<'_> {
                 ));
             }
         }
-        for needs_model in [BackendKind::Ollama, BackendKind::OpenAi] {
+        // Ollama and OpenAI endpoints serve models by name; so does a vLLM that tokbench
+        // attaches to (one it starts serves the suite's model file).
+        for needs_model in [BackendKind::Ollama, BackendKind::OpenAi, BackendKind::Vllm] {
             if backends.contains(&needs_model)
-                && backend_settings
-                    .get(&needs_model)
-                    .is_some_and(|s| s.model.is_none())
+                && backend_settings.get(&needs_model).is_some_and(|s| {
+                    s.model.is_none() && (needs_model != BackendKind::Vllm || s.base_url.is_some())
+                })
             {
                 let span = raw_backend.get(needs_model.name()).map(|b| b.span());
                 return Err(self.err(
@@ -1013,6 +1015,7 @@ repetitions = 3
             ("backends = [\"openai\"]\n[backend.openai]\nmodel = \"m\"\n", "needs `base_url"),
             ("backends = [\"openai\"]\n[backend.openai]\nbase_url = \"ftp://x\"\nmodel = \"m\"\n", "not an http:// or https:// URL"),
             ("backends = [\"ollama\"]\n[backend.ollama]\nbase_url = \"http://x\"\n", "needs `model"),
+            ("backends = [\"vllm\"]\n[backend.vllm]\nbase_url = \"http://x/v1\"\n", "`[backend.vllm]` needs `model"),
             ("[backend.tgi]\nbinary = \"x\"\n", "table `[backend.tgi]`: unknown backend"),
             ("[backend.llama-server]\nstartup_timeout_s = 0\n", "not a positive number of seconds"),
             ("[serve]\nconcurrency = [0]\n", "not between 1 and 4096"),

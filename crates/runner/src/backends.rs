@@ -288,7 +288,7 @@ pub(crate) async fn llama_bench_cell(
 }
 
 /// A server cell that produced nothing: the client row carries the reason.
-fn server_failure(
+pub(crate) fn server_failure(
     cell: &Cell,
     params: EngineParams,
     status: ResultStatus,
@@ -305,6 +305,16 @@ fn server_failure(
         requests: Vec::new(),
     }));
     r
+}
+
+/// The requests a server cell sends: `requests_per_stream` (default: the suite's
+/// repetitions) per stream, or in all with Poisson arrivals.
+pub(crate) fn requests_of(suite: &tokbench_core::Suite, cell: &Cell) -> u32 {
+    let per_stream = suite.serve.requests_per_stream.unwrap_or(suite.repetitions);
+    match (suite.serve.request_rate, cell.concurrency) {
+        (Some(_), _) => per_stream,
+        (None, c) => per_stream * c.unwrap_or(1),
+    }
 }
 
 /// Runs every cell of one server backend that shares a model and engine parameters on one
@@ -393,7 +403,9 @@ pub(crate) async fn server_group(
                         format!("{kind}: no program to start"),
                         None,
                     );
-                    ctx.finish_with(r, name, record.as_ref(), &build, 0).await;
+                    let expected = requests_of(&ctx.plan.suite, &cell);
+                    ctx.finish_with(r, name, record.as_ref(), &build, expected)
+                        .await;
                 }
                 return;
             };
@@ -408,7 +420,9 @@ pub(crate) async fn server_group(
                             format!("no free port for {kind}: {e}"),
                             None,
                         );
-                        ctx.finish_with(r, name, record.as_ref(), &build, 0).await;
+                        let expected = requests_of(&ctx.plan.suite, &cell);
+                        ctx.finish_with(r, name, record.as_ref(), &build, expected)
+                            .await;
                     }
                     return;
                 }
@@ -462,7 +476,9 @@ pub(crate) async fn server_group(
                             format!("cannot start {kind} {}: {e}", program.display()),
                             None,
                         );
-                        ctx.finish_with(r, name, record.as_ref(), &build, 0).await;
+                        let expected = requests_of(&ctx.plan.suite, &cell);
+                        ctx.finish_with(r, name, record.as_ref(), &build, expected)
+                            .await;
                     }
                     return;
                 }
@@ -513,7 +529,9 @@ pub(crate) async fn server_group(
                     "run interrupted (SIGINT/SIGTERM) while the server started".into(),
                     None,
                 );
-                ctx.finish_with(r, name, record.as_ref(), &build, 0).await;
+                let expected = requests_of(&ctx.plan.suite, &cell);
+                ctx.finish_with(r, name, record.as_ref(), &build, expected)
+                    .await;
             }
             return;
         }
@@ -527,7 +545,9 @@ pub(crate) async fn server_group(
             };
             for (cell, p) in cells {
                 let r = server_failure(&cell, p, nr.status, nr.reason.clone(), tail.clone());
-                ctx.finish_with(r, name, record.as_ref(), &build, 0).await;
+                let expected = requests_of(&ctx.plan.suite, &cell);
+                ctx.finish_with(r, name, record.as_ref(), &build, expected)
+                    .await;
             }
             return;
         }
@@ -572,7 +592,9 @@ pub(crate) async fn server_group(
                     format!("the server {} before this cell", describe_exit(&status)),
                     Some(tail),
                 );
-                ctx.finish_with(r, name, record.as_ref(), &build, 0).await;
+                let expected = requests_of(&ctx.plan.suite, &cell);
+                ctx.finish_with(r, name, record.as_ref(), &build, expected)
+                    .await;
                 continue;
             }
         }
@@ -597,10 +619,7 @@ pub(crate) async fn server_group(
             (Some(rate), _) => Arrivals::Rate(rate),
             (None, c) => Arrivals::Closed(c.unwrap_or(1)),
         };
-        let n_requests = match arrivals {
-            Arrivals::Closed(c) => per_stream * c,
-            Arrivals::Rate(_) => per_stream,
-        };
+        let n_requests = requests_of(suite, &cell);
         let n_prompt = cell.test.n_depth + cell.test.n_prompt;
         let max_tokens = cell.test.n_gen.max(1);
         let warm = u32::from(suite.warmup);

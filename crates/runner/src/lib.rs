@@ -405,17 +405,26 @@ async fn other_backend(
     });
     if let Some(reason) = &target.unavailable {
         for (cell, params) in cells {
-            let mut r = unmeasured(
-                &cell,
-                params,
-                ResultStatus::Unavailable,
-                reason.clone(),
-                None,
-            );
-            if kind.is_server() {
-                r.metric_source = MetricSource::Client;
-            }
-            ctx.finish_with(r, name, Some(&model.record), &target.build, 0)
+            let (r, expected) = if kind.is_server() {
+                let r = backends::server_failure(
+                    &cell,
+                    params,
+                    ResultStatus::Unavailable,
+                    reason.clone(),
+                    None,
+                );
+                (r, backends::requests_of(&ctx.plan.suite, &cell))
+            } else {
+                let r = unmeasured(
+                    &cell,
+                    params,
+                    ResultStatus::Unavailable,
+                    reason.clone(),
+                    None,
+                );
+                (r, ctx.plan.suite.repetitions)
+            };
+            ctx.finish_with(r, name, Some(&model.record), &target.build, expected)
                 .await;
         }
         return;
@@ -431,7 +440,8 @@ async fn other_backend(
                         "llama-bench: no program to start".into(),
                         None,
                     );
-                    ctx.finish_with(r, name, Some(&model.record), &target.build, 0)
+                    let expected = ctx.plan.suite.repetitions;
+                    ctx.finish_with(r, name, Some(&model.record), &target.build, expected)
                         .await;
                 }
                 return;
@@ -781,6 +791,11 @@ async fn run_group(
                 }
                 EngineEvent::Fatal { error } => {
                     child.terminate(GRACE).await;
+                    // A finished cell held for its idle-after window is stored all the same.
+                    if let Some((mut r, start_ns, windows, _)) = idle_after.take() {
+                        r.telemetry = ctx.telemetry.as_ref().map(|t| t.cell(start_ns, &windows));
+                        ctx.finish(r, name, Some(&model.record)).await;
+                    }
                     let tail = child.log_tail(LOG_LINES).await;
                     for (cell, params) in queue.drain(..) {
                         let r = unmeasured(

@@ -225,10 +225,22 @@ impl MigrationLock {
             #[cfg(unix)]
             {
                 use std::os::fd::AsRawFd;
-                // SAFETY: flock on a descriptor we own; it blocks until the other
-                // migrating process closes its descriptor.
-                if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                    return None;
+                // Another process migrating holds it for seconds at most; a stuck one for
+                // two minutes, after which migrating goes on unlocked (SQLite's own locking
+                // and busy timeout still apply) rather than hanging.
+                let deadline = std::time::Instant::now() + Duration::from_secs(120);
+                loop {
+                    // SAFETY: flock on a descriptor we own, non-blocking.
+                    let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+                    if r == 0 {
+                        break;
+                    }
+                    if std::io::Error::last_os_error().raw_os_error() != Some(libc::EWOULDBLOCK)
+                        || std::time::Instant::now() >= deadline
+                    {
+                        return None;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
                 }
             }
             Some(file)
