@@ -4,41 +4,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use common::*;
-
-fn tools_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("llama-tools")
-}
-
-/// The tools' bin dir, built once per test binary.
-fn tools() -> &'static PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = tokbench(&["backends", "build"])
-            .env("TOKBENCH_TOOLS_DIR", tools_dir())
-            .output()
-            .expect("tokbench runs");
-        assert!(
-            out.status.success(),
-            "tokbench backends build failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
-}
-
-fn with_tools(args: &[&str]) -> Command {
-    tools();
-    let mut c = tokbench(args);
-    c.env("TOKBENCH_TOOLS_DIR", tools_dir())
-        .env_remove("TOKBENCH_LLAMA_BENCH")
-        .env_remove("TOKBENCH_LLAMA_SERVER");
-    c
-}
 
 #[test]
 fn backends_lists_the_built_tools() {

@@ -97,6 +97,8 @@ pub struct BackendSettings {
     pub api_key_env: Option<String>,
     /// How long a spawned server gets to answer its health check.
     pub startup_timeout_s: f64,
+    /// The port a spawned server listens on; default: a free one.
+    pub port: Option<u16>,
 }
 
 impl BackendSettings {

@@ -191,6 +191,8 @@ pub enum ResultStatus {
     Unavailable,
     /// The run was interrupted (SIGINT/SIGTERM) while this cell was in flight.
     Interrupted,
+    /// The backend passed the suite's memory limit and was stopped.
+    Oom,
 }
 
 impl ResultStatus {
@@ -202,6 +204,7 @@ impl ResultStatus {
             Self::Timeout => "timeout",
             Self::Unavailable => "unavailable",
             Self::Interrupted => "interrupted",
+            Self::Oom => "oom",
         }
     }
 }

@@ -73,6 +73,7 @@ pub struct RawBackend {
     pub model: Option<String>,
     pub api_key_env: Option<String>,
     pub startup_timeout_s: Option<Spanned<f64>>,
+    pub port: Option<Spanned<i64>>,
 }
 
 /// `[serve]`.
@@ -119,6 +120,7 @@ pub struct RawWorkload {
     pub repetitions: Option<Spanned<i64>>,
     pub warmup: Option<bool>,
     pub timeout_s: Option<Spanned<f64>>,
+    pub memory_limit_mb: Option<Spanned<i64>>,
 }
 
 /// Where a model comes from.
@@ -216,6 +218,9 @@ pub struct Suite {
     pub repetitions: u32,
     pub warmup: bool,
     pub timeout_s: f64,
+    /// A spawned backend whose resident memory passes this is stopped and its cell stored
+    /// as `oom` (Linux, where `/proc` is read).
+    pub memory_limit_mb: Option<u64>,
     /// Backends every cell runs on, in order (default: `[Engine]`).
     pub backends: Vec<BackendKind>,
     /// Settings of the backends that have a `[backend.NAME]` table.
@@ -247,6 +252,10 @@ pub struct Cell {
 impl Suite {
     pub const DEFAULT_REPETITIONS: u32 = 5;
     pub const DEFAULT_TIMEOUT_S: f64 = 600.0;
+    /// Most cells a suite may expand to (models × backends × engine settings × tests ×
+    /// concurrency levels). A few lists of a few hundred values each multiply to billions
+    /// of cells, more memory than any host has; no real suite comes near this.
+    pub const MAX_CELLS: usize = 100_000;
 
     /// Expands the matrix in run order: model-major, so a model is loaded once for all the
     /// cells that share it; then backend, engine axes, test and (server backends)
@@ -447,6 +456,7 @@ impl Ctx<'_> {
             repetitions,
             warmup,
             timeout_s,
+            memory_limit_mb,
         } = workload.into_inner();
         if raw_tests.get_ref().is_empty() {
             return Err(self.err(Some(&raw_tests.span()), "key `tests`: the list is empty"));
@@ -472,6 +482,17 @@ impl Ctx<'_> {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        if raw_tests.get_ref().len().saturating_mul(depths.len()) > Suite::MAX_CELLS {
+            return Err(self.err(
+                Some(&wspan),
+                format!(
+                    "`[workload]`: {} tests × {} depths is more than the {} cells a suite may have",
+                    raw_tests.get_ref().len(),
+                    depths.len(),
+                    Suite::MAX_CELLS
+                ),
+            ));
+        }
         let mut tests = Vec::new();
         for t in raw_tests.get_ref() {
             let spec: TestSpec = t
@@ -514,6 +535,21 @@ impl Ctx<'_> {
                 ))
             }
         };
+        let memory_limit_mb = match memory_limit_mb {
+            None => None,
+            Some(m) => match u64::try_from(*m.get_ref()) {
+                Ok(n @ 1..) => Some(n),
+                _ => {
+                    return Err(self.err(
+                        Some(&m.span()),
+                        format!(
+                            "key `memory_limit_mb`: {} is not a positive number of MiB",
+                            m.get_ref()
+                        ),
+                    ))
+                }
+            },
+        };
         for t in &tests {
             if t.n_depth > 0 {
                 if let Some(b) = backends.iter().find(|b| b.is_server()) {
@@ -539,6 +575,30 @@ impl Ctx<'_> {
                 ));
             }
         }
+        let levels = serve.concurrency.len().max(1);
+        let n_cells = [
+            models.len(),
+            backends.len(),
+            engines.len(),
+            tests.len(),
+            levels,
+        ]
+        .into_iter()
+        .try_fold(1usize, usize::checked_mul)
+        .filter(|&n| n <= Suite::MAX_CELLS);
+        if n_cells.is_none() {
+            return Err(self.err(
+                None,
+                format!(
+                    "the matrix of {} models × {} backends × {} engine settings × {} tests × {levels} concurrency levels is more than the {} cells a suite may have; split the suite",
+                    models.len(),
+                    backends.len(),
+                    engines.len(),
+                    tests.len(),
+                    Suite::MAX_CELLS
+                ),
+            ));
+        }
         Ok(Suite {
             name,
             description,
@@ -550,6 +610,7 @@ impl Ctx<'_> {
             repetitions,
             warmup: warmup.unwrap_or(true),
             timeout_s,
+            memory_limit_mb,
             backends,
             backend_settings,
             serve,
@@ -600,7 +661,43 @@ impl Ctx<'_> {
                 model,
                 api_key_env,
                 startup_timeout_s,
+                port,
             } = table.get_ref().clone();
+            let port = match port {
+                None => None,
+                Some(p) if !kind.is_server() || kind == BackendKind::OpenAi => {
+                    return Err(self.err(
+                        Some(&p.span()),
+                        format!("`[backend.{name}]` key `port`: only a server tokbench starts listens on a port"),
+                    ))
+                }
+                Some(p) if base_url.is_some() => {
+                    return Err(self.err(
+                        Some(&p.span()),
+                        format!("`[backend.{name}]` key `port`: with `base_url` tokbench attaches to a running server and starts none; give one or the other"),
+                    ))
+                }
+                Some(p) => match u16::try_from(*p.get_ref()) {
+                    Ok(n @ 1..) => Some(n),
+                    _ => {
+                        return Err(self.err(
+                            Some(&p.span()),
+                            format!("`[backend.{name}]` key `port`: {} is not a TCP port (1 to 65535)", p.get_ref()),
+                        ))
+                    }
+                },
+            };
+            if kind.is_server() && base_url.is_none() {
+                if let Some(a) = args
+                    .iter()
+                    .find(|a| matches!(a.split('=').next(), Some("--port" | "--host")))
+                {
+                    return Err(self.err(
+                        Some(&span),
+                        format!("`[backend.{name}]` key `args`: `{a}` is tokbench's to set (it polls the server there); use `port = N` for a fixed port"),
+                    ));
+                }
+            }
             if let Some(url) = &base_url {
                 let u = url.get_ref();
                 if !(u.starts_with("http://") || u.starts_with("https://")) {
@@ -640,6 +737,7 @@ impl Ctx<'_> {
                     model,
                     api_key_env,
                     startup_timeout_s,
+                    port,
                 },
             );
         }
@@ -880,6 +978,30 @@ impl Ctx<'_> {
         };
         let ctk = self.cache_types(&e.cache_type_k, "cache_type_k")?;
         let ctv = self.cache_types(&e.cache_type_v, "cache_type_v")?;
+        let axes = [
+            threads.len(),
+            batch.len(),
+            ubatch.len(),
+            ngl.len(),
+            fa.len(),
+            ctk.len(),
+            ctv.len(),
+        ];
+        // Checked before the product is built: a few long lists multiply past any memory.
+        if axes
+            .into_iter()
+            .try_fold(1usize, usize::checked_mul)
+            .is_none_or(|n| n > Suite::MAX_CELLS)
+        {
+            return Err(self.err(
+                None,
+                format!(
+                    "`[engine]`: the lists multiply to more than the {} cells a suite may have ({})",
+                    Suite::MAX_CELLS,
+                    axes.map(|n| n.to_string()).join(" × ")
+                ),
+            ));
+        }
         let mut out = Vec::new();
         for &n_threads in &threads {
             for &n_batch in &batch {

@@ -152,39 +152,102 @@ fn reset_rss_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// Where in a job a fault strikes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FaultPhase {
+    /// Before the engine says hello.
+    Start,
+    /// Once the model is loaded, before the engine says so.
+    Load,
+    /// At the start of a test's warm-up.
+    Warmup,
+    /// At the start of a repetition's prompt.
+    Prefill,
+    /// Halfway through a repetition's generated tokens.
+    Decode,
+    /// After the engine said `done`, before it exits.
+    Shutdown,
+}
+
 /// A fault to inject, parsed from [`FAULT_ENV`].
 #[derive(Debug, Clone, PartialEq)]
 struct Fault {
+    phase: FaultPhase,
     test: u64,
-    /// `None`: during the warm-up.
-    rep: Option<u32>,
+    rep: u32,
     mode: String,
+    /// Strike only in the first engine process that gets here: the one that creates this
+    /// file (so the next engine of the run, and its cells, run clean).
+    once: Option<std::path::PathBuf>,
 }
 
 fn fault_from_env() -> Option<Fault> {
-    let spec = std::env::var(FAULT_ENV).ok()?;
+    parse_fault(&std::env::var(FAULT_ENV).ok()?)
+}
+
+/// `phase=P,test=ID,rep=N,mode=M`; every key is optional (prefill of test 0, repetition
+/// 0, kill). `rep=warmup` is the older spelling of `phase=warmup`.
+fn parse_fault(spec: &str) -> Option<Fault> {
     let mut fault = Fault {
+        phase: FaultPhase::Prefill,
         test: 0,
-        rep: Some(0),
+        rep: 0,
         mode: "kill".into(),
+        once: None,
     };
     for part in spec.split(',') {
         let (k, v) = part.split_once('=')?;
+        let v = v.trim();
         match k.trim() {
-            "test" => fault.test = v.trim().parse().ok()?,
-            "rep" if v.trim() == "warmup" => fault.rep = None,
-            "rep" => fault.rep = Some(v.trim().parse().ok()?),
-            "mode" => fault.mode = v.trim().to_string(),
+            "phase" => {
+                fault.phase = match v {
+                    "start" => FaultPhase::Start,
+                    "load" => FaultPhase::Load,
+                    "warmup" => FaultPhase::Warmup,
+                    "prefill" => FaultPhase::Prefill,
+                    "decode" => FaultPhase::Decode,
+                    "shutdown" => FaultPhase::Shutdown,
+                    _ => return None,
+                }
+            }
+            "test" => fault.test = v.parse().ok()?,
+            "once" => fault.once = Some(v.into()),
+            "rep" if v == "warmup" => fault.phase = FaultPhase::Warmup,
+            "rep" => fault.rep = v.parse().ok()?,
+            "mode" => match v {
+                "kill" | "exit" | "abort" | "hang" | "stop" | "oom" | "garbage" => {
+                    fault.mode = v.to_string()
+                }
+                _ => return None,
+            },
             _ => return None,
         }
     }
     Some(fault)
 }
 
-fn trigger(fault: &Option<Fault>, test: u64, rep: Option<u32>) {
+/// Strikes if `fault` names this phase (and, inside a test, this test and repetition).
+fn trigger(fault: &Option<Fault>, phase: FaultPhase, test: u64, rep: u32) {
     let Some(f) = fault else { return };
-    if f.test != test || f.rep != rep {
+    let here = match phase {
+        FaultPhase::Start | FaultPhase::Load | FaultPhase::Shutdown => f.phase == phase,
+        FaultPhase::Warmup => f.phase == phase && f.test == test,
+        FaultPhase::Prefill | FaultPhase::Decode => {
+            f.phase == phase && f.test == test && f.rep == rep
+        }
+    };
+    if !here {
         return;
+    }
+    if let Some(marker) = &f.once {
+        let first = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(marker)
+            .is_ok();
+        if !first {
+            return;
+        }
     }
     match f.mode.as_str() {
         "hang" => loop {
@@ -192,6 +255,25 @@ fn trigger(fault: &Option<Fault>, test: u64, rep: Option<u32>) {
         },
         "exit" => std::process::exit(3),
         "abort" => std::process::abort(),
+        "stop" => {
+            // SAFETY: stopping ourselves, as SIGSTOP from outside would; SIGCONT resumes.
+            unsafe { libc::raise(libc::SIGSTOP) };
+        }
+        "garbage" => {
+            println!("this is not an engine event");
+        }
+        "oom" => {
+            // Grows its resident memory by 16 MiB every 10 ms until something stops it
+            // (the suite's memory limit, the kernel). Bounded at 8 GiB, then hangs.
+            let mut held: Vec<Vec<u8>> = Vec::new();
+            for _ in 0..512 {
+                held.push(vec![1u8; 16 << 20]);
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
         _ => {
             // SAFETY: sending a signal to ourselves.
             unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
@@ -272,6 +354,9 @@ pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
         writeln!(out, "{}", ev.to_line())?;
         out.flush()
     };
+    // The probe (a job with no tests) never faults: it is not a cell.
+    let fault = fault_from_env().filter(|_| !job.tests.is_empty());
+    trigger(&fault, FaultPhase::Start, 0, 0);
     // SAFETY: capture_log is a valid callback for the process lifetime.
     unsafe { llama_cpp_sys_2::llama_log_set(Some(capture_log), std::ptr::null_mut()) };
     let backend = backend();
@@ -312,7 +397,6 @@ pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
         })?;
         return Ok(());
     }
-    let fault = fault_from_env();
     let params = LlamaModelParams::default()
         .with_n_gpu_layers(job.n_gpu_layers)
         .with_use_mmap(job.use_mmap);
@@ -328,6 +412,7 @@ pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
         }
     };
     let load_ms = ms(t_load);
+    trigger(&fault, FaultPhase::Load, 0, 0);
     emit(EngineEvent::Loaded {
         load_ms,
         n_params: model.n_params(),
@@ -359,7 +444,9 @@ pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
             Err(TestError::Llama(error)) => emit(EngineEvent::TestFailed { id: test.id, error })?,
         }
     }
-    emit(EngineEvent::Done)
+    emit(EngineEvent::Done)?;
+    trigger(&fault, FaultPhase::Shutdown, 0, 0);
+    Ok(())
 }
 
 enum TestError {
@@ -414,7 +501,7 @@ fn run_test(
     let first_gen_token = |tok: &mut Tokens| tok.bos.unwrap_or_else(|| tok.random());
     let warmup_start = monotonic_ns();
     if t.warmup {
-        trigger(fault, t.id, None);
+        trigger(fault, FaultPhase::Warmup, t.id, 0);
         if t.n_prompt > 0 {
             prompt(
                 &mut ctx,
@@ -440,7 +527,7 @@ fn run_test(
         if t.n_depth > 0 {
             prompt(&mut ctx, &mut tok, t.n_depth, t.n_batch)?;
         }
-        trigger(fault, t.id, Some(rep));
+        trigger(fault, FaultPhase::Prefill, t.id, rep);
         let start = Instant::now();
         let mut prompt_ms = None;
         let mut prefill_ns = None;
@@ -459,6 +546,9 @@ fn run_test(
             let t0 = monotonic_ns();
             let mut token = first_gen_token(&mut tok);
             for i in 0..t.n_gen {
+                if i == t.n_gen / 2 {
+                    trigger(fault, FaultPhase::Decode, t.id, rep);
+                }
                 step(&mut ctx, token)?;
                 if i == 0 {
                     first_token_ms = Some(ms(t_gen));
@@ -496,20 +586,29 @@ mod tests {
 
     #[test]
     fn fault_spec_parses() {
-        std::env::set_var(FAULT_ENV, "test=3,rep=warmup,mode=hang");
         assert_eq!(
-            fault_from_env(),
+            parse_fault("test=3,rep=warmup,mode=hang"),
             Some(Fault {
+                phase: FaultPhase::Warmup,
                 test: 3,
-                rep: None,
-                mode: "hang".into()
+                rep: 0,
+                mode: "hang".into(),
+                once: None,
             })
         );
-        std::env::set_var(FAULT_ENV, "test=1,rep=2");
-        assert_eq!(fault_from_env().unwrap().rep, Some(2));
-        std::env::set_var(FAULT_ENV, "bogus");
-        assert_eq!(fault_from_env(), None);
-        std::env::remove_var(FAULT_ENV);
+        let f = parse_fault("test=1,rep=2").unwrap();
+        assert_eq!(
+            (f.phase, f.rep, f.mode.as_str()),
+            (FaultPhase::Prefill, 2, "kill")
+        );
+        let f = parse_fault("phase=decode,mode=oom").unwrap();
+        assert_eq!(
+            (f.phase, f.test, f.mode.as_str()),
+            (FaultPhase::Decode, 0, "oom")
+        );
+        assert_eq!(parse_fault("bogus"), None);
+        assert_eq!(parse_fault("phase=lunch"), None);
+        assert_eq!(parse_fault("mode=explode"), None);
     }
 }
 

@@ -10,9 +10,11 @@ use tokbench_core::CacheType;
 /// Bumped when a message changes shape; the runner refuses a child that speaks another.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// Environment variable that makes the engine kill itself with SIGKILL in the middle of a
-/// test, for fault-injection tests: `test=ID,rep=N` (rep counts from 0; `warmup` for the
-/// warm-up).
+/// Environment variable that makes the engine fail on purpose, for fault-injection tests:
+/// `phase=start|load|warmup|prefill|decode|shutdown,test=ID,rep=N,mode=M` (rep counts from
+/// 0). Modes: `kill` (SIGKILL), `exit` (code 3), `abort`, `hang`, `stop` (SIGSTOP),
+/// `oom` (grows its memory until stopped), `garbage` (a line that is not an event).
+/// `once=PATH`: only the engine process that creates PATH strikes.
 pub const FAULT_ENV: &str = "TOKBENCH_ENGINE_FAULT";
 
 /// What the child is asked to do: load one model, run these tests.

@@ -142,6 +142,7 @@ pub(crate) async fn llama_bench_cell(
     if let Some(t) = &ctx.telemetry {
         t.follow(child.pid());
     }
+    crate::watch_memory(&mut child, suite);
     let deadline = Instant::now() + Duration::from_secs_f64(suite.timeout_s);
     let mut out = String::new();
     let mut cancel = ctx.cancel.clone();
@@ -205,14 +206,16 @@ pub(crate) async fn llama_bench_cell(
         r.telemetry = telemetry.clone();
         (r, base_build.clone())
     };
-    if let Some((status, reason)) = failure {
+    let oom = crate::memory_failure(&child, suite)
+        .filter(|_| !matches!(failure, Some((ResultStatus::Interrupted, _))));
+    if let Some((status, reason)) = oom.or(failure) {
         return fail(status, reason);
     }
     match ended.status {
         Some(s) if died_by_signal(&s) => {
             return fail(
                 ResultStatus::Crashed,
-                format!("llama-bench {}", describe_exit(&s)),
+                crate::describe_death("llama-bench", &s),
             )
         }
         Some(s) if !s.success() => {
@@ -409,17 +412,18 @@ pub(crate) async fn server_group(
                 }
                 return;
             };
-            let port = match serve::free_port() {
+            let port = match settings.port {
+                Some(p) => match std::net::TcpListener::bind(("127.0.0.1", p)) {
+                    Ok(_) => Ok(p),
+                    Err(e) => Err(format!("port {p} is already in use ({e}); choose another `port` in `[backend.{kind}]`, or leave it out for a free one")),
+                },
+                None => serve::free_port().map_err(|e| format!("no free port for {kind}: {e}")),
+            };
+            let port = match port {
                 Ok(p) => p,
                 Err(e) => {
                     for (cell, p) in cells {
-                        let r = server_failure(
-                            &cell,
-                            p,
-                            ResultStatus::Failed,
-                            format!("no free port for {kind}: {e}"),
-                            None,
-                        );
+                        let r = server_failure(&cell, p, ResultStatus::Failed, e.clone(), None);
                         let expected = requests_of(&ctx.plan.suite, &cell);
                         ctx.finish_with(r, name, record.as_ref(), &build, expected)
                             .await;
@@ -465,6 +469,7 @@ pub(crate) async fn server_group(
                     if let Some(t) = &ctx.telemetry {
                         t.follow(c.pid());
                     }
+                    crate::watch_memory(&mut c, suite);
                     child = Some(c);
                 }
                 Err(e) => {
@@ -536,15 +541,19 @@ pub(crate) async fn server_group(
             return;
         }
         Some(Err(nr)) => {
-            let tail = match child.as_mut() {
+            let (tail, oom) = match child.as_mut() {
                 Some(c) => {
                     c.terminate(GRACE).await;
-                    Some(c.log_tail(LOG_LINES).await)
+                    (
+                        Some(c.log_tail(LOG_LINES).await),
+                        crate::memory_failure(c, suite),
+                    )
                 }
-                None => None,
+                None => (None, None),
             };
+            let (status, reason) = oom.unwrap_or((nr.status, nr.reason));
             for (cell, p) in cells {
-                let r = server_failure(&cell, p, nr.status, nr.reason.clone(), tail.clone());
+                let r = server_failure(&cell, p, status, reason.clone(), tail.clone());
                 let expected = requests_of(&ctx.plan.suite, &cell);
                 ctx.finish_with(r, name, record.as_ref(), &build, expected)
                     .await;
@@ -580,18 +589,20 @@ pub(crate) async fn server_group(
         if let Some(c) = child.as_mut() {
             if let Some(status) = c.exited() {
                 let tail = c.log_tail(LOG_LINES).await;
-                let st = if died_by_signal(&status) {
-                    ResultStatus::Crashed
-                } else {
-                    ResultStatus::Failed
-                };
-                let r = server_failure(
-                    &cell,
-                    p,
-                    st,
-                    format!("the server {} before this cell", describe_exit(&status)),
-                    Some(tail),
-                );
+                let (st, reason) = crate::memory_failure(c, suite).unwrap_or_else(|| {
+                    if died_by_signal(&status) {
+                        (
+                            ResultStatus::Crashed,
+                            crate::describe_death("the server", &status) + " before this cell",
+                        )
+                    } else {
+                        (
+                            ResultStatus::Failed,
+                            format!("the server {} before this cell", describe_exit(&status)),
+                        )
+                    }
+                });
+                let r = server_failure(&cell, p, st, reason, Some(tail));
                 let expected = requests_of(&ctx.plan.suite, &cell);
                 ctx.finish_with(r, name, record.as_ref(), &build, expected)
                     .await;
@@ -690,14 +701,34 @@ pub(crate) async fn server_group(
                 .iter()
                 .find_map(|r| r.error.clone())
                 .unwrap_or_default();
-            let st = match child.as_mut().and_then(|c| c.exited()) {
-                Some(s) if died_by_signal(&s) => ResultStatus::Crashed,
-                _ => ResultStatus::Failed,
+            // A killed server's sockets close before its exit is visible: give it a
+            // moment to be seen dead before calling the failure the requests' own.
+            let died = match child.as_mut() {
+                Some(c) => match c.exited() {
+                    Some(s) => Some(s),
+                    None => c.wait_for(Duration::from_millis(500)).await,
+                },
+                None => None,
+            };
+            let (st, how) = match (
+                child.as_ref().and_then(|c| crate::memory_failure(c, suite)),
+                died,
+            ) {
+                (Some((st, why)), _) => (st, format!("; {why}")),
+                (None, Some(s)) if died_by_signal(&s) => (
+                    ResultStatus::Crashed,
+                    format!("; {}", crate::describe_death("the server", &s)),
+                ),
+                (None, Some(s)) => (
+                    ResultStatus::Failed,
+                    format!("; the server {}", describe_exit(&s)),
+                ),
+                (None, None) => (ResultStatus::Failed, String::new()),
             };
             (
                 st,
                 Some(format!(
-                    "{failed} of {} requests failed; first: {first_err}",
+                    "{failed} of {} requests failed; first: {first_err}{how}",
                     requests.len()
                 )),
             )

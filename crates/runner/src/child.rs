@@ -63,6 +63,9 @@ pub struct Supervised {
     log: Arc<Mutex<LogTail>>,
     /// The task copying stderr into `log`; awaited (bounded) before a failure's tail is read.
     stderr_task: Option<tokio::task::JoinHandle<()>>,
+    /// The resident memory at which the memory watchdog stopped the child, if it did.
+    over_limit: Arc<Mutex<Option<u64>>>,
+    watchdog: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// How a child ended when asked to wait or stop.
@@ -162,7 +165,52 @@ impl Supervised {
             stdout,
             log,
             stderr_task: Some(stderr_task),
+            over_limit: Arc::new(Mutex::new(None)),
+            watchdog: None,
         })
+    }
+
+    /// Kills the child's process tree with SIGKILL once its resident memory (`VmRSS`
+    /// summed over the child and its descendants, mmapped weights included) passes
+    /// `limit_bytes`, checked every 50 ms. Linux only: where there is no `/proc`, nothing
+    /// is watched. [`Supervised::over_limit`] then says what was seen.
+    pub fn limit_memory(&mut self, limit_bytes: u64) {
+        let Some(pid) = self.pid else { return };
+        let proc = tokbench_telemetry::procfs::ProcFs::real();
+        if !proc.exists() {
+            return;
+        }
+        let seen = Arc::clone(&self.over_limit);
+        self.watchdog = Some(tokio::spawn(async move {
+            let mut tree = vec![pid];
+            for tick in 0u64.. {
+                // The tree (a server's workers) is listed again every half second.
+                if tick % 10 == 0 {
+                    tree = proc.tree(&[pid]);
+                    if tree.is_empty() {
+                        return;
+                    }
+                }
+                let rss: u64 = tree
+                    .iter()
+                    .filter_map(|p| proc.status(*p).ok()?.vm_rss_bytes)
+                    .sum();
+                if rss > limit_bytes {
+                    *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(rss);
+                    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                    for p in &tree {
+                        let _ = nix::sys::signal::kill(Pid::from_raw(*p as i32), Signal::SIGKILL);
+                    }
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }));
+    }
+
+    /// The resident memory (bytes) at which [`Supervised::limit_memory`] killed the child.
+    pub fn over_limit(&self) -> Option<u64> {
+        *self.over_limit.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -272,6 +320,9 @@ impl Supervised {
 
 impl Drop for Supervised {
     fn drop(&mut self) {
+        if let Some(w) = self.watchdog.take() {
+            w.abort();
+        }
         // kill_on_drop kills the leader; take the rest of its group with it (also when the
         // leader has exited and left children behind).
         self.signal_group(Signal::SIGKILL);

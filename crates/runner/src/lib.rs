@@ -101,6 +101,38 @@ pub struct RunPlan {
     pub backends: BTreeMap<BackendKind, backends::BackendTarget>,
 }
 
+/// Puts a spawned backend under the suite's memory limit, if it has one.
+pub(crate) fn watch_memory(child: &mut Supervised, suite: &Suite) {
+    if let Some(mb) = suite.memory_limit_mb {
+        child.limit_memory(mb.saturating_mul(1 << 20));
+    }
+}
+
+/// The result a backend stopped by the memory watchdog gets.
+pub(crate) fn memory_failure(child: &Supervised, suite: &Suite) -> Option<(ResultStatus, String)> {
+    let rss = child.over_limit()?;
+    Some((
+        ResultStatus::Oom,
+        format!(
+            "resident memory reached {:.0} MiB, over the suite's memory_limit_mb = {}; the backend was stopped",
+            rss as f64 / (1u64 << 20) as f64,
+            suite.memory_limit_mb.unwrap_or(0)
+        ),
+    ))
+}
+
+/// How a backend died, for a result row. A SIGKILL tokbench did not send is most often the
+/// kernel's out-of-memory killer, and the row says so.
+pub(crate) fn describe_death(what: &str, status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let how = describe_exit(status);
+    if status.signal() == Some(libc::SIGKILL) {
+        format!("{what} {how}, not sent by tokbench (the kernel's out-of-memory killer, or another process)")
+    } else {
+        format!("{what} {how}")
+    }
+}
+
 pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -556,6 +588,7 @@ async fn run_group(
         if let Some(t) = &ctx.telemetry {
             t.follow(child.pid());
         }
+        watch_memory(&mut child, suite);
         // From the spawn to the start of the load the engine is up but idle: the phase
         // telemetry calls idle_before, the machine's baseline.
         let spawned_ns = tokbench_telemetry::monotonic_ns();
@@ -734,10 +767,10 @@ async fn run_group(
                             )),
                         )
                     };
-                    // The group's last cell also gets the idle after it (the machine
-                    // settling once the work stops): its telemetry is summed up once that
-                    // window has passed, below.
-                    let last = queue.is_empty() && ctx.telemetry.is_some();
+                    // The group's last cell is stored once the engine has exited: it also
+                    // gets the idle after it (the machine settling once the work stops),
+                    // and a fault at shutdown is written on it.
+                    let last = queue.is_empty();
                     let r = CellResult {
                         cell_index: p.cell.index,
                         test: p.cell.test,
@@ -816,11 +849,32 @@ async fn run_group(
         // running is stopped (and that is not a crash of its own).
         let ended = child.wait_or_stop(GRACE).await;
         if let Some((mut r, start_ns, mut windows, end_ns)) = idle_after.take() {
+            // Its figures stand, but a backend that hangs or dies on its way out is a fault
+            // the nightly run must see.
+            let shutdown = match ended.status {
+                _ if child.over_limit().is_some() => {
+                    memory_failure(&child, suite).map(|(_, why)| format!("was stopped: {why}"))
+                }
+                _ if ended.stopped => {
+                    Some("did not exit after its last test; it was stopped".to_string())
+                }
+                Some(s) if !s.success() => Some(describe_exit(&s)),
+                Some(_) => None,
+                None => Some("could not be reaped".to_string()),
+            };
+            if let Some(how) = shutdown.filter(|_| failure.is_none()) {
+                r.error = Some(format!("measured; at shutdown the engine {how}"));
+            }
             // Idle after: from the last test's end, at least `idle_after` long (the engine's
             // exit included); an interrupt cuts it short.
             let elapsed =
                 Duration::from_nanos(tokbench_telemetry::monotonic_ns().saturating_sub(end_ns));
-            if let Some(rest) = ctx.plan.idle_after.checked_sub(elapsed) {
+            let wait = ctx
+                .telemetry
+                .is_some()
+                .then(|| ctx.plan.idle_after.checked_sub(elapsed))
+                .flatten();
+            if let Some(rest) = wait {
                 let mut cancel = ctx.cancel.clone();
                 tokio::select! {
                     () = tokio::time::sleep(rest) => {}
@@ -840,15 +894,14 @@ async fn run_group(
         }
         // The child stopped before finishing the queue: the test in flight (or, if it died
         // while loading, every test) gets the reason; the rest run in a fresh child.
-        let (status, reason) = failure.unwrap_or_else(|| match ended.status {
+        let oom = memory_failure(&child, suite)
+            .filter(|_| !matches!(failure, Some((ResultStatus::Interrupted, _))));
+        let (status, reason) = oom.or(failure).unwrap_or_else(|| match ended.status {
             _ if ended.stopped => (
                 ResultStatus::Failed,
                 "engine closed its output but did not exit; it was stopped".into(),
             ),
-            Some(s) if died_by_signal(&s) => (
-                ResultStatus::Crashed,
-                format!("engine {}", describe_exit(&s)),
-            ),
+            Some(s) if died_by_signal(&s) => (ResultStatus::Crashed, describe_death("engine", &s)),
             Some(s) => (
                 ResultStatus::Failed,
                 format!("engine {}", describe_exit(&s)),

@@ -284,13 +284,32 @@ impl Store {
         // advisory lock on the file (flock, apart from SQLite's own fcntl locks).
         let _lock = MigrationLock::acquire(path).await;
         store.check_not_newer().await?;
-        MIGRATOR
-            .run(&store.pool)
+        let migrate_err = |source| StoreError::Migrate {
+            path: path.into(),
+            source,
+        };
+        // Foreign keys are off while migrating: a migration that rebuilds a table (SQLite
+        // changes a CHECK constraint no other way) drops the old one, and with foreign keys
+        // on that drop would cascade to every row referring to it. The pragma cannot change
+        // inside a transaction, so it is set on the migrating connection around the run.
+        let mut conn = store
+            .pool
+            .acquire()
             .await
-            .map_err(|source| StoreError::Migrate {
+            .map_err(|source| StoreError::Open {
                 path: path.into(),
                 source,
             })?;
+        let pragma = |on: bool| format!("PRAGMA foreign_keys = {}", if on { "ON" } else { "OFF" });
+        sqlx::query(&pragma(false))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| migrate_err(sqlx::migrate::MigrateError::Execute(e)))?;
+        let ran = MIGRATOR.run(&mut *conn).await;
+        let restored = sqlx::query(&pragma(true)).execute(&mut *conn).await;
+        ran.map_err(migrate_err)?;
+        restored.map_err(|e| migrate_err(sqlx::migrate::MigrateError::Execute(e)))?;
+        drop(conn);
         Ok(store)
     }
 

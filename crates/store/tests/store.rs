@@ -415,3 +415,105 @@ async fn a_cells_results_are_stored_together_or_not_at_all() {
         .unwrap();
     assert_eq!(q.rows[0][0], serde_json::json!(5.0));
 }
+
+/// One scalar from a plain connection.
+async fn sqlx_sqlite_count(db: &std::path::Path, statement: &str) -> i64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query_scalar(statement)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_oom_migration_rebuilds_result_and_keeps_every_row_that_refers_to_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("t.db");
+    let store = Store::open(&db).await.unwrap();
+    let run = store.begin_run(&new_run("u1"), &host()).await.unwrap();
+    let build = store
+        .backend_build(&BackendBuild {
+            name: "engine".into(),
+            version: "1".into(),
+            commit: None,
+            accel: "cpu".into(),
+            flags: String::new(),
+        })
+        .await
+        .unwrap();
+    for cell in 0..3 {
+        store
+            .insert_result(
+                run,
+                build,
+                None,
+                "m",
+                3,
+                &result(cell, ResultStatus::Ok, &[10.0, 20.0, 30.0]),
+            )
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    // Back to the schema before migration 6 (the status CHECK without 'oom'), data kept.
+    let reps_before = sqlx_sqlite_count(&db, "SELECT COUNT(*) FROM repetition").await;
+    assert_eq!(reps_before, 9);
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display()))
+            .await
+            .unwrap();
+        for statement in [
+            "PRAGMA writable_schema = ON",
+            "UPDATE sqlite_master SET sql = replace(sql, ', ''oom''', '') WHERE name = 'result'",
+            "DELETE FROM _sqlx_migrations WHERE version = 20261129000006",
+        ] {
+            sqlx::query(statement).execute(&mut conn).await.unwrap();
+        }
+        conn.close().await.unwrap();
+    }
+    assert_eq!(
+        sqlx_sqlite_count(
+            &db,
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'result' AND sql LIKE '%oom%'"
+        )
+        .await,
+        0
+    );
+    // Opening migrates: the table is rebuilt, the rows referring to it are all there.
+    let store = Store::open(&db).await.unwrap();
+    let mut r = result(3, ResultStatus::Oom, &[]);
+    r.error = Some("resident memory reached 1100 MiB".into());
+    store
+        .insert_result(run, build, None, "m", 3, &r)
+        .await
+        .unwrap();
+    store.close().await;
+    assert_eq!(
+        sqlx_sqlite_count(&db, "SELECT COUNT(*) FROM repetition").await,
+        reps_before
+    );
+    assert_eq!(
+        sqlx_sqlite_count(&db, "SELECT COUNT(*) FROM result").await,
+        4
+    );
+    assert_eq!(
+        sqlx_sqlite_count(&db, "SELECT COUNT(*) FROM v_results WHERE status = 'oom'").await,
+        1
+    );
+    assert_eq!(
+        sqlx_sqlite_count(&db, "SELECT COUNT(*) FROM pragma_foreign_key_check").await,
+        0
+    );
+    assert_eq!(
+        sqlx_sqlite_count(
+            &db,
+            "SELECT COUNT(*) FROM pragma_integrity_check WHERE integrity_check <> 'ok'"
+        )
+        .await,
+        0
+    );
+}

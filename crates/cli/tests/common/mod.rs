@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tokbench"))
@@ -92,6 +93,39 @@ pub fn threads_suite(dir: &Path, threads: u32) -> PathBuf {
             "name = \"gate\"\n[[model]]\nsynth = \"tiny\"\nquants = [\"Q8_0\"]\n[engine]\nthreads = {threads}\n[workload]\ntests = [\"tg16\"]\nrepetitions = 5\nwarmup = true\ntimeout_s = 120\n"
         ),
     )
+}
+
+/// Where the tests build llama.cpp's tools (shared by every test binary; a finished build
+/// is reused).
+pub fn tools_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("llama-tools")
+}
+
+/// The tools' bin dir, built (minutes, the first time) once per test binary.
+pub fn tools() -> &'static PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = tokbench(&["backends", "build"])
+            .env("TOKBENCH_TOOLS_DIR", tools_dir())
+            .output()
+            .expect("tokbench runs");
+        assert!(
+            out.status.success(),
+            "tokbench backends build failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+}
+
+/// `tokbench ARGS` that finds the tools built by [`tools`] (and no others).
+pub fn with_tools(args: &[&str]) -> Command {
+    tools();
+    let mut c = tokbench(args);
+    c.env("TOKBENCH_TOOLS_DIR", tools_dir())
+        .env_remove("TOKBENCH_LLAMA_BENCH")
+        .env_remove("TOKBENCH_LLAMA_SERVER");
+    c
 }
 
 /// Pids of live processes whose environment carries `marker` (`KEY=VALUE`): a test sets a
