@@ -69,6 +69,43 @@ fn preflight(suite: &Suite) -> anyhow::Result<()> {
 /// Telemetry's sampling interval unless a run says otherwise.
 pub const DEFAULT_TELEMETRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// Opens the results database for writing; an error says what to do about it.
+async fn open_store(db: &Path) -> anyhow::Result<Store> {
+    Store::open(db).await.map_err(|e| {
+        let e = anyhow::Error::from(e);
+        let hint = storage_hint(&e, db);
+        e.context(format!(
+            "cannot open the results database {}{hint}",
+            db.display()
+        ))
+    })
+}
+
+/// What to do about a database that refuses writes, from SQLite's words in `e`: ` (…)`,
+/// or nothing when the error is something else.
+fn storage_hint(e: &anyhow::Error, db: &Path) -> String {
+    let text = format!("{e:#}");
+    let dir = db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if text.contains("database or disk is full") {
+        format!(
+            " (the disk holding it is full, or a file size limit was reached: free space in {})",
+            dir.display()
+        )
+    } else if text.contains("readonly database") || text.contains("read-only") {
+        format!(
+            " (it is read-only for this user: SQLite needs to write the file and, beside it in {}, its -wal and -shm files)",
+            dir.display()
+        )
+    } else if text.contains("disk I/O error") {
+        " (a write failed: a full disk, a file size limit or a failing device)".to_string()
+    } else {
+        String::new()
+    }
+}
+
 pub async fn run_command(
     suite_path: &Path,
     db: &Path,
@@ -77,9 +114,7 @@ pub async fn run_command(
     trigger: &str,
     telemetry: Option<std::time::Duration>,
 ) -> anyhow::Result<ExitCode> {
-    let store = Store::open(db)
-        .await
-        .with_context(|| format!("cannot open the results database {}", db.display()))?;
+    let store = open_store(db).await?;
     // A resumed run re-reads the suite exactly as it was when the run began.
     let (suite, text, run_id, uuid, skip) = match resume {
         Some(uuid) => {
@@ -152,9 +187,7 @@ pub async fn rerun_cells(
     cells: &BTreeSet<usize>,
     trigger: &str,
 ) -> anyhow::Result<(String, ExitCode)> {
-    let store = Store::open(db)
-        .await
-        .with_context(|| format!("cannot open the results database {}", db.display()))?;
+    let store = open_store(db).await?;
     let Some(prev) = store.run_by_uuid(prev_uuid).await? else {
         return Err(BadInput(format!("no run {prev_uuid} in {}", db.display())).into());
     };
@@ -235,7 +268,15 @@ async fn execute(
                 },
                 &host,
             )
-            .await?
+            .await
+            .map_err(|e| {
+                let e = anyhow::Error::from(e);
+                let hint = storage_hint(&e, db);
+                e.context(format!(
+                    "cannot begin the run in {}{hint}; nothing was changed",
+                    db.display()
+                ))
+            })?
     };
     let to_run = cells_total.saturating_sub(skip.len());
     let progress = !plain && std::io::stderr().is_terminal();
@@ -284,6 +325,8 @@ async fn execute(
     }
     let (tx, mut rx) = mpsc::channel::<RunEvent>(64);
     let (cancel_tx, cancel_rx) = watch::channel(false);
+    let cancel_tx = Arc::new(cancel_tx);
+    let cancel = Arc::clone(&cancel_tx);
     let signals = tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut int), Ok(mut term)) = (
@@ -325,6 +368,7 @@ async fn execute(
     let mut models = HashMap::new();
     let mut done = 0usize;
     let mut failed = 0usize;
+    let stored: anyhow::Result<()> = async {
     while let Some(ev) = rx.recv().await {
         match ev {
             RunEvent::Preparing { model } => say(format!("preparing model {model}")),
@@ -428,6 +472,33 @@ async fn execute(
                 }
             }
         }
+    }
+    Ok(())
+    }
+    .await;
+    if let Err(e) = stored {
+        // The database cannot take what was measured (disk full, made read-only, I/O
+        // error): stop the backends rather than measure what cannot be kept. What was
+        // stored before stays, in whole cells; the run is marked interrupted where the
+        // database still takes that, so `--resume` finishes it.
+        let _ = cancel.send(true);
+        drop(rx);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(60), runner).await;
+        signals.abort();
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+        let marked = store
+            .finish_run(run_id, RunStatus::Interrupted, &now())
+            .await
+            .is_ok();
+        let hint = storage_hint(&e, db);
+        return Err(e.context(format!(
+            "the run stopped: a result could not be stored in {}{hint}. The {done} cells stored before are kept{}; once that is fixed, finish the run with `tokbench run --resume {uuid} --db {}`",
+            db.display(),
+            if marked { " and the run is marked interrupted" } else { "" },
+            db.display()
+        )));
     }
     let outcome = runner.await.context("the runner task failed")?;
     signals.abort();
