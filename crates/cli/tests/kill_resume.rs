@@ -36,12 +36,15 @@ fn stored(db: &std::path::Path, uuid: &str) -> (BTreeSet<(i64, String)>, usize, 
     (set, dup, half)
 }
 
-#[test]
-fn sigkill_at_random_moments_then_resume() {
-    let rounds: u32 = std::env::var("TOKBENCH_KILL_ROUNDS")
+fn rounds(default: u32) -> u32 {
+    std::env::var("TOKBENCH_KILL_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(default)
+}
+
+#[test]
+fn sigkill_at_random_moments_then_resume() {
     let tmp = tempfile::tempdir().unwrap();
     let suite = write_suite(
         tmp.path(),
@@ -52,10 +55,43 @@ fn sigkill_at_random_moments_then_resume() {
             "",
         ),
     );
-    let cells = 5;
-    let db = tmp.path().join("k.db");
     run_ok(&["model", "synth", "--arch", "tiny", "--quant", "Q8_0"]);
-    let marker = format!("TOKBENCH_TEST_MARK=kill-{}", std::process::id());
+    kill_and_resume("engine", &suite, 5, rounds(10), 1200, false);
+}
+
+/// The same with llama-bench and llama-server cells in the suite: tokbench killed while a
+/// server starts, while it answers, while llama-bench measures. A server cell is two rows
+/// (client and server), stored together or not at all.
+#[test]
+fn sigkill_at_random_moments_with_llama_bench_and_llama_server_cells() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        "k.toml",
+        "name = \"kill-tools\"\nbackends = [\"engine\", \"llama-bench\", \"llama-server\"]\n\
+         [[model]]\nsynth = \"tiny\"\nquants = [\"Q8_0\"]\n[engine]\nthreads = 1\n\
+         [workload]\ntests = [\"pp32\", \"tg8\"]\nrepetitions = 2\nwarmup = false\ntimeout_s = 60\n\
+         [serve]\nrequests_per_stream = 2\n",
+    );
+    run_ok(&["model", "synth", "--arch", "tiny", "--quant", "Q8_0"]);
+    // 2 engine + 2 llama-bench + 2 server cells × (client, server) rows.
+    kill_and_resume("tools", &suite, 8, rounds(10), 1500, true);
+}
+
+/// Kills `tokbench run SUITE` (or its `--resume`) at pseudo-random moments below
+/// `max_ms`, `rounds` times, checking the database after each kill; `rows` is how many
+/// (cell, source) rows a finished run holds.
+fn kill_and_resume(
+    name: &str,
+    suite: &std::path::Path,
+    rows: usize,
+    rounds: u32,
+    max_ms: u64,
+    tools: bool,
+) {
+    let cells = rows;
+    let db = suite.with_extension("db");
+    let marker = format!("TOKBENCH_TEST_MARK=kill-{name}-{}", std::process::id());
     let (mk, mv) = marker.split_once('=').unwrap();
     // A fixed sequence of moments (a linear congruential generator: reproducible).
     let mut seed: u64 = 0x5eed;
@@ -63,7 +99,7 @@ fn sigkill_at_random_moments_then_resume() {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        (seed >> 33) % 1200
+        (seed >> 33) % max_ms
     };
     let (mut kills, mut integrity_failures, mut lost, mut duplicated, mut half_written) =
         (0u32, 0u32, 0usize, 0usize, 0usize);
@@ -78,7 +114,12 @@ fn sigkill_at_random_moments_then_resume() {
         }
         args.extend(["--db".into(), db.to_str().unwrap().into(), "--plain".into()]);
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut child = tokbench(&argv)
+        let mut child = if tools {
+            with_tools(&argv)
+        } else {
+            tokbench(&argv)
+        };
+        let mut child = child
             .env(mk, mv)
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -135,14 +176,28 @@ fn sigkill_at_random_moments_then_resume() {
     }
     // Finish the last one.
     if let Some(u) = &current {
-        run_ok(&[
-            "run",
-            "--resume",
-            u,
-            "--db",
-            db.to_str().unwrap(),
-            "--plain",
-        ]);
+        let out = if tools {
+            with_tools(&[
+                "run",
+                "--resume",
+                u,
+                "--db",
+                db.to_str().unwrap(),
+                "--plain",
+            ])
+        } else {
+            tokbench(&[
+                "run",
+                "--resume",
+                u,
+                "--db",
+                db.to_str().unwrap(),
+                "--plain",
+            ])
+        }
+        .output()
+        .unwrap();
+        assert!(out.status.success(), "resume: {}", stderr(&out));
         let (now, dup, half) = stored(&db, u);
         lost += before.difference(&now).count();
         duplicated += dup;
@@ -151,7 +206,7 @@ fn sigkill_at_random_moments_then_resume() {
         finished_runs += 1;
     }
     eprintln!(
-        "kill test: {rounds} rounds, {kills} SIGKILLs of tokbench, {finished_runs} runs finished; \
+        "kill test ({name}): {rounds} rounds, {kills} SIGKILLs of tokbench, {finished_runs} runs finished; \
          integrity failures {integrity_failures}, results lost {lost}, duplicated {duplicated}, half written {half_written}"
     );
     assert_eq!(
