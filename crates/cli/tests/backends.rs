@@ -658,4 +658,55 @@ fn sigterm_during_a_server_cell_stops_the_server_and_marks_the_run() {
     let rows = query(&db, "SELECT status, error FROM result");
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(s(&rows[0], "status"), "interrupted", "{rows:?}");
+    report_fault(
+        "tokbench",
+        "llama-server cell",
+        "SIGTERM",
+        "interrupted, exit 130",
+    );
+}
+
+/// Backends are started from argument vectors: a model path and extra arguments full of
+/// shell syntax reach llama-bench and llama-server as plain strings, and nothing runs them.
+#[test]
+fn shell_syntax_in_paths_and_arguments_is_never_run() {
+    let out = run_ok(&["model", "synth", "--arch", "tiny", "--quant", "Q8_0"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let model = stdout.trim().rsplit('\t').next().unwrap().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let pwned = tmp.path().join("pwned");
+    // Relative: a shell would create `pwned` in tokbench's working directory, `tmp`.
+    let evil = tmp.path().join("m;touch pwned;$(touch pwned).gguf");
+    std::fs::copy(&model, &evil).unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        "evil.toml",
+        &format!(
+            "name = \"evil\"\nbackends = [\"llama-bench\", \"llama-server\"]\n\
+             [backend.llama-server]\nargs = [\"--alias\", \"x`touch pwned`\"]\n\
+             [[model]]\npath = {evil:?}\n[engine]\nthreads = 1\n\
+             [workload]\ntests = [\"tg8\"]\nrepetitions = 2\nwarmup = false\ntimeout_s = 60\n",
+            evil = evil.display().to_string(),
+        ),
+    );
+    let db = tmp.path().join("evil.db");
+    let out = with_tools(&[
+        "run",
+        suite.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--plain",
+    ])
+    .current_dir(tmp.path())
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!pwned.exists(), "a shell ran something from the suite");
+    let rows = query(&db, "SELECT backend, status FROM v_results");
+    assert_eq!(
+        rows.len(),
+        3,
+        "llama-bench, and the server's two rows: {rows:?}"
+    );
+    assert!(rows.iter().all(|r| s(r, "status") == "ok"), "{rows:?}");
 }

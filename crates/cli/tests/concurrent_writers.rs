@@ -54,4 +54,7 @@ fn four_runs_into_one_database_at_once() {
     let reps = query(&db, "SELECT COUNT(*) AS n FROM repetition");
     assert_eq!(f(&reps[0], "n"), Some(4.0 * 3.0 * 2.0));
     assert_eq!(integrity(&db), "ok");
+    eprintln!(
+        "concurrent writers: 4 tokbench runs into one database at once; 12 results and 24 repetitions stored once each, 0 'locked' failures, integrity ok"
+    );
 }

@@ -23,22 +23,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Appends what a case showed to `$TOKBENCH_FAULT_REPORT`, if set.
-fn report(backend: &str, phase: &str, fault: &str, status: &str) {
-    let Some(path) = std::env::var_os("TOKBENCH_FAULT_REPORT") else {
-        return;
-    };
-    let line = serde_json::json!({
-        "backend": backend, "phase": phase, "fault": fault, "status": status, "survived": true,
-    });
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    writeln!(f, "{line}").unwrap();
-}
-
 fn mark(name: &str) -> String {
     format!("TOKBENCH_TEST_MARK=fault-{name}-{}", std::process::id())
 }
@@ -179,7 +163,7 @@ fn engine_case(phase: &str, mode: &str) {
         if victims.is_empty() { "ok" } else { "failed" },
         "{case}"
     );
-    report("engine", phase, mode, status);
+    report_fault("engine", phase, mode, status);
 }
 
 const PHASES: [&str; 6] = ["start", "load", "warmup", "prefill", "decode", "shutdown"];
@@ -363,7 +347,7 @@ fn tool_case(
     }
     assert_no_orphans(&marker, &case);
     assert_eq!(integrity(&db), "ok", "{case}");
-    report(backend, phase, fault, s(tool[0], "status"));
+    report_fault(backend, phase, fault, s(tool[0], "status"));
 }
 
 #[test]
@@ -587,5 +571,5 @@ fn a_server_that_hangs_at_shutdown_is_killed_and_its_figures_kept() {
     assert!(rows.iter().all(|r| s(r, "status") == "ok"), "{rows:?}");
     assert_no_orphans(&marker, "llama-server shutdown");
     assert_eq!(integrity(&db), "ok");
-    report("llama-server", "shutdown", "ignores SIGTERM", "ok");
+    report_fault("llama-server", "shutdown", "ignores SIGTERM", "ok");
 }

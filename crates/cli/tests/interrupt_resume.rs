@@ -107,4 +107,5 @@ fn sigint_interrupts_and_resume_finishes_without_duplicates() {
     }
     assert_eq!(s(&query(&db, "SELECT status FROM run")[0], "status"), "ok");
     assert_eq!(integrity(&db), "ok");
+    report_fault("tokbench", "engine cell", "SIGINT", "interrupted, exit 130");
 }

@@ -134,6 +134,12 @@ fn a_write_failing_mid_run_stops_it_keeps_what_was_stored_and_resume_finishes() 
         assert_eq!((s(r, "status"), f(r, "n_reps")), ("ok", Some(2.0)), "{r:?}");
     }
     resume_finishes(&db, &uuid);
+    report_fault(
+        "database",
+        "mid-run",
+        "write fails (file size limit)",
+        "run interrupted",
+    );
 }
 
 /// A real full disk: the database on a 320 KiB tmpfs, in a mount namespace of its own
@@ -187,6 +193,12 @@ fn a_full_disk_mid_run_stops_it_keeps_what_was_stored_and_resume_finishes() {
         assert_eq!((s(r, "status"), f(r, "n_reps")), ("ok", Some(2.0)), "{r:?}");
     }
     resume_finishes(&db, &uuid);
+    report_fault(
+        "database",
+        "mid-run",
+        "disk full (tmpfs)",
+        "run interrupted",
+    );
 }
 
 #[test]
@@ -227,4 +239,5 @@ fn a_read_only_database_is_refused_clearly_and_left_as_it_was() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     the_first_run_is_intact(&db);
+    report_fault("database", "open", "read-only", "refused");
 }

@@ -128,6 +128,24 @@ pub fn with_tools(args: &[&str]) -> Command {
     c
 }
 
+/// Appends a fault a test injected and survived to `$TOKBENCH_FAULT_REPORT`, if set
+/// (`scripts/reliability.sh` counts them). Called once every assertion of the case held.
+pub fn report_fault(backend: &str, phase: &str, fault: &str, status: &str) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("TOKBENCH_FAULT_REPORT") else {
+        return;
+    };
+    let line = serde_json::json!({
+        "backend": backend, "phase": phase, "fault": fault, "status": status, "survived": true,
+    });
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    writeln!(f, "{line}").unwrap();
+}
+
 /// Pids of live processes whose environment carries `marker` (`KEY=VALUE`): a test sets a
 /// marker on tokbench, every process it starts inherits it, and none may outlive it.
 pub fn processes_with_env(marker: &str) -> Vec<u32> {
