@@ -1143,7 +1143,10 @@ repetitions = 3
             ("[serve]\nconcurrency = [0]\n", "not between 1 and 4096"),
             ("[serve]\nconcurrency = 2\nrequest_rate = 1.5\n", "not both"),
             ("[serve]\nrequest_rate = -1.0\n", "not a positive number of requests"),
-            ("[backend.llama-server]\nport = 8080\n", "unknown field `port`"),
+            ("[backend.llama-server]\nport = 70000\n", "key `port`: 70000 is not a TCP port"),
+            ("[backend.llama-server]\nport = 8080\nbase_url = \"http://h:1\"\n", "give one or the other"),
+            ("[backend.llama-bench]\nport = 8080\n", "only a server tokbench starts"),
+            ("[backend.llama-server]\nargs = [\"--port=9\"]\n", "`--port=9` is tokbench's to set"),
         ];
         for (extra, want) in cases {
             // Top-level keys first, tables after the rest of the suite.
@@ -1159,6 +1162,27 @@ repetitions = 3
             let e = parse(&text).unwrap_err();
             assert!(e.to_string().contains(want), "{extra:?}: {e}");
             assert!(e.to_string().contains("t.toml"), "{e}");
+        }
+    }
+
+    #[test]
+    fn memory_limit_is_a_positive_number_of_mib() {
+        let with = |v: &str| {
+            GOOD.replace(
+                "[workload]\n",
+                &format!("[workload]\nmemory_limit_mb = {v}\n"),
+            )
+        };
+        assert_eq!(parse(&with("2048")).unwrap().memory_limit_mb, Some(2048));
+        assert_eq!(parse(GOOD).unwrap().memory_limit_mb, None);
+        for bad in ["0", "-5"] {
+            let e = parse(&with(bad)).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!(
+                    "key `memory_limit_mb`: {bad} is not a positive number of MiB"
+                )),
+                "{e}"
+            );
         }
     }
 
