@@ -414,7 +414,7 @@ behave"#,
         rs[0],
         0,
         ResultStatus::Crashed,
-        "engine killed by signal 9 (SIGKILL) after 1 of 2 repetitions",
+        "engine killed by signal 9 (SIGKILL), not sent by tokbench (the kernel's out-of-memory killer, or another process) after 1 of 2 repetitions",
     );
     assert_eq!(rs[0].load_ms, Some(12.5));
     assert_measured(rs[1], 1);
