@@ -53,6 +53,16 @@ pub enum GgufError {
         unit: &'static str,
         limit: u64,
     },
+    #[error(
+        "at offset {offset}: {what} has {count} items, which would take the file's metadata \
+         arrays past {limit} items in total"
+    )]
+    MetadataTooLarge {
+        offset: u64,
+        what: String,
+        count: u64,
+        limit: u64,
+    },
     #[error("at offset {offset}: invalid value type id {type_id} for {what}")]
     InvalidValueType {
         offset: u64,

@@ -253,8 +253,13 @@ impl ModelInfo {
     }
 
     /// f16 KV-cache bytes per token: `block_count * head_count_kv * head_dim * 2 * 2`.
+    /// Saturates at `u64::MAX` for a header whose sizes no real model has (three u32 sizes
+    /// can overflow a u64).
     pub fn kv_bytes_per_token_f16(&self) -> u64 {
-        u64::from(self.block_count) * u64::from(self.head_count_kv) * u64::from(self.head_dim) * 4
+        u64::from(self.block_count)
+            .saturating_mul(u64::from(self.head_count_kv))
+            .saturating_mul(u64::from(self.head_dim))
+            .saturating_mul(4)
     }
 }
 

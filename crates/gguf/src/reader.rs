@@ -27,6 +27,11 @@ pub const MAX_DIMS: u32 = 4;
 const MAX_STRING_BYTES: u64 = 256 << 20;
 /// Most items accepted in one metadata array (the largest vocabularies are ~262k tokens).
 const MAX_ARRAY_ITEMS: u64 = 16 << 20;
+/// Most metadata array items accepted in the whole file, nested ones included. Each item
+/// is a 32-byte [`Value`] in memory from as little as one byte of file, so without a
+/// total a file of many large `u8` arrays would cost 32 times its size; with it, metadata
+/// items cost at most 512 MiB whatever the file (real models hold under 2M items).
+pub const MAX_METADATA_ITEMS: u64 = 16 << 20;
 /// Deepest array nesting accepted (llama.cpp itself accepts none).
 const MAX_ARRAY_DEPTH: usize = 8;
 /// Initial capacity cap for vectors whose final length comes from the file.
@@ -164,6 +169,7 @@ pub fn parse_reader<R: Read>(reader: R, file_size: u64) -> Result<GgufFile, Gguf
         r: reader,
         pos: 0,
         size: file_size,
+        items_left: MAX_METADATA_ITEMS,
     };
     p.parse()
 }
@@ -172,6 +178,8 @@ struct Parser<R> {
     r: R,
     pos: u64,
     size: u64,
+    /// Metadata array items that may still be decoded ([`MAX_METADATA_ITEMS`] in all).
+    items_left: u64,
 }
 
 impl<R: Read> Parser<R> {
@@ -335,6 +343,15 @@ impl<R: Read> Parser<R> {
                         limit: MAX_ARRAY_ITEMS,
                     });
                 }
+                if count > self.items_left {
+                    return Err(GgufError::MetadataTooLarge {
+                        offset: count_offset,
+                        what: items_what(),
+                        count,
+                        limit: MAX_METADATA_ITEMS,
+                    });
+                }
+                self.items_left -= count;
                 let mut items = Vec::with_capacity(count.min(PREALLOC_CAP) as usize);
                 for i in 0..count {
                     items.push(

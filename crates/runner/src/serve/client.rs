@@ -127,14 +127,14 @@ impl Endpoint {
 
 /// What one parsed event carried.
 #[derive(Debug, Default, PartialEq)]
-struct EventInfo {
+pub struct EventInfo {
     /// It carries a generated token (not only the final stop/usage record).
-    token: bool,
-    stop: bool,
-    timings: Option<ServerTimings>,
-    prompt_tokens: Option<u32>,
-    completion_tokens: Option<u32>,
-    error: Option<String>,
+    pub token: bool,
+    pub stop: bool,
+    pub timings: Option<ServerTimings>,
+    pub prompt_tokens: Option<u32>,
+    pub completion_tokens: Option<u32>,
+    pub error: Option<String>,
 }
 
 fn u32_of(v: &Value) -> Option<u32> {
@@ -154,8 +154,10 @@ fn timings_of(v: &Value) -> Option<ServerTimings> {
     })
 }
 
-/// Reads one event's JSON as `api` sends it.
-fn event_info(api: Api, data: &str) -> Result<EventInfo, String> {
+/// Reads one event's JSON as `api` sends it (a stream's `data:` payload or NDJSON line):
+/// tokens, stop, usage and the server's own timings. Public for the fuzz targets; the
+/// server's bytes are untrusted, so this never panics.
+pub fn event_info(api: Api, data: &str) -> Result<EventInfo, String> {
     let v: Value = serde_json::from_str(data)
         .map_err(|e| format!("malformed stream event ({e}): {data:.200}"))?;
     if let Some(err) = v.get("error") {

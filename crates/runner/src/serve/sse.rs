@@ -1,7 +1,9 @@
 //! Server-sent events, as servers stream completions: `data: {…}` lines, events ended by a
 //! blank line, `data: [DONE]` at the end (OpenAI), comments (`: …`) and other fields
 //! ignored. Bytes arrive in arbitrary chunks; an event that grows past a bound without
-//! ending is an error, not unbounded memory.
+//! ending is an error, not unbounded memory. Each byte is scanned once however the
+//! stream is cut, and consumed events leave the buffer in one move per chunk: the work is
+//! linear in the stream, never quadratic.
 
 /// One event's payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +29,8 @@ pub enum SseError {
 #[derive(Debug)]
 pub struct SseParser {
     buf: Vec<u8>,
+    /// Bytes of `buf` already searched for an event's end.
+    scanned: usize,
     max_event_bytes: usize,
 }
 
@@ -40,6 +44,7 @@ impl SseParser {
     pub fn with_limit(max_event_bytes: usize) -> SseParser {
         SseParser {
             buf: Vec::new(),
+            scanned: 0,
             max_event_bytes,
         }
     }
@@ -48,13 +53,26 @@ impl SseParser {
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, SseError> {
         self.buf.extend_from_slice(chunk);
         let mut out = Vec::new();
-        while let Some((end, sep)) = event_end(&self.buf) {
-            let raw: Vec<u8> = self.buf.drain(..end + sep).take(end).collect();
-            let text = std::str::from_utf8(&raw).map_err(|_| SseError::NotText)?;
-            if let Some(e) = parse_event(text) {
-                out.push(e);
+        // Where the next event starts, and where its end is searched from: where the last
+        // push stopped, less the 3 bytes a `\r\n\r\n` cut by the chunk boundary began in.
+        let mut start = 0;
+        let mut from = self.scanned.saturating_sub(3);
+        let mut result = Ok(());
+        while let Some((end, sep)) = event_end(&self.buf, from) {
+            let text = std::str::from_utf8(&self.buf[start..end]).map_err(|_| SseError::NotText);
+            start = end + sep;
+            from = start;
+            match text {
+                Ok(text) => out.extend(parse_event(text)),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
         }
+        self.buf.drain(..start);
+        self.scanned = self.buf.len();
+        result?;
         if self.buf.len() > self.max_event_bytes {
             return Err(SseError::TooLong(self.max_event_bytes));
         }
@@ -64,6 +82,7 @@ impl SseParser {
     /// The end of the stream: an unterminated last event still counts.
     pub fn finish(&mut self) -> Result<Option<SseEvent>, SseError> {
         let raw = std::mem::take(&mut self.buf);
+        self.scanned = 0;
         let text = std::str::from_utf8(&raw).map_err(|_| SseError::NotText)?;
         Ok(parse_event(text))
     }
@@ -75,9 +94,10 @@ impl Default for SseParser {
     }
 }
 
-/// Where the first event in `buf` ends and how long its blank-line separator is.
-fn event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
+/// Where the first event in `buf` that ends at or after `from` ends, and how long its
+/// blank-line separator is.
+fn event_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut i = from;
     while i + 1 < buf.len() {
         if buf[i] == b'\n' && buf[i + 1] == b'\n' {
             return Some((i, 2));
@@ -127,6 +147,8 @@ fn parse_event(text: &str) -> Option<SseEvent> {
 #[derive(Debug)]
 pub struct NdjsonParser {
     buf: Vec<u8>,
+    /// Bytes of `buf` already searched for a newline.
+    scanned: usize,
     max_line_bytes: usize,
 }
 
@@ -134,6 +156,7 @@ impl NdjsonParser {
     pub fn new() -> NdjsonParser {
         NdjsonParser {
             buf: Vec::new(),
+            scanned: 0,
             max_line_bytes: SseParser::DEFAULT_MAX_EVENT_BYTES,
         }
     }
@@ -141,14 +164,26 @@ impl NdjsonParser {
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, SseError> {
         self.buf.extend_from_slice(chunk);
         let mut out = Vec::new();
-        while let Some(end) = self.buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=end).take(end).collect();
-            let text = std::str::from_utf8(&line).map_err(|_| SseError::NotText)?;
-            let text = text.trim();
-            if !text.is_empty() {
-                out.push(SseEvent::Data(text.to_string()));
+        let mut start = 0;
+        let mut from = self.scanned;
+        let mut result = Ok(());
+        while let Some(end) = self.buf[from..].iter().position(|b| *b == b'\n') {
+            let end = from + end;
+            let line = std::str::from_utf8(&self.buf[start..end]).map_err(|_| SseError::NotText);
+            start = end + 1;
+            from = start;
+            match line.map(str::trim) {
+                Ok("") => {}
+                Ok(text) => out.push(SseEvent::Data(text.to_string())),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
         }
+        self.buf.drain(..start);
+        self.scanned = self.buf.len();
+        result?;
         if self.buf.len() > self.max_line_bytes {
             return Err(SseError::TooLong(self.max_line_bytes));
         }
@@ -157,6 +192,7 @@ impl NdjsonParser {
 
     pub fn finish(&mut self) -> Result<Option<SseEvent>, SseError> {
         let raw = std::mem::take(&mut self.buf);
+        self.scanned = 0;
         let text = std::str::from_utf8(&raw)
             .map_err(|_| SseError::NotText)?
             .trim();

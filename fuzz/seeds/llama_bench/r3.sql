@@ -1,0 +1,48 @@
+CREATE TABLE IF NOT EXISTS llama_bench (
+  build_commit TEXT,
+  build_number INTEGER,
+  cpu_info TEXT,
+  gpu_info TEXT,
+  backends TEXT,
+  model_filename TEXT,
+  model_type TEXT,
+  model_size INTEGER,
+  model_n_params INTEGER,
+  n_batch INTEGER,
+  n_ubatch INTEGER,
+  n_threads INTEGER,
+  cpu_mask TEXT,
+  cpu_strict INTEGER,
+  poll INTEGER,
+  type_k TEXT,
+  type_v TEXT,
+  n_gpu_layers INTEGER,
+  n_cpu_moe INTEGER,
+  split_mode TEXT,
+  main_gpu INTEGER,
+  no_kv_offload INTEGER,
+  flash_attn INTEGER,
+  devices TEXT,
+  tensor_split TEXT,
+  tensor_buft_overrides TEXT,
+  use_mmap INTEGER,
+  use_direct_io INTEGER,
+  embeddings INTEGER,
+  no_op_offload INTEGER,
+  no_host INTEGER,
+  fit_target INTEGER,
+  fit_min_ctx INTEGER,
+  n_prompt INTEGER,
+  n_gen INTEGER,
+  n_depth INTEGER,
+  test_time TEXT,
+  avg_ns INTEGER,
+  stddev_ns INTEGER,
+  avg_ts REAL,
+  stddev_ts REAL
+);
+
+INSERT INTO llama_bench (build_commit, build_number, cpu_info, gpu_info, backends, model_filename, model_type, model_size, model_n_params, n_batch, n_ubatch, n_threads, cpu_mask, cpu_strict, poll, type_k, type_v, n_gpu_layers, n_cpu_moe, split_mode, main_gpu, no_kv_offload, flash_attn, devices, tensor_split, tensor_buft_overrides, use_mmap, use_direct_io, embeddings, no_op_offload, no_host, fit_target, fit_min_ctx, n_prompt, n_gen, n_depth, test_time, avg_ns, stddev_ns, avg_ts, stddev_ts) VALUES ('unknown', '0', 'AMD EPYC', '', 'CPU', 'synth-tiny-s0-ec75930e86f656bf-Q8_0-d679fff7c56e.gguf', 'llama ?B Q8_0', '61589504', '57942528', '2048', '512', '2', '0x0', '0', '50', 'f16', 'f16', '99', '0', 'layer', '0', '0', '0', 'auto', '0.00', 'none', '1', '0', '0', '0', '0', '0', '0', '64', '0', '0', '2026-11-29T13:50:20Z', '220484009', '44164144', '298.985379', '65.479793');
+INSERT INTO llama_bench (build_commit, build_number, cpu_info, gpu_info, backends, model_filename, model_type, model_size, model_n_params, n_batch, n_ubatch, n_threads, cpu_mask, cpu_strict, poll, type_k, type_v, n_gpu_layers, n_cpu_moe, split_mode, main_gpu, no_kv_offload, flash_attn, devices, tensor_split, tensor_buft_overrides, use_mmap, use_direct_io, embeddings, no_op_offload, no_host, fit_target, fit_min_ctx, n_prompt, n_gen, n_depth, test_time, avg_ns, stddev_ns, avg_ts, stddev_ts) VALUES ('unknown', '0', 'AMD EPYC', '', 'CPU', 'synth-tiny-s0-ec75930e86f656bf-Q8_0-d679fff7c56e.gguf', 'llama ?B Q8_0', '61589504', '57942528', '2048', '512', '2', '0x0', '0', '50', 'f16', 'f16', '99', '0', 'layer', '0', '0', '0', 'auto', '0.00', 'none', '1', '0', '0', '0', '0', '0', '0', '0', '16', '0', '2026-11-29T13:50:21Z', '482231392', '195308005', '36.418184', '12.009065');
+INSERT INTO llama_bench (build_commit, build_number, cpu_info, gpu_info, backends, model_filename, model_type, model_size, model_n_params, n_batch, n_ubatch, n_threads, cpu_mask, cpu_strict, poll, type_k, type_v, n_gpu_layers, n_cpu_moe, split_mode, main_gpu, no_kv_offload, flash_attn, devices, tensor_split, tensor_buft_overrides, use_mmap, use_direct_io, embeddings, no_op_offload, no_host, fit_target, fit_min_ctx, n_prompt, n_gen, n_depth, test_time, avg_ns, stddev_ns, avg_ts, stddev_ts) VALUES ('unknown', '0', 'AMD EPYC', '', 'CPU', 'synth-tiny-s0-ec75930e86f656bf-Q4_K_M-99b21674bff3.gguf', 'llama ?B Q4_K - Medium', '37792768', '57942528', '2048', '512', '2', '0x0', '0', '50', 'f16', 'f16', '99', '0', 'layer', '0', '0', '0', 'auto', '0.00', 'none', '1', '0', '0', '0', '0', '0', '0', '64', '0', '0', '2026-11-29T13:50:23Z', '328568752', '147077715', '233.165748', '130.751967');
+INSERT INTO llama_bench (build_commit, build_number, cpu_info, gpu_info, backends, model_filename, model_type, model_size, model_n_params, n_batch, n_ubatch, n_threads, cpu_mask, cpu_strict, poll, type_k, type_v, n_gpu_layers, n_cpu_moe, split_mode, main_gpu, no_kv_offload, flash_attn, devices, tensor_split, tensor_buft_overrides, use_mmap, use_direct_io, embeddings, no_op_offload, no_host, fit_target, fit_min_ctx, n_prompt, n_gen, n_depth, test_time, avg_ns, stddev_ns, avg_ts, stddev_ts) VALUES ('unknown', '0', 'AMD EPYC', '', 'CPU', 'synth-tiny-s0-ec75930e86f656bf-Q4_K_M-99b21674bff3.gguf', 'llama ?B Q4_K - Medium', '37792768', '57942528', '2048', '512', '2', '0x0', '0', '50', 'f16', 'f16', '99', '0', 'layer', '0', '0', '0', 'auto', '0.00', 'none', '1', '0', '0', '0', '0', '0', '0', '0', '16', '0', '2026-11-29T13:50:24Z', '44416431', '17426557', '393.305797', '126.654108');
