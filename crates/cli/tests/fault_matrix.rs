@@ -411,8 +411,9 @@ fn llama_bench_faults() {
         "SIGSTOP",
         &b,
         "\"tg512\"",
-        "timeout_s = 6",
-        (&["timeout"], "did not finish within 6 s"),
+        // The engine's cell after it (tg512 twice, about 3.5 s) fits well inside.
+        "timeout_s = 15",
+        (&["timeout"], "did not finish within 15 s"),
         |m| {
             signal_when("llama-bench", nix::sys::signal::Signal::SIGSTOP, || {
                 working(m)
@@ -513,7 +514,8 @@ fn llama_server_faults() {
         "SIGSTOP",
         &format!("{b}\nport = {port}"),
         "\"tg512\"",
-        "timeout_s = 4",
+        // Requests to the stopped server time out; the engine's tg512 cell fits well inside.
+        "timeout_s = 15",
         (&["failed", "timeout"], "requests failed"),
         |m| {
             signal_when("llama-server", nix::sys::signal::Signal::SIGSTOP, || {

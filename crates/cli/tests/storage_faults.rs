@@ -83,6 +83,22 @@ fn resume_finishes(db: &Path, uuid: &str) {
     the_first_run_is_intact(db);
 }
 
+/// After a run stopped by its database: the first run intact, whole cells only (fewer
+/// than six, each with its repetitions), then `--resume` finishes it.
+fn stopped_then_resumed(db: &Path, out: &Output) {
+    let uuid = resume_uuid(out);
+    the_first_run_is_intact(db);
+    let stored = query(
+        db,
+        &format!("SELECT status, n_reps FROM v_results WHERE run_uuid = '{uuid}'"),
+    );
+    assert!(stored.len() < 6, "{stored:?}");
+    for r in &stored {
+        assert_eq!((s(r, "status"), f(r, "n_reps")), ("ok", Some(2.0)), "{r:?}");
+    }
+    resume_finishes(db, &uuid);
+}
+
 #[test]
 fn a_write_failing_mid_run_stops_it_keeps_what_was_stored_and_resume_finishes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -122,18 +138,7 @@ fn a_write_failing_mid_run_stops_it_keeps_what_was_stored_and_resume_finishes() 
         processes_with_env(&marker).is_empty(),
         "a backend outlived tokbench"
     );
-    let uuid = resume_uuid(&out);
-    the_first_run_is_intact(&db);
-    // Whole cells only, fewer than six; every stored one has its repetitions.
-    let stored = query(
-        &db,
-        &format!("SELECT status, n_reps FROM v_results WHERE run_uuid = '{uuid}'"),
-    );
-    assert!(stored.len() < 6, "{stored:?}");
-    for r in &stored {
-        assert_eq!((s(r, "status"), f(r, "n_reps")), ("ok", Some(2.0)), "{r:?}");
-    }
-    resume_finishes(&db, &uuid);
+    stopped_then_resumed(&db, &out);
     report_fault(
         "database",
         "mid-run",
@@ -182,17 +187,7 @@ fn a_full_disk_mid_run_stops_it_keeps_what_was_stored_and_resume_finishes() {
         "SQLite's SQLITE_FULL, told as such: {err}"
     );
     let db = out_dir.join("r.db");
-    let uuid = resume_uuid(&out);
-    the_first_run_is_intact(&db);
-    let stored = query(
-        &db,
-        &format!("SELECT status, n_reps FROM v_results WHERE run_uuid = '{uuid}'"),
-    );
-    assert!(stored.len() < 6, "{stored:?}");
-    for r in &stored {
-        assert_eq!((s(r, "status"), f(r, "n_reps")), ("ok", Some(2.0)), "{r:?}");
-    }
-    resume_finishes(&db, &uuid);
+    stopped_then_resumed(&db, &out);
     report_fault(
         "database",
         "mid-run",
