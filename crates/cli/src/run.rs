@@ -512,7 +512,19 @@ async fn execute(
     } else {
         RunStatus::Ok
     };
-    store.finish_run(run_id, status, &now()).await?;
+    store
+        .finish_run(run_id, status, &now())
+        .await
+        .map_err(|e| {
+            let e = anyhow::Error::from(e);
+            let hint = storage_hint(&e, db);
+            e.context(format!(
+                "every cell is stored, but the run could not be marked {} in {}{hint}; once that is fixed, `tokbench run --resume {uuid} --db {}` marks it",
+                status.as_str(),
+                db.display(),
+                db.display()
+            ))
+        })?;
     let integrity = store.integrity_check().await?;
     store.close().await;
     eprintln!(
