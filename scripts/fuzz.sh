@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes every tokbench parser of outside input (fuzz/fuzz_targets/) with cargo-fuzz
 # (libFuzzer): each target for a bounded time, one job, memory and per-input time capped.
-# Seeds come from fuzz/seeds/<target>/ (tracked); what the fuzzer learns accumulates in
+# Seeds are the repo's real test fixtures (read in place, see fixtures_of) and, where a
+# target needs inputs shaped for it, fuzz/seeds/<target>/ (tracked); what the fuzzer learns accumulates in
 # fuzz/corpus/<target>/ and whatever fails lands in fuzz/artifacts/<target>/ (both ignored).
 # Prints a table of executions, speed, corpus size and crashes; exits 1 if any target
 # crashed, ran out of memory or hung during this run.
@@ -40,10 +41,20 @@ BIN_DIR=fuzz/target/$TRIPLE/release
 LOG_DIR=fuzz/target/fuzz-logs
 mkdir -p "$LOG_DIR"
 
+# The test fixtures each target reads as seeds, where they are (not copied).
+fixtures_of() {
+    case "$1" in
+        llama_bench) echo crates/core/tests/fixtures/llama-bench ;;
+        powermetrics) echo crates/telemetry/tests/fixtures/powermetrics ;;
+        smi) echo crates/telemetry/tests/fixtures/amd-smi crates/telemetry/tests/fixtures/rocm-smi ;;
+        suite_toml) echo bench-configs ;;
+    esac
+}
+
 declare -A EXECS RATE RSS CORPUS CRASHES
 total_crashes=0
 for t in "${TARGETS[@]}"; do
-    mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t" "fuzz/seeds/$t"
+    mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
     before=$(mktemp)
     ls -1 "fuzz/artifacts/$t" | sort >"$before"
     log=$LOG_DIR/$t.log
@@ -52,7 +63,11 @@ for t in "${TARGETS[@]}"; do
     # One process (no -jobs/-workers, which fork). New inputs go to the first directory (the
     # working corpus); the seeds are read only.
     set +e
-    "$BIN_DIR/$t" "fuzz/corpus/$t" "fuzz/seeds/$t" \
+    seeds=()
+    [[ -d fuzz/seeds/$t ]] && seeds+=("fuzz/seeds/$t")
+    # shellcheck disable=SC2207
+    seeds+=($(fixtures_of "$t"))
+    "$BIN_DIR/$t" "fuzz/corpus/$t" "${seeds[@]}" \
         -max_total_time="$SECS" -rss_limit_mb="$RSS_LIMIT_MB" -timeout="$TIMEOUT_S" \
         -print_final_stats=1 \
         -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1
