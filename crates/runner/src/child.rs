@@ -65,7 +65,8 @@ pub struct Supervised {
     stderr_task: Option<tokio::task::JoinHandle<()>>,
     /// The resident memory at which the memory watchdog stopped the child, if it did.
     over_limit: Arc<Mutex<Option<u64>>>,
-    watchdog: Option<tokio::task::JoinHandle<()>>,
+    /// Set to stop the memory watchdog's thread.
+    watchdog: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// How a child ended when asked to wait or stop.
@@ -173,7 +174,8 @@ impl Supervised {
     /// Kills the child's process tree with SIGKILL once its resident memory (`VmRSS`
     /// summed over the child and its descendants, mmapped weights included) passes
     /// `limit_bytes`, checked every 50 ms. Linux only: where there is no `/proc`, nothing
-    /// is watched. [`Supervised::over_limit`] then says what was seen.
+    /// is watched. [`Supervised::over_limit`] then says what was seen. The watch runs on a
+    /// thread of its own: reading `/proc` must not stall the runtime that times requests.
     pub fn limit_memory(&mut self, limit_bytes: u64) {
         let Some(pid) = self.pid else { return };
         let proc = tokbench_telemetry::procfs::ProcFs::real();
@@ -181,9 +183,20 @@ impl Supervised {
             return;
         }
         let seen = Arc::clone(&self.over_limit);
-        self.watchdog = Some(tokio::spawn(async move {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.watchdog = Some(Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let stopped = || stop.load(std::sync::atomic::Ordering::SeqCst);
+            let rss_of = |tree: &[u32]| -> u64 {
+                tree.iter()
+                    .filter_map(|p| proc.status(*p).ok()?.vm_rss_bytes)
+                    .sum()
+            };
             let mut tree = vec![pid];
             for tick in 0u64.. {
+                if stopped() {
+                    return;
+                }
                 // The tree (a server's workers) is listed again every half second.
                 if tick % 10 == 0 {
                     tree = proc.tree(&[pid]);
@@ -191,21 +204,30 @@ impl Supervised {
                         return;
                     }
                 }
-                let rss: u64 = tree
-                    .iter()
-                    .filter_map(|p| proc.status(*p).ok()?.vm_rss_bytes)
-                    .sum();
-                if rss > limit_bytes {
-                    *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(rss);
-                    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-                    for p in &tree {
-                        let _ = nix::sys::signal::kill(Pid::from_raw(*p as i32), Signal::SIGKILL);
+                if rss_of(&tree) > limit_bytes {
+                    // Listed afresh before anything is killed: a worker reaped since the
+                    // last listing may have left its pid to an unrelated process.
+                    tree = proc.tree(&[pid]);
+                    let rss = rss_of(&tree);
+                    if rss > limit_bytes && !stopped() {
+                        *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(rss);
+                        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                        for p in &tree {
+                            let _ =
+                                nix::sys::signal::kill(Pid::from_raw(*p as i32), Signal::SIGKILL);
+                        }
+                        return;
                     }
-                    return;
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                std::thread::sleep(Duration::from_millis(50));
             }
-        }));
+        });
+    }
+
+    fn stop_watchdog(&mut self) {
+        if let Some(stop) = self.watchdog.take() {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     /// The resident memory (bytes) at which [`Supervised::limit_memory`] killed the child.
@@ -240,7 +262,17 @@ impl Supervised {
 
     /// Whether the child has exited (without waiting).
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
+        let status = self.child.try_wait().ok().flatten();
+        self.reaped(status)
+    }
+
+    /// Once the child is reaped its pid may be reused: the memory watchdog stops watching
+    /// it (a zombie's pid is never reused, so until here the pid is the child's).
+    fn reaped(&mut self, status: Option<ExitStatus>) -> Option<ExitStatus> {
+        if status.is_some() {
+            self.stop_watchdog();
+        }
+        status
     }
 
     /// The next stdout line, or EOF, or a timeout at `deadline`.
@@ -286,10 +318,11 @@ impl Supervised {
 
     /// Waits up to `grace` for the child to exit by itself.
     pub async fn wait_for(&mut self, grace: Duration) -> Option<ExitStatus> {
-        tokio::time::timeout(grace, self.child.wait())
+        let status = tokio::time::timeout(grace, self.child.wait())
             .await
             .ok()
-            .and_then(Result::ok)
+            .and_then(Result::ok);
+        self.reaped(status)
     }
 
     fn signal_group(&self, sig: Signal) {
@@ -301,7 +334,7 @@ impl Supervised {
     /// Stops the child's whole process group: SIGTERM, `grace`, then SIGKILL; reaps it.
     /// (A stopped child — SIGSTOP — is continued so it can see the TERM.)
     pub async fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
-        if let Ok(Some(status)) = self.child.try_wait() {
+        if let Some(status) = self.exited() {
             // The leader is gone, but what it started may not be (a server's worker
             // processes): the rest of its group goes too.
             self.signal_group(Signal::SIGKILL);
@@ -320,9 +353,7 @@ impl Supervised {
 
 impl Drop for Supervised {
     fn drop(&mut self) {
-        if let Some(w) = self.watchdog.take() {
-            w.abort();
-        }
+        self.stop_watchdog();
         // kill_on_drop kills the leader; take the rest of its group with it (also when the
         // leader has exited and left children behind).
         self.signal_group(Signal::SIGKILL);
