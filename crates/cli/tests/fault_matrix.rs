@@ -124,7 +124,7 @@ fn engine_case(phase: &str, mode: &str) {
     };
     let victims: &[usize] = match phase {
         "start" | "load" => &[0, 1],
-        "shutdown" => &[],
+        "finish" | "shutdown" => &[],
         _ => &[0],
     };
     for (i, r) in rows.iter().enumerate() {
@@ -139,11 +139,11 @@ fn engine_case(phase: &str, mode: &str) {
     match phase {
         "prefill" => assert!(s(&rows[0], "error").contains("after 1 of 2"), "{case}"),
         "decode" => assert!(s(&rows[0], "error").contains("after 0 of 2"), "{case}"),
-        "shutdown" => {
+        "finish" | "shutdown" => {
             // The figures stand; the fault is written on the engine's last cell.
             let err = s(&rows[1], "error");
-            let words = match mode {
-                "stop" | "hang" => "did not exit",
+            let words = match (phase, mode) {
+                ("shutdown", "stop" | "hang") => "did not exit",
                 _ => words,
             };
             assert!(
@@ -201,6 +201,9 @@ fn engine_hangs_aborts_or_talks_garbage() {
     engine_case("load", "hang");
     engine_case("decode", "abort");
     engine_case("warmup", "garbage");
+    // After its last test, before it says done: the figures stand, the fault is written.
+    engine_case("finish", "hang");
+    engine_case("finish", "garbage");
 }
 
 // ---------------------------------------------------------- llama-bench and llama-server

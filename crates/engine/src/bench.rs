@@ -165,6 +165,8 @@ enum FaultPhase {
     Prefill,
     /// Halfway through a repetition's generated tokens.
     Decode,
+    /// After the last test, before the engine says `done`.
+    Finish,
     /// After the engine said `done`, before it exits.
     Shutdown,
 }
@@ -206,6 +208,7 @@ fn parse_fault(spec: &str) -> Option<Fault> {
                     "warmup" => FaultPhase::Warmup,
                     "prefill" => FaultPhase::Prefill,
                     "decode" => FaultPhase::Decode,
+                    "finish" => FaultPhase::Finish,
                     "shutdown" => FaultPhase::Shutdown,
                     _ => return None,
                 }
@@ -230,7 +233,9 @@ fn parse_fault(spec: &str) -> Option<Fault> {
 fn trigger(fault: &Option<Fault>, phase: FaultPhase, test: u64, rep: u32) {
     let Some(f) = fault else { return };
     let here = match phase {
-        FaultPhase::Start | FaultPhase::Load | FaultPhase::Shutdown => f.phase == phase,
+        FaultPhase::Start | FaultPhase::Load | FaultPhase::Finish | FaultPhase::Shutdown => {
+            f.phase == phase
+        }
         FaultPhase::Warmup => f.phase == phase && f.test == test,
         FaultPhase::Prefill | FaultPhase::Decode => {
             f.phase == phase && f.test == test && f.rep == rep
@@ -444,6 +449,7 @@ pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
             Err(TestError::Llama(error)) => emit(EngineEvent::TestFailed { id: test.id, error })?,
         }
     }
+    trigger(&fault, FaultPhase::Finish, 0, 0);
     emit(EngineEvent::Done)?;
     trigger(&fault, FaultPhase::Shutdown, 0, 0);
     Ok(())

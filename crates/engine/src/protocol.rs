@@ -11,7 +11,7 @@ use tokbench_core::CacheType;
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Environment variable that makes the engine fail on purpose, for fault-injection tests:
-/// `phase=start|load|warmup|prefill|decode|shutdown,test=ID,rep=N,mode=M` (rep counts from
+/// `phase=start|load|warmup|prefill|decode|finish|shutdown,test=ID,rep=N,mode=M` (rep counts from
 /// 0). Modes: `kill` (SIGKILL), `exit` (code 3), `abort`, `hang`, `stop` (SIGSTOP),
 /// `oom` (grows its memory until stopped), `garbage` (a line that is not an event).
 /// `once=PATH`: only the engine process that creates PATH strikes.

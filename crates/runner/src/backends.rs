@@ -13,7 +13,7 @@ use tokbench_core::{
 };
 use tokio::time::Instant;
 
-use crate::child::{describe_exit, died_by_signal, Line, Supervised};
+use crate::child::{describe_exit, Line, Supervised};
 use crate::serve::client::{Api, Endpoint};
 use crate::serve::{self, llama_engine_args, Arrivals};
 use crate::{now_rfc3339, unmeasured, until_cancelled, Ctx, PreparedModel, GRACE, LOG_LINES};
@@ -206,23 +206,13 @@ pub(crate) async fn llama_bench_cell(
         r.telemetry = telemetry.clone();
         (r, base_build.clone())
     };
-    let oom = crate::memory_failure(&child, suite)
-        .filter(|_| !matches!(failure, Some((ResultStatus::Interrupted, _))));
-    if let Some((status, reason)) = oom.or(failure) {
+    if let Some((status, reason)) = crate::stop_reason(&child, suite, failure) {
         return fail(status, reason);
     }
     match ended.status {
-        Some(s) if died_by_signal(&s) => {
-            return fail(
-                ResultStatus::Crashed,
-                crate::describe_death("llama-bench", &s),
-            )
-        }
         Some(s) if !s.success() => {
-            return fail(
-                ResultStatus::Failed,
-                format!("llama-bench {}", describe_exit(&s)),
-            )
+            let (status, reason) = crate::exit_failure("llama-bench", &s);
+            return fail(status, reason);
         }
         None => {
             return fail(
@@ -415,7 +405,8 @@ pub(crate) async fn server_group(
             let port = match settings.port {
                 Some(p) => match std::net::TcpListener::bind(("127.0.0.1", p)) {
                     Ok(_) => Ok(p),
-                    Err(e) => Err(format!("port {p} is already in use ({e}); choose another `port` in `[backend.{kind}]`, or leave it out for a free one")),
+                    Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(format!("port {p} is already in use ({e}); choose another `port` in `[backend.{kind}]`, or leave it out for a free one")),
+                    Err(e) => Err(format!("cannot listen on port {p} ({e}); choose another `port` in `[backend.{kind}]`, or leave it out for a free one")),
                 },
                 None => serve::free_port().map_err(|e| format!("no free port for {kind}: {e}")),
             };
@@ -589,18 +580,9 @@ pub(crate) async fn server_group(
         if let Some(c) = child.as_mut() {
             if let Some(status) = c.exited() {
                 let tail = c.log_tail(LOG_LINES).await;
-                let (st, reason) = crate::memory_failure(c, suite).unwrap_or_else(|| {
-                    if died_by_signal(&status) {
-                        (
-                            ResultStatus::Crashed,
-                            crate::describe_death("the server", &status) + " before this cell",
-                        )
-                    } else {
-                        (
-                            ResultStatus::Failed,
-                            format!("the server {} before this cell", describe_exit(&status)),
-                        )
-                    }
+                let (st, reason) = crate::stop_reason(c, suite, None).unwrap_or_else(|| {
+                    let (st, why) = crate::exit_failure("the server", &status);
+                    (st, format!("{why} before this cell"))
                 });
                 let r = server_failure(&cell, p, st, reason, Some(tail));
                 let expected = requests_of(&ctx.plan.suite, &cell);
@@ -715,14 +697,10 @@ pub(crate) async fn server_group(
                 died,
             ) {
                 (Some((st, why)), _) => (st, format!("; {why}")),
-                (None, Some(s)) if died_by_signal(&s) => (
-                    ResultStatus::Crashed,
-                    format!("; {}", crate::describe_death("the server", &s)),
-                ),
-                (None, Some(s)) => (
-                    ResultStatus::Failed,
-                    format!("; the server {}", describe_exit(&s)),
-                ),
+                (None, Some(s)) => {
+                    let (st, why) = crate::exit_failure("the server", &s);
+                    (st, format!("; {why}"))
+                }
                 (None, None) => (ResultStatus::Failed, String::new()),
             };
             (

@@ -21,7 +21,7 @@ use tokbench_engine::protocol::{EngineEvent, EngineJob, EngineTest, PROTOCOL_VER
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::child::{describe_exit, died_by_signal, Line, Supervised};
+use crate::child::{describe_exit, Line, Supervised};
 
 /// How long a child gets to stop after SIGTERM before SIGKILL.
 pub(crate) const GRACE: Duration = Duration::from_secs(3);
@@ -121,16 +121,36 @@ pub(crate) fn memory_failure(child: &Supervised, suite: &Suite) -> Option<(Resul
     ))
 }
 
-/// How a backend died, for a result row. A SIGKILL tokbench did not send is most often the
-/// kernel's out-of-memory killer, and the row says so.
-pub(crate) fn describe_death(what: &str, status: &std::process::ExitStatus) -> String {
+/// How a backend's unsuccessful exit reads in a result: a death by signal is `crashed` (a
+/// SIGKILL tokbench did not send is said to be one: most often the kernel's out-of-memory
+/// killer), any other exit `failed`.
+pub(crate) fn exit_failure(
+    what: &str,
+    status: &std::process::ExitStatus,
+) -> (ResultStatus, String) {
     use std::os::unix::process::ExitStatusExt;
     let how = describe_exit(status);
-    if status.signal() == Some(libc::SIGKILL) {
-        format!("{what} {how}, not sent by tokbench (the kernel's out-of-memory killer, or another process)")
-    } else {
-        format!("{what} {how}")
+    match status.signal() {
+        Some(libc::SIGKILL) => (
+            ResultStatus::Crashed,
+            format!("{what} {how}, not sent by tokbench (the kernel's out-of-memory killer, or another process)"),
+        ),
+        Some(_) => (ResultStatus::Crashed, format!("{what} {how}")),
+        None => (ResultStatus::Failed, format!("{what} {how}")),
     }
+}
+
+/// Why a backend stopped when tokbench knows: its memory limit first (unless the run was
+/// interrupted), then `failure`, what tokbench saw it do.
+pub(crate) fn stop_reason(
+    child: &Supervised,
+    suite: &Suite,
+    failure: Option<(ResultStatus, String)>,
+) -> Option<(ResultStatus, String)> {
+    let interrupted = matches!(failure, Some((ResultStatus::Interrupted, _)));
+    memory_failure(child, suite)
+        .filter(|_| !interrupted)
+        .or(failure)
 }
 
 pub(crate) fn now_rfc3339() -> String {
@@ -630,8 +650,12 @@ async fn run_group(
                         .unwrap_or_else(|| "could not be reaped".into());
                     let what = if current.is_some() {
                         "the test"
-                    } else {
+                    } else if load_ms.is_none() {
                         "loading the model"
+                    } else if queue.is_empty() {
+                        "exiting after its last test"
+                    } else {
+                        "starting the next test"
                     };
                     failure = Some((
                         ResultStatus::Timeout,
@@ -824,8 +848,12 @@ async fn run_group(
                 }
                 EngineEvent::Fatal { error } => {
                     child.terminate(GRACE).await;
-                    // A finished cell held for its idle-after window is stored all the same.
+                    // A finished cell held for its idle-after window is stored all the same,
+                    // with what the engine said.
                     if let Some((mut r, start_ns, windows, _)) = idle_after.take() {
+                        r.error = Some(format!(
+                            "measured; at shutdown the engine reported: {error}"
+                        ));
                         r.telemetry = ctx.telemetry.as_ref().map(|t| t.cell(start_ns, &windows));
                         ctx.finish(r, name, Some(&model.record)).await;
                     }
@@ -851,19 +879,21 @@ async fn run_group(
         if let Some((mut r, start_ns, mut windows, end_ns)) = idle_after.take() {
             // Its figures stand, but a backend that hangs or dies on its way out is a fault
             // the nightly run must see.
-            let shutdown = match ended.status {
-                _ if child.over_limit().is_some() => {
-                    memory_failure(&child, suite).map(|(_, why)| format!("was stopped: {why}"))
+            let shutdown = match (stop_reason(&child, suite, failure.clone()), ended.status) {
+                (Some((ResultStatus::Interrupted, _)), _) => None,
+                (Some((ResultStatus::Oom, why)), _) => {
+                    Some(format!("the engine was stopped: {why}"))
                 }
+                (Some((_, why)), _) => Some(format!("the engine failed: {why}")),
                 _ if ended.stopped => {
-                    Some("did not exit after its last test; it was stopped".to_string())
+                    Some("the engine did not exit after its last test; it was stopped".to_string())
                 }
-                Some(s) if !s.success() => Some(describe_exit(&s)),
-                Some(_) => None,
-                None => Some("could not be reaped".to_string()),
+                (None, Some(s)) if !s.success() => Some(exit_failure("the engine", &s).1),
+                (None, Some(_)) => None,
+                (None, None) => Some("the engine could not be reaped".to_string()),
             };
-            if let Some(how) = shutdown.filter(|_| failure.is_none()) {
-                r.error = Some(format!("measured; at shutdown the engine {how}"));
+            if let Some(how) = shutdown {
+                r.error = Some(format!("measured; at shutdown {how}"));
             }
             // Idle after: from the last test's end, at least `idle_after` long (the engine's
             // exit included); an interrupt cuts it short.
@@ -894,20 +924,15 @@ async fn run_group(
         }
         // The child stopped before finishing the queue: the test in flight (or, if it died
         // while loading, every test) gets the reason; the rest run in a fresh child.
-        let oom = memory_failure(&child, suite)
-            .filter(|_| !matches!(failure, Some((ResultStatus::Interrupted, _))));
-        let (status, reason) = oom.or(failure).unwrap_or_else(|| match ended.status {
-            _ if ended.stopped => (
-                ResultStatus::Failed,
-                "engine closed its output but did not exit; it was stopped".into(),
-            ),
-            Some(s) if died_by_signal(&s) => (ResultStatus::Crashed, describe_death("engine", &s)),
-            Some(s) => (
-                ResultStatus::Failed,
-                format!("engine {}", describe_exit(&s)),
-            ),
-            None => (ResultStatus::Failed, "engine stopped answering".into()),
-        });
+        let (status, reason) =
+            stop_reason(&child, suite, failure).unwrap_or_else(|| match ended.status {
+                _ if ended.stopped => (
+                    ResultStatus::Failed,
+                    "engine closed its output but did not exit; it was stopped".into(),
+                ),
+                Some(s) => exit_failure("engine", &s),
+                None => (ResultStatus::Failed, "engine stopped answering".into()),
+            });
         let tail = Some(child.log_tail(LOG_LINES).await).filter(|t| !t.is_empty());
         let victims: Vec<(Cell, EngineParams)> = match &current {
             Some(p) => {
