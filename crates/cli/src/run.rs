@@ -72,13 +72,21 @@ pub const DEFAULT_TELEMETRY_INTERVAL: std::time::Duration = std::time::Duration:
 /// Opens the results database for writing; an error says what to do about it.
 async fn open_store(db: &Path) -> anyhow::Result<Store> {
     Store::open(db).await.map_err(|e| {
-        let e = anyhow::Error::from(e);
-        let hint = storage_hint(&e, db);
-        e.context(format!(
-            "cannot open the results database {}{hint}",
-            db.display()
-        ))
+        storage_error(e, db, |hint| {
+            format!("cannot open the results database {}{hint}", db.display())
+        })
     })
+}
+
+/// A database error with what it stopped (`what`, given the hint from [`storage_hint`]).
+fn storage_error(
+    e: impl Into<anyhow::Error>,
+    db: &Path,
+    what: impl FnOnce(&str) -> String,
+) -> anyhow::Error {
+    let e = e.into();
+    let hint = storage_hint(&e, db);
+    e.context(what(&hint))
 }
 
 /// What to do about a database that refuses writes, from SQLite's words in `e`: ` (…)`,
@@ -270,12 +278,12 @@ async fn execute(
             )
             .await
             .map_err(|e| {
-                let e = anyhow::Error::from(e);
-                let hint = storage_hint(&e, db);
-                e.context(format!(
-                    "cannot begin the run in {}{hint}; nothing was changed",
-                    db.display()
-                ))
+                storage_error(e, db, |hint| {
+                    format!(
+                        "cannot begin the run in {}{hint}; nothing was changed",
+                        db.display()
+                    )
+                })
             })?
     };
     let to_run = cells_total.saturating_sub(skip.len());
@@ -492,13 +500,14 @@ async fn execute(
             .finish_run(run_id, RunStatus::Interrupted, &now())
             .await
             .is_ok();
-        let hint = storage_hint(&e, db);
-        return Err(e.context(format!(
-            "the run stopped: a result could not be stored in {}{hint}. The {done} cells stored before are kept{}; once that is fixed, finish the run with `tokbench run --resume {uuid} --db {}`",
+        return Err(storage_error(e, db, |hint| {
+            format!(
+            "the run stopped: a result could not be stored in {}{hint}. Every cell stored before is kept ({done} by this invocation){}; once that is fixed, finish the run with `tokbench run --resume {uuid} --db {}`",
             db.display(),
             if marked { " and the run is marked interrupted" } else { "" },
             db.display()
-        )));
+        )
+        }));
     }
     let outcome = runner.await.context("the runner task failed")?;
     signals.abort();
@@ -516,9 +525,7 @@ async fn execute(
         .finish_run(run_id, status, &now())
         .await
         .map_err(|e| {
-            let e = anyhow::Error::from(e);
-            let hint = storage_hint(&e, db);
-            e.context(format!(
+            storage_error(e, db, |hint| format!(
                 "every cell is stored, but the run could not be marked {} in {}{hint}; once that is fixed, `tokbench run --resume {uuid} --db {}` marks it",
                 status.as_str(),
                 db.display(),
