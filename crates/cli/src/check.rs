@@ -10,6 +10,7 @@ use anyhow::Context;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use tokbench_core::SeriesKey;
 use tokbench_report::gate::{self, GateConfig, Metric, Observation, Verdict, VerdictKind};
 use tokbench_report::stats::summarize;
 use tokbench_store::{NewVerdict, SeriesResult, Store};
@@ -152,15 +153,16 @@ pub async fn check_command(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let since =
         fmt_time(run_started - time::Duration::seconds_f64(args.cfg.window_days * 86_400.0));
     let run = store.run_series(&run_uuid).await?;
-    let keys: Vec<String> = run
+    let keys: Vec<SeriesKey> = run
         .iter()
-        .map(|r| r.series_key.clone())
+        .map(|r| r.key.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
     let history = store.series_history(&keys, &since, &started_at).await?;
+    let texts: Vec<String> = keys.iter().map(SeriesKey::encode).collect();
     let change_points: BTreeMap<String, String> = store
-        .change_points(&keys, &started_at)
+        .change_points(&texts, &started_at)
         .await?
         .into_iter()
         .collect();

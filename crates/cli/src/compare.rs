@@ -86,7 +86,8 @@ fn metrics_of(r: &SeriesResult) -> Vec<(Metric, Vec<f64>)> {
 }
 
 /// Pairs A's and B's results: by model, quantization and test; where a side has several
-/// results for one of those (several thread counts), by the engine settings as well.
+/// results for one of those (several thread counts, two ubatch sizes), by their whole
+/// series apart from the machine and build (`SeriesKey::without_machine`).
 fn pair<'a>(
     a: &'a [SeriesResult],
     b: &'a [SeriesResult],
@@ -105,16 +106,16 @@ fn pair<'a>(
         match (xs.as_slice(), ys.as_slice()) {
             ([x], [y]) => pairs.push((*x, *y)),
             _ => {
+                let same = |x: &SeriesResult, y: &SeriesResult| {
+                    x.key.without_machine() == y.key.without_machine()
+                };
                 for x in &xs {
-                    match ys.iter().find(|y| y.settings == x.settings) {
+                    match ys.iter().find(|y| same(x, y)) {
                         Some(y) => pairs.push((*x, *y)),
                         None => unpaired += 1,
                     }
                 }
-                unpaired += ys
-                    .iter()
-                    .filter(|y| !xs.iter().any(|x| x.settings == y.settings))
-                    .count();
+                unpaired += ys.iter().filter(|y| !xs.iter().any(|x| same(x, y))).count();
             }
         }
     }

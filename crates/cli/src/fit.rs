@@ -13,7 +13,7 @@ use tokbench_core::arch::ArchSpec;
 use tokbench_core::catalog::{Catalog, HardwareConfig, HardwareKind};
 use tokbench_core::fit::{
     estimate_with_weights, gpu_layers_that_fit_weights, weight_bytes, FitEstimate, FitParams,
-    FitVerdict, TensorType, TypeTally, WeightBreakdown, GB_BYTES, GIB_BYTES,
+    FitVerdict, TypeTally, WeightBreakdown, GB_BYTES, GIB_BYTES,
 };
 use tokbench_core::{CacheType, QuantPreset};
 use tokbench_gguf::{GgufFile, ModelInfo};
@@ -193,14 +193,9 @@ pub fn weights_from_gguf(file: &GgufFile, n_layer: u32) -> WeightBreakdown {
                 }
             }
         }
-        if let Some(tt) = TensorType::ALL
-            .into_iter()
-            .find(|x| x.ggml_id() == t.ggml_type.id())
-        {
-            let tally: &mut TypeTally = w.per_type.entry(tt).or_default();
-            tally.n_tensors += 1;
-            tally.bytes += bytes;
-        }
+        let tally: &mut TypeTally = w.per_type.entry(t.ggml_type).or_default();
+        tally.n_tensors += 1;
+        tally.bytes += bytes;
     }
     w
 }

@@ -54,7 +54,7 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
         };
         let uuid = run_uuid(&bytes);
         if let Some(prev) = store.run_by_uuid(&uuid).await? {
-            if prev.status == "ok" {
+            if prev.status == tokbench_store::RunStatus::Ok {
                 eprintln!(
                     "import {}: already imported as run {uuid}; nothing to do",
                     file.display()

@@ -305,6 +305,12 @@ enum Command {
         #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
         db: PathBuf,
     },
+    /// Bring a database's schema up to date (the read-only commands never migrate; `run`,
+    /// `import`, `merge` and `check` migrate what they write to).
+    Migrate {
+        #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
+        db: PathBuf,
+    },
     /// The embedded engine (a child process the runner starts; speaks JSON lines).
     #[command(hide = true)]
     Engine,
@@ -552,6 +558,7 @@ async fn async_dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Results { db, run, format } => output::results(&db, run.as_deref(), format).await,
         Command::Doctor { db } => doctor::doctor_command(&db).await,
+        Command::Migrate { db } => doctor::migrate_command(&db).await,
         Command::Query { sql, db, format } => output::query(&db, &sql, format).await,
         Command::Fit {
             db: Some(db),

@@ -168,11 +168,11 @@ fn result_cells(r: &ResultRow) -> [String; RESULT_COLUMNS.len()] {
             .unwrap_or_else(|| "—".into())
     };
     let status = match error {
-        Some(e) if status != "ok" => {
+        Some(e) if *status != tokbench_core::ResultStatus::Ok => {
             let short: String = e.chars().take(60).collect();
             format!("{status}: {short}")
         }
-        _ => status.clone(),
+        _ => status.to_string(),
     };
     [
         model.clone(),
@@ -182,7 +182,7 @@ fn result_cells(r: &ResultRow) -> [String; RESULT_COLUMNS.len()] {
             .map(|t| t.to_string())
             .unwrap_or_else(|| "—".into()),
         backend.clone(),
-        metric_source.clone(),
+        metric_source.to_string(),
         concurrency
             .map(|c| c.to_string())
             .unwrap_or_else(|| "—".into()),

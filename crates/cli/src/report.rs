@@ -127,7 +127,7 @@ fn name_hardware(catalog: &Catalog, stored: Vec<StoredPoint>) -> Vec<ResultPoint
             let key = (
                 s.run_hardware.clone(),
                 s.host.identity(),
-                s.point.accel.clone(),
+                s.point.series.backend.accel.clone(),
             );
             let hw = memo
                 .entry(key)
@@ -148,10 +148,16 @@ fn hardware_ref(catalog: &Catalog, s: &StoredPoint) -> HardwareRef {
             Err(_) => HardwareRef::unmatched(name.clone()),
         };
     }
-    if let Some(cfg) = crate::hardware::detected_hardware(catalog, &s.host, &s.point.accel) {
+    if let Some(cfg) =
+        crate::hardware::detected_hardware(catalog, &s.host, &s.point.series.backend.accel)
+    {
         return HardwareRef::matched(cfg);
     }
-    let gpu = s.host.gpus.first().filter(|_| s.point.accel != "cpu");
+    let gpu = s
+        .host
+        .gpus
+        .first()
+        .filter(|_| s.point.series.backend.accel != "cpu");
     match gpu {
         Some(g) => HardwareRef::unmatched(g.clone()),
         None if s.host.cpu_model.is_empty() => {

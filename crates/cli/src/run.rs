@@ -439,7 +439,7 @@ async fn execute(
                 let quant = model.as_ref().map(|m| m.quant.clone()).unwrap_or_default();
                 for result in rows {
                     let (mean, sd) =
-                        tokbench_core::record::mean_sd(result.repetitions.iter().map(|r| {
+                        tokbench_core::stats::present_mean_sd(result.repetitions.iter().map(|r| {
                             if result.test.n_gen > 0 {
                                 r.decode_tps
                             } else {

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 /// One test: `n_prompt` tokens of prompt processing and/or `n_gen` generated tokens, run
 /// with `n_depth` tokens already in the KV cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct TestSpec {
     pub n_prompt: u32,
     pub n_gen: u32,
@@ -84,7 +86,7 @@ impl FromStr for TestSpec {
 
 /// A KV cache element type that llama.cpp accepts for `-ctk` / `-ctv`
 /// (`kv_cache_types` in llama.cpp's `common/arg.cpp`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CacheType {
     F32,
@@ -215,11 +217,44 @@ impl fmt::Display for ResultStatus {
     }
 }
 
+/// A status or metric source name that is not one of tokbench's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{value}`")]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub value: String,
+}
+
+impl FromStr for ResultStatus {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Self::Ok,
+            Self::Failed,
+            Self::Crashed,
+            Self::Timeout,
+            Self::Unavailable,
+            Self::Interrupted,
+            Self::Oom,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+        .ok_or_else(|| UnknownName {
+            what: "result status",
+            value: s.to_string(),
+        })
+    }
+}
+
 /// Where a stored number came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricSource {
     /// Timed inside the inference engine (tokbench's embedded engine, llama-bench).
+    #[default]
     Engine,
     /// Reported by a server about itself (llama-server `timings`).
     Server,
@@ -234,6 +269,26 @@ impl MetricSource {
             Self::Server => "server",
             Self::Client => "client",
         }
+    }
+}
+
+impl fmt::Display for MetricSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for MetricSource {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Engine, Self::Server, Self::Client]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| UnknownName {
+                what: "metric source",
+                value: s.to_string(),
+            })
     }
 }
 

@@ -2,7 +2,7 @@
 //! architecture rather than from a rule of thumb.
 //!
 //! This module owns the arithmetic only, no I/O:
-//! - a ggml tensor-type table ([`TensorType`]: block size, bytes per block, row bytes), local to
+//! - a ggml tensor-type table ([`GgmlType`]: block size, bytes per block, row bytes), local to
 //!   core because core cannot depend on the gguf crate;
 //! - llama.cpp's per-tensor quantization recipe ([`tensor_type_for`], a port of
 //!   `llama_tensor_get_type` in `src/llama-quant.cpp`) and the weight bytes it yields
@@ -21,10 +21,10 @@
 //! [`ArchSpec`] or [`QuantPreset`] can reach them.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use crate::arch::{ArchError, ArchSpec};
 use crate::bench::{CacheType, EngineParams};
+pub use crate::ggml::GgmlType;
 use crate::quant::QuantPreset;
 
 /// Bytes in one GiB (2^30).
@@ -51,159 +51,6 @@ pub fn gb(bytes: u64) -> f64 {
 // ggml tensor types
 // ---------------------------------------------------------------------------------------------
 
-/// The ggml tensor types the presets and KV-cache types of tokbench can produce, declared (and
-/// ordered) by ggml id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[expect(
-    non_camel_case_types,
-    reason = "ggml's names: Q4_K, IQ4_NL, not Q4K, Iq4Nl"
-)]
-pub enum TensorType {
-    F32,
-    F16,
-    Q4_0,
-    Q4_1,
-    Q5_0,
-    Q5_1,
-    Q8_0,
-    Q2_K,
-    Q3_K,
-    Q4_K,
-    Q5_K,
-    Q6_K,
-    IQ4_NL,
-    BF16,
-}
-
-impl TensorType {
-    /// Every type, in ggml id order.
-    pub const ALL: [TensorType; 14] = [
-        Self::F32,
-        Self::F16,
-        Self::Q4_0,
-        Self::Q4_1,
-        Self::Q5_0,
-        Self::Q5_1,
-        Self::Q8_0,
-        Self::Q2_K,
-        Self::Q3_K,
-        Self::Q4_K,
-        Self::Q5_K,
-        Self::Q6_K,
-        Self::IQ4_NL,
-        Self::BF16,
-    ];
-
-    /// The `ggml_type` id (`ggml/include/ggml.h`), as a GGUF tensor table stores it.
-    pub fn ggml_id(self) -> u32 {
-        match self {
-            Self::F32 => 0,
-            Self::F16 => 1,
-            Self::Q4_0 => 2,
-            Self::Q4_1 => 3,
-            Self::Q5_0 => 6,
-            Self::Q5_1 => 7,
-            Self::Q8_0 => 8,
-            Self::Q2_K => 10,
-            Self::Q3_K => 11,
-            Self::Q4_K => 12,
-            Self::Q5_K => 13,
-            Self::Q6_K => 14,
-            Self::IQ4_NL => 20,
-            Self::BF16 => 30,
-        }
-    }
-
-    /// ggml's name (`ggml_type_name`): `f32`, `q4_K`, `iq4_nl`, as llama.cpp's logs print it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::F32 => "f32",
-            Self::F16 => "f16",
-            Self::BF16 => "bf16",
-            Self::Q4_0 => "q4_0",
-            Self::Q4_1 => "q4_1",
-            Self::Q5_0 => "q5_0",
-            Self::Q5_1 => "q5_1",
-            Self::Q8_0 => "q8_0",
-            Self::Q2_K => "q2_K",
-            Self::Q3_K => "q3_K",
-            Self::Q4_K => "q4_K",
-            Self::Q5_K => "q5_K",
-            Self::Q6_K => "q6_K",
-            Self::IQ4_NL => "iq4_nl",
-        }
-    }
-
-    /// Elements per block (`blck_size` in ggml's `type_traits`): 1 for float types, 32 for the
-    /// legacy quants and IQ4_NL, 256 (`QK_K`) for the K-quants.
-    pub fn block_size(self) -> u64 {
-        match self {
-            Self::F32 | Self::F16 | Self::BF16 => 1,
-            Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::Q8_0 | Self::IQ4_NL => 32,
-            Self::Q2_K | Self::Q3_K | Self::Q4_K | Self::Q5_K | Self::Q6_K => 256,
-        }
-    }
-
-    /// Bytes per block (`type_size`, the `sizeof` of ggml's block struct).
-    pub fn type_size(self) -> u64 {
-        match self {
-            Self::F32 => 4,
-            Self::F16 | Self::BF16 => 2,
-            Self::Q4_0 | Self::IQ4_NL => 18,
-            Self::Q4_1 => 20,
-            Self::Q5_0 => 22,
-            Self::Q5_1 => 24,
-            Self::Q8_0 => 34,
-            Self::Q2_K => 84,
-            Self::Q3_K => 110,
-            Self::Q4_K => 144,
-            Self::Q5_K => 176,
-            Self::Q6_K => 210,
-        }
-    }
-
-    /// Returns true if and only if this is a block-quantized type (`ggml_is_quantized`).
-    pub fn is_quantized(self) -> bool {
-        self.block_size() > 1
-    }
-
-    /// Bytes of one row of `n` elements (`ggml_row_size`), or `None` if `n` is not a multiple
-    /// of the block size.
-    pub fn row_bytes(self, n: u64) -> Option<u64> {
-        if !is_multiple(n, self.block_size()) {
-            return None;
-        }
-        Some(n / self.block_size() * self.type_size())
-    }
-
-    /// Bits per weight: `8 * type_size / block_size` (4.5 for Q4_K, 8.5 for Q8_0).
-    pub fn bits_per_weight(self) -> f64 {
-        8.0 * self.type_size() as f64 / self.block_size() as f64
-    }
-}
-
-impl fmt::Display for TensorType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl From<CacheType> for TensorType {
-    fn from(c: CacheType) -> Self {
-        match c {
-            CacheType::F32 => Self::F32,
-            CacheType::F16 => Self::F16,
-            CacheType::Bf16 => Self::BF16,
-            CacheType::Q8_0 => Self::Q8_0,
-            CacheType::Q4_0 => Self::Q4_0,
-            CacheType::Q4_1 => Self::Q4_1,
-            CacheType::Iq4Nl => Self::IQ4_NL,
-            CacheType::Q5_0 => Self::Q5_0,
-            CacheType::Q5_1 => Self::Q5_1,
-        }
-    }
-}
-
 /// Returns true if and only if `n` is a multiple of `block` (`block > 0`). Spelled out because
 /// `u64::is_multiple_of` needs Rust 1.87 and the workspace targets 1.85.
 fn is_multiple(n: u64, block: u64) -> bool {
@@ -212,9 +59,9 @@ fn is_multiple(n: u64, block: u64) -> bool {
 
 /// The type a preset gives a 2-D weight before the per-tensor recipe adjusts it
 /// (`llama_ftype_get_default_type`).
-pub fn default_tensor_type(preset: QuantPreset) -> TensorType {
+pub fn default_tensor_type(preset: QuantPreset) -> GgmlType {
+    use GgmlType as T;
     use QuantPreset as P;
-    use TensorType as T;
     match preset {
         P::F32 => T::F32,
         P::F16 => T::F16,
@@ -418,9 +265,9 @@ pub fn tensor_type_for(
     role: TensorRole,
     layer: u32,
     arch: &ArchSpec,
-) -> TensorType {
+) -> GgmlType {
+    use GgmlType as T;
     use QuantPreset as P;
-    use TensorType as T;
 
     // tensor_allows_quantization: only tensors of 2+ dimensions; they keep the type the
     // converter (and tokbench's synthesizer) wrote, F32.
@@ -489,8 +336,8 @@ pub fn tensor_type_for(
 }
 
 /// `tensor_type_fallback`: a type whose block does not divide the row length is demoted.
-fn fallback(t: TensorType, row_len: u64) -> TensorType {
-    use TensorType as T;
+fn fallback(t: GgmlType, row_len: u64) -> GgmlType {
+    use GgmlType as T;
     if t.row_bytes(row_len).is_some() {
         return t;
     }
@@ -534,11 +381,11 @@ pub struct WeightBreakdown {
     /// Each block's tensors, indexed by layer.
     pub layer_bytes: Vec<u64>,
     /// Tensor count and bytes per type, as llama.cpp's loader logs them (`type q4_K: 193 tensors`).
-    pub per_type: BTreeMap<TensorType, TypeTally>,
+    pub per_type: BTreeMap<GgmlType, TypeTally>,
 }
 
 /// Bytes of a tensor of `shape` stored as `t`.
-fn tensor_bytes(t: TensorType, [ne0, ne1]: [u64; 2]) -> u64 {
+fn tensor_bytes(t: GgmlType, [ne0, ne1]: [u64; 2]) -> u64 {
     let row = t
         .row_bytes(ne0)
         .expect("tensor_type_for falls back to a type whose block divides the row");
@@ -548,7 +395,7 @@ fn tensor_bytes(t: TensorType, [ne0, ne1]: [u64; 2]) -> u64 {
 /// Sums every tensor of a model of shape `arch` quantized to `preset`, with the types
 /// [`tensor_type_for`] gives them.
 pub fn weight_bytes(arch: &ArchSpec, preset: QuantPreset) -> WeightBreakdown {
-    let mut per_type: BTreeMap<TensorType, TypeTally> = BTreeMap::new();
+    let mut per_type: BTreeMap<GgmlType, TypeTally> = BTreeMap::new();
     let mut add = |role: TensorRole, layer: u32| -> u64 {
         if !role.is_present(arch) {
             return 0;
@@ -627,7 +474,7 @@ fn check_kv(
         return Err(KvError::QuantizedVWithoutFlashAttn { type_v });
     }
     for (cache, cache_type) in [("K", type_k), ("V", type_v)] {
-        let block_size = TensorType::from(cache_type).block_size();
+        let block_size = GgmlType::from(cache_type).block_size();
         if !is_multiple(u64::from(arch.head_dim), block_size) {
             return Err(KvError::HeadDimNotBlockAligned {
                 cache,
@@ -645,7 +492,7 @@ fn check_kv(
 /// Assumes [`check_kv`] passed, so the rows are whole blocks.
 fn kv_layer_bytes(arch: &ArchSpec, n_ctx: u32, type_k: CacheType, type_v: CacheType) -> u64 {
     let row = |c: CacheType| {
-        TensorType::from(c)
+        GgmlType::from(c)
             .row_bytes(arch.kv_dim())
             .expect("head_dim is a multiple of the block size, so n_head_kv * head_dim is too")
     };
@@ -928,36 +775,32 @@ mod tests {
     fn tensor_type_table_matches_ggml() {
         // (type, blck_size, type_size) from quantization.md §3a.
         let table = [
-            (TensorType::F32, 1, 4),
-            (TensorType::F16, 1, 2),
-            (TensorType::BF16, 1, 2),
-            (TensorType::Q4_0, 32, 18),
-            (TensorType::Q4_1, 32, 20),
-            (TensorType::Q5_0, 32, 22),
-            (TensorType::Q5_1, 32, 24),
-            (TensorType::Q8_0, 32, 34),
-            (TensorType::Q2_K, 256, 84),
-            (TensorType::Q3_K, 256, 110),
-            (TensorType::Q4_K, 256, 144),
-            (TensorType::Q5_K, 256, 176),
-            (TensorType::Q6_K, 256, 210),
-            (TensorType::IQ4_NL, 32, 18),
+            (GgmlType::F32, 1, 4),
+            (GgmlType::F16, 1, 2),
+            (GgmlType::BF16, 1, 2),
+            (GgmlType::Q4_0, 32, 18),
+            (GgmlType::Q4_1, 32, 20),
+            (GgmlType::Q5_0, 32, 22),
+            (GgmlType::Q5_1, 32, 24),
+            (GgmlType::Q8_0, 32, 34),
+            (GgmlType::Q2_K, 256, 84),
+            (GgmlType::Q3_K, 256, 110),
+            (GgmlType::Q4_K, 256, 144),
+            (GgmlType::Q5_K, 256, 176),
+            (GgmlType::Q6_K, 256, 210),
+            (GgmlType::IQ4_NL, 32, 18),
         ];
-        assert_eq!(table.len(), TensorType::ALL.len());
         for (t, blck, size) in table {
             assert_eq!((t.block_size(), t.type_size()), (blck, size), "{t}");
             assert_eq!(t.is_quantized(), blck > 1, "{t}");
         }
-        assert_eq!(TensorType::Q4_K.row_bytes(4096), Some(16 * 144));
-        assert_eq!(TensorType::Q4_K.row_bytes(4096 + 32), None);
-        assert_eq!(TensorType::Q8_0.row_bytes(100), None);
-        assert_eq!(TensorType::F16.row_bytes(7), Some(14));
-        assert_eq!(TensorType::Q6_K.bits_per_weight(), 6.5625);
-        // ggml ids are distinct and ALL is in id order.
-        let ids = TensorType::ALL.map(TensorType::ggml_id);
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        assert_eq!(GgmlType::Q4_K.row_bytes(4096), Some(16 * 144));
+        assert_eq!(GgmlType::Q4_K.row_bytes(4096 + 32), None);
+        assert_eq!(GgmlType::Q8_0.row_bytes(100), None);
+        assert_eq!(GgmlType::F16.row_bytes(7), Some(14));
+        assert_eq!(GgmlType::Q6_K.bits_per_weight(), 6.5625);
         for c in CacheType::ALL {
-            assert_eq!(TensorType::from(c).name(), c.name());
+            assert_eq!(GgmlType::from(c).name(), c.name());
         }
     }
 
@@ -1115,13 +958,13 @@ mod tests {
         assert_eq!(w.output_norm_bytes, 2048);
         assert_eq!(w.layer_bytes, vec![3_145_728 * 2 + 1024 * 4; 8]);
         assert_eq!(
-            w.per_type[&TensorType::F16],
+            w.per_type[&GgmlType::F16],
             TypeTally {
                 n_tensors: 2 + 8 * 7,
                 bytes: TINY_2D_ELEMS * 2
             }
         );
-        assert_eq!(w.per_type[&TensorType::F32].n_tensors, 17);
+        assert_eq!(w.per_type[&GgmlType::F32].n_tensors, 17);
         assert_eq!(w.per_type.len(), 2);
     }
 
@@ -1132,7 +975,7 @@ mod tests {
         let w = weight_bytes(p("tiny"), QuantPreset::Q8_0);
         assert_eq!(w.total_bytes, TINY_2D_ELEMS / 32 * 34 + TINY_NORM_BYTES);
         assert_eq!(w.total_bytes, 61_589_504);
-        assert_eq!(w.per_type[&TensorType::Q8_0].n_tensors, 58);
+        assert_eq!(w.per_type[&GgmlType::Q8_0].n_tensors, 58);
         assert_eq!(w.per_type.len(), 2);
     }
 
@@ -1153,9 +996,9 @@ mod tests {
         let a = p("tiny");
         let w = weight_bytes(a, QuantPreset::Q4_K_M);
         let count = |t| w.per_type[&t].n_tensors;
-        assert_eq!(count(TensorType::F32), 17);
-        assert_eq!(count(TensorType::Q6_K), 9);
-        assert_eq!(count(TensorType::Q4_K), 49);
+        assert_eq!(count(GgmlType::F32), 17);
+        assert_eq!(count(GgmlType::Q6_K), 9);
+        assert_eq!(count(GgmlType::Q4_K), 49);
         assert_eq!(w.token_embd_bytes, 9_216_000);
         assert_eq!(w.output_bytes, 13_440_000);
         assert_eq!(
@@ -1164,17 +1007,17 @@ mod tests {
         );
         assert_eq!(w.total_bytes, 37_792_768);
         let t = |role, layer| tensor_type_for(QuantPreset::Q4_K_M, role, layer, a);
-        assert_eq!(t(TensorRole::AttnV, 3), TensorType::Q6_K);
-        assert_eq!(t(TensorRole::AttnV, 4), TensorType::Q4_K);
-        assert_eq!(t(TensorRole::FfnDown, 7), TensorType::Q6_K);
-        assert_eq!(t(TensorRole::AttnNorm, 0), TensorType::F32);
+        assert_eq!(t(TensorRole::AttnV, 3), GgmlType::Q6_K);
+        assert_eq!(t(TensorRole::AttnV, 4), GgmlType::Q4_K);
+        assert_eq!(t(TensorRole::FfnDown, 7), GgmlType::Q6_K);
+        assert_eq!(t(TensorRole::AttnNorm, 0), GgmlType::F32);
     }
 
     #[test]
     fn recipe_rules_per_preset() {
+        use GgmlType as T;
         use QuantPreset as P;
         use TensorRole as R;
-        use TensorType as T;
         let a = p("llama-3.1-8b"); // n_gqa 4, 32 layers
         let t = |q, r, i| tensor_type_for(q, r, i, a);
         // output.weight: Q6_K for k-quant and legacy presets, Q8_0 and floats keep theirs.
@@ -1230,8 +1073,8 @@ mod tests {
     #[test]
     fn llama_70b_bumps_attn_v_to_q5_k() {
         // LLM_TYPE_70B (80 layers, GQA): attn_v Q3_K/Q4_K → Q5_K; a Q6_K choice stays.
+        use GgmlType as T;
         use TensorRole as R;
-        use TensorType as T;
         let a = p("llama-3.1-70b");
         let t = |q, i| tensor_type_for(q, R::AttnV, i, a);
         assert_eq!(t(QuantPreset::Q4_K_M, 11), T::Q5_K); // not use_more_bits(11, 80)
@@ -1252,19 +1095,19 @@ mod tests {
         a.tied_embeddings = true;
         assert_eq!(
             tensor_type_for(QuantPreset::Q4_K_M, TensorRole::TokenEmbd, 0, &a),
-            TensorType::Q6_K
+            GgmlType::Q6_K
         );
         let w = weight_bytes(&a, QuantPreset::Q4_K_M);
         assert_eq!(w.output_bytes, 0);
         // 64 000 Q6_K blocks.
         assert_eq!(w.token_embd_bytes, 13_440_000);
-        assert_eq!(w.per_type[&TensorType::Q6_K].n_tensors, 9);
-        assert_eq!(w.per_type[&TensorType::Q4_K].n_tensors, 48);
+        assert_eq!(w.per_type[&GgmlType::Q6_K].n_tensors, 9);
+        assert_eq!(w.per_type[&GgmlType::Q4_K].n_tensors, 48);
     }
 
     #[test]
     fn odd_rows_fall_back() {
-        use TensorType as T;
+        use GgmlType as T;
         // 29568 = 115.5 × 256 = 924 × 32.
         assert_eq!(fallback(T::Q2_K, 29568), T::Q4_0);
         assert_eq!(fallback(T::Q3_K, 29568), T::Q4_0);
@@ -1298,8 +1141,8 @@ mod tests {
         // ffn_down rows are n_ff = 29568 long, not a multiple of 256. Q4_K_M: use_more_bits
         // layers choose Q6_K → Q8_0, the others Q4_K → Q5_0 (tensor_type_fallback). gate/up
         // rows are n_embd = 8192 long and keep Q4_K. attn_v gets the 70B bump (Q4_K → Q5_K).
+        use GgmlType as T;
         use TensorRole as R;
-        use TensorType as T;
         let a = p("qwen2.5-72b");
         let t = |q, r, i| tensor_type_for(q, r, i, a);
         assert!(!use_more_bits(10, 80) && use_more_bits(0, 80));
@@ -1388,9 +1231,9 @@ mod tests {
         // q4_K: 32 × 7 − 32 + token_embd = 193.
         let w = weight_bytes(p("llama-3.1-8b"), QuantPreset::Q4_K_M);
         let count = |t| w.per_type[&t].n_tensors;
-        assert_eq!(count(TensorType::F32) + 1, 66);
-        assert_eq!(count(TensorType::Q4_K), 193);
-        assert_eq!(count(TensorType::Q6_K), 33);
+        assert_eq!(count(GgmlType::F32) + 1, 66);
+        assert_eq!(count(GgmlType::Q4_K), 193);
+        assert_eq!(count(GgmlType::Q6_K), 33);
         assert_eq!(w.per_type.len(), 3);
         let sum: u64 = w.per_type.values().map(|t| t.bytes).sum();
         assert_eq!(sum, w.total_bytes);

@@ -6,17 +6,24 @@ pub mod arch;
 pub mod backend;
 pub mod bench;
 pub mod catalog;
+pub mod clock;
 pub mod config;
 pub mod fit;
+pub mod ggml;
 pub mod llama_bench;
 pub mod point;
 pub mod quant;
+pub mod series;
 pub mod serving;
+pub mod stats;
 
 pub use backend::{BackendKind, BackendSettings, ServeWorkload};
-pub use bench::{CacheType, EngineParams, MetricSource, ResultStatus, TestSpec};
+pub use bench::{CacheType, EngineParams, MetricSource, ResultStatus, TestSpec, UnknownName};
 pub use config::{Cell, EngineAxes, ModelSource, Suite, SuiteError, SuiteHardware};
 pub use point::{HardwareRef, ModelFacts, ResultPoint};
 pub use quant::QuantPreset;
 pub use record::{BackendBuild, CellResult, HostInfo, ModelRecord, Repetition};
+pub use series::{
+    BackendIdentity, EngineSettings, ModelIdentity, RequestRate, SeriesKey, ServeLoad,
+};
 pub mod record;

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bench::ResultStatus;
 use crate::catalog::HardwareConfig;
-use crate::CacheType;
+use crate::series::SeriesKey;
 
 /// The hardware a result ran on: a catalog configuration when one matched, else what the
 /// host reported (its GPU or CPU name), with no figures.
@@ -83,29 +84,16 @@ pub struct ResultPoint {
     pub run_uuid: String,
     /// RFC 3339 UTC.
     pub started_at: String,
+    /// What was measured: the series this result is one measurement of.
+    pub series: SeriesKey,
+    /// The host's name, for people (the key holds the host's identity).
     pub host: String,
     pub hardware: HardwareRef,
-    /// `engine`, `llama-bench`, …
-    pub backend: String,
     pub backend_version: String,
-    /// `cpu`, `cuda`, `vulkan`, `metal`.
-    pub accel: String,
-    /// `synth:tiny` or the file name.
-    pub model: String,
-    pub quant: String,
     pub facts: ModelFacts,
-    /// llama-bench's label: `pp512`, `tg128`, `pp512 @ d4096`.
+    /// llama-bench's label of `series.test`: `pp512`, `tg128`, `pp512 @ d4096`.
     pub test: String,
-    pub n_prompt: u32,
-    pub n_gen: u32,
-    pub n_depth: u32,
-    pub n_threads: Option<u32>,
-    pub n_gpu_layers: Option<u32>,
-    pub flash_attn: Option<bool>,
-    pub type_k: Option<CacheType>,
-    pub type_v: Option<CacheType>,
-    /// `ok`, `failed`, `crashed`, …
-    pub status: String,
+    pub status: ResultStatus,
     pub prefill_tps: Option<f64>,
     pub prefill_tps_sd: Option<f64>,
     pub decode_tps: Option<f64>,
@@ -119,26 +107,4 @@ pub struct ResultPoint {
     /// Where the numbers came from when they were not measured here (an imported
     /// llama-bench file, a published table); `None` for tokbench's own measurements.
     pub source: Option<String>,
-}
-
-impl ResultPoint {
-    /// What makes two results comparable apart from the test: the same hardware, host,
-    /// backend, accelerator, model, quantization and engine settings. A stable string key
-    /// (fields joined by U+001F, which no name contains).
-    pub fn setup_key(&self) -> String {
-        format!(
-            "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}",
-            self.hardware.name,
-            self.host,
-            self.backend,
-            self.accel,
-            self.model,
-            self.quant,
-            self.n_threads,
-            self.n_gpu_layers,
-            self.flash_attn,
-            self.type_k,
-            self.type_v,
-        )
-    }
 }

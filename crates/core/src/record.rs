@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bench::{EngineParams, MetricSource, ResultStatus, TestSpec};
+use crate::stats::present_mean_sd;
 
 /// The machine as detected.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -182,23 +183,34 @@ pub struct CellResult {
     pub duration_ms: f64,
 }
 
-/// Mean and sample standard deviation of the present values (sd needs two).
-pub fn mean_sd(values: impl IntoIterator<Item = Option<f64>>) -> (Option<f64>, Option<f64>) {
-    let v: Vec<f64> = values
-        .into_iter()
-        .flatten()
-        .filter(|x| x.is_finite())
-        .collect();
-    if v.is_empty() {
-        return (None, None);
+/// What a result row stores of its repetitions: each rate's mean and sample sd over the
+/// repetitions that measured it.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RepetitionSummary {
+    pub prefill_tps: Option<f64>,
+    pub prefill_tps_sd: Option<f64>,
+    pub decode_tps: Option<f64>,
+    pub decode_tps_sd: Option<f64>,
+    pub ttft_ms: Option<f64>,
+    pub ttft_ms_sd: Option<f64>,
+}
+
+impl CellResult {
+    /// The mean and sd of each metric over the repetitions.
+    pub fn summary(&self) -> RepetitionSummary {
+        let reps = &self.repetitions;
+        let (prefill_tps, prefill_tps_sd) = present_mean_sd(reps.iter().map(|r| r.prefill_tps));
+        let (decode_tps, decode_tps_sd) = present_mean_sd(reps.iter().map(|r| r.decode_tps));
+        let (ttft_ms, ttft_ms_sd) = present_mean_sd(reps.iter().map(|r| r.ttft_ms));
+        RepetitionSummary {
+            prefill_tps,
+            prefill_tps_sd,
+            decode_tps,
+            decode_tps_sd,
+            ttft_ms,
+            ttft_ms_sd,
+        }
     }
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let sd = (v.len() > 1).then(|| {
-        let ss: f64 = v.iter().map(|x| (x - mean).powi(2)).sum();
-        (ss / (n - 1.0)).sqrt()
-    });
-    (Some(mean), sd)
 }
 
 impl Repetition {
@@ -234,25 +246,6 @@ impl Repetition {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mean_and_sample_sd() {
-        let (m, sd) = mean_sd([
-            Some(2.0),
-            Some(4.0),
-            Some(4.0),
-            Some(4.0),
-            Some(5.0),
-            Some(5.0),
-            Some(7.0),
-            Some(9.0),
-        ]);
-        assert_eq!(m, Some(5.0));
-        // Sample sd of that classic set: sqrt(32/7).
-        assert!((sd.unwrap() - (32.0f64 / 7.0).sqrt()).abs() < 1e-12);
-        assert_eq!(mean_sd([None, Some(3.0)]), (Some(3.0), None));
-        assert_eq!(mean_sd([None]), (None, None));
-    }
 
     #[test]
     fn rates_follow_the_metric_vocabulary() {

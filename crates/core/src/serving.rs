@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::stats::{mean, quantile_sorted};
+
 /// One request as the client measured it. Times are milliseconds on the client's
 /// monotonic clock.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -126,7 +128,7 @@ impl Percentiles {
         }
         v.sort_by(f64::total_cmp);
         Percentiles {
-            mean: Some(v.iter().sum::<f64>() / v.len() as f64),
+            mean: mean(&v),
             p50: Some(percentile(&v, 50.0)),
             p90: Some(percentile(&v, 90.0)),
             p99: Some(percentile(&v, 99.0)),
@@ -134,13 +136,9 @@ impl Percentiles {
     }
 }
 
-/// The `q`th percentile of sorted, non-empty `v`, interpolating linearly between the
-/// order statistics at rank q/100 × (n − 1).
+/// The `q`th percentile (0–100) of sorted, non-empty `v`: [`quantile_sorted`] at `q / 100`.
 pub fn percentile(v: &[f64], q: f64) -> f64 {
-    let rank = q / 100.0 * (v.len() - 1) as f64;
-    let lo = rank.floor() as usize;
-    let hi = rank.ceil() as usize;
-    v[lo] + (v[hi] - v[lo]) * (rank - lo as f64)
+    quantile_sorted(v, q / 100.0)
 }
 
 /// One concurrency level's summary.

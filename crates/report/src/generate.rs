@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use tokbench_core::ResultPoint;
+use tokbench_core::{ResultPoint, SeriesKey};
 
 use crate::{tables, ReportFile, ReportRow};
 
@@ -25,26 +25,20 @@ impl Default for ReportOptions {
     }
 }
 
-/// The newest result of each series: the same hardware, host, backend, accelerator, model,
-/// quantization, test and engine settings measured again (a nightly run) replaces the
-/// older measurement instead of adding a row. Ties on `started_at` keep the later one in
+/// The newest result of each series ([`SeriesKey`]): the same thing measured again (a
+/// nightly run) replaces the older measurement instead of adding a row. Ties on `started_at` keep the later one in
 /// input order. The output is sorted by the series key, so input order does not matter.
 pub fn latest_per_series(points: Vec<ResultPoint>) -> Vec<ResultPoint> {
-    let mut newest: BTreeMap<String, ResultPoint> = BTreeMap::new();
+    let mut newest: BTreeMap<SeriesKey, ResultPoint> = BTreeMap::new();
     for p in points {
-        let key = series_key(&p);
-        match newest.get(&key) {
+        match newest.get(&p.series) {
             Some(old) if old.started_at > p.started_at => {}
             _ => {
-                newest.insert(key, p);
+                newest.insert(p.series.clone(), p);
             }
         }
     }
     newest.into_values().collect()
-}
-
-fn series_key(p: &ResultPoint) -> String {
-    format!("{}\u{1f}{}", p.setup_key(), p.test)
 }
 
 /// Every file of the report, in a stable order: `leaderboard.md`, `quantization.md`,

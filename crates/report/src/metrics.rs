@@ -6,7 +6,7 @@
 //! negative, NaN or infinite is unknown, and so is every figure derived from it.
 
 use serde::Serialize;
-use tokbench_core::fit::TensorType;
+use tokbench_core::fit::GgmlType;
 use tokbench_core::{CacheType, ModelFacts, ResultPoint};
 
 /// The figures derived from one result. `None` when an input is unknown.
@@ -65,7 +65,7 @@ pub fn derive(point: &ResultPoint) -> Derived {
 /// `None` for prefill-only tests and when a model fact is unknown or inconsistent (an
 /// embedding table larger than all the tensors).
 pub fn bytes_per_token(point: &ResultPoint) -> Option<f64> {
-    if point.n_gen == 0 {
+    if point.series.test.n_gen == 0 {
         return None;
     }
     let ModelFacts {
@@ -79,9 +79,14 @@ pub fn bytes_per_token(point: &ResultPoint) -> Option<f64> {
         Some(0) => tensor_bytes?,
         _ => tensor_bytes?.checked_sub(token_embd_bytes?)?,
     };
-    let kv_per_cell = kv_bytes_per_cell(&point.facts, point.type_k, point.type_v)?;
-    let mean_context =
-        f64::from(point.n_depth) + f64::from(point.n_prompt) + f64::from(point.n_gen) / 2.0;
+    let kv_per_cell = kv_bytes_per_cell(
+        &point.facts,
+        point.series.settings.type_k,
+        point.series.settings.type_v,
+    )?;
+    let mean_context = f64::from(point.series.test.n_depth)
+        + f64::from(point.series.test.n_prompt)
+        + f64::from(point.series.test.n_gen) / 2.0;
     positive(Some(weights as f64 + kv_per_cell * mean_context))
 }
 
@@ -103,7 +108,7 @@ pub fn kv_bytes_per_cell(
 /// Bytes per element of a KV cache type (`type_size / block_size`: 2 for f16, 34/32 for
 /// q8_0); `None` (not recorded) is llama.cpp's default, f16.
 pub fn cache_bytes_per_element(cache_type: Option<CacheType>) -> f64 {
-    let t = TensorType::from(cache_type.unwrap_or(CacheType::F16));
+    let t = GgmlType::from(cache_type.unwrap_or(CacheType::F16));
     t.type_size() as f64 / t.block_size() as f64
 }
 
@@ -128,7 +133,9 @@ mod tests {
     use std::path::Path;
 
     use tokbench_core::catalog::Catalog;
-    use tokbench_core::HardwareRef;
+    use tokbench_core::{
+        BackendIdentity, HardwareRef, ModelIdentity, ResultStatus, SeriesKey, TestSpec,
+    };
 
     use super::*;
 
@@ -182,24 +189,31 @@ bandwidth = "test"
         ResultPoint {
             run_uuid: "run".into(),
             started_at: "2026-01-01T00:00:00Z".into(),
+            series: SeriesKey {
+                host: "host".into(),
+                backend: BackendIdentity {
+                    name: "engine".into(),
+                    accel: "cuda".into(),
+                    flags: String::new(),
+                },
+                model: ModelIdentity {
+                    name: "m".into(),
+                    quant: "Q8_0".into(),
+                    sha256: None,
+                },
+                test: TestSpec {
+                    n_prompt: 0,
+                    n_gen: 128,
+                    n_depth: 0,
+                },
+                ..SeriesKey::default()
+            },
             host: "host".into(),
             hardware,
-            backend: "engine".into(),
             backend_version: "b1".into(),
-            accel: "cuda".into(),
-            model: "m".into(),
-            quant: "Q8_0".into(),
             facts: facts(),
             test: "tg128".into(),
-            n_prompt: 0,
-            n_gen: 128,
-            n_depth: 0,
-            n_threads: None,
-            n_gpu_layers: None,
-            flash_attn: None,
-            type_k: None,
-            type_v: None,
-            status: "ok".into(),
+            status: ResultStatus::Ok,
             prefill_tps: None,
             prefill_tps_sd: None,
             decode_tps,
@@ -269,10 +283,10 @@ bandwidth = "test"
         //   → 69,632 × 4672 = 325,320,704 bytes. Plus weights: 8,325,320,704.
         let mut p = point(hardware("Test 4090"), Some(50.0), None);
         p.test = "pp512+tg128 @ d4096".into();
-        p.n_prompt = 512;
-        p.n_depth = 4096;
-        p.type_k = Some(CacheType::Q8_0);
-        p.type_v = Some(CacheType::Q8_0);
+        p.series.test.n_prompt = 512;
+        p.series.test.n_depth = 4096;
+        p.series.settings.type_k = Some(CacheType::Q8_0);
+        p.series.settings.type_v = Some(CacheType::Q8_0);
         close(bytes_per_token(&p), 8_325_320_704.0);
         // K f16 and V q8_0 mix: 32 × 1024 × (2 + 1.0625) = 100,352 bytes per cell.
         close(
@@ -358,8 +372,8 @@ bandwidth = "test"
     fn prefill_tests_and_unknown_facts_have_no_bytes_per_token() {
         let mut p = point(hardware("Test 4090"), None, None);
         p.test = "pp512".into();
-        p.n_prompt = 512;
-        p.n_gen = 0;
+        p.series.test.n_prompt = 512;
+        p.series.test.n_gen = 0;
         p.prefill_tps = Some(5000.0);
         assert_eq!(derive(&p), Derived::default());
 
@@ -379,9 +393,9 @@ bandwidth = "test"
         // Untied: 8.5 GB − 0.5 GB embeddings = 8.0 GB of weights, + KV 32 × 1024 × 4 B ×
         // (0 + 0 + 128/2) = 8 388 608 B for tg128 at depth 0.
         let mut p = point(HardwareRef::unmatched("x"), Some(10.0), None);
-        p.n_gen = 128;
-        p.n_prompt = 0;
-        p.n_depth = 0;
+        p.series.test.n_gen = 128;
+        p.series.test.n_prompt = 0;
+        p.series.test.n_depth = 0;
         let kv = 32.0 * 1024.0 * 4.0 * 64.0;
         assert_eq!(bytes_per_token(&p), Some(8_000_000_000.0 + kv));
         // Tied (no output.weight): the table is read whole as the output matrix.

@@ -25,7 +25,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use resvg::tiny_skia;
 use resvg::usvg;
-use tokbench_core::{ModelFacts, ResultPoint};
+use tokbench_core::{ModelFacts, ResultPoint, SeriesKey};
 
 use crate::tables::slug;
 use crate::{ReportFile, ReportRow};
@@ -522,7 +522,7 @@ fn gen_by_bpw(rows: &[ReportRow]) -> Vec<Spec> {
         // One colour per model across all panels.
         let models: BTreeSet<&str> = shown
             .iter()
-            .map(|(r, _, _)| r.point.model.as_str())
+            .map(|(r, _, _)| r.point.series.model.name.as_str())
             .collect();
         let legend: Vec<Marker> = models
             .iter()
@@ -538,7 +538,7 @@ fn gen_by_bpw(rows: &[ReportRow]) -> Vec<Spec> {
             by_hw
                 .entry(s.0.point.hardware.name.as_str())
                 .or_default()
-                .entry(s.0.point.model.as_str())
+                .entry(s.0.point.series.model.name.as_str())
                 .or_default()
                 .push(s);
         }
@@ -552,7 +552,7 @@ fn gen_by_bpw(rows: &[ReportRow]) -> Vec<Spec> {
                         let labels = distinct_labels(
                             &members
                                 .iter()
-                                .map(|(r, _, _)| (r.point.quant.clone(), &r.point))
+                                .map(|(r, _, _)| (r.point.series.model.quant.clone(), &r.point))
                                 .collect::<Vec<_>>(),
                         );
                         Series {
@@ -611,21 +611,21 @@ fn prefill_vs_gen(rows: &[ReportRow]) -> Vec<Spec> {
     };
     /// The best candidate so far: (size of the test, started_at, run) and the value.
     type Best<'a> = Option<((u32, &'a str, &'a str), f64)>;
-    let mut pairs: BTreeMap<Vec<String>, (&ResultPoint, Best<'_>, Best<'_>)> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.point.n_depth == 0) {
+    let mut pairs: BTreeMap<SeriesKey, (&ResultPoint, Best<'_>, Best<'_>)> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.point.series.test.n_depth == 0) {
         let p = &r.point;
         let entry = pairs.entry(pair_key(p)).or_insert((p, None, None));
         let better = |best: &Best<'_>, n: u32| {
             best.is_none_or(|(k, _)| (n, p.started_at.as_str(), p.run_uuid.as_str()) > k)
         };
-        if let Some(v) = finite_pos(p.prefill_tps).filter(|_| p.n_prompt > 0) {
-            if better(&entry.1, p.n_prompt) {
-                entry.1 = Some(((p.n_prompt, &p.started_at, &p.run_uuid), v));
+        if let Some(v) = finite_pos(p.prefill_tps).filter(|_| p.series.test.n_prompt > 0) {
+            if better(&entry.1, p.series.test.n_prompt) {
+                entry.1 = Some(((p.series.test.n_prompt, &p.started_at, &p.run_uuid), v));
             }
         }
-        if let Some(v) = finite_pos(p.decode_tps).filter(|_| p.n_gen > 0) {
-            if better(&entry.2, p.n_gen) {
-                entry.2 = Some(((p.n_gen, &p.started_at, &p.run_uuid), v));
+        if let Some(v) = finite_pos(p.decode_tps).filter(|_| p.series.test.n_gen > 0) {
+            if better(&entry.2, p.series.test.n_gen) {
+                entry.2 = Some(((p.series.test.n_gen, &p.started_at, &p.run_uuid), v));
             }
         }
     }
@@ -694,29 +694,16 @@ fn prefill_vs_gen(rows: &[ReportRow]) -> Vec<Spec> {
 /// Rows of generation tests, by test label.
 fn decode_by_test(rows: &[ReportRow]) -> BTreeMap<&str, Vec<&ReportRow>> {
     let mut by_test: BTreeMap<&str, Vec<&ReportRow>> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.point.n_gen > 0) {
+    for r in rows.iter().filter(|r| r.point.series.test.n_gen > 0) {
         by_test.entry(r.point.test.as_str()).or_default().push(r);
     }
     by_test
 }
 
-/// What makes a prefill and a generation result one pair: everything but the test size.
-fn pair_key(p: &ResultPoint) -> Vec<String> {
-    vec![
-        p.hardware.name.clone(),
-        p.model.clone(),
-        p.quant.clone(),
-        p.backend.clone(),
-        p.backend_version.clone(),
-        p.accel.clone(),
-        p.host.clone(),
-        p.n_depth.to_string(),
-        format!("{:?}", p.n_threads),
-        format!("{:?}", p.n_gpu_layers),
-        format!("{:?}", p.flash_attn),
-        format!("{:?}", p.type_k),
-        format!("{:?}", p.type_v),
-    ]
+/// What makes a prefill and a generation result one pair: their series, apart from the
+/// test's sizes.
+fn pair_key(p: &ResultPoint) -> SeriesKey {
+    p.series.without_test_size()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -733,7 +720,7 @@ fn finite_pos(v: Option<f64>) -> Option<f64> {
 }
 
 fn model_quant(p: &ResultPoint) -> String {
-    format!("{} {}", p.model, p.quant)
+    format!("{} {}", p.series.model.name, p.series.model.quant)
 }
 
 fn not_shown(n: usize, missing: &str) -> String {
@@ -760,23 +747,9 @@ fn distinct_labels(items: &[(String, &ResultPoint)]) -> Vec<String> {
     let parts = |p: &ResultPoint| -> Vec<String> {
         vec![
             p.test.clone(),
-            format!("{} {}", p.backend, p.accel),
+            format!("{} {}", p.series.backend_label(), p.series.backend.accel),
             p.backend_version.clone(),
-            p.n_threads
-                .map(|t| format!("{t} threads"))
-                .unwrap_or_default(),
-            p.n_gpu_layers
-                .map(|n| format!("ngl {n}"))
-                .unwrap_or_default(),
-            match p.flash_attn {
-                Some(true) => "fa on".to_string(),
-                Some(false) => "fa off".to_string(),
-                None => String::new(),
-            },
-            match (p.type_k, p.type_v) {
-                (None, None) => String::new(),
-                (k, v) => format!("kv {k:?}/{v:?}"),
-            },
+            p.series.settings_label(),
             p.host.clone(),
             p.run_uuid.chars().take(8).collect(),
         ]
@@ -1421,7 +1394,9 @@ fn png_from_svg(id: &str, svg: &str) -> Result<Vec<u8>, PlotError> {
 pub(crate) mod tests {
     use super::*;
     use tokbench_core::catalog::{Hardware, HardwareConfig, HardwareKind, Sources};
-    use tokbench_core::HardwareRef;
+    use tokbench_core::{
+        BackendIdentity, EngineSettings, HardwareRef, ModelIdentity, ResultStatus, TestSpec,
+    };
 
     use crate::Derived;
 
@@ -1465,13 +1440,33 @@ pub(crate) mod tests {
         ResultPoint {
             run_uuid: "00000000-0000-0000-0000-000000000001".to_string(),
             started_at: "2026-01-01T00:00:00Z".to_string(),
+            series: SeriesKey {
+                host: "host".to_string(),
+                hardware: Some(hw.name.clone()),
+                backend: BackendIdentity {
+                    name: "engine".to_string(),
+                    accel: "cuda".to_string(),
+                    flags: String::new(),
+                },
+                model: ModelIdentity {
+                    name: model.to_string(),
+                    quant: quant.to_string(),
+                    sha256: None,
+                },
+                test: TestSpec {
+                    n_prompt: if decode { 0 } else { 512 },
+                    n_gen: if decode { 128 } else { 0 },
+                    n_depth: 0,
+                },
+                settings: EngineSettings {
+                    n_gpu_layers: Some(99),
+                    ..EngineSettings::default()
+                },
+                ..SeriesKey::default()
+            },
             host: "host".to_string(),
             hardware: hw,
-            backend: "engine".to_string(),
             backend_version: "b1".to_string(),
-            accel: "cuda".to_string(),
-            model: model.to_string(),
-            quant: quant.to_string(),
             facts: ModelFacts {
                 n_params: Some(8_000_000_000),
                 file_bytes: None,
@@ -1486,15 +1481,7 @@ pub(crate) mod tests {
                 kv_dim: Some(1024),
             },
             test: if decode { "tg128" } else { "pp512" }.to_string(),
-            n_prompt: if decode { 0 } else { 512 },
-            n_gen: if decode { 128 } else { 0 },
-            n_depth: 0,
-            n_threads: None,
-            n_gpu_layers: Some(99),
-            flash_attn: None,
-            type_k: None,
-            type_v: None,
-            status: "ok".to_string(),
+            status: ResultStatus::Ok,
             prefill_tps: (!decode).then_some(tps),
             prefill_tps_sd: None,
             decode_tps: decode.then_some(tps),
@@ -1734,7 +1721,7 @@ pub(crate) mod tests {
         let hw = hardware("GPU", 1000.0, 300.0, 1000.0);
         let a = point(hw.clone(), "m", "Q4_0", true, 50.0);
         let mut b = a.clone();
-        b.backend = "llama-bench".to_string();
+        b.series.backend.name = "llama-bench".to_string();
         let c = a.clone();
         let labels = distinct_labels(&[
             ("GPU".to_string(), &a),

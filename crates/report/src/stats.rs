@@ -14,6 +14,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use tokbench_core::stats::{self, median_sorted, quantile_sorted};
 
 /// A result's repetitions in a few numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -41,8 +42,7 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let median = median_sorted(&sorted);
-    let mean = values.iter().sum::<f64>() / n as f64;
-    let sd = sample_sd(values, mean);
+    let (mean, sd) = mean_sd(values);
     let cv = sd.filter(|_| mean != 0.0).map(|sd| sd / mean.abs());
     let mut deviations: Vec<f64> = sorted.iter().map(|v| (v - median).abs()).collect();
     deviations.sort_by(f64::total_cmp);
@@ -67,37 +67,10 @@ pub fn median(values: &[f64]) -> Option<f64> {
     Some(median_sorted(&sorted))
 }
 
-/// The sample mean and sd (divisor `n − 1`) of `values`; the sd is `None` below two values.
+/// The sample mean and sd (divisor `n − 1`) of non-empty `values`; the sd is `None` below
+/// two values.
 pub(crate) fn mean_sd(values: &[f64]) -> (f64, Option<f64>) {
-    let mean = values.iter().sum::<f64>() / values.len() as f64;
-    (mean, sample_sd(values, mean))
-}
-
-fn sample_sd(values: &[f64], mean: f64) -> Option<f64> {
-    if values.len() < 2 {
-        return None;
-    }
-    let ss: f64 = values.iter().map(|v| (v - mean).powi(2)).sum();
-    Some((ss / (values.len() - 1) as f64).sqrt())
-}
-
-/// The median of a sorted, non-empty slice.
-fn median_sorted(sorted: &[f64]) -> f64 {
-    let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    }
-}
-
-/// The `q`-quantile (0–1) of a sorted, non-empty slice, interpolated linearly between
-/// order statistics (R's type 7, numpy's default).
-fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
-    let h = (sorted.len() - 1) as f64 * q.clamp(0.0, 1.0);
-    let lo = h.floor() as usize;
-    let hi = h.ceil() as usize;
-    sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
+    stats::mean_sd(values).unwrap_or((f64::NAN, None))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
-use tokbench_core::{ResultPoint, ResultStatus};
+use tokbench_core::{EngineSettings, ResultPoint, ResultStatus, SeriesKey, ServeLoad, TestSpec};
 
 use crate::metrics::positive;
 use crate::{Derived, ReportRow};
@@ -139,7 +139,10 @@ fn hardware_label(p: &ResultPoint) -> String {
 pub fn leaderboard(rows: &[ReportRow]) -> Vec<Table> {
     let prefill = PrefillIndex::new(rows);
     let mut groups: BTreeMap<TestGroup, Vec<&ReportRow>> = BTreeMap::new();
-    for row in rows.iter().filter(|r| is_ok(r) && r.point.n_gen > 0) {
+    for row in rows
+        .iter()
+        .filter(|r| is_ok(r) && r.point.series.test.n_gen > 0)
+    {
         groups
             .entry(TestGroup::of(&row.point))
             .or_default()
@@ -226,11 +229,11 @@ struct TestGroup {
 impl TestGroup {
     fn of(p: &ResultPoint) -> TestGroup {
         TestGroup {
-            model: p.model.clone(),
-            quant: p.quant.clone(),
-            n_depth: p.n_depth,
-            n_prompt: p.n_prompt,
-            n_gen: p.n_gen,
+            model: p.series.model.name.clone(),
+            quant: p.series.model.quant.clone(),
+            n_depth: p.series.test.n_depth,
+            n_prompt: p.series.test.n_prompt,
+            n_gen: p.series.test.n_gen,
             test: p.test.clone(),
         }
     }
@@ -239,13 +242,16 @@ impl TestGroup {
 /// The ok prefill-only results, by the setup that must match for their prefill figure to
 /// stand beside a generation result.
 struct PrefillIndex<'a> {
-    by_setup: BTreeMap<String, Vec<&'a ReportRow>>,
+    by_setup: BTreeMap<SeriesKey, Vec<&'a ReportRow>>,
 }
 
 impl<'a> PrefillIndex<'a> {
     fn new(rows: &'a [ReportRow]) -> Self {
-        let mut by_setup: BTreeMap<String, Vec<&ReportRow>> = BTreeMap::new();
-        for row in rows.iter().filter(|r| is_ok(r) && r.point.n_gen == 0) {
+        let mut by_setup: BTreeMap<SeriesKey, Vec<&ReportRow>> = BTreeMap::new();
+        for row in rows
+            .iter()
+            .filter(|r| is_ok(r) && r.point.series.test.n_gen == 0)
+        {
             by_setup
                 .entry(prefill_setup_key(&row.point))
                 .or_default()
@@ -255,9 +261,9 @@ impl<'a> PrefillIndex<'a> {
     }
 }
 
-/// Hardware, host, backend, accelerator, model, quantization, engine settings and depth.
-fn prefill_setup_key(p: &ResultPoint) -> String {
-    format!("{}\u{1f}{}", p.setup_key(), p.n_depth)
+/// The series apart from the test's sizes (its depth kept).
+fn prefill_setup_key(p: &ResultPoint) -> SeriesKey {
+    p.series.without_test_size()
 }
 
 /// The prefill tok/s and TTFT ms shown beside a generation result:
@@ -271,7 +277,7 @@ fn prefill_setup_key(p: &ResultPoint) -> String {
 /// A `tgN` test's own TTFT is one decode step, not a prompt's wait, so it is not shown.
 fn prefill_for(row: &ReportRow, index: &PrefillIndex<'_>) -> (Option<f64>, Option<f64>) {
     let p = &row.point;
-    if p.n_prompt > 0 {
+    if p.series.test.n_prompt > 0 {
         return (p.prefill_tps, p.ttft_ms);
     }
     let best = index
@@ -282,7 +288,13 @@ fn prefill_for(row: &ReportRow, index: &PrefillIndex<'_>) -> (Option<f64>, Optio
                 let same_run = |r: &ReportRow| r.point.run_uuid == p.run_uuid;
                 same_run(a)
                     .cmp(&same_run(b))
-                    .then(a.point.n_prompt.cmp(&b.point.n_prompt))
+                    .then(
+                        a.point
+                            .series
+                            .test
+                            .n_prompt
+                            .cmp(&b.point.series.test.n_prompt),
+                    )
                     .then(a.point.started_at.cmp(&b.point.started_at))
                     .then_with(|| canonical(b).cmp(&canonical(a)))
             })
@@ -320,7 +332,10 @@ pub fn quantization(rows: &[ReportRow]) -> Vec<Table> {
     let mut groups: BTreeMap<(String, String), Vec<&ReportRow>> = BTreeMap::new();
     for row in rows.iter().filter(|r| is_ok(r)) {
         groups
-            .entry((row.point.model.clone(), row.point.hardware.name.clone()))
+            .entry((
+                row.point.series.model.name.clone(),
+                row.point.hardware.name.clone(),
+            ))
             .or_default()
             .push(row);
     }
@@ -340,13 +355,13 @@ pub fn quantization(rows: &[ReportRow]) -> Vec<Table> {
                             (None, None) => Ordering::Equal,
                         }
                     })
-                    .then_with(|| a.point.quant.cmp(&b.point.quant))
+                    .then_with(|| a.point.series.model.quant.cmp(&b.point.series.model.quant))
                     .then_with(|| tiebreak(a, b))
             });
             let labels = distinct_labels(
                 &members,
-                |p| format!("{}\u{1f}{}", p.test, p.quant),
-                |p| p.quant.clone(),
+                |p| format!("{}\u{1f}{}", p.test, p.series.model.quant),
+                |p| p.series.model.quant.clone(),
             );
             let cells = members
                 .iter()
@@ -407,25 +422,12 @@ fn is_q8_0(quant: &str) -> bool {
 fn q8_baseline<'a>(row: &ReportRow, scope: &[&'a ReportRow]) -> Option<&'a ReportRow> {
     let p = &row.point;
     let same_setup = |q: &ResultPoint| {
-        q.model == p.model
-            && q.hardware.name == p.hardware.name
-            && q.test == p.test
-            && q.n_prompt == p.n_prompt
-            && q.n_gen == p.n_gen
-            && q.n_depth == p.n_depth
-            && q.host == p.host
-            && q.backend == p.backend
-            && q.accel == p.accel
-            && q.flash_attn == p.flash_attn
-            && q.type_k == p.type_k
-            && q.type_v == p.type_v
-            && q.n_gpu_layers == p.n_gpu_layers
-            && q.n_threads == p.n_threads
+        q.series.without_quant() == p.series.without_quant() && q.hardware.name == p.hardware.name
     };
     scope
         .iter()
         .copied()
-        .filter(|q| is_q8_0(&q.point.quant) && same_setup(&q.point))
+        .filter(|q| is_q8_0(&q.point.series.model.quant) && same_setup(&q.point))
         .max_by(|a, b| {
             a.point
                 .started_at
@@ -473,9 +475,15 @@ pub fn picks(rows: &[ReportRow], budgets_usd: &[f64]) -> Vec<Table> {
 
     let mut groups: BTreeMap<(String, String), BTreeMap<TestGroup, Vec<&ReportRow>>> =
         BTreeMap::new();
-    for row in rows.iter().filter(|r| is_ok(r) && r.point.n_gen > 0) {
+    for row in rows
+        .iter()
+        .filter(|r| is_ok(r) && r.point.series.test.n_gen > 0)
+    {
         groups
-            .entry((row.point.model.clone(), row.point.quant.clone()))
+            .entry((
+                row.point.series.model.name.clone(),
+                row.point.series.model.quant.clone(),
+            ))
             .or_default()
             .entry(TestGroup::of(&row.point))
             .or_default()
@@ -625,13 +633,19 @@ fn pick_row(test: &str, pick: &Pick, ranked: &[&ReportRow], labels: &[String]) -
 
 /// Returns true if and only if the result was measured (status `ok`).
 fn is_ok(row: &ReportRow) -> bool {
-    row.point.status == ResultStatus::Ok.as_str()
+    row.point.status == ResultStatus::Ok
 }
 
 /// Tests in reading order: shallow before deep, prefill-only before generation (as
 /// llama-bench prints them), then by prompt and generation length.
 fn test_order(p: &ResultPoint) -> (u32, bool, u32, u32, &str) {
-    (p.n_depth, p.n_gen > 0, p.n_prompt, p.n_gen, p.test.as_str())
+    (
+        p.series.test.n_depth,
+        p.series.test.n_gen > 0,
+        p.series.test.n_prompt,
+        p.series.test.n_gen,
+        p.test.as_str(),
+    )
 }
 
 /// Fastest generation first, unknown speeds last, then [`tiebreak`].
@@ -653,8 +667,8 @@ fn tiebreak(a: &ReportRow, b: &ReportRow) -> Ordering {
         .name
         .cmp(&q.hardware.name)
         .then_with(|| p.host.cmp(&q.host))
-        .then_with(|| p.backend.cmp(&q.backend))
-        .then_with(|| p.accel.cmp(&q.accel))
+        .then_with(|| p.series.backend_label().cmp(&q.series.backend_label()))
+        .then_with(|| p.series.backend.accel.cmp(&q.series.backend.accel))
         .then_with(|| p.started_at.cmp(&q.started_at))
         .then_with(|| p.run_uuid.cmp(&q.run_uuid))
         .then_with(|| canonical(a).cmp(&canonical(b)))
@@ -666,11 +680,11 @@ fn canonical(row: &ReportRow) -> String {
 }
 
 /// What can tell two results in one table apart, in the order a reader looks for it.
-const VARIANTS: [fn(&ResultPoint) -> String; 10] = [
-    |p| p.backend.clone(),
-    |p| p.accel.clone(),
+const VARIANTS: [fn(&ResultPoint) -> String; 14] = [
+    |p| p.series.backend_label(),
+    |p| p.series.backend.accel.clone(),
     |p| format!("host {}", p.host),
-    |p| match p.flash_attn {
+    |p| match p.series.settings.flash_attn {
         Some(true) => "fa on".into(),
         Some(false) => "fa off".into(),
         None => "fa default".into(),
@@ -679,15 +693,36 @@ const VARIANTS: [fn(&ResultPoint) -> String; 10] = [
         let name = |t: Option<tokbench_core::CacheType>| {
             t.map_or_else(|| "default".to_string(), |t| t.name().to_string())
         };
-        format!("KV {}/{}", name(p.type_k), name(p.type_v))
+        format!(
+            "KV {}/{}",
+            name(p.series.settings.type_k),
+            name(p.series.settings.type_v)
+        )
     },
-    |p| match p.n_gpu_layers {
+    |p| match p.series.settings.n_gpu_layers {
         Some(n) => format!("ngl {n}"),
         None => "ngl default".into(),
     },
-    |p| match p.n_threads {
+    |p| match p.series.settings.n_threads {
         Some(n) => format!("{n} threads"),
         None => "threads default".into(),
+    },
+    |p| match p.series.settings.n_batch {
+        Some(n) => format!("batch {n}"),
+        None => "batch default".into(),
+    },
+    |p| match p.series.settings.n_ubatch {
+        Some(n) => format!("ubatch {n}"),
+        None => "ubatch default".into(),
+    },
+    |p| match p.series.settings.use_mmap {
+        Some(true) => "mmap on".into(),
+        Some(false) => "mmap off".into(),
+        None => "mmap default".into(),
+    },
+    |p| match &p.series.model.sha256 {
+        Some(sha) => format!("file {}", sha.chars().take(8).collect::<String>()),
+        None => "file unknown".into(),
     },
     |p| p.backend_version.clone(),
     |p| p.started_at.clone(),
@@ -824,6 +859,7 @@ fn one_line(s: &str) -> String {
 enum Field {
     Text(String),
     Int(u64),
+    Signed(i64),
     Float(Option<f64>),
     Bool(bool),
     Null,
@@ -849,6 +885,7 @@ impl Field {
         match self {
             Field::Text(s) => csv_quote(s),
             Field::Int(v) => v.to_string(),
+            Field::Signed(v) => v.to_string(),
             Field::Float(Some(v)) => v.to_string(),
             Field::Bool(b) => b.to_string(),
             Field::Float(None) | Field::Null => String::new(),
@@ -861,6 +898,7 @@ impl Serialize for Field {
         match self {
             Field::Text(v) => s.serialize_str(v),
             Field::Int(v) => s.serialize_u64(*v),
+            Field::Signed(v) => s.serialize_i64(*v),
             Field::Float(Some(v)) => s.serialize_f64(*v),
             Field::Bool(b) => s.serialize_bool(*b),
             Field::Float(None) | Field::Null => s.serialize_none(),
@@ -887,23 +925,12 @@ fn fields(row: &ReportRow) -> Vec<(&'static str, Field)> {
     let ResultPoint {
         run_uuid,
         started_at,
+        series,
         host,
         hardware,
-        backend,
         backend_version,
-        accel,
-        model,
-        quant,
         facts,
         test,
-        n_prompt,
-        n_gen,
-        n_depth,
-        n_threads,
-        n_gpu_layers,
-        flash_attn,
-        type_k,
-        type_v,
         status,
         prefill_tps,
         prefill_tps_sd,
@@ -933,6 +960,35 @@ fn fields(row: &ReportRow) -> Vec<(&'static str, Field)> {
         tokens_per_joule,
         roofline_fraction,
     } = row.derived;
+    let tokbench_core::SeriesKey {
+        // The host's identity; `host` is its name.
+        host: _,
+        // The run's own word for its hardware; `hardware` is what it resolved to.
+        hardware: _,
+        backend,
+        metric_source,
+        model,
+        test: TestSpec {
+            n_prompt,
+            n_gen,
+            n_depth,
+        },
+        settings:
+            EngineSettings {
+                n_threads,
+                n_batch,
+                n_ubatch,
+                n_gpu_layers,
+                flash_attn,
+                type_k,
+                type_v,
+                use_mmap,
+            },
+        load: ServeLoad {
+            concurrency,
+            request_rate,
+        },
+    } = series;
     let cache =
         |t: &Option<tokbench_core::CacheType>| t.map_or(Field::Null, |t| Field::text(t.name()));
     vec![
@@ -951,11 +1007,18 @@ fn fields(row: &ReportRow) -> Vec<(&'static str, Field)> {
         ),
         ("tdp_w", Field::opt_float(positive(hardware.tdp_w()))),
         ("msrp_usd", Field::opt_float(positive(hardware.msrp_usd()))),
-        ("backend", Field::text(backend)),
+        ("backend", Field::text(&series.backend_label())),
         ("backend_version", Field::text(backend_version)),
-        ("accel", Field::text(accel)),
-        ("model", Field::text(model)),
-        ("quant", Field::text(quant)),
+        ("accel", Field::text(&backend.accel)),
+        ("model", Field::text(&model.name)),
+        ("quant", Field::text(&model.quant)),
+        (
+            "model_sha256",
+            model
+                .sha256
+                .as_deref()
+                .map_or(Field::Null, |s| Field::Text(s.to_string())),
+        ),
         ("n_params", Field::opt_int(n_params)),
         ("file_bytes", Field::opt_int(file_bytes)),
         ("tensor_bytes", Field::opt_int(tensor_bytes)),
@@ -967,11 +1030,20 @@ fn fields(row: &ReportRow) -> Vec<(&'static str, Field)> {
         ("n_gen", Field::Int(u64::from(*n_gen))),
         ("n_depth", Field::Int(u64::from(*n_depth))),
         ("n_threads", Field::opt_int(n_threads.map(u64::from))),
-        ("n_gpu_layers", Field::opt_int(n_gpu_layers.map(u64::from))),
+        ("n_batch", Field::opt_int(n_batch.map(u64::from))),
+        ("n_ubatch", Field::opt_int(n_ubatch.map(u64::from))),
+        (
+            "n_gpu_layers",
+            n_gpu_layers.map_or(Field::Null, |n| Field::Signed(i64::from(n))),
+        ),
         ("flash_attn", flash_attn.map_or(Field::Null, Field::Bool)),
         ("type_k", cache(type_k)),
         ("type_v", cache(type_v)),
-        ("status", Field::text(status)),
+        ("use_mmap", use_mmap.map_or(Field::Null, Field::Bool)),
+        ("metric_source", Field::text(metric_source.as_str())),
+        ("concurrency", Field::opt_int(concurrency.map(u64::from))),
+        ("request_rate", Field::opt_float(request_rate.map(|r| r.0))),
+        ("status", Field::text(status.as_str())),
         ("prefill_tps", Field::opt_float(*prefill_tps)),
         ("prefill_tps_sd", Field::opt_float(*prefill_tps_sd)),
         ("decode_tps", Field::opt_float(*decode_tps)),
@@ -1003,9 +1075,11 @@ fn export_order(rows: &[ReportRow]) -> Vec<&ReportRow> {
     let mut sorted: Vec<&ReportRow> = rows.iter().collect();
     sorted.sort_by(|a, b| {
         let (p, q) = (&a.point, &b.point);
-        p.model
-            .cmp(&q.model)
-            .then_with(|| p.quant.cmp(&q.quant))
+        p.series
+            .model
+            .name
+            .cmp(&q.series.model.name)
+            .then_with(|| p.series.model.quant.cmp(&q.series.model.quant))
             .then_with(|| test_order(p).cmp(&test_order(q)))
             .then_with(|| tiebreak(a, b))
     });
@@ -1055,24 +1129,13 @@ fn empty_row() -> ReportRow {
         point: ResultPoint {
             run_uuid: String::new(),
             started_at: String::new(),
+            series: SeriesKey::default(),
             host: String::new(),
             hardware: tokbench_core::HardwareRef::unmatched(""),
-            backend: String::new(),
             backend_version: String::new(),
-            accel: String::new(),
-            model: String::new(),
-            quant: String::new(),
             facts: Default::default(),
             test: String::new(),
-            n_prompt: 0,
-            n_gen: 0,
-            n_depth: 0,
-            n_threads: None,
-            n_gpu_layers: None,
-            flash_attn: None,
-            type_k: None,
-            type_v: None,
-            status: String::new(),
+            status: ResultStatus::Ok,
             prefill_tps: None,
             prefill_tps_sd: None,
             decode_tps: None,

@@ -1,13 +1,16 @@
-//! Writes a sample report (hand-made results: six hardware targets, two models, three
-//! quantizations, a depth test, a CPU with no catalog figures, a failed run) to
-//! `$TOKBENCH_SAMPLE_DIR` (default `/tmp/report-sample`), for looking at the page and the
-//! plots: `cargo test -p tokbench-report --test sample_report -- --ignored`, then
-//! `scripts/screenshot-report.sh /tmp/report-sample /tmp/report-sample.png`.
+//! A sample report from hand-made results (six hardware targets, two models, three
+//! quantizations, a depth test, a CPU with no catalog figures, a failed run): the page
+//! holds every table and plot, each plot comes as SVG and PNG. With `$TOKBENCH_SAMPLE_DIR`
+//! set, the files are also written there for looking at
+//! (`scripts/screenshot-report.sh DIR DIR.png`).
 
 use std::path::PathBuf;
 
 use tokbench_core::catalog::{Hardware, HardwareConfig, HardwareKind, Sources};
-use tokbench_core::{HardwareRef, ModelFacts, ResultPoint};
+use tokbench_core::{
+    BackendIdentity, EngineSettings, HardwareRef, MetricSource, ModelFacts, ModelIdentity,
+    ResultPoint, ResultStatus, SeriesKey, ServeLoad, TestSpec,
+};
 use tokbench_report::html::{self, PageMeta};
 use tokbench_report::plots;
 use tokbench_report::tables::Table;
@@ -65,24 +68,42 @@ fn point(
     ResultPoint {
         run_uuid: "7f0c2a64-0000-4000-8000-000000000001".to_string(),
         started_at: "2026-11-29T02:00:00Z".to_string(),
+        series: SeriesKey {
+            host: "bench-01".to_string(),
+            hardware: Some(hw.name.clone()),
+            backend: BackendIdentity {
+                name: "engine".to_string(),
+                accel: if hw.config.is_some() { "cuda" } else { "cpu" }.to_string(),
+                flags: String::new(),
+            },
+            metric_source: MetricSource::Engine,
+            model: ModelIdentity {
+                name: model.to_string(),
+                quant: quant.to_string(),
+                sha256: None,
+            },
+            test: TestSpec {
+                n_prompt,
+                n_gen,
+                n_depth,
+            },
+            settings: EngineSettings {
+                n_gpu_layers: Some(99),
+                flash_attn: Some(true),
+                ..EngineSettings::default()
+            },
+            load: ServeLoad::default(),
+        },
         host: "bench-01".to_string(),
         hardware: hw.clone(),
-        backend: "engine".to_string(),
         backend_version: "b6000".to_string(),
-        accel: if hw.config.is_some() { "cuda" } else { "cpu" }.to_string(),
-        model: model.to_string(),
-        quant: quant.to_string(),
         facts,
         test: test.to_string(),
-        n_prompt,
-        n_gen,
-        n_depth,
-        n_threads: None,
-        n_gpu_layers: Some(99),
-        flash_attn: Some(true),
-        type_k: None,
-        type_v: None,
-        status: if tps.is_some() { "ok" } else { "failed" }.to_string(),
+        status: if tps.is_some() {
+            ResultStatus::Ok
+        } else {
+            ResultStatus::Failed
+        },
         prefill_tps: tps.filter(|_| !decode),
         prefill_tps_sd: None,
         decode_tps: tps.filter(|_| decode),
@@ -176,8 +197,8 @@ fn leaderboard(rows: &[ReportRow]) -> Table {
         let roof = d.roofline_fraction.map(|f| f * 100.0);
         t.rows.push(vec![
             p.hardware.name.clone(),
-            p.model.clone(),
-            p.quant.clone(),
+            p.series.model.name.clone(),
+            p.series.model.quant.clone(),
             p.test.clone(),
             fmt(p.decode_tps),
             fmt(d.tps_per_1k_usd),
@@ -199,11 +220,7 @@ fn leaderboard(rows: &[ReportRow]) -> Table {
 }
 
 #[test]
-#[ignore = "writes a sample report for looking at; run by hand"]
-fn write_sample_report() {
-    let dir = std::env::var_os("TOKBENCH_SAMPLE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/report-sample"));
+fn the_sample_report_holds_every_table_and_plot() {
     let rows = sample_rows();
     let plots = plots::render(&rows).unwrap();
     let tables = [leaderboard(&rows)];
@@ -217,12 +234,37 @@ fn write_sample_report() {
             ("models".to_string(), 2),
         ],
     };
+    assert!(!plots.is_empty());
     let mut files = plots::files(&plots);
-    files.push(html::index(&tables, &plots, &meta));
-    for f in files {
-        let path = dir.join(&f.path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &f.bytes).unwrap();
+    assert_eq!(files.len(), 2 * plots.len());
+    for f in &files {
+        if f.path.ends_with(".png") {
+            assert!(f.bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{}", f.path);
+        } else {
+            assert!(f.path.ends_with(".svg"), "{}", f.path);
+            let svg = String::from_utf8_lossy(&f.bytes);
+            assert!(
+                svg.contains("<svg") && svg.trim_end().ends_with("</svg>"),
+                "{}",
+                f.path
+            );
+        }
     }
-    println!("wrote {}", dir.join("index.html").display());
+    let page = html::index(&tables, &plots, &meta);
+    let text = String::from_utf8(page.bytes.clone()).unwrap();
+    for p in &plots {
+        assert!(text.contains(&p.id), "the page lacks plot {}", p.id);
+    }
+    for t in &tables {
+        assert!(text.contains(&t.id), "the page lacks table {}", t.id);
+    }
+    files.push(page);
+    if let Some(dir) = std::env::var_os("TOKBENCH_SAMPLE_DIR").map(PathBuf::from) {
+        for f in files {
+            let path = dir.join(&f.path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &f.bytes).unwrap();
+        }
+        println!("wrote {}", dir.join("index.html").display());
+    }
 }

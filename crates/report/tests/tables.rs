@@ -2,11 +2,13 @@
 //! "—" for what is unknown, Markdown/JSON/CSV snapshots (`tests/snapshots/`, rewritten only
 //! with `UPDATE_SNAPSHOTS=1`), and output independent of input order.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tokbench_core::catalog::Catalog;
-use tokbench_core::{CacheType, HardwareRef, ModelFacts, ResultPoint, TestSpec};
+use tokbench_core::{
+    BackendIdentity, CacheType, EngineSettings, HardwareRef, MetricSource, ModelFacts,
+    ModelIdentity, ResultPoint, ResultStatus, SeriesKey, ServeLoad, TestSpec,
+};
 use tokbench_report::tables::{
     self, csv_rows, json, leaderboard, markdown, picks, quantization, Table, DEFAULT_BUDGETS_USD,
     UNKNOWN,
@@ -99,27 +101,38 @@ fn facts(quant: &str) -> ModelFacts {
 
 fn point(hw: &str, quant: &str, test: &str) -> ResultPoint {
     let spec: TestSpec = test.parse().unwrap();
+    let host = format!("host-{}", tables::slug(hw));
     ResultPoint {
         run_uuid: "00000000-0000-4000-8000-000000000001".into(),
         started_at: "2026-01-10T02:00:00Z".into(),
-        host: format!("host-{}", tables::slug(hw)),
+        series: SeriesKey {
+            host: host.clone(),
+            hardware: Some(hw.into()),
+            backend: BackendIdentity {
+                name: "engine".into(),
+                accel: if hw == CPU { "cpu" } else { "cuda" }.into(),
+                flags: String::new(),
+            },
+            metric_source: MetricSource::Engine,
+            model: ModelIdentity {
+                name: "llama-8b".into(),
+                quant: quant.into(),
+                sha256: None,
+            },
+            test: spec,
+            settings: EngineSettings {
+                n_gpu_layers: Some(99),
+                flash_attn: Some(true),
+                ..EngineSettings::default()
+            },
+            load: ServeLoad::default(),
+        },
+        host,
         hardware: hardware(hw),
-        backend: "engine".into(),
         backend_version: "b5000".into(),
-        accel: if hw == CPU { "cpu" } else { "cuda" }.into(),
-        model: "llama-8b".into(),
-        quant: quant.into(),
         facts: facts(quant),
         test: test.into(),
-        n_prompt: spec.n_prompt,
-        n_gen: spec.n_gen,
-        n_depth: spec.n_depth,
-        n_threads: None,
-        n_gpu_layers: Some(99),
-        flash_attn: Some(true),
-        type_k: None,
-        type_v: None,
-        status: "ok".into(),
+        status: ResultStatus::Ok,
         prefill_tps: None,
         prefill_tps_sd: None,
         decode_tps: None,
@@ -162,10 +175,11 @@ fn sample() -> Vec<ReportRow> {
     let points = vec![
         pp(r4090, "Q8_0", 9000.0, 60.0),
         tg(r4090, "Q8_0", 100.0, Some(0.5), Some(300.0)),
-        ResultPoint {
-            backend: "llama-bench".into(),
-            backend_version: "b4999".into(),
-            ..tg(r4090, "Q8_0", 102.0, None, None)
+        {
+            let mut p = tg(r4090, "Q8_0", 102.0, None, None);
+            p.series.backend.name = "llama-bench".into();
+            p.backend_version = "b4999".into();
+            p
         },
         pp(r3090, "Q8_0", 5000.0, 105.0),
         tg(r3090, "Q8_0", 90.0, None, Some(330.0)),
@@ -182,7 +196,7 @@ fn sample() -> Vec<ReportRow> {
         pp(CPU, "Q4_K_M", 150.0, 3500.0),
         tg(CPU, "Q4_K_M", 14.0, None, None),
         ResultPoint {
-            status: "crashed".into(),
+            status: ResultStatus::Crashed,
             ..point(h100, "Q4_K_M", "tg128")
         },
     ];
@@ -580,10 +594,11 @@ fn picks_name_the_hardware_and_the_figures_that_earned_it() {
 
 #[test]
 fn results_on_the_same_hardware_are_told_apart() {
-    let run = |backend: &str, fa: bool, tps: f64| ResultPoint {
-        backend: backend.into(),
-        flash_attn: Some(fa),
-        ..tg("GeForce RTX 4090", "Q8_0", tps, None, None)
+    let run = |backend: &str, fa: bool, tps: f64| {
+        let mut p = tg("GeForce RTX 4090", "Q8_0", tps, None, None);
+        p.series.backend.name = backend.into();
+        p.series.settings.flash_attn = Some(fa);
+        p
     };
     let rows: Vec<ReportRow> = [
         run("engine", true, 100.0),
@@ -620,7 +635,7 @@ fn weird_inputs_do_not_panic() {
             ttft_ms: Some(x),
             ..tg("GeForce RTX 4090", "Q8_0", x, Some(x), Some(x))
         });
-        points.push(ResultPoint {
+        let mut p = ResultPoint {
             facts: ModelFacts {
                 n_params: Some(0),
                 file_bytes: Some(0),
@@ -630,9 +645,10 @@ fn weird_inputs_do_not_panic() {
                 n_layer: Some(u32::MAX),
                 kv_dim: Some(u32::MAX),
             },
-            type_k: Some(CacheType::Q4_0),
             ..tg(CPU, "q8_0", x, None, Some(x))
-        });
+        };
+        p.series.settings.type_k = Some(CacheType::Q4_0);
+        points.push(p);
     }
     let rows: Vec<ReportRow> = points.into_iter().map(ReportRow::new).collect();
     let all: Vec<Table> = leaderboard(&rows)
@@ -673,51 +689,10 @@ fn csv_has_every_field_and_quotes_per_rfc_4180() {
 // ---------------------------------------------------------------------------------------
 // Snapshots and determinism
 
-fn snapshot_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("snapshots")
-        .join(name)
-}
-
-/// Compares `actual` with `tests/snapshots/<name>` byte for byte; with `UPDATE_SNAPSHOTS=1`
-/// rewrites the file instead (review the diff before committing it).
+/// Compares `actual` with the insta snapshot `tests/snapshots/tables__<name>.snap`
+/// (`cargo insta review` after a change that is meant).
 fn assert_snapshot(name: &str, actual: &str) {
-    let path = snapshot_path(name);
-    if std::env::var("UPDATE_SNAPSHOTS").as_deref() == Ok("1") {
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, actual).unwrap();
-        return;
-    }
-    let hint = "if the change is intended, rerun with UPDATE_SNAPSHOTS=1 \
-                (cargo test -p tokbench-report --test tables) and review the diff";
-    let expected = fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read snapshot {}: {e}; {hint}", path.display()));
-    if expected == actual {
-        return;
-    }
-    let (exp, act): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
-    let mut diff = String::new();
-    let mut shown = 0;
-    for i in 0..exp.len().max(act.len()) {
-        let (e, a) = (exp.get(i), act.get(i));
-        if e != a && shown < 20 {
-            shown += 1;
-            diff.push_str(&format!(
-                "line {}:\n  - {}\n  + {}\n",
-                i + 1,
-                e.unwrap_or(&"<end of file>"),
-                a.unwrap_or(&"<end of file>")
-            ));
-        }
-    }
-    if diff.is_empty() {
-        diff.push_str("  (the lines agree; line endings or the final newline differ)\n");
-    }
-    panic!(
-        "snapshot {} differs (- expected, + actual):\n{diff}{hint}",
-        path.display()
-    );
+    insta::assert_snapshot!(name, actual);
 }
 
 #[test]
@@ -795,10 +770,8 @@ fn a_rerun_replaces_the_older_result_of_its_series() {
         ..tg("GeForce RTX 4090", "Q8_0", 110.0, None, None)
     };
     // Another setting is another series and stays.
-    let fa = ResultPoint {
-        flash_attn: Some(false),
-        ..old.clone()
-    };
+    let mut fa = old.clone();
+    fa.series.settings.flash_attn = Some(false);
     for input in [
         vec![old.clone(), new.clone(), fa.clone()],
         vec![fa.clone(), new.clone(), old.clone()],
@@ -812,7 +785,7 @@ fn a_rerun_replaces_the_older_result_of_its_series() {
         );
         assert!(kept
             .iter()
-            .all(|p| p.decode_tps == Some(110.0) || p.flash_attn == Some(false)));
+            .all(|p| p.decode_tps == Some(110.0) || p.series.settings.flash_attn == Some(false)));
     }
 }
 

@@ -14,14 +14,15 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Column, Row, TypeInfo, ValueRef};
-use tokbench_core::record::mean_sd;
-use tokbench_core::{BackendBuild, CellResult, HostInfo, ModelRecord};
+use tokbench_core::{BackendBuild, CellResult, HostInfo, MetricSource, ModelRecord, ResultStatus};
 
+mod columns;
 mod merge;
 mod points;
 mod readonly;
 mod series;
 
+use columns::Insert;
 pub use merge::MergeReport;
 pub use points::{PointFilter, StoredPoint};
 pub use series::{NewVerdict, SeriesColumn, SeriesResult};
@@ -57,6 +58,12 @@ pub enum StoreError {
     NotTokbench { path: PathBuf },
     #[error("database {path} has a newer schema (migration {version} is unknown to this tokbench); upgrade tokbench")]
     NewerSchema { path: PathBuf, version: i64 },
+    #[error("database {path} is at schema {version}, older than this tokbench's {latest}; a read-only command does not migrate it: run `tokbench migrate --db {path}` first")]
+    OlderSchema {
+        path: PathBuf,
+        version: i64,
+        latest: i64,
+    },
     #[error("cannot migrate database {path}")]
     Migrate {
         path: PathBuf,
@@ -90,6 +97,8 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    pub const ALL: [RunStatus; 4] = [Self::Running, Self::Ok, Self::Failed, Self::Interrupted];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Running => "running",
@@ -97,6 +106,20 @@ impl RunStatus {
             Self::Failed => "failed",
             Self::Interrupted => "interrupted",
         }
+    }
+}
+
+impl std::str::FromStr for RunStatus {
+    type Err = tokbench_core::UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| tokbench_core::UnknownName {
+                what: "run status",
+                value: s.to_string(),
+            })
     }
 }
 
@@ -123,7 +146,7 @@ pub struct StoredRun {
     pub uuid: String,
     pub suite_path: Option<String>,
     pub config_text: Option<String>,
-    pub status: String,
+    pub status: RunStatus,
 }
 
 /// One row of `v_results`, as `tokbench results` shows it.
@@ -137,7 +160,7 @@ pub struct ResultRow {
     pub quant: Option<String>,
     pub test: String,
     pub n_threads: Option<i64>,
-    pub status: String,
+    pub status: ResultStatus,
     pub error: Option<String>,
     pub prefill_tps: Option<f64>,
     pub prefill_tps_sd: Option<f64>,
@@ -145,7 +168,7 @@ pub struct ResultRow {
     pub decode_tps_sd: Option<f64>,
     pub ttft_ms: Option<f64>,
     pub rss_peak_bytes: Option<i64>,
-    pub metric_source: String,
+    pub metric_source: MetricSource,
     pub n_reps: i64,
     /// Parallel request streams (server backends).
     pub concurrency: Option<i64>,
@@ -253,6 +276,24 @@ impl MigrationLock {
 }
 
 impl Store {
+    /// Brings an existing database's schema up to date (`tokbench migrate`): returns the
+    /// migrations applied, `version description` each, none when it was current.
+    pub async fn migrate(path: &Path) -> Result<Vec<String>, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing { path: path.into() });
+        }
+        let before = Store::inspect(path).await?;
+        if before.newer {
+            let version = before.schema_version.unwrap_or(0);
+            return Err(StoreError::NewerSchema {
+                path: path.into(),
+                version,
+            });
+        }
+        Store::open(path).await?.close().await;
+        Ok(before.pending)
+    }
+
     /// Opens (creating if needed) a database for writing and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
         let opts = SqliteConnectOptions::from_str("sqlite:")
@@ -314,7 +355,8 @@ impl Store {
     }
 
     /// Opens an existing database read-only: no statement can write to it or attach
-    /// another database (an SQLite authorizer denies them).
+    /// another database (an SQLite authorizer denies them), and it is never migrated: a
+    /// database at an older schema is refused with [`StoreError::OlderSchema`].
     pub async fn open_read_only(path: &Path) -> Result<Store, StoreError> {
         if !path.exists() {
             return Err(StoreError::Missing { path: path.into() });
@@ -332,13 +374,21 @@ impl Store {
         if tables == 0 {
             return Err(StoreError::NotTokbench { path: path.into() });
         }
-        let latest = MIGRATOR.iter().map(|m| m.version).max();
-        if store.schema_version().await? < latest {
-            // Written by an older tokbench: bring the schema up to date first (migrations
-            // only add; nothing stored is changed), then read.
-            store.pool.close().await;
-            Store::open(path).await?.close().await;
-            return Self::connect_read_only(path).await;
+        // Never written here, not even to migrate: an older schema is refused with the
+        // command that brings it up to date, a newer one with the advice to upgrade.
+        if let Err(e) = store.check_not_newer().await {
+            store.close().await;
+            return Err(e);
+        }
+        let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let version = store.schema_version().await?.unwrap_or(0);
+        if version < latest {
+            store.close().await;
+            return Err(StoreError::OlderSchema {
+                path: path.into(),
+                version,
+                latest,
+            });
         }
         Ok(store)
     }
@@ -570,21 +620,27 @@ impl Store {
         .fetch_optional(&self.pool)
         .await
         .map_err(sql("look up the run"))?;
-        Ok(row.map(
-            |Row {
-                 id,
-                 uuid,
-                 suite_path,
-                 config_text,
-                 status,
-             }| StoredRun {
-                id: RunId(id),
-                uuid,
-                suite_path,
-                config_text,
-                status,
-            },
-        ))
+        let Some(Row {
+            id,
+            uuid,
+            suite_path,
+            config_text,
+            status,
+        }) = row
+        else {
+            return Ok(None);
+        };
+        let status = status.parse::<RunStatus>().map_err(|e| StoreError::Sql {
+            what: format!("read run {uuid}"),
+            source: sqlx::Error::Decode(Box::new(e)),
+        })?;
+        Ok(Some(StoredRun {
+            id: RunId(id),
+            uuid,
+            suite_path,
+            config_text,
+            status,
+        }))
     }
 
     /// The cell indices of a run that have a stored result.
@@ -794,7 +850,6 @@ async fn insert_one(
         let telemetry_json = telemetry.as_ref().map(|t| {
             serde_json::json!({"phases": t.phases, "unavailable": t.unavailable}).to_string()
         });
-        let as_i64 = |b: Option<u64>| b.and_then(|b| i64::try_from(b).ok());
         let sv = serving.as_ref().map(|s| &s.summary);
         sqlx::query(
             "INSERT INTO workload (kind, label, n_prompt, n_gen, n_depth) VALUES (?, ?, ?, ?, ?)
@@ -818,99 +873,84 @@ async fn insert_one(
         .fetch_one(&mut *tx)
         .await
         .map_err(sql("store a result's workload"))?;
-        let (prefill, prefill_sd) = mean_sd(repetitions.iter().map(|r| r.prefill_tps));
-        let (decode, decode_sd) = mean_sd(repetitions.iter().map(|r| r.decode_tps));
-        let (ttft, ttft_sd) = mean_sd(repetitions.iter().map(|r| r.ttft_ms));
-        let id = sqlx::query(
-            "INSERT INTO result (run_id, cell_index, backend_build_id, model_id, model_name, workload_id,
-                n_threads, n_batch, n_ubatch, n_gpu_layers, flash_attn, type_k, type_v, use_mmap,
-                status, error, metric_source, repetitions_expected,
-                prefill_tps, prefill_tps_sd, decode_tps, decode_tps_sd, ttft_ms, ttft_ms_sd,
-                load_ms, rss_peak_bytes, model_buffer_bytes, repack_buffer_bytes, kv_buffer_bytes,
-                compute_buffer_bytes, output_buffer_bytes, log_tail, started_at, duration_ms,
-                vram_peak_bytes, vram_proc_peak_bytes, prefill_power_avg_w, prefill_power_peak_w,
-                prefill_energy_j, prefill_tokens_per_joule, decode_power_avg_w, decode_power_peak_w,
-                decode_energy_j, decode_tokens_per_joule, energy_method, telemetry_json,
-                concurrency, request_rate, n_requests, n_requests_failed,
-                ttft_p50_ms, ttft_p90_ms, ttft_p99_ms, tpot_ms, tpot_p50_ms, tpot_p90_ms, tpot_p99_ms,
-                itl_ms, itl_p50_ms, itl_p90_ms, itl_p99_ms, e2e_ms, e2e_p50_ms, e2e_p90_ms, e2e_p99_ms,
-                request_throughput, output_tps, backend_json)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-                     ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-                     ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(run.0)
-        .bind(*cell_index as i64)
-        .bind(build.0)
-        .bind(model.map(|m| m.0))
-        .bind(model_name)
-        .bind(workload_id)
-        .bind(params.n_threads)
-        .bind(params.n_batch)
-        .bind(params.n_ubatch)
-        .bind(params.n_gpu_layers)
-        .bind(params.flash_attn)
-        .bind(params.type_k.name())
-        .bind(params.type_v.name())
-        .bind(params.use_mmap)
-        .bind(status.as_str())
-        .bind(error)
-        .bind(metric_source.as_str())
-        .bind(repetitions_expected)
-        .bind(prefill)
-        .bind(prefill_sd)
-        .bind(decode)
-        .bind(decode_sd)
-        .bind(ttft)
-        .bind(ttft_sd)
-        .bind(load_ms)
-        .bind(as_i64(*rss_peak_bytes))
-        .bind(as_i64(alloc.model_bytes))
-        .bind(as_i64(alloc.repack_bytes))
-        .bind(as_i64(alloc.kv_bytes))
-        .bind(as_i64(alloc.compute_bytes))
-        .bind(as_i64(alloc.output_bytes))
-        .bind(log_tail)
-        .bind(started_at)
-        .bind(duration_ms)
-        .bind(as_i64(peak(|p| p.vram_peak_bytes)))
-        .bind(as_i64(peak(|p| p.vram_proc_peak_bytes)))
-        .bind(t_prefill.power_avg_w)
-        .bind(t_prefill.power_peak_w)
-        .bind(t_prefill.energy_j)
-        .bind(t_prefill.tokens_per_joule)
-        .bind(t_decode.power_avg_w)
-        .bind(t_decode.power_peak_w)
-        .bind(t_decode.energy_j)
-        .bind(t_decode.tokens_per_joule)
-        .bind(t_decode.energy_method.clone().or(t_prefill.energy_method.clone()))
-        .bind(telemetry_json)
-        .bind(sv.and_then(|s| s.concurrency))
-        .bind(sv.and_then(|s| s.request_rate))
-        .bind(sv.map(|s| s.n_requests))
-        .bind(sv.map(|s| s.n_failed))
-        .bind(sv.and_then(|s| s.ttft_ms.p50))
-        .bind(sv.and_then(|s| s.ttft_ms.p90))
-        .bind(sv.and_then(|s| s.ttft_ms.p99))
-        .bind(sv.and_then(|s| s.tpot_ms.mean))
-        .bind(sv.and_then(|s| s.tpot_ms.p50))
-        .bind(sv.and_then(|s| s.tpot_ms.p90))
-        .bind(sv.and_then(|s| s.tpot_ms.p99))
-        .bind(sv.and_then(|s| s.itl_ms.mean))
-        .bind(sv.and_then(|s| s.itl_ms.p50))
-        .bind(sv.and_then(|s| s.itl_ms.p90))
-        .bind(sv.and_then(|s| s.itl_ms.p99))
-        .bind(sv.and_then(|s| s.e2e_ms.mean))
-        .bind(sv.and_then(|s| s.e2e_ms.p50))
-        .bind(sv.and_then(|s| s.e2e_ms.p90))
-        .bind(sv.and_then(|s| s.e2e_ms.p99))
-        .bind(sv.and_then(|s| s.request_throughput))
-        .bind(sv.and_then(|s| s.output_tps))
-        .bind(backend_json)
-        .execute(&mut *tx)
-        .await
-        .map_err(sql("store a result"))?
-        .last_insert_rowid();
+        let summary = r.summary();
+        let telemetry_method = t_decode
+            .energy_method
+            .clone()
+            .or(t_prefill.energy_method.clone());
+        let id = Insert::into("result")
+            .set("run_id", run.0)
+            .set("cell_index", *cell_index as i64)
+            .set("backend_build_id", build.0)
+            .set("model_id", model.map(|m| m.0))
+            .set("model_name", model_name)
+            .set("workload_id", workload_id)
+            .set("n_threads", params.n_threads)
+            .set("n_batch", params.n_batch)
+            .set("n_ubatch", params.n_ubatch)
+            .set("n_gpu_layers", params.n_gpu_layers)
+            .set("flash_attn", params.flash_attn)
+            .set("type_k", params.type_k.name())
+            .set("type_v", params.type_v.name())
+            .set("use_mmap", params.use_mmap)
+            .set("status", status.as_str())
+            .set("error", error)
+            .set("metric_source", metric_source.as_str())
+            .set("repetitions_expected", repetitions_expected)
+            .set("prefill_tps", summary.prefill_tps)
+            .set("prefill_tps_sd", summary.prefill_tps_sd)
+            .set("decode_tps", summary.decode_tps)
+            .set("decode_tps_sd", summary.decode_tps_sd)
+            .set("ttft_ms", summary.ttft_ms)
+            .set("ttft_ms_sd", summary.ttft_ms_sd)
+            .set("load_ms", *load_ms)
+            .set("rss_peak_bytes", *rss_peak_bytes)
+            .set("model_buffer_bytes", alloc.model_bytes)
+            .set("repack_buffer_bytes", alloc.repack_bytes)
+            .set("kv_buffer_bytes", alloc.kv_bytes)
+            .set("compute_buffer_bytes", alloc.compute_bytes)
+            .set("output_buffer_bytes", alloc.output_bytes)
+            .set("log_tail", log_tail)
+            .set("started_at", started_at.as_str())
+            .set("duration_ms", *duration_ms)
+            .set("vram_peak_bytes", peak(|p| p.vram_peak_bytes))
+            .set("vram_proc_peak_bytes", peak(|p| p.vram_proc_peak_bytes))
+            .set("prefill_power_avg_w", t_prefill.power_avg_w)
+            .set("prefill_power_peak_w", t_prefill.power_peak_w)
+            .set("prefill_energy_j", t_prefill.energy_j)
+            .set("prefill_tokens_per_joule", t_prefill.tokens_per_joule)
+            .set("decode_power_avg_w", t_decode.power_avg_w)
+            .set("decode_power_peak_w", t_decode.power_peak_w)
+            .set("decode_energy_j", t_decode.energy_j)
+            .set("decode_tokens_per_joule", t_decode.tokens_per_joule)
+            .set("energy_method", telemetry_method)
+            .set("telemetry_json", telemetry_json)
+            .set("concurrency", sv.and_then(|s| s.concurrency))
+            .set("request_rate", sv.and_then(|s| s.request_rate))
+            .set("n_requests", sv.map(|s| s.n_requests))
+            .set("n_requests_failed", sv.map(|s| s.n_failed))
+            .set("ttft_p50_ms", sv.and_then(|s| s.ttft_ms.p50))
+            .set("ttft_p90_ms", sv.and_then(|s| s.ttft_ms.p90))
+            .set("ttft_p99_ms", sv.and_then(|s| s.ttft_ms.p99))
+            .set("tpot_ms", sv.and_then(|s| s.tpot_ms.mean))
+            .set("tpot_p50_ms", sv.and_then(|s| s.tpot_ms.p50))
+            .set("tpot_p90_ms", sv.and_then(|s| s.tpot_ms.p90))
+            .set("tpot_p99_ms", sv.and_then(|s| s.tpot_ms.p99))
+            .set("itl_ms", sv.and_then(|s| s.itl_ms.mean))
+            .set("itl_p50_ms", sv.and_then(|s| s.itl_ms.p50))
+            .set("itl_p90_ms", sv.and_then(|s| s.itl_ms.p90))
+            .set("itl_p99_ms", sv.and_then(|s| s.itl_ms.p99))
+            .set("e2e_ms", sv.and_then(|s| s.e2e_ms.mean))
+            .set("e2e_p50_ms", sv.and_then(|s| s.e2e_ms.p50))
+            .set("e2e_p90_ms", sv.and_then(|s| s.e2e_ms.p90))
+            .set("e2e_p99_ms", sv.and_then(|s| s.e2e_ms.p99))
+            .set("request_throughput", sv.and_then(|s| s.request_throughput))
+            .set("output_tps", sv.and_then(|s| s.output_tps))
+            .set("backend_json", backend_json)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("store a result"))?
+            .last_insert_rowid();
         for rq in serving.iter().flat_map(|s| &s.requests) {
             sqlx::query(
                 "INSERT INTO request (result_id, idx, start_ms, ttft_ms, e2e_ms, tpot_ms, n_prompt, n_gen,
@@ -1086,6 +1126,11 @@ impl Store {
     }
 }
 
+/// A column's text that names none of tokbench's values, as a decode error.
+fn decode<T>(parsed: Result<T, tokbench_core::UnknownName>) -> Result<T, sqlx::Error> {
+    parsed.map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
 fn result_row(row: &SqliteRow) -> Result<ResultRow, StoreError> {
     let get = sql("decode a v_results row");
     (|| -> Result<ResultRow, sqlx::Error> {
@@ -1098,7 +1143,7 @@ fn result_row(row: &SqliteRow) -> Result<ResultRow, StoreError> {
             quant: row.try_get("quant")?,
             test: row.try_get("test")?,
             n_threads: row.try_get("n_threads")?,
-            status: row.try_get("status")?,
+            status: decode(row.try_get::<String, _>("status")?.parse::<ResultStatus>())?,
             error: row.try_get("error")?,
             prefill_tps: row.try_get("prefill_tps")?,
             prefill_tps_sd: row.try_get("prefill_tps_sd")?,
@@ -1106,7 +1151,10 @@ fn result_row(row: &SqliteRow) -> Result<ResultRow, StoreError> {
             decode_tps_sd: row.try_get("decode_tps_sd")?,
             ttft_ms: row.try_get("ttft_ms")?,
             rss_peak_bytes: row.try_get("rss_peak_bytes")?,
-            metric_source: row.try_get("metric_source")?,
+            metric_source: decode(
+                row.try_get::<String, _>("metric_source")?
+                    .parse::<MetricSource>(),
+            )?,
             n_reps: row.try_get("n_reps")?,
             concurrency: row.try_get("concurrency")?,
             ttft_p99_ms: row.try_get("ttft_p99_ms")?,

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use futures_util::TryStreamExt;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
-use tokbench_core::{CacheType, HardwareRef, HostInfo, ModelFacts, ResultPoint};
+use tokbench_core::{HardwareRef, HostInfo, ModelFacts, ResultPoint, ResultStatus};
 
+use crate::series::{series_key, SERIES_COLUMNS};
 use crate::{sql, Store, StoreError};
 
 /// Which results a report covers. Empty lists match everything; dates compare with
@@ -35,19 +36,14 @@ pub struct StoredPoint {
     pub host: HostInfo,
 }
 
+/// Every ok result with its series columns; `{SERIES_COLUMNS}` is filled in.
 const POINTS_SQL: &str = "
 SELECT run.uuid AS run_uuid, run.started_at, run.hardware AS run_hardware, run.source,
        host.hostname, host.cpu_model, host.cpu_cores_logical, host.cpu_cores_physical,
        host.memory_total_bytes, host.os, host.kernel, host.arch, host.gpus_json,
-       -- A server backend's rows are the client's and the server's figures at one load:
-       -- each its own series in a report (`llama-server (client, c4)`).
-       bb.name || CASE WHEN r.metric_source = 'engine' THEN ''
-                       ELSE ' (' || r.metric_source || IFNULL(', c' || r.concurrency, '')
-                            || IFNULL(', ' || r.request_rate || ' req/s', '') || ')' END AS backend,
-       bb.version AS backend_version, bb.accel,
-       r.model_name AS model, m.quant, m.n_params, m.file_bytes, m.shape_json,
-       w.label AS test, w.n_prompt, w.n_gen, w.n_depth,
-       r.n_threads, r.n_gpu_layers, r.flash_attn, r.type_k, r.type_v, r.status,
+       {SERIES_COLUMNS},
+       bb.version AS backend_version, m.n_params, m.file_bytes, m.shape_json,
+       w.label AS test, r.status,
        r.prefill_tps, r.prefill_tps_sd, r.decode_tps, r.decode_tps_sd, r.ttft_ms,
        r.rss_peak_bytes,
        COALESCE(r.decode_power_avg_w, (SELECT AVG(t.value) FROM telemetry_sample t
@@ -65,7 +61,7 @@ WHERE r.status = 'ok'";
 impl Store {
     /// Every ok result that `filter` selects, oldest first (then by result id).
     pub async fn points(&self, filter: &PointFilter) -> Result<Vec<StoredPoint>, StoreError> {
-        let mut text = String::from(POINTS_SQL);
+        let mut text = POINTS_SQL.replace("{SERIES_COLUMNS}", SERIES_COLUMNS);
         let mut binds: Vec<&str> = Vec::new();
         for (column, values) in [
             ("r.model_name", &filter.models),
@@ -146,7 +142,6 @@ fn point_row(
         .or_insert_with_key(|t| parse_shape(t.as_deref()));
     let unsigned = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
     let small = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok());
-    let cache = |v: Option<String>| v.and_then(|s| s.parse::<CacheType>().ok());
     let gpus: Vec<String> =
         serde_json::from_str(&row.try_get::<String, _>("gpus_json")?).unwrap_or_default();
     let host = HostInfo {
@@ -161,18 +156,14 @@ fn point_row(
         gpus,
     };
     let run_hardware: Option<String> = row.try_get("run_hardware")?;
+    let status: String = row.try_get("status")?;
     let point = ResultPoint {
         run_uuid: row.try_get("run_uuid")?,
         started_at: row.try_get("started_at")?,
+        series: series_key(row)?,
         host: host.hostname.clone(),
         hardware: HardwareRef::unmatched(run_hardware.clone().unwrap_or_default()),
-        backend: row.try_get("backend")?,
         backend_version: row.try_get("backend_version")?,
-        accel: row.try_get("accel")?,
-        model: row.try_get("model")?,
-        quant: row
-            .try_get::<Option<String>, _>("quant")?
-            .unwrap_or_default(),
         facts: ModelFacts {
             n_params: unsigned(row.try_get("n_params")?),
             file_bytes: unsigned(row.try_get("file_bytes")?),
@@ -183,15 +174,9 @@ fn point_row(
             kv_dim: shape.kv_dim,
         },
         test: row.try_get("test")?,
-        n_prompt: small(row.try_get("n_prompt")?).unwrap_or(0),
-        n_gen: small(row.try_get("n_gen")?).unwrap_or(0),
-        n_depth: small(row.try_get("n_depth")?).unwrap_or(0),
-        n_threads: small(row.try_get("n_threads")?),
-        n_gpu_layers: small(row.try_get("n_gpu_layers")?),
-        flash_attn: row.try_get("flash_attn")?,
-        type_k: cache(row.try_get("type_k")?),
-        type_v: cache(row.try_get("type_v")?),
-        status: row.try_get("status")?,
+        status: status
+            .parse::<ResultStatus>()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         prefill_tps: row.try_get("prefill_tps")?,
         prefill_tps_sd: row.try_get("prefill_tps_sd")?,
         decode_tps: row.try_get("decode_tps")?,

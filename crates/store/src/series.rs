@@ -9,21 +9,89 @@
 
 use std::collections::HashMap;
 
+use std::collections::HashSet;
+
 use futures_util::TryStreamExt;
 use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
+use tokbench_core::{
+    BackendIdentity, CacheType, EngineSettings, MetricSource, ModelIdentity, RequestRate,
+    SeriesKey, ServeLoad, TestSpec,
+};
 
 use crate::{sql, Store, StoreError};
 
-/// The series key, computed in SQL from the joined tables (`char(31)` separates fields).
-const SERIES_KEY: &str = "host.identity || char(31) || bb.name || char(31) || bb.accel
-    || char(31) || bb.flags || char(31) || COALESCE(m.name, r.model_name) || char(31)
-    || COALESCE(m.quant, '') || char(31) || COALESCE(m.file_sha256, '') || char(31) || w.label
-    || char(31) || r.metric_source || char(31) || IFNULL(r.n_threads, '') || char(31)
-    || IFNULL(r.n_batch, '') || char(31) || IFNULL(r.n_ubatch, '') || char(31)
-    || IFNULL(r.n_gpu_layers, '') || char(31) || IFNULL(r.flash_attn, '') || char(31)
-    || IFNULL(r.type_k, '') || char(31) || IFNULL(r.type_v, '') || char(31) || IFNULL(r.use_mmap, '')
-    || IFNULL(char(31) || 'c' || r.concurrency, '') || IFNULL(char(31) || 'rate' || r.request_rate, '')";
+/// The columns a [`SeriesKey`] is decoded from, for a query that joins `result r`, `run`,
+/// `host`, `backend_build bb`, `workload w` and `LEFT JOIN model m`. Every query that
+/// groups results by series selects these and decodes them with [`series_key`].
+pub(crate) const SERIES_COLUMNS: &str = "host.identity AS k_host, run.hardware AS k_hardware,
+    bb.name AS k_backend, bb.accel AS k_accel, bb.flags AS k_flags, r.metric_source AS k_source,
+    COALESCE(m.name, r.model_name) AS k_model, COALESCE(m.quant, '') AS k_quant,
+    m.file_sha256 AS k_sha256, w.n_prompt AS k_n_prompt, w.n_gen AS k_n_gen,
+    w.n_depth AS k_n_depth, r.n_threads AS k_n_threads, r.n_batch AS k_n_batch,
+    r.n_ubatch AS k_n_ubatch, r.n_gpu_layers AS k_n_gpu_layers, r.flash_attn AS k_flash_attn,
+    r.type_k AS k_type_k, r.type_v AS k_type_v, r.use_mmap AS k_use_mmap,
+    r.concurrency AS k_concurrency, r.request_rate AS k_request_rate";
+
+/// Decodes the [`SERIES_COLUMNS`] of a row.
+pub(crate) fn series_key(row: &SqliteRow) -> Result<SeriesKey, sqlx::Error> {
+    let small = |c: &str| -> Result<Option<u32>, sqlx::Error> {
+        Ok(row
+            .try_get::<Option<i64>, _>(c)?
+            .and_then(|v| u32::try_from(v).ok()))
+    };
+    let cache = |c: &str| -> Result<Option<CacheType>, sqlx::Error> {
+        Ok(row
+            .try_get::<Option<String>, _>(c)?
+            .and_then(|s| s.parse::<CacheType>().ok()))
+    };
+    let source: String = row.try_get("k_source")?;
+    let metric_source = source
+        .parse::<MetricSource>()
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let test = TestSpec {
+        n_prompt: small("k_n_prompt")?.unwrap_or(0),
+        n_gen: small("k_n_gen")?.unwrap_or(0),
+        n_depth: small("k_n_depth")?.unwrap_or(0),
+    };
+    Ok(SeriesKey {
+        host: row.try_get("k_host")?,
+        hardware: row.try_get("k_hardware")?,
+        backend: BackendIdentity {
+            name: row.try_get("k_backend")?,
+            accel: row.try_get("k_accel")?,
+            flags: row.try_get("k_flags")?,
+        },
+        metric_source,
+        model: ModelIdentity {
+            name: row.try_get("k_model")?,
+            quant: row.try_get("k_quant")?,
+            sha256: row
+                .try_get::<Option<String>, _>("k_sha256")?
+                .filter(|s| !s.is_empty()),
+        },
+        test,
+        settings: EngineSettings {
+            n_threads: small("k_n_threads")?,
+            n_batch: small("k_n_batch")?,
+            n_ubatch: small("k_n_ubatch")?,
+            n_gpu_layers: row
+                .try_get::<Option<i64>, _>("k_n_gpu_layers")?
+                .and_then(|v| i32::try_from(v).ok()),
+            flash_attn: row.try_get("k_flash_attn")?,
+            type_k: cache("k_type_k")?,
+            type_v: cache("k_type_v")?,
+            use_mmap: row.try_get("k_use_mmap")?,
+        },
+        load: ServeLoad {
+            concurrency: small("k_concurrency")?,
+            request_rate: row
+                .try_get::<Option<f64>, _>("k_request_rate")?
+                .map(RequestRate),
+        },
+    })
+}
 
 /// One ok result as the gate sees it: its series, its repetitions per metric.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -32,6 +100,9 @@ pub struct SeriesResult {
     pub run_uuid: String,
     pub run_started_at: String,
     pub cell_index: i64,
+    /// The series this result is one measurement of.
+    pub key: SeriesKey,
+    /// The key's stored text ([`SeriesKey::encode`]), as verdicts and change points hold it.
     pub series_key: String,
     /// `synth:tiny Q8_0 tg128 t2 engine` — for people.
     pub label: String,
@@ -39,7 +110,7 @@ pub struct SeriesResult {
     pub quant: String,
     /// The workload label: `pp512`, `tg128 @ d1024`.
     pub test: String,
-    /// The engine settings for people: `t2 ub512 fa0 f16/f16 ngl99`.
+    /// The engine settings for people: `t2 b2048 ub512 ngl99 fa0 f16/f16 mmap1`.
     pub settings: String,
     pub host: String,
     pub backend_version: String,
@@ -78,16 +149,8 @@ pub struct NewVerdict {
 fn series_sql(filter: &str) -> String {
     format!(
         "SELECT r.id AS result_id, run.uuid AS run_uuid, run.started_at AS run_started_at,
-                r.cell_index, {SERIES_KEY} AS series_key,
-                r.model_name || ' ' || COALESCE(m.quant, '') || ' ' || w.label
-                    || IFNULL(' t' || r.n_threads, '') || IFNULL(' c' || r.concurrency, '')
-                    || ' ' || bb.name || IIF(r.metric_source = 'engine', '', ' (' || r.metric_source || ')') AS label,
-                r.model_name AS model, COALESCE(m.quant, '') AS quant, w.label AS test,
-                TRIM(IFNULL('t' || r.n_threads, '') || IFNULL(' ub' || r.n_ubatch, '')
-                    || IFNULL(' fa' || r.flash_attn, '') || IFNULL(' ' || r.type_k || '/' || r.type_v, '')
-                    || IFNULL(' ngl' || r.n_gpu_layers, '')) AS settings,
-                host.hostname AS host,
-                bb.version AS backend_version, w.n_prompt, w.n_gen, r.rss_peak_bytes
+                r.cell_index, {SERIES_COLUMNS}, w.label AS test, host.hostname AS host,
+                bb.version AS backend_version, r.rss_peak_bytes
          FROM result r
          JOIN run              ON run.id = r.run_id
          JOIN host             ON host.id = run.host_id
@@ -116,63 +179,93 @@ impl Store {
     /// size.
     pub async fn series_history(
         &self,
-        keys: &[String],
+        keys: &[SeriesKey],
         since: &str,
         before: &str,
     ) -> Result<Vec<SeriesResult>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        // The key is computed per row, so filter on it in an outer query.
-        let q = format!(
-            "SELECT * FROM ({}) WHERE series_key IN ({})",
+        // SQL narrows by model name (indexed, few per database); the key itself is compared
+        // in Rust, where it is defined.
+        let names: Vec<&str> = keys
+            .iter()
+            .map(|k| k.model.name.as_str())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let filter = format!(
             // Re-measurements of a suspect are not history: they would count its cells
             // again and pull the baseline toward the level being judged.
-            series_sql(
-                "run.started_at >= ? AND run.started_at < ? AND run.trigger NOT LIKE 'recheck%'"
-            ),
-            vec!["?"; keys.len()].join(", ")
+            "run.started_at >= ? AND run.started_at < ? AND run.trigger NOT LIKE 'recheck%'
+             AND COALESCE(m.name, r.model_name) IN ({})",
+            vec!["?"; names.len()].join(", ")
         );
+        let q = series_sql(&filter);
         let mut query = sqlx::query(&q).bind(since).bind(before);
-        for k in keys {
-            query = query.bind(k);
+        for n in &names {
+            query = query.bind(*n);
         }
         let rows = query
             .fetch_all(&self.pool)
             .await
             .map_err(sql("read the series' history"))?;
-        self.with_repetitions(rows).await
+        let wanted: HashSet<&SeriesKey> = keys.iter().collect();
+        let mut out = self.with_repetitions(rows).await?;
+        out.retain(|r| wanted.contains(&r.key));
+        Ok(out)
     }
 
     async fn with_repetitions(
         &self,
-        rows: Vec<sqlx::sqlite::SqliteRow>,
+        rows: Vec<SqliteRow>,
     ) -> Result<Vec<SeriesResult>, StoreError> {
         let mut out: Vec<SeriesResult> = Vec::with_capacity(rows.len());
         let mut index: HashMap<i64, usize> = HashMap::new();
         for row in &rows {
             let r = (|| -> Result<SeriesResult, sqlx::Error> {
+                let key = series_key(row)?;
+                let test: String = row.try_get("test")?;
+                let label = format!(
+                    "{} {} {}{}{} {}",
+                    key.model.name,
+                    key.model.quant,
+                    test,
+                    key.settings
+                        .n_threads
+                        .map(|t| format!(" t{t}"))
+                        .unwrap_or_default(),
+                    key.load
+                        .concurrency
+                        .map(|c| format!(" c{c}"))
+                        .unwrap_or_default(),
+                    match key.metric_source {
+                        MetricSource::Engine => key.backend.name.clone(),
+                        source => format!("{} ({source})", key.backend.name),
+                    },
+                );
                 Ok(SeriesResult {
                     result_id: row.try_get("result_id")?,
                     run_uuid: row.try_get("run_uuid")?,
                     run_started_at: row.try_get("run_started_at")?,
                     cell_index: row.try_get("cell_index")?,
-                    series_key: row.try_get("series_key")?,
-                    label: row.try_get("label")?,
-                    model: row.try_get("model")?,
-                    quant: row.try_get("quant")?,
-                    test: row.try_get("test")?,
-                    settings: row.try_get("settings")?,
+                    series_key: key.encode(),
+                    label,
+                    model: key.model.name.clone(),
+                    quant: key.model.quant.clone(),
+                    test,
+                    settings: key.settings_label(),
                     host: row.try_get("host")?,
                     backend_version: row.try_get("backend_version")?,
-                    n_prompt: row.try_get::<i64, _>("n_prompt")?.try_into().unwrap_or(0),
-                    n_gen: row.try_get::<i64, _>("n_gen")?.try_into().unwrap_or(0),
+                    n_prompt: key.test.n_prompt,
+                    n_gen: key.test.n_gen,
                     prefill_tps: Vec::new(),
                     decode_tps: Vec::new(),
                     ttft_ms: Vec::new(),
                     rss_peak_bytes: row
                         .try_get::<Option<i64>, _>("rss_peak_bytes")?
                         .map(|b| b as f64),
+                    key,
                 })
             })()
             .map_err(sql("decode a series row"))?;
@@ -363,9 +456,9 @@ impl Store {
             .map_err(sql("read results"))?;
         let all = self.with_repetitions(rows).await?;
         // Oldest first: a later result of the same series replaces an earlier one.
-        let mut newest: HashMap<String, SeriesResult> = HashMap::new();
+        let mut newest: HashMap<SeriesKey, SeriesResult> = HashMap::new();
         for r in all {
-            newest.insert(r.series_key.clone(), r);
+            newest.insert(r.key.clone(), r);
         }
         let mut out: Vec<SeriesResult> = newest.into_values().collect();
         out.sort_by(|a, b| a.label.cmp(&b.label).then(a.result_id.cmp(&b.result_id)));

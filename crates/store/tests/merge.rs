@@ -653,7 +653,7 @@ async fn a_run_both_databases_have_gains_only_its_missing_cells() {
         ]
     );
     let run = dst.run_by_uuid("shared").await.unwrap().unwrap();
-    assert_eq!(run.status, "ok");
+    assert_eq!(run.status, RunStatus::Ok);
     assert_eq!(count(&dst, "run").await, 1);
     assert_eq!(count(&dst, "repetition").await, 4);
 

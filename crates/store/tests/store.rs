@@ -172,7 +172,7 @@ async fn a_run_round_trips_through_v_results() {
     assert_eq!(rows[0].prefill_tps, None);
     assert_eq!(rows[0].n_reps, 3);
     assert_eq!(rows[0].test, "tg16");
-    assert_eq!(rows[1].status, "crashed");
+    assert_eq!(rows[1].status, ResultStatus::Crashed);
     assert_eq!(rows[1].decode_tps, None);
     assert!(rows[1].error.as_deref().unwrap().contains("SIGKILL"));
     assert_eq!(store.stored_cells(run).await.unwrap(), vec![0, 1]);

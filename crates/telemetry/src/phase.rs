@@ -531,7 +531,7 @@ fn summarize_windows(tl: &Timeline, windows: &[PhaseWindow]) -> PhaseSummary {
     let max_of = |metric: Metric| values_in(metric).into_iter().reduce(f64::max);
     let mut vram = values_in(Metric::VramUsedBytes);
     vram.sort_by(f64::total_cmp);
-    let vram_steady_bytes = (!vram.is_empty()).then(|| median_sorted(&vram));
+    let vram_steady_bytes = (!vram.is_empty()).then(|| tokbench_core::stats::median_sorted(&vram));
 
     // Coverage of the most-sampled series.
     let busiest = tl.series.values().max_by_key(|s| {
@@ -569,15 +569,6 @@ fn summarize_windows(tl: &Timeline, windows: &[PhaseWindow]) -> PhaseSummary {
         n_samples,
         max_gap_ns,
         too_short,
-    }
-}
-
-fn median_sorted(v: &[f64]) -> f64 {
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 

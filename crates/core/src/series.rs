@@ -1,0 +1,448 @@
+//! Which results measure the same thing: [`SeriesKey`], the one definition of a series.
+//!
+//! Two results belong to one series when the same machine ran the same backend build
+//! configuration on the same model file and quantization, with the same test and every
+//! engine setting and server load the same. The backend *version* is not part of it: it is
+//! the x-axis a series is watched along (a nightly rebuild is the same series measured
+//! again). `tokbench results`, `report`, `check`, `compare` and the plots all group by this
+//! key; the store decodes it from its rows and never spells it in SQL.
+
+use std::cmp::Ordering;
+use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+
+use serde::{Serialize, Serializer};
+
+use crate::bench::{CacheType, MetricSource, TestSpec};
+
+/// The engine settings of a result, as stored: `None` where the backend does not take the
+/// setting or the source did not say (an imported row, a remote OpenAI endpoint).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct EngineSettings {
+    pub n_threads: Option<u32>,
+    pub n_batch: Option<u32>,
+    pub n_ubatch: Option<u32>,
+    /// Layers offloaded; llama-bench writes `-1` for "all" in some versions, kept as is.
+    pub n_gpu_layers: Option<i32>,
+    pub flash_attn: Option<bool>,
+    pub type_k: Option<CacheType>,
+    pub type_v: Option<CacheType>,
+    pub use_mmap: Option<bool>,
+}
+
+/// A server cell's load: parallel streams (closed loop) or a Poisson request rate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ServeLoad {
+    pub concurrency: Option<u32>,
+    pub request_rate: Option<RequestRate>,
+}
+
+/// Requests per second, ordered and hashed by value so it can be part of a key (a rate is
+/// finite and positive; validated suites never store anything else).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestRate(pub f64);
+
+impl PartialEq for RequestRate {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.total_cmp(&other.0) == Ordering::Equal
+    }
+}
+
+impl Eq for RequestRate {}
+
+impl PartialOrd for RequestRate {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RequestRate {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+impl Hash for RequestRate {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state);
+    }
+}
+
+/// As SQLite prints a REAL: `2.0`, `0.5`.
+impl std::fmt::Display for RequestRate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = self.0;
+        if r.fract() == 0.0 && r.abs() < 1e15 {
+            write!(f, "{r:.1}")
+        } else {
+            write!(f, "{r}")
+        }
+    }
+}
+
+impl Serialize for RequestRate {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.0)
+    }
+}
+
+/// The backend as built, apart from its version: name, accelerator and build flags.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct BackendIdentity {
+    /// `engine`, `llama-bench`, `llama-server`, `vllm`, `ollama`, `openai`.
+    pub name: String,
+    /// `cpu`, `cuda`, `vulkan`, `metal`.
+    pub accel: String,
+    pub flags: String,
+}
+
+/// The model file: its name, quantization and, when known, the SHA-256 of its bytes (two
+/// files of one name and quantization with different weights are different series).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ModelIdentity {
+    /// `synth:tiny` or the file name.
+    pub name: String,
+    pub quant: String,
+    pub sha256: Option<String>,
+}
+
+/// What a result measured, apart from when and with which backend version. (`Default` is
+/// an empty key, for building one field by field.)
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct SeriesKey {
+    /// The host's identity ([`crate::HostInfo::identity`]): the machine, not its name alone.
+    pub host: String,
+    /// The hardware the run said it ran on (the suite's `hardware`, or the catalog match
+    /// made at run time), when it said.
+    pub hardware: Option<String>,
+    pub backend: BackendIdentity,
+    pub metric_source: MetricSource,
+    pub model: ModelIdentity,
+    pub test: TestSpec,
+    pub settings: EngineSettings,
+    pub load: ServeLoad,
+}
+
+impl SeriesKey {
+    /// The key as stable text, for the database (`verdict.series_key`,
+    /// `change_point.series_key`): fields joined by U+001F, which no name contains. The
+    /// hardware is the last field and only written when known.
+    pub fn encode(&self) -> String {
+        let SeriesKey {
+            host,
+            hardware,
+            backend,
+            metric_source,
+            model,
+            test,
+            settings,
+            load,
+        } = self;
+        let EngineSettings {
+            n_threads,
+            n_batch,
+            n_ubatch,
+            n_gpu_layers,
+            flash_attn,
+            type_k,
+            type_v,
+            use_mmap,
+        } = settings;
+        fn opt<T: ToString>(v: Option<T>) -> String {
+            v.map(|v| v.to_string()).unwrap_or_default()
+        }
+        let flag = |b: Option<bool>| opt(b.map(u8::from));
+        let mut s = [
+            host.clone(),
+            backend.name.clone(),
+            backend.accel.clone(),
+            backend.flags.clone(),
+            model.name.clone(),
+            model.quant.clone(),
+            model.sha256.clone().unwrap_or_default(),
+            test.label(),
+            metric_source.as_str().to_string(),
+            opt(*n_threads),
+            opt(*n_batch),
+            opt(*n_ubatch),
+            opt(*n_gpu_layers),
+            flag(*flash_attn),
+            opt(type_k.map(CacheType::name)),
+            opt(type_v.map(CacheType::name)),
+            flag(*use_mmap),
+        ]
+        .join("\u{1f}");
+        if let Some(c) = load.concurrency {
+            let _ = write!(s, "\u{1f}c{c}");
+        }
+        if let Some(rate) = load.request_rate {
+            let _ = write!(s, "\u{1f}rate{rate}");
+        }
+        if let Some(hw) = hardware {
+            let _ = write!(s, "\u{1f}hw{hw}");
+        }
+        s
+    }
+
+    /// The same key with the test's prompt and generation sizes cleared (the depth kept):
+    /// what a prefill result and a generation result share when they stand side by side.
+    pub fn without_test_size(&self) -> SeriesKey {
+        let mut k = self.clone();
+        k.test.n_prompt = 0;
+        k.test.n_gen = 0;
+        k
+    }
+
+    /// The same key with the quantization (and so the file) cleared: what a result and its
+    /// Q8_0 counterpart share in the quantization table.
+    pub fn without_quant(&self) -> SeriesKey {
+        let mut k = self.clone();
+        k.model.quant.clear();
+        k.model.sha256 = None;
+        k
+    }
+
+    /// The same key without the machine and the build (host, hardware, build flags): what
+    /// pairs the results of two runs, two builds or two hosts in `tokbench compare`.
+    pub fn without_machine(&self) -> SeriesKey {
+        let mut k = self.clone();
+        k.host.clear();
+        k.hardware = None;
+        k.backend.flags.clear();
+        k
+    }
+
+    /// The backend as people read it in a table: `engine`, and for a server cell the
+    /// source of the figures and its load, `llama-server (client, c4)`.
+    pub fn backend_label(&self) -> String {
+        let name = &self.backend.name;
+        if self.metric_source == MetricSource::Engine {
+            return name.clone();
+        }
+        let mut s = format!("{name} ({}", self.metric_source.as_str());
+        if let Some(c) = self.load.concurrency {
+            let _ = write!(s, ", c{c}");
+        }
+        if let Some(rate) = self.load.request_rate {
+            let _ = write!(s, ", {rate} req/s");
+        }
+        s.push(')');
+        s
+    }
+
+    /// The engine settings as a short label (`t2 b2048 ub512 ngl99 fa0 f16/f16 mmap1`);
+    /// unknown settings are left out.
+    pub fn settings_label(&self) -> String {
+        let EngineSettings {
+            n_threads,
+            n_batch,
+            n_ubatch,
+            n_gpu_layers,
+            flash_attn,
+            type_k,
+            type_v,
+            use_mmap,
+        } = self.settings;
+        let cache = (type_k.is_some() || type_v.is_some()).then(|| {
+            let name = |t: Option<CacheType>| t.map_or("?", CacheType::name);
+            format!("{}/{}", name(type_k), name(type_v))
+        });
+        let parts = [
+            n_threads.map(|v| format!("t{v}")),
+            n_batch.map(|v| format!("b{v}")),
+            n_ubatch.map(|v| format!("ub{v}")),
+            n_gpu_layers.map(|v| format!("ngl{v}")),
+            flash_attn.map(|v| format!("fa{}", u8::from(v))),
+            cache,
+            use_mmap.map(|v| format!("mmap{}", u8::from(v))),
+        ];
+        parts.into_iter().flatten().collect::<Vec<_>>().join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SeriesKey {
+        SeriesKey {
+            host: "vm|EPYC|2|0|".into(),
+            hardware: None,
+            backend: BackendIdentity {
+                name: "engine".into(),
+                accel: "cpu".into(),
+                flags: "".into(),
+            },
+            metric_source: MetricSource::Engine,
+            model: ModelIdentity {
+                name: "synth:tiny".into(),
+                quant: "Q8_0".into(),
+                sha256: Some("ab".into()),
+            },
+            test: TestSpec {
+                n_prompt: 512,
+                n_gen: 0,
+                n_depth: 0,
+            },
+            settings: EngineSettings {
+                n_threads: Some(2),
+                n_batch: Some(2048),
+                n_ubatch: Some(512),
+                n_gpu_layers: Some(99),
+                flash_attn: Some(false),
+                type_k: Some(CacheType::F16),
+                type_v: Some(CacheType::F16),
+                use_mmap: Some(true),
+            },
+            load: ServeLoad::default(),
+        }
+    }
+
+    #[test]
+    fn every_setting_changes_the_key_and_its_text() {
+        let base = key();
+        let variants: Vec<SeriesKey> = vec![
+            SeriesKey {
+                host: "other".into(),
+                ..base.clone()
+            },
+            SeriesKey {
+                hardware: Some("GeForce RTX 4090".into()),
+                ..base.clone()
+            },
+            {
+                let mut k = base.clone();
+                k.backend.accel = "cuda".into();
+                k
+            },
+            {
+                let mut k = base.clone();
+                k.backend.flags = "avx512".into();
+                k
+            },
+            SeriesKey {
+                metric_source: MetricSource::Client,
+                ..base.clone()
+            },
+            {
+                let mut k = base.clone();
+                k.model.sha256 = Some("cd".into());
+                k
+            },
+            {
+                let mut k = base.clone();
+                k.test.n_depth = 4096;
+                k
+            },
+            {
+                let mut k = base.clone();
+                k.settings.n_threads = Some(4);
+                k
+            },
+            {
+                let mut k = base.clone();
+                k.settings.n_batch = Some(1024);
+                k
+            },
+            {
+                let mut k = base.clone();
+                k.settings.n_ubatch = Some(256);
+                k
+            },
+            {
+                let mut k = base.clone();
+                k.settings.n_gpu_layers = Some(0);
+                k
+            },
+            {
+                let mut k = base.clone();
+                k.settings.flash_attn = Some(true);
+                k
+            },
+            {
+                let mut k = base.clone();
+                k.settings.type_k = Some(CacheType::Q8_0);
+                k
+            },
+            {
+                let mut k = base.clone();
+                k.settings.type_v = Some(CacheType::Q8_0);
+                k
+            },
+            {
+                let mut k = base.clone();
+                k.settings.use_mmap = Some(false);
+                k
+            },
+            {
+                let mut k = base.clone();
+                k.load.concurrency = Some(4);
+                k
+            },
+            {
+                let mut k = base.clone();
+                k.load.request_rate = Some(RequestRate(2.0));
+                k
+            },
+        ];
+        for v in &variants {
+            assert_ne!(v, &base, "{v:?}");
+            assert_ne!(v.encode(), base.encode(), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn text_form_is_the_stored_one() {
+        // The form change points were stored in: one field each, U+001F between them.
+        let mut k = key();
+        k.load.concurrency = Some(4);
+        k.load.request_rate = Some(RequestRate(2.0));
+        assert_eq!(
+            k.encode(),
+            "vm|EPYC|2|0|\u{1f}engine\u{1f}cpu\u{1f}\u{1f}synth:tiny\u{1f}Q8_0\u{1f}ab\u{1f}pp512\u{1f}engine\u{1f}2\u{1f}2048\u{1f}512\u{1f}99\u{1f}0\u{1f}f16\u{1f}f16\u{1f}1\u{1f}c4\u{1f}rate2.0"
+        );
+    }
+
+    #[test]
+    fn labels_name_the_source_load_and_settings() {
+        let mut k = key();
+        assert_eq!(k.backend_label(), "engine");
+        assert_eq!(k.settings_label(), "t2 b2048 ub512 ngl99 fa0 f16/f16 mmap1");
+        k.backend.name = "llama-server".into();
+        k.metric_source = MetricSource::Client;
+        k.load.concurrency = Some(4);
+        assert_eq!(k.backend_label(), "llama-server (client, c4)");
+        k.settings = EngineSettings::default();
+        assert_eq!(k.settings_label(), "");
+    }
+
+    #[test]
+    fn pairing_keys_drop_only_what_they_say() {
+        let k = key();
+        let tg = SeriesKey {
+            test: TestSpec {
+                n_prompt: 0,
+                n_gen: 128,
+                n_depth: 0,
+            },
+            ..k.clone()
+        };
+        assert_eq!(k.without_test_size(), tg.without_test_size());
+        let deeper = SeriesKey {
+            test: TestSpec {
+                n_depth: 1024,
+                ..k.test
+            },
+            ..k.clone()
+        };
+        assert_ne!(k.without_test_size(), deeper.without_test_size());
+        let elsewhere = SeriesKey {
+            host: "box".into(),
+            ..k.clone()
+        };
+        assert_eq!(k.without_machine(), elsewhere.without_machine());
+        let mut ub = k.clone();
+        ub.settings.n_ubatch = Some(256);
+        assert_ne!(k.without_machine(), ub.without_machine());
+    }
+}

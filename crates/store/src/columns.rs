@@ -1,0 +1,163 @@
+//! A row to insert, written as column–value pairs: each value sits on the line that names
+//! its column, so two values cannot trade places the way two positional `?` binds of the
+//! same type can. The statement's column list and its binds come from the same pairs.
+
+use sqlx::sqlite::{SqliteConnection, SqliteQueryResult};
+
+/// One value as SQLite stores it. `None` is NULL.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value {
+    Int(Option<i64>),
+    Real(Option<f64>),
+    Text(Option<String>),
+    Bool(Option<bool>),
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(Some(v))
+    }
+}
+
+impl From<Option<i64>> for Value {
+    fn from(v: Option<i64>) -> Self {
+        Value::Int(v)
+    }
+}
+
+impl From<u32> for Value {
+    fn from(v: u32) -> Self {
+        Value::Int(Some(i64::from(v)))
+    }
+}
+
+impl From<Option<u32>> for Value {
+    fn from(v: Option<u32>) -> Self {
+        Value::Int(v.map(i64::from))
+    }
+}
+
+/// Bytes and counts past `i64::MAX` cannot be stored; they are NULL (unknown), never wrapped.
+impl From<Option<u64>> for Value {
+    fn from(v: Option<u64>) -> Self {
+        Value::Int(v.and_then(|v| i64::try_from(v).ok()))
+    }
+}
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Real(Some(v))
+    }
+}
+
+impl From<Option<f64>> for Value {
+    fn from(v: Option<f64>) -> Self {
+        Value::Real(v)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Bool(Some(v))
+    }
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(Some(v.to_string()))
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(Some(v))
+    }
+}
+
+impl From<Option<String>> for Value {
+    fn from(v: Option<String>) -> Self {
+        Value::Text(v)
+    }
+}
+
+impl From<Option<&str>> for Value {
+    fn from(v: Option<&str>) -> Self {
+        Value::Text(v.map(str::to_string))
+    }
+}
+
+impl From<&Option<String>> for Value {
+    fn from(v: &Option<String>) -> Self {
+        Value::Text(v.clone())
+    }
+}
+
+/// `INSERT INTO table (columns…) VALUES (?…)` from column–value pairs.
+#[derive(Debug, Clone)]
+pub(crate) struct Insert {
+    table: &'static str,
+    columns: Vec<(&'static str, Value)>,
+}
+
+impl Insert {
+    pub(crate) fn into(table: &'static str) -> Insert {
+        Insert {
+            table,
+            columns: Vec::new(),
+        }
+    }
+
+    /// Adds `column = value`.
+    pub(crate) fn set(mut self, column: &'static str, value: impl Into<Value>) -> Insert {
+        debug_assert!(
+            !self.columns.iter().any(|(c, _)| *c == column),
+            "column {column} set twice"
+        );
+        self.columns.push((column, value.into()));
+        self
+    }
+
+    /// The statement text.
+    pub(crate) fn sql(&self) -> String {
+        let names: Vec<&str> = self.columns.iter().map(|(c, _)| *c).collect();
+        format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            self.table,
+            names.join(", "),
+            vec!["?"; names.len()].join(", ")
+        )
+    }
+
+    pub(crate) async fn execute(
+        &self,
+        conn: &mut SqliteConnection,
+    ) -> Result<SqliteQueryResult, sqlx::Error> {
+        let text = self.sql();
+        let mut q = sqlx::query(&text);
+        for (_, v) in &self.columns {
+            q = match v {
+                Value::Int(v) => q.bind(*v),
+                Value::Real(v) => q.bind(*v),
+                Value::Text(v) => q.bind(v.clone()),
+                Value::Bool(v) => q.bind(*v),
+            };
+        }
+        q.execute(conn).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_and_placeholders_come_from_the_same_pairs() {
+        let i = Insert::into("t")
+            .set("a", 1i64)
+            .set("b", Some(2.5))
+            .set("c", "x")
+            .set("d", None::<String>);
+        assert_eq!(i.sql(), "INSERT INTO t (a, b, c, d) VALUES (?, ?, ?, ?)");
+        assert_eq!(Value::from(Some(u64::MAX)), Value::Int(None));
+    }
+}
