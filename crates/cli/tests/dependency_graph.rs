@@ -66,3 +66,30 @@ fn crates_depend_only_on_what_the_architecture_allows() {
         crates.display()
     );
 }
+
+/// The features cargo resolves for `tokbench-engine` when building `tokbench`, with the
+/// given dependency edges (`normal,build`: what `cargo build` compiles; `all`: tests too).
+fn engine_features(edges: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::process::Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args(["tree", "--offline", "-p", "tokbench", "-e", edges])
+        .args(["-i", "tokbench-engine", "-f", "{p} [{f}]", "--depth", "0"])
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn fault_injection_is_in_the_tests_build_and_not_in_the_product() {
+    let product = engine_features("normal,build");
+    assert!(product.contains("llama"), "{product}");
+    assert!(!product.contains("fault-injection"), "{product}");
+    let tests = engine_features("all");
+    assert!(tests.contains("fault-injection"), "{tests}");
+}

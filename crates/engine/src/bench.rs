@@ -17,10 +17,12 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use tokbench_core::clock::monotonic_ns;
 use tokbench_core::record::AllocatedMemory;
 use tokbench_core::CacheType;
 
-use crate::protocol::{EngineEvent, EngineJob, EngineTest, FAULT_ENV, PROTOCOL_VERSION};
+use crate::fault::{Fault, FaultPhase};
+use crate::protocol::{EngineEvent, EngineJob, EngineTest, PROTOCOL_VERSION};
 
 static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
 
@@ -152,150 +154,11 @@ fn reset_rss_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// Where in a job a fault strikes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FaultPhase {
-    /// Before the engine says hello.
-    Start,
-    /// Once the model is loaded, before the engine says so.
-    Load,
-    /// At the start of a test's warm-up.
-    Warmup,
-    /// At the start of a repetition's prompt.
-    Prefill,
-    /// Halfway through a repetition's generated tokens.
-    Decode,
-    /// After the last test, before the engine says `done`.
-    Finish,
-    /// After the engine said `done`, before it exits.
-    Shutdown,
-}
-
-/// A fault to inject, parsed from [`FAULT_ENV`].
-#[derive(Debug, Clone, PartialEq)]
-struct Fault {
-    phase: FaultPhase,
-    test: u64,
-    rep: u32,
-    mode: String,
-    /// Strike only in the first engine process that gets here: the one that creates this
-    /// file (so the next engine of the run, and its cells, run clean).
-    once: Option<std::path::PathBuf>,
-}
-
-fn fault_from_env() -> Option<Fault> {
-    parse_fault(&std::env::var(FAULT_ENV).ok()?)
-}
-
-/// `phase=P,test=ID,rep=N,mode=M`; every key is optional (prefill of test 0, repetition
-/// 0, kill). `rep=warmup` is the older spelling of `phase=warmup`.
-fn parse_fault(spec: &str) -> Option<Fault> {
-    let mut fault = Fault {
-        phase: FaultPhase::Prefill,
-        test: 0,
-        rep: 0,
-        mode: "kill".into(),
-        once: None,
-    };
-    for part in spec.split(',') {
-        let (k, v) = part.split_once('=')?;
-        let v = v.trim();
-        match k.trim() {
-            "phase" => {
-                fault.phase = match v {
-                    "start" => FaultPhase::Start,
-                    "load" => FaultPhase::Load,
-                    "warmup" => FaultPhase::Warmup,
-                    "prefill" => FaultPhase::Prefill,
-                    "decode" => FaultPhase::Decode,
-                    "finish" => FaultPhase::Finish,
-                    "shutdown" => FaultPhase::Shutdown,
-                    _ => return None,
-                }
-            }
-            "test" => fault.test = v.parse().ok()?,
-            "once" => fault.once = Some(v.into()),
-            "rep" if v == "warmup" => fault.phase = FaultPhase::Warmup,
-            "rep" => fault.rep = v.parse().ok()?,
-            "mode" => match v {
-                "kill" | "exit" | "abort" | "hang" | "stop" | "oom" | "garbage" => {
-                    fault.mode = v.to_string()
-                }
-                _ => return None,
-            },
-            _ => return None,
-        }
-    }
-    Some(fault)
-}
-
-/// Strikes if `fault` names this phase (and, inside a test, this test and repetition).
+/// Strikes if `fault` names this phase (a build without `fault-injection` has none).
 fn trigger(fault: &Option<Fault>, phase: FaultPhase, test: u64, rep: u32) {
-    let Some(f) = fault else { return };
-    let here = match phase {
-        FaultPhase::Start | FaultPhase::Load | FaultPhase::Finish | FaultPhase::Shutdown => {
-            f.phase == phase
-        }
-        FaultPhase::Warmup => f.phase == phase && f.test == test,
-        FaultPhase::Prefill | FaultPhase::Decode => {
-            f.phase == phase && f.test == test && f.rep == rep
-        }
-    };
-    if !here {
-        return;
+    if let Some(f) = fault {
+        f.trigger(phase, test, rep);
     }
-    if let Some(marker) = &f.once {
-        let first = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(marker)
-            .is_ok();
-        if !first {
-            return;
-        }
-    }
-    match f.mode.as_str() {
-        "hang" => loop {
-            std::thread::sleep(std::time::Duration::from_secs(3600));
-        },
-        "exit" => std::process::exit(3),
-        "abort" => std::process::abort(),
-        "stop" => {
-            // SAFETY: stopping ourselves, as SIGSTOP from outside would; SIGCONT resumes.
-            unsafe { libc::raise(libc::SIGSTOP) };
-        }
-        "garbage" => {
-            println!("this is not an engine event");
-        }
-        "oom" => {
-            // Grows its resident memory by 16 MiB every 10 ms until something stops it
-            // (the suite's memory limit, the kernel). Bounded at 8 GiB, then hangs.
-            let mut held: Vec<Vec<u8>> = Vec::new();
-            for _ in 0..512 {
-                held.push(vec![1u8; 16 << 20]);
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            loop {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
-            }
-        }
-        _ => {
-            // SAFETY: sending a signal to ourselves.
-            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
-        }
-    }
-}
-
-/// Now on CLOCK_MONOTONIC, ns: a clock the parent process reads too.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec it is given; CLOCK_MONOTONIC always exists
-    // on the platforms tokbench builds for.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
 fn ms(since: Instant) -> f64 {
@@ -360,7 +223,7 @@ pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
         out.flush()
     };
     // The probe (a job with no tests) never faults: it is not a cell.
-    let fault = fault_from_env().filter(|_| !job.tests.is_empty());
+    let fault = Fault::from_env().filter(|_| !job.tests.is_empty());
     trigger(&fault, FaultPhase::Start, 0, 0);
     // SAFETY: capture_log is a valid callback for the process lifetime.
     unsafe { llama_cpp_sys_2::llama_log_set(Some(capture_log), std::ptr::null_mut()) };
@@ -584,38 +447,6 @@ fn run_test(
         })?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fault_spec_parses() {
-        assert_eq!(
-            parse_fault("test=3,rep=warmup,mode=hang"),
-            Some(Fault {
-                phase: FaultPhase::Warmup,
-                test: 3,
-                rep: 0,
-                mode: "hang".into(),
-                once: None,
-            })
-        );
-        let f = parse_fault("test=1,rep=2").unwrap();
-        assert_eq!(
-            (f.phase, f.rep, f.mode.as_str()),
-            (FaultPhase::Prefill, 2, "kill")
-        );
-        let f = parse_fault("phase=decode,mode=oom").unwrap();
-        assert_eq!(
-            (f.phase, f.test, f.mode.as_str()),
-            (FaultPhase::Decode, 0, "oom")
-        );
-        assert_eq!(parse_fault("bogus"), None);
-        assert_eq!(parse_fault("phase=lunch"), None);
-        assert_eq!(parse_fault("mode=explode"), None);
-    }
 }
 
 #[cfg(test)]

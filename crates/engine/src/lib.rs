@@ -3,6 +3,7 @@
 //! tests through llama.cpp the way llama-bench does and [`quantize`] calls llama.cpp's own
 //! quantizer.
 
+pub mod fault;
 pub mod protocol;
 
 #[cfg(feature = "llama")]

@@ -10,7 +10,8 @@ use tokbench_core::CacheType;
 /// Bumped when a message changes shape; the runner refuses a child that speaks another.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// Environment variable that makes the engine fail on purpose, for fault-injection tests:
+/// Environment variable that makes an engine built with the `fault-injection` feature fail
+/// on purpose, for fault-injection tests (other builds ignore it):
 /// `phase=start|load|warmup|prefill|decode|finish|shutdown,test=ID,rep=N,mode=M` (rep counts from
 /// 0). Modes: `kill` (SIGKILL), `exit` (code 3), `abort`, `hang`, `stop` (SIGSTOP),
 /// `oom` (grows its memory until stopped), `garbage` (a line that is not an event).
