@@ -418,8 +418,22 @@ fn main() -> std::process::ExitCode {
     std::process::ExitCode::from(code as u8)
 }
 
+/// Runs one command. Every command runs on one current-thread runtime (the synchronous
+/// ones simply do not await); the engine child too, which never awaits either.
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let r = rt.block_on(async_dispatch(cli.command));
+    // Do not wait for abandoned blocking work (a model synthesis cut short by an
+    // interrupt): everything that matters is stored by now.
+    rt.shutdown_background();
+    r
+}
+
+async fn async_dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Engine => run::engine_child(),
         Command::Backends {
             command: None,
@@ -528,22 +542,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let cache = models::ModelCache::new(cache_dir)?;
             models::synth_command(&cache, &arch, &quant, seed)
         }
-        other => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            let r = rt.block_on(async_dispatch(other));
-            // Do not wait for abandoned blocking work (a model synthesis cut short by an
-            // interrupt): everything that matters is stored by now.
-            rt.shutdown_background();
-            r
-        }
-    }
-}
-
-async fn async_dispatch(command: Command) -> anyhow::Result<ExitCode> {
-    match command {
         Command::Run {
             suite,
             db,
@@ -657,14 +655,6 @@ async fn async_dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 catalog,
             })
             .await
-        }
-        Command::Model(_)
-        | Command::Engine
-        | Command::Backends { .. }
-        | Command::Fit { .. }
-        | Command::Hardware { .. }
-        | Command::Telemetry(_) => {
-            unreachable!("handled synchronously")
         }
     }
 }

@@ -141,7 +141,7 @@ impl fmt::Display for CacheType {
 }
 
 /// An unknown KV cache type.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown cache type `{0}` (llama.cpp accepts: f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1)")]
 pub struct UnknownCacheType(pub String);
 

@@ -1,6 +1,9 @@
 //! tokbench-core: the domain vocabulary shared by every other crate — architecture specs,
 //! quantization presets, the suite configuration (raw TOML → validated matrix), test labels,
-//! result statuses and the metric vocabulary. No I/O, no async.
+//! result statuses and the metric vocabulary — and the facts that must have one definition:
+//! what a series is ([`series::SeriesKey`]), the ggml type table ([`ggml::GgmlType`]), the
+//! descriptive statistics ([`stats`]) and the monotonic clock ([`clock`]). No I/O beyond
+//! reading that clock, no async.
 
 pub mod arch;
 pub mod backend;

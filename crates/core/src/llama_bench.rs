@@ -1232,15 +1232,23 @@ pub fn accel_of(backends: Option<&str>) -> String {
         .unwrap_or_else(|| "cpu".into())
 }
 
-fn cache_type(name: &str, field: &str) -> Result<CacheType, String> {
-    name.parse().map_err(|e| format!("field `{field}`: {e}"))
+/// A llama-bench record that tokbench cannot store as a result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}`: {source}")]
+pub struct RecordError {
+    pub field: &'static str,
+    pub source: crate::bench::UnknownCacheType,
+}
+
+fn cache_type(name: &str, field: &'static str) -> Result<CacheType, RecordError> {
+    name.parse().map_err(|source| RecordError { field, source })
 }
 
 impl LlamaBenchRecord {
     /// One llama-bench record as a result: its settings, and each repetition's rate as the
     /// phase it measured (a `pp` test's rate is prefill, a `tg` test's decode; a `pp+tg` test's
     /// is over both phases together and is kept in the log only).
-    pub fn cell_result(&self, index: usize) -> Result<CellResult, String> {
+    pub fn cell_result(&self, index: usize) -> Result<CellResult, RecordError> {
         let r = self;
         let test = r.test_spec();
         let params = EngineParams {

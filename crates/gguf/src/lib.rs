@@ -5,12 +5,14 @@
 //!   [`GgufError`] naming the byte offset;
 //! - [`writer`]: a streaming GGUF v3 writer ([`GgufWriter`]);
 //! - [`model_info`]: a model summary from a header ([`ModelInfo::from_gguf`]);
+//! - [`fit`]: a file's shape and exact weights for the memory calculator;
 //! - [`synth`]: deterministic synthetic F16 models for any [`ArchSpec`] that llama.cpp loads
 //!   ([`synth::write_f16`]).
 //!
 //! [`ArchSpec`]: tokbench_core::arch::ArchSpec
 
 pub mod error;
+pub mod fit;
 pub mod model_info;
 pub mod reader;
 pub mod synth;

@@ -159,9 +159,27 @@ pub(crate) fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+/// Why the engine did not say what it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot start engine {}: {source}", program.display())]
+    Spawn {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("engine speaks protocol {theirs}, this runner {PROTOCOL_VERSION}")]
+    Protocol { theirs: u32 },
+    #[error("engine said something unexpected first: {line}")]
+    Unexpected { line: String },
+    #[error("engine {how} before saying hello: {log_tail}")]
+    Ended { how: String, log_tail: String },
+    #[error("engine did not say hello within 60 s")]
+    Silent,
+}
+
 /// Starts the engine once with no work to learn what it is (version, accelerator, CPU
 /// features). An engine that cannot start is an error naming why.
-pub async fn probe_engine(engine: &EngineCommand) -> Result<BackendBuild, String> {
+pub async fn probe_engine(engine: &EngineCommand) -> Result<BackendBuild, ProbeError> {
     let job = EngineJob {
         protocol: PROTOCOL_VERSION,
         model_path: PathBuf::new(),
@@ -172,7 +190,10 @@ pub async fn probe_engine(engine: &EngineCommand) -> Result<BackendBuild, String
     let text = serde_json::to_string(&job).expect("job serializes");
     let mut child = Supervised::spawn(&engine.program, &engine.args, &engine.envs, &text)
         .await
-        .map_err(|e| format!("cannot start engine {}: {e}", engine.program.display()))?;
+        .map_err(|source| ProbeError::Spawn {
+            program: engine.program.clone(),
+            source,
+        })?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let result = match child.next_line(deadline).await {
         Line::Text(line) => match serde_json::from_str::<EngineEvent>(&line) {
@@ -193,10 +214,10 @@ pub async fn probe_engine(engine: &EngineCommand) -> Result<BackendBuild, String
                     format!("{system_info} | devices: {}", devices.join(", "))
                 },
             }),
-            Ok(EngineEvent::Hello { protocol, .. }) => Err(format!(
-                "engine speaks protocol {protocol}, this runner {PROTOCOL_VERSION}"
-            )),
-            _ => Err(format!("engine said something unexpected first: {line}")),
+            Ok(EngineEvent::Hello { protocol, .. }) => {
+                Err(ProbeError::Protocol { theirs: protocol })
+            }
+            _ => Err(ProbeError::Unexpected { line }),
         },
         Line::Eof | Line::Unreadable(_) => {
             let ended = child.wait_or_stop(GRACE).await;
@@ -204,12 +225,12 @@ pub async fn probe_engine(engine: &EngineCommand) -> Result<BackendBuild, String
                 .status
                 .map(|s| describe_exit(&s))
                 .unwrap_or_else(|| "could not be reaped".into());
-            Err(format!(
-                "engine {how} before saying hello: {}",
-                child.log_tail(5).await
-            ))
+            Err(ProbeError::Ended {
+                how,
+                log_tail: child.log_tail(5).await,
+            })
         }
-        Line::Timeout => Err("engine did not say hello within 60 s".into()),
+        Line::Timeout => Err(ProbeError::Silent),
     };
     child.terminate(GRACE).await;
     result

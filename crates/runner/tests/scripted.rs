@@ -682,7 +682,8 @@ printf '%s\n' '{"event":"hello","protocol":1,"version":"llama-cpp-2 9","accel":"
     );
     let got = tokio::time::timeout(RUN_LIMIT, probe_engine(&engine))
         .await
-        .unwrap();
+        .unwrap()
+        .map_err(|e| e.to_string());
     assert_eq!(
         got,
         Ok(BackendBuild {
@@ -718,7 +719,8 @@ async fn probing_names_what_a_wrong_engine_said() {
         let engine = bench.script(body);
         let got = tokio::time::timeout(RUN_LIMIT, probe_engine(&engine))
             .await
-            .unwrap();
+            .unwrap()
+            .map_err(|e| e.to_string());
         assert_eq!(got, Err(want.to_string()));
     }
     let missing = EngineCommand {
@@ -728,7 +730,8 @@ async fn probing_names_what_a_wrong_engine_said() {
     };
     let got = tokio::time::timeout(RUN_LIMIT, probe_engine(&missing))
         .await
-        .unwrap();
+        .unwrap()
+        .map_err(|e| e.to_string());
     assert_eq!(
         got,
         Err(format!(
@@ -740,7 +743,7 @@ async fn probing_names_what_a_wrong_engine_said() {
     let got = tokio::time::timeout(RUN_LIMIT, probe_engine(&silent))
         .await
         .unwrap();
-    let err = got.unwrap_err();
+    let err = got.unwrap_err().to_string();
     assert_eq!(
         err,
         "engine exited with code 1 before saying hello: no GPU here"
@@ -830,7 +833,7 @@ async fn an_engine_s_last_words_are_always_kept() {
     let bench = Bench::new();
     let engine = bench.script("echo 'libcuda.so.1: cannot open shared object file' >&2\nexit 1");
     for _ in 0..100 {
-        let err = probe_engine(&engine).await.unwrap_err();
+        let err = probe_engine(&engine).await.unwrap_err().to_string();
         assert!(err.contains("libcuda.so.1"), "{err}");
     }
     for _ in 0..20 {

@@ -1,7 +1,8 @@
 //! tokbench-store: the only crate that speaks SQL. It owns the migrations ([`MIGRATOR`]),
 //! opens databases the way every command needs them (WAL, foreign keys, busy timeout; or
-//! strictly read-only for `tokbench query`), writes a run cell by cell — each result in its
-//! own transaction, so a crash loses at most the cell in flight — and reads results back.
+//! strictly read-only, never migrating, for the commands that only read), writes a run cell
+//! by cell — each result in its own transaction, so a crash loses at most the cell in
+//! flight — and reads results back, decoding each result's [`tokbench_core::SeriesKey`].
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
