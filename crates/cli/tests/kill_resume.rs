@@ -154,6 +154,10 @@ fn kill_and_resume(
         if integrity(&db) != "ok" {
             integrity_failures += 1;
         }
+        // Killed while a new database was being migrated: no run began yet.
+        if !schema_is_current(&db) {
+            continue;
+        }
         let newest = query(&db, "SELECT uuid, status FROM run ORDER BY id DESC LIMIT 1");
         let Some(run) = newest.first() else { continue };
         let uuid = s(run, "uuid").to_string();

@@ -245,4 +245,28 @@ async fn every_setting_is_its_own_series_in_report_compare_and_check() {
     for v in &verdicts {
         assert_eq!(f(v, "baseline_n"), Some(1.0), "{v:?}");
     }
+
+    // The key's stored text is the one earlier tokbench computed in SQL, so the change
+    // points already in a database keep matching their series.
+    let legacy = query(
+        &db,
+        "SELECT v.series_key AS stored,
+            host.identity || char(31) || bb.name || char(31) || bb.accel || char(31) || bb.flags
+            || char(31) || COALESCE(m.name, r.model_name) || char(31) || COALESCE(m.quant, '')
+            || char(31) || COALESCE(m.file_sha256, '') || char(31) || w.label || char(31)
+            || r.metric_source || char(31) || IFNULL(r.n_threads, '') || char(31)
+            || IFNULL(r.n_batch, '') || char(31) || IFNULL(r.n_ubatch, '') || char(31)
+            || IFNULL(r.n_gpu_layers, '') || char(31) || IFNULL(r.flash_attn, '') || char(31)
+            || IFNULL(r.type_k, '') || char(31) || IFNULL(r.type_v, '') || char(31)
+            || IFNULL(r.use_mmap, '') || IFNULL(char(31) || 'c' || r.concurrency, '')
+            || IFNULL(char(31) || 'rate' || r.request_rate, '') AS legacy
+         FROM verdict v JOIN result r ON r.id = v.result_id JOIN run ON run.id = r.run_id
+         JOIN host ON host.id = run.host_id JOIN backend_build bb ON bb.id = r.backend_build_id
+         JOIN workload w ON w.id = r.workload_id LEFT JOIN model m ON m.id = r.model_id
+         WHERE v.metric = 'decode_tps'",
+    );
+    assert_eq!(legacy.len(), n);
+    for row in &legacy {
+        assert_eq!(s(row, "stored"), s(row, "legacy"));
+    }
 }

@@ -2,8 +2,8 @@
 //! architecture rather than from a rule of thumb.
 //!
 //! This module owns the arithmetic only, no I/O:
-//! - a ggml tensor-type table ([`GgmlType`]: block size, bytes per block, row bytes), local to
-//!   core because core cannot depend on the gguf crate;
+//! - the tensor types of [`crate::ggml`] (block size, bytes per block, row bytes) as
+//!   llama.cpp's quantizer assigns them;
 //! - llama.cpp's per-tensor quantization recipe ([`tensor_type_for`], a port of
 //!   `llama_tensor_get_type` in `src/llama-quant.cpp`) and the weight bytes it yields
 //!   ([`weight_bytes`]);
@@ -46,10 +46,6 @@ pub fn gib(bytes: u64) -> f64 {
 pub fn gb(bytes: u64) -> f64 {
     bytes as f64 / GB_BYTES as f64
 }
-
-// ---------------------------------------------------------------------------------------------
-// ggml tensor types
-// ---------------------------------------------------------------------------------------------
 
 /// Returns true if and only if `n` is a multiple of `block` (`block > 0`). Spelled out because
 /// `u64::is_multiple_of` needs Rust 1.87 and the workspace targets 1.85.

@@ -52,7 +52,8 @@ pub enum GgmlType {
     Q2_0,
 }
 
-/// (type, id, block size in elements, block size in bytes, ggml type name)
+/// (type, id, block size in elements, block size in bytes, ggml type name), one row per
+/// variant in declaration order.
 const GGML_TYPES: [(GgmlType, u32, u64, u64, &str); 35] = [
     (GgmlType::F32, 0, 1, 4, "f32"),
     (GgmlType::F16, 1, 1, 2, "f16"),
@@ -91,6 +92,9 @@ const GGML_TYPES: [(GgmlType, u32, u64, u64, &str); 35] = [
     (GgmlType::Q2_0, 42, 64, 18, "q2_0"),
 ];
 
+// A variant added after the last one needs its row: the table's length is the count.
+const _: () = assert!(GGML_TYPES.len() == GgmlType::Q2_0 as usize + 1);
+
 impl GgmlType {
     /// Every known type, in id order.
     pub fn all() -> impl Iterator<Item = GgmlType> {
@@ -98,11 +102,9 @@ impl GgmlType {
     }
 
     fn row(self) -> &'static (GgmlType, u32, u64, u64, &'static str) {
-        // The table holds every variant; `all_variants_are_in_the_table` checks it.
-        GGML_TYPES
-            .iter()
-            .find(|row| row.0 == self)
-            .unwrap_or(&GGML_TYPES[0])
+        // The table lists the variants in declaration order, one row each (checked below, at
+        // compile time for the count and by `each_variant_has_its_own_row` for the order).
+        &GGML_TYPES[self as usize]
     }
 
     /// The type with ggml id `id`, or `None` for ids ggml does not define (e.g. the removed 4, 5,
@@ -197,9 +199,11 @@ mod tests {
     }
 
     #[test]
-    fn all_variants_are_in_the_table() {
-        assert_eq!(GgmlType::all().count(), GGML_TYPES.len());
-        // The fallback row in `row()` is only reached for F32 itself.
+    fn each_variant_has_its_own_row() {
+        for (i, row) in GGML_TYPES.iter().enumerate() {
+            assert_eq!(row.0 as usize, i, "{:?} is out of place", row.0);
+            assert_eq!(row.0.row().0, row.0);
+        }
         assert_eq!(GgmlType::Q2_0.id(), 42);
         assert_eq!(GgmlType::MXFP4.id(), 39);
         assert_eq!(GgmlType::BF16.id(), 30);

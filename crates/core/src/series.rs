@@ -2,10 +2,13 @@
 //!
 //! Two results belong to one series when the same machine ran the same backend build
 //! configuration on the same model file and quantization, with the same test and every
-//! engine setting and server load the same. The backend *version* is not part of it: it is
+//! engine setting and server load the same. The machine is the host's identity (its name,
+//! CPU, memory and GPUs); the hardware name a run records is a label of that machine, not
+//! part of the key. The backend *version* is not part of it: it is
 //! the x-axis a series is watched along (a nightly rebuild is the same series measured
-//! again). `tokbench results`, `report`, `check`, `compare` and the plots all group by this
-//! key; the store decodes it from its rows and never spells it in SQL.
+//! again). `report` (its newest result per series, its pairings and plots), `check` and
+//! `compare` group by this key; the store decodes it from its rows and never spells it in
+//! SQL.
 
 use std::cmp::Ordering;
 use std::fmt::Write as _;
@@ -22,7 +25,7 @@ pub struct EngineSettings {
     pub n_threads: Option<u32>,
     pub n_batch: Option<u32>,
     pub n_ubatch: Option<u32>,
-    /// Layers offloaded; llama-bench writes `-1` for "all" in some versions, kept as is.
+    /// Layers offloaded, as stored.
     pub n_gpu_layers: Option<i32>,
     pub flash_attn: Option<bool>,
     pub type_k: Option<CacheType>,
@@ -68,14 +71,35 @@ impl Hash for RequestRate {
     }
 }
 
-/// As SQLite prints a REAL: `2.0`, `0.5`.
+/// As SQLite prints a REAL (`%!.15g`): 15 significant digits, at least one after the point
+/// (`2.0`, `0.5`, `0.3`), exponent form below 1e-4 and from 1e15 (`5.0e-05`).
 impl std::fmt::Display for RequestRate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let r = self.0;
-        if r.fract() == 0.0 && r.abs() < 1e15 {
-            write!(f, "{r:.1}")
+        if !r.is_finite() {
+            return write!(f, "{r}");
+        }
+        // Rounded to 15 significant digits, then written in its shortest form.
+        let r: f64 = format!("{r:.14e}").parse().unwrap_or(r);
+        let exponent = if r == 0.0 {
+            0
         } else {
-            write!(f, "{r}")
+            r.abs().log10().floor() as i32
+        };
+        if (-4..15).contains(&exponent) {
+            let text = r.to_string();
+            if text.contains('.') {
+                f.write_str(&text)
+            } else {
+                write!(f, "{text}.0")
+            }
+        } else {
+            let text = format!("{r:e}");
+            let (mantissa, exp) = text.split_once('e').unwrap_or((&text, "0"));
+            let exp: i32 = exp.parse().unwrap_or(0);
+            let dot = if mantissa.contains('.') { "" } else { ".0" };
+            let sign = if exp < 0 { '-' } else { '+' };
+            write!(f, "{mantissa}{dot}e{sign}{:02}", exp.abs())
         }
     }
 }
@@ -112,9 +136,6 @@ pub struct ModelIdentity {
 pub struct SeriesKey {
     /// The host's identity ([`crate::HostInfo::identity`]): the machine, not its name alone.
     pub host: String,
-    /// The hardware the run said it ran on (the suite's `hardware`, or the catalog match
-    /// made at run time), when it said.
-    pub hardware: Option<String>,
     pub backend: BackendIdentity,
     pub metric_source: MetricSource,
     pub model: ModelIdentity,
@@ -125,12 +146,10 @@ pub struct SeriesKey {
 
 impl SeriesKey {
     /// The key as stable text, for the database (`verdict.series_key`,
-    /// `change_point.series_key`): fields joined by U+001F, which no name contains. The
-    /// hardware is the last field and only written when known.
+    /// `change_point.series_key`): fields joined by U+001F, which no name contains.
     pub fn encode(&self) -> String {
         let SeriesKey {
             host,
-            hardware,
             backend,
             metric_source,
             model,
@@ -178,9 +197,6 @@ impl SeriesKey {
         if let Some(rate) = load.request_rate {
             let _ = write!(s, "\u{1f}rate{rate}");
         }
-        if let Some(hw) = hardware {
-            let _ = write!(s, "\u{1f}hw{hw}");
-        }
         s
     }
 
@@ -202,12 +218,13 @@ impl SeriesKey {
         k
     }
 
-    /// The same key without the machine and the build (host, hardware, build flags): what
-    /// pairs the results of two runs, two builds or two hosts in `tokbench compare`.
+    /// The same key without the machine and the build (host, accelerator, build flags):
+    /// what pairs the results of two runs, two builds or two hosts in `tokbench compare`
+    /// (a CUDA box beside a Mac is a comparison people make).
     pub fn without_machine(&self) -> SeriesKey {
         let mut k = self.clone();
         k.host.clear();
-        k.hardware = None;
+        k.backend.accel.clear();
         k.backend.flags.clear();
         k
     }
@@ -267,7 +284,6 @@ mod tests {
     fn key() -> SeriesKey {
         SeriesKey {
             host: "vm|EPYC|2|0|".into(),
-            hardware: None,
             backend: BackendIdentity {
                 name: "engine".into(),
                 accel: "cpu".into(),
@@ -304,10 +320,6 @@ mod tests {
         let variants: Vec<SeriesKey> = vec![
             SeriesKey {
                 host: "other".into(),
-                ..base.clone()
-            },
-            SeriesKey {
-                hardware: Some("GeForce RTX 4090".into()),
                 ..base.clone()
             },
             {
@@ -401,6 +413,23 @@ mod tests {
             k.encode(),
             "vm|EPYC|2|0|\u{1f}engine\u{1f}cpu\u{1f}\u{1f}synth:tiny\u{1f}Q8_0\u{1f}ab\u{1f}pp512\u{1f}engine\u{1f}2\u{1f}2048\u{1f}512\u{1f}99\u{1f}0\u{1f}f16\u{1f}f16\u{1f}1\u{1f}c4\u{1f}rate2.0"
         );
+    }
+
+    #[test]
+    fn rates_print_as_sqlite_prints_a_real() {
+        // What SQLite (3.40) prints for SELECT 2.0 || '', 0.5 || '', (0.1 + 0.2) || '', 0.00005 || '',
+        // 1e15 || '', 12.25 || ''.
+        for (rate, sqlite) in [
+            (2.0, "2.0"),
+            (0.5, "0.5"),
+            (0.1 + 0.2, "0.3"),
+            (0.00005, "5.0e-05"),
+            (1e15, "1.0e+15"),
+            (12.25, "12.25"),
+            (0.0001, "0.0001"),
+        ] {
+            assert_eq!(RequestRate(rate).to_string(), sqlite, "{rate}");
+        }
     }
 
     #[test]

@@ -1441,8 +1441,8 @@ pub(crate) mod tests {
             run_uuid: "00000000-0000-0000-0000-000000000001".to_string(),
             started_at: "2026-01-01T00:00:00Z".to_string(),
             series: SeriesKey {
-                host: "host".to_string(),
-                hardware: Some(hw.name.clone()),
+                // One machine per hardware target: its identity names its devices.
+                host: format!("host|{}", hw.name),
                 backend: BackendIdentity {
                     name: "engine".to_string(),
                     accel: "cuda".to_string(),

@@ -963,8 +963,6 @@ fn fields(row: &ReportRow) -> Vec<(&'static str, Field)> {
     let tokbench_core::SeriesKey {
         // The host's identity; `host` is its name.
         host: _,
-        // The run's own word for its hardware; `hardware` is what it resolved to.
-        hardware: _,
         backend,
         metric_source,
         model,

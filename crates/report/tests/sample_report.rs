@@ -69,8 +69,8 @@ fn point(
         run_uuid: "7f0c2a64-0000-4000-8000-000000000001".to_string(),
         started_at: "2026-11-29T02:00:00Z".to_string(),
         series: SeriesKey {
-            host: "bench-01".to_string(),
-            hardware: Some(hw.name.clone()),
+            // One machine per hardware target: its identity names its devices.
+            host: format!("bench-01|{}", hw.name),
             backend: BackendIdentity {
                 name: "engine".to_string(),
                 accel: if hw.config.is_some() { "cuda" } else { "cpu" }.to_string(),

@@ -107,7 +107,6 @@ fn point(hw: &str, quant: &str, test: &str) -> ResultPoint {
         started_at: "2026-01-10T02:00:00Z".into(),
         series: SeriesKey {
             host: host.clone(),
-            hardware: Some(hw.into()),
             backend: BackendIdentity {
                 name: "engine".into(),
                 accel: if hw == CPU { "cpu" } else { "cuda" }.into(),

@@ -2,9 +2,8 @@
 //! same thing, their repetitions, the verdicts reached and the change points that restart
 //! a baseline.
 //!
-//! A series is one machine (the host's identity), one backend and its build configuration
-//! (name, accelerator, flags — not its version, which is the x-axis), one model file and
-//! quantization, one workload and the engine settings. Two results of a series are the same
+//! What a series is, is [`tokbench_core::SeriesKey`]'s to say; this module decodes it from
+//! the stored columns ([`SERIES_COLUMNS`]). Two results of a series are the same
 //! measurement taken at two times.
 
 use std::collections::HashMap;
@@ -25,8 +24,7 @@ use crate::{sql, Store, StoreError};
 /// The columns a [`SeriesKey`] is decoded from, for a query that joins `result r`, `run`,
 /// `host`, `backend_build bb`, `workload w` and `LEFT JOIN model m`. Every query that
 /// groups results by series selects these and decodes them with [`series_key`].
-pub(crate) const SERIES_COLUMNS: &str = "host.identity AS k_host, run.hardware AS k_hardware,
-    bb.name AS k_backend, bb.accel AS k_accel, bb.flags AS k_flags, r.metric_source AS k_source,
+pub(crate) const SERIES_COLUMNS: &str = "host.identity AS k_host, bb.name AS k_backend, bb.accel AS k_accel, bb.flags AS k_flags, r.metric_source AS k_source,
     COALESCE(m.name, r.model_name) AS k_model, COALESCE(m.quant, '') AS k_quant,
     m.file_sha256 AS k_sha256, w.n_prompt AS k_n_prompt, w.n_gen AS k_n_gen,
     w.n_depth AS k_n_depth, r.n_threads AS k_n_threads, r.n_batch AS k_n_batch,
@@ -57,7 +55,6 @@ pub(crate) fn series_key(row: &SqliteRow) -> Result<SeriesKey, sqlx::Error> {
     };
     Ok(SeriesKey {
         host: row.try_get("k_host")?,
-        hardware: row.try_get("k_hardware")?,
         backend: BackendIdentity {
             name: row.try_get("k_backend")?,
             accel: row.try_get("k_accel")?,
@@ -186,8 +183,8 @@ impl Store {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        // SQL narrows by model name (indexed, few per database); the key itself is compared
-        // in Rust, where it is defined.
+        // SQL narrows by model name (few per database); the key itself is compared in Rust,
+        // where it is defined.
         let names: Vec<&str> = keys
             .iter()
             .map(|k| k.model.name.as_str())

@@ -75,12 +75,62 @@ pub fn stderr(out: &Output) -> String {
 }
 
 /// `PRAGMA integrity_check` through the read-only query path.
+/// The first column of `sql`'s rows as text, read from the file as it is: a plain read-only
+/// SQLite connection, no migration (a kill during a new database's migrations leaves an
+/// older schema, which tokbench's read-only commands refuse). On its own thread and
+/// runtime, so sync and async tests alike can call it.
+pub fn raw_column(db: &Path, sql: &str) -> Result<Vec<String>, String> {
+    let (db, sql) = (db.to_path_buf(), sql.to_string());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            use sqlx::{ConnectOptions, Connection, Row};
+            let mut c = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&db)
+                .read_only(true)
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
+            let rows = sqlx::query(&sql)
+                .fetch_all(&mut c)
+                .await
+                .map_err(|e| e.to_string());
+            let _ = c.close().await;
+            rows?
+                .iter()
+                .map(|r| {
+                    r.try_get::<String, _>(0)
+                        .or_else(|_| r.try_get::<i64, _>(0).map(|v| v.to_string()))
+                        .map_err(|e| e.to_string())
+                })
+                .collect()
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// `PRAGMA integrity_check` of the file as it is (see [`raw_column`]).
 pub fn integrity(db: &Path) -> String {
-    let rows = query(db, "PRAGMA integrity_check");
-    rows.iter()
-        .map(|r| s(r, "integrity_check").to_string())
-        .collect::<Vec<_>>()
+    raw_column(db, "PRAGMA integrity_check")
+        .unwrap_or_else(|e| panic!("integrity check of {}: {e}", db.display()))
         .join(";")
+}
+
+/// Returns true if and only if every migration this tokbench knows is applied to `db`
+/// (a run begins only after that, so an older schema holds no run yet).
+pub fn schema_is_current(db: &Path) -> bool {
+    let applied = raw_column(
+        db,
+        "SELECT COUNT(*) FROM _sqlx_migrations WHERE success = 1",
+    )
+    .ok()
+    .and_then(|v| v.first().and_then(|n| n.parse::<usize>().ok()))
+    .unwrap_or(0);
+    applied == tokbench_store::MIGRATOR.iter().count()
 }
 
 /// The tiny model at Q8_0, `tg16` with 5 repetitions, on `threads` threads: a suite whose
