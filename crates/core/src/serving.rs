@@ -211,13 +211,9 @@ mod tests {
     }
 
     #[test]
-    fn percentiles_interpolate_like_numpy() {
-        let v = [1.0, 2.0, 3.0, 4.0];
-        // numpy.percentile([1,2,3,4], [50, 90, 99]) = 2.5, 3.7, 3.97
-        assert!((percentile(&v, 50.0) - 2.5).abs() < 1e-12);
-        assert!((percentile(&v, 90.0) - 3.7).abs() < 1e-12);
-        assert!((percentile(&v, 99.0) - 3.97).abs() < 1e-12);
-        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+    fn percentiles_of_the_finite_values() {
+        // The interpolation itself is tested in `stats`.
+        assert!((percentile(&[1.0, 2.0, 3.0, 4.0], 90.0) - 3.7).abs() < 1e-12);
         let p = Percentiles::of([4.0, f64::NAN, 1.0, 3.0, 2.0]);
         assert_eq!(p.mean, Some(2.5));
         assert_eq!(p.p50, Some(2.5));

@@ -2,31 +2,32 @@
 //! an exit, a hang, a stop, runaway memory or a malformed line at a chosen phase of a job.
 //!
 //! Only a build with the `fault-injection` feature (what the workspace's tests enable)
-//! reads [`FAULT_ENV`](crate::protocol::FAULT_ENV); in any other build [`Fault::from_env`] is always `None` and the
-//! code below is not compiled in.
+//! reads [`FAULT_ENV`](crate::protocol::FAULT_ENV); in any other build [`Fault::from_env`]
+//! is always `None` and the fault code is not compiled in.
+
+/// Where in a job a fault strikes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultPhase {
+    /// Before the engine says hello.
+    Start,
+    /// Once the model is loaded, before the engine says so.
+    Load,
+    /// At the start of a test's warm-up.
+    Warmup,
+    /// At the start of a repetition's prompt.
+    Prefill,
+    /// Halfway through a repetition's generated tokens.
+    Decode,
+    /// After the last test, before the engine says `done`.
+    Finish,
+    /// After the engine said `done`, before it exits.
+    Shutdown,
+}
 
 #[cfg(feature = "fault-injection")]
 mod imp {
+    use super::FaultPhase;
     use crate::protocol::FAULT_ENV;
-
-    /// Where in a job a fault strikes.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum FaultPhase {
-        /// Before the engine says hello.
-        Start,
-        /// Once the model is loaded, before the engine says so.
-        Load,
-        /// At the start of a test's warm-up.
-        Warmup,
-        /// At the start of a repetition's prompt.
-        Prefill,
-        /// Halfway through a repetition's generated tokens.
-        Decode,
-        /// After the last test, before the engine says `done`.
-        Finish,
-        /// After the engine said `done`, before it exits.
-        Shutdown,
-    }
 
     /// A fault to inject, parsed from [`FAULT_ENV`].
     #[derive(Debug, Clone, PartialEq)]
@@ -184,17 +185,7 @@ mod imp {
 
 #[cfg(not(feature = "fault-injection"))]
 mod imp {
-    /// Where in a job a fault would strike.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum FaultPhase {
-        Start,
-        Load,
-        Warmup,
-        Prefill,
-        Decode,
-        Finish,
-        Shutdown,
-    }
+    use super::FaultPhase;
 
     /// No fault: this build cannot inject one.
     #[derive(Debug, Clone, PartialEq)]
@@ -212,4 +203,4 @@ mod imp {
     }
 }
 
-pub use imp::{Fault, FaultPhase};
+pub use imp::Fault;

@@ -3,6 +3,8 @@
 //! merge that fails part way leaves the destination as it was, an older source is read
 //! without being changed, and a run both databases have gains only its missing cells.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -507,34 +509,7 @@ async fn a_missing_or_foreign_source_is_refused() {
 async fn an_older_source_is_read_as_it_is_and_never_changed() {
     let tmp = tempfile::tempdir().unwrap();
     // A database as the first tokbench left it: only the first migration applied.
-    let first = MIGRATOR.iter().map(|m| m.version).min().unwrap();
-    let mig_dir = tmp.path().join("migrations");
-    std::fs::create_dir(&mig_dir).unwrap();
-    let repo_migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
-    for entry in std::fs::read_dir(&repo_migrations).unwrap() {
-        let entry = entry.unwrap();
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(&first.to_string())
-        {
-            std::fs::copy(entry.path(), mig_dir.join(entry.file_name())).unwrap();
-        }
-    }
-    let old = tmp.path().join("old.db");
-    {
-        let opts = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&old)
-            .create_if_missing(true);
-        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
-        sqlx::migrate::Migrator::new(mig_dir.as_path())
-            .await
-            .unwrap()
-            .run(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-    }
+    let old = common::first_schema_db(tmp.path()).await;
     exec(
         &old,
         "INSERT INTO host (identity, hostname, cpu_model, cpu_cores_logical, os, arch, first_seen_at)
@@ -585,6 +560,7 @@ async fn an_older_source_is_read_as_it_is_and_never_changed() {
         .fetch_all(&mut conn)
         .await
         .unwrap();
+    let first = MIGRATOR.iter().map(|m| m.version).min().unwrap();
     assert_eq!(versions, vec![(first,)]);
 }
 

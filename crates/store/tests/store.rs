@@ -1,6 +1,8 @@
 //! The store on real SQLite files: migrations, a run written cell by cell and read back,
 //! summaries computed from the repetitions, a newer schema refused, read-only enforced.
 
+mod common;
+
 use tokbench_core::record::AllocatedMemory;
 use tokbench_core::{
     BackendBuild, CacheType, CellResult, EngineParams, HostInfo, MetricSource, ModelRecord,
@@ -518,44 +520,10 @@ async fn the_oom_migration_rebuilds_result_and_keeps_every_row_that_refers_to_it
     );
 }
 
-/// A database as the first tokbench left it: only the first migration applied.
-async fn first_schema_db(dir: &std::path::Path) -> std::path::PathBuf {
-    let first = tokbench_store::MIGRATOR
-        .iter()
-        .map(|m| m.version)
-        .min()
-        .unwrap();
-    let mig_dir = dir.join("first-migration");
-    std::fs::create_dir(&mig_dir).unwrap();
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
-    for entry in std::fs::read_dir(&repo).unwrap().flatten() {
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(&first.to_string())
-        {
-            std::fs::copy(entry.path(), mig_dir.join(entry.file_name())).unwrap();
-        }
-    }
-    let db = dir.join("old.db");
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&db)
-        .create_if_missing(true);
-    let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
-    sqlx::migrate::Migrator::new(mig_dir.as_path())
-        .await
-        .unwrap()
-        .run(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    db
-}
-
 #[tokio::test]
 async fn read_only_opening_refuses_an_older_schema_and_migrate_brings_it_up() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = first_schema_db(tmp.path()).await;
+    let db = common::first_schema_db(tmp.path()).await;
     let before = std::fs::read(&db).unwrap();
     match Store::open_read_only(&db).await {
         Err(e @ StoreError::OlderSchema { .. }) => {
