@@ -56,14 +56,14 @@ pub struct Judged {
 /// that generate, and the peak memory.
 pub(crate) fn metric_values(r: &SeriesResult) -> Vec<(Metric, Vec<f64>)> {
     let mut out = Vec::new();
-    if r.n_prompt > 0 && !r.prefill_tps.is_empty() {
+    if r.key.test.n_prompt > 0 && !r.prefill_tps.is_empty() {
         out.push((Metric::PrefillTps, r.prefill_tps.clone()));
     }
-    if r.n_gen > 0 && !r.decode_tps.is_empty() {
+    if r.key.test.n_gen > 0 && !r.decode_tps.is_empty() {
         out.push((Metric::DecodeTps, r.decode_tps.clone()));
     }
     // A generation-only test's "TTFT" is one decode step, not a time to first token.
-    if r.n_prompt > 0 && !r.ttft_ms.is_empty() {
+    if r.key.test.n_prompt > 0 && !r.ttft_ms.is_empty() {
         out.push((Metric::TtftMs, r.ttft_ms.clone()));
     }
     if let Some(b) = r.rss_peak_bytes {

@@ -92,7 +92,7 @@ fn pair<'a>(
     a: &'a [SeriesResult],
     b: &'a [SeriesResult],
 ) -> (Vec<(&'a SeriesResult, &'a SeriesResult)>, usize) {
-    let key = |r: &SeriesResult| format!("{} {} {}", r.model, r.quant, r.test);
+    let key = |r: &SeriesResult| format!("{} {} {}", r.key.model.name, r.key.model.quant, r.test);
     let mut groups: BTreeMap<String, (Vec<&SeriesResult>, Vec<&SeriesResult>)> = BTreeMap::new();
     for r in a {
         groups.entry(key(r)).or_default().0.push(r);
@@ -138,7 +138,7 @@ pub async fn compare_command(args: &CompareArgs) -> anyhow::Result<ExitCode> {
             };
             if let Some(c) = compare(&xs, &ys, metric, &args.cfg) {
                 rows.push(Row {
-                    series: format!("{} {} {}", x.model, x.quant, x.test),
+                    series: format!("{} {} {}", x.key.model.name, x.key.model.quant, x.test),
                     settings_a: x.settings.clone(),
                     settings_b: y.settings.clone(),
                     comparison: c,

@@ -438,14 +438,13 @@ async fn execute(
                 }
                 let quant = model.as_ref().map(|m| m.quant.clone()).unwrap_or_default();
                 for result in rows {
-                    let (mean, sd) =
-                        tokbench_core::stats::present_mean_sd(result.repetitions.iter().map(|r| {
-                            if result.test.n_gen > 0 {
-                                r.decode_tps
-                            } else {
-                                r.prefill_tps
-                            }
-                        }));
+                    // The figures the stored row holds.
+                    let summary = result.summary();
+                    let (mean, sd) = if result.test.n_gen > 0 {
+                        (summary.decode_tps, summary.decode_tps_sd)
+                    } else {
+                        (summary.prefill_tps, summary.prefill_tps_sd)
+                    };
                     let mut figure = match (mean, sd) {
                         (Some(m), Some(s)) => format!("{m:.2} ± {s:.2} t/s"),
                         (Some(m), None) => format!("{m:.2} t/s"),

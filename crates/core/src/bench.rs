@@ -198,6 +198,16 @@ pub enum ResultStatus {
 }
 
 impl ResultStatus {
+    pub const ALL: [ResultStatus; 7] = [
+        Self::Ok,
+        Self::Failed,
+        Self::Crashed,
+        Self::Timeout,
+        Self::Unavailable,
+        Self::Interrupted,
+        Self::Oom,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
@@ -229,21 +239,13 @@ impl FromStr for ResultStatus {
     type Err = UnknownName;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            Self::Ok,
-            Self::Failed,
-            Self::Crashed,
-            Self::Timeout,
-            Self::Unavailable,
-            Self::Interrupted,
-            Self::Oom,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
-        .ok_or_else(|| UnknownName {
-            what: "result status",
-            value: s.to_string(),
-        })
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| UnknownName {
+                what: "result status",
+                value: s.to_string(),
+            })
     }
 }
 
@@ -263,6 +265,8 @@ pub enum MetricSource {
 }
 
 impl MetricSource {
+    pub const ALL: [MetricSource; 3] = [Self::Engine, Self::Server, Self::Client];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Engine => "engine",
@@ -282,7 +286,7 @@ impl FromStr for MetricSource {
     type Err = UnknownName;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::Engine, Self::Server, Self::Client]
+        Self::ALL
             .into_iter()
             .find(|v| v.as_str() == s)
             .ok_or_else(|| UnknownName {

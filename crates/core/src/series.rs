@@ -209,13 +209,31 @@ impl SeriesKey {
         k
     }
 
-    /// The same key with the quantization (and so the file) cleared: what a result and its
-    /// Q8_0 counterpart share in the quantization table.
-    pub fn without_quant(&self) -> SeriesKey {
-        let mut k = self.clone();
-        k.model.quant.clear();
-        k.model.sha256 = None;
-        k
+    /// Returns true if and only if `other` is this series at another quantization (and so
+    /// another file): what a result and its Q8_0 counterpart share in the quantization
+    /// table. Compares in place, without building keys.
+    pub fn same_but_quant(&self, other: &SeriesKey) -> bool {
+        let SeriesKey {
+            host,
+            backend,
+            metric_source,
+            model:
+                ModelIdentity {
+                    name,
+                    quant: _,
+                    sha256: _,
+                },
+            test,
+            settings,
+            load,
+        } = self;
+        *host == other.host
+            && *backend == other.backend
+            && *metric_source == other.metric_source
+            && *name == other.model.name
+            && *test == other.test
+            && *settings == other.settings
+            && *load == other.load
     }
 
     /// The same key without the machine and the build (host, accelerator, build flags):
@@ -465,6 +483,13 @@ mod tests {
             ..k.clone()
         };
         assert_ne!(k.without_test_size(), deeper.without_test_size());
+        let mut q4 = k.clone();
+        q4.model.quant = "Q4_K_M".into();
+        q4.model.sha256 = Some("ef".into());
+        assert!(k.same_but_quant(&q4));
+        let mut q4_other_threads = q4.clone();
+        q4_other_threads.settings.n_threads = Some(8);
+        assert!(!k.same_but_quant(&q4_other_threads));
         let elsewhere = SeriesKey {
             host: "box".into(),
             ..k.clone()

@@ -421,9 +421,8 @@ fn is_q8_0(quant: &str) -> bool {
 /// newest when there are several.
 fn q8_baseline<'a>(row: &ReportRow, scope: &[&'a ReportRow]) -> Option<&'a ReportRow> {
     let p = &row.point;
-    let same_setup = |q: &ResultPoint| {
-        q.series.without_quant() == p.series.without_quant() && q.hardware.name == p.hardware.name
-    };
+    let same_setup =
+        |q: &ResultPoint| q.series.same_but_quant(&p.series) && q.hardware.name == p.hardware.name;
     scope
         .iter()
         .copied()

@@ -283,16 +283,47 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::Missing { path: path.into() });
         }
-        let before = Store::inspect(path).await?;
-        if before.newer {
-            let version = before.schema_version.unwrap_or(0);
-            return Err(StoreError::NewerSchema {
-                path: path.into(),
-                version,
-            });
+        let ro = Self::connect_read_only(path).await?;
+        let applied = ro.applied_versions().await;
+        let pending = ro.pending_migrations().await;
+        ro.close().await;
+        // Another program's SQLite file is not made into a tokbench database.
+        if applied?.is_empty() {
+            return Err(StoreError::NotTokbench { path: path.into() });
         }
+        let pending = pending?;
+        // `open` refuses a newer schema and applies what is pending.
         Store::open(path).await?.close().await;
-        Ok(before.pending)
+        Ok(pending)
+    }
+
+    /// The migrations this tokbench knows that `self` lacks, `version description` each.
+    async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        let applied = self.applied_versions().await?;
+        Ok(MIGRATOR
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| format!("{} {}", m.version, m.description))
+            .collect())
+    }
+
+    /// The migrations applied to `self` (none when it has no migration table).
+    async fn applied_versions(&self) -> Result<Vec<i64>, StoreError> {
+        let (tables,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(sql("read the applied migrations"))?;
+        if tables == 0 {
+            return Ok(Vec::new());
+        }
+        let applied: Vec<(i64,)> =
+            sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success = 1")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(sql("read the applied migrations"))?;
+        Ok(applied.into_iter().map(|(v,)| v).collect())
     }
 
     /// Opens (creating if needed) a database for writing and brings its schema up to date.
@@ -444,17 +475,8 @@ impl Store {
         if tables == 0 {
             return Err(StoreError::NotTokbench { path: path.into() });
         }
-        let applied: Vec<(i64,)> =
-            sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success = 1")
-                .fetch_all(&store.pool)
-                .await
-                .map_err(sql("read the applied migrations"))?;
-        let applied: Vec<i64> = applied.into_iter().map(|(v,)| v).collect();
-        let pending: Vec<String> = MIGRATOR
-            .iter()
-            .filter(|m| !applied.contains(&m.version))
-            .map(|m| format!("{} {}", m.version, m.description))
-            .collect();
+        let applied = store.applied_versions().await?;
+        let pending = store.pending_migrations().await?;
         let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
         let newer = applied.iter().any(|v| *v > latest);
         let integrity = store.integrity_check().await?;

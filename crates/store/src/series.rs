@@ -103,16 +103,12 @@ pub struct SeriesResult {
     pub series_key: String,
     /// `synth:tiny Q8_0 tg128 t2 engine` — for people.
     pub label: String,
-    pub model: String,
-    pub quant: String,
     /// The workload label: `pp512`, `tg128 @ d1024`.
     pub test: String,
     /// The engine settings for people: `t2 b2048 ub512 ngl99 fa0 f16/f16 mmap1`.
     pub settings: String,
     pub host: String,
     pub backend_version: String,
-    pub n_prompt: u32,
-    pub n_gen: u32,
     pub prefill_tps: Vec<f64>,
     pub decode_tps: Vec<f64>,
     pub ttft_ms: Vec<f64>,
@@ -223,23 +219,16 @@ impl Store {
             let r = (|| -> Result<SeriesResult, sqlx::Error> {
                 let key = series_key(row)?;
                 let test: String = row.try_get("test")?;
+                let threads = key
+                    .settings
+                    .n_threads
+                    .map(|t| format!(" t{t}"))
+                    .unwrap_or_default();
                 let label = format!(
-                    "{} {} {}{}{} {}",
+                    "{} {} {test}{threads} {}",
                     key.model.name,
                     key.model.quant,
-                    test,
-                    key.settings
-                        .n_threads
-                        .map(|t| format!(" t{t}"))
-                        .unwrap_or_default(),
-                    key.load
-                        .concurrency
-                        .map(|c| format!(" c{c}"))
-                        .unwrap_or_default(),
-                    match key.metric_source {
-                        MetricSource::Engine => key.backend.name.clone(),
-                        source => format!("{} ({source})", key.backend.name),
-                    },
+                    key.backend_label(),
                 );
                 Ok(SeriesResult {
                     result_id: row.try_get("result_id")?,
@@ -248,14 +237,10 @@ impl Store {
                     cell_index: row.try_get("cell_index")?,
                     series_key: key.encode(),
                     label,
-                    model: key.model.name.clone(),
-                    quant: key.model.quant.clone(),
                     test,
                     settings: key.settings_label(),
                     host: row.try_get("host")?,
                     backend_version: row.try_get("backend_version")?,
-                    n_prompt: key.test.n_prompt,
-                    n_gen: key.test.n_gen,
                     prefill_tps: Vec::new(),
                     decode_tps: Vec::new(),
                     ttft_ms: Vec::new(),

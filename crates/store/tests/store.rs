@@ -548,4 +548,24 @@ async fn read_only_opening_refuses_an_older_schema_and_migrate_brings_it_up() {
         Store::migrate(&tmp.path().join("missing.db")).await,
         Err(StoreError::Missing { .. })
     ));
+    // Another program's SQLite file is refused, and left as it was.
+    let other = tmp.path().join("other.db");
+    {
+        use sqlx::Connection;
+        let mut c =
+            sqlx::SqliteConnection::connect(&format!("sqlite:{}?mode=rwc", other.display()))
+                .await
+                .unwrap();
+        sqlx::query("CREATE TABLE notes (body TEXT)")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c.close().await.unwrap();
+    }
+    let before = std::fs::read(&other).unwrap();
+    assert!(matches!(
+        Store::migrate(&other).await,
+        Err(StoreError::NotTokbench { .. })
+    ));
+    assert_eq!(std::fs::read(&other).unwrap(), before);
 }
