@@ -286,9 +286,11 @@ impl Store {
         let ro = Self::connect_read_only(path).await?;
         let applied = ro.applied_versions().await;
         let pending = ro.pending_migrations().await;
+        let objects = ro.schema_objects().await;
         ro.close().await;
-        // Another program's SQLite file is not made into a tokbench database.
-        if applied?.is_empty() {
+        // Another program's SQLite file is not made into a tokbench database. An empty one
+        // (a first open interrupted before its first migration committed) is ours to finish.
+        if applied?.is_empty() && objects? > 0 {
             return Err(StoreError::NotTokbench { path: path.into() });
         }
         let pending = pending?;
@@ -305,6 +307,15 @@ impl Store {
             .filter(|m| !applied.contains(&m.version))
             .map(|m| format!("{} {}", m.version, m.description))
             .collect())
+    }
+
+    /// How many tables, indexes, views and triggers `self` holds (0 for an empty file).
+    async fn schema_objects(&self) -> Result<i64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sqlite_master")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(sql("inspect the database"))?;
+        Ok(n)
     }
 
     /// The migrations applied to `self` (none when it has no migration table).

@@ -568,4 +568,14 @@ async fn read_only_opening_refuses_an_older_schema_and_migrate_brings_it_up() {
         Err(StoreError::NotTokbench { .. })
     ));
     assert_eq!(std::fs::read(&other).unwrap(), before);
+    // An empty file (a first open killed before its first migration committed) is finished.
+    let empty = tmp.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    assert_eq!(
+        Store::migrate(&empty).await.unwrap().len(),
+        tokbench_store::MIGRATOR.iter().count()
+    );
+    let ro = Store::open_read_only(&empty).await.unwrap();
+    assert_eq!(ro.schema_version().await.unwrap(), latest);
+    ro.close().await;
 }
