@@ -49,9 +49,11 @@ for i in $(seq 1 "$REPEAT"); do
     if [ "$i" = 1 ]; then
         rounds="$ROUNDS"
         export TOKBENCH_FAULT_REPORT="$OUT/faults.jsonl"
+        # Every fault at every phase of the real engine, not CI's sample.
+        export TOKBENCH_FAULT_MATRIX=full
     else
         rounds=10
-        unset TOKBENCH_FAULT_REPORT
+        unset TOKBENCH_FAULT_REPORT TOKBENCH_FAULT_MATRIX
     fi
     start=$(date +%s)
     if TOKBENCH_KILL_ROUNDS="$rounds" cargo test -q -p tokbench "${TESTS[@]}" -- \

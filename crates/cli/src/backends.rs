@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use sha2::{Digest, Sha256};
 use tokbench_core::{BackendBuild, BackendKind, Suite};
-use tokbench_runner::backends::BackendTarget;
+use tokbench_runner::backend::BackendTarget;
 
 use crate::exit::ExitCode;
 use crate::output::table;

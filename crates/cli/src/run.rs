@@ -312,6 +312,7 @@ async fn execute(
             .map(|i| (i * 5).max(std::time::Duration::from_millis(500)))
             .unwrap_or_default(),
         backends: crate::backends::resolve_targets(&suite).await,
+        launcher: std::sync::Arc::new(tokbench_runner::child::RealProcesses),
     };
     for (kind, t) in &plan.backends {
         match &t.unavailable {

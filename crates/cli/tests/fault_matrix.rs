@@ -36,12 +36,27 @@ fn assert_no_orphans(marker: &str, case: &str) {
         if left.is_empty() {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{case}: processes outlived tokbench: {left:?}"
-        );
+        if Instant::now() >= deadline {
+            let who: Vec<String> = left.iter().map(|p| describe_process(*p)).collect();
+            panic!("{case}: processes outlived tokbench: {}", who.join("; "));
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A process as `ps` would show it: pid, state, parent and command line.
+fn describe_process(pid: u32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmd = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    format!(
+        "{pid} state {} parent {} `{}`",
+        f.first().unwrap_or(&"?"),
+        f.get(1).unwrap_or(&"?"),
+        cmd.trim()
+    )
 }
 
 type Row = serde_json::Map<String, serde_json::Value>;
@@ -168,42 +183,57 @@ fn engine_case(phase: &str, mode: &str) {
 
 const PHASES: [&str; 6] = ["start", "load", "warmup", "prefill", "decode", "shutdown"];
 
+/// The phases a fault is injected at into the real engine: `sample` by default, every
+/// phase with `TOKBENCH_FAULT_MATRIX=full` (`scripts/reliability.sh`). Every fault at every
+/// phase is checked in-process, in milliseconds, by the runner's `in_process.rs`; here the
+/// real engine, real signals, the real memory watchdog and the process table are checked.
+fn phases<'a>(sample: &[&'a str]) -> Vec<&'a str> {
+    if std::env::var("TOKBENCH_FAULT_MATRIX").as_deref() == Ok("full") {
+        PHASES.to_vec()
+    } else {
+        sample.to_vec()
+    }
+}
+
 #[test]
-fn engine_exits_non_zero_at_every_phase() {
-    for phase in PHASES {
+fn engine_exits_non_zero() {
+    for phase in phases(&["load", "shutdown"]) {
         engine_case(phase, "exit");
     }
 }
 
 #[test]
-fn engine_killed_with_sigkill_at_every_phase() {
-    for phase in PHASES {
+fn engine_killed_with_sigkill() {
+    for phase in phases(&["start", "prefill"]) {
         engine_case(phase, "kill");
     }
 }
 
 #[test]
-fn engine_stopped_with_sigstop_at_every_phase() {
-    for phase in PHASES {
+fn engine_stopped_with_sigstop() {
+    // Each case waits out the 8-second timeout.
+    for phase in phases(&["decode"]) {
         engine_case(phase, "stop");
     }
 }
 
 #[test]
-fn engine_passes_the_memory_limit_at_every_phase() {
-    for phase in PHASES {
+fn engine_passes_the_memory_limit() {
+    for phase in phases(&["load", "decode"]) {
         engine_case(phase, "oom");
     }
 }
 
 #[test]
 fn engine_hangs_aborts_or_talks_garbage() {
-    engine_case("load", "hang");
     engine_case("decode", "abort");
     engine_case("warmup", "garbage");
-    // After its last test, before it says done: the figures stand, the fault is written.
-    engine_case("finish", "hang");
     engine_case("finish", "garbage");
+    if std::env::var("TOKBENCH_FAULT_MATRIX").as_deref() == Ok("full") {
+        engine_case("load", "hang");
+        // After its last test, before it says done: the figures stand, the fault is written.
+        engine_case("finish", "hang");
+    }
 }
 
 // ---------------------------------------------------------- llama-bench and llama-server
@@ -310,7 +340,7 @@ fn tool_case(
     let tmp = tempfile::tempdir().unwrap();
     let suite = tool_suite(tmp.path(), backend, table, tests, workload);
     let db = tmp.path().join("r.db");
-    let marker = mark(&format!("{backend}-{fault}"));
+    let marker = mark(&format!("{backend}-{phase}-{fault}"));
     let (mk, mv) = marker.split_once('=').unwrap();
     let child = with_tools(&[
         "run",
@@ -408,6 +438,11 @@ fn llama_bench_faults() {
             })
         },
     );
+    // A stopped llama-bench times out as a hung one does (checked in-process, at once, by
+    // the runner's `in_process.rs`); the real one waits out 15 s, so only the full matrix.
+    if std::env::var("TOKBENCH_FAULT_MATRIX").as_deref() != Ok("full") {
+        return;
+    }
     tool_case(
         "llama-bench",
         "decode",
@@ -426,7 +461,7 @@ fn llama_bench_faults() {
 }
 
 #[test]
-fn llama_server_faults() {
+fn llama_server_faults_at_start() {
     let bin = tools().join("llama-server");
     let b = format!("binary = \"{}\"", bin.display());
     tool_case(
@@ -488,6 +523,12 @@ fn llama_server_faults() {
             })
         },
     );
+}
+
+#[test]
+fn llama_server_faults_while_answering() {
+    let bin = tools().join("llama-server");
+    let b = format!("binary = \"{}\"", bin.display());
     // Killed and stopped while it answers: once `/slots` shows a slot working.
     let decoding = |m: &str, port: u16| {
         let pid = find(m, "llama-server").first().copied()?;

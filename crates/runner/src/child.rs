@@ -360,6 +360,114 @@ impl Drop for Supervised {
     }
 }
 
+/// A boxed future, as the object-safe traits below return.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A running backend process as a backend sees it: lines on its stdout, a log tail, an end.
+/// [`Supervised`] is the real one; [`crate::scripted::ScriptedProcess`] plays a script
+/// in-process, so the supervision logic is tested in milliseconds (time paused).
+pub trait Process: Send {
+    fn pid(&self) -> Option<u32>;
+    /// See [`Supervised::limit_memory`].
+    fn limit_memory(&mut self, limit_bytes: u64);
+    /// See [`Supervised::over_limit`].
+    fn over_limit(&self) -> Option<u64>;
+    /// See [`Supervised::log_stdout`].
+    fn log_stdout(&mut self);
+    /// Whether the process has exited (without waiting).
+    fn exited(&mut self) -> Option<ExitStatus>;
+    /// The next stdout line, or EOF, or a timeout at `deadline`.
+    fn next_line(&mut self, deadline: Instant) -> BoxFuture<'_, Line>;
+    /// The last lines of its log, once it has been read to the end (bounded).
+    fn log_tail(&mut self, max_lines: usize) -> BoxFuture<'_, String>;
+    /// What it has logged so far.
+    fn log_tail_now(&self, max_lines: usize) -> String;
+    /// Waits up to `grace` for it to exit by itself.
+    fn wait_for(&mut self, grace: Duration) -> BoxFuture<'_, Option<ExitStatus>>;
+    /// Stops it: SIGTERM, `grace`, SIGKILL; reaps it.
+    fn terminate(&mut self, grace: Duration) -> BoxFuture<'_, Option<ExitStatus>>;
+
+    /// Waits up to `grace` for it to exit by itself, then stops it.
+    fn wait_or_stop(&mut self, grace: Duration) -> BoxFuture<'_, Ended> {
+        Box::pin(async move {
+            if let Some(status) = self.wait_for(grace).await {
+                return Ended {
+                    status: Some(status),
+                    stopped: false,
+                };
+            }
+            Ended {
+                status: self.terminate(grace).await,
+                stopped: true,
+            }
+        })
+    }
+}
+
+/// What a backend asks to start: `program args…` with `envs`, and `stdin` written to it.
+#[derive(Debug, Clone, Copy)]
+pub struct Spawn<'a> {
+    pub program: &'a Path,
+    pub args: &'a [String],
+    pub envs: &'a [(String, String)],
+    pub stdin: &'a str,
+}
+
+/// How backends start their processes: [`RealProcesses`] spawns them under supervision;
+/// tests may play scripts instead ([`crate::scripted::Scripted`]).
+pub trait Launcher: Send + Sync + std::fmt::Debug {
+    fn spawn<'a>(&'a self, spawn: Spawn<'a>) -> BoxFuture<'a, std::io::Result<Box<dyn Process>>>;
+}
+
+/// Real child processes, each a [`Supervised`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RealProcesses;
+
+impl Launcher for RealProcesses {
+    fn spawn<'a>(&'a self, s: Spawn<'a>) -> BoxFuture<'a, std::io::Result<Box<dyn Process>>> {
+        Box::pin(async move {
+            let child = Supervised::spawn(s.program, s.args, s.envs, s.stdin).await?;
+            Ok(Box::new(child) as Box<dyn Process>)
+        })
+    }
+}
+
+impl Process for Supervised {
+    fn pid(&self) -> Option<u32> {
+        Supervised::pid(self)
+    }
+    fn limit_memory(&mut self, limit_bytes: u64) {
+        Supervised::limit_memory(self, limit_bytes);
+    }
+    fn over_limit(&self) -> Option<u64> {
+        Supervised::over_limit(self)
+    }
+    fn log_stdout(&mut self) {
+        Supervised::log_stdout(self);
+    }
+    fn exited(&mut self) -> Option<ExitStatus> {
+        Supervised::exited(self)
+    }
+    fn next_line(&mut self, deadline: Instant) -> BoxFuture<'_, Line> {
+        Box::pin(Supervised::next_line(self, deadline))
+    }
+    fn log_tail(&mut self, max_lines: usize) -> BoxFuture<'_, String> {
+        Box::pin(Supervised::log_tail(self, max_lines))
+    }
+    fn log_tail_now(&self, max_lines: usize) -> String {
+        Supervised::log_tail_now(self, max_lines)
+    }
+    fn wait_for(&mut self, grace: Duration) -> BoxFuture<'_, Option<ExitStatus>> {
+        Box::pin(Supervised::wait_for(self, grace))
+    }
+    fn terminate(&mut self, grace: Duration) -> BoxFuture<'_, Option<ExitStatus>> {
+        Box::pin(Supervised::terminate(self, grace))
+    }
+    fn wait_or_stop(&mut self, grace: Duration) -> BoxFuture<'_, Ended> {
+        Box::pin(Supervised::wait_or_stop(self, grace))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

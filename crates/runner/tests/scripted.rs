@@ -228,6 +228,7 @@ fn plan(suite: Suite, engine: EngineCommand) -> RunPlan {
         telemetry_interval: None,
         backends: Default::default(),
         idle_after: Duration::ZERO,
+        launcher: Arc::new(tokbench_runner::child::RealProcesses),
     }
 }
 

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tokbench_core::serving::RequestTiming;
 use tokio::time::Instant;
 
-use crate::child::{describe_exit, Supervised};
+use crate::child::{describe_exit, Process};
 use client::{error_chain, timed_request, Endpoint, Prompt};
 
 /// A port nothing listens on now (the OS picks it; the server binds it a moment later).
@@ -74,7 +74,7 @@ pub async fn wait_healthy(
     http: &reqwest::Client,
     url: &str,
     api_key: Option<&str>,
-    mut child: Option<&mut Supervised>,
+    mut child: Option<&mut (dyn Process + 'static)>,
     deadline: Instant,
 ) -> Result<Duration, NotReady> {
     use tokbench_core::ResultStatus;
