@@ -105,17 +105,17 @@ fn backends() -> Vec<Finding> {
         ("llama-bench", "TOKBENCH_LLAMA_BENCH"),
         ("llama-server", "TOKBENCH_LLAMA_SERVER"),
     ] {
-        out.push(match crate::backends::find_tool(name, None, env) {
+        out.push(match tokbench_runner::resolve::find_tool(name, None, env) {
             Ok(f) if f.how.contains("older sources") => note(
                 format!("{name}: {} ({})", f.path.display(), f.how),
                 "tokbench backends build",
             ),
             Ok(f) => ok(format!("{name}: {} ({})", f.path.display(), f.how)),
-            Err(e) => note(format!("{name}: not found"), e),
+            Err(e) => note(format!("{name}: not found"), e.to_string()),
         });
     }
     for name in ["vllm", "ollama"] {
-        out.push(match crate::backends::which(name) {
+        out.push(match tokbench_runner::resolve::which(name) {
             Some(p) => ok(format!("{name}: {}", p.display())),
             None => note(
                 format!("{name}: not on PATH"),

@@ -345,8 +345,9 @@ enum BackendsCommand {
     /// Build llama-bench and llama-server from the llama.cpp source vendored with the engine
     /// (plus third_party/llama-tools) into ~/.cache/tokbench/llama-tools; reused when built.
     Build {
-        #[arg(long, value_enum, default_value = "cpu")]
-        accel: backends::Accel,
+        /// cpu, cuda, metal or vulkan.
+        #[arg(long, default_value = "cpu")]
+        accel: tokbench_runner::tools::Accel,
         /// CUDA architectures, e.g. 90 for H100/H200 (only that chip: a faster build).
         #[arg(long)]
         cuda_arch: Option<String>,
@@ -451,8 +452,8 @@ async fn async_dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 }),
             ..
         } => {
-            let b = backends::build_tools(
-                &backends::BuildArgs {
+            let b = tokbench_runner::tools::build_tools(
+                &tokbench_runner::tools::BuildArgs {
                     accel,
                     cuda_arch,
                     llama_src,

@@ -311,7 +311,7 @@ async fn execute(
         idle_after: telemetry
             .map(|i| (i * 5).max(std::time::Duration::from_millis(500)))
             .unwrap_or_default(),
-        backends: crate::backends::resolve_targets(&suite).await,
+        backends: tokbench_runner::resolve::resolve_targets(&suite).await,
         launcher: std::sync::Arc::new(tokbench_runner::child::RealProcesses),
     };
     for (kind, t) in &plan.backends {

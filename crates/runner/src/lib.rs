@@ -7,9 +7,11 @@
 pub mod backend;
 pub mod child;
 pub mod host;
+pub mod resolve;
 pub mod scripted;
 pub mod serve;
 mod telemetry;
+pub mod tools;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
