@@ -141,8 +141,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: fit::FitFormat,
         /// Print sizes in binary GiB, decimal GB, or binary MiB (small models).
-        #[arg(long, value_enum, default_value = "gib")]
-        units: fit::Units,
+        #[arg(long, default_value = "gib")]
+        units: tokbench_report::fit::Units,
         /// Compare predictions with the memory measured by the newest run in this database.
         #[arg(long)]
         db: Option<PathBuf>,

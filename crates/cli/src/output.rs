@@ -8,102 +8,7 @@ use tokbench_store::{QueryOutput, ResultRow, Store, StoreError};
 use crate::exit::{BadInput, ExitCode};
 use crate::Format;
 
-/// Renders rows as a GitHub Markdown table (pipes in cells escaped, line breaks folded).
-pub fn markdown(columns: &[String], rows: &[Vec<String>]) -> String {
-    let esc = |s: &str| s.replace('|', "\\|").replace(['\r', '\n'], " ");
-    let mut out = format!(
-        "| {} |\n",
-        columns
-            .iter()
-            .map(|c| esc(c))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    );
-    out.push_str(&format!(
-        "|{}\n",
-        columns.iter().map(|_| "---|").collect::<String>()
-    ));
-    for r in rows {
-        out.push_str(&format!(
-            "| {} |\n",
-            r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
-        ));
-    }
-    out
-}
-
-/// Renders rows as an aligned text table (numbers right-aligned).
-pub fn table(columns: &[String], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = columns.iter().map(|c| c.chars().count()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
-    }
-    let numeric: Vec<bool> = (0..columns.len())
-        .map(|i| {
-            rows.iter().all(|r| {
-                let c = r[i].trim_start_matches(['-', '+']);
-                c == "—" || c.is_empty() || c.chars().next().is_some_and(|ch| ch.is_ascii_digit())
-            })
-        })
-        .collect();
-    let line = |cells: &[String]| {
-        cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let pad = widths[i] - c.chars().count();
-                if numeric[i] {
-                    format!("{}{c}", " ".repeat(pad))
-                } else {
-                    format!("{c}{}", " ".repeat(pad))
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    let mut out = line(columns);
-    out.push('\n');
-    out.push_str(
-        &widths
-            .iter()
-            .map(|w| "-".repeat(*w))
-            .collect::<Vec<_>>()
-            .join("  "),
-    );
-    out.push('\n');
-    for row in rows {
-        out.push_str(&line(row));
-        out.push('\n');
-    }
-    out
-}
-
-/// One CSV field, quoted when it must be (RFC 4180).
-pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-pub fn csv(columns: &[String], rows: &[Vec<String>]) -> String {
-    let mut out = columns
-        .iter()
-        .map(|c| csv_field(c))
-        .collect::<Vec<_>>()
-        .join(",");
-    out.push('\n');
-    for r in rows {
-        out.push_str(&r.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","));
-        out.push('\n');
-    }
-    out
-}
+pub use tokbench_report::text::{csv, markdown, table};
 
 fn fmt_rate(mean: Option<f64>, sd: Option<f64>) -> String {
     match (mean, sd) {
@@ -301,27 +206,6 @@ pub async fn query(db: &Path, sql: &str, format: Format) -> anyhow::Result<ExitC
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn table_aligns_numbers_right_and_text_left() {
-        let cols = vec!["model".to_string(), "t/s".to_string()];
-        let rows = vec![
-            vec!["tiny".to_string(), "12.50".to_string()],
-            vec!["a-longer-name".to_string(), "1234.00".to_string()],
-        ];
-        let t = table(&cols, &rows);
-        let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[0], "model              t/s");
-        assert_eq!(lines[2], "tiny             12.50");
-        assert_eq!(lines[3], "a-longer-name  1234.00");
-    }
-
-    #[test]
-    fn csv_quotes_what_needs_quoting() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-    }
 
     #[test]
     fn bytes_name_their_binary_unit() {

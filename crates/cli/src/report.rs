@@ -98,17 +98,17 @@ pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `fit.md`: the memory calculator against the newest run's measurements.
-fn fit_markdown(rows: &[crate::fit::Validation]) -> String {
+fn fit_markdown(rows: &[tokbench_report::fit::Validation]) -> String {
     let mut text = String::from(
         "# Does it fit? The memory calculator against measurement\n\nThe newest run in the database: for each ok result, `tokbench fit`'s prediction beside what llama.cpp reported allocating and the engine's peak RSS (`tokbench fit --db` prints the same).\n\n",
     );
     if rows.is_empty() {
         text.push_str("_No ok result of the newest run has a recorded memory peak to compare._\n");
     } else {
-        let units = crate::fit::units_for(rows);
-        text.push_str(&crate::fit::render_validations(
+        let units = tokbench_report::fit::units_for(rows);
+        text.push_str(&tokbench_report::fit::render_validations(
             rows,
-            crate::fit::FitFormat::Markdown,
+            tokbench_report::fit::Style::Markdown,
             units,
         ));
     }

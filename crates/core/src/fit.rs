@@ -757,6 +757,31 @@ pub fn gpu_layers_that_fit_weights(
     })
 }
 
+/// One stored result as `tokbench fit --db` compares it with a prediction: the model's
+/// shape, the test's context settings, and the memory it took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitInput {
+    pub model: String,
+    pub architecture: String,
+    pub quant: String,
+    pub test: String,
+    pub n_prompt: u32,
+    pub n_gen: u32,
+    pub n_depth: u32,
+    pub n_ubatch: u32,
+    pub flash_attn: bool,
+    pub type_k: String,
+    pub type_v: String,
+    pub shape_json: String,
+    pub rss_peak_bytes: Option<i64>,
+    pub accel: String,
+    pub model_buffer_bytes: Option<i64>,
+    pub repack_buffer_bytes: Option<i64>,
+    pub kv_buffer_bytes: Option<i64>,
+    pub compute_buffer_bytes: Option<i64>,
+    pub output_buffer_bytes: Option<i64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //! page. Everything is a pure function of its input: the same points give the same bytes.
 
 pub mod compare;
+pub mod fit;
 pub mod gate;
 mod generate;
 pub mod html;
@@ -11,6 +12,7 @@ pub mod metrics;
 pub mod plots;
 pub mod stats;
 pub mod tables;
+pub mod text;
 
 use tokbench_core::ResultPoint;
 

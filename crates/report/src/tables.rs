@@ -882,7 +882,7 @@ impl Field {
 
     fn csv(&self) -> String {
         match self {
-            Field::Text(s) => csv_quote(s),
+            Field::Text(s) => crate::text::csv_field(s),
             Field::Int(v) => v.to_string(),
             Field::Signed(v) => v.to_string(),
             Field::Float(Some(v)) => v.to_string(),
@@ -1086,15 +1086,6 @@ fn export_order(rows: &[ReportRow]) -> Vec<&ReportRow> {
 fn csv_line(fields: &[(&'static str, Field)]) -> String {
     let cells: Vec<String> = fields.iter().map(|(_, f)| f.csv()).collect();
     cells.join(",")
-}
-
-/// A CSV field, quoted per RFC 4180 when it holds a comma, a quote or a line break.
-fn csv_quote(s: &str) -> String {
-    if s.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 /// Every result, ok or not, as CSV: a header, then one line per result with every point
@@ -1379,14 +1370,6 @@ mod tests {
             "## A | B C\n\n| x | y |\n|---|---|\n| a\\|b | c  d |\n"
         );
         assert_eq!(markdown(&[]), NO_TABLES);
-    }
-
-    #[test]
-    fn csv_quotes_per_rfc_4180() {
-        assert_eq!(csv_quote("plain"), "plain");
-        assert_eq!(csv_quote("a,b"), "\"a,b\"");
-        assert_eq!(csv_quote("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_quote("two\nlines"), "\"two\nlines\"");
     }
 
     #[test]

@@ -27,6 +27,7 @@ use columns::Insert;
 pub use merge::MergeReport;
 pub use points::{PointFilter, StoredPoint};
 pub use series::{NewVerdict, SeriesColumn, SeriesResult};
+pub use tokbench_core::fit::FitInput;
 
 /// Every migration in `migrations/`, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
@@ -196,9 +197,9 @@ pub struct DbHealth {
     pub results: i64,
 }
 
-/// One stored result as `tokbench fit --db` compares it with a prediction.
+/// A stored result as `tokbench fit --db` reads it (see [`FitInput`]).
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct FitInput {
+struct FitInputRow {
     pub model: String,
     pub architecture: String,
     pub quant: String,
@@ -218,6 +219,32 @@ pub struct FitInput {
     pub kv_buffer_bytes: Option<i64>,
     pub compute_buffer_bytes: Option<i64>,
     pub output_buffer_bytes: Option<i64>,
+}
+
+impl From<FitInputRow> for FitInput {
+    fn from(r: FitInputRow) -> FitInput {
+        FitInput {
+            model: r.model,
+            architecture: r.architecture,
+            quant: r.quant,
+            test: r.test,
+            n_prompt: r.n_prompt,
+            n_gen: r.n_gen,
+            n_depth: r.n_depth,
+            n_ubatch: r.n_ubatch,
+            flash_attn: r.flash_attn,
+            type_k: r.type_k,
+            type_v: r.type_v,
+            shape_json: r.shape_json,
+            rss_peak_bytes: r.rss_peak_bytes,
+            accel: r.accel,
+            model_buffer_bytes: r.model_buffer_bytes,
+            repack_buffer_bytes: r.repack_buffer_bytes,
+            kv_buffer_bytes: r.kv_buffer_bytes,
+            compute_buffer_bytes: r.compute_buffer_bytes,
+            output_buffer_bytes: r.output_buffer_bytes,
+        }
+    }
 }
 
 /// The result of a read-only query: column names and JSON values.
@@ -1059,7 +1086,7 @@ impl Store {
     /// What `tokbench fit --db` needs of each ok result of the newest run: the model's
     /// shape, the cell's context settings and the memory it took.
     pub async fn fit_inputs(&self) -> Result<Vec<FitInput>, StoreError> {
-        sqlx::query_as::<_, FitInput>(
+        sqlx::query_as::<_, FitInputRow>(
             "SELECT r.model_name AS model, m.architecture, m.quant, w.label AS test,
                     w.n_prompt, w.n_gen, w.n_depth, r.n_ubatch, r.flash_attn, r.type_k, r.type_v,
                     m.shape_json, r.rss_peak_bytes, bb.accel, r.model_buffer_bytes, r.repack_buffer_bytes,
@@ -1074,6 +1101,7 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await
+        .map(|rows| rows.into_iter().map(FitInput::from).collect())
         .map_err(sql("read fit inputs"))
     }
 
