@@ -11,7 +11,7 @@ use tokbench_core::arch::ArchSpec;
 use tokbench_core::{ModelRecord, ModelSource, QuantPreset};
 use tokbench_gguf::synth::{content_key, estimate_f16_bytes, write_f16};
 use tokbench_gguf::{GgufFile, ModelInfo, SynthSpec};
-use tokbench_runner::{ModelProvider, PreparedModel};
+use tokbench_runner::{ModelProvider, ModelUnavailable, PreparedModel};
 
 use crate::exit::{BadInput, ExitCode};
 use crate::output::{fmt_bytes, table};
@@ -231,7 +231,7 @@ pub struct CliModels {
 }
 
 impl ModelProvider for CliModels {
-    fn prepare(&self, source: &ModelSource) -> Result<PreparedModel, String> {
+    fn prepare(&self, source: &ModelSource) -> Result<PreparedModel, ModelUnavailable> {
         let r = (|| -> anyhow::Result<PreparedModel> {
             match source {
                 ModelSource::Synth { arch, seed, quant } => {
@@ -260,7 +260,7 @@ impl ModelProvider for CliModels {
                 }
             }
         })();
-        r.map_err(|e| format!("{e:#}"))
+        r.map_err(|e| ModelUnavailable(format!("{e:#}")))
     }
 }
 

@@ -38,7 +38,25 @@ pub struct PreparedModel {
 /// CLI's implementation does the real work; tests may script one.
 pub trait ModelProvider: Send + Sync + 'static {
     /// Blocking; called on a blocking thread.
-    fn prepare(&self, source: &ModelSource) -> Result<PreparedModel, String>;
+    fn prepare(&self, source: &ModelSource) -> Result<PreparedModel, ModelUnavailable>;
+}
+
+/// Why a model could not be made ready (its causes included): every cell on it is stored
+/// `failed` with this reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ModelUnavailable(pub String);
+
+impl From<String> for ModelUnavailable {
+    fn from(why: String) -> Self {
+        ModelUnavailable(why)
+    }
+}
+
+impl From<&str> for ModelUnavailable {
+    fn from(why: &str) -> Self {
+        ModelUnavailable(why.to_string())
+    }
 }
 
 /// What the runner tells its subscribers.
@@ -212,7 +230,8 @@ pub async fn run(
             })
             .await;
     }
-    let mut prepared: HashMap<ModelSource, Result<PreparedModel, String>> = HashMap::new();
+    let mut prepared: HashMap<ModelSource, Result<PreparedModel, ModelUnavailable>> =
+        HashMap::new();
     for LoadGroup {
         model: source,
         backend,
@@ -239,7 +258,7 @@ pub async fn run(
             // (The blocking task is abandoned; the caller shuts the runtime down without
             // waiting for it.)
             let r = tokio::select! {
-                r = task => r.unwrap_or_else(|e| Err(format!("model preparation panicked: {e}"))),
+                r = task => r.unwrap_or_else(|e| Err(format!("model preparation panicked: {e}").into())),
                 () = until_cancelled(&mut cancel) => {
                     ctx.outcome.interrupted = true;
                     break;

@@ -17,7 +17,8 @@ use tokbench_engine::protocol::{EngineEvent, EngineJob, PROTOCOL_VERSION};
 use tokbench_runner::backend::BackendTarget;
 use tokbench_runner::scripted::{exit_code, killed_by, Scripted, Spawned, Step};
 use tokbench_runner::{
-    run, EngineCommand, ModelProvider, PreparedModel, RunEvent, RunOutcome, RunPlan,
+    run, EngineCommand, ModelProvider, ModelUnavailable, PreparedModel, RunEvent, RunOutcome,
+    RunPlan,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -176,7 +177,7 @@ fn engines(fault: Option<(Phase, Fault)>) -> Scripted {
 struct Dummy;
 
 impl ModelProvider for Dummy {
-    fn prepare(&self, source: &ModelSource) -> Result<PreparedModel, String> {
+    fn prepare(&self, source: &ModelSource) -> Result<PreparedModel, ModelUnavailable> {
         let path = match source {
             ModelSource::File { path } => path.clone(),
             other => PathBuf::from(other.model_name()),

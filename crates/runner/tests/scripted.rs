@@ -19,7 +19,8 @@ use tokbench_core::{
 };
 use tokbench_engine::protocol::EngineJob;
 use tokbench_runner::{
-    probe_engine, run, EngineCommand, ModelProvider, PreparedModel, RunEvent, RunOutcome, RunPlan,
+    probe_engine, run, EngineCommand, ModelProvider, ModelUnavailable, PreparedModel, RunEvent,
+    RunOutcome, RunPlan,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -184,7 +185,7 @@ fn processes_with(marker: &str) -> Vec<u32> {
 struct FileProvider;
 
 impl ModelProvider for FileProvider {
-    fn prepare(&self, source: &ModelSource) -> Result<PreparedModel, String> {
+    fn prepare(&self, source: &ModelSource) -> Result<PreparedModel, ModelUnavailable> {
         let ModelSource::File { path } = source else {
             return Err("this provider only has files".into());
         };
