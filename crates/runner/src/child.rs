@@ -302,20 +302,6 @@ impl Supervised {
         self.log.lock().expect("log lock").last_lines(max_lines)
     }
 
-    /// Waits up to `grace` for the child to exit by itself, then stops it.
-    pub async fn wait_or_stop(&mut self, grace: Duration) -> Ended {
-        if let Some(status) = self.wait_for(grace).await {
-            return Ended {
-                status: Some(status),
-                stopped: false,
-            };
-        }
-        Ended {
-            status: self.terminate(grace).await,
-            stopped: true,
-        }
-    }
-
     /// Waits up to `grace` for the child to exit by itself.
     pub async fn wait_for(&mut self, grace: Duration) -> Option<ExitStatus> {
         let status = tokio::time::timeout(grace, self.child.wait())
@@ -462,9 +448,6 @@ impl Process for Supervised {
     }
     fn terminate(&mut self, grace: Duration) -> BoxFuture<'_, Option<ExitStatus>> {
         Box::pin(Supervised::terminate(self, grace))
-    }
-    fn wait_or_stop(&mut self, grace: Duration) -> BoxFuture<'_, Ended> {
-        Box::pin(Supervised::wait_or_stop(self, grace))
     }
 }
 
