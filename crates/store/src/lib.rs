@@ -197,54 +197,29 @@ pub struct DbHealth {
     pub results: i64,
 }
 
-/// A stored result as `tokbench fit --db` reads it (see [`FitInput`]).
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-struct FitInputRow {
-    pub model: String,
-    pub architecture: String,
-    pub quant: String,
-    pub test: String,
-    pub n_prompt: u32,
-    pub n_gen: u32,
-    pub n_depth: u32,
-    pub n_ubatch: u32,
-    pub flash_attn: bool,
-    pub type_k: String,
-    pub type_v: String,
-    pub shape_json: String,
-    pub rss_peak_bytes: Option<i64>,
-    pub accel: String,
-    pub model_buffer_bytes: Option<i64>,
-    pub repack_buffer_bytes: Option<i64>,
-    pub kv_buffer_bytes: Option<i64>,
-    pub compute_buffer_bytes: Option<i64>,
-    pub output_buffer_bytes: Option<i64>,
-}
-
-impl From<FitInputRow> for FitInput {
-    fn from(r: FitInputRow) -> FitInput {
-        FitInput {
-            model: r.model,
-            architecture: r.architecture,
-            quant: r.quant,
-            test: r.test,
-            n_prompt: r.n_prompt,
-            n_gen: r.n_gen,
-            n_depth: r.n_depth,
-            n_ubatch: r.n_ubatch,
-            flash_attn: r.flash_attn,
-            type_k: r.type_k,
-            type_v: r.type_v,
-            shape_json: r.shape_json,
-            rss_peak_bytes: r.rss_peak_bytes,
-            accel: r.accel,
-            model_buffer_bytes: r.model_buffer_bytes,
-            repack_buffer_bytes: r.repack_buffer_bytes,
-            kv_buffer_bytes: r.kv_buffer_bytes,
-            compute_buffer_bytes: r.compute_buffer_bytes,
-            output_buffer_bytes: r.output_buffer_bytes,
-        }
-    }
+/// A row of [`Store::fit_inputs`]'s query as the [`FitInput`] it describes.
+fn fit_input(row: &sqlx::sqlite::SqliteRow) -> Result<FitInput, sqlx::Error> {
+    Ok(FitInput {
+        model: row.try_get("model")?,
+        architecture: row.try_get("architecture")?,
+        quant: row.try_get("quant")?,
+        test: row.try_get("test")?,
+        n_prompt: row.try_get("n_prompt")?,
+        n_gen: row.try_get("n_gen")?,
+        n_depth: row.try_get("n_depth")?,
+        n_ubatch: row.try_get("n_ubatch")?,
+        flash_attn: row.try_get("flash_attn")?,
+        type_k: row.try_get("type_k")?,
+        type_v: row.try_get("type_v")?,
+        shape_json: row.try_get("shape_json")?,
+        rss_peak_bytes: row.try_get("rss_peak_bytes")?,
+        accel: row.try_get("accel")?,
+        model_buffer_bytes: row.try_get("model_buffer_bytes")?,
+        repack_buffer_bytes: row.try_get("repack_buffer_bytes")?,
+        kv_buffer_bytes: row.try_get("kv_buffer_bytes")?,
+        compute_buffer_bytes: row.try_get("compute_buffer_bytes")?,
+        output_buffer_bytes: row.try_get("output_buffer_bytes")?,
+    })
 }
 
 /// The result of a read-only query: column names and JSON values.
@@ -1086,7 +1061,7 @@ impl Store {
     /// What `tokbench fit --db` needs of each ok result of the newest run: the model's
     /// shape, the cell's context settings and the memory it took.
     pub async fn fit_inputs(&self) -> Result<Vec<FitInput>, StoreError> {
-        sqlx::query_as::<_, FitInputRow>(
+        let rows = sqlx::query(
             "SELECT r.model_name AS model, m.architecture, m.quant, w.label AS test,
                     w.n_prompt, w.n_gen, w.n_depth, r.n_ubatch, r.flash_attn, r.type_k, r.type_v,
                     m.shape_json, r.rss_peak_bytes, bb.accel, r.model_buffer_bytes, r.repack_buffer_bytes,
@@ -1101,8 +1076,11 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await
-        .map(|rows| rows.into_iter().map(FitInput::from).collect())
-        .map_err(sql("read fit inputs"))
+        .map_err(sql("read fit inputs"))?;
+        rows.iter()
+            .map(fit_input)
+            .collect::<Result<_, _>>()
+            .map_err(sql("read fit inputs"))
     }
 
     /// Records what telemetry saw of the machine for a run (drivers, power limits, clocks,
