@@ -1,0 +1,112 @@
+//! A llama-bench record as tokbench's own cell: quantization and accelerator names, settings, repetitions.
+
+use super::*;
+
+/// `Q4_K - Medium` (llama.cpp's file-type name in `model_type`) → `Q4_K_M`.
+pub fn quant_of(model_type: &str) -> String {
+    // `llama 8B Q4_K - Medium`: the architecture and size come first.
+    let words: Vec<&str> = model_type.split_whitespace().collect();
+    let tail = words.get(2..).map(|w| w.join(" ")).unwrap_or_default();
+    let (base, size) = match tail.split_once(" - ") {
+        Some((b, s)) => (b.to_string(), Some(s)),
+        None => (tail.clone(), None),
+    };
+    let suffix = match size {
+        Some("Small") => "_S",
+        Some("Medium") => "_M",
+        Some("Large") => "_L",
+        Some(other) if !other.is_empty() => return format!("{base} - {other}"),
+        _ => "",
+    };
+    if base.is_empty() {
+        model_type.to_string()
+    } else {
+        format!("{base}{suffix}")
+    }
+}
+
+/// The accelerator llama-bench ran on: the first backend that is not the CPU.
+pub fn accel_of(backends: Option<&str>) -> String {
+    backends
+        .unwrap_or("CPU")
+        .split(',')
+        .map(|b| b.trim().to_ascii_lowercase())
+        .find(|b| b != "cpu" && !b.is_empty())
+        .map(|b| match b.as_str() {
+            "blas" => "cpu".to_string(),
+            "rpc" => "rpc".to_string(),
+            other => other.to_string(),
+        })
+        .unwrap_or_else(|| "cpu".into())
+}
+
+/// A llama-bench record that tokbench cannot store as a result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}`: {source}")]
+pub struct RecordError {
+    pub field: &'static str,
+    pub source: crate::bench::UnknownCacheType,
+}
+
+pub(super) fn cache_type(name: &str, field: &'static str) -> Result<CacheType, RecordError> {
+    name.parse().map_err(|source| RecordError { field, source })
+}
+
+impl LlamaBenchRecord {
+    /// One llama-bench record as a result: its settings, and each repetition's rate as the
+    /// phase it measured (a `pp` test's rate is prefill, a `tg` test's decode; a `pp+tg` test's
+    /// is over both phases together and is kept in the log only).
+    pub fn cell_result(&self, index: usize) -> Result<CellResult, RecordError> {
+        let r = self;
+        let test = r.test_spec();
+        let params = EngineParams {
+            n_threads: r.n_threads,
+            n_batch: r.n_batch,
+            n_ubatch: r.n_ubatch,
+            n_gpu_layers: u32::try_from(r.n_gpu_layers).unwrap_or(0),
+            flash_attn: matches!(r.flash_attn, Some(FlashAttn::On)),
+            type_k: cache_type(&r.type_k, "type_k")?,
+            type_v: cache_type(&r.type_v, "type_v")?,
+            use_mmap: r.use_mmap.unwrap_or(true),
+        };
+        let samples = r.samples_ts.clone().unwrap_or_default();
+        let combined = test.n_prompt > 0 && test.n_gen > 0;
+        let repetitions = if combined {
+            Vec::new()
+        } else {
+            samples
+                .iter()
+                .map(|&ts| Repetition {
+                    prefill_tps: (test.n_gen == 0).then_some(ts),
+                    decode_tps: (test.n_gen > 0).then_some(ts),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        Ok(CellResult {
+            cell_index: index,
+            test,
+            params,
+            status: ResultStatus::Ok,
+            error: None,
+            metric_source: MetricSource::Engine,
+            load_ms: None,
+            rss_peak_bytes: None,
+            allocated: None,
+            telemetry: None,
+            repetitions,
+            serving: None,
+            backend_json: None,
+            log_tail: combined.then(|| {
+                format!(
+                    "llama-bench {}: {:.2} ± {:.2} t/s over prompt and generation together (not split into phases)",
+                    test.label(),
+                    r.avg_ts,
+                    r.stddev_ts
+                )
+            }),
+            started_at: r.test_time.clone(),
+            duration_ms: r.avg_ns as f64 * samples.len().max(1) as f64 / 1e6,
+        })
+    }
+}

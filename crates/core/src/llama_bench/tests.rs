@@ -1,0 +1,55 @@
+#[test]
+fn quantization_names_follow_llama_cpp() {
+    assert_eq!(quant_of("llama ?B Q8_0"), "Q8_0");
+    assert_eq!(quant_of("llama 8B Q4_K - Medium"), "Q4_K_M");
+    assert_eq!(quant_of("llama 70B Q3_K - Small"), "Q3_K_S");
+    assert_eq!(quant_of("qwen2 7B F16"), "F16");
+    assert_eq!(accel_of(Some("CUDA")), "cuda");
+    assert_eq!(accel_of(Some("CPU")), "cpu");
+    assert_eq!(accel_of(Some("BLAS,CPU")), "cpu");
+    assert_eq!(accel_of(Some("Metal,BLAS")), "metal");
+    assert_eq!(accel_of(None), "cpu");
+}
+
+use super::*;
+
+fn record(n_prompt: u32, n_gen: u32, n_depth: u32) -> String {
+    format!(
+        r#"{{"build_commit": "abc", "build_number": 1, "cpu_info": "cpu", "gpu_info": "",
+        "model_filename": "m.gguf", "model_type": "llama 1B Q8_0", "model_size": 10,
+        "model_n_params": 20, "n_batch": 2048, "n_ubatch": 512, "n_threads": 2,
+        "type_k": "f16", "type_v": "f16", "n_gpu_layers": -1, "split_mode": "layer",
+        "main_gpu": 0, "no_kv_offload": false, "tensor_split": "0.00",
+        "n_prompt": {n_prompt}, "n_gen": {n_gen}, "n_depth": {n_depth},
+        "test_time": "2026-01-01T00:00:00Z", "avg_ns": 100, "stddev_ns": 1,
+        "avg_ts": 5.5, "stddev_ts": 0.1}}"#
+    )
+}
+
+#[test]
+fn labels_are_tokbench_labels() {
+    let label = |p, g, d| parse_json(&format!("[{}]", record(p, g, d))).unwrap()[0].test_label();
+    assert_eq!(label(512, 0, 0), "pp512");
+    assert_eq!(label(0, 128, 0), "tg128");
+    assert_eq!(label(512, 128, 0), "pp512+tg128");
+    assert_eq!(label(512, 0, 4096), "pp512 @ d4096");
+}
+
+#[test]
+fn line_index_positions() {
+    let idx = LineIndex::new("ab\ncd\n");
+    assert_eq!(idx.position(0), (1, 1));
+    assert_eq!(idx.position(1), (1, 2));
+    assert_eq!(idx.position(3), (2, 1));
+    assert_eq!(idx.position(6), (3, 1));
+}
+
+#[test]
+fn affinity_follows_sqlite() {
+    assert_eq!(Affinity::of("INTEGER"), Affinity::Integer);
+    assert_eq!(Affinity::of("TEXT"), Affinity::Text);
+    assert_eq!(Affinity::of("REAL"), Affinity::Real);
+    assert_eq!(Affinity::of("VARCHAR"), Affinity::Text);
+    assert_eq!(Affinity::of(""), Affinity::Blob);
+    assert_eq!(Affinity::of("DECIMAL"), Affinity::Numeric);
+}
