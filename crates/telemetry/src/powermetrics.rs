@@ -37,7 +37,19 @@ pub struct PowerReport {
 }
 
 /// Turns one plist document (without its NUL) into a report.
-pub type ReportParser = fn(&[u8]) -> Result<PowerReport, String>;
+pub type ReportParser = fn(&[u8]) -> Result<PowerReport, ReportError>;
+
+/// Why one powermetrics document gave no report.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Plist(#[from] crate::parse::powermetrics::PowermetricsError),
+    #[error("report has no elapsed_ns")]
+    NoElapsed,
+    /// A document a stand-in parser ([`PowermetricsSource::with_command`]) rejects.
+    #[error("{0}")]
+    Invalid(String),
+}
 
 /// How powermetrics may be run here, decided at probe time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -347,7 +359,7 @@ impl Source for PowermetricsSource {
                 }
                 Err(e) => {
                     self.parse_errors += 1;
-                    self.last_error = Some(e);
+                    self.last_error = Some(e.to_string());
                 }
             }
         }
@@ -387,11 +399,9 @@ fn default_parser() -> Option<ReportParser> {
 /// GPU and ANE powers); energy is the `processor` dictionary's CPU + GPU + ANE energy (one
 /// sampler's figures throughout: the `gpu` dictionary's GPU energy can differ by ~1%). A
 /// report without energy keys gives no energy rather than one derived from power.
-pub fn parse_report(doc: &[u8]) -> Result<PowerReport, String> {
-    let sample = crate::parse::powermetrics::parse_sample(doc).map_err(|e| e.to_string())?;
-    let elapsed_ns = sample
-        .elapsed_ns
-        .ok_or_else(|| "report has no elapsed_ns".to_string())?;
+pub fn parse_report(doc: &[u8]) -> Result<PowerReport, ReportError> {
+    let sample = crate::parse::powermetrics::parse_sample(doc)?;
+    let elapsed_ns = sample.elapsed_ns.ok_or(ReportError::NoElapsed)?;
     let sum = |xs: [Option<f64>; 3]| -> Option<f64> {
         (xs[0].is_some() || xs[1].is_some()).then(|| xs.iter().flatten().sum())
     };
@@ -436,14 +446,15 @@ mod tests {
     }
 
     /// "elapsed_ns power_w energy_j" per document.
-    fn fake_parser(doc: &[u8]) -> Result<PowerReport, String> {
-        let s = std::str::from_utf8(doc).map_err(|e| e.to_string())?;
+    fn fake_parser(doc: &[u8]) -> Result<PowerReport, ReportError> {
+        let invalid = |e: String| ReportError::Invalid(e);
+        let s = std::str::from_utf8(doc).map_err(|e| invalid(e.to_string()))?;
         let v: Vec<f64> = s
             .split_whitespace()
-            .map(|x| x.parse::<f64>().map_err(|e| format!("{x:?}: {e}")))
-            .collect::<Result<Vec<f64>, String>>()?;
+            .map(|x| x.parse::<f64>().map_err(|e| invalid(format!("{x:?}: {e}"))))
+            .collect::<Result<Vec<f64>, ReportError>>()?;
         let [elapsed, w, j] = v[..] else {
-            return Err(format!("bad doc {s:?}"));
+            return Err(invalid(format!("bad doc {s:?}")));
         };
         Ok(PowerReport {
             elapsed_ns: elapsed as u64,

@@ -99,11 +99,20 @@ fn max(xs: impl Iterator<Item = Option<f64>>) -> Option<f64> {
         .reduce(f64::max)
 }
 
+/// Why one run's output gave no reading: the tool's parser's error.
+#[derive(Debug, thiserror::Error)]
+pub enum SmiParseError {
+    #[error(transparent)]
+    AmdSmi(#[from] crate::parse::amd_smi::AmdSmiError),
+    #[error(transparent)]
+    RocmSmi(#[from] crate::parse::rocm_smi::RocmSmiError),
+}
+
 /// Parses one run's output with the tool's parser.
-pub fn parse_output(tool: SmiTool, text: &str) -> Result<SmiReading, String> {
+pub fn parse_output(tool: SmiTool, text: &str) -> Result<SmiReading, SmiParseError> {
     match tool {
         SmiTool::AmdSmi => {
-            let gpus = crate::parse::amd_smi::parse_metric(text).map_err(|e| e.to_string())?;
+            let gpus = crate::parse::amd_smi::parse_metric(text)?;
             Ok(SmiReading {
                 power_w: sum(gpus.iter().map(|g| g.socket_power_w)),
                 energy_j: sum(gpus.iter().map(|g| g.energy_j)),
@@ -113,7 +122,7 @@ pub fn parse_output(tool: SmiTool, text: &str) -> Result<SmiReading, String> {
             })
         }
         SmiTool::RocmSmi => {
-            let r = crate::parse::rocm_smi::parse(text).map_err(|e| e.to_string())?;
+            let r = crate::parse::rocm_smi::parse(text)?;
             let cards = &r.cards;
             Ok(SmiReading {
                 power_w: sum(cards.iter().map(|c| c.power_w)),
@@ -295,7 +304,7 @@ impl Source for SmiSource {
                 );
                 match self
                     .run_blocking()
-                    .and_then(|t| parse_output(self.tool, &t))
+                    .and_then(|t| parse_output(self.tool, &t).map_err(|e| e.to_string()))
                 {
                     Err(e) => all_unavailable(
                         &SMI_METRICS,

@@ -154,12 +154,22 @@ fn timings_of(v: &Value) -> Option<ServerTimings> {
     })
 }
 
+/// A stream event that is not JSON: the parser's reason and the event's first 200 characters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed stream event ({reason}): {data}")]
+pub struct MalformedEvent {
+    pub reason: String,
+    pub data: String,
+}
+
 /// Reads one event's JSON as `api` sends it (a stream's `data:` payload or NDJSON line):
 /// tokens, stop, usage and the server's own timings. Public for the fuzz targets; the
 /// server's bytes are untrusted, so this never panics.
-pub fn event_info(api: Api, data: &str) -> Result<EventInfo, String> {
-    let v: Value = serde_json::from_str(data)
-        .map_err(|e| format!("malformed stream event ({e}): {data:.200}"))?;
+pub fn event_info(api: Api, data: &str) -> Result<EventInfo, MalformedEvent> {
+    let v: Value = serde_json::from_str(data).map_err(|e| MalformedEvent {
+        reason: e.to_string(),
+        data: data.chars().take(200).collect(),
+    })?;
     if let Some(err) = v.get("error") {
         return Ok(EventInfo {
             error: Some(format!("server error in stream: {err}")),
@@ -339,7 +349,7 @@ pub async fn timed_request(
             let info = match event_info(ep.api, &data) {
                 Ok(i) => i,
                 Err(e) => {
-                    r.error = Some(e);
+                    r.error = Some(e.to_string());
                     break 'read;
                 }
             };
@@ -466,6 +476,7 @@ mod tests {
         assert!(err.error.unwrap().contains("boom"));
         assert!(event_info(Api::OpenAiCompletions, "{not json")
             .unwrap_err()
+            .to_string()
             .contains("malformed"));
     }
 
