@@ -16,6 +16,7 @@ pub mod ggml;
 pub mod llama_bench;
 pub mod point;
 pub mod quant;
+pub mod selector;
 pub mod series;
 pub mod serving;
 pub mod stats;
@@ -26,6 +27,7 @@ pub use config::{Cell, EngineAxes, ModelSource, Suite, SuiteError, SuiteHardware
 pub use point::{HardwareRef, ModelFacts, ResultPoint};
 pub use quant::QuantPreset;
 pub use record::{BackendBuild, CellResult, HostInfo, ModelRecord, Repetition};
+pub use selector::{BadRunSelector, RunSelector};
 pub use series::{
     BackendIdentity, EngineSettings, ModelIdentity, RequestRate, SeriesKey, ServeLoad,
 };

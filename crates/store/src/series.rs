@@ -16,7 +16,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use tokbench_core::{
     BackendIdentity, CacheType, EngineSettings, MetricSource, ModelIdentity, RequestRate,
-    SeriesKey, ServeLoad, TestSpec,
+    RunSelector, SeriesKey, ServeLoad, TestSpec,
 };
 
 use crate::{sql, Store, StoreError};
@@ -373,21 +373,43 @@ impl Store {
         Ok(())
     }
 
-    /// A run as `check` and `compare` name it: a UUID, a unique prefix of one, `latest` (the
-    /// newest run that is not a re-measurement) or `previous` (the one before it). Returns
-    /// the UUID and when it started.
-    pub async fn resolve_run(&self, spec: &str) -> Result<Option<(String, String)>, StoreError> {
-        let newest = |offset: i64| {
-            sqlx::query_as::<_, (String, String)>(
-                "SELECT uuid, started_at FROM run WHERE trigger NOT LIKE 'recheck%'
-                 ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET ?",
-            )
-            .bind(offset)
-        };
-        let found = match spec {
-            "latest" => newest(0).fetch_optional(&self.pool).await,
-            "previous" => newest(1).fetch_optional(&self.pool).await,
-            prefix => {
+    /// The run `sel` names, as (UUID, start time); `None` when it names none (or, for a
+    /// UUID prefix, more than one). Runs started by `check`'s re-measurements are never
+    /// `latest` or `previous`.
+    pub async fn resolve_run(
+        &self,
+        sel: &RunSelector,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        const NEWEST: &str = "SELECT uuid, started_at FROM run WHERE trigger NOT LIKE 'recheck%'";
+        let found = match sel {
+            RunSelector::Newest { skip } => {
+                sqlx::query_as::<_, (String, String)>(&format!(
+                    "{NEWEST} ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET ?"
+                ))
+                .bind(i64::from(*skip))
+                .fetch_optional(&self.pool)
+                .await
+            }
+            RunSelector::Host(h) => {
+                sqlx::query_as::<_, (String, String)>(&format!(
+                    "{NEWEST} AND host_id IN (SELECT id FROM host WHERE hostname = ?)
+                     ORDER BY started_at DESC, id DESC LIMIT 1"
+                ))
+                .bind(h)
+                .fetch_optional(&self.pool)
+                .await
+            }
+            RunSelector::Build(v) => {
+                sqlx::query_as::<_, (String, String)>(&format!(
+                    "{NEWEST} AND id IN (SELECT r.run_id FROM result r
+                       JOIN backend_build bb ON bb.id = r.backend_build_id WHERE bb.version = ?)
+                     ORDER BY started_at DESC, id DESC LIMIT 1"
+                ))
+                .bind(v)
+                .fetch_optional(&self.pool)
+                .await
+            }
+            RunSelector::Uuid(prefix) => {
                 let rows = sqlx::query_as::<_, (String, String)>(
                     "SELECT uuid, started_at FROM run WHERE uuid LIKE ? || '%' ORDER BY started_at LIMIT 2",
                 )

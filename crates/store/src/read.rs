@@ -1,0 +1,221 @@
+//! Reading back: a run's results, fit inputs, ad-hoc read-only queries, integrity.
+
+use super::*;
+
+impl Store {
+    /// The results of the newest run (or of the run `run_uuid`), in cell order.
+    pub async fn results(&self, run_uuid: Option<&str>) -> Result<Vec<ResultRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT v.*, r.use_mmap AS use_mmap FROM v_results v JOIN result r ON r.id = v.result_id
+             WHERE v.run_uuid = COALESCE(?, (SELECT uuid FROM run ORDER BY started_at DESC, id DESC LIMIT 1))
+             ORDER BY r.cell_index, v.metric_source",
+        )
+        .bind(run_uuid)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql("read results"))?;
+        rows.iter().map(result_row).collect()
+    }
+
+    /// What `tokbench fit --db` needs of each ok result of the newest run: the model's
+    /// shape, the cell's context settings and the memory it took.
+    pub async fn fit_inputs(&self) -> Result<Vec<FitInput>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.model_name AS model, m.architecture, m.quant, w.label AS test,
+                    w.n_prompt, w.n_gen, w.n_depth, r.n_ubatch, r.flash_attn, r.type_k, r.type_v,
+                    m.shape_json, r.rss_peak_bytes, bb.accel, r.model_buffer_bytes, r.repack_buffer_bytes,
+                    r.kv_buffer_bytes, r.compute_buffer_bytes, r.output_buffer_bytes
+             FROM result r
+             JOIN model m ON m.id = r.model_id
+             JOIN workload w ON w.id = r.workload_id
+             JOIN backend_build bb ON bb.id = r.backend_build_id
+             WHERE r.status = 'ok'
+               AND r.run_id = (SELECT id FROM run ORDER BY started_at DESC, id DESC LIMIT 1)
+             ORDER BY r.cell_index, r.metric_source",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql("read fit inputs"))?;
+        rows.iter()
+            .map(fit_input)
+            .collect::<Result<_, _>>()
+            .map_err(sql("read fit inputs"))
+    }
+
+    /// Records what telemetry saw of the machine for a run (drivers, power limits, clocks,
+    /// and what it could not measure), as JSON.
+    pub async fn set_run_environment(&self, run: RunId, json: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE run SET environment_json = ? WHERE id = ?")
+            .bind(json)
+            .bind(run.0)
+            .execute(&self.pool)
+            .await
+            .map_err(sql("store the run's environment"))?;
+        Ok(())
+    }
+
+    /// Sets a result's prefill or decode mean and sd to figures computed elsewhere (an
+    /// imported tool's own, which its output may give without the repetitions behind them).
+    pub async fn set_rate_summary(
+        &self,
+        id: ResultId,
+        phase: &str,
+        mean: f64,
+        sd: Option<f64>,
+    ) -> Result<(), StoreError> {
+        let statement = match phase {
+            "prefill" => "UPDATE result SET prefill_tps = ?, prefill_tps_sd = ? WHERE id = ?",
+            "decode" => "UPDATE result SET decode_tps = ?, decode_tps_sd = ? WHERE id = ?",
+            other => {
+                return Err(StoreError::Refused(format!(
+                    "no rate summary named `{other}` (prefill or decode)"
+                )))
+            }
+        };
+        sqlx::query(statement)
+            .bind(mean)
+            .bind(sd)
+            .bind(id.0)
+            .execute(&self.pool)
+            .await
+            .map_err(sql("set a result's summary"))?;
+        Ok(())
+    }
+
+    /// Runs one read-only statement and returns its rows as JSON values.
+    pub async fn query(&self, statement: &str) -> Result<QueryOutput, StoreError> {
+        let rows = sqlx::query(statement)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| match readonly::refusal(&e) {
+                Some(why) => StoreError::Refused(why),
+                None => StoreError::Sql {
+                    what: "query failed".into(),
+                    source: e,
+                },
+            })?;
+        let mut columns = Vec::new();
+        if let Some(first) = rows.first() {
+            columns = first
+                .columns()
+                .iter()
+                .map(|c| c.name().to_string())
+                .collect();
+        }
+        let rows = rows.iter().map(json_row).collect::<Result<_, _>>()?;
+        Ok(QueryOutput { columns, rows })
+    }
+
+    /// `PRAGMA integrity_check`: "ok", or what is wrong.
+    pub async fn integrity_check(&self) -> Result<String, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as("PRAGMA integrity_check")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql("check integrity"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(s,)| s)
+            .collect::<Vec<_>>()
+            .join("; "))
+    }
+
+    /// Closes the pool, checkpointing the WAL.
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+}
+
+/// A column's text that names none of tokbench's values, as a decode error.
+pub(crate) fn decode<T>(parsed: Result<T, tokbench_core::UnknownName>) -> Result<T, sqlx::Error> {
+    parsed.map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+pub(crate) fn result_row(row: &SqliteRow) -> Result<ResultRow, StoreError> {
+    let get = sql("decode a v_results row");
+    (|| -> Result<ResultRow, sqlx::Error> {
+        Ok(ResultRow {
+            run_uuid: row.try_get("run_uuid")?,
+            started_at: row.try_get("started_at")?,
+            host: row.try_get("host")?,
+            backend: row.try_get("backend")?,
+            model: row.try_get("model")?,
+            quant: row.try_get("quant")?,
+            test: row.try_get("test")?,
+            settings: settings_of(row)?,
+            status: decode(row.try_get::<String, _>("status")?.parse::<ResultStatus>())?,
+            error: row.try_get("error")?,
+            prefill_tps: row.try_get("prefill_tps")?,
+            prefill_tps_sd: row.try_get("prefill_tps_sd")?,
+            decode_tps: row.try_get("decode_tps")?,
+            decode_tps_sd: row.try_get("decode_tps_sd")?,
+            ttft_ms: row.try_get("ttft_ms")?,
+            rss_peak_bytes: row.try_get("rss_peak_bytes")?,
+            metric_source: decode(
+                row.try_get::<String, _>("metric_source")?
+                    .parse::<MetricSource>(),
+            )?,
+            n_reps: row.try_get("n_reps")?,
+            concurrency: row.try_get("concurrency")?,
+            ttft_p99_ms: row.try_get("ttft_p99_ms")?,
+            output_tps: row.try_get("output_tps")?,
+        })
+    })()
+    .map_err(get)
+}
+
+/// The engine settings columns of a `v_results` row (plus `use_mmap` from `result`).
+fn settings_of(row: &SqliteRow) -> Result<tokbench_core::EngineSettings, sqlx::Error> {
+    let small = |c: &str| -> Result<Option<u32>, sqlx::Error> {
+        Ok(row
+            .try_get::<Option<i64>, _>(c)?
+            .and_then(|v| u32::try_from(v).ok()))
+    };
+    let cache = |c: &str| -> Result<Option<tokbench_core::CacheType>, sqlx::Error> {
+        row.try_get::<Option<String>, _>(c)?
+            .map(|s| {
+                s.parse::<tokbench_core::CacheType>()
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+            })
+            .transpose()
+    };
+    Ok(tokbench_core::EngineSettings {
+        n_threads: small("n_threads")?,
+        n_batch: small("n_batch")?,
+        n_ubatch: small("n_ubatch")?,
+        n_gpu_layers: row
+            .try_get::<Option<i64>, _>("n_gpu_layers")?
+            .and_then(|v| i32::try_from(v).ok()),
+        flash_attn: row.try_get("flash_attn")?,
+        type_k: cache("type_k")?,
+        type_v: cache("type_v")?,
+        use_mmap: row.try_get("use_mmap")?,
+    })
+}
+
+pub(crate) fn json_row(row: &SqliteRow) -> Result<Vec<serde_json::Value>, StoreError> {
+    use serde_json::Value;
+    (0..row.columns().len())
+        .map(|i| {
+            let raw = row.try_get_raw(i).map_err(sql("decode a query row"))?;
+            if raw.is_null() {
+                return Ok(Value::Null);
+            }
+            let ty = raw.type_info().name().to_string();
+            let v = match ty.as_str() {
+                "INTEGER" | "BOOLEAN" => {
+                    Value::from(row.try_get::<i64, _>(i).map_err(sql("decode"))?)
+                }
+                "REAL" => Value::from(row.try_get::<f64, _>(i).map_err(sql("decode"))?),
+                "BLOB" => {
+                    let b: Vec<u8> = row.try_get(i).map_err(sql("decode"))?;
+                    Value::from(format!(
+                        "x'{}'",
+                        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+                    ))
+                }
+                _ => Value::from(row.try_get::<String, _>(i).map_err(sql("decode"))?),
+            };
+            Ok(v)
+        })
+        .collect()
+}
