@@ -327,14 +327,34 @@ impl Suite {
         let ctx = Ctx { text, file };
         let raw: RawSuite = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| ctx.line_of(&s));
+            // A type error points at the value; name the key written before it.
+            let key = line.and_then(|l| key_on_line(text, l));
+            let message = match key {
+                Some(k) if !e.message().contains(&format!("`{k}`")) => {
+                    format!("key `{k}`: {}", e.message())
+                }
+                _ => e.message().to_string(),
+            };
             SuiteError {
                 file: file.to_path_buf(),
                 line,
-                message: e.message().to_string(),
+                message,
             }
         })?;
         ctx.validate(raw)
     }
+}
+
+/// The key of a `key = value` line (1-based `line` of `text`), if the line is one.
+fn key_on_line(text: &str, line: usize) -> Option<&str> {
+    let l = text.lines().nth(line.checked_sub(1)?)?;
+    let (key, _) = l.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    plain.then_some(key)
 }
 
 /// The 1-based line of byte `offset` in `text` (a TOML span's start, for error messages).

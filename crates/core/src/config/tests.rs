@@ -274,3 +274,12 @@ fn a_model_needs_exactly_one_source() {
         .message
         .contains("[[model]]"));
 }
+
+#[test]
+fn a_type_error_names_its_key() {
+    let text = "name = \"x\"\n[workload]\ntests = [\"pp1\"]\nrepetitions = \"three\"\n";
+    let e = Suite::from_toml(text, Path::new("s.toml")).unwrap_err();
+    assert_eq!(e.line, Some(4));
+    assert!(e.message.contains("key `repetitions`"), "{e}");
+    assert!(e.message.contains("three"), "{e}");
+}
