@@ -3,7 +3,10 @@
 //!
 //! This module owns the mark ([`Mark`]) and what it rests on ([`Basis`]):
 //! - [`Mark::Noisy`] when either side's repetitions have a CV above
-//!   [`CompareConfig::noisy_cv`];
+//!   [`CompareConfig::noisy_cv`], unless the change is far outside that noise: the two
+//!   sides' ranges do not overlap and their medians lie further apart than either side's
+//!   range (a 17× slowdown on a busy machine is worse, not noisy; [`Comparison::noisy`]
+//!   still says the repetitions scattered);
 //! - [`Mark::Better`] / [`Mark::Worse`] when the change is statistically *and* practically
 //!   significant: the bootstrap interval of the median ratio excludes 1, the Mann–Whitney
 //!   p-value is below [`CompareConfig::alpha`], and the ratio is past the floor
@@ -116,6 +119,9 @@ pub struct Comparison {
     pub floor: f64,
     pub basis: Basis,
     pub mark: Mark,
+    /// A side's CV is above [`CompareConfig::noisy_cv`] (the mark is [`Mark::Noisy`] unless
+    /// the change is far outside the noise).
+    pub noisy: bool,
 }
 
 /// Compares repetitions `b` against the reference `a` for `metric` (module docs for the
@@ -178,7 +184,7 @@ pub fn compare(a: &[f64], b: &[f64], metric: Metric, cfg: &CompareConfig) -> Opt
         .into_iter()
         .flatten()
         .any(|cv| cv.is_nan() || cv > cfg.noisy_cv);
-    let mark = if noisy {
+    let mark = if noisy && !(moved != 0 && far_outside(a, b, sa.median, sb.median)) {
         Mark::Noisy
     } else {
         match (moved, direction) {
@@ -189,6 +195,7 @@ pub fn compare(a: &[f64], b: &[f64], metric: Metric, cfg: &CompareConfig) -> Opt
     };
 
     Some(Comparison {
+        noisy,
         metric,
         direction,
         n_a: sa.n,
@@ -217,6 +224,29 @@ fn ratio_side(ratio: f64, floor: f64) -> i8 {
     } else {
         0
     }
+}
+
+/// The two samples do not overlap, and their medians are further apart than either
+/// sample's range: a change no amount of this scatter explains.
+fn far_outside(a: &[f64], b: &[f64], median_a: f64, median_b: f64) -> bool {
+    let range = |s: &[f64]| {
+        let lo = s.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lo, hi)
+    };
+    let (lo_a, hi_a) = range(a);
+    let (lo_b, hi_b) = range(b);
+    let disjoint = hi_a < lo_b || hi_b < lo_a;
+    let gap = (median_b - median_a).abs();
+    disjoint && gap > (hi_a - lo_a) && gap > (hi_b - lo_b)
+}
+
+/// The fewest repetitions per side with which the Mann–Whitney test can reach `alpha` at
+/// all (4 for 0.05): with fewer, [`Basis::Interval`] decides.
+pub fn repetitions_for_test(alpha: f64) -> usize {
+    (2..=1000)
+        .find(|&n| mann_whitney_min_p(n, n) < alpha)
+        .unwrap_or(1000)
 }
 
 #[cfg(test)]
@@ -271,6 +301,27 @@ mod tests {
         let c = compare(&A, &b, Metric::DecodeTps, &cfg).unwrap();
         assert!(c.cv_b.unwrap() > 0.05);
         assert_eq!(c.mark, Mark::Noisy);
+        assert!(c.noisy);
+    }
+
+    #[test]
+    fn a_change_far_outside_the_noise_is_marked_with_three_repetitions() {
+        let cfg = CompareConfig::default();
+        // A busy machine: B scatters (CV far above 5%) but runs 17× slower.
+        let a = [600.0, 610.0, 590.0];
+        let b = [35.0, 12.0, 60.0];
+        let c = compare(&a, &b, Metric::DecodeTps, &cfg).unwrap();
+        assert!(c.noisy && c.cv_b.unwrap() > 0.05);
+        assert_eq!(c.basis, Basis::Interval);
+        assert_eq!(c.mark, Mark::Worse);
+        assert!(c.ratio < 0.1);
+        // Scatter that overlaps the change stays noisy.
+        let b = [300.0, 620.0, 100.0];
+        assert_eq!(
+            compare(&a, &b, Metric::DecodeTps, &cfg).unwrap().mark,
+            Mark::Noisy
+        );
+        assert_eq!(repetitions_for_test(0.05), 4);
     }
 
     #[test]
