@@ -10,7 +10,7 @@ use anyhow::Context;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use tokbench_core::SeriesKey;
+use tokbench_core::{RunSelector, SeriesKey};
 use tokbench_report::gate::{self, GateConfig, Metric, Observation, Verdict, VerdictKind};
 use tokbench_report::stats::summarize;
 use tokbench_store::{NewVerdict, SeriesResult, Store};
@@ -26,14 +26,61 @@ pub enum CheckFormat {
     Json,
 }
 
-#[derive(Debug, Clone)]
+/// `tokbench check`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
 pub struct CheckArgs {
+    #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
     pub db: PathBuf,
-    pub run: String,
-    /// Re-measurements of a suspect (0: none; then a suspect does not fail).
+    /// The run: `latest`, `previous`, `latest~N`, a UUID or a unique prefix, `host:NAME`
+    /// or `build:VERSION`.
+    #[arg(long, default_value = "latest")]
+    pub run: RunSelector,
+    /// Re-measurements of a suspect series, at once on this machine (0: none; then a
+    /// suspect does not fail).
+    #[arg(long, default_value_t = gate::CONFIRM_RUNS)]
     pub remeasure: usize,
-    pub cfg: GateConfig,
+    /// Results in the baseline, at most.
+    #[arg(long, default_value_t = 30)]
+    pub baseline: usize,
+    /// Results the baseline needs, else the verdict is `insufficient`.
+    #[arg(long, default_value_t = 5)]
+    pub min_baseline: usize,
+    /// Only history this recent counts, days.
+    #[arg(long, default_value_t = 90.0)]
+    pub window_days: f64,
+    /// Practical floor for speeds and latencies, percent.
+    #[arg(long, default_value_t = 5.0)]
+    pub floor: f64,
+    /// Practical floor for memory, percent.
+    #[arg(long, default_value_t = 3.0)]
+    pub floor_memory: f64,
+    /// A result whose repetitions' CV exceeds this (percent) is noisy and never gates.
+    #[arg(long, default_value_t = 5.0)]
+    pub noisy_cv: f64,
+    #[arg(long, value_enum, default_value = "table")]
     pub format: CheckFormat,
+    /// Instead of judging: the run's level becomes the new normal of its series (a
+    /// change point); later runs are judged against results from it on.
+    #[arg(long, value_name = "RUN")]
+    pub accept: Option<RunSelector>,
+    /// Why the change point (with --accept).
+    #[arg(long, default_value = "accepted as the new normal")]
+    pub note: String,
+}
+
+impl CheckArgs {
+    /// The gate's settings, from the percentages given.
+    pub fn gate(&self) -> GateConfig {
+        GateConfig {
+            baseline_max: self.baseline,
+            baseline_min: self.min_baseline,
+            window_days: self.window_days,
+            floor_speed: self.floor / 100.0,
+            floor_memory: self.floor_memory / 100.0,
+            noisy_cv: self.noisy_cv / 100.0,
+            ..Default::default()
+        }
+    }
 }
 
 /// One judged (result, metric), as printed and stored.
@@ -134,24 +181,23 @@ fn judge_run(
     Ok(out)
 }
 
+/// `tokbench check`: judges the run, or with `--accept` records a change point.
 pub async fn check_command(args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    args.cfg
-        .validate()
+    if let Some(run) = &args.accept {
+        return accept_command(&args.db, run, &args.note).await;
+    }
+    let cfg = args.gate();
+    cfg.validate()
         .map_err(|e| BadInput(format!("gate settings: {e}")))?;
+    crate::output::existing_db(&args.db)?;
     let store = Store::open(&args.db)
         .await
         .with_context(|| format!("cannot open the results database {}", args.db.display()))?;
     let Some((run_uuid, started_at)) = store.resolve_run(&args.run).await? else {
-        return Err(BadInput(format!(
-            "no run `{}` in {} (give a run UUID, a unique prefix, `latest` or `previous`)",
-            args.run,
-            args.db.display()
-        ))
-        .into());
+        return Err(crate::output::no_run(&args.run, &args.db).into());
     };
     let run_started = parse_time(&started_at)?;
-    let since =
-        fmt_time(run_started - time::Duration::seconds_f64(args.cfg.window_days * 86_400.0));
+    let since = fmt_time(run_started - time::Duration::seconds_f64(cfg.window_days * 86_400.0));
     let run = store.run_series(&run_uuid).await?;
     let keys: Vec<SeriesKey> = run
         .iter()
@@ -166,7 +212,7 @@ pub async fn check_command(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         .await?
         .into_iter()
         .collect();
-    let first = judge_run(&run, run_started, &history, &change_points, &args.cfg)?;
+    let first = judge_run(&run, run_started, &history, &change_points, &cfg)?;
 
     // Re-measure the suspects' cells at once, on this machine, against the same history.
     let suspect_cells: BTreeSet<usize> = first
@@ -219,7 +265,7 @@ pub async fn check_command(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 let store = Store::open_read_only(&args.db).await?;
                 let again = store.run_series(&uuid).await?;
                 store.close().await;
-                let verdicts = judge_run(&again, run_started, &history, &change_points, &args.cfg)?;
+                let verdicts = judge_run(&again, run_started, &history, &change_points, &cfg)?;
                 anyhow::Ok((again, verdicts))
             }
             .await;
@@ -310,7 +356,7 @@ pub async fn check_command(args: &CheckArgs) -> anyhow::Result<ExitCode> {
 
     let regressions = judged.iter().filter(|j| j.final_kind.fails()).count();
     match args.format {
-        CheckFormat::Json => println!(
+        CheckFormat::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "run": run_uuid,
@@ -319,9 +365,9 @@ pub async fn check_command(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 "failed_results": failed,
                 "verdicts": judged,
             }))?
-        ),
+        )?,
         CheckFormat::Table | CheckFormat::Markdown => {
-            print!("{}", render(&run_uuid, &judged, failed, args.format));
+            out!("{}", render(&run_uuid, &judged, failed, args.format))?;
         }
     }
     Ok(if regressions > 0 {
@@ -411,16 +457,17 @@ fn render(run: &str, judged: &[Judged], failed: i64, format: CheckFormat) -> Str
 }
 
 /// `tokbench check --accept RUN`: every series of RUN restarts its baseline at RUN.
-pub async fn accept_command(
+async fn accept_command(
     db: &std::path::Path,
-    run: &str,
+    run: &RunSelector,
     note: &str,
 ) -> anyhow::Result<ExitCode> {
+    crate::output::existing_db(db)?;
     let store = Store::open(db)
         .await
         .with_context(|| format!("cannot open the results database {}", db.display()))?;
     let Some((run_uuid, started_at)) = store.resolve_run(run).await? else {
-        return Err(BadInput(format!("no run `{run}` in {}", db.display())).into());
+        return Err(crate::output::no_run(run, db).into());
     };
     let keys: BTreeSet<String> = store
         .run_series(&run_uuid)

@@ -8,21 +8,29 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use serde::Serialize;
-use tokbench_report::compare::{compare, CompareConfig, Comparison, Mark};
-use tokbench_report::gate::Metric;
+use tokbench_core::RunSelector;
+use tokbench_report::compare::{
+    compare, repetitions_for_test, Basis, CompareConfig, Comparison, Mark,
+};
+use tokbench_report::gate::{Metric, MetricKind};
 use tokbench_store::{SeriesColumn, SeriesResult, Store};
 
 use crate::check::CheckFormat;
 use crate::exit::{BadInput, ExitCode};
 use crate::output::{markdown, table};
 
-#[derive(Debug, Clone)]
+/// `tokbench compare`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
 pub struct CompareArgs {
+    /// The reference: a run (`latest`, `previous`, `latest~N`, a UUID or a unique prefix),
+    /// or every series' newest result from `build:VERSION` or `host:NAME`.
+    pub a: RunSelector,
+    /// Compared against A, the same way.
+    pub b: RunSelector,
+    #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
     pub db: PathBuf,
-    pub a: String,
-    pub b: String,
+    #[arg(long, value_enum, default_value = "table")]
     pub format: CheckFormat,
-    pub cfg: CompareConfig,
 }
 
 /// One series of A beside the same of B.
@@ -38,23 +46,28 @@ pub struct Row {
 
 /// The results one side names: `build:VERSION`, `host:NAME`, or a run (UUID, unique
 /// prefix, `latest`, `previous`; `run:` in front is allowed).
-async fn side(store: &Store, spec: &str) -> anyhow::Result<(String, Vec<SeriesResult>)> {
-    if let Some(v) = spec.strip_prefix("build:") {
-        let r = store
-            .newest_per_series_where(SeriesColumn::BuildVersion, v)
-            .await?;
-        return nonempty(spec, format!("build {v}"), r);
+/// One side of the comparison: a run's results, or for a build or a host the newest
+/// result of every series it has.
+async fn side(store: &Store, sel: &RunSelector) -> anyhow::Result<(String, Vec<SeriesResult>)> {
+    let spec = sel.to_string();
+    match sel {
+        RunSelector::Build(v) => {
+            let r = store
+                .newest_per_series_where(SeriesColumn::BuildVersion, v)
+                .await?;
+            return nonempty(&spec, format!("build {v}"), r);
+        }
+        RunSelector::Host(h) => {
+            let r = store
+                .newest_per_series_where(SeriesColumn::Hostname, h)
+                .await?;
+            return nonempty(&spec, format!("host {h}"), r);
+        }
+        RunSelector::Newest { .. } | RunSelector::Uuid(_) => {}
     }
-    if let Some(h) = spec.strip_prefix("host:") {
-        let r = store
-            .newest_per_series_where(SeriesColumn::Hostname, h)
-            .await?;
-        return nonempty(spec, format!("host {h}"), r);
-    }
-    let run = spec.strip_prefix("run:").unwrap_or(spec);
-    let Some((uuid, _)) = store.resolve_run(run).await? else {
+    let Some((uuid, _)) = store.resolve_run(sel).await? else {
         return Err(BadInput(format!(
-            "`{spec}` names no run: give a run UUID or a unique prefix, `latest`, `previous`, `build:VERSION` or `host:NAME`"
+            "`{spec}` names no run: give a run UUID or a unique prefix, `latest`, `previous`, `latest~N`, `build:VERSION` or `host:NAME`"
         ))
         .into());
     };
@@ -130,13 +143,14 @@ pub async fn compare_command(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     let (name_b, b) = side(&store, &args.b).await?;
     store.close().await;
     let (pairs, unpaired) = pair(&a, &b);
+    let cfg = CompareConfig::default();
     let mut rows = Vec::new();
     for (x, y) in pairs {
         for (metric, xs) in metrics_of(x) {
             let Some((_, ys)) = metrics_of(y).into_iter().find(|(m, _)| *m == metric) else {
                 continue;
             };
-            if let Some(c) = compare(&xs, &ys, metric, &args.cfg) {
+            if let Some(c) = compare(&xs, &ys, metric, &cfg) {
                 rows.push(Row {
                     series: format!("{} {} {}", x.key.model.name, x.key.model.quant, x.test),
                     settings_a: x.settings.clone(),
@@ -147,14 +161,14 @@ pub async fn compare_command(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         }
     }
     match args.format {
-        CheckFormat::Json => println!(
+        CheckFormat::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "a": name_a, "b": name_b, "unpaired": unpaired, "series": rows,
             }))
             .context("cannot write JSON")?
-        ),
-        f => print!("{}", render(&name_a, &name_b, &rows, unpaired, f)),
+        )?,
+        f => out!("{}", render(&name_a, &name_b, &rows, unpaired, f))?,
     }
     Ok(ExitCode::Ok)
 }
@@ -197,7 +211,10 @@ fn render(a: &str, b: &str, rows: &[Row], unpaired: usize, format: CheckFormat) 
                 c.p_value
                     .map(|p| format!("{p:.3}"))
                     .unwrap_or_else(|| "—".into()),
-                mark_name(c.mark).into(),
+                match (c.mark, c.noisy) {
+                    (Mark::Better | Mark::Worse, true) => format!("{} (noisy)", mark_name(c.mark)),
+                    (m, _) => mark_name(m).into(),
+                },
             ]
         })
         .collect();
@@ -214,15 +231,79 @@ fn render(a: &str, b: &str, rows: &[Row], unpaired: usize, format: CheckFormat) 
             String::new()
         }
     );
+    let mut notes = String::new();
+    if let Some(line) = speedup_line(rows) {
+        notes.push_str(&line);
+        notes.push('\n');
+    }
+    if let Some(line) = sample_size_note(rows) {
+        notes.push_str(&line);
+        notes.push('\n');
+    }
     match format {
         CheckFormat::Markdown => format!(
-            "### tokbench compare\n\n{summary}\n\n{}",
+            "### tokbench compare\n\n{summary}\n\n{}{}",
             if body.is_empty() {
                 "_No series in common._\n".to_string()
             } else {
                 markdown(&cols, &body)
+            },
+            if notes.is_empty() {
+                String::new()
+            } else {
+                format!("\n{notes}")
             }
         ),
-        _ => format!("{}{summary}\n", table(&cols, &body)),
+        _ => format!("{}{summary}\n{notes}", table(&cols, &body)),
     }
+}
+
+/// hyperfine's summary, over the throughput series: "B is 1.31× faster than A (geometric
+/// mean of B/A over 14 series, 0.95 to 1.52); faster on 12 of 14".
+fn speedup_line(rows: &[Row]) -> Option<String> {
+    let ratios: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.comparison.metric.kind() == MetricKind::Throughput)
+        .map(|r| r.comparison.ratio)
+        .filter(|x| x.is_finite() && *x > 0.0)
+        .collect();
+    if ratios.is_empty() {
+        return None;
+    }
+    let n = ratios.len();
+    let geo = (ratios.iter().map(|x| x.ln()).sum::<f64>() / n as f64).exp();
+    let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let faster = ratios.iter().filter(|x| **x > 1.0).count();
+    let (factor, word) = if geo >= 1.0 {
+        (geo, "faster")
+    } else {
+        (1.0 / geo, "slower")
+    };
+    Some(format!(
+        "B is {factor:.2}× {word} than A (geometric mean of B/A tok/s over {n} series, {lo:.2} to {hi:.2}); faster on {faster} of {n}"
+    ))
+}
+
+/// What the marks rest on when the repetitions are too few for the Mann–Whitney test: says
+/// so, and how many repetitions let the test speak.
+fn sample_size_note(rows: &[Row]) -> Option<String> {
+    let few = rows
+        .iter()
+        .map(|r| &r.comparison)
+        .filter(|c| c.basis != Basis::IntervalAndTest)
+        .min_by_key(|c| c.n_a.min(c.n_b))?;
+    let need = repetitions_for_test(CompareConfig::default().alpha);
+    Some(if few.basis == Basis::Floor {
+        format!(
+            "note: a side has one repetition: its marks rest on the 5% floor alone (no interval, no test); measure with -r {need} or more"
+        )
+    } else {
+        format!(
+            "note: with {} vs {} repetitions the Mann–Whitney test cannot reach p < 0.05 (at best p = {:.2}): those marks rest on the bootstrap interval and the floor; measure with -r {need} or more for the test to count",
+            few.n_a,
+            few.n_b,
+            tokbench_report::stats::mann_whitney_min_p(few.n_a, few.n_b)
+        )
+    })
 }

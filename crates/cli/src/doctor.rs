@@ -156,7 +156,16 @@ fn telemetry() -> Vec<Finding> {
     out
 }
 
-pub async fn doctor_command(db: &Path) -> anyhow::Result<ExitCode> {
+/// The arguments of `doctor` and `migrate`: the database.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DbArgs {
+    #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
+    pub db: std::path::PathBuf,
+}
+
+/// `tokbench doctor`: what to fix, changing nothing.
+pub async fn doctor_command(args: &DbArgs) -> anyhow::Result<ExitCode> {
+    let db = args.db.as_path();
     let sections = [
         ("database", database(db).await),
         ("backends", backends()),
@@ -164,11 +173,11 @@ pub async fn doctor_command(db: &Path) -> anyhow::Result<ExitCode> {
     ];
     let mut to_fix = 0;
     for (name, findings) in &sections {
-        println!("{name}:");
+        outln!("{name}:")?;
         for f in findings {
-            println!("  [{}] {}", f.level, f.what);
+            outln!("  [{}] {}", f.level, f.what)?;
             if let Some(x) = &f.fix {
-                println!("         → {x}");
+                outln!("         → {x}")?;
             }
             if f.level == "fix" {
                 to_fix += 1;
@@ -176,26 +185,27 @@ pub async fn doctor_command(db: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     if to_fix == 0 {
-        println!("nothing to fix");
+        outln!("nothing to fix")?;
         Ok(ExitCode::Ok)
     } else {
-        println!("{to_fix} thing(s) to fix");
+        outln!("{to_fix} thing(s) to fix")?;
         Ok(ExitCode::ToolError)
     }
 }
 
 /// `tokbench migrate`: applies the migrations a database lacks and says which.
-pub async fn migrate_command(db: &Path) -> anyhow::Result<ExitCode> {
+pub async fn migrate_command(args: &DbArgs) -> anyhow::Result<ExitCode> {
+    let db = args.db.as_path();
     let applied = Store::migrate(db).await?;
     if applied.is_empty() {
-        println!("{}: schema up to date, nothing to migrate", db.display());
+        outln!("{}: schema up to date, nothing to migrate", db.display())?;
     } else {
-        println!(
+        outln!(
             "{}: applied {} migration(s): {}",
             db.display(),
             applied.len(),
             applied.join(", ")
-        );
+        )?;
     }
     Ok(ExitCode::Ok)
 }

@@ -37,3 +37,32 @@ pub fn code_of(e: &anyhow::Error) -> ExitCode {
         ExitCode::ToolError
     }
 }
+
+/// Stdout was closed by its reader (a pipe into `head`): the command stops quietly, exit 0.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// True when `e` is stdout going away, which is no failure of a command that only prints.
+pub fn stdout_closed(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<StdoutClosed>())
+}
+
+/// Writes to stdout (what [`out!`] and [`outln!`] expand to): a closed pipe is
+/// [`StdoutClosed`], any other failure an error naming stdout.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(args).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to stdout")),
+    }
+}

@@ -42,24 +42,68 @@ pub enum FitModel {
     Explicit(String),
 }
 
-/// Everything `tokbench fit` was asked.
-#[derive(Debug, Clone)]
-pub struct FitArgs {
-    pub model: FitModel,
-    pub quants: Vec<String>,
-    pub ctx: Vec<u32>,
-    pub type_k: String,
-    pub type_v: String,
-    pub flash_attn: bool,
-    pub n_ubatch: u32,
-    pub hardware: Vec<String>,
-    pub catalog: Option<PathBuf>,
-    pub units: Units,
-    pub format: FitFormat,
-}
-
 /// The default contexts of the context table.
 pub const DEFAULT_CTX: [u32; 5] = [2048, 4096, 8192, 32768, 131072];
+
+/// `tokbench fit`'s arguments: everything it was asked.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FitArgs {
+    /// An architecture preset (see `tokbench model synth --list`).
+    #[arg(long, conflicts_with_all = ["gguf", "params", "db"])]
+    pub arch: Option<String>,
+    /// A GGUF file: exact weights from its tensor table.
+    #[arg(long, conflicts_with_all = ["params", "db"])]
+    pub gguf: Option<PathBuf>,
+    /// Explicit shape: layers=,embd=,heads=,kv_heads=,head_dim=,ffn=,vocab=[,tied=1].
+    #[arg(long, conflicts_with = "db")]
+    pub params: Option<String>,
+    /// Quantizations, comma-separated (default: every preset from F16 to Q2_K).
+    #[arg(long, value_delimiter = ',')]
+    pub quant: Vec<String>,
+    /// Context lengths in tokens, comma-separated; the first is used for the quantization table.
+    #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_CTX)]
+    pub ctx: Vec<u32>,
+    /// K cache type.
+    #[arg(long, default_value = "f16")]
+    pub ctk: String,
+    /// V cache type (a quantized V cache needs --fa).
+    #[arg(long, default_value = "f16")]
+    pub ctv: String,
+    /// Flash attention.
+    #[arg(long)]
+    pub fa: bool,
+    /// Physical batch (llama.cpp -ub), which sizes the compute buffer.
+    #[arg(long, default_value_t = 512)]
+    pub ubatch: u32,
+    /// Hardware to check (repeatable; "2x NAME" for several devices). Default: the whole catalog.
+    #[arg(long)]
+    pub hardware: Vec<String>,
+    /// The hardware catalog (default: bench-configs/hardware.toml, or $TOKBENCH_HARDWARE).
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: FitFormat,
+    /// Print sizes in binary GiB, decimal GB, or binary MiB (small models).
+    #[arg(long, default_value = "gib")]
+    pub units: Units,
+    /// Compare predictions with the memory measured by the newest run in this database.
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+}
+
+impl FitArgs {
+    /// The model to size: exactly one of --arch, --gguf, --params.
+    fn model(&self) -> Result<FitModel, BadInput> {
+        match (&self.arch, &self.gguf, &self.params) {
+            (Some(a), None, None) => Ok(FitModel::Preset(a.clone())),
+            (None, Some(g), None) => Ok(FitModel::Gguf(g.clone())),
+            (None, None, Some(p)) => Ok(FitModel::Explicit(p.clone())),
+            _ => Err(BadInput(
+                "tokbench fit needs one of --arch PRESET, --gguf FILE, --params SHAPE (or --db to validate)".into(),
+            )),
+        }
+    }
+}
 
 /// Parses `key=value,…` into an architecture.
 pub fn explicit_arch(spec: &str) -> Result<ArchSpec, BadInput> {
@@ -212,24 +256,24 @@ fn hardware(names: &[String], catalog: &Catalog) -> Result<Vec<(HardwareConfig, 
 /// Computes the report (no printing).
 pub fn fit_report(args: &FitArgs, catalog: &Catalog) -> anyhow::Result<FitReport> {
     let type_k: CacheType = args
-        .type_k
+        .ctk
         .parse()
         .map_err(|e| BadInput(format!("--ctk: {e}")))?;
     let type_v: CacheType = args
-        .type_v
+        .ctv
         .parse()
         .map_err(|e| BadInput(format!("--ctv: {e}")))?;
-    let model = load_model(&args.model, &args.quants)?;
+    let model = load_model(&args.model()?, &args.quant)?;
     let hw = hardware(&args.hardware, catalog)?;
     let request = FitRequest {
         ctx: args.ctx.clone(),
         type_k,
         type_v,
-        flash_attn: args.flash_attn,
-        n_ubatch: args.n_ubatch,
+        flash_attn: args.fa,
+        n_ubatch: args.ubatch,
         units: args.units,
         // The context table at Q4_K_M, the quantization most people run, unless asked.
-        ctx_quant: args.quants.is_empty().then(|| "Q4_K_M".to_string()),
+        ctx_quant: args.quant.is_empty().then(|| "Q4_K_M".to_string()),
     };
     fit::fit_report(&model, &request, &hw).map_err(|e| BadInput(e.to_string()).into())
 }
@@ -250,21 +294,21 @@ fn parse_quants(quants: &[String]) -> Result<Vec<QuantPreset>, BadInput> {
         .collect()
 }
 
-pub fn fit_command(args: &FitArgs) -> anyhow::Result<ExitCode> {
+/// `tokbench fit`: the fit tables, or with `--db` predictions beside measurements.
+pub async fn fit_command(args: &FitArgs) -> anyhow::Result<ExitCode> {
+    if let Some(db) = &args.db {
+        return validate_command(db, args.format, args.units).await;
+    }
     let catalog = crate::hardware::load_catalog(args.catalog.as_deref())?;
     let report = fit_report(args, &catalog)?;
     match args.format {
-        FitFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        f => print!("{}", render(&report, f.style())),
+        FitFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?)?,
+        f => out!("{}", render(&report, f.style()))?,
     }
     Ok(ExitCode::Ok)
 }
 
-pub async fn validate_command(
-    db: &Path,
-    format: FitFormat,
-    units: Units,
-) -> anyhow::Result<ExitCode> {
+async fn validate_command(db: &Path, format: FitFormat, units: Units) -> anyhow::Result<ExitCode> {
     let store = tokbench_store::Store::open_read_only(db)
         .await
         .map_err(|e| BadInput(e.to_string()))?;
@@ -281,10 +325,10 @@ pub async fn validate_command(
         return Ok(ExitCode::Ok);
     }
     if format == FitFormat::Json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
         return Ok(ExitCode::Ok);
     }
-    print!("{}", render_validations(&out, format.style(), units));
+    out!("{}", render_validations(&out, format.style(), units))?;
     Ok(ExitCode::Ok)
 }
 

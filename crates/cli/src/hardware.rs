@@ -64,15 +64,42 @@ const LIST_COLUMNS: [&str; 7] = [
 
 /// `tokbench hardware`: every entry, one row each; unknown figures are "—" (empty in CSV,
 /// null in JSON).
-pub fn list(catalog: &Catalog, format: Format) -> anyhow::Result<ExitCode> {
+/// `tokbench hardware`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HardwareArgs {
+    #[command(subcommand)]
+    pub command: Option<HardwareCommand>,
+    /// The catalog file (default: bench-configs/hardware.toml, or $TOKBENCH_HARDWARE).
+    #[arg(long, global = true)]
+    pub catalog: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum HardwareCommand {
+    /// One entry (or "2x NAME" for several devices) with every figure and its source.
+    Show { name: String },
+}
+
+/// `tokbench hardware [show NAME]`.
+pub fn command(args: &HardwareArgs) -> anyhow::Result<ExitCode> {
+    let catalog = load_catalog(args.catalog.as_deref())?;
+    match &args.command {
+        None => list(&catalog, args.format),
+        Some(HardwareCommand::Show { name }) => show(&catalog, name),
+    }
+}
+
+fn list(catalog: &Catalog, format: Format) -> anyhow::Result<ExitCode> {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&catalog.entries)?),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&catalog.entries)?)?,
         Format::Table => {
-            print!("{}", list_table(catalog));
-            println!(
+            out!("{}", list_table(catalog))?;
+            outln!(
                 "{} entries; — = no sourced figure. `tokbench hardware show NAME` prints every source.",
                 catalog.entries.len()
-            );
+            )?;
         }
         Format::Csv => {
             let columns: Vec<String> = LIST_COLUMNS.map(String::from).to_vec();
@@ -92,7 +119,7 @@ pub fn list(catalog: &Catalog, format: Format) -> anyhow::Result<ExitCode> {
                     ]
                 })
                 .collect();
-            print!("{}", csv(&columns, &rows));
+            out!("{}", csv(&columns, &rows))?;
         }
     }
     Ok(ExitCode::Ok)
@@ -121,11 +148,11 @@ fn list_table(catalog: &Catalog) -> String {
 /// `tokbench hardware show NAME`: one entry, or `2x NAME` for a multi-device
 /// configuration, with every figure and its source. An unknown name is bad input and the
 /// message lists close matches.
-pub fn show(catalog: &Catalog, name: &str) -> anyhow::Result<ExitCode> {
+fn show(catalog: &Catalog, name: &str) -> anyhow::Result<ExitCode> {
     let cfg = catalog
         .resolve(name)
         .map_err(|e| BadInput(format!("{e} (`tokbench hardware` lists the catalog)")))?;
-    print!("{}", render_show(&cfg));
+    out!("{}", render_show(&cfg))?;
     Ok(ExitCode::Ok)
 }
 

@@ -14,14 +14,22 @@ use tokbench_store::{NewRun, RunStatus, Store};
 
 use crate::exit::{BadInput, ExitCode};
 
-#[derive(Debug, Clone)]
+/// `tokbench import`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
 pub struct ImportArgs {
-    pub db: PathBuf,
+    /// llama-bench output files.
+    #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Where the numbers came from; default: the file's path.
+    #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
+    pub db: PathBuf,
+    /// Where the numbers came from (shown beside the rows); default: the file.
+    #[arg(long)]
     pub source: Option<String>,
-    /// The machine's name (llama-bench does not print one).
+    /// The machine's name, which llama-bench does not print.
+    #[arg(long, default_value = "imported")]
     pub host: String,
+    /// The hardware catalog used to name the hardware from gpu_info/cpu_info.
+    #[arg(long)]
     pub catalog: Option<PathBuf>,
 }
 
@@ -38,20 +46,27 @@ fn run_uuid(bytes: &[u8]) -> String {
 
 pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     let catalog = crate::hardware::load_catalog(args.catalog.as_deref())?;
-    let store = Store::open(&args.db)
-        .await
-        .with_context(|| format!("cannot open the results database {}", args.db.display()))?;
+    // Every file is read and parsed before the database is opened: one that is not
+    // llama-bench output is refused with nothing written and no database created.
+    let mut parsed = Vec::with_capacity(args.files.len());
     for file in &args.files {
         let bytes = std::fs::read(file)
             .map_err(|e| BadInput(format!("cannot read {}: {e}", file.display())))?;
         let text = String::from_utf8(bytes.clone())
             .map_err(|_| BadInput(format!("{}: not UTF-8 text", file.display())))?;
         let records = parse_any(&text).map_err(|e| BadInput(format!("{}: {e}", file.display())))?;
-        let Some(first) = records.first() else {
+        if records.is_empty() {
             return Err(
                 BadInput(format!("{}: no llama-bench results in it", file.display())).into(),
             );
-        };
+        }
+        parsed.push((file, bytes, records));
+    }
+    let store = Store::open(&args.db)
+        .await
+        .with_context(|| format!("cannot open the results database {}", args.db.display()))?;
+    for (file, bytes, records) in parsed {
+        let first = &records[0];
         let uuid = run_uuid(&bytes);
         if let Some(prev) = store.run_by_uuid(&uuid).await? {
             if prev.status == tokbench_store::RunStatus::Ok {

@@ -8,7 +8,23 @@ use tokbench_store::{Store, StoreError};
 
 use crate::exit::{BadInput, ExitCode};
 
-pub async fn merge_command(sources: &[PathBuf], into: &Path) -> anyhow::Result<ExitCode> {
+/// `tokbench merge`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MergeArgs {
+    /// Source databases.
+    #[arg(required = true)]
+    pub sources: Vec<PathBuf>,
+    /// The destination (created if missing).
+    #[arg(long)]
+    pub into: PathBuf,
+}
+
+/// `tokbench merge`: every source into the destination.
+pub async fn command(args: &MergeArgs) -> anyhow::Result<ExitCode> {
+    merge_command(&args.sources, &args.into).await
+}
+
+async fn merge_command(sources: &[PathBuf], into: &Path) -> anyhow::Result<ExitCode> {
     let dst = Store::open(into)
         .await
         .with_context(|| format!("cannot open the destination {}", into.display()))?;

@@ -264,7 +264,65 @@ impl ModelProvider for CliModels {
     }
 }
 
-pub fn list_presets() -> anyhow::Result<ExitCode> {
+/// `tokbench model`'s subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ModelCommand {
+    /// Print what a GGUF file holds: architecture, shapes, parameters, tensor types.
+    #[command(after_help = "Example:\n  tokbench model inspect ~/models/Llama-3.1-8B-Q4_K_M.gguf")]
+    Inspect {
+        file: PathBuf,
+        /// Also list every tensor.
+        #[arg(long)]
+        tensors: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Write a synthetic model (seeded random weights, a working tokenizer) of a real
+    /// architecture, quantized by llama.cpp's own quantizer.
+    #[command(
+        after_help = "Examples:\n  tokbench model synth --arch tiny --quant Q4_K_M,Q8_0\n  tokbench model synth --arch llama-3.1-8b --quant Q4_K_M --seed 7\n  tokbench model synth --list"
+    )]
+    Synth {
+        /// Architecture preset (see --list).
+        #[arg(long, default_value = "tiny")]
+        arch: String,
+        /// Quantizations, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "Q8_0")]
+        quant: Vec<String>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where models are cached (default: $TOKBENCH_CACHE, else ~/.cache/tokbench).
+        #[arg(long, env = "TOKBENCH_CACHE")]
+        cache_dir: Option<PathBuf>,
+        /// List the architecture presets and their sizes.
+        #[arg(long)]
+        list: bool,
+    },
+}
+
+/// `tokbench model …`.
+pub fn command(cmd: &ModelCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ModelCommand::Inspect {
+            file,
+            tensors,
+            format,
+        } => inspect(file, *tensors, *format),
+        ModelCommand::Synth { list: true, .. } => list_presets(),
+        ModelCommand::Synth {
+            arch,
+            quant,
+            seed,
+            cache_dir,
+            list: false,
+        } => {
+            let cache = ModelCache::new(cache_dir.clone())?;
+            synth_command(&cache, arch, quant, *seed)
+        }
+    }
+}
+
+fn list_presets() -> anyhow::Result<ExitCode> {
     let cols = [
         "preset",
         "architecture",
@@ -298,11 +356,11 @@ pub fn list_presets() -> anyhow::Result<ExitCode> {
             ]
         })
         .collect();
-    print!("{}", table(&cols, &rows));
+    out!("{}", table(&cols, &rows))?;
     Ok(ExitCode::Ok)
 }
 
-pub fn synth_command(
+fn synth_command(
     cache: &ModelCache,
     arch: &str,
     quants: &[String],
@@ -328,17 +386,17 @@ pub fn synth_command(
     for q in quants {
         let path = cache.synth(spec, seed, q, &mut |line| eprintln!("{line}"))?;
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        println!(
+        outln!(
             "{}\t{}\t{}",
             q,
             fmt_bytes(Some(size as i64)),
             path.display()
-        );
+        )?;
     }
     Ok(ExitCode::Ok)
 }
 
-pub fn inspect(path: &Path, tensors: bool, format: Format) -> anyhow::Result<ExitCode> {
+fn inspect(path: &Path, tensors: bool, format: Format) -> anyhow::Result<ExitCode> {
     let (file, info) = read_model(path)?;
     if matches!(format, Format::Json) {
         let mut v = serde_json::json!({
@@ -368,7 +426,7 @@ pub fn inspect(path: &Path, tensors: bool, format: Format) -> anyhow::Result<Exi
                 .map(|t| serde_json::json!({"name": t.name, "type": t.ggml_type.name(), "dims": t.dims, "bytes": t.n_bytes()}))
                 .collect();
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(ExitCode::Ok);
     }
     let opt = |v: Option<String>| v.unwrap_or_else(|| "—".into());
@@ -417,7 +475,7 @@ pub fn inspect(path: &Path, tensors: bool, format: Format) -> anyhow::Result<Exi
     ];
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
-        println!("{k:<width$}  {v}");
+        outln!("{k:<width$}  {v}")?;
     }
     if tensors {
         let cols = ["tensor", "type", "shape", "bytes"]
@@ -439,8 +497,8 @@ pub fn inspect(path: &Path, tensors: bool, format: Format) -> anyhow::Result<Exi
                 ]
             })
             .collect();
-        println!();
-        print!("{}", table(&cols, &trows));
+        outln!()?;
+        out!("{}", table(&cols, &trows))?;
     }
     Ok(ExitCode::Ok)
 }

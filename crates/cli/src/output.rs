@@ -1,8 +1,9 @@
 //! `tokbench results` and `tokbench query`: rows from the database to a table, CSV or JSON.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use tokbench_core::{EngineSettings, ResultStatus, RunSelector};
 use tokbench_store::{QueryOutput, ResultRow, Store, StoreError};
 
 use crate::exit::{BadInput, ExitCode};
@@ -27,115 +28,327 @@ pub fn fmt_bytes(b: Option<i64>) -> String {
     }
 }
 
-/// The columns of `tokbench results`; [`result_cells`] fills one row of them.
-const RESULT_COLUMNS: [&str; 15] = [
-    "model",
-    "quant",
-    "test",
-    "threads",
-    "backend",
-    "source",
-    "conc",
-    "prefill t/s",
-    "decode t/s",
-    "TTFT ms",
-    "TTFT p99",
-    "out t/s",
-    "peak RSS",
-    "reps",
-    "status",
-];
-
-fn result_cells(r: &ResultRow) -> [String; RESULT_COLUMNS.len()] {
-    let ResultRow {
-        model,
-        quant,
-        test,
-        n_threads,
-        backend,
-        status,
-        error,
-        prefill_tps,
-        prefill_tps_sd,
-        decode_tps,
-        decode_tps_sd,
-        ttft_ms,
-        rss_peak_bytes,
-        metric_source,
-        n_reps,
-        concurrency,
-        ttft_p99_ms,
-        output_tps,
-        ..
-    } = r;
-    let opt = |v: Option<f64>, digits: usize| {
-        v.map(|x| format!("{x:.digits$}"))
-            .unwrap_or_else(|| "—".into())
-    };
-    let status = match error {
-        Some(e) if *status != tokbench_core::ResultStatus::Ok => {
-            let short: String = e.chars().take(60).collect();
-            format!("{status}: {short}")
-        }
-        _ => status.to_string(),
-    };
-    [
-        model.clone(),
-        quant.clone().unwrap_or_else(|| "—".into()),
-        test.clone(),
-        n_threads
-            .map(|t| t.to_string())
-            .unwrap_or_else(|| "—".into()),
-        backend.clone(),
-        metric_source.to_string(),
-        concurrency
-            .map(|c| c.to_string())
-            .unwrap_or_else(|| "—".into()),
-        fmt_rate(*prefill_tps, *prefill_tps_sd),
-        fmt_rate(*decode_tps, *decode_tps_sd),
-        ttft_ms
-            .map(|t| format!("{t:.1}"))
-            .unwrap_or_else(|| "—".into()),
-        opt(*ttft_p99_ms, 1),
-        opt(*output_tps, 1),
-        fmt_bytes(*rss_peak_bytes),
-        n_reps.to_string(),
-        status,
-    ]
+/// One engine setting as `results` shows it: its column, its value as text for the table
+/// and as a plain value for CSV (booleans 0/1, as llama-bench writes them; empty when the
+/// backend does not take the setting).
+struct SettingColumn {
+    table: &'static str,
+    csv: &'static str,
+    value: fn(&EngineSettings) -> Option<String>,
 }
 
-pub async fn results(db: &Path, run: Option<&str>, format: Format) -> anyhow::Result<ExitCode> {
+fn flag(b: Option<bool>) -> Option<String> {
+    b.map(|b| u8::from(b).to_string())
+}
+
+const SETTINGS: [SettingColumn; 8] = [
+    SettingColumn {
+        table: "threads",
+        csv: "n_threads",
+        value: |s| s.n_threads.map(|v| v.to_string()),
+    },
+    SettingColumn {
+        table: "batch",
+        csv: "n_batch",
+        value: |s| s.n_batch.map(|v| v.to_string()),
+    },
+    SettingColumn {
+        table: "ubatch",
+        csv: "n_ubatch",
+        value: |s| s.n_ubatch.map(|v| v.to_string()),
+    },
+    SettingColumn {
+        table: "ngl",
+        csv: "n_gpu_layers",
+        value: |s| s.n_gpu_layers.map(|v| v.to_string()),
+    },
+    SettingColumn {
+        table: "fa",
+        csv: "flash_attn",
+        value: |s| flag(s.flash_attn),
+    },
+    SettingColumn {
+        table: "type_k",
+        csv: "type_k",
+        value: |s| s.type_k.map(|v| v.to_string()),
+    },
+    SettingColumn {
+        table: "type_v",
+        csv: "type_v",
+        value: |s| s.type_v.map(|v| v.to_string()),
+    },
+    SettingColumn {
+        table: "mmap",
+        csv: "use_mmap",
+        value: |s| flag(s.use_mmap),
+    },
+];
+
+/// The settings whose value differs between `rows` (threads always: llama-bench shows it
+/// too), as indexes into [`SETTINGS`]; the others are the same for every row and go in the
+/// heading instead.
+fn varying_settings(rows: &[ResultRow]) -> Vec<usize> {
+    (0..SETTINGS.len())
+        .filter(|&i| {
+            let v = SETTINGS[i].value;
+            i == 0 || rows.iter().any(|r| v(&r.settings) != v(&rows[0].settings))
+        })
+        .collect()
+}
+
+/// "ngl 99, batch 2048, …": the settings every row shares, for the heading.
+fn shared_settings(rows: &[ResultRow], varying: &[usize]) -> String {
+    (0..SETTINGS.len())
+        .filter(|i| !varying.contains(i))
+        .filter_map(|i| {
+            let c = &SETTINGS[i];
+            (c.value)(&rows[0].settings).map(|v| format!("{} {v}", c.table))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The table of `tokbench results`: the settings that vary get a column each.
+fn results_table(rows: &[ResultRow]) -> (Vec<String>, Vec<Vec<String>>) {
+    let varying = varying_settings(rows);
+    let mut columns: Vec<String> = ["model", "quant", "test"].map(String::from).to_vec();
+    columns.extend(varying.iter().map(|&i| SETTINGS[i].table.to_string()));
+    columns.extend(
+        [
+            "backend",
+            "source",
+            "conc",
+            "prefill t/s",
+            "decode t/s",
+            "TTFT ms",
+            "TTFT p99",
+            "out t/s",
+            "peak RSS",
+            "reps",
+            "status",
+        ]
+        .map(String::from),
+    );
+    let dash = || "—".to_string();
+    let opt =
+        |v: Option<f64>, digits: usize| v.map(|x| format!("{x:.digits$}")).unwrap_or_else(dash);
+    let cells = rows
+        .iter()
+        .map(|r| {
+            let status = match &r.error {
+                Some(e) if r.status != ResultStatus::Ok => {
+                    let short: String = e.chars().take(60).collect();
+                    format!("{}: {short}", r.status)
+                }
+                _ => r.status.to_string(),
+            };
+            let mut row = vec![
+                r.model.clone(),
+                r.quant.clone().unwrap_or_else(dash),
+                r.test.clone(),
+            ];
+            row.extend(
+                varying
+                    .iter()
+                    .map(|&i| (SETTINGS[i].value)(&r.settings).unwrap_or_else(dash)),
+            );
+            row.extend([
+                r.backend.clone(),
+                r.metric_source.to_string(),
+                r.concurrency.map(|c| c.to_string()).unwrap_or_else(dash),
+                fmt_rate(r.prefill_tps, r.prefill_tps_sd),
+                fmt_rate(r.decode_tps, r.decode_tps_sd),
+                opt(r.ttft_ms, 1),
+                opt(r.ttft_p99_ms, 1),
+                opt(r.output_tps, 1),
+                fmt_bytes(r.rss_peak_bytes),
+                r.n_reps.to_string(),
+                status,
+            ]);
+            row
+        })
+        .collect();
+    (columns, cells)
+}
+
+/// `tokbench results --format csv`: values, never display text (rates and their standard
+/// deviations in separate columns, bytes as bytes, empty for unknown), and every setting.
+fn results_csv(rows: &[ResultRow]) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut columns: Vec<String> = [
+        "run_uuid",
+        "started_at",
+        "host",
+        "model",
+        "quant",
+        "test",
+        "backend",
+        "metric_source",
+        "concurrency",
+    ]
+    .map(String::from)
+    .to_vec();
+    columns.extend(SETTINGS.iter().map(|c| c.csv.to_string()));
+    columns.extend(
+        [
+            "prefill_tps",
+            "prefill_tps_sd",
+            "decode_tps",
+            "decode_tps_sd",
+            "ttft_ms",
+            "ttft_p99_ms",
+            "output_tps",
+            "rss_peak_bytes",
+            "n_reps",
+            "status",
+            "error",
+        ]
+        .map(String::from),
+    );
+    let num = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+    let cells = rows
+        .iter()
+        .map(|r| {
+            let mut row = vec![
+                r.run_uuid.clone(),
+                r.started_at.clone(),
+                r.host.clone(),
+                r.model.clone(),
+                r.quant.clone().unwrap_or_default(),
+                r.test.clone(),
+                r.backend.clone(),
+                r.metric_source.to_string(),
+                r.concurrency.map(|c| c.to_string()).unwrap_or_default(),
+            ];
+            row.extend(
+                SETTINGS
+                    .iter()
+                    .map(|c| (c.value)(&r.settings).unwrap_or_default()),
+            );
+            row.extend([
+                num(r.prefill_tps),
+                num(r.prefill_tps_sd),
+                num(r.decode_tps),
+                num(r.decode_tps_sd),
+                num(r.ttft_ms),
+                num(r.ttft_p99_ms),
+                num(r.output_tps),
+                r.rss_peak_bytes.map(|b| b.to_string()).unwrap_or_default(),
+                r.n_reps.to_string(),
+                r.status.to_string(),
+                r.error.clone().unwrap_or_default(),
+            ]);
+            row
+        })
+        .collect();
+    (columns, cells)
+}
+
+/// A database a command reads or judges must exist: a typo in `--db` is an error, never a
+/// new empty database.
+pub fn existing_db(db: &Path) -> Result<(), BadInput> {
+    if db.is_dir() {
+        return Err(BadInput(format!(
+            "{} is a directory, not a results database: give the database file with --db",
+            db.display()
+        )));
+    }
+    if !db.exists() {
+        return Err(BadInput(format!(
+            "no results database at {}: give an existing one with --db (or $TOKBENCH_DB), or create it with `tokbench run`",
+            db.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The error for a run selector that names no run in `db`.
+pub fn no_run(sel: &RunSelector, db: &Path) -> BadInput {
+    BadInput(format!(
+        "no run `{sel}` in {} (give `latest`, `previous`, `latest~N`, a run UUID or a unique prefix of one, `host:NAME` or `build:VERSION`)",
+        db.display()
+    ))
+}
+
+/// `tokbench results`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ResultsArgs {
+    #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
+    pub db: PathBuf,
+    /// The run: `latest` (the default), `previous`, `latest~N`, a UUID or a unique prefix,
+    /// `host:NAME` or `build:VERSION`.
+    #[arg(long, default_value = "latest")]
+    pub run: RunSelector,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// `tokbench query`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueryArgs {
+    /// The SQL statement.
+    pub sql: String,
+    #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
+    pub db: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// `tokbench results`: a run's results.
+pub async fn results_command(args: &ResultsArgs) -> anyhow::Result<ExitCode> {
+    print_results(&args.db, &args.run, args.format).await
+}
+
+/// `tokbench query`: one read-only statement.
+pub async fn query_command(args: &QueryArgs) -> anyhow::Result<ExitCode> {
+    query(&args.db, &args.sql, args.format).await
+}
+
+/// Prints the results of the run `run` names (also `tokbench run -o FORMAT`'s output).
+pub async fn print_results(
+    db: &Path,
+    run: &RunSelector,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
     let store = open_ro(db).await?;
-    let rows = store.results(run).await.context("cannot read results")?;
-    if rows.is_empty() {
-        match run {
-            Some(r) => {
-                return Err(BadInput(format!("no results for run {r} in {}", db.display())).into())
-            }
-            None => {
-                eprintln!(
-                    "{} holds no results yet; run `tokbench run` first",
-                    db.display()
-                );
-                return Ok(ExitCode::Ok);
-            }
+    let Some((uuid, _)) = store.resolve_run(run).await? else {
+        if *run == (RunSelector::Newest { skip: 0 }) {
+            eprintln!(
+                "{} holds no results yet; run `tokbench run` first",
+                db.display()
+            );
+            return Ok(ExitCode::Ok);
         }
+        return Err(no_run(run, db).into());
+    };
+    let rows = store
+        .results(Some(&uuid))
+        .await
+        .context("cannot read results")?;
+    store.close().await;
+    if rows.is_empty() {
+        eprintln!("run {uuid} in {} has no results", db.display());
+        return Ok(ExitCode::Ok);
     }
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-        Format::Table | Format::Csv => {
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&rows)?)?,
+        Format::Table => {
             let first = &rows[0];
-            let columns: Vec<String> = RESULT_COLUMNS.map(String::from).to_vec();
-            let cells: Vec<Vec<String>> = rows.iter().map(|r| result_cells(r).to_vec()).collect();
-            if matches!(format, Format::Table) {
-                println!(
-                    "run {} on {} ({}); t/s: mean ± sd over the repetitions",
-                    first.run_uuid, first.host, first.started_at
-                );
-                print!("{}", table(&columns, &cells));
-            } else {
-                print!("{}", csv(&columns, &cells));
+            let (columns, cells) = results_table(&rows);
+            let shared = shared_settings(&rows, &varying_settings(&rows));
+            outln!(
+                "run {} on {} ({}); t/s: mean ± sd over the repetitions",
+                first.run_uuid,
+                first.host,
+                first.started_at
+            )?;
+            if !shared.is_empty() {
+                outln!("every row: {shared}")?;
             }
+            out!("{}", table(&columns, &cells))?;
+        }
+        Format::Csv => {
+            let (columns, cells) = results_csv(&rows);
+            out!("{}", csv(&columns, &cells))?;
         }
     }
     Ok(ExitCode::Ok)
@@ -156,7 +369,7 @@ fn value_text(v: &serde_json::Value) -> String {
     }
 }
 
-pub async fn query(db: &Path, sql: &str, format: Format) -> anyhow::Result<ExitCode> {
+async fn query(db: &Path, sql: &str, format: Format) -> anyhow::Result<ExitCode> {
     let store = open_ro(db).await?;
     let out = match store.query(sql).await {
         Ok(o) => o,
@@ -172,14 +385,14 @@ pub async fn query(db: &Path, sql: &str, format: Format) -> anyhow::Result<ExitC
                 .iter()
                 .map(|r| columns.iter().cloned().zip(r.iter().cloned()).collect())
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&objects)?);
+            outln!("{}", serde_json::to_string_pretty(&objects)?)?;
         }
         Format::Table => {
             let cells: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| r.iter().map(value_text).collect())
                 .collect();
-            print!("{}", table(&columns, &cells));
+            out!("{}", table(&columns, &cells))?;
             eprintln!("({} rows)", rows.len());
         }
         Format::Csv => {
@@ -197,7 +410,7 @@ pub async fn query(db: &Path, sql: &str, format: Format) -> anyhow::Result<ExitC
                         .collect()
                 })
                 .collect();
-            print!("{}", csv(&columns, &cells));
+            out!("{}", csv(&columns, &cells))?;
         }
     }
     Ok(ExitCode::Ok)

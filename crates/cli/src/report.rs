@@ -16,22 +16,57 @@ use tokbench_store::{PointFilter, Store, StoredPoint};
 
 use crate::exit::{BadInput, ExitCode};
 
-/// What `tokbench report` was asked for.
-#[derive(Debug, Clone)]
+/// `tokbench report`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
 pub struct ReportArgs {
+    #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
     pub db: PathBuf,
+    /// The output directory (created; files in it are replaced).
+    #[arg(long, default_value = "reports")]
     pub out: PathBuf,
+    /// Only these models (repeatable), e.g. synth:tiny.
+    #[arg(long)]
+    pub model: Vec<String>,
+    /// Only these quantizations (repeatable).
+    #[arg(long)]
+    pub quant: Vec<String>,
+    /// Only these backends (repeatable): engine, llama-bench, …
+    #[arg(long)]
+    pub backend: Vec<String>,
+    /// Only results from these hosts (repeatable, host names).
+    #[arg(long)]
+    pub host: Vec<String>,
+    /// Only runs started on or after this date (YYYY-MM-DD or RFC 3339, UTC).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only runs started before this date.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Budgets in US dollars for the "best under $X" picks.
+    #[arg(long, value_delimiter = ',', default_values_t = [1500.0, 3000.0, 10000.0])]
+    pub budget: Vec<f64>,
+    /// The hardware catalog (default: bench-configs/hardware.toml, or $TOKBENCH_HARDWARE).
+    #[arg(long)]
     pub catalog: Option<PathBuf>,
-    pub filter: PointFilter,
-    pub budgets_usd: Vec<f64>,
+}
+
+impl ReportArgs {
+    fn filter(&self) -> PointFilter {
+        PointFilter {
+            models: self.model.clone(),
+            quants: self.quant.clone(),
+            backends: self.backend.clone(),
+            hosts: self.host.clone(),
+            since: self.since.clone(),
+            until: self.until.clone(),
+        }
+    }
 }
 
 pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
-    for d in [&args.filter.since, &args.filter.until]
-        .into_iter()
-        .flatten()
-    {
+    let filter = args.filter();
+    for d in [&filter.since, &filter.until].into_iter().flatten() {
         if !is_date_prefix(d) {
             return Err(BadInput(format!(
                 "`{d}` is not a date: give YYYY-MM-DD or an RFC 3339 time (2026-11-29T12:00:00Z)"
@@ -39,11 +74,7 @@ pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             .into());
         }
     }
-    if let Some(b) = args
-        .budgets_usd
-        .iter()
-        .find(|b| !(b.is_finite() && **b > 0.0))
-    {
+    if let Some(b) = args.budget.iter().find(|b| !(b.is_finite() && **b > 0.0)) {
         return Err(BadInput(format!(
             "--budget {b}: a budget is a positive number of US dollars"
         ))
@@ -53,10 +84,15 @@ pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open_read_only(&args.db)
         .await
         .map_err(|e| BadInput(e.to_string()))?;
-    let stored = store
-        .points(&args.filter)
-        .await
-        .context("cannot read results")?;
+    let stored = store.points(&filter).await.context("cannot read results")?;
+    if stored.is_empty() && filter != PointFilter::default() {
+        store.close().await;
+        return Err(BadInput(format!(
+            "no result in {} matches the filters (--model, --quant, --backend, --host, --since, --until); nothing written. What is there: tokbench query \"SELECT DISTINCT model, quant, backend, host FROM v_results\"",
+            args.db.display()
+        ))
+        .into());
+    }
     let (fit_rows, _) = crate::fit::validations(&store).await?;
     store.close().await;
     let t_read = t0.elapsed();
@@ -66,7 +102,7 @@ pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let files = tokbench_report::generate(
         points,
         &ReportOptions {
-            budgets_usd: args.budgets_usd.clone(),
+            budgets_usd: args.budget.clone(),
             source: args.db.display().to_string(),
         },
     )

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use tokbench_core::{ModelSource, ResultStatus, Suite};
+use tokbench_core::{CacheType, Cell, EngineParams, ModelSource, ResultStatus, Suite};
 use tokbench_engine::protocol::{EngineEvent, EngineJob};
 use tokbench_runner::{EngineCommand, RunEvent, RunPlan};
 use tokbench_store::{NewRun, RunStatus, Store};
@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::exit::{BadInput, ExitCode};
 use crate::models::{read_model, CliModels, ModelCache};
+use crate::Format;
 
 fn now() -> String {
     time::OffsetDateTime::now_utc()
@@ -114,14 +115,130 @@ fn storage_hint(e: &anyhow::Error, db: &Path) -> String {
     }
 }
 
-pub async fn run_command(
-    suite_path: &Path,
+/// `tokbench run`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// A suite file, or a GGUF model to measure as llama-bench would (pp512 and tg128, 5
+    /// repetitions, unless flags say otherwise). Default: the built-in smoke suite, the same
+    /// as bench-configs/smoke.toml.
+    pub suite: Option<PathBuf>,
+    #[command(flatten)]
+    pub bench: crate::front::BenchFlags,
+    /// Print the run's results to stdout when it ends (progress stays on stderr).
+    #[arg(short = 'o', long = "output", value_enum, value_name = "FORMAT")]
+    pub output: Option<Format>,
+    /// The results database (created if missing).
+    #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
+    pub db: PathBuf,
+    /// Finish the run with this UUID: only its cells without a stored result run.
+    #[arg(long, value_name = "RUN_UUID")]
+    pub resume: Option<String>,
+    /// Plain lines even on a terminal.
+    #[arg(long)]
+    pub plain: bool,
+    /// What started the run (manual, ci, nightly …), stored with it.
+    #[arg(long, default_value = "manual")]
+    pub trigger: String,
+    /// Telemetry's sampling interval in ms (power, energy, device and process memory,
+    /// per phase); 0 turns it off.
+    #[arg(long, default_value_t = 100)]
+    pub telemetry_interval_ms: u64,
+}
+
+/// `tokbench run`: the suite, every result stored.
+pub async fn command(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let telemetry = (args.telemetry_interval_ms > 0)
+        .then(|| std::time::Duration::from_millis(args.telemetry_interval_ms));
+    if args.resume.is_some() && (args.suite.is_some() || !args.bench.is_empty()) {
+        return Err(BadInput(
+            "--resume runs the suite as it was stored; give no suite, model or flags with it"
+                .into(),
+        )
+        .into());
+    }
+    let source = suite_source(args)?;
+    let (code, uuid) = run_command(
+        &source,
+        &args.db,
+        args.resume.as_deref(),
+        args.plain,
+        &args.trigger,
+        telemetry,
+    )
+    .await?;
+    if let Some(format) = args.output {
+        // Whoever reads stdout may be gone: the results are stored either way.
+        let sel = tokbench_core::RunSelector::Uuid(uuid);
+        match crate::output::print_results(&args.db, &sel, format).await {
+            Err(e) if !crate::exit::stdout_closed(&e) => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(code)
+}
+
+/// The suite to run, as (the path it is stored and resolved under, its text): a suite file
+/// or the built-in default, with any llama-bench flags written over it; or, for a model
+/// alone, a suite written from the flags. Read and checked before the database is touched.
+fn suite_source(args: &RunArgs) -> anyhow::Result<(PathBuf, String)> {
+    let mut flags = args.bench.clone();
+    let suite = match &args.suite {
+        Some(p) if crate::front::is_gguf(p) => {
+            flags.models.insert(0, p.clone());
+            None
+        }
+        other => other.clone(),
+    };
+    let (path, base) = match suite {
+        Some(p) => {
+            if p.is_dir() {
+                return Err(BadInput(format!(
+                    "{} is a directory: give a suite file (.toml) or a model (.gguf)",
+                    p.display()
+                ))
+                .into());
+            }
+            let bytes = std::fs::read(&p)
+                .map_err(|e| BadInput(format!("cannot read suite {}: {e}", p.display())))?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                BadInput(format!(
+                    "{} is neither a suite (TOML text) nor a GGUF model",
+                    p.display()
+                ))
+            })?;
+            (p, Some(text))
+        }
+        None if flags.models.is_empty() => (
+            PathBuf::from(crate::front::DEFAULT_SUITE_NAME),
+            Some(crate::front::DEFAULT_SUITE.to_string()),
+        ),
+        // Model paths are made absolute, so the directory only matters for messages.
+        None => (PathBuf::from("command-line.toml"), None),
+    };
+    let text = crate::front::suite_text(base.as_deref(), &flags)?;
+    Ok((path, text))
+}
+
+async fn run_command(
+    (suite_path, suite_text): &(PathBuf, String),
     db: &Path,
     resume: Option<&str>,
     plain: bool,
     trigger: &str,
     telemetry: Option<std::time::Duration>,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<(ExitCode, String)> {
+    // A suite with a mistake is refused before the database is created or touched.
+    let fresh = match resume {
+        None => {
+            let suite = load_suite(suite_path, suite_text)?;
+            preflight(&suite)?;
+            Some(suite)
+        }
+        Some(_) => {
+            crate::output::existing_db(db)?;
+            None
+        }
+    };
     let store = open_store(db).await?;
     // A resumed run re-reads the suite exactly as it was when the run began.
     let (suite, text, run_id, uuid, skip) = match resume {
@@ -138,19 +255,17 @@ pub async fn run_command(
             (suite, text, prev.id, uuid.to_string(), done)
         }
         None => {
-            let text = std::fs::read_to_string(suite_path).map_err(|e| {
-                BadInput(format!("cannot read suite {}: {e}", suite_path.display()))
-            })?;
-            let suite = load_suite(suite_path, &text)?;
+            let suite = fresh.expect("a new run's suite is loaded above");
             (
                 suite,
-                text,
+                suite_text.clone(),
                 tokbench_store::RunId(0),
                 uuid::Uuid::new_v4().to_string(),
                 BTreeSet::new(),
             )
         }
     };
+    let stored_as = uuid.clone();
     execute(
         store,
         db,
@@ -168,6 +283,7 @@ pub async fn run_command(
         },
     )
     .await
+    .map(|code| (code, stored_as))
 }
 
 /// What [`execute`] runs: a suite (as text and validated), into a new run or an existing one.
@@ -184,6 +300,76 @@ struct Execution {
     trigger: String,
     /// Telemetry's sampling interval (`None`: off).
     telemetry: Option<std::time::Duration>,
+}
+
+/// The engine settings that take more than one value in a suite, for its progress lines:
+/// threads are always shown, the others only where they vary (` fa1 ub256`), so two lines
+/// that look alike measured the same thing.
+struct VaryingSettings([bool; 7]);
+
+impl VaryingSettings {
+    #[allow(clippy::too_many_arguments)]
+    fn parts(
+        batch: u32,
+        ubatch: u32,
+        ngl: u32,
+        fa: bool,
+        type_k: CacheType,
+        type_v: CacheType,
+        mmap: bool,
+    ) -> [String; 7] {
+        [
+            format!("b{batch}"),
+            format!("ub{ubatch}"),
+            format!("ngl{ngl}"),
+            format!("fa{}", u8::from(fa)),
+            format!("ctk {type_k}"),
+            format!("ctv {type_v}"),
+            format!("mmap{}", u8::from(mmap)),
+        ]
+    }
+
+    fn of(cells: &[Cell]) -> Self {
+        let parts = |c: &Cell| {
+            let e = &c.engine;
+            Self::parts(
+                e.n_batch,
+                e.n_ubatch,
+                e.n_gpu_layers,
+                e.flash_attn,
+                e.type_k,
+                e.type_v,
+                e.use_mmap,
+            )
+        };
+        let mut vary = [false; 7];
+        if let Some(first) = cells.first().map(parts) {
+            for c in cells {
+                for (i, p) in parts(c).iter().enumerate() {
+                    vary[i] |= *p != first[i];
+                }
+            }
+        }
+        VaryingSettings(vary)
+    }
+
+    fn label(&self, p: &EngineParams) -> String {
+        let parts = Self::parts(
+            p.n_batch,
+            p.n_ubatch,
+            p.n_gpu_layers,
+            p.flash_attn,
+            p.type_k,
+            p.type_v,
+            p.use_mmap,
+        );
+        parts
+            .iter()
+            .zip(self.0)
+            .filter(|(_, v)| *v)
+            .map(|(p, _)| format!(" {p}"))
+            .collect()
+    }
 }
 
 /// Runs only `cells` of the suite an earlier run used (read from that run, as it was), as a
@@ -257,6 +443,7 @@ async fn execute(
     let catalog = crate::hardware::load_catalog(None)?;
     let hardware = crate::hardware::hardware_for_run(&catalog, &suite, &host, &build.accel)?;
     let cells_total = suite.cells().len();
+    let varying = VaryingSettings::of(&suite.cells());
     let run_id = if resume {
         run_id
     } else {
@@ -468,9 +655,10 @@ async fn execute(
                         .map(|c| format!(" c{c}"))
                         .unwrap_or_default();
                     say(format!(
-                    "[{done}/{to_run}] {model_name} {quant} {} t{}{conc} {} ({}): {figure} {status}",
+                    "[{done}/{to_run}] {model_name} {quant} {} t{}{}{conc} {} ({}): {figure} {status}",
                     result.test.label(),
                     result.params.n_threads,
+                    varying.label(&result.params),
                     build.name,
                     result.metric_source.as_str(),
                 ));

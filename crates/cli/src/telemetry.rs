@@ -23,10 +23,48 @@ fn kind_name(k: tokbench_telemetry::UnavailableKind) -> &'static str {
     }
 }
 
-pub fn probe_command(format: Format) -> anyhow::Result<ExitCode> {
+/// `tokbench telemetry`'s subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum TelemetryCommand {
+    /// Every metric of every source, available or with the reason it is not.
+    Probe {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Record raw samples for a while into a JSON file (a fixture from another machine).
+    #[command(
+        after_help = "Example:\n  tokbench telemetry capture --seconds 30 --pid $(pgrep llama-server) --out h200.json"
+    )]
+    Capture {
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 100)]
+        interval_ms: u64,
+        /// Follow this process tree's memory (and its device memory).
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+}
+
+/// `tokbench telemetry …`.
+pub fn command(cmd: &TelemetryCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        TelemetryCommand::Probe { format } => probe_command(*format),
+        TelemetryCommand::Capture {
+            out,
+            seconds,
+            interval_ms,
+            pid,
+        } => capture_command(out, *seconds, *interval_ms, *pid),
+    }
+}
+
+fn probe_command(format: Format) -> anyhow::Result<ExitCode> {
     let reports = tokbench_telemetry::probe_all();
     if let Format::Json = format {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        outln!("{}", serde_json::to_string_pretty(&reports)?)?;
         return Ok(ExitCode::Ok);
     }
     let cols: Vec<String> = ["source", "metric", "status", "why not"]
@@ -48,18 +86,18 @@ pub fn probe_command(format: Format) -> anyhow::Result<ExitCode> {
         }
     }
     match format {
-        Format::Csv => print!("{}", crate::output::csv(&cols, &rows)),
-        _ => print!("{}", table(&cols, &rows)),
+        Format::Csv => out!("{}", crate::output::csv(&cols, &rows))?,
+        _ => out!("{}", table(&cols, &rows))?,
     }
     for r in &reports {
         for (k, v) in &r.environment {
-            println!("{} {k}: {v}", r.source);
+            outln!("{} {k}: {v}", r.source)?;
         }
     }
     Ok(ExitCode::Ok)
 }
 
-pub fn capture_command(
+fn capture_command(
     out: &Path,
     seconds: f64,
     interval_ms: u64,

@@ -114,9 +114,9 @@ fn a_real_run_becomes_a_report() {
         );
     }
 
-    // Filters: a model that is not there gives a report that says so, not an error.
+    // Filters that match nothing: a typo, said so with exit 2, and no empty report written.
     let none = tmp.path().join("none");
-    let out = run_ok(&[
+    let out = tokbench(&[
         "report",
         "--db",
         db.to_str().unwrap(),
@@ -124,9 +124,19 @@ fn a_real_run_becomes_a_report() {
         none.to_str().unwrap(),
         "--model",
         "synth:other",
-    ]);
-    assert!(stderr(&out).contains("0 results"), "{}", stderr(&out));
-    assert!(read(&none, "leaderboard.md").contains("No results"));
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("matches the filters"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !none.exists(),
+        "nothing written for a filter that matches nothing"
+    );
     let q4 = tmp.path().join("q4");
     run_ok(&[
         "report",
