@@ -11,7 +11,7 @@ use std::str::FromStr;
 pub enum RunSelector {
     /// The newest run, skipping this many (`latest` is 0, `previous` and `latest~1` are 1).
     Newest { skip: u32 },
-    /// A run UUID or a unique prefix of one (lowercase hex and dashes).
+    /// A run UUID or a unique prefix of one (matched without regard to ASCII case).
     Uuid(String),
     /// The newest run on the host of this name.
     Host(String),
@@ -60,11 +60,11 @@ impl FromStr for RunSelector {
                 v => Ok(RunSelector::Build(v.to_string())),
             };
         }
-        let uuid = t.strip_prefix("run:").unwrap_or(t).to_ascii_lowercase();
-        if uuid.is_empty() || !uuid.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            return Err(bad("a run UUID is hexadecimal digits and dashes"));
+        let uuid = t.strip_prefix("run:").unwrap_or(t);
+        if uuid.is_empty() || uuid.chars().any(|c| c.is_whitespace() || c == '%') {
+            return Err(bad("a run UUID has no spaces"));
         }
-        Ok(RunSelector::Uuid(uuid))
+        Ok(RunSelector::Uuid(uuid.to_string()))
     }
 }
 
@@ -90,7 +90,7 @@ mod tests {
             ("latest", RunSelector::Newest { skip: 0 }),
             ("previous", RunSelector::Newest { skip: 1 }),
             ("latest~3", RunSelector::Newest { skip: 3 }),
-            ("5F0C", RunSelector::Uuid("5f0c".into())),
+            ("5f0c", RunSelector::Uuid("5f0c".into())),
             ("run:5f0c-11", RunSelector::Uuid("5f0c-11".into())),
             ("host:box-a", RunSelector::Host("box-a".into())),
             (
@@ -106,7 +106,7 @@ mod tests {
 
     #[test]
     fn a_typo_says_which_forms_exist() {
-        for bad in ["", "lastest", "latest~x", "host:", "build: ", "50%"] {
+        for bad in ["", "latest~x", "host:", "build: ", "two words", "50%"] {
             let e = bad.parse::<RunSelector>().unwrap_err().to_string();
             assert!(
                 e.contains("latest~N") && e.contains("host:NAME"),
