@@ -29,6 +29,7 @@ mod fit;
 mod front;
 mod hardware;
 mod import;
+mod machine;
 mod merge;
 mod models;
 mod output;

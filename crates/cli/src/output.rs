@@ -108,6 +108,18 @@ fn shared_settings(rows: &[ResultRow], varying: &[usize]) -> String {
         .join(", ")
 }
 
+/// The CV of the figure a row is about (generation speed where the test generates, else
+/// prompt speed), when its repetitions scatter past the threshold `check` and `compare`
+/// use (5%): such a number is stored `ok` but is not one to trust alone.
+pub fn noisy_cv(r: &ResultRow) -> Option<f64> {
+    let (mean, sd) = match r.decode_tps {
+        Some(m) => (m, r.decode_tps_sd?),
+        None => (r.prefill_tps?, r.prefill_tps_sd?),
+    };
+    let cv = sd / mean;
+    (mean > 0.0 && cv > tokbench_report::gate::GateConfig::default().noisy_cv).then_some(cv)
+}
+
 /// The table of `tokbench results`: the settings that vary get a column each.
 fn results_table(rows: &[ResultRow]) -> (Vec<String>, Vec<Vec<String>>) {
     let varying = varying_settings(rows);
@@ -140,7 +152,10 @@ fn results_table(rows: &[ResultRow]) -> (Vec<String>, Vec<Vec<String>>) {
                     let short: String = e.chars().take(60).collect();
                     format!("{}: {short}", r.status)
                 }
-                _ => r.status.to_string(),
+                _ => match noisy_cv(r) {
+                    Some(cv) => format!("{}, noisy (CV {:.0}%)", r.status, cv * 100.0),
+                    None => r.status.to_string(),
+                },
             };
             let mut row = vec![
                 r.model.clone(),
@@ -199,6 +214,7 @@ fn results_csv(rows: &[ResultRow]) -> (Vec<String>, Vec<Vec<String>>) {
             "output_tps",
             "rss_peak_bytes",
             "n_reps",
+            "noisy",
             "status",
             "error",
         ]
@@ -234,6 +250,7 @@ fn results_csv(rows: &[ResultRow]) -> (Vec<String>, Vec<Vec<String>>) {
                 num(r.output_tps),
                 r.rss_peak_bytes.map(|b| b.to_string()).unwrap_or_default(),
                 r.n_reps.to_string(),
+                u8::from(noisy_cv(r).is_some()).to_string(),
                 r.status.to_string(),
                 r.error.clone().unwrap_or_default(),
             ]);
@@ -425,5 +442,62 @@ mod tests {
         assert_eq!(fmt_bytes(Some(3 << 20)), "3.0 MiB");
         assert_eq!(fmt_bytes(Some(3 << 30)), "3.00 GiB");
         assert_eq!(fmt_bytes(None), "—");
+    }
+
+    fn row(test: &str, decode: Option<(f64, f64)>, fa: bool) -> ResultRow {
+        ResultRow {
+            run_uuid: "u".into(),
+            started_at: "2026-12-05T00:00:00Z".into(),
+            host: "h".into(),
+            backend: "engine".into(),
+            model: "m".into(),
+            quant: Some("Q8_0".into()),
+            test: test.into(),
+            settings: EngineSettings {
+                n_threads: Some(2),
+                flash_attn: Some(fa),
+                n_ubatch: Some(512),
+                ..Default::default()
+            },
+            status: ResultStatus::Ok,
+            error: None,
+            prefill_tps: None,
+            prefill_tps_sd: None,
+            decode_tps: decode.map(|d| d.0),
+            decode_tps_sd: decode.map(|d| d.1),
+            ttft_ms: None,
+            rss_peak_bytes: Some(1 << 20),
+            metric_source: tokbench_core::MetricSource::Engine,
+            n_reps: 3,
+            concurrency: None,
+            ttft_p99_ms: None,
+            output_tps: None,
+        }
+    }
+
+    #[test]
+    fn noise_past_the_gate_threshold_is_said_in_the_table_and_csv() {
+        let rows = [
+            row("tg128", Some((39.24, 44.75)), false),
+            row("tg128", Some((400.0, 4.0)), true),
+        ];
+        assert!(noisy_cv(&rows[0]).is_some_and(|cv| cv > 1.0));
+        assert_eq!(noisy_cv(&rows[1]), None);
+        let (cols, cells) = results_table(&rows);
+        let status = cols.iter().position(|c| c == "status").unwrap();
+        assert_eq!(cells[0][status], "ok, noisy (CV 114%)");
+        assert_eq!(cells[1][status], "ok");
+        // fa varies: a column; ubatch does not: in the heading.
+        assert!(cols.iter().any(|c| c == "fa"));
+        assert!(!cols.iter().any(|c| c == "ubatch"));
+        assert!(shared_settings(&rows, &varying_settings(&rows)).contains("ubatch 512"));
+        let (cols, cells) = results_csv(&rows);
+        let noisy = cols.iter().position(|c| c == "noisy").unwrap();
+        assert_eq!(
+            (cells[0][noisy].as_str(), cells[1][noisy].as_str()),
+            ("1", "0")
+        );
+        let sd = cols.iter().position(|c| c == "decode_tps_sd").unwrap();
+        assert_eq!(cells[0][sd], "44.75");
     }
 }

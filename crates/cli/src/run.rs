@@ -124,6 +124,10 @@ pub struct RunArgs {
     pub suite: Option<PathBuf>,
     #[command(flatten)]
     pub bench: crate::front::BenchFlags,
+    /// Refuse to start while another tokbench run measures on this machine or the load
+    /// average says other work competes for the CPUs (default: warn and go on).
+    #[arg(long)]
+    pub exclusive: bool,
     /// Print the run's results to stdout when it ends (progress stays on stderr).
     #[arg(short = 'o', long = "output", value_enum, value_name = "FORMAT")]
     pub output: Option<Format>,
@@ -157,6 +161,17 @@ pub async fn command(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     let source = suite_source(args)?;
+    // Held until the run ends, so other runs on this machine see this one.
+    let (busy, _claim) = crate::machine::check();
+    if !busy.is_quiet() {
+        let findings = busy.describe();
+        if args.exclusive {
+            anyhow::bail!("--exclusive: not starting: {}", findings.join("; "));
+        }
+        for f in findings {
+            eprintln!("warning: {f}");
+        }
+    }
     let (code, uuid) = run_command(
         &source,
         &args.db,
@@ -633,7 +648,12 @@ async fn execute(
                     } else {
                         (summary.prefill_tps, summary.prefill_tps_sd)
                     };
+                    let noisy_cv = tokbench_report::gate::GateConfig::default().noisy_cv;
                     let mut figure = match (mean, sd) {
+                        (Some(m), Some(s)) if m > 0.0 && s / m > noisy_cv => format!(
+                            "{m:.2} ± {s:.2} t/s (noisy: CV {:.0}%)",
+                            s / m * 100.0
+                        ),
                         (Some(m), Some(s)) => format!("{m:.2} ± {s:.2} t/s"),
                         (Some(m), None) => format!("{m:.2} t/s"),
                         _ => String::new(),

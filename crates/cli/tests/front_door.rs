@@ -291,3 +291,73 @@ fn failed_commands_leave_no_database_behind() {
         assert!(!db.exists(), "{args:?} created {}", db.display());
     }
 }
+
+#[test]
+fn another_run_on_the_machine_is_seen_whatever_database_it_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runtime = tmp.path().join("runtime");
+    std::fs::create_dir_all(runtime.join("tokbench")).unwrap();
+    // A run measuring elsewhere (another database): a process holding its claim, the same
+    // exclusive lock on `run-PID.lock` a tokbench run holds.
+    let claim = runtime.join("tokbench/run-4242.lock");
+    let mut other = std::process::Command::new("flock")
+        .arg("-x")
+        .arg(&claim)
+        .args(["sleep", "60"])
+        .spawn()
+        .expect("flock (util-linux) runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !claim.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let db = tmp.path().join("mine.db");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--db",
+            db.to_str().unwrap(),
+            "--plain",
+            "-p",
+            "16",
+            "-n",
+            "0",
+            "-r",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        tokbench(&args)
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .output()
+            .unwrap()
+    };
+    let refused = run(&["--exclusive"]);
+    let created_by_refused = db.exists();
+    let warned = run(&[]);
+    let _ = other.kill();
+    let _ = other.wait();
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("pid 4242"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        !created_by_refused,
+        "--exclusive refuses before creating the database"
+    );
+    assert!(warned.status.success(), "{}", stderr(&warned));
+    assert!(
+        stderr(&warned)
+            .contains("warning: another tokbench run is measuring on this machine (pid 4242)"),
+        "{}",
+        stderr(&warned)
+    );
+    // The run's own claim is gone when it ends.
+    let left: Vec<_> = std::fs::read_dir(runtime.join("tokbench"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "run-4242.lock")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
