@@ -16,7 +16,7 @@ use crate::Format;
 pub struct BackendsArgs {
     #[command(subcommand)]
     pub command: Option<BackendsCommand>,
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub format: Format,
 }
 
@@ -72,6 +72,7 @@ pub fn command(args: &BackendsArgs) -> anyhow::Result<ExitCode> {
 
 /// Each backend, found or not, with its version and where.
 fn list_command(format: Format) -> anyhow::Result<ExitCode> {
+    format.require("backends", &[Format::Table, Format::Json])?;
     let mut rows: Vec<Vec<String>> = vec![vec![
         "engine".into(),
         "yes".into(),

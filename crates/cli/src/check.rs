@@ -17,14 +17,7 @@ use tokbench_store::{NewVerdict, SeriesResult, Store};
 
 use crate::exit::{BadInput, ExitCode};
 use crate::output::{markdown, table};
-
-/// How `check` prints its verdicts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum CheckFormat {
-    Table,
-    Markdown,
-    Json,
-}
+use crate::Format;
 
 /// `tokbench check`'s arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -57,8 +50,8 @@ pub struct CheckArgs {
     /// A result whose repetitions' CV exceeds this (percent) is noisy and never gates.
     #[arg(long, default_value_t = 5.0)]
     pub noisy_cv: f64,
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: CheckFormat,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub format: Format,
     /// Instead of judging: the run's level becomes the new normal of its series (a
     /// change point); later runs are judged against results from it on.
     #[arg(long, value_name = "RUN")]
@@ -186,6 +179,8 @@ pub async fn check_command(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     if let Some(run) = &args.accept {
         return accept_command(&args.db, run, &args.note).await;
     }
+    args.format
+        .require("check", &[Format::Table, Format::Md, Format::Json])?;
     let cfg = args.gate();
     cfg.validate()
         .map_err(|e| BadInput(format!("gate settings: {e}")))?;
@@ -356,7 +351,7 @@ pub async fn check_command(args: &CheckArgs) -> anyhow::Result<ExitCode> {
 
     let regressions = judged.iter().filter(|j| j.final_kind.fails()).count();
     match args.format {
-        CheckFormat::Json => outln!(
+        Format::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "run": run_uuid,
@@ -366,9 +361,7 @@ pub async fn check_command(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 "verdicts": judged,
             }))?
         )?,
-        CheckFormat::Table | CheckFormat::Markdown => {
-            out!("{}", render(&run_uuid, &judged, failed, args.format))?;
-        }
+        _ => out!("{}", render(&run_uuid, &judged, failed, args.format))?,
     }
     Ok(if regressions > 0 {
         ExitCode::Regression
@@ -403,7 +396,7 @@ fn num(metric: Metric, v: Option<f64>) -> String {
     }
 }
 
-fn render(run: &str, judged: &[Judged], failed: i64, format: CheckFormat) -> String {
+fn render(run: &str, judged: &[Judged], failed: i64, format: Format) -> String {
     let cols: Vec<String> = [
         "series", "metric", "verdict", "value", "baseline", "ratio", "limit", "n", "why",
     ]
@@ -448,7 +441,7 @@ fn render(run: &str, judged: &[Judged], failed: i64, format: CheckFormat) -> Str
         count(VerdictKind::Insufficient),
     );
     match format {
-        CheckFormat::Markdown => format!(
+        Format::Md => format!(
             "### tokbench check\n\n{summary}\n\n{}",
             markdown(&cols, &rows)
         ),

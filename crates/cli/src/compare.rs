@@ -15,9 +15,9 @@ use tokbench_report::compare::{
 use tokbench_report::gate::{Metric, MetricKind};
 use tokbench_store::{SeriesColumn, SeriesResult, Store};
 
-use crate::check::CheckFormat;
 use crate::exit::{BadInput, ExitCode};
 use crate::output::{markdown, table};
+use crate::Format;
 
 /// `tokbench compare`'s arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -29,8 +29,8 @@ pub struct CompareArgs {
     pub b: RunSelector,
     #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
     pub db: PathBuf,
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: CheckFormat,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub format: Format,
 }
 
 /// One series of A beside the same of B.
@@ -136,6 +136,8 @@ fn pair<'a>(
 }
 
 pub async fn compare_command(args: &CompareArgs) -> anyhow::Result<ExitCode> {
+    args.format
+        .require("compare", &[Format::Table, Format::Md, Format::Json])?;
     let store = Store::open_read_only(&args.db)
         .await
         .map_err(|e| BadInput(e.to_string()))?;
@@ -161,7 +163,7 @@ pub async fn compare_command(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         }
     }
     match args.format {
-        CheckFormat::Json => outln!(
+        Format::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "a": name_a, "b": name_b, "unpaired": unpaired, "series": rows,
@@ -182,7 +184,7 @@ fn mark_name(m: Mark) -> &'static str {
     }
 }
 
-fn render(a: &str, b: &str, rows: &[Row], unpaired: usize, format: CheckFormat) -> String {
+fn render(a: &str, b: &str, rows: &[Row], unpaired: usize, format: Format) -> String {
     let cols: Vec<String> = [
         "series", "settings", "metric", "A median", "B median", "B/A", "95% CI", "p", "mark",
     ]
@@ -241,7 +243,7 @@ fn render(a: &str, b: &str, rows: &[Row], unpaired: usize, format: CheckFormat) 
         notes.push('\n');
     }
     match format {
-        CheckFormat::Markdown => format!(
+        Format::Md => format!(
             "### tokbench compare\n\n{summary}\n\n{}{}",
             if body.is_empty() {
                 "_No series in common._\n".to_string()

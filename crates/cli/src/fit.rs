@@ -15,21 +15,13 @@ use tokbench_report::fit::{
 };
 
 use crate::exit::{BadInput, ExitCode};
+use crate::Format;
 
-/// Output of `tokbench fit`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum FitFormat {
-    Table,
-    Markdown,
-    Json,
-}
-
-impl FitFormat {
-    fn style(self) -> Style {
-        match self {
-            FitFormat::Markdown => Style::Markdown,
-            _ => Style::Text,
-        }
+/// How `fit` draws its tables in a format.
+fn style(format: Format) -> Style {
+    match format {
+        Format::Md => Style::Markdown,
+        _ => Style::Text,
     }
 }
 
@@ -81,8 +73,8 @@ pub struct FitArgs {
     /// The hardware catalog (default: bench-configs/hardware.toml, or $TOKBENCH_HARDWARE).
     #[arg(long)]
     pub catalog: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: FitFormat,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub format: Format,
     /// Print sizes in binary GiB, decimal GB, or binary MiB (small models).
     #[arg(long, default_value = "gib")]
     pub units: Units,
@@ -296,19 +288,21 @@ fn parse_quants(quants: &[String]) -> Result<Vec<QuantPreset>, BadInput> {
 
 /// `tokbench fit`: the fit tables, or with `--db` predictions beside measurements.
 pub async fn fit_command(args: &FitArgs) -> anyhow::Result<ExitCode> {
+    args.format
+        .require("fit", &[Format::Table, Format::Md, Format::Json])?;
     if let Some(db) = &args.db {
         return validate_command(db, args.format, args.units).await;
     }
     let catalog = crate::hardware::load_catalog(args.catalog.as_deref())?;
     let report = fit_report(args, &catalog)?;
     match args.format {
-        FitFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?)?,
-        f => out!("{}", render(&report, f.style()))?,
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&report)?)?,
+        f => out!("{}", render(&report, style(f)))?,
     }
     Ok(ExitCode::Ok)
 }
 
-async fn validate_command(db: &Path, format: FitFormat, units: Units) -> anyhow::Result<ExitCode> {
+async fn validate_command(db: &Path, format: Format, units: Units) -> anyhow::Result<ExitCode> {
     let store = tokbench_store::Store::open_read_only(db)
         .await
         .map_err(|e| BadInput(e.to_string()))?;
@@ -324,11 +318,11 @@ async fn validate_command(db: &Path, format: FitFormat, units: Units) -> anyhow:
         );
         return Ok(ExitCode::Ok);
     }
-    if format == FitFormat::Json {
+    if format == Format::Json {
         outln!("{}", serde_json::to_string_pretty(&out)?)?;
         return Ok(ExitCode::Ok);
     }
-    out!("{}", render_validations(&out, format.style(), units))?;
+    out!("{}", render_validations(&out, style(format), units))?;
     Ok(ExitCode::Ok)
 }
 

@@ -72,7 +72,7 @@ pub struct HardwareArgs {
     /// The catalog file (default: bench-configs/hardware.toml, or $TOKBENCH_HARDWARE).
     #[arg(long, global = true)]
     pub catalog: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub format: Format,
 }
 
@@ -92,6 +92,7 @@ pub fn command(args: &HardwareArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn list(catalog: &Catalog, format: Format) -> anyhow::Result<ExitCode> {
+    format.require("hardware", &[Format::Table, Format::Csv, Format::Json])?;
     match format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&catalog.entries)?)?,
         Format::Table => {
@@ -101,7 +102,7 @@ fn list(catalog: &Catalog, format: Format) -> anyhow::Result<ExitCode> {
                 catalog.entries.len()
             )?;
         }
-        Format::Csv => {
+        _ => {
             let columns: Vec<String> = LIST_COLUMNS.map(String::from).to_vec();
             let rows: Vec<Vec<String>> = catalog
                 .entries

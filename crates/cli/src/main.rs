@@ -54,11 +54,46 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+/// One output vocabulary for every command, as llama-bench's `-o`: `table` for a person,
+/// `md` (or `markdown`) for a pull request or job summary, `csv`, `json`, `jsonl` (one
+/// object per line) and `sql` (`CREATE TABLE` and `INSERT`s) for tools. Not every command
+/// writes every format; one that cannot says which it can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Table,
+    #[value(alias = "markdown")]
+    Md,
     Csv,
     Json,
+    Jsonl,
+    Sql,
+}
+
+impl Format {
+    /// The format's name as `--format` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Table => "table",
+            Format::Md => "md",
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Jsonl => "jsonl",
+            Format::Sql => "sql",
+        }
+    }
+
+    /// `Ok` when `command` writes this format, else an error listing what it writes.
+    pub fn require(self, command: &str, writes: &[Format]) -> Result<(), exit::BadInput> {
+        if writes.contains(&self) {
+            return Ok(());
+        }
+        let names: Vec<&str> = writes.iter().map(|f| f.name()).collect();
+        Err(exit::BadInput(format!(
+            "tokbench {command} --format {}: not available; {command} writes {}",
+            self.name(),
+            names.join(", ")
+        )))
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -274,7 +274,7 @@ pub enum ModelCommand {
         /// Also list every tensor.
         #[arg(long)]
         tensors: bool,
-        #[arg(long, value_enum, default_value = "table")]
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
         format: Format,
     },
     /// Write a synthetic model (seeded random weights, a working tokenizer) of a real
@@ -397,6 +397,7 @@ fn synth_command(
 }
 
 fn inspect(path: &Path, tensors: bool, format: Format) -> anyhow::Result<ExitCode> {
+    format.require("model inspect", &[Format::Table, Format::Json])?;
     let (file, info) = read_model(path)?;
     if matches!(format, Format::Json) {
         let mut v = serde_json::json!({

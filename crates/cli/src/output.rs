@@ -295,7 +295,7 @@ pub struct ResultsArgs {
     /// `host:NAME` or `build:VERSION`.
     #[arg(long, default_value = "latest")]
     pub run: RunSelector,
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub format: Format,
 }
 
@@ -306,7 +306,7 @@ pub struct QueryArgs {
     pub sql: String,
     #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
     pub db: PathBuf,
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub format: Format,
 }
 
@@ -348,27 +348,96 @@ pub async fn print_results(
     }
     match format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&rows)?)?,
-        Format::Table => {
+        Format::Jsonl => {
+            for r in &rows {
+                outln!("{}", serde_json::to_string(r)?)?;
+            }
+        }
+        Format::Table | Format::Md => {
             let first = &rows[0];
             let (columns, cells) = results_table(&rows);
             let shared = shared_settings(&rows, &varying_settings(&rows));
+            let md = format == Format::Md;
             outln!(
-                "run {} on {} ({}); t/s: mean ± sd over the repetitions",
+                "{}run {} on {} ({}); t/s: mean ± sd over the repetitions{}",
+                if md { "**tokbench** " } else { "" },
                 first.run_uuid,
                 first.host,
-                first.started_at
+                first.started_at,
+                if md { "  " } else { "" }
             )?;
             if !shared.is_empty() {
                 outln!("every row: {shared}")?;
             }
-            out!("{}", table(&columns, &cells))?;
+            if md {
+                out!("\n{}", markdown(&columns, &cells))?;
+            } else {
+                out!("{}", table(&columns, &cells))?;
+            }
         }
         Format::Csv => {
             let (columns, cells) = results_csv(&rows);
             out!("{}", csv(&columns, &cells))?;
         }
+        Format::Sql => {
+            let (columns, cells) = results_csv(&rows);
+            out!("{}", sql_inserts("tokbench_results", &columns, &cells))?;
+        }
     }
     Ok(ExitCode::Ok)
+}
+
+/// `CREATE TABLE IF NOT EXISTS` and one `INSERT` per row, as llama-bench's `-o sql`: a
+/// column whose values all read as integers is `INTEGER`, as numbers `REAL`, else `TEXT`
+/// (quoted, `'` doubled); an empty value is `NULL`.
+fn sql_inserts(table_name: &str, columns: &[String], rows: &[Vec<String>]) -> String {
+    let numeric = |v: &str| v.parse::<f64>().is_ok_and(f64::is_finite);
+    let kinds: Vec<&str> = (0..columns.len())
+        .map(|i| {
+            let values = rows.iter().map(|r| r[i].as_str()).filter(|v| !v.is_empty());
+            if values.clone().count() == 0 || !values.clone().all(numeric) {
+                "TEXT"
+            } else if values.clone().all(|v| v.parse::<i64>().is_ok()) {
+                "INTEGER"
+            } else {
+                "REAL"
+            }
+        })
+        .collect();
+    let quote_ident = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+    let mut out = format!(
+        "CREATE TABLE IF NOT EXISTS {} (\n{}\n);\n",
+        quote_ident(table_name),
+        columns
+            .iter()
+            .zip(&kinds)
+            .map(|(c, k)| format!("  {} {k}", quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(",\n")
+    );
+    let names: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+    for r in rows {
+        let values: Vec<String> = r
+            .iter()
+            .zip(&kinds)
+            .map(|(v, k)| {
+                if v.is_empty() {
+                    "NULL".to_string()
+                } else if *k != "TEXT" {
+                    v.clone()
+                } else {
+                    format!("'{}'", v.replace('\'', "''"))
+                }
+            })
+            .collect();
+        out.push_str(&format!(
+            "INSERT INTO {} ({}) VALUES ({});\n",
+            quote_ident(table_name),
+            names.join(", "),
+            values.join(", ")
+        ));
+    }
+    out
 }
 
 async fn open_ro(db: &Path) -> anyhow::Result<Store> {
@@ -396,23 +465,32 @@ async fn query(db: &Path, sql: &str, format: Format) -> anyhow::Result<ExitCode>
         }
     };
     let QueryOutput { columns, rows } = out;
+    let object = |r: &Vec<serde_json::Value>| -> serde_json::Map<String, serde_json::Value> {
+        columns.iter().cloned().zip(r.iter().cloned()).collect()
+    };
     match format {
         Format::Json => {
-            let objects: Vec<serde_json::Map<String, serde_json::Value>> = rows
-                .iter()
-                .map(|r| columns.iter().cloned().zip(r.iter().cloned()).collect())
-                .collect();
+            let objects: Vec<_> = rows.iter().map(object).collect();
             outln!("{}", serde_json::to_string_pretty(&objects)?)?;
         }
-        Format::Table => {
+        Format::Jsonl => {
+            for r in &rows {
+                outln!("{}", serde_json::to_string(&object(r))?)?;
+            }
+        }
+        Format::Table | Format::Md => {
             let cells: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| r.iter().map(value_text).collect())
                 .collect();
-            out!("{}", table(&columns, &cells))?;
+            if format == Format::Md {
+                out!("{}", markdown(&columns, &cells))?;
+            } else {
+                out!("{}", table(&columns, &cells))?;
+            }
             eprintln!("({} rows)", rows.len());
         }
-        Format::Csv => {
+        Format::Csv | Format::Sql => {
             let cells: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {
@@ -427,7 +505,11 @@ async fn query(db: &Path, sql: &str, format: Format) -> anyhow::Result<ExitCode>
                         .collect()
                 })
                 .collect();
-            out!("{}", csv(&columns, &cells))?;
+            if format == Format::Sql {
+                out!("{}", sql_inserts("query", &columns, &cells))?;
+            } else {
+                out!("{}", csv(&columns, &cells))?;
+            }
         }
     }
     Ok(ExitCode::Ok)

@@ -28,7 +28,7 @@ fn kind_name(k: tokbench_telemetry::UnavailableKind) -> &'static str {
 pub enum TelemetryCommand {
     /// Every metric of every source, available or with the reason it is not.
     Probe {
-        #[arg(long, value_enum, default_value = "table")]
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
         format: Format,
     },
     /// Record raw samples for a while into a JSON file (a fixture from another machine).
@@ -62,6 +62,10 @@ pub fn command(cmd: &TelemetryCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn probe_command(format: Format) -> anyhow::Result<ExitCode> {
+    format.require(
+        "telemetry probe",
+        &[Format::Table, Format::Csv, Format::Json],
+    )?;
     let reports = tokbench_telemetry::probe_all();
     if let Format::Json = format {
         outln!("{}", serde_json::to_string_pretty(&reports)?)?;

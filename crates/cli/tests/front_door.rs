@@ -106,6 +106,37 @@ fn a_model_with_llama_bench_flags_runs_and_every_setting_that_varies_is_a_column
     assert!(!columns.contains(&"ubatch"), "{table}");
     assert!(table.contains("ubatch 64"), "{table}");
 
+    // SQL as llama-bench's -o sql writes it: it loads into SQLite, numbers as numbers.
+    let sql =
+        String::from_utf8(run_ok(&["results", "--db", &db, "--format", "sql"]).stdout).unwrap();
+    let (n, fa_on, min_rate): (i64, i64, f64) = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::SqliteConnection::connect("sqlite::memory:").await.unwrap();
+            sqlx::raw_sql(&sql).execute(&mut c).await.unwrap();
+            sqlx::query_as(
+                "SELECT COUNT(*), SUM(flash_attn), MIN(COALESCE(decode_tps, prefill_tps)) FROM tokbench_results",
+            )
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+        });
+    assert_eq!((n, fa_on), (4, 2));
+    assert!(min_rate > 0.0);
+    // One vocabulary: `markdown` is `md`; a format a command cannot write is named.
+    let md = String::from_utf8(run_ok(&["results", "--db", &db, "--format", "markdown"]).stdout)
+        .unwrap();
+    assert!(md.contains("| model |"), "{md}");
+    let jsonl = String::from_utf8(run_ok(&["results", "--db", &db, "-o", "jsonl"]).stdout).unwrap();
+    assert_eq!(jsonl.lines().count(), 4);
+    let out = tokbench(&["check", "--db", &db, "--format", "csv"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("table, md, json"), "{}", stderr(&out));
+
     // JSON carries every setting too.
     let json: Vec<serde_json::Value> =
         serde_json::from_slice(&run_ok(&["results", "--db", &db, "--format", "json"]).stdout)
