@@ -24,6 +24,7 @@ mod backends;
 mod check;
 mod compare;
 mod doctor;
+mod eta;
 mod exit;
 mod fit;
 mod front;

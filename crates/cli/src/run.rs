@@ -489,6 +489,20 @@ async fn execute(
             })?
     };
     let to_run = cells_total.saturating_sub(skip.len());
+    let mut eta = crate::eta::Eta::new(
+        suite
+            .cells()
+            .into_iter()
+            .filter(|c| !skip.contains(&c.index))
+            .map(|c| {
+                let kind = crate::eta::CellKind {
+                    model: c.model.to_string(),
+                    test: c.test.label(),
+                };
+                (c.index, kind)
+            }),
+    );
+    let mut cell_started: HashMap<usize, Instant> = HashMap::new();
     let progress = !plain && std::io::stderr().is_terminal();
     eprintln!(
         "tokbench run {uuid}: suite {} ({} cells{}), engine {} [{}], {} threads by default, database {}",
@@ -563,10 +577,11 @@ async fn execute(
         let b = ProgressBar::new(to_run as u64);
         b.set_style(
             ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} {msg}",
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {prefix} {msg}",
             )
             .expect("valid template"),
         );
+        b.set_prefix("ETA …");
         b.enable_steady_tick(std::time::Duration::from_millis(200));
         b
     });
@@ -580,7 +595,24 @@ async fn execute(
     let mut done = 0usize;
     let mut failed = 0usize;
     let stored: anyhow::Result<()> = async {
-    while let Some(ev) = rx.recv().await {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        let ev = tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(ev) => ev,
+                None => break,
+            },
+            _ = tick.tick() => {
+                // The cell in flight counts down from its estimate.
+                if let Some(t0) = cell_started.values().max() {
+                    eta.tick(t0.elapsed());
+                }
+                if let Some(b) = &bar {
+                    b.set_prefix(eta.text());
+                }
+                continue;
+            }
+        };
         match ev {
             RunEvent::Preparing { model } => say(format!("preparing model {model}")),
             RunEvent::Environment { json } => {
@@ -589,7 +621,9 @@ async fn execute(
                     .await
                     .context("cannot store the run's environment")?;
             }
-            RunEvent::CellStarted { label, .. } => {
+            RunEvent::CellStarted { label, index } => {
+                eta.started(index);
+                cell_started.insert(index, Instant::now());
                 if let Some(b) = &bar {
                     b.set_message(label);
                 }
@@ -602,6 +636,13 @@ async fn execute(
                 build,
                 repetitions_expected,
             } => {
+                match cell_started.remove(&result.cell_index) {
+                    Some(t0) => eta.finished(result.cell_index, t0.elapsed()),
+                    None => eta.dropped(result.cell_index),
+                }
+                if let Some(b) = &bar {
+                    b.set_prefix(eta.text());
+                }
                 let build_key = format!("{build:?}");
                 let build_id = match builds.get(&build_key) {
                     Some(id) => *id,
