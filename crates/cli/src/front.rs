@@ -94,9 +94,10 @@ pub struct BenchFlags {
     /// KV-cache depths every test also runs at (llama-bench -d).
     #[arg(short = 'd', long = "n-depth", value_delimiter = ',', value_name = "N")]
     pub depth: Vec<u32>,
-    /// Timed repetitions per cell (llama-bench -r; default 5 without a suite).
-    #[arg(short = 'r', long = "repetitions", value_name = "N")]
-    pub repetitions: Option<u32>,
+    /// Timed repetitions per cell (llama-bench -r; default 5 without a suite), or `auto`:
+    /// repeat until the 95% interval of the mean is within 1% (3 to 30, at most 60 s).
+    #[arg(short = 'r', long = "repetitions", value_name = "N|auto")]
+    pub repetitions: Option<Reps>,
     /// CPU threads (llama-bench -t).
     #[arg(short = 't', long = "threads", value_delimiter = ',', value_name = "N")]
     pub threads: Vec<u32>,
@@ -157,6 +158,36 @@ pub struct BenchFlags {
     /// Tensor split: not supported yet (refused, never ignored).
     #[arg(long = "ts", alias = "tensor-split", hide = true)]
     pub tensor_split: Option<String>,
+}
+
+/// `-r N` or `-r auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reps {
+    Count(u32),
+    Auto,
+}
+
+impl std::str::FromStr for Reps {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "auto" => Ok(Reps::Auto),
+            n => n
+                .parse()
+                .map(Reps::Count)
+                .map_err(|_| format!("`{n}` is neither a number of repetitions nor `auto`")),
+        }
+    }
+}
+
+impl Reps {
+    fn toml(self) -> Value {
+        match self {
+            Reps::Count(n) => Value::Integer(n.into()),
+            Reps::Auto => Value::String("auto".into()),
+        }
+    }
 }
 
 /// A llama-bench boolean: `0`/`1`, `on`/`off`, `true`/`false`.
@@ -300,7 +331,7 @@ pub fn suite_text(base: Option<&str>, flags: &BenchFlags) -> Result<String, BadI
         workload.insert("tests".into(), strings(&flags.tests()?));
         workload.insert(
             "repetitions".into(),
-            Value::Integer(flags.repetitions.unwrap_or(5).into()),
+            flags.repetitions.unwrap_or(Reps::Count(5)).toml(),
         );
         t.insert("workload".into(), Value::Table(workload));
         return finish(t, flags);
@@ -345,7 +376,7 @@ fn finish(mut t: Table, flags: &BenchFlags) -> Result<String, BadInput> {
         workload.insert("depths".into(), ints(&flags.depth));
     }
     if let Some(r) = flags.repetitions {
-        workload.insert("repetitions".into(), Value::Integer(r.into()));
+        workload.insert("repetitions".into(), r.toml());
     }
     t.insert("workload".into(), Value::Table(workload));
     let mut engine = section(&mut t, "engine")?;
@@ -443,7 +474,7 @@ mod tests {
     #[test]
     fn flags_overwrite_the_suite_and_keep_the_rest() {
         let flags = BenchFlags {
-            repetitions: Some(7),
+            repetitions: Some(Reps::Count(7)),
             fa: vec![OnOff(false), OnOff(true)],
             ubatch: vec![256, 512],
             ..Default::default()

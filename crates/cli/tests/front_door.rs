@@ -392,3 +392,44 @@ fn another_run_on_the_machine_is_seen_whatever_database_it_writes() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn auto_repetitions_stop_between_three_and_thirty() {
+    let model = tiny_model();
+    let tmp = tempfile::tempdir().unwrap();
+    let db = db_arg(tmp.path(), "auto.db");
+    run_ok(&[
+        "run",
+        model.to_str().unwrap(),
+        "--db",
+        &db,
+        "--plain",
+        "-p",
+        "32",
+        "-n",
+        "0",
+        "-t",
+        "2",
+        "-r",
+        "auto",
+    ]);
+    let rows = query(
+        Path::new(&db),
+        "SELECT v.status, v.n_reps, r.repetitions_expected, v.prefill_tps_sd / v.prefill_tps AS cv
+         FROM v_results v JOIN result r ON r.id = v.result_id",
+    );
+    assert_eq!(rows.len(), 1);
+    let n = f(&rows[0], "n_reps").unwrap();
+    assert_eq!(s(&rows[0], "status"), "ok");
+    assert!((3.0..=30.0).contains(&n), "{rows:?}");
+    assert_eq!(f(&rows[0], "repetitions_expected"), Some(n));
+    // It stopped early only with the interval within 1% (t(0.975, n−1)·CV/√n ≤ 0.01), so
+    // a run that stopped before 30 has a CV below 1% × √n / t.
+    let cv = f(&rows[0], "cv").unwrap();
+    if n < 30.0 {
+        assert!(cv < 0.01 * n.sqrt() / 1.9, "stopped at {n} with CV {cv}");
+    }
+    // The stored suite says auto, so a resumed run repeats the same way.
+    let suite = query(Path::new(&db), "SELECT config_text FROM run");
+    assert!(s(&suite[0], "config_text").contains("repetitions = \"auto\""));
+}

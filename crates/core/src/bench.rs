@@ -157,6 +157,54 @@ impl FromStr for CacheType {
     }
 }
 
+/// `repetitions = "auto"`: repeat until the mean is known well enough, as hyperfine
+/// chooses its run count. After each timed repetition past `min`, stop when the 95%
+/// confidence interval of the mean (Student's t) is within `target` of it on either side,
+/// or when `max` repetitions or `max_seconds` of timed work are done.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AutoRepetitions {
+    pub min: u32,
+    pub max: u32,
+    pub max_seconds: f64,
+    /// The wanted half-width of the 95% interval, as a fraction of the mean (0.01: 1%).
+    pub target: f64,
+}
+
+impl Default for AutoRepetitions {
+    fn default() -> Self {
+        AutoRepetitions {
+            min: 3,
+            max: 30,
+            max_seconds: 60.0,
+            target: 0.01,
+        }
+    }
+}
+
+impl AutoRepetitions {
+    /// The half-width of the 95% interval of the mean of `values`, as a fraction of the
+    /// mean; `None` below two values or for a mean that is not positive.
+    pub fn relative_half_width(values: &[f64]) -> Option<f64> {
+        let (mean, sd) = crate::stats::mean_sd(values)?;
+        let sd = sd?;
+        let n = values.len() as f64;
+        let t = crate::stats::student_t_quantile(0.975, n - 1.0);
+        (mean > 0.0).then(|| t * sd / n.sqrt() / mean)
+    }
+
+    /// Enough repetitions of a cell whose rates so far are `values`, after `elapsed_s`
+    /// seconds of timed work?
+    pub fn enough(&self, values: &[f64], elapsed_s: f64) -> bool {
+        let n = values.len() as u32;
+        if n < self.min.max(1) {
+            return false;
+        }
+        n >= self.max
+            || elapsed_s >= self.max_seconds
+            || Self::relative_half_width(values).is_some_and(|h| h <= self.target)
+    }
+}
+
 /// The engine parameters of one cell, named as llama-bench names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct EngineParams {
@@ -349,5 +397,22 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("q3_k"));
+    }
+
+    #[test]
+    fn auto_repetitions_stop_when_the_mean_is_known_or_the_budget_is_spent() {
+        let auto = AutoRepetitions::default();
+        // Three tight values: the 95% interval is within 1%.
+        assert!(auto.enough(&[100.0, 100.2, 99.9], 1.0));
+        // Two values are never enough (min 3), however tight.
+        assert!(!auto.enough(&[100.0, 100.0], 1.0));
+        // Scattered: go on, until the time budget or the maximum.
+        let noisy = [100.0, 80.0, 120.0, 95.0];
+        assert!(!auto.enough(&noisy, 1.0));
+        assert!(auto.enough(&noisy, 60.0));
+        assert!(auto.enough(&[100.0, 80.0].repeat(15), 1.0));
+        // t(0.975, 2) = 4.303: half-width of [99, 100, 101] is 4.303 × 1 / √3 / 100.
+        let h = AutoRepetitions::relative_half_width(&[99.0, 100.0, 101.0]).unwrap();
+        assert!((h - 4.303 / 3f64.sqrt() / 100.0).abs() < 1e-4, "{h}");
     }
 }

@@ -22,7 +22,9 @@ pub mod serving;
 pub mod stats;
 
 pub use backend::{BackendKind, BackendSettings, ServeWorkload};
-pub use bench::{CacheType, EngineParams, MetricSource, ResultStatus, TestSpec, UnknownName};
+pub use bench::{
+    AutoRepetitions, CacheType, EngineParams, MetricSource, ResultStatus, TestSpec, UnknownName,
+};
 pub use config::{Cell, EngineAxes, ModelSource, Suite, SuiteError, SuiteHardware};
 pub use point::{HardwareRef, ModelFacts, ResultPoint};
 pub use quant::QuantPreset;

@@ -391,7 +391,11 @@ fn run_test(
         context_ms: ms(t_ctx),
         warmup_ns,
     })?;
-    for rep in 0..t.repetitions {
+    let max_reps = t.auto.map_or(t.repetitions, |a| a.max.max(1));
+    // The figure `auto` watches: generation speed where the test generates, else prompt.
+    let mut rates: Vec<f64> = Vec::new();
+    let mut timed_s = 0.0;
+    for rep in 0..max_reps {
         ctx.clear_kv_cache();
         if t.n_depth > 0 {
             prompt(&mut ctx, &mut tok, t.n_depth, t.n_batch)?;
@@ -445,6 +449,18 @@ fn run_test(
             prefill_ns,
             decode_ns,
         })?;
+        if let Some(auto) = &t.auto {
+            timed_s += (prompt_ms.unwrap_or(0.0) + gen_ms.unwrap_or(0.0)) / 1000.0;
+            let rate = match (gen_ms, prompt_ms) {
+                (Some(g), _) if g > 0.0 => f64::from(t.n_gen) / (g / 1000.0),
+                (_, Some(p)) if p > 0.0 => f64::from(t.n_prompt) / (p / 1000.0),
+                _ => 0.0,
+            };
+            rates.push(rate);
+            if auto.enough(&rates, timed_s) {
+                break;
+            }
+        }
     }
     Ok(())
 }

@@ -37,6 +37,10 @@ pub struct EngineTest {
     pub n_gen: u32,
     pub n_depth: u32,
     pub repetitions: u32,
+    /// Repeat until the mean is known (`repetitions = "auto"`); `repetitions` is then
+    /// ignored. Absent from older runners' jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<tokbench_core::AutoRepetitions>,
     pub warmup: bool,
     pub n_threads: u32,
     pub n_batch: u32,

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::arch::ArchSpec;
 use crate::backend::{BackendKind, BackendSettings, ServeWorkload};
-use crate::bench::{CacheType, EngineParams, TestSpec};
+use crate::bench::{AutoRepetitions, CacheType, EngineParams, TestSpec};
 use crate::quant::QuantPreset;
 
 /// A suite file that cannot be used, with where and why.
@@ -117,10 +117,18 @@ pub struct RawEngine {
 pub struct RawWorkload {
     pub tests: Spanned<Vec<Spanned<String>>>,
     pub depths: Option<Spanned<Vec<Spanned<i64>>>>,
-    pub repetitions: Option<Spanned<i64>>,
+    pub repetitions: Option<Spanned<RepetitionsValue>>,
     pub warmup: Option<bool>,
     pub timeout_s: Option<Spanned<f64>>,
     pub memory_limit_mb: Option<Spanned<i64>>,
+}
+
+/// `repetitions = 5` or `repetitions = "auto"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RepetitionsValue {
+    Count(i64),
+    Word(String),
 }
 
 /// Where a model comes from.
@@ -215,7 +223,12 @@ pub struct Suite {
     pub models: Vec<ModelSource>,
     pub engines: Vec<EngineAxes>,
     pub tests: Vec<TestSpec>,
+    /// Timed repetitions per cell; with `auto_repetitions`, what backends that cannot
+    /// stop on their own (llama-bench, servers) run.
     pub repetitions: u32,
+    /// `repetitions = "auto"`: the embedded engine repeats until the mean is known
+    /// (see [`AutoRepetitions`]).
+    pub auto_repetitions: Option<AutoRepetitions>,
     pub warmup: bool,
     pub timeout_s: f64,
     /// A spawned backend whose resident memory passes this is stopped and its cell stored

@@ -277,9 +277,18 @@ fn a_model_needs_exactly_one_source() {
 
 #[test]
 fn a_type_error_names_its_key() {
-    let text = "name = \"x\"\n[workload]\ntests = [\"pp1\"]\nrepetitions = \"three\"\n";
+    let text = "name = \"x\"\n[workload]\ntests = [\"pp1\"]\nwarmup = \"yes\"\n";
     let e = Suite::from_toml(text, Path::new("s.toml")).unwrap_err();
     assert_eq!(e.line, Some(4));
-    assert!(e.message.contains("key `repetitions`"), "{e}");
-    assert!(e.message.contains("three"), "{e}");
+    assert!(e.message.contains("key `warmup`"), "{e}");
+    assert!(e.message.contains("yes"), "{e}");
+    // repetitions takes a number or "auto", and says so.
+    let e = parse(&GOOD.replace("repetitions = 3", "repetitions = \"three\"")).unwrap_err();
+    assert!(
+        e.message.contains("key `repetitions`") && e.message.contains("auto"),
+        "{e}"
+    );
+    let text = "name = \"x\"\n[[model]]\nsynth = \"tiny\"\nquants = [\"Q8_0\"]\n[workload]\ntests = [\"pp1\"]\nrepetitions = \"auto\"\n";
+    let s = Suite::from_toml(text, Path::new("s.toml")).unwrap();
+    assert_eq!(s.auto_repetitions, Some(crate::AutoRepetitions::default()));
 }

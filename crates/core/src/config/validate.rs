@@ -166,19 +166,27 @@ impl Ctx<'_> {
                 }
             }
         }
-        let repetitions = match repetitions {
-            None => Suite::DEFAULT_REPETITIONS,
-            Some(r) => match u32::try_from(*r.get_ref()) {
-                Ok(n @ 1..=10_000) => n,
-                _ => {
+        let (repetitions, auto_repetitions) = match repetitions {
+            None => (Suite::DEFAULT_REPETITIONS, None),
+            Some(r) => match r.get_ref() {
+                RepetitionsValue::Word(w) if w == "auto" => {
+                    (Suite::DEFAULT_REPETITIONS, Some(AutoRepetitions::default()))
+                }
+                RepetitionsValue::Word(w) => {
                     return Err(self.err(
                         Some(&r.span()),
-                        format!(
-                            "key `repetitions`: {} is not between 1 and 10000",
-                            r.get_ref()
-                        ),
+                        format!("key `repetitions`: \"{w}\" is neither a number nor \"auto\""),
                     ))
                 }
+                RepetitionsValue::Count(c) => match u32::try_from(*c) {
+                    Ok(n @ 1..=10_000) => (n, None),
+                    _ => {
+                        return Err(self.err(
+                            Some(&r.span()),
+                            format!("key `repetitions`: {c} is not between 1 and 10000"),
+                        ))
+                    }
+                },
             },
         };
         let timeout_s = match timeout_s {
@@ -267,6 +275,7 @@ impl Ctx<'_> {
             engines,
             tests,
             repetitions,
+            auto_repetitions,
             warmup: warmup.unwrap_or(true),
             timeout_s,
             memory_limit_mb,

@@ -151,7 +151,12 @@ impl Backend for Engine {
 impl Engine {
     /// Reports a cell's result, measured by this engine.
     async fn finish(&self, ctx: &mut Ctx<'_>, r: CellResult, name: &str, model: &PreparedModel) {
-        let expected = ctx.plan.suite.repetitions;
+        // With `auto`, a measured cell expected what it ran.
+        let expected = match ctx.plan.suite.auto_repetitions {
+            Some(_) if !r.repetitions.is_empty() => r.repetitions.len() as u32,
+            Some(a) => a.max,
+            None => ctx.plan.suite.repetitions,
+        };
         ctx.finish_cell(r, None, name, Some(&model.record), &self.build, expected)
             .await;
     }
@@ -171,6 +176,7 @@ impl Engine {
                     n_gen: cell.test.n_gen,
                     n_depth: cell.test.n_depth,
                     repetitions: suite.repetitions,
+                    auto: suite.auto_repetitions,
                     warmup: suite.warmup,
                     n_threads: p.n_threads,
                     n_batch: p.n_batch,
@@ -373,16 +379,26 @@ impl Engine {
                             }
                         };
                         queue.retain(|(c, _)| c.index as u64 != id);
-                        let complete = p.reps.len() == suite.repetitions as usize;
+                        // With `auto`, the engine stops on its own between min and max.
+                        let (complete, wanted) = match suite.auto_repetitions {
+                            Some(a) => (
+                                (a.min.max(1) as usize..=a.max.max(1) as usize)
+                                    .contains(&p.reps.len()),
+                                format!("{} to {}", a.min, a.max),
+                            ),
+                            None => (
+                                p.reps.len() == suite.repetitions as usize,
+                                suite.repetitions.to_string(),
+                            ),
+                        };
                         let (status, error) = if complete {
                             (ResultStatus::Ok, None)
                         } else {
                             (
                                 ResultStatus::Failed,
                                 Some(format!(
-                                    "engine reported {} of {} repetitions",
+                                    "engine reported {} of {wanted} repetitions",
                                     p.reps.len(),
-                                    suite.repetitions
                                 )),
                             )
                         };
