@@ -78,6 +78,10 @@ pub struct FitArgs {
     /// Print sizes in binary GiB, decimal GB, or binary MiB (small models).
     #[arg(long, default_value = "gib")]
     pub units: Units,
+    /// Every hardware by name in the quantization table and one column per hardware in the
+    /// context table (default: a layout that fits 120 columns).
+    #[arg(long)]
+    pub wide: bool,
     /// Compare predictions with the memory measured by the newest run in this database.
     #[arg(long)]
     pub db: Option<PathBuf>,
@@ -297,7 +301,7 @@ pub async fn fit_command(args: &FitArgs) -> anyhow::Result<ExitCode> {
     let report = fit_report(args, &catalog)?;
     match args.format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&report)?)?,
-        f => out!("{}", render(&report, style(f)))?,
+        f => out!("{}", render(&report, style(f), args.wide))?,
     }
     Ok(ExitCode::Ok)
 }

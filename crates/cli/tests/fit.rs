@@ -226,3 +226,29 @@ fn predictions_sit_beside_measured_memory() {
     assert_eq!(u(&rows[1]["kv_bytes"]), 1280 * 8192);
     assert_eq!(u(&rows[0]["kv_bytes"]), 256 * 8192);
 }
+
+/// The default layout fits a 120-column terminal whatever the catalog holds; `--wide`
+/// keeps every hardware by name.
+#[test]
+fn the_default_layout_fits_120_columns_and_wide_names_everything() {
+    for arch in ["tiny", "llama-3.1-8b", "llama-3.1-405b"] {
+        let out = run_ok(&["fit", "--arch", arch, "--ctx", "4096,32768,131072"]);
+        let text = String::from_utf8(out.stdout).unwrap();
+        for line in text.lines() {
+            assert!(line.chars().count() <= 120, "{arch}: {line}");
+        }
+        assert!(text.contains("smallest that fits"), "{text}");
+        assert!(text.contains("GeForce RTX 4090"), "{text}");
+    }
+    let out = run_ok(&["fit", "--arch", "llama-3.1-8b", "--wide"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let q4 = text
+        .lines()
+        .find(|l| l.starts_with("Q4_K_M"))
+        .expect("a Q4_K_M row");
+    assert!(
+        q4.contains("GeForce RTX 4090") && q4.contains("H100 SXM"),
+        "{q4}"
+    );
+    assert!(text.lines().any(|l| l.chars().count() > 120));
+}

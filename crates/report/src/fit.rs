@@ -306,7 +306,11 @@ pub fn fit_report(
 }
 
 /// The report as text tables or Markdown (JSON is the report serialized).
-pub fn render(report: &FitReport, style: Style) -> String {
+/// The report as text or Markdown. `wide`: every hardware named in the quantization table
+/// and one column per hardware in the context table (as wide as the catalog); otherwise a
+/// layout that fits 120 columns: counts and the smallest device that fits, and the context
+/// verdicts with one row per hardware.
+pub fn render(report: &FitReport, style: Style, wide: bool) -> String {
     let u = report.units;
     let unit = u.label();
     let hw: Vec<String> = report
@@ -324,7 +328,7 @@ pub fn render(report: &FitReport, style: Style) -> String {
         _ => format!("\n{s}\n"),
     };
     out.push_str(&format!(
-        "{} — {} parameters ({}); KV cache {}/{}, flash attention {}, ubatch {}\n",
+        "{} — {} parameters ({})\nKV cache {}/{}, flash attention {}, ubatch {}\n",
         report.model,
         report.n_params,
         report.source,
@@ -349,6 +353,58 @@ pub fn render(report: &FitReport, style: Style) -> String {
     ]
     .map(String::from)
     .to_vec();
+    if !wide {
+        out.push_str(&tbl(narrow_quant_cols(unit), narrow_quant_rows(report)));
+        out.push_str(&heading(&format!(
+            "Context lengths at {}",
+            report.contexts_quant
+        )));
+        out.push_str(&tbl(
+            vec![
+                "context".into(),
+                format!("KV {unit}"),
+                format!("compute {unit}"),
+                format!("total {unit}"),
+            ],
+            report
+                .contexts
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.n_ctx.to_string(),
+                        u.fmt(r.kv_bytes),
+                        u.fmt(r.compute_bytes),
+                        u.fmt(r.total_bytes),
+                    ]
+                })
+                .collect(),
+        ));
+        if !report.hardware.is_empty() {
+            out.push_str(&heading(&format!(
+                "Does {} fit? (full: every layer on the device; ngl N/M: N of M layers)",
+                report.contexts_quant
+            )));
+            let mut cols = vec!["hardware".to_string(), unit.to_string()];
+            cols.extend(report.contexts.iter().map(|r| r.n_ctx.to_string()));
+            let rows = report
+                .hardware
+                .iter()
+                .map(|h| {
+                    let mut row = vec![h.name.clone(), u.fmt(h.memory_bytes)];
+                    row.extend(report.contexts.iter().map(|r| {
+                        r.hardware
+                            .get(&h.name)
+                            .cloned()
+                            .unwrap_or_else(|| "—".into())
+                    }));
+                    row
+                })
+                .collect();
+            out.push_str(&tbl(cols, rows));
+        }
+        out.push('\n');
+        return out;
+    }
     let rows = report
         .quantizations
         .iter()
@@ -484,6 +540,79 @@ pub fn units_for(out: &[Validation]) -> Units {
 }
 
 /// The comparison as a text table or Markdown (with its explanation).
+fn narrow_quant_cols(unit: &str) -> Vec<String> {
+    [
+        "quant",
+        "bits/weight",
+        &format!("weights {unit}"),
+        &format!("KV {unit}"),
+        &format!("compute {unit}"),
+        &format!("total {unit}"),
+        "fits on",
+        "smallest that fits",
+        "partly",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The quantization table's rows, narrow: how many of the hardware judged hold the model
+/// entirely, the one with the least memory among them, and how many hold part of it.
+fn narrow_quant_rows(report: &FitReport) -> Vec<Vec<String>> {
+    let u = report.units;
+    let memory: BTreeMap<&str, u64> = report
+        .hardware
+        .iter()
+        .map(|h| (h.name.as_str(), h.memory_bytes))
+        .collect();
+    let judged = report.hardware.len();
+    report
+        .quantizations
+        .iter()
+        .map(|r| {
+            let full: Vec<&str> = r
+                .hardware
+                .iter()
+                .filter(|(_, v)| *v == "full")
+                .map(|(k, _)| k.as_str())
+                .collect();
+            let partly = r.hardware.values().filter(|v| v.starts_with("ngl")).count();
+            let smallest = full
+                .iter()
+                .min_by_key(|n| (memory.get(*n).copied().unwrap_or(u64::MAX), **n))
+                .map(|n| {
+                    let name: String = if n.chars().count() > 32 {
+                        n.chars().take(31).chain(['…']).collect()
+                    } else {
+                        n.to_string()
+                    };
+                    let mem = u.fmt(memory.get(n).copied().unwrap_or(0));
+                    format!("{name} ({mem} {})", u.label())
+                })
+                .unwrap_or_else(|| "—".into());
+            vec![
+                r.quant.clone(),
+                format!("{:.2}", r.bits_per_weight),
+                u.fmt(r.weights_bytes),
+                u.fmt(r.kv_bytes),
+                u.fmt(r.compute_bytes),
+                u.fmt(r.total_bytes),
+                if judged == 0 {
+                    "—".into()
+                } else {
+                    format!("{} of {judged}", full.len())
+                },
+                smallest,
+                if judged == 0 {
+                    "—".into()
+                } else {
+                    partly.to_string()
+                },
+            ]
+        })
+        .collect()
+}
+
 pub fn render_validations(out: &[Validation], style: Style, units: Units) -> String {
     let mut text = String::new();
     let unit = units.label();
@@ -721,9 +850,9 @@ mod tests {
         assert!(r.contexts[1].kv_bytes > r.contexts[0].kv_bytes);
         // Llama 3.1 8B: 32 layers × 8 KV heads × 128 × 2 (K and V) × 2 bytes = 128 KiB per token.
         assert_eq!(r.contexts[0].kv_bytes, 4096 * 32 * 8 * 128 * 2 * 2);
-        let text = render(&r, Style::Text);
+        let text = render(&r, Style::Text, false);
         assert!(text.contains("Context lengths at Q4_K_M"), "{text}");
-        let md = render(&r, Style::Markdown);
+        let md = render(&r, Style::Markdown, true);
         assert!(
             md.contains("### Quantizations at 4096 tokens of context"),
             "{md}"
