@@ -41,6 +41,67 @@ pub fn latest_per_series(points: Vec<ResultPoint>) -> Vec<ResultPoint> {
     newest.into_values().collect()
 }
 
+/// What the page's numbers are, for its header: hosts, hardware, backend builds, models,
+/// the runs' dates, and the engine settings when every result shares them.
+pub fn page_facts(rows: &[ReportRow]) -> Vec<(String, String)> {
+    use std::collections::BTreeSet;
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    let list = |items: BTreeSet<String>| -> String {
+        let n = items.len();
+        let mut shown: Vec<String> = items.into_iter().take(8).collect();
+        if n > 8 {
+            shown.push(format!("and {} more", n - 8));
+        }
+        shown.join(", ")
+    };
+    let points = || rows.iter().map(|r| &r.point);
+    let runs: BTreeSet<&str> = points().map(|p| p.run_uuid.as_str()).collect();
+    let days: BTreeSet<&str> = points()
+        .map(|p| p.started_at.get(..10).unwrap_or(&p.started_at))
+        .collect();
+    let dates = match (days.first(), days.last()) {
+        (Some(a), Some(b)) if a == b => format!("{} run(s) on {a}", runs.len()),
+        (Some(a), Some(b)) => format!("{} runs from {a} to {b}", runs.len()),
+        _ => String::new(),
+    };
+    let first = &rows[0].point.series;
+    let settings = if points().all(|p| p.series.settings == first.settings) {
+        first.settings_label()
+    } else {
+        "differ between results: each table names what tells its rows apart".to_string()
+    };
+    vec![
+        (
+            "hosts".into(),
+            list(points().map(|p| p.host.clone()).collect()),
+        ),
+        (
+            "hardware".into(),
+            list(points().map(|p| p.hardware.name.clone()).collect()),
+        ),
+        (
+            "backends".into(),
+            list(
+                points()
+                    .map(|p| format!("{} {}", p.series.backend.name, p.backend_version))
+                    .collect(),
+            ),
+        ),
+        (
+            "models".into(),
+            list(
+                points()
+                    .map(|p| format!("{} {}", p.series.model.name, p.series.model.quant))
+                    .collect(),
+            ),
+        ),
+        ("runs".into(), dates),
+        ("settings".into(), settings),
+    ]
+}
+
 /// Every file of the report, in a stable order: `leaderboard.md`, `quantization.md`,
 /// `picks.md`, `results.csv`, `results.json`, the plots (`plots/*.svg`, `plots/*.png`) and
 /// `index.html`. Fails only if a plot cannot be drawn or rasterized.
@@ -111,6 +172,7 @@ pub fn generate(
             ("ok results".into(), n_input as u64),
             ("series (newest result each)".into(), rows.len() as u64),
         ],
+        facts: page_facts(&rows),
     };
     files.push(crate::html::index(&all_tables, &plots, &meta));
     Ok(files)

@@ -21,6 +21,9 @@ pub struct PageMeta {
     pub generated_from: String,
     /// Labelled counts shown as one summary line: `("results", 120)` → `120 results`.
     pub counts: Vec<(String, u64)>,
+    /// What the numbers are, as labelled lines under the heading: hosts, hardware, backend
+    /// builds, dates, and the engine settings every result shares.
+    pub facts: Vec<(String, String)>,
 }
 
 /// The report page: `index.html` beside the `plots/` folder. See [`page`].
@@ -60,6 +63,13 @@ pub fn page(tables: &[Table], plots: &[Plot], meta: &PageMeta) -> String {
             .map(|(label, n)| format!("<span><b>{n}</b> {}</span>", escape(label)))
             .collect();
         let _ = writeln!(out, "<p class=\"counts\">{}</p>", counts.join(" "));
+    }
+    if !meta.facts.is_empty() {
+        out.push_str("<dl class=\"facts\">\n");
+        for (label, value) in &meta.facts {
+            let _ = writeln!(out, "<dt>{}</dt><dd>{}</dd>", escape(label), escape(value));
+        }
+        out.push_str("</dl>\n");
     }
     out.push_str("</header>\n");
     toc(&mut out, tables, plots);
@@ -290,6 +300,9 @@ figure.plot .svg { overflow-x: auto; }
 figure.plot svg { display: block; max-width: 100%; height: auto; }
 figcaption { color: var(--muted); font-size: 13px; margin: 2px 0 0 16px; }
 .empty { color: var(--muted); font-style: italic; }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 0.15em 1em; margin: 0.6em 0 0; font-size: 0.92em; }
+dl.facts dt { color: var(--muted); }
+dl.facts dd { margin: 0; overflow-wrap: anywhere; }
 "#;
 
 /// Sorts a table by the clicked header: numbers by `data-sort` (first click: largest first),
@@ -354,6 +367,7 @@ mod tests {
             title: "tokbench report".to_string(),
             generated_from: "Generated from test.db".to_string(),
             counts: vec![("results".to_string(), 2), ("hardware".to_string(), 1)],
+            facts: vec![("hosts".to_string(), "box-<a>".to_string())],
         }
     }
 
@@ -416,6 +430,11 @@ mod tests {
         assert!(!html.contains("<i>report"));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(html.contains("m&quot;&amp;&#39;x"));
+        // The header's facts too.
+        assert!(
+            html.contains("<dt>hosts</dt><dd>box-&lt;a&gt;</dd>"),
+            "{html}"
+        );
         // The plots were inlined (their text escaped by the SVG backend), not dropped.
         assert_eq!(html.matches("<svg").count(), plots.len());
         assert!(!html.contains("could not be inlined"));
@@ -478,6 +497,7 @@ mod tests {
             title: String::new(),
             generated_from: String::new(),
             counts: vec![],
+            facts: vec![],
         };
         assert!(page(&[], &[], &empty).starts_with("<!DOCTYPE html>"));
     }

@@ -16,7 +16,7 @@ pub mod text;
 
 use tokbench_core::ResultPoint;
 
-pub use generate::{generate, latest_per_series, ReportOptions};
+pub use generate::{generate, latest_per_series, page_facts, ReportOptions};
 pub use metrics::{derive, Derived};
 
 /// A result with its derived figures.

@@ -233,6 +233,7 @@ fn the_sample_report_holds_every_table_and_plot() {
             ("hardware".to_string(), 6),
             ("models".to_string(), 2),
         ],
+        facts: vec![],
     };
     assert!(!plots.is_empty());
     let mut files = plots::files(&plots);

@@ -802,3 +802,24 @@ fn imported_rows_say_where_their_numbers_came_from() {
     );
     assert!(csv_rows(&rows).contains(",llama-bench output lb.json,"));
 }
+
+#[test]
+fn the_page_header_says_what_the_numbers_are() {
+    let rows = sample();
+    let facts: std::collections::BTreeMap<String, String> =
+        tokbench_report::page_facts(&rows).into_iter().collect();
+    assert!(facts["hardware"].contains("GeForce RTX 4090"), "{facts:?}");
+    assert!(facts["hardware"].contains("H100 PCIe"), "{facts:?}");
+    assert!(facts["backends"].contains("llama-bench b4999"), "{facts:?}");
+    assert!(facts["models"].contains("Q4_K_M"), "{facts:?}");
+    assert!(facts["runs"].contains("run"), "{facts:?}");
+    // Every sample row has the same settings: they are named once.
+    let label = rows[0].point.series.settings_label();
+    assert_eq!(facts["settings"], label);
+    let mut varied = sample();
+    varied[0].point.series.settings.n_ubatch = Some(64);
+    let facts: std::collections::BTreeMap<String, String> =
+        tokbench_report::page_facts(&varied).into_iter().collect();
+    assert!(facts["settings"].starts_with("differ"), "{facts:?}");
+    assert!(tokbench_report::page_facts(&[]).is_empty());
+}
