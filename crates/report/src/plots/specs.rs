@@ -379,7 +379,9 @@ pub(super) fn prefill_vs_gen(rows: &[ReportRow]) -> Vec<Spec> {
             y_desc: "generation tok/s".to_string(),
             log: true,
             lines: false,
-            point_labels: false,
+            // Each point names its model and quantization (the colour is the hardware),
+            // unless there are so many that the names would cover the points.
+            point_labels: n_shown <= MAX_POINT_LABELS,
             from_zero: (false, false),
             max_cols: 1,
             legend: series.iter().map(|s| s.marker.clone()).collect(),
@@ -390,6 +392,9 @@ pub(super) fn prefill_vs_gen(rows: &[ReportRow]) -> Vec<Spec> {
         }),
     }]
 }
+
+/// The most points a scatter labels one by one.
+pub(super) const MAX_POINT_LABELS: usize = 24;
 
 /// Rows of generation tests, by test label.
 pub(super) fn decode_by_test(rows: &[ReportRow]) -> BTreeMap<&str, Vec<&ReportRow>> {

@@ -378,3 +378,18 @@ fn png_text_is_drawn_with_the_embedded_font() {
     assert_eq!(ink(blank), 0);
     assert!(ink(text) > 200, "text drew {} dark pixels", ink(text));
 }
+
+#[test]
+fn prefill_vs_gen_names_each_point() {
+    let hw = hardware("GPU", 1000.0, 300.0, 1000.0);
+    let rows = vec![
+        row(point(hw.clone(), "llama-8b", "Q4_0", true, 50.0)),
+        row(point(hw.clone(), "llama-8b", "Q4_0", false, 900.0)),
+        row(point(hw.clone(), "qwen-7b", "Q8_0", true, 40.0)),
+        row(point(hw, "qwen-7b", "Q8_0", false, 800.0)),
+    ];
+    let plots = render(&rows).unwrap();
+    let prefill = plots.iter().find(|p| p.id == "prefill_vs_gen").unwrap();
+    assert!(prefill.svg.contains("llama-8b Q4_0"), "{}", prefill.svg);
+    assert!(prefill.svg.contains("qwen-7b Q8_0"));
+}
