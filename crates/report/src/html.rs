@@ -285,8 +285,11 @@ nav > ol { columns: 2 320px; }
 nav li { break-inside: avoid; }
 a { color: var(--accent); }
 .scroll { overflow-x: auto; border: 1px solid var(--line); border-radius: 4px; }
-table { border-collapse: collapse; width: 100%; font-size: 14px; font-variant-numeric: tabular-nums; }
-th, td { padding: 5px 10px; border-bottom: 1px solid var(--line); text-align: left; white-space: nowrap; }
+table { border-collapse: collapse; width: 100%; font-size: 13px; font-variant-numeric: tabular-nums; }
+th, td { padding: 4px 8px; border-bottom: 1px solid var(--line); text-align: left; white-space: nowrap; }
+/* Headers and names wrap, numbers never: a 12-column table fits 1280 px without scrolling. */
+th, td:first-child { white-space: normal; }
+td:first-child { min-width: 9em; }
 th.num, td.num { text-align: right; }
 thead th { position: sticky; top: 0; background: var(--head); cursor: pointer; user-select: none; }
 thead th:hover, thead th:focus { background: #e6e9ee; outline: none; }
@@ -297,7 +300,7 @@ tbody tr:nth-child(even) { background: #fafafa; }
 tbody tr:hover { background: #eef3f9; }
 figure.plot { margin: 0 0 36px; }
 figure.plot .svg { overflow-x: auto; }
-figure.plot svg { display: block; max-width: 100%; height: auto; }
+figure.plot svg { display: block; width: 100%; max-width: 100%; height: auto; }
 figcaption { color: var(--muted); font-size: 13px; margin: 2px 0 0 16px; }
 .empty { color: var(--muted); font-style: italic; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 0.15em 1em; margin: 0.6em 0 0; font-size: 0.92em; }
