@@ -71,18 +71,17 @@ fn a_real_run_becomes_a_report() {
     let lb = read(&out_dir, "leaderboard.md");
     let row = lb
         .lines()
-        .skip_while(|l| !l.contains("synth:tiny Q8_0"))
-        .find(|l| l.starts_with("| GeForce RTX 4090"))
+        .find(|l| l.starts_with("| synth:tiny | Q8_0 | GeForce RTX 4090"))
         .unwrap_or_else(|| panic!("no 4090 row for Q8_0:\n{lb}"));
     let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-    // | Hardware | VRAM GiB | MSRP | TDP W | Gen tok/s | tok/s/$1k | tok/s/100W | …
-    assert_eq!(&cells[2..5], &["24", "$1,599", "450"], "{row}");
+    // | Model | Quant | Hardware | VRAM GiB | MSRP | TDP W | Gen tok/s | tok/s/$1k | tok/s/100W | …
+    assert_eq!(&cells[4..7], &["24", "$1,599", "450"], "{row}");
     assert!(
-        cells[5].starts_with(&format!("{decode:.2}")),
+        cells[7].starts_with(&format!("{decode:.2}")),
         "{row} vs {decode}"
     );
-    assert_eq!(cells[6], format!("{:.2}", decode / 1.599), "{row}");
-    assert_eq!(cells[7], format!("{:.2}", decode / 4.5), "{row}");
+    assert_eq!(cells[8], format!("{:.2}", decode / 1.599), "{row}");
+    assert_eq!(cells[9], format!("{:.2}", decode / 4.5), "{row}");
 
     let json: serde_json::Value = serde_json::from_str(&read(&out_dir, "results.json")).unwrap();
     assert_eq!(json["schema_version"], 1);

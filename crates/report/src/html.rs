@@ -288,8 +288,8 @@ a { color: var(--accent); }
 table { border-collapse: collapse; width: 100%; font-size: 13px; font-variant-numeric: tabular-nums; }
 th, td { padding: 4px 8px; border-bottom: 1px solid var(--line); text-align: left; white-space: nowrap; }
 /* Headers and names wrap, numbers never: a 12-column table fits 1280 px without scrolling. */
-th, td:first-child { white-space: normal; }
-td:first-child { min-width: 9em; }
+th, td:not(.num) { white-space: normal; }
+td:not(.num) { min-width: 7em; }
 th.num, td.num { text-align: right; }
 thead th { position: sticky; top: 0; background: var(--head); cursor: pointer; user-select: none; }
 thead th:hover, thead th:focus { background: #e6e9ee; outline: none; }

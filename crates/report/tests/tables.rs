@@ -225,18 +225,15 @@ fn leaderboard_figures_match_hand_calculation() {
     let tables = leaderboard(&sample());
     // Generation tests only: pp512 has no table of its own; the crashed Q4_K_M result on
     // the H100 is left out.
-    assert_eq!(
-        ids(&tables),
-        [
-            "leaderboard-llama-8b-q4-k-m-tg128",
-            "leaderboard-llama-8b-q8-0-tg128"
-        ]
-    );
-    let t = find(&tables, "leaderboard-llama-8b-q8-0-tg128");
-    assert_eq!(t.title, "Leaderboard: llama-8b Q8_0, tg128");
+    // One table per test, models and quantizations as rows.
+    assert_eq!(ids(&tables), ["leaderboard-tg128"]);
+    let t = find(&tables, "leaderboard-tg128");
+    assert_eq!(t.title, "Leaderboard: tg128");
     assert_eq!(
         t.columns,
         [
+            "Model",
+            "Quant",
             "Hardware",
             "VRAM GiB",
             "MSRP",
@@ -364,13 +361,23 @@ fn leaderboard_figures_match_hand_calculation() {
             UNKNOWN, UNKNOWN,
         ],
     ];
-    assert_eq!(cells(t), expected);
+    // Grouped by model and quantization (Q4_K_M first), fastest first within each.
+    let quants: Vec<&str> = t.rows.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(quants[..3], ["Q4_K_M"; 3]);
+    assert!(t.rows.iter().all(|r| r[0] == "llama-8b"));
+    let first = quants.iter().position(|q| *q == "Q8_0").unwrap();
+    let q8: Vec<Vec<&str>> = cells(t)
+        .into_iter()
+        .filter(|r| r[1] == "Q8_0")
+        .map(|r| r[2..].to_vec())
+        .collect();
+    assert_eq!(q8, expected);
 
     // Sort keys: the numbers behind the cells, None for text and unknowns.
-    assert_eq!(t.sort[0][0], None);
-    assert_eq!(t.sort[0][2], None);
-    assert_eq!(t.sort[0][4], Some(150.0));
-    let pct = t.sort[2][11].unwrap();
+    assert_eq!(t.sort[first][2], None);
+    assert_eq!(t.sort[first][4], None);
+    assert_eq!(t.sort[first][6], Some(150.0));
+    let pct = t.sort[first + 2][13].unwrap();
     assert!((pct - 100.0 * 100.0 * 8_008_388_608.0 / 1.008e12).abs() < 1e-9);
 }
 
@@ -410,6 +417,8 @@ fn unknown_figures_are_a_dash_never_zero() {
     assert_eq!(
         cells(&t[0]),
         [[
+            "llama-8b",
+            "Q8_0",
             "GeForce RTX 4090",
             "24",
             UNKNOWN,
@@ -440,12 +449,12 @@ fn a_test_with_a_prompt_shows_its_own_prefill_and_ttft() {
         .map(ReportRow::new)
         .collect();
     let t = leaderboard(&rows);
-    assert_eq!(ids(&t), ["leaderboard-llama-8b-q8-0-pp512-tg128"]);
-    assert_eq!(t[0].rows[0][7], "8000.00");
-    assert_eq!(t[0].rows[0][8], "75.0");
+    assert_eq!(ids(&t), ["leaderboard-pp512-tg128"]);
+    assert_eq!(t[0].rows[0][9], "8000.00");
+    assert_eq!(t[0].rows[0][10], "75.0");
     // Mean context 0 + 512 + 64 = 576 cells: B = 8e9 + 131,072 × 576 = 8,075,497,472;
     // 95 × B / 1008e9 = 0.76109 → 76.1.
-    assert_eq!(t[0].rows[0][11], "76.1");
+    assert_eq!(t[0].rows[0][13], "76.1");
 }
 
 #[test]
@@ -610,7 +619,7 @@ fn results_on_the_same_hardware_are_told_apart() {
     .map(ReportRow::new)
     .collect();
     let t = leaderboard(&rows);
-    let labels: Vec<&str> = t[0].rows.iter().map(|r| r[0].as_str()).collect();
+    let labels: Vec<&str> = t[0].rows.iter().map(|r| r[2].as_str()).collect();
     assert_eq!(
         labels,
         [

@@ -5,7 +5,9 @@ use super::*;
 // Leaderboard
 
 /// The leaderboard columns, in order.
-pub const LEADERBOARD_COLUMNS: [&str; 12] = [
+pub const LEADERBOARD_COLUMNS: [&str; 14] = [
+    "Model",
+    "Quant",
     "Hardware",
     "VRAM GiB",
     "MSRP",
@@ -29,8 +31,9 @@ pub(super) fn hardware_label(p: &ResultPoint) -> String {
     }
 }
 
-/// One table per model, quantization and generation test (`n_gen > 0`), ok results only,
-/// fastest generation first (unknown speed last; ties by hardware name).
+/// One table per generation test (`n_gen > 0`), ok results only, models and quantizations
+/// as rows: by model and quantization, then fastest generation first (unknown speed last;
+/// ties by hardware name). The page sorts by any column.
 ///
 /// - VRAM, MSRP and TDP are the catalog's, for all devices of the configuration; "—" when
 ///   the hardware is not in the catalog or the figure is not.
@@ -52,31 +55,40 @@ pub fn leaderboard(rows: &[ReportRow]) -> Vec<Table> {
         .filter(|r| is_ok(r) && r.point.series.test.n_gen > 0)
     {
         groups
-            .entry(TestGroup::of(&row.point))
+            .entry(TestGroup::of_test(&row.point))
             .or_default()
             .push(row);
     }
+    let model_quant = |r: &ReportRow| {
+        (
+            r.point.series.model.name.clone(),
+            r.point.series.model.quant.clone(),
+        )
+    };
     let mut tables: Vec<Table> = groups
         .into_iter()
         .map(|(group, mut members)| {
-            members.sort_by(|a, b| by_speed(a, b));
-            let labels = distinct_labels(&members, hardware_label, hardware_label);
+            members.sort_by(|a, b| model_quant(a).cmp(&model_quant(b)).then(by_speed(a, b)));
+            let labels = distinct_labels(
+                &members,
+                |p| {
+                    format!(
+                        "{}\u{1f}{}\u{1f}{}",
+                        p.series.model.name,
+                        p.series.model.quant,
+                        hardware_label(p)
+                    )
+                },
+                hardware_label,
+            );
             let cells = members
                 .iter()
                 .zip(labels)
                 .map(|(row, label)| leaderboard_row(row, label, &prefill))
                 .collect();
             Table::build(
-                format!(
-                    "leaderboard-{}-{}-{}",
-                    slug(&group.model),
-                    slug(&group.quant),
-                    slug(&group.test)
-                ),
-                format!(
-                    "Leaderboard: {} {}, {}",
-                    group.model, group.quant, group.test
-                ),
+                format!("leaderboard-{}", slug(&group.test)),
+                format!("Leaderboard: {}", group.test),
                 &LEADERBOARD_COLUMNS,
                 cells,
             )
@@ -101,6 +113,8 @@ pub(super) fn leaderboard_row(row: &ReportRow, label: String, prefill: &PrefillI
     let msrp = p.hardware.msrp_usd();
     let tdp = p.hardware.tdp_w();
     vec![
+        Cell::text(p.series.model.name.clone()),
+        Cell::text(p.series.model.quant.clone()),
         Cell::text(label),
         Cell::num(fmt_trimmed(memory), positive(memory)),
         Cell::num(fmt_usd(msrp), positive(msrp)),
@@ -135,6 +149,15 @@ pub(super) struct TestGroup {
 }
 
 impl TestGroup {
+    /// The test alone: every model and quantization in one group.
+    fn of_test(p: &ResultPoint) -> TestGroup {
+        TestGroup {
+            model: String::new(),
+            quant: String::new(),
+            ..TestGroup::of(p)
+        }
+    }
+
     fn of(p: &ResultPoint) -> TestGroup {
         TestGroup {
             model: p.series.model.name.clone(),

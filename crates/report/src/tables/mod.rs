@@ -3,8 +3,8 @@
 //!
 //! This module owns:
 //! - the table builders, pure functions of `&[ReportRow]`: [`leaderboard`] (one table per
-//!   model, quantization and generation test), [`quantization`] (one per model and
-//!   hardware) and [`picks`] (one per model and quantization);
+//!   generation test, models and quantizations as rows), [`quantization`] (one per model
+//!   and hardware) and [`picks`] (one per model and quantization);
 //! - the renderers: [`markdown`] for tables, [`csv_rows`] and [`json`] for the rows
 //!   themselves (every point field and every derived figure);
 //! - number formatting ([`fmt_tps`], [`fmt_usd`], …): tok/s with 2 decimals, percentages
