@@ -38,11 +38,14 @@ pub struct Busy {
     pub other_runs: Vec<u32>,
     /// The 1-minute load average and the logical CPUs, when the load is high.
     pub load: Option<(f64, usize)>,
+    /// The share of all CPU time that was busy just now (over a quarter second), when
+    /// high: the load average lags by a minute, this does not.
+    pub busy_now: Option<f64>,
 }
 
 impl Busy {
     pub fn is_quiet(&self) -> bool {
-        self.other_runs.is_empty() && self.load.is_none()
+        self.other_runs.is_empty() && self.load.is_none() && self.busy_now.is_none()
     }
 
     /// One line per finding, for a warning or an error.
@@ -60,8 +63,39 @@ impl Busy {
                 "the machine is busy: load average {load:.2} over the last minute on {cpus} logical CPUs; numbers will be lower and noisier than on a quiet machine"
             ));
         }
+        if let Some(busy) = self.busy_now {
+            out.push(format!(
+                "the CPUs are {:.0}% busy right now with other work; numbers will be lower and noisier than on a quiet machine",
+                busy * 100.0
+            ));
+        }
         out
     }
+}
+
+/// `(busy, total)` CPU time from the first line of `/proc/stat` (iowait counts as idle).
+fn cpu_times(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() < 5 {
+        return None;
+    }
+    // user nice system idle iowait irq softirq steal …; guest time is already in user.
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v[3] + v[4];
+    Some((total - idle, total))
+}
+
+/// The share of CPU time busy over `window` (Linux); `None` where `/proc/stat` is absent.
+pub fn busy_fraction(window: std::time::Duration) -> Option<f64> {
+    let a = cpu_times(&std::fs::read_to_string("/proc/stat").ok()?)?;
+    std::thread::sleep(window);
+    let b = cpu_times(&std::fs::read_to_string("/proc/stat").ok()?)?;
+    let total = b.1.checked_sub(a.1)?;
+    (total > 0).then(|| b.0.saturating_sub(a.0) as f64 / total as f64)
 }
 
 /// Claims a lock file for this run in `dir` and returns it with the other runs holding
@@ -126,12 +160,21 @@ pub fn check() -> (Busy, Option<RunClaim>) {
     let load = load_average()
         .filter(|l| load_is_high(*l, cpus))
         .map(|l| (l, cpus));
+    let busy_now = busy_fraction(std::time::Duration::from_millis(250)).filter(|b| *b > 0.25);
     match claim(&runtime_dir()) {
-        Ok((c, other_runs)) => (Busy { other_runs, load }, Some(c)),
+        Ok((c, other_runs)) => (
+            Busy {
+                other_runs,
+                load,
+                busy_now,
+            },
+            Some(c),
+        ),
         Err(_) => (
             Busy {
                 other_runs: Vec::new(),
                 load,
+                busy_now,
             },
             None,
         ),
@@ -177,6 +220,16 @@ mod tests {
     }
 
     #[test]
+    fn cpu_time_is_read_from_proc_stat() {
+        let stat = "cpu  100 5 50 800 20 3 2 0 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n";
+        // busy = user + nice + system + irq + softirq + steal; idle + iowait are not.
+        assert_eq!(cpu_times(stat), Some((160, 980)));
+        assert_eq!(cpu_times("intr 1 2 3"), None);
+        let b = busy_fraction(std::time::Duration::from_millis(50)).unwrap();
+        assert!((0.0..=1.0).contains(&b), "{b}");
+    }
+
+    #[test]
     fn load_thresholds_scale_with_the_cpus() {
         assert!(!load_is_high(0.9, 2));
         assert!(load_is_high(1.5, 2));
@@ -190,10 +243,12 @@ mod tests {
         let b = Busy {
             other_runs: vec![12],
             load: Some((3.5, 2)),
+            busy_now: Some(0.97),
         };
         assert!(!b.is_quiet());
         let d = b.describe();
         assert!(d[0].contains("pid 12") && d[1].contains("3.50"), "{d:?}");
+        assert!(d[2].contains("97% busy"), "{d:?}");
         assert!(Busy::default().is_quiet());
     }
 }
