@@ -344,19 +344,25 @@ impl VaryingSettings {
         ]
     }
 
+    fn of_axes(e: &tokbench_core::EngineAxes) -> [String; 7] {
+        Self::parts(
+            e.n_batch,
+            e.n_ubatch,
+            e.n_gpu_layers,
+            e.flash_attn,
+            e.type_k,
+            e.type_v,
+            e.use_mmap,
+        )
+    }
+
+    /// The label of a cell not yet run (the progress bar's message).
+    fn label_axes(&self, e: &tokbench_core::EngineAxes) -> String {
+        self.pick(Self::of_axes(e))
+    }
+
     fn of(cells: &[Cell]) -> Self {
-        let parts = |c: &Cell| {
-            let e = &c.engine;
-            Self::parts(
-                e.n_batch,
-                e.n_ubatch,
-                e.n_gpu_layers,
-                e.flash_attn,
-                e.type_k,
-                e.type_v,
-                e.use_mmap,
-            )
-        };
+        let parts = |c: &Cell| Self::of_axes(&c.engine);
         let mut vary = [false; 7];
         if let Some(first) = cells.first().map(parts) {
             for c in cells {
@@ -378,6 +384,10 @@ impl VaryingSettings {
             p.type_v,
             p.use_mmap,
         );
+        self.pick(parts)
+    }
+
+    fn pick(&self, parts: [String; 7]) -> String {
         parts
             .iter()
             .zip(self.0)
@@ -459,6 +469,11 @@ async fn execute(
     let hardware = crate::hardware::hardware_for_run(&catalog, &suite, &host, &build.accel)?;
     let cells_total = suite.cells().len();
     let varying = VaryingSettings::of(&suite.cells());
+    let cell_axes: HashMap<usize, tokbench_core::EngineAxes> = suite
+        .cells()
+        .into_iter()
+        .map(|c| (c.index, c.engine))
+        .collect();
     let run_id = if resume {
         run_id
     } else {
@@ -625,7 +640,11 @@ async fn execute(
                 eta.started(index);
                 cell_started.insert(index, Instant::now());
                 if let Some(b) = &bar {
-                    b.set_message(label);
+                    let settings = cell_axes
+                        .get(&index)
+                        .map(|a| varying.label_axes(a))
+                        .unwrap_or_default();
+                    b.set_message(format!("{label}{settings}"));
                 }
             }
             RunEvent::CellFinished {
