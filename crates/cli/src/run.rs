@@ -161,22 +161,12 @@ pub async fn command(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     let source = suite_source(args)?;
-    // Held until the run ends, so other runs on this machine see this one.
-    let (busy, _claim) = crate::machine::check();
-    if !busy.is_quiet() {
-        let findings = busy.describe();
-        if args.exclusive {
-            anyhow::bail!("--exclusive: not starting: {}", findings.join("; "));
-        }
-        for f in findings {
-            eprintln!("warning: {f}");
-        }
-    }
     let (code, uuid) = run_command(
         &source,
         &args.db,
         args.resume.as_deref(),
         args.plain,
+        args.exclusive,
         &args.trigger,
         telemetry,
     )
@@ -239,6 +229,7 @@ async fn run_command(
     db: &Path,
     resume: Option<&str>,
     plain: bool,
+    exclusive: bool,
     trigger: &str,
     telemetry: Option<std::time::Duration>,
 ) -> anyhow::Result<(ExitCode, String)> {
@@ -254,6 +245,18 @@ async fn run_command(
             None
         }
     };
+    // Is the machine quiet? Asked once the run is known to be valid, before anything is
+    // written; the claim is held until the run ends, so other runs see this one.
+    let (busy, _claim) = crate::machine::check();
+    if !busy.is_quiet() {
+        let findings = busy.describe();
+        if exclusive {
+            anyhow::bail!("--exclusive: not starting: {}", findings.join("; "));
+        }
+        for f in findings {
+            eprintln!("warning: {f}");
+        }
+    }
     let store = open_store(db).await?;
     // A resumed run re-reads the suite exactly as it was when the run began.
     let (suite, text, run_id, uuid, skip) = match resume {
