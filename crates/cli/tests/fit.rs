@@ -238,6 +238,11 @@ fn the_default_layout_fits_120_columns_and_wide_names_everything() {
             assert!(line.chars().count() <= 120, "{arch}: {line}");
         }
         assert!(text.contains("smallest that fits"), "{text}");
+        // The notes that say what `full` and `ngl N/M` mean come with the narrow layout too.
+        assert!(
+            text.contains("Note: weights include the token-embedding table"),
+            "{text}"
+        );
         assert!(text.contains("GeForce RTX 4090"), "{text}");
     }
     let out = run_ok(&["fit", "--arch", "llama-3.1-8b", "--wide"]);

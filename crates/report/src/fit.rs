@@ -323,6 +323,21 @@ pub fn render(report: &FitReport, style: Style, wide: bool) -> String {
         _ => table(&cols, &rows),
     };
     let mut out = String::new();
+    // One context row's sizes, and one hardware's verdict at one context.
+    let ctx_cells = |r: &CtxRow| {
+        vec![
+            r.n_ctx.to_string(),
+            u.fmt(r.kv_bytes),
+            u.fmt(r.compute_bytes),
+            u.fmt(r.total_bytes),
+        ]
+    };
+    let verdict = |r: &CtxRow, h: &HardwareCol| {
+        r.hardware
+            .get(&h.name)
+            .cloned()
+            .unwrap_or_else(|| "—".into())
+    };
     let heading = |s: &str| match style {
         Style::Markdown => format!("\n### {s}\n\n"),
         _ => format!("\n{s}\n"),
@@ -366,18 +381,7 @@ pub fn render(report: &FitReport, style: Style, wide: bool) -> String {
                 format!("compute {unit}"),
                 format!("total {unit}"),
             ],
-            report
-                .contexts
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.n_ctx.to_string(),
-                        u.fmt(r.kv_bytes),
-                        u.fmt(r.compute_bytes),
-                        u.fmt(r.total_bytes),
-                    ]
-                })
-                .collect(),
+            report.contexts.iter().map(ctx_cells).collect(),
         ));
         if !report.hardware.is_empty() {
             out.push_str(&heading(&format!(
@@ -391,18 +395,15 @@ pub fn render(report: &FitReport, style: Style, wide: bool) -> String {
                 .iter()
                 .map(|h| {
                     let mut row = vec![h.name.clone(), u.fmt(h.memory_bytes)];
-                    row.extend(report.contexts.iter().map(|r| {
-                        r.hardware
-                            .get(&h.name)
-                            .cloned()
-                            .unwrap_or_else(|| "—".into())
-                    }));
+                    row.extend(report.contexts.iter().map(|r| verdict(r, h)));
                     row
                 })
                 .collect();
             out.push_str(&tbl(cols, rows));
         }
         out.push('\n');
+        let width = (style == Style::Text).then_some(NARROW_WIDTH);
+        push_notes(&mut out, report, width);
         return out;
     }
     let rows = report
@@ -457,26 +458,14 @@ pub fn render(report: &FitReport, style: Style, wide: bool) -> String {
         .contexts
         .iter()
         .map(|r| {
-            let mut row = vec![
-                r.n_ctx.to_string(),
-                u.fmt(r.kv_bytes),
-                u.fmt(r.compute_bytes),
-                u.fmt(r.total_bytes),
-            ];
-            row.extend(report.hardware.iter().map(|h| {
-                r.hardware
-                    .get(&h.name)
-                    .cloned()
-                    .unwrap_or_else(|| "—".into())
-            }));
+            let mut row = ctx_cells(r);
+            row.extend(report.hardware.iter().map(|h| verdict(r, h)));
             row
         })
         .collect();
     out.push_str(&tbl(cols, rows));
     out.push('\n');
-    for n in &report.notes {
-        out.push_str(&format!("Note: {n}\n"));
-    }
+    push_notes(&mut out, report, None);
     out
 }
 
@@ -540,6 +529,35 @@ pub fn units_for(out: &[Validation]) -> Units {
 }
 
 /// The comparison as a text table or Markdown (with its explanation).
+/// The report's notes, each `Note: …`; wrapped at `width` characters when given (a
+/// terminal), on one line each otherwise (Markdown, `--wide`).
+fn push_notes(out: &mut String, report: &FitReport, width: Option<usize>) {
+    for n in &report.notes {
+        let text = format!("Note: {n}");
+        let Some(width) = width else {
+            out.push_str(&text);
+            out.push('\n');
+            continue;
+        };
+        let mut line = String::new();
+        for word in text.split(' ') {
+            if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+                out.push_str(&line);
+                out.push('\n');
+                line = "      ".to_string();
+            } else if !line.is_empty() && !line.ends_with("      ") {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+}
+
+/// The width the default layout fits, in characters.
+pub const NARROW_WIDTH: usize = 120;
+
 fn narrow_quant_cols(unit: &str) -> Vec<String> {
     [
         "quant",
