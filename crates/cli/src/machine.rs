@@ -38,7 +38,7 @@ pub struct Busy {
     pub other_runs: Vec<u32>,
     /// The 1-minute load average and the logical CPUs, when the load is high.
     pub load: Option<(f64, usize)>,
-    /// The share of all CPU time that was busy just now (over a quarter second), when
+    /// The share of all CPU time that was busy just now (over a tenth of a second), when
     /// high: the load average lags by a minute, this does not.
     pub busy_now: Option<f64>,
 }
@@ -160,7 +160,7 @@ pub fn check() -> (Busy, Option<RunClaim>) {
     let load = load_average()
         .filter(|l| load_is_high(*l, cpus))
         .map(|l| (l, cpus));
-    let busy_now = busy_fraction(std::time::Duration::from_millis(250)).filter(|b| *b > 0.25);
+    let busy_now = busy_fraction(std::time::Duration::from_millis(100)).filter(|b| *b > 0.25);
     match claim(&runtime_dir()) {
         Ok((c, other_runs)) => (
             Busy {
