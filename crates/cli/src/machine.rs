@@ -1,4 +1,5 @@
-//! Is this machine quiet enough to measure? Before a run, tokbench reads the load average and
+//! Is this machine quiet enough to measure? Before a run, tokbench reads how busy the CPUs
+//! are (on Linux over a tenth of a second from `/proc/stat`, elsewhere the load average) and
 //! looks for other tokbench runs on the same machine, whatever database they write, through
 //! a lock file per run in the user's runtime directory: two runs at once each measure the
 //! other's interference (two smoke runs at once ran at ~5 t/s each, both stored `ok`).
@@ -157,10 +158,18 @@ pub fn load_is_high(load: f64, cpus: usize) -> bool {
 /// claim is then `None` and only the load is checked.
 pub fn check() -> (Busy, Option<RunClaim>) {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let load = load_average()
-        .filter(|l| load_is_high(*l, cpus))
-        .map(|l| (l, cpus));
-    let busy_now = busy_fraction(std::time::Duration::from_millis(100)).filter(|b| *b > 0.25);
+    // Where the CPUs' busy time can be read (Linux), it decides: the load average still
+    // counts the benchmark that ended a minute ago, so back-to-back runs would each warn
+    // about the one before. Elsewhere the load average is what there is.
+    let (busy_now, load) = match busy_fraction(std::time::Duration::from_millis(100)) {
+        Some(b) => ((b > 0.25).then_some(b), None),
+        None => (
+            None,
+            load_average()
+                .filter(|l| load_is_high(*l, cpus))
+                .map(|l| (l, cpus)),
+        ),
+    };
     match claim(&runtime_dir()) {
         Ok((c, other_runs)) => (
             Busy {
