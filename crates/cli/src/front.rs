@@ -67,7 +67,7 @@ pub fn rewrite_args(args: Vec<OsString>) -> Vec<OsString> {
 
 /// `tokbench run`'s llama-bench flags. Each given flag replaces the suite's key; none given
 /// leaves the suite as written.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default, PartialEq, clap::Args)]
 pub struct BenchFlags {
     /// Model files (repeatable, or comma-separated); replaces the suite's models.
     #[arg(
@@ -209,22 +209,7 @@ impl std::str::FromStr for OnOff {
 impl BenchFlags {
     /// True when no flag was given (the suite runs as written).
     pub fn is_empty(&self) -> bool {
-        self.models.is_empty()
-            && self.n_prompt.is_empty()
-            && self.n_gen.is_empty()
-            && self.pg.is_empty()
-            && self.depth.is_empty()
-            && self.repetitions.is_none()
-            && self.threads.is_empty()
-            && self.ngl.is_empty()
-            && self.fa.is_empty()
-            && self.ctk.is_empty()
-            && self.ctv.is_empty()
-            && self.batch.is_empty()
-            && self.ubatch.is_empty()
-            && self.mmap.is_none()
-            && self.split_mode.is_none()
-            && self.tensor_split.is_none()
+        *self == Self::default()
     }
 
     fn tests_given(&self) -> bool {

@@ -234,15 +234,19 @@ async fn run_command(
     telemetry: Option<std::time::Duration>,
 ) -> anyhow::Result<(ExitCode, String)> {
     // A suite with a mistake is refused before the database is created or touched.
-    let fresh = match resume {
+    enum Start<'a> {
+        New(Box<Suite>),
+        Resume(&'a str),
+    }
+    let start = match resume {
         None => {
             let suite = load_suite(suite_path, suite_text)?;
             preflight(&suite)?;
-            Some(suite)
+            Start::New(Box::new(suite))
         }
-        Some(_) => {
+        Some(uuid) => {
             crate::output::existing_db(db)?;
-            None
+            Start::Resume(uuid)
         }
     };
     // Is the machine quiet? Asked once the run is known to be valid, before anything is
@@ -259,8 +263,8 @@ async fn run_command(
     }
     let store = open_store(db).await?;
     // A resumed run re-reads the suite exactly as it was when the run began.
-    let (suite, text, run_id, uuid, skip) = match resume {
-        Some(uuid) => {
+    let (suite, text, run_id, uuid, skip) = match start {
+        Start::Resume(uuid) => {
             let Some(prev) = store.run_by_uuid(uuid).await? else {
                 return Err(BadInput(format!("no run {uuid} in {}", db.display())).into());
             };
@@ -272,16 +276,13 @@ async fn run_command(
             store.reopen_run(prev.id).await?;
             (suite, text, prev.id, uuid.to_string(), done)
         }
-        None => {
-            let suite = fresh.expect("a new run's suite is loaded above");
-            (
-                suite,
-                suite_text.clone(),
-                tokbench_store::RunId(0),
-                uuid::Uuid::new_v4().to_string(),
-                BTreeSet::new(),
-            )
-        }
+        Start::New(suite) => (
+            *suite,
+            suite_text.clone(),
+            tokbench_store::RunId(0),
+            uuid::Uuid::new_v4().to_string(),
+            BTreeSet::new(),
+        ),
     };
     let stored_as = uuid.clone();
     execute(
@@ -470,13 +471,12 @@ async fn execute(
         .map_err(|e| anyhow::anyhow!("the embedded engine does not start: {e}"))?;
     let catalog = crate::hardware::load_catalog(None)?;
     let hardware = crate::hardware::hardware_for_run(&catalog, &suite, &host, &build.accel)?;
-    let cells_total = suite.cells().len();
-    let varying = VaryingSettings::of(&suite.cells());
-    let cell_axes: HashMap<usize, tokbench_core::EngineAxes> = suite
-        .cells()
-        .into_iter()
-        .map(|c| (c.index, c.engine))
-        .collect();
+    // The matrix, expanded once for the count, the progress labels and the ETA.
+    let cells = suite.cells();
+    let cells_total = cells.len();
+    let varying = VaryingSettings::of(&cells);
+    let cell_axes: HashMap<usize, tokbench_core::EngineAxes> =
+        cells.iter().map(|c| (c.index, c.engine)).collect();
     let run_id = if resume {
         run_id
     } else {
@@ -507,19 +507,14 @@ async fn execute(
             })?
     };
     let to_run = cells_total.saturating_sub(skip.len());
-    let mut eta = crate::eta::Eta::new(
-        suite
-            .cells()
-            .into_iter()
-            .filter(|c| !skip.contains(&c.index))
-            .map(|c| {
-                let kind = crate::eta::CellKind {
-                    model: c.model.to_string(),
-                    test: c.test.label(),
-                };
-                (c.index, kind)
-            }),
-    );
+    let mut eta =
+        crate::eta::Eta::new(cells.iter().filter(|c| !skip.contains(&c.index)).map(|c| {
+            let kind = crate::eta::CellKind {
+                model: c.model.to_string(),
+                test: c.test.label(),
+            };
+            (c.index, kind)
+        }));
     let mut cell_started: HashMap<usize, Instant> = HashMap::new();
     let progress = !plain && std::io::stderr().is_terminal();
     eprintln!(

@@ -422,13 +422,8 @@ pub fn render(report: &FitReport, style: Style, wide: bool) -> String {
                 .filter(|(_, v)| v.starts_with("ngl"))
                 .map(|(k, v)| format!("{k} ({})", v.trim_start_matches("ngl ")))
                 .collect();
-            vec![
-                r.quant.clone(),
-                format!("{:.2}", r.bits_per_weight),
-                u.fmt(r.weights_bytes),
-                u.fmt(r.kv_bytes),
-                u.fmt(r.compute_bytes),
-                u.fmt(r.total_bytes),
+            let mut row = quant_size_cells(r, u);
+            row.extend([
                 if full.is_empty() {
                     "—".into()
                 } else {
@@ -439,7 +434,8 @@ pub fn render(report: &FitReport, style: Style, wide: bool) -> String {
                 } else {
                     part.join(", ")
                 },
-            ]
+            ]);
+            row
         })
         .collect();
     out.push_str(&tbl(cols, rows));
@@ -608,13 +604,8 @@ fn narrow_quant_rows(report: &FitReport) -> Vec<Vec<String>> {
                     format!("{name} ({mem} {})", u.label())
                 })
                 .unwrap_or_else(|| "—".into());
-            vec![
-                r.quant.clone(),
-                format!("{:.2}", r.bits_per_weight),
-                u.fmt(r.weights_bytes),
-                u.fmt(r.kv_bytes),
-                u.fmt(r.compute_bytes),
-                u.fmt(r.total_bytes),
+            let mut row = quant_size_cells(r, u);
+            row.extend([
                 if judged == 0 {
                     "—".into()
                 } else {
@@ -626,9 +617,23 @@ fn narrow_quant_rows(report: &FitReport) -> Vec<Vec<String>> {
                 } else {
                     partly.to_string()
                 },
-            ]
+            ]);
+            row
         })
         .collect()
+}
+
+/// A quantization row's sizes, the same in both layouts: quant, bits/weight, weights, KV,
+/// compute, total.
+fn quant_size_cells(r: &QuantRow, u: Units) -> Vec<String> {
+    vec![
+        r.quant.clone(),
+        format!("{:.2}", r.bits_per_weight),
+        u.fmt(r.weights_bytes),
+        u.fmt(r.kv_bytes),
+        u.fmt(r.compute_bytes),
+        u.fmt(r.total_bytes),
+    ]
 }
 
 pub fn render_validations(out: &[Validation], style: Style, units: Units) -> String {
