@@ -315,9 +315,14 @@ impl Store {
             .collect())
     }
 
-    /// How many tables, indexes, views and triggers `self` holds (0 for an empty file).
+    /// How many tables, indexes, views and triggers `self` holds besides sqlx's own
+    /// migration table: 0 for an empty file, and for one whose first open was killed after
+    /// sqlx created `_sqlx_migrations` but before the first migration committed.
     async fn schema_objects(&self) -> Result<i64, StoreError> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sqlite_master")
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM sqlite_master \
+             WHERE name <> '_sqlx_migrations' AND tbl_name <> '_sqlx_migrations'",
+        )
             .fetch_one(&self.pool)
             .await
             .map_err(sql("inspect the database"))?;
