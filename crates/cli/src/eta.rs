@@ -41,6 +41,9 @@ pub struct Eta {
     all: Mean,
     /// The cell in flight and how long it has run, seconds.
     current: Option<(usize, f64)>,
+    /// The cell in flight's repetitions: (done, at most), and the seconds it had run when
+    /// the last one ended.
+    reps: Option<(u32, u32, f64)>,
 }
 
 impl Eta {
@@ -55,6 +58,15 @@ impl Eta {
     /// Cell `index` began; its elapsed time starts at 0.
     pub fn started(&mut self, index: usize) {
         self.current = Some((index, 0.0));
+        self.reps = None;
+    }
+
+    /// The cell in flight finished its `done`th repetition of at most `max`, `at` into the
+    /// cell: from then on its own pace (what a repetition took so far) tells its time left.
+    pub fn repetition(&mut self, index: usize, done: u32, max: u32, at: Duration) {
+        if self.current.is_some_and(|(i, _)| i == index) && done > 0 {
+            self.reps = Some((done, max.max(done), at.as_secs_f64()));
+        }
     }
 
     /// Time passed in the cell in flight.
@@ -80,6 +92,7 @@ impl Eta {
         }
         if self.current.is_some_and(|(i, _)| i == index) {
             self.current = None;
+            self.reps = None;
         }
     }
 
@@ -97,8 +110,14 @@ impl Eta {
         let mut left = 0.0;
         for (index, kind) in &self.pending {
             let e = self.expected(kind)?;
-            left += match self.current {
-                Some((i, t)) if i == *index => (e - t).max(0.0),
+            left += match (self.current, self.reps) {
+                // Its repetitions so far, each as long as their mean, then the rest; the
+                // time since the last one counts against the next.
+                (Some((i, t)), Some((done, max, at))) if i == *index => {
+                    let per_rep = at / f64::from(done);
+                    (per_rep * f64::from(max - done) - (t - at)).max(0.0)
+                }
+                (Some((i, t)), _) if i == *index => (e - t).max(0.0),
                 _ => e,
             };
         }
@@ -161,6 +180,29 @@ mod tests {
         assert_eq!(eta.remaining(), Some(Duration::from_millis(21_500)));
         eta.finished(2, Duration::from_secs(4));
         eta.finished(3, Duration::from_secs(1));
+        assert_eq!(eta.remaining(), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn the_cell_in_flight_counts_down_by_its_repetitions() {
+        let mut eta = Eta::new([(0, kind("a", "pp512")), (1, kind("a", "pp512"))]);
+        eta.started(0);
+        eta.finished(0, Duration::from_secs(2));
+        // The second cell is far slower than the first (a busy machine): its estimate of
+        // 2 s would hit 0 and stay there; its repetitions say otherwise.
+        eta.started(1);
+        eta.repetition(1, 1, 5, Duration::from_secs(10));
+        eta.tick(Duration::from_secs(10));
+        assert_eq!(eta.remaining(), Some(Duration::from_secs(40)));
+        eta.tick(Duration::from_secs(14));
+        assert_eq!(eta.remaining(), Some(Duration::from_secs(36)));
+        eta.repetition(1, 4, 5, Duration::from_secs(40));
+        eta.tick(Duration::from_secs(40));
+        assert_eq!(eta.remaining(), Some(Duration::from_secs(10)));
+        // A repetition of another cell changes nothing.
+        eta.repetition(0, 1, 5, Duration::from_secs(1));
+        assert_eq!(eta.remaining(), Some(Duration::from_secs(10)));
+        eta.finished(1, Duration::from_secs(50));
         assert_eq!(eta.remaining(), Some(Duration::ZERO));
     }
 

@@ -109,15 +109,44 @@ fn shared_settings(rows: &[ResultRow], varying: &[usize]) -> String {
 }
 
 /// The CV of the figure a row is about (generation speed where the test generates, else
-/// prompt speed), when its repetitions scatter past the threshold `check` and `compare`
-/// use (5%): such a number is stored `ok` but is not one to trust alone.
+/// prompt speed) when the row was stored noisy: its repetitions scattered past the
+/// threshold `check` and `compare` use (5%), so the number is not one to trust alone.
 pub fn noisy_cv(r: &ResultRow) -> Option<f64> {
+    if r.noisy != Some(true) {
+        return None;
+    }
     let (mean, sd) = match r.decode_tps {
         Some(m) => (m, r.decode_tps_sd?),
         None => (r.prefill_tps?, r.prefill_tps_sd?),
     };
-    let cv = sd / mean;
-    (mean > 0.0 && cv > tokbench_report::gate::GateConfig::default().noisy_cv).then_some(cv)
+    Some(sd / mean)
+}
+
+/// A CV as a percentage: one decimal near the 5% threshold (`5.2%`), none past 10%.
+pub fn fmt_cv(cv: f64) -> String {
+    let pct = cv * 100.0;
+    if pct < 10.0 {
+        format!("{pct:.1}%")
+    } else {
+        format!("{pct:.0}%")
+    }
+}
+
+/// A row's status as `results` shows it: the error for a failure; for a result, whether it
+/// is noisy and whether the machine throttled while it ran.
+fn status_text(r: &ResultRow) -> String {
+    if let (Some(e), false) = (&r.error, r.status == ResultStatus::Ok) {
+        let short: String = e.chars().take(60).collect();
+        return format!("{}: {short}", r.status);
+    }
+    let mut s = r.status.to_string();
+    if let Some(cv) = noisy_cv(r) {
+        s.push_str(&format!(", noisy (CV {})", fmt_cv(cv)));
+    }
+    if r.throttled == Some(true) {
+        s.push_str(", throttled");
+    }
+    s
 }
 
 /// The table of `tokbench results`: the settings that vary get a column each.
@@ -147,16 +176,7 @@ fn results_table(rows: &[ResultRow]) -> (Vec<String>, Vec<Vec<String>>) {
     let cells = rows
         .iter()
         .map(|r| {
-            let status = match &r.error {
-                Some(e) if r.status != ResultStatus::Ok => {
-                    let short: String = e.chars().take(60).collect();
-                    format!("{}: {short}", r.status)
-                }
-                _ => match noisy_cv(r) {
-                    Some(cv) => format!("{}, noisy (CV {:.0}%)", r.status, cv * 100.0),
-                    None => r.status.to_string(),
-                },
-            };
+            let status = status_text(r);
             let mut row = vec![
                 r.model.clone(),
                 r.quant.clone().unwrap_or_else(dash),
@@ -215,6 +235,9 @@ fn results_csv(rows: &[ResultRow]) -> (Vec<String>, Vec<Vec<String>>) {
             "rss_peak_bytes",
             "n_reps",
             "noisy",
+            "throttled",
+            "throttle_reason",
+            "cpu_governor",
             "status",
             "error",
         ]
@@ -250,7 +273,10 @@ fn results_csv(rows: &[ResultRow]) -> (Vec<String>, Vec<Vec<String>>) {
                 num(r.output_tps),
                 r.rss_peak_bytes.map(|b| b.to_string()).unwrap_or_default(),
                 r.n_reps.to_string(),
-                u8::from(noisy_cv(r).is_some()).to_string(),
+                flag(r.noisy).unwrap_or_default(),
+                flag(r.throttled).unwrap_or_default(),
+                r.throttle_reason.clone().unwrap_or_default(),
+                r.cpu_governor.clone().unwrap_or_default(),
                 r.status.to_string(),
                 r.error.clone().unwrap_or_default(),
             ]);
@@ -554,6 +580,11 @@ mod tests {
             concurrency: None,
             ttft_p99_ms: None,
             output_tps: None,
+            noisy: decode
+                .and_then(|d| tokbench_core::record::noisy(None, None, Some(d.0), Some(d.1))),
+            throttled: fa.then_some(true),
+            throttle_reason: fa.then(|| "cpu: 3 thermal throttle events".into()),
+            cpu_governor: Some("performance".into()),
         }
     }
 
@@ -568,7 +599,7 @@ mod tests {
         let (cols, cells) = results_table(&rows);
         let status = cols.iter().position(|c| c == "status").unwrap();
         assert_eq!(cells[0][status], "ok, noisy (CV 114%)");
-        assert_eq!(cells[1][status], "ok");
+        assert_eq!(cells[1][status], "ok, throttled");
         // fa varies: a column; ubatch does not: in the heading.
         assert!(cols.iter().any(|c| c == "fa"));
         assert!(!cols.iter().any(|c| c == "ubatch"));
@@ -581,5 +612,10 @@ mod tests {
         );
         let sd = cols.iter().position(|c| c == "decode_tps_sd").unwrap();
         assert_eq!(cells[0][sd], "44.75");
+        let throttled = cols.iter().position(|c| c == "throttled").unwrap();
+        assert_eq!(
+            (cells[0][throttled].as_str(), cells[1][throttled].as_str()),
+            ("", "1")
+        );
     }
 }

@@ -645,6 +645,17 @@ async fn execute(
                     b.set_message(format!("{label}{settings}"));
                 }
             }
+            RunEvent::Repetition { index, done, max } => {
+                if let Some(t0) = cell_started.get(&index) {
+                    eta.repetition(index, done, max, t0.elapsed());
+                }
+                if let Some(b) = &bar {
+                    b.set_prefix(eta.text());
+                    let msg = b.message();
+                    let base = msg.split(" · rep ").next().unwrap_or(&msg).to_string();
+                    b.set_message(format!("{base} · rep {done}/{max}"));
+                }
+            }
             RunEvent::CellFinished {
                 result,
                 also,
@@ -706,11 +717,10 @@ async fn execute(
                     } else {
                         (summary.prefill_tps, summary.prefill_tps_sd)
                     };
-                    let noisy_cv = tokbench_report::gate::GateConfig::default().noisy_cv;
                     let mut figure = match (mean, sd) {
-                        (Some(m), Some(s)) if m > 0.0 && s / m > noisy_cv => format!(
-                            "{m:.2} ± {s:.2} t/s (noisy: CV {:.0}%)",
-                            s / m * 100.0
+                        (Some(m), Some(s)) if result.noisy() == Some(true) => format!(
+                            "{m:.2} ± {s:.2} t/s (noisy: CV {})",
+                            crate::output::fmt_cv(s / m)
                         ),
                         (Some(m), Some(s)) => format!("{m:.2} ± {s:.2} t/s"),
                         (Some(m), None) => format!("{m:.2} t/s"),
@@ -721,11 +731,14 @@ async fn execute(
                             figure = format!("{figure} TTFT p50 {t:.1} ms, {o:.1} output t/s");
                         }
                     }
-                    let status = match (&result.error, result.status) {
+                    let mut status = match (&result.error, result.status) {
                         (_, ResultStatus::Ok) => "ok".to_string(),
                         (Some(e), s) => format!("{s}: {e}"),
                         (None, s) => s.to_string(),
                     };
+                    if let Some(why) = result.conditions.as_ref().and_then(|c| c.throttle.as_ref()) {
+                        status.push_str(&format!(" (throttled: {why})"));
+                    }
                     let conc = result
                         .serving
                         .as_ref()

@@ -118,6 +118,7 @@ fn cell(index: usize, params: EngineParams, level: f64, at: &str) -> CellResult 
         log_tail: None,
         started_at: at.into(),
         duration_ms: 100.0,
+        conditions: None,
     }
 }
 

@@ -28,7 +28,7 @@ pub use bench::{
 pub use config::{Cell, EngineAxes, ModelSource, Suite, SuiteError, SuiteHardware};
 pub use point::{HardwareRef, ModelFacts, ResultPoint};
 pub use quant::QuantPreset;
-pub use record::{BackendBuild, CellResult, HostInfo, ModelRecord, Repetition};
+pub use record::{BackendBuild, CellConditions, CellResult, HostInfo, ModelRecord, Repetition};
 pub use selector::{BadRunSelector, RunSelector};
 pub use series::{
     BackendIdentity, EngineSettings, ModelIdentity, RequestRate, SeriesKey, ServeLoad,

@@ -107,4 +107,9 @@ pub struct ResultPoint {
     /// Where the numbers came from when they were not measured here (an imported
     /// llama-bench file, a published table); `None` for tokbench's own measurements.
     pub source: Option<String>,
+    /// The repetitions scattered past a CV of 5% ([`crate::stats::NOISY_CV`]); `None` when
+    /// it cannot be told (one repetition).
+    pub noisy: Option<bool>,
+    /// The machine throttled while the result was measured; `None` when not recorded.
+    pub throttled: Option<bool>,
 }

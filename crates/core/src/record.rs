@@ -181,6 +181,41 @@ pub struct CellResult {
     pub log_tail: Option<String>,
     pub started_at: String,
     pub duration_ms: f64,
+    /// What the machine was doing to its clocks during the cell (`None`: not recorded,
+    /// as for imported results).
+    #[serde(default)]
+    pub conditions: Option<CellConditions>,
+}
+
+/// The machine's clock state around one cell: what could be read of the CPU frequency
+/// governor, and whether the CPU or GPU throttled while the cell ran.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CellConditions {
+    /// The CPUs' frequency governor (`performance`, `powersave`, …; several, comma
+    /// separated, when CPUs differ), when the kernel exposes one.
+    pub cpu_governor: Option<String>,
+    /// Whether the machine throttled during the cell: `Some(false)` only when a throttle
+    /// counter or reason could be read and showed none; `None` when nothing could be read.
+    pub throttled: Option<bool>,
+    /// What throttled and how it was seen (`cpu: 12 thermal throttle events`, `gpu: sw
+    /// power cap, hw thermal slowdown`); `None` when nothing did.
+    pub throttle: Option<String>,
+}
+
+/// Whether a figure is noisy, from a result's rates: the generation rate's CV where there is
+/// one, else the prompt rate's, against [`NOISY_CV`](crate::stats::NOISY_CV). `None` when
+/// the headline rate has no sd (one repetition) or is not positive.
+pub fn noisy(
+    prefill_tps: Option<f64>,
+    prefill_tps_sd: Option<f64>,
+    decode_tps: Option<f64>,
+    decode_tps_sd: Option<f64>,
+) -> Option<bool> {
+    let (mean, sd) = match decode_tps {
+        Some(m) => (m, decode_tps_sd?),
+        None => (prefill_tps?, prefill_tps_sd?),
+    };
+    (mean > 0.0).then(|| sd / mean > crate::stats::NOISY_CV || sd.is_nan())
 }
 
 /// What a result row stores of its repetitions: each rate's mean and sample sd over the
@@ -196,6 +231,19 @@ pub struct RepetitionSummary {
 }
 
 impl CellResult {
+    /// Whether the cell's headline figure (generation speed where the test generates, else
+    /// prompt speed) scattered past [`NOISY_CV`](crate::stats::NOISY_CV) over its
+    /// repetitions; `None` when it cannot be told (fewer than two repetitions, no figure).
+    pub fn noisy(&self) -> Option<bool> {
+        let s = self.summary();
+        noisy(
+            s.prefill_tps,
+            s.prefill_tps_sd,
+            s.decode_tps,
+            s.decode_tps_sd,
+        )
+    }
+
     /// The mean and sd of each metric over the repetitions.
     pub fn summary(&self) -> RepetitionSummary {
         let reps = &self.repetitions;

@@ -4,6 +4,12 @@
 //! definition each; the report crate builds its inference (bootstrap, Mann–Whitney) on
 //! these.
 
+/// A figure whose repetitions' coefficient of variation (sd / mean) exceeds this is
+/// *noisy*: stored with the flag, shown as such, never judged by `check` nor counted in a
+/// baseline. One setting for all of them. Why 5%: a benchmark repeated on a quiet machine
+/// scatters by 1 to 3%; past 5% something else was running, or the machine throttled.
+pub const NOISY_CV: f64 = 0.05;
+
 /// The mean of `values`; `None` when empty.
 pub fn mean(values: &[f64]) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)

@@ -55,7 +55,7 @@ impl Default for CompareConfig {
             resamples: 10_000,
             seed: DEFAULT_SEED,
             alpha: 0.05,
-            noisy_cv: 0.05,
+            noisy_cv: tokbench_core::stats::NOISY_CV,
             floor_speed: 0.05,
             floor_memory: 0.03,
         }

@@ -117,7 +117,7 @@ pub struct GateConfig {
     /// One-sided level of the prediction interval (0.995: a steady series breaches it on
     /// about one night in 200, before the floor and the confirmation runs).
     pub confidence: f64,
-    /// A result whose repetitions' CV exceeds this is noisy (0.05). Why 5%: a result whose
+    /// A result whose repetitions' CV exceeds this is noisy ([`NOISY_CV`](tokbench_core::stats::NOISY_CV), 0.05). Why 5%: a result whose
     /// own repetitions scatter by more than the 5% floor cannot resolve a 5% change, and
     /// its median is unlikely to be a quiet machine's number; it is also the threshold the
     /// notes on Bencher, asv and conbench converge on for "noisy".
@@ -135,7 +135,7 @@ impl Default for GateConfig {
             baseline_min: 5,
             window_days: 90.0,
             confidence: 0.995,
-            noisy_cv: 0.05,
+            noisy_cv: tokbench_core::stats::NOISY_CV,
             floor_speed: 0.05,
             floor_memory: 0.03,
         }

@@ -223,6 +223,8 @@ bandwidth = "test"
             vram_peak_bytes: None,
             rss_peak_bytes: None,
             source: None,
+            noisy: None,
+            throttled: None,
         }
     }
 

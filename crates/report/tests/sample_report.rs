@@ -113,6 +113,8 @@ fn point(
         vram_peak_bytes: None,
         rss_peak_bytes: None,
         source: None,
+        noisy: None,
+        throttled: None,
     }
 }
 

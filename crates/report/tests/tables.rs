@@ -141,6 +141,8 @@ fn point(hw: &str, quant: &str, test: &str) -> ResultPoint {
         vram_peak_bytes: None,
         rss_peak_bytes: None,
         source: None,
+        noisy: None,
+        throttled: None,
     }
 }
 
@@ -433,6 +435,41 @@ fn unknown_figures_are_a_dash_never_zero() {
             "79.4"
         ]]
     );
+}
+
+#[test]
+fn noisy_and_throttled_results_say_so_beside_their_speed() {
+    let steady = tg("GeForce RTX 4090", "Q8_0", 100.0, Some(1.0), None);
+    let noisy = ResultPoint {
+        noisy: Some(true),
+        ..tg("GeForce RTX 3090", "Q8_0", 80.0, Some(30.0), None)
+    };
+    let both = ResultPoint {
+        noisy: Some(true),
+        throttled: Some(true),
+        ..tg("Apple M2 Ultra", "Q8_0", 60.0, Some(20.0), None)
+    };
+    let t = leaderboard(&[steady, noisy, both].map(ReportRow::new));
+    let gen = t[0].columns.iter().position(|c| c == "Gen tok/s").unwrap();
+    let mut speeds: Vec<&str> = cells(&t[0]).iter().map(|r| r[gen]).collect();
+    speeds.sort_unstable();
+    assert_eq!(
+        speeds,
+        [
+            "100.00 ± 1.00",
+            "60.00 ± 20.00 (noisy, throttled)",
+            "80.00 ± 30.00 (noisy)"
+        ]
+    );
+    // The flags go into the CSV and JSON too.
+    let csv = csv_rows(&[ReportRow::new(ResultPoint {
+        throttled: Some(true),
+        ..tg("GeForce RTX 4090", "Q8_0", 100.0, None, None)
+    })]);
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    let at = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+    assert_eq!((at("noisy"), at("throttled")), ("", "true"));
 }
 
 #[test]

@@ -66,6 +66,9 @@ pub enum RunEvent {
     Preparing { model: String },
     /// A cell began.
     CellStarted { index: usize, label: String },
+    /// A cell finished one more repetition (the engine reports each): `done` so far, of at
+    /// most `max` (the suite's count, or `auto`'s ceiling).
+    Repetition { index: usize, done: u32, max: u32 },
     /// Telemetry started: what each source reports about the machine (driver, power
     /// limit, clocks) and what it cannot measure, as JSON, for the run's record.
     Environment { json: String },
@@ -161,6 +164,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) cancel: watch::Receiver<bool>,
     pub(crate) outcome: RunOutcome,
     pub(crate) telemetry: Option<telemetry::RunTelemetry>,
+    /// The CPUs' clock state when each cell in flight started.
+    pub(crate) cell_clocks: HashMap<usize, tokbench_telemetry::throttle::CpuClocks>,
 }
 
 impl Ctx<'_> {
@@ -168,16 +173,49 @@ impl Ctx<'_> {
         *self.cancel.borrow()
     }
 
+    /// Reports that a cell began, and reads the CPUs' clock state to compare at its end.
+    pub(crate) async fn start_cell(&mut self, index: usize, label: String) {
+        self.cell_clocks
+            .insert(index, tokbench_telemetry::throttle::CpuClocks::read());
+        let _ = self.tx.send(RunEvent::CellStarted { index, label }).await;
+    }
+
+    /// What the machine's clocks did during a started cell: the CPU state now against its
+    /// start, and the GPU's throttle reasons over the cell's telemetry samples. `None` for
+    /// a cell that never started (its model or backend was unavailable).
+    fn conditions(&mut self, result: &CellResult) -> Option<tokbench_core::CellConditions> {
+        let before = self.cell_clocks.remove(&result.cell_index)?;
+        let after = tokbench_telemetry::throttle::CpuClocks::read();
+        let throttle = tokbench_telemetry::Metric::ClockThrottle.name();
+        let gpu = result.telemetry.as_ref().and_then(|t| {
+            t.samples
+                .iter()
+                .filter(|s| s.metric == throttle)
+                .map(|s| s.value as u64)
+                .reduce(|a, b| a | b)
+        });
+        Some(tokbench_telemetry::throttle::conditions(
+            &before, &after, gpu,
+        ))
+    }
+
     /// Reports a cell's result and, for a server cell, the server's own figures with it.
     pub(crate) async fn finish_cell(
         &mut self,
-        result: CellResult,
+        mut result: CellResult,
         also: Option<CellResult>,
         model_name: &str,
         model: Option<&ModelRecord>,
         build: &BackendBuild,
         repetitions_expected: u32,
     ) {
+        if result.conditions.is_none() {
+            result.conditions = self.conditions(&result);
+        }
+        let also = also.map(|mut a| {
+            a.conditions.clone_from(&result.conditions);
+            a
+        });
         if result.status == ResultStatus::Ok {
             self.outcome.cells_ok += 1;
         } else {
@@ -222,6 +260,7 @@ pub async fn run(
             interrupted: false,
         },
         telemetry: plan.telemetry_interval.map(telemetry::RunTelemetry::start),
+        cell_clocks: HashMap::new(),
     };
     if let Some(t) = &ctx.telemetry {
         let _ = tx

@@ -341,6 +341,28 @@ async fn a_well_behaved_engine_measures_every_cell() {
     assert_eq!(rs[0].repetitions[0].decode_tps, None);
     assert_eq!(rs[1].repetitions[0].decode_tps, Some(3.0 / (6.0 / 1e3)));
     assert_eq!(rs[1].repetitions[0].ttft_ms, Some(6.0));
+    // Each started cell reports its repetitions as they end, and carries what the CPUs'
+    // clocks did (on this machine: whatever sysfs shows, read at its start and end).
+    let reps: Vec<(usize, u32, u32)> = events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Repetition { index, done, max } => Some((*index, *done, *max)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reps, [(0, 1, 2), (0, 2, 2), (1, 1, 2), (1, 2, 2)]);
+    let read_here = {
+        let c = tokbench_telemetry::throttle::CpuClocks::read();
+        tokbench_telemetry::throttle::conditions(&c, &c, None)
+    };
+    for r in &rs {
+        let c = r
+            .conditions
+            .as_ref()
+            .expect("a started cell records its conditions");
+        assert_eq!(c.cpu_governor, read_here.cpu_governor);
+        assert_eq!(c.throttled.is_some(), read_here.throttled.is_some());
+    }
     for e in &events {
         if let RunEvent::CellFinished {
             model_name,
@@ -594,6 +616,8 @@ async fn a_missing_or_unrunnable_engine_makes_cells_unavailable() {
         for (i, r) in rs.iter().enumerate() {
             assert_unmeasured(r, i, ResultStatus::Unavailable, &reason);
             assert_eq!(r.load_ms, None);
+            // Never started: nothing to say about the machine during it.
+            assert_eq!(r.conditions, None);
         }
     }
 }

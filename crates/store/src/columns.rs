@@ -62,6 +62,12 @@ impl From<bool> for Value {
     }
 }
 
+impl From<Option<bool>> for Value {
+    fn from(v: Option<bool>) -> Self {
+        Value::Bool(v)
+    }
+}
+
 impl From<&str> for Value {
     fn from(v: &str) -> Self {
         Value::Text(Some(v.to_string()))

@@ -181,6 +181,14 @@ pub struct ResultRow {
     pub ttft_p99_ms: Option<f64>,
     /// Aggregate generated tokens/s over all streams (server backends, client figures).
     pub output_tps: Option<f64>,
+    /// The headline rate's repetitions scattered past a CV of 5% (`None`: fewer than two).
+    pub noisy: Option<bool>,
+    /// The machine throttled during the cell (`None`: nothing could be read).
+    pub throttled: Option<bool>,
+    /// What throttled, and how it was seen.
+    pub throttle_reason: Option<String>,
+    /// The CPU frequency governor during the cell.
+    pub cpu_governor: Option<String>,
 }
 
 /// A database's health (see [`Store::inspect`]).
@@ -323,9 +331,9 @@ impl Store {
             "SELECT COUNT(*) FROM sqlite_master \
              WHERE name <> '_sqlx_migrations' AND tbl_name <> '_sqlx_migrations'",
         )
-            .fetch_one(&self.pool)
-            .await
-            .map_err(sql("inspect the database"))?;
+        .fetch_one(&self.pool)
+        .await
+        .map_err(sql("inspect the database"))?;
         Ok(n)
     }
 

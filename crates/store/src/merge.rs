@@ -289,6 +289,21 @@ async fn columns(
 /// `INSERT INTO main.table (…) SELECT … FROM src.table s <tail>`: the columns both
 /// databases have, except `id` (the destination numbers its own rows) and the remapped
 /// foreign keys, which come from `(column, expression over s)`. Returns the rows inserted.
+/// [`tokbench_core::record::noisy`] in SQL, over a `result` row's columns.
+pub(crate) fn noisy_sql() -> String {
+    let cv = tokbench_core::stats::NOISY_CV;
+    format!(
+        "CASE
+           WHEN decode_tps IS NOT NULL THEN
+             CASE WHEN decode_tps_sd IS NULL OR decode_tps <= 0 THEN NULL
+                  ELSE decode_tps_sd / decode_tps > {cv} END
+           WHEN prefill_tps IS NOT NULL THEN
+             CASE WHEN prefill_tps_sd IS NULL OR prefill_tps <= 0 THEN NULL
+                  ELSE prefill_tps_sd / prefill_tps > {cv} END
+         END"
+    )
+}
+
 async fn insert_select(
     conn: &mut SqliteConnection,
     table: &str,
@@ -444,6 +459,21 @@ async fn copy_rows(
            JOIN temp.merge_map_run mr ON mr.src = s.run_id
            JOIN main.result d ON d.run_id = mr.dst AND d.cell_index = s.cell_index
                               AND d.metric_source = s.metric_source;",
+    )
+    .await?;
+
+    // A source older than the noisy flag gives its results the flag their figures imply,
+    // as the migration that added it did for the results already stored.
+    exec(
+        conn,
+        "flag noisy results",
+        &format!(
+            "UPDATE main.result SET noisy = {}
+             WHERE noisy IS NULL AND id IN (
+               SELECT m.dst FROM temp.merge_map_result m
+               JOIN temp.merge_new_result n ON n.src = m.src)",
+            noisy_sql()
+        ),
     )
     .await?;
 

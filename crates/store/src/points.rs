@@ -45,7 +45,7 @@ SELECT run.uuid AS run_uuid, run.started_at, run.hardware AS run_hardware, run.s
        bb.version AS backend_version, m.n_params, m.file_bytes, m.shape_json,
        w.label AS test, r.status,
        r.prefill_tps, r.prefill_tps_sd, r.decode_tps, r.decode_tps_sd, r.ttft_ms,
-       r.rss_peak_bytes,
+       r.rss_peak_bytes, r.noisy, r.throttled,
        COALESCE(r.decode_power_avg_w, (SELECT AVG(t.value) FROM telemetry_sample t
          WHERE t.result_id = r.id AND t.metric = 'power_w' AND t.phase = 'decode')) AS decode_power_w,
        COALESCE(CAST(r.vram_peak_bytes AS REAL), (SELECT MAX(t.value) FROM telemetry_sample t
@@ -189,6 +189,8 @@ fn point_row(
             .map(|v| v as u64),
         rss_peak_bytes: unsigned(row.try_get("rss_peak_bytes")?),
         source: row.try_get("source")?,
+        noisy: row.try_get("noisy")?,
+        throttled: row.try_get("throttled")?,
     };
     Ok(StoredPoint {
         point,

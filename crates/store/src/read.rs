@@ -158,6 +158,10 @@ pub(crate) fn result_row(row: &SqliteRow) -> Result<ResultRow, StoreError> {
             concurrency: row.try_get("concurrency")?,
             ttft_p99_ms: row.try_get("ttft_p99_ms")?,
             output_tps: row.try_get("output_tps")?,
+            noisy: row.try_get("noisy")?,
+            throttled: row.try_get("throttled")?,
+            throttle_reason: row.try_get("throttle_reason")?,
+            cpu_governor: row.try_get("cpu_governor")?,
         })
     })()
     .map_err(get)

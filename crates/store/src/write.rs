@@ -308,6 +308,7 @@ pub(crate) async fn insert_one(
             log_tail,
             started_at,
             duration_ms,
+            conditions,
         } = r;
         // A server backend's cells (client and server figures) are `serve` workloads: the
         // same pp/tg label means a request, not an engine test.
@@ -430,6 +431,16 @@ pub(crate) async fn insert_one(
             .set("request_throughput", sv.and_then(|s| s.request_throughput))
             .set("output_tps", sv.and_then(|s| s.output_tps))
             .set("backend_json", backend_json)
+            .set("noisy", r.noisy())
+            .set("throttled", conditions.as_ref().and_then(|c| c.throttled))
+            .set(
+                "throttle_reason",
+                conditions.as_ref().and_then(|c| c.throttle.as_deref()),
+            )
+            .set(
+                "cpu_governor",
+                conditions.as_ref().and_then(|c| c.cpu_governor.as_deref()),
+            )
             .execute(&mut *tx)
             .await
             .map_err(sql("store a result"))?

@@ -88,6 +88,7 @@ fn cell(index: usize, n_gen: u32, status: ResultStatus, reps: &[f64]) -> CellRes
         log_tail: None,
         started_at: "2026-11-29T00:00:00Z".into(),
         duration_ms: 100.0,
+        conditions: None,
     }
 }
 
@@ -521,6 +522,10 @@ async fn an_older_source_is_read_as_it_is_and_never_changed() {
          INSERT INTO result (run_id, cell_index, backend_build_id, model_name, workload_id, status,
                              metric_source, repetitions_expected, decode_tps, started_at, duration_ms)
            VALUES (1, 0, 1, 'tiny', 1, 'ok', 'engine', 1, 9.5, '2026-01-01T00:00:00Z', 10);
+         INSERT INTO result (run_id, cell_index, backend_build_id, model_name, workload_id, status,
+                             metric_source, repetitions_expected, decode_tps, decode_tps_sd,
+                             started_at, duration_ms)
+           VALUES (1, 1, 1, 'tiny', 1, 'ok', 'engine', 3, 20.0, 8.0, '2026-01-01T00:00:00Z', 10);
          INSERT INTO repetition (result_id, rep, decode_tps) VALUES (1, 0, 9.5);",
     )
     .await;
@@ -530,22 +535,40 @@ async fn an_older_source_is_read_as_it_is_and_never_changed() {
     let r = dst.merge_from(&old).await.unwrap();
     assert_eq!(
         (r.runs_added, r.results_added, r.repetitions_added),
-        (1, 1, 1)
+        (1, 2, 1)
     );
     assert_valid(&dst).await;
     let out = dst
-        .query("SELECT run_uuid, hardware, kv_buffer_bytes, decode_tps, n_reps FROM v_results")
+        .query(
+            "SELECT run_uuid, hardware, kv_buffer_bytes, decode_tps, n_reps, noisy, throttled
+             FROM v_results ORDER BY result_id",
+        )
         .await
         .unwrap();
+    // The source predates the noisy flag: its results get the flag their figures imply (a
+    // CV of 40% is noisy; one repetition cannot tell), and no throttle record.
     assert_eq!(
         out.rows,
-        vec![vec![
-            Value::from("old-run"),
-            Value::Null,
-            Value::Null,
-            Value::from(9.5),
-            Value::from(1)
-        ]]
+        vec![
+            vec![
+                Value::from("old-run"),
+                Value::Null,
+                Value::Null,
+                Value::from(9.5),
+                Value::from(1),
+                Value::Null,
+                Value::Null,
+            ],
+            vec![
+                Value::from("old-run"),
+                Value::Null,
+                Value::Null,
+                Value::from(20.0),
+                Value::from(0),
+                Value::from(1),
+                Value::Null,
+            ]
+        ]
     );
     assert!(dst.merge_from(&old).await.unwrap().is_noop());
 

@@ -72,6 +72,7 @@ fn result(cell: usize, status: ResultStatus, reps: &[f64]) -> CellResult {
         log_tail: None,
         started_at: "2026-11-29T00:00:00Z".into(),
         duration_ms: 100.0,
+        conditions: None,
     }
 }
 
@@ -469,6 +470,16 @@ async fn the_oom_migration_rebuilds_result_and_keeps_every_row_that_refers_to_it
             .await
             .unwrap();
         for statement in [
+            // Undo migration 7 (four added columns and the view that shows them; 6 drops
+            // the view and makes its own)...
+            "DROP VIEW v_results",
+            "ALTER TABLE result DROP COLUMN noisy",
+            "ALTER TABLE result DROP COLUMN throttled",
+            "ALTER TABLE result DROP COLUMN throttle_reason",
+            "ALTER TABLE result DROP COLUMN cpu_governor",
+            "CREATE VIEW v_results AS SELECT id FROM result",
+            "DELETE FROM _sqlx_migrations WHERE version = 20261129000007",
+            // ...then 6.
             "PRAGMA writable_schema = ON",
             "UPDATE sqlite_master SET sql = replace(sql, ', ''oom''', '') WHERE name = 'result'",
             "DELETE FROM _sqlx_migrations WHERE version = 20261129000006",
@@ -601,4 +612,94 @@ async fn read_only_opening_refuses_an_older_schema_and_migrate_brings_it_up() {
         Store::migrate(&begun).await.unwrap().len(),
         tokbench_store::MIGRATOR.iter().count()
     );
+}
+
+#[tokio::test]
+async fn noisy_and_throttled_are_stored_and_older_results_get_the_flag_their_figures_imply() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("t.db");
+    let store = Store::open(&db).await.unwrap();
+    let run = store.begin_run(&new_run("u1"), &host()).await.unwrap();
+    let build = store
+        .backend_build(&BackendBuild {
+            name: "engine".into(),
+            version: "1".into(),
+            commit: None,
+            accel: "cpu".into(),
+            flags: String::new(),
+        })
+        .await
+        .unwrap();
+    // Steady (CV 1%), noisy (CV ~58%), one repetition (cannot tell), throttled.
+    let cases: [&[f64]; 4] = [
+        &[99.0, 100.0, 101.0],
+        &[10.0, 20.0, 30.0],
+        &[50.0],
+        &[80.0, 80.0, 80.0],
+    ];
+    for (cell, reps) in cases.iter().enumerate() {
+        let mut r = result(cell, ResultStatus::Ok, reps);
+        r.conditions = Some(tokbench_core::CellConditions {
+            cpu_governor: Some("performance".into()),
+            throttled: Some(cell == 3),
+            throttle: (cell == 3).then(|| "gpu: sw power cap".into()),
+        });
+        store
+            .insert_result(run, build, None, "m", 3, &r)
+            .await
+            .unwrap();
+    }
+    let rows = store.results(Some("u1")).await.unwrap();
+    let flags: Vec<_> = rows.iter().map(|r| (r.noisy, r.throttled)).collect();
+    assert_eq!(
+        flags,
+        [
+            (Some(false), Some(false)),
+            (Some(true), Some(false)),
+            (None, Some(false)),
+            (Some(false), Some(true)),
+        ]
+    );
+    assert_eq!(
+        rows[3].throttle_reason.as_deref(),
+        Some("gpu: sw power cap")
+    );
+    assert_eq!(rows[0].cpu_governor.as_deref(), Some("performance"));
+    store.close().await;
+
+    // A database from before the flag: migration 7 undone, the rows kept.
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display()))
+            .await
+            .unwrap();
+        for statement in [
+            "DROP VIEW v_results",
+            "ALTER TABLE result DROP COLUMN noisy",
+            "ALTER TABLE result DROP COLUMN throttled",
+            "ALTER TABLE result DROP COLUMN throttle_reason",
+            "ALTER TABLE result DROP COLUMN cpu_governor",
+            "CREATE VIEW v_results AS SELECT id FROM result",
+            "DELETE FROM _sqlx_migrations WHERE version = 20261129000007",
+        ] {
+            sqlx::query(statement).execute(&mut conn).await.unwrap();
+        }
+        conn.close().await.unwrap();
+    }
+    let applied = Store::migrate(&db).await.unwrap();
+    assert_eq!(applied.len(), 1, "{applied:?}");
+    let store = Store::open_read_only(&db).await.unwrap();
+    let rows = store.results(Some("u1")).await.unwrap();
+    // The figures give the flag back; what the machine did is unknown for them.
+    let flags: Vec<_> = rows.iter().map(|r| (r.noisy, r.throttled)).collect();
+    assert_eq!(
+        flags,
+        [
+            (Some(false), None),
+            (Some(true), None),
+            (None, None),
+            (Some(false), None),
+        ]
+    );
+    store.close().await;
 }

@@ -8,6 +8,8 @@
 //!   [`procfs`].
 //! - [`sampler`]: the sampling thread; [`phase`]: per-phase power, energy and memory.
 //! - [`clock`]: `CLOCK_MONOTONIC` nanoseconds, shared with the engine child.
+//! - [`throttle`]: the CPU governor and throttle counters, and the GPU's clock-limiting
+//!   reasons, that say whether a cell ran on a throttling machine.
 
 pub mod amdgpu;
 pub mod clock;
@@ -22,6 +24,7 @@ pub mod rapl;
 pub mod sampler;
 pub mod smi;
 pub mod source;
+pub mod throttle;
 
 pub use clock::{monotonic_ns, Clock, MonotonicClock};
 pub use metric::{Availability, Metric, Sample, Unavailable, UnavailableKind};

@@ -43,11 +43,15 @@ pub enum Metric {
     /// Number of processes on the device that are not in the backend's tree: others
     /// competing for it (a display server, another job).
     OtherProcs,
+    /// The GPU's clock-limiting reasons that are throttling (power cap, thermal slowdown,
+    /// power brake; see [`crate::throttle`]), as NVML's bitmask, OR-ed over devices: 0 when
+    /// the clocks ran free.
+    ClockThrottle,
 }
 
 impl Metric {
     /// Every metric, in a fixed order.
-    pub const ALL: [Metric; 15] = [
+    pub const ALL: [Metric; 16] = [
         Metric::PowerW,
         Metric::EnergyJ,
         Metric::VramUsedBytes,
@@ -63,6 +67,7 @@ impl Metric {
         Metric::UtilGpuPct,
         Metric::PowerLimitW,
         Metric::OtherProcs,
+        Metric::ClockThrottle,
     ];
 
     /// The stable name stored in the database.
@@ -83,6 +88,7 @@ impl Metric {
             Metric::UtilGpuPct => "util_gpu_pct",
             Metric::PowerLimitW => "power_limit_w",
             Metric::OtherProcs => "other_procs",
+            Metric::ClockThrottle => "clock_throttle",
         }
     }
 

@@ -24,7 +24,7 @@ use crate::clock::Clock;
 use crate::metric::{Availability, Metric, Sample, Unavailable, UnavailableKind};
 use crate::source::{all_unavailable, Source};
 
-const NVML_METRICS: [Metric; 10] = [
+const NVML_METRICS: [Metric; 11] = [
     Metric::PowerW,
     Metric::EnergyJ,
     Metric::VramUsedBytes,
@@ -35,6 +35,7 @@ const NVML_METRICS: [Metric; 10] = [
     Metric::UtilGpuPct,
     Metric::PowerLimitW,
     Metric::OtherProcs,
+    Metric::ClockThrottle,
 ];
 
 /// Maps an error from `Nvml::init` to why NVML cannot be used.
@@ -181,6 +182,9 @@ impl NvmlSource {
             Metric::TempC => f64::from(dev.temperature(TemperatureSensor::Gpu)?),
             Metric::UtilGpuPct => f64::from(dev.utilization_rates()?.gpu),
             Metric::PowerLimitW => f64::from(dev.enforced_power_limit()?) / 1000.0,
+            Metric::ClockThrottle => {
+                crate::throttle::gpu_throttle_mask(dev.current_throttle_reasons()?.bits()) as f64
+            }
             Metric::VramProcBytes | Metric::OtherProcs => {
                 Self::processes(dev)?;
                 0.0
@@ -364,6 +368,25 @@ impl Source for NvmlSource {
             Metric::TempC,
             Metric::UtilGpuPct,
         ];
+        if self.is_available(Metric::ClockThrottle) {
+            // A bitmask: OR-ed over devices, so each device's reasons are kept.
+            let t_ns = clock.now_ns();
+            let mut mask = Some(0u64);
+            for dev in &devices {
+                mask = match (Self::read(dev, Metric::ClockThrottle, self.power), mask) {
+                    (Ok(v), Some(m)) => Some(m | v as u64),
+                    _ => None,
+                };
+            }
+            if let Some(m) = mask {
+                out.push(Sample {
+                    t_ns,
+                    metric: Metric::ClockThrottle,
+                    value: m as f64,
+                    source: "nvml",
+                });
+            }
+        }
         for metric in summed.into_iter().chain(maxed) {
             if !self.is_available(metric) {
                 continue;

@@ -107,6 +107,7 @@ impl LlamaBenchRecord {
             }),
             started_at: r.test_time.clone(),
             duration_ms: r.avg_ns as f64 * samples.len().max(1) as f64 / 1e6,
+            conditions: None,
         })
     }
 }

@@ -92,6 +92,8 @@ pub(crate) fn point(
         vram_peak_bytes: None,
         rss_peak_bytes: None,
         source: None,
+        noisy: None,
+        throttled: None,
     }
 }
 

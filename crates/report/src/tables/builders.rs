@@ -37,7 +37,9 @@ pub(super) fn hardware_label(p: &ResultPoint) -> String {
 ///
 /// - VRAM, MSRP and TDP are the catalog's, for all devices of the configuration; "—" when
 ///   the hardware is not in the catalog or the figure is not.
-/// - Gen tok/s is `mean ± sd` when the standard deviation is known.
+/// - Gen tok/s is `mean ± sd` when the standard deviation is known, followed by `(noisy)`
+///   when its repetitions scattered past a CV of 5% and `(throttled)` when the machine
+///   throttled while it ran: numbers not to trust alone.
 /// - Prefill-only tests (`ppN`) have no table of their own: they fill the Prefill tok/s and
 ///   TTFT ms columns. A test with a prompt (`pp512+tg128`) shows its own prefill and TTFT;
 ///   a `tgN` test shows those of the `ppN` test with the same hardware, host, backend,
@@ -98,6 +100,20 @@ pub fn leaderboard(rows: &[ReportRow]) -> Vec<Table> {
     tables
 }
 
+/// ` (noisy)`, ` (throttled)`, ` (noisy, throttled)` or nothing.
+pub(super) fn trust_marks(p: &tokbench_core::ResultPoint) -> String {
+    let marks: Vec<&str> = [(p.noisy, "noisy"), (p.throttled, "throttled")]
+        .into_iter()
+        .filter(|(flag, _)| *flag == Some(true))
+        .map(|(_, name)| name)
+        .collect();
+    if marks.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", marks.join(", "))
+    }
+}
+
 pub(super) fn leaderboard_row(row: &ReportRow, label: String, prefill: &PrefillIndex) -> Vec<Cell> {
     let p = &row.point;
     let Derived {
@@ -120,7 +136,11 @@ pub(super) fn leaderboard_row(row: &ReportRow, label: String, prefill: &PrefillI
         Cell::num(fmt_usd(msrp), positive(msrp)),
         Cell::num(fmt_trimmed(tdp), positive(tdp)),
         Cell::num(
-            fmt_tps_sd(p.decode_tps, p.decode_tps_sd),
+            format!(
+                "{}{}",
+                fmt_tps_sd(p.decode_tps, p.decode_tps_sd),
+                trust_marks(p)
+            ),
             positive(p.decode_tps),
         ),
         Cell::num(fmt_tps(tps_per_1k_usd), tps_per_1k_usd),

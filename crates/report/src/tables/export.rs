@@ -91,6 +91,8 @@ pub(super) fn fields(row: &ReportRow) -> Vec<(&'static str, Field)> {
         vram_peak_bytes,
         rss_peak_bytes,
         source,
+        noisy,
+        throttled,
     } = &row.point;
     let tokbench_core::ModelFacts {
         n_params,
@@ -192,6 +194,8 @@ pub(super) fn fields(row: &ReportRow) -> Vec<(&'static str, Field)> {
         ("concurrency", Field::opt_int(concurrency.map(u64::from))),
         ("request_rate", Field::opt_float(request_rate.map(|r| r.0))),
         ("status", Field::text(status.as_str())),
+        ("noisy", noisy.map_or(Field::Null, Field::Bool)),
+        ("throttled", throttled.map_or(Field::Null, Field::Bool)),
         ("prefill_tps", Field::opt_float(*prefill_tps)),
         ("prefill_tps_sd", Field::opt_float(*prefill_tps_sd)),
         ("decode_tps", Field::opt_float(*decode_tps)),
@@ -284,6 +288,8 @@ pub(super) fn empty_row() -> ReportRow {
             vram_peak_bytes: None,
             rss_peak_bytes: None,
             source: None,
+            noisy: None,
+            throttled: None,
         },
         derived: Derived::default(),
     }

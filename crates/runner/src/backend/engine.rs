@@ -305,18 +305,13 @@ impl Engine {
                             continue;
                         };
                         let (cell, params) = queue[pos].clone();
-                        let _ = ctx
-                            .tx
-                            .send(RunEvent::CellStarted {
-                                index: cell.index,
-                                label: format!(
-                                    "{} {} t{}",
-                                    cell.model.display_name(),
-                                    cell.test.label(),
-                                    params.n_threads
-                                ),
-                            })
-                            .await;
+                        let label = format!(
+                            "{} {} t{}",
+                            cell.model.display_name(),
+                            cell.test.label(),
+                            params.n_threads
+                        );
+                        ctx.start_cell(cell.index, label).await;
                         let warmup =
                             telemetry::window(tokbench_telemetry::Phase::Warmup, warmup_ns, None);
                         let load = std::mem::take(&mut load_window);
@@ -364,6 +359,18 @@ impl Engine {
                                 first_token_ms,
                                 Some(ttft_ms),
                             ));
+                            let max = match suite.auto_repetitions {
+                                Some(a) => a.max,
+                                None => suite.repetitions,
+                            };
+                            let _ = ctx
+                                .tx
+                                .send(RunEvent::Repetition {
+                                    index: p.cell.index,
+                                    done: p.reps.len() as u32,
+                                    max,
+                                })
+                                .await;
                         }
                     }
                     EngineEvent::TestFinished {
@@ -431,6 +438,7 @@ impl Engine {
                                 .started
                                 .map(|s| s.elapsed().as_secs_f64() * 1e3)
                                 .unwrap_or(0.0),
+                            conditions: None,
                         };
                         if last {
                             idle_after = Some((

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::child::{BoxFuture, Spawn};
 use crate::serve::llama_engine_args;
-use crate::{now_rfc3339, Ctx, PreparedModel, RunEvent};
+use crate::{now_rfc3339, Ctx, PreparedModel};
 
 /// llama-bench, as the CLI found it.
 pub(crate) struct LlamaBench {
@@ -43,13 +43,7 @@ impl Backend for LlamaBench {
                     cell.test.label(),
                     params.n_threads
                 );
-                let _ = ctx
-                    .tx
-                    .send(RunEvent::CellStarted {
-                        index: cell.index,
-                        label,
-                    })
-                    .await;
+                ctx.start_cell(cell.index, label).await;
                 let (r, build) =
                     llama_bench_cell(ctx, program, &model, &cell, params, &target.build).await;
                 ctx.finish_cell(r, None, &name, Some(&model.record), &build, expected)

@@ -270,5 +270,6 @@ pub(crate) fn unmeasured(
         log_tail,
         started_at: now_rfc3339(),
         duration_ms: 0.0,
+        conditions: None,
     }
 }

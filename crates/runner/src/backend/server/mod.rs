@@ -294,20 +294,15 @@ impl Server {
                     continue;
                 }
             }
-            let _ = ctx
-                .tx
-                .send(crate::RunEvent::CellStarted {
-                    index: cell.index,
-                    label: format!(
-                        "{} {} {kind}{}",
-                        cell.model.display_name(),
-                        cell.test.label(),
-                        cell.concurrency
-                            .map(|c| format!(" c{c}"))
-                            .unwrap_or_default()
-                    ),
-                })
-                .await;
+            let label = format!(
+                "{} {} {kind}{}",
+                cell.model.display_name(),
+                cell.test.label(),
+                cell.concurrency
+                    .map(|c| format!(" c{c}"))
+                    .unwrap_or_default()
+            );
+            ctx.start_cell(cell.index, label).await;
             let started_at = now_rfc3339();
             let t0 = std::time::Instant::now();
             let start_ns = tokbench_telemetry::monotonic_ns();
@@ -476,6 +471,7 @@ impl Server {
                 log_tail: tail,
                 started_at: started_at.clone(),
                 duration_ms,
+                conditions: None,
             };
             let server = has_server_figures.then(|| CellResult {
                 cell_index: cell.index,
@@ -502,6 +498,7 @@ impl Server {
                 backend_json: None,
                 log_tail: None,
                 started_at,
+                conditions: None,
                 duration_ms,
             });
             ctx.finish_cell(client, server, name, record.as_ref(), &build, n_requests)
