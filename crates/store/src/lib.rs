@@ -358,6 +358,24 @@ impl Store {
 
     /// Opens (creating if needed) a database for writing and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        // Two tokbench processes opening a new database at once would both apply the first
+        // migration ("table hardware already exists"), and turning a new file into WAL takes
+        // an exclusive lock SQLite's busy timeout does not wait for ("database is locked"
+        // at connect): one process connects and migrates at a time, under an advisory lock
+        // on the file (flock, apart from SQLite's own fcntl locks), created empty if needed
+        // (SQLite takes an empty file as a new database).
+        if !path.exists() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| StoreError::Open {
+                    path: path.into(),
+                    source: sqlx::Error::Io(e),
+                })?;
+        }
+        let _lock = MigrationLock::acquire(path).await;
         let opts = SqliteConnectOptions::from_str("sqlite:")
             .map_err(|source| StoreError::Open {
                 path: path.into(),
@@ -382,10 +400,6 @@ impl Store {
             pool,
             path: path.to_path_buf(),
         };
-        // Two tokbench processes opening a new database at once would both apply the first
-        // migration ("table hardware already exists"): one migrates at a time, under an
-        // advisory lock on the file (flock, apart from SQLite's own fcntl locks).
-        let _lock = MigrationLock::acquire(path).await;
         store.check_not_newer().await?;
         let migrate_err = |source| StoreError::Migrate {
             path: path.into(),
