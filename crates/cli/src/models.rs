@@ -128,8 +128,10 @@ impl ModelCache {
                 )));
             }
         }
+        sweep_stale_partials(&self.dir);
         if !f16.is_file() {
             let tmp = partial(&f16);
+            let _unfinished = Unfinished::hold(&tmp);
             let t = std::time::Instant::now();
             write_f16(&spec, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
             std::fs::rename(&tmp, &f16)
@@ -144,6 +146,7 @@ impl ModelCache {
             return Ok(f16);
         }
         let tmp = partial(&out);
+        let _unfinished = Unfinished::hold(&tmp);
         let t = std::time::Instant::now();
         tokbench_engine::quantize::quantize(&f16, &tmp, quant, 0)
             .with_context(|| format!("cannot quantize {} to {quant}", f16.display()))?;
@@ -162,6 +165,90 @@ impl ModelCache {
 /// model at once each write their own file and the last rename wins (same bytes).
 fn partial(path: &Path) -> PathBuf {
     path.with_extension(format!("gguf.{}.partial", std::process::id()))
+}
+
+/// The temporary files this process is writing (a synthesis or a quantization on a
+/// blocking thread, which an interrupted run abandons rather than wait minutes for).
+static UNFINISHED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Holds `tmp` (and the `.partial` the GGUF writer makes beside it) as unfinished while a
+/// file is written; dropping it removes whatever of them is left (none after the rename).
+struct Unfinished(Vec<PathBuf>);
+
+impl Unfinished {
+    fn hold(tmp: &Path) -> Unfinished {
+        let mut inner = tmp.as_os_str().to_owned();
+        inner.push(".partial");
+        let paths = vec![tmp.to_path_buf(), PathBuf::from(inner)];
+        lock_unfinished().extend(paths.iter().cloned());
+        Unfinished(paths)
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        lock_unfinished().retain(|p| !self.0.contains(p));
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn lock_unfinished() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    UNFINISHED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Removes the temporary files of the syntheses still in flight: called when a run is
+/// interrupted, before the process exits and abandons the threads writing them. Returns
+/// the files removed.
+pub fn remove_unfinished() -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    for p in lock_unfinished().drain(..) {
+        if std::fs::remove_file(&p).is_ok() {
+            removed.push(p);
+        }
+    }
+    removed
+}
+
+/// Removes the temporary files in `dir` left by a tokbench that was killed while writing
+/// them (their names carry its process id, and no such process is alive).
+fn sweep_stale_partials(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(pid) = partial_pid(name) else {
+            continue;
+        };
+        if pid != std::process::id() && !process_alive(pid) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// The process id in a temporary file's name (`….gguf.1234.partial`, `….partial.partial`).
+fn partial_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_suffix(".partial")?;
+    let rest = rest.strip_suffix(".partial").unwrap_or(rest);
+    let (head, pid) = rest.rsplit_once('.')?;
+    head.ends_with(".gguf").then_some(())?;
+    pid.parse().ok()
+}
+
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // Signal 0 checks existence; EPERM means it exists under another user.
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(e) => e != nix::errno::Errno::ESRCH,
+    }
 }
 
 /// sha256 of a file, hex.
@@ -502,4 +589,55 @@ fn inspect(path: &Path, tensors: bool, format: Format) -> anyhow::Result<ExitCod
         out!("{}", table(&cols, &trows))?;
     }
     Ok(ExitCode::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_give_back_their_process_id() {
+        let out = Path::new("/c/synth-tiny-s0-ab-Q8_0-cd.gguf");
+        let tmp = partial(out);
+        let me = std::process::id();
+        let name = tmp.file_name().unwrap().to_str().unwrap();
+        assert_eq!(partial_pid(name), Some(me));
+        assert_eq!(partial_pid(&format!("{name}.partial")), Some(me));
+        assert_eq!(partial_pid("synth-tiny-s0-ab-Q8_0-cd.gguf"), None);
+        assert_eq!(partial_pid("notes.partial"), None);
+        assert_eq!(partial_pid("x.gguf.abc.partial"), None);
+    }
+
+    #[test]
+    fn the_sweep_removes_only_a_dead_process_s_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        // A process id no process has: above the kernel's pid_max (at most 2^22).
+        let dead = dir.join("m-F16.gguf.4194999.partial");
+        let dead_inner = dir.join("m-F16.gguf.4194999.partial.partial");
+        let mine = partial(&dir.join("n-F16.gguf"));
+        let model = dir.join("m-F16.gguf");
+        for p in [&dead, &dead_inner, &mine, &model] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        sweep_stale_partials(dir);
+        assert!(!dead.exists() && !dead_inner.exists());
+        assert!(mine.exists(), "this process is alive: its file stays");
+        assert!(model.exists());
+    }
+
+    #[test]
+    fn unfinished_files_go_when_abandoned_or_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path().join("a.gguf.1.partial");
+        let held = Unfinished::hold(&a);
+        std::fs::write(&a, b"half").unwrap();
+        assert_eq!(remove_unfinished(), vec![a.clone()]);
+        assert!(!a.exists());
+        drop(held);
+        // Dropped after a rename: nothing there, nothing to do, and nothing still held.
+        let b = tmp.path().join("b.gguf.1.partial");
+        drop(Unfinished::hold(&b));
+        assert!(remove_unfinished().is_empty());
+    }
 }

@@ -790,6 +790,12 @@ async fn execute(
     }
     let outcome = runner.await.context("the runner task failed")?;
     signals.abort();
+    if outcome.interrupted {
+        // A model being synthesized is abandoned with the run: its half-written file goes.
+        for p in crate::models::remove_unfinished() {
+            eprintln!("removed the unfinished {}", p.display());
+        }
+    }
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

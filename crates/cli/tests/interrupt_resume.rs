@@ -109,3 +109,64 @@ fn sigint_interrupts_and_resume_finishes_without_duplicates() {
     assert_eq!(integrity(&db), "ok");
     report_fault("tokbench", "engine cell", "SIGINT", "interrupted, exit 130");
 }
+
+#[test]
+fn sigint_during_synthesis_leaves_no_half_written_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A cache of its own, so the model is surely synthesized here; `small` (~246M
+    // parameters, ~0.5 GB at F16) takes long enough to be caught in the middle.
+    let cache = tmp.path().join("cache");
+    let suite = write_suite(
+        tmp.path(),
+        "s.toml",
+        &quick_suite("\"Q8_0\"", "\"tg8\"", "").replace("synth = \"tiny\"", "synth = \"small\""),
+    );
+    let db = tmp.path().join("r.db");
+    let child = tokbench(&[
+        "run",
+        suite.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--plain",
+    ])
+    .env("TOKBENCH_CACHE", &cache)
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let models = cache.join("models");
+    let partials = || -> Vec<String> {
+        std::fs::read_dir(&models)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".partial"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while partials().is_empty() {
+        assert!(Instant::now() < deadline, "synthesis never began");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("removed the unfinished"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(partials(), Vec::<String>::new());
+    // Nor a finished-looking model that is not whole.
+    let done: Vec<_> = std::fs::read_dir(&models)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(done.iter().all(|n| !n.contains("Q8_0")), "{done:?}");
+}
