@@ -288,6 +288,47 @@ fn a_reader_that_goes_away_ends_a_printing_command_quietly() {
 }
 
 #[test]
+fn a_run_whose_reader_goes_away_keeps_measuring_and_storing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = db_arg(tmp.path(), "gone.db");
+    let model = tiny_model();
+    let mut child = tokbench(&[
+        "run",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        "16",
+        "-n",
+        "4",
+        "-r",
+        "2",
+        "--db",
+        &db,
+        "-o",
+        "jsonl",
+        "--plain",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Whoever reads the results (a remote controller, `| head`) goes away at once.
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("2 ok, 0 failed of 2"), "{err}");
+    let stored = query(Path::new(&db), "SELECT COUNT(*) AS n FROM result");
+    assert_eq!(f(&stored[0], "n"), Some(2.0));
+}
+
+#[test]
 fn failed_commands_leave_no_database_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("typo.db");
