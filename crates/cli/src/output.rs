@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use tokbench_core::{EngineSettings, ResultStatus, RunSelector};
+use tokbench_core::{EngineSettings, ResultStatus, RunSelector, Setting, SETTINGS};
 use tokbench_store::{QueryOutput, ResultRow, Store, StoreError};
 
 use crate::exit::{BadInput, ExitCode};
@@ -28,82 +28,23 @@ pub fn fmt_bytes(b: Option<i64>) -> String {
     }
 }
 
-/// One engine setting as `results` shows it: its column, its value as text for the table
-/// and as a plain value for CSV (booleans 0/1, as llama-bench writes them; empty when the
-/// backend does not take the setting).
-struct SettingColumn {
-    table: &'static str,
-    csv: &'static str,
-    value: fn(&EngineSettings) -> Option<String>,
-}
-
-fn flag(b: Option<bool>) -> Option<String> {
-    b.map(|b| u8::from(b).to_string())
-}
-
-const SETTINGS: [SettingColumn; 8] = [
-    SettingColumn {
-        table: "threads",
-        csv: "n_threads",
-        value: |s| s.n_threads.map(|v| v.to_string()),
-    },
-    SettingColumn {
-        table: "batch",
-        csv: "n_batch",
-        value: |s| s.n_batch.map(|v| v.to_string()),
-    },
-    SettingColumn {
-        table: "ubatch",
-        csv: "n_ubatch",
-        value: |s| s.n_ubatch.map(|v| v.to_string()),
-    },
-    SettingColumn {
-        table: "ngl",
-        csv: "n_gpu_layers",
-        value: |s| s.n_gpu_layers.map(|v| v.to_string()),
-    },
-    SettingColumn {
-        table: "fa",
-        csv: "flash_attn",
-        value: |s| flag(s.flash_attn),
-    },
-    SettingColumn {
-        table: "type_k",
-        csv: "type_k",
-        value: |s| s.type_k.map(|v| v.to_string()),
-    },
-    SettingColumn {
-        table: "type_v",
-        csv: "type_v",
-        value: |s| s.type_v.map(|v| v.to_string()),
-    },
-    SettingColumn {
-        table: "mmap",
-        csv: "use_mmap",
-        value: |s| flag(s.use_mmap),
-    },
-];
-
 /// The settings whose value differs between `rows` (threads always: llama-bench shows it
-/// too), as indexes into [`SETTINGS`]; the others are the same for every row and go in the
+/// too), in [`SETTINGS`] order; the others are the same for every row and go in the
 /// heading instead.
-fn varying_settings(rows: &[ResultRow]) -> Vec<usize> {
-    (0..SETTINGS.len())
-        .filter(|&i| {
-            let v = SETTINGS[i].value;
-            i == 0 || rows.iter().any(|r| v(&r.settings) != v(&rows[0].settings))
-        })
+fn varying_settings(rows: &[ResultRow]) -> Vec<&'static Setting> {
+    let varying = EngineSettings::varying(rows.iter().map(|r| &r.settings));
+    SETTINGS
+        .iter()
+        .filter(|c| c.name == "threads" || varying.iter().any(|v| v.name == c.name))
         .collect()
 }
 
 /// "ngl 99, batch 2048, …": the settings every row shares, for the heading.
-fn shared_settings(rows: &[ResultRow], varying: &[usize]) -> String {
-    (0..SETTINGS.len())
-        .filter(|i| !varying.contains(i))
-        .filter_map(|i| {
-            let c = &SETTINGS[i];
-            (c.value)(&rows[0].settings).map(|v| format!("{} {v}", c.table))
-        })
+fn shared_settings(rows: &[ResultRow], varying: &[&Setting]) -> String {
+    SETTINGS
+        .iter()
+        .filter(|c| !varying.iter().any(|v| v.name == c.name))
+        .filter_map(|c| (c.value)(&rows[0].settings).map(|v| format!("{} {v}", c.name)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -132,6 +73,11 @@ pub fn fmt_cv(cv: f64) -> String {
     }
 }
 
+/// `1`, `0`, or empty for unknown: a flag in CSV.
+fn flag(v: Option<bool>) -> String {
+    v.map(|b| u8::from(b).to_string()).unwrap_or_default()
+}
+
 /// A row's status as `results` shows it: the error for a failure; for a result, whether it
 /// is noisy and whether the machine throttled while it ran.
 fn status_text(r: &ResultRow) -> String {
@@ -153,7 +99,7 @@ fn status_text(r: &ResultRow) -> String {
 fn results_table(rows: &[ResultRow]) -> (Vec<String>, Vec<Vec<String>>) {
     let varying = varying_settings(rows);
     let mut columns: Vec<String> = ["model", "quant", "test"].map(String::from).to_vec();
-    columns.extend(varying.iter().map(|&i| SETTINGS[i].table.to_string()));
+    columns.extend(varying.iter().map(|c| c.name.to_string()));
     columns.extend(
         [
             "backend",
@@ -185,7 +131,7 @@ fn results_table(rows: &[ResultRow]) -> (Vec<String>, Vec<Vec<String>>) {
             row.extend(
                 varying
                     .iter()
-                    .map(|&i| (SETTINGS[i].value)(&r.settings).unwrap_or_else(dash)),
+                    .map(|c| (c.value)(&r.settings).unwrap_or_else(dash)),
             );
             row.extend([
                 r.backend.clone(),
@@ -222,7 +168,7 @@ fn results_csv(rows: &[ResultRow]) -> (Vec<String>, Vec<Vec<String>>) {
     ]
     .map(String::from)
     .to_vec();
-    columns.extend(SETTINGS.iter().map(|c| c.csv.to_string()));
+    columns.extend(SETTINGS.iter().map(|c| c.column.to_string()));
     columns.extend(
         [
             "prefill_tps",
@@ -273,8 +219,8 @@ fn results_csv(rows: &[ResultRow]) -> (Vec<String>, Vec<Vec<String>>) {
                 num(r.output_tps),
                 r.rss_peak_bytes.map(|b| b.to_string()).unwrap_or_default(),
                 r.n_reps.to_string(),
-                flag(r.noisy).unwrap_or_default(),
-                flag(r.throttled).unwrap_or_default(),
+                flag(r.noisy),
+                flag(r.throttled),
                 r.throttle_reason.clone().unwrap_or_default(),
                 r.cpu_governor.clone().unwrap_or_default(),
                 r.status.to_string(),

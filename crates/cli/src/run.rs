@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use tokbench_core::{CacheType, Cell, EngineParams, ModelSource, ResultStatus, Suite};
+use tokbench_core::{EngineSettings, ModelSource, ResultStatus, Setting, Suite};
 use tokbench_engine::protocol::{EngineEvent, EngineJob};
 use tokbench_runner::{EngineCommand, RunEvent, RunPlan};
 use tokbench_store::{NewRun, RunStatus, Store};
@@ -321,86 +321,6 @@ struct Execution {
     telemetry: Option<std::time::Duration>,
 }
 
-/// The engine settings that take more than one value in a suite, for its progress lines:
-/// threads are always shown, the others only where they vary (` fa1 ub256`), so two lines
-/// that look alike measured the same thing.
-struct VaryingSettings([bool; 7]);
-
-impl VaryingSettings {
-    #[allow(clippy::too_many_arguments)]
-    fn parts(
-        batch: u32,
-        ubatch: u32,
-        ngl: u32,
-        fa: bool,
-        type_k: CacheType,
-        type_v: CacheType,
-        mmap: bool,
-    ) -> [String; 7] {
-        [
-            format!("b{batch}"),
-            format!("ub{ubatch}"),
-            format!("ngl{ngl}"),
-            format!("fa{}", u8::from(fa)),
-            format!("ctk {type_k}"),
-            format!("ctv {type_v}"),
-            format!("mmap{}", u8::from(mmap)),
-        ]
-    }
-
-    fn of_axes(e: &tokbench_core::EngineAxes) -> [String; 7] {
-        Self::parts(
-            e.n_batch,
-            e.n_ubatch,
-            e.n_gpu_layers,
-            e.flash_attn,
-            e.type_k,
-            e.type_v,
-            e.use_mmap,
-        )
-    }
-
-    /// The label of a cell not yet run (the progress bar's message).
-    fn label_axes(&self, e: &tokbench_core::EngineAxes) -> String {
-        self.pick(Self::of_axes(e))
-    }
-
-    fn of(cells: &[Cell]) -> Self {
-        let parts = |c: &Cell| Self::of_axes(&c.engine);
-        let mut vary = [false; 7];
-        if let Some(first) = cells.first().map(parts) {
-            for c in cells {
-                for (i, p) in parts(c).iter().enumerate() {
-                    vary[i] |= *p != first[i];
-                }
-            }
-        }
-        VaryingSettings(vary)
-    }
-
-    fn label(&self, p: &EngineParams) -> String {
-        let parts = Self::parts(
-            p.n_batch,
-            p.n_ubatch,
-            p.n_gpu_layers,
-            p.flash_attn,
-            p.type_k,
-            p.type_v,
-            p.use_mmap,
-        );
-        self.pick(parts)
-    }
-
-    fn pick(&self, parts: [String; 7]) -> String {
-        parts
-            .iter()
-            .zip(self.0)
-            .filter(|(_, v)| *v)
-            .map(|(p, _)| format!(" {p}"))
-            .collect()
-    }
-}
-
 /// Runs only `cells` of the suite an earlier run used (read from that run, as it was), as a
 /// new run on this machine with `trigger`: how `tokbench check` re-measures a suspect
 /// series. Returns the new run's UUID and its exit code.
@@ -474,9 +394,25 @@ async fn execute(
     // The matrix, expanded once for the count, the progress labels and the ETA.
     let cells = suite.cells();
     let cells_total = cells.len();
-    let varying = VaryingSettings::of(&cells);
-    let cell_axes: HashMap<usize, tokbench_core::EngineAxes> =
-        cells.iter().map(|c| (c.index, c.engine)).collect();
+    // Each cell's settings, and those that differ between cells: a progress line names
+    // them (threads always, as `t4`).
+    let threads = tokbench_runner::host::default_threads(&host);
+    let cell_settings: HashMap<usize, EngineSettings> = cells
+        .iter()
+        .map(|c| (c.index, c.engine.resolve(threads).into()))
+        .collect();
+    let varying: Vec<&Setting> = EngineSettings::varying(cell_settings.values())
+        .into_iter()
+        .filter(|c| c.name != "threads")
+        .collect();
+    let varying_label = |s: &EngineSettings| {
+        let l = s.compact(&varying);
+        if l.is_empty() {
+            l
+        } else {
+            format!(" {l}")
+        }
+    };
     let run_id = if resume {
         run_id
     } else {
@@ -524,13 +460,13 @@ async fn execute(
         if skip.is_empty() { String::new() } else { format!(", {} already stored", skip.len()) },
         build.version,
         build.accel,
-        tokbench_runner::host::default_threads(&host),
+        threads,
         db.display()
     );
     let cache = ModelCache::new(std::env::var_os("TOKBENCH_CACHE").map(PathBuf::from))?;
     let plan = RunPlan {
         suite: suite.clone(),
-        default_threads: tokbench_runner::host::default_threads(&host),
+        default_threads: threads,
         engine,
         skip,
         build,
@@ -638,9 +574,9 @@ async fn execute(
                 eta.started(index);
                 cell_started.insert(index, Instant::now());
                 if let Some(b) = &bar {
-                    let settings = cell_axes
+                    let settings = cell_settings
                         .get(&index)
-                        .map(|a| varying.label_axes(a))
+                        .map(varying_label)
                         .unwrap_or_default();
                     b.set_message(format!("{label}{settings}"));
                 }
@@ -749,7 +685,7 @@ async fn execute(
                     "[{done}/{to_run}] {model_name} {quant} {} t{}{}{conc} {} ({}): {figure} {status}",
                     result.test.label(),
                     result.params.n_threads,
-                    varying.label(&result.params),
+                    varying_label(&result.params.into()),
                     build.name,
                     result.metric_source.as_str(),
                 ));

@@ -31,6 +31,7 @@ pub use quant::QuantPreset;
 pub use record::{BackendBuild, CellConditions, CellResult, HostInfo, ModelRecord, Repetition};
 pub use selector::{BadRunSelector, RunSelector};
 pub use series::{
-    BackendIdentity, EngineSettings, ModelIdentity, RequestRate, SeriesKey, ServeLoad,
+    BackendIdentity, EngineSettings, ModelIdentity, RequestRate, SeriesKey, ServeLoad, Setting,
+    SETTINGS,
 };
 pub mod record;

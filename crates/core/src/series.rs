@@ -33,6 +33,141 @@ pub struct EngineSettings {
     pub use_mmap: Option<bool>,
 }
 
+/// One engine setting, the one place its names are spelled: `name`, llama-bench's word for
+/// it (a table's column, `fa 1` in a label); `column`, the database's, CSV's and JSON's;
+/// `short`, the prefix of the compact form in progress lines and legends (`fa1`, `ctk q8_0`);
+/// `value`, the setting as plain text (booleans `1`/`0` as llama-bench prints them), `None`
+/// where the backend does not take it or the source did not say.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub name: &'static str,
+    pub column: &'static str,
+    pub short: &'static str,
+    pub value: fn(&EngineSettings) -> Option<String>,
+}
+
+impl Setting {
+    /// `fa1`, `ngl99`, `ctk q8_0`; `None` when not set.
+    pub fn compact(&self, s: &EngineSettings) -> Option<String> {
+        (self.value)(s).map(|v| format!("{}{v}", self.short))
+    }
+
+    /// `fa 1`, `threads 2`, or `fa default` when not set: what tells two rows apart.
+    pub fn describe(&self, s: &EngineSettings) -> String {
+        let v = (self.value)(s).unwrap_or_else(|| "default".into());
+        format!("{} {v}", self.name)
+    }
+}
+
+fn num<T: ToString>(v: Option<T>) -> Option<String> {
+    v.map(|v| v.to_string())
+}
+
+fn flag(v: Option<bool>) -> Option<String> {
+    v.map(|b| u8::from(b).to_string())
+}
+
+/// Every engine setting, in llama-bench's column order.
+pub const SETTINGS: [Setting; 8] = [
+    Setting {
+        name: "threads",
+        column: "n_threads",
+        short: "t",
+        value: |s| num(s.n_threads),
+    },
+    Setting {
+        name: "batch",
+        column: "n_batch",
+        short: "b",
+        value: |s| num(s.n_batch),
+    },
+    Setting {
+        name: "ubatch",
+        column: "n_ubatch",
+        short: "ub",
+        value: |s| num(s.n_ubatch),
+    },
+    Setting {
+        name: "ngl",
+        column: "n_gpu_layers",
+        short: "ngl",
+        value: |s| num(s.n_gpu_layers),
+    },
+    Setting {
+        name: "fa",
+        column: "flash_attn",
+        short: "fa",
+        value: |s| flag(s.flash_attn),
+    },
+    Setting {
+        name: "type_k",
+        column: "type_k",
+        short: "ctk ",
+        value: |s| s.type_k.map(|t| t.name().to_string()),
+    },
+    Setting {
+        name: "type_v",
+        column: "type_v",
+        short: "ctv ",
+        value: |s| s.type_v.map(|t| t.name().to_string()),
+    },
+    Setting {
+        name: "mmap",
+        column: "use_mmap",
+        short: "mmap",
+        value: |s| flag(s.use_mmap),
+    },
+];
+
+impl EngineSettings {
+    /// The settings whose value is not the same in all of `all` (none for fewer than two).
+    pub fn varying<'a>(all: impl IntoIterator<Item = &'a EngineSettings>) -> Vec<&'static Setting> {
+        let all: Vec<&EngineSettings> = all.into_iter().collect();
+        SETTINGS
+            .iter()
+            .filter(|c| {
+                all.first()
+                    .is_some_and(|f| all.iter().any(|s| (c.value)(s) != (c.value)(f)))
+            })
+            .collect()
+    }
+
+    /// The compact form of `which` settings that are set, space separated:
+    /// `b512 fa1 ctk q8_0`.
+    pub fn compact(&self, which: &[&Setting]) -> String {
+        which
+            .iter()
+            .filter_map(|c| c.compact(self))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl From<crate::EngineParams> for EngineSettings {
+    fn from(p: crate::EngineParams) -> Self {
+        let crate::EngineParams {
+            n_threads,
+            n_batch,
+            n_ubatch,
+            n_gpu_layers,
+            flash_attn,
+            type_k,
+            type_v,
+            use_mmap,
+        } = p;
+        EngineSettings {
+            n_threads: Some(n_threads),
+            n_batch: Some(n_batch),
+            n_ubatch: Some(n_ubatch),
+            n_gpu_layers: i32::try_from(n_gpu_layers).ok(),
+            flash_attn: Some(flash_attn),
+            type_k: Some(type_k),
+            type_v: Some(type_v),
+            use_mmap: Some(use_mmap),
+        }
+    }
+}
+
 /// A server cell's load: parallel streams (closed loop) or a Poisson request rate.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct ServeLoad {
@@ -265,33 +400,10 @@ impl SeriesKey {
         s
     }
 
-    /// The engine settings as a short label (`t2 b2048 ub512 ngl99 fa0 f16/f16 mmap1`);
+    /// The engine settings as a short label (`t2 b2048 ub512 ngl99 fa0 ctk f16 ctv f16 mmap1`);
     /// unknown settings are left out.
     pub fn settings_label(&self) -> String {
-        let EngineSettings {
-            n_threads,
-            n_batch,
-            n_ubatch,
-            n_gpu_layers,
-            flash_attn,
-            type_k,
-            type_v,
-            use_mmap,
-        } = self.settings;
-        let cache = (type_k.is_some() || type_v.is_some()).then(|| {
-            let name = |t: Option<CacheType>| t.map_or("?", CacheType::name);
-            format!("{}/{}", name(type_k), name(type_v))
-        });
-        let parts = [
-            n_threads.map(|v| format!("t{v}")),
-            n_batch.map(|v| format!("b{v}")),
-            n_ubatch.map(|v| format!("ub{v}")),
-            n_gpu_layers.map(|v| format!("ngl{v}")),
-            flash_attn.map(|v| format!("fa{}", u8::from(v))),
-            cache,
-            use_mmap.map(|v| format!("mmap{}", u8::from(v))),
-        ];
-        parts.into_iter().flatten().collect::<Vec<_>>().join(" ")
+        self.settings.compact(&SETTINGS.iter().collect::<Vec<_>>())
     }
 }
 
@@ -454,13 +566,64 @@ mod tests {
     fn labels_name_the_source_load_and_settings() {
         let mut k = key();
         assert_eq!(k.backend_label(), "engine");
-        assert_eq!(k.settings_label(), "t2 b2048 ub512 ngl99 fa0 f16/f16 mmap1");
+        assert_eq!(
+            k.settings_label(),
+            "t2 b2048 ub512 ngl99 fa0 ctk f16 ctv f16 mmap1"
+        );
         k.backend.name = "llama-server".into();
         k.metric_source = MetricSource::Client;
         k.load.concurrency = Some(4);
         assert_eq!(k.backend_label(), "llama-server (client, c4)");
         k.settings = EngineSettings::default();
         assert_eq!(k.settings_label(), "");
+    }
+
+    #[test]
+    fn one_table_names_every_setting_in_every_form() {
+        let a = key().settings;
+        let b = EngineSettings {
+            flash_attn: Some(true),
+            type_k: Some(CacheType::Q8_0),
+            ..a
+        };
+        let varying = EngineSettings::varying([&a, &b, &a]);
+        let names: Vec<&str> = varying.iter().map(|c| c.name).collect();
+        assert_eq!(names, ["fa", "type_k"]);
+        assert_eq!(b.compact(&varying), "fa1 ctk q8_0");
+        assert_eq!(varying[0].describe(&b), "fa 1");
+        assert_eq!(
+            varying[0].describe(&EngineSettings::default()),
+            "fa default"
+        );
+        assert!(EngineSettings::varying([&a]).is_empty());
+        assert!(EngineSettings::varying([]).is_empty());
+        // Every field of EngineSettings has one entry, named as the database names it.
+        let columns: Vec<&str> = SETTINGS.iter().map(|c| c.column).collect();
+        assert_eq!(
+            columns,
+            [
+                "n_threads",
+                "n_batch",
+                "n_ubatch",
+                "n_gpu_layers",
+                "flash_attn",
+                "type_k",
+                "type_v",
+                "use_mmap"
+            ]
+        );
+        let resolved: EngineSettings = crate::EngineParams {
+            n_threads: 4,
+            n_batch: 2048,
+            n_ubatch: 512,
+            n_gpu_layers: 99,
+            flash_attn: false,
+            type_k: CacheType::F16,
+            type_v: CacheType::F16,
+            use_mmap: true,
+        }
+        .into();
+        assert!(SETTINGS.iter().all(|c| (c.value)(&resolved).is_some()));
     }
 
     #[test]

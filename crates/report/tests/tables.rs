@@ -660,9 +660,9 @@ fn results_on_the_same_hardware_are_told_apart() {
     assert_eq!(
         labels,
         [
-            "GeForce RTX 4090 (engine, fa on, #1)",
-            "GeForce RTX 4090 (engine, fa on, #2)",
-            "GeForce RTX 4090 (engine, fa off)",
+            "GeForce RTX 4090 (engine, fa 1, #1)",
+            "GeForce RTX 4090 (engine, fa 1, #2)",
+            "GeForce RTX 4090 (engine, fa 0)",
             "GeForce RTX 4090 (llama-bench)",
         ]
     );

@@ -18,7 +18,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
-use tokbench_core::{EngineSettings, ResultPoint, ResultStatus, SeriesKey, ServeLoad, TestSpec};
+use tokbench_core::{
+    EngineSettings, ResultPoint, ResultStatus, SeriesKey, ServeLoad, TestSpec, SETTINGS,
+};
 
 use crate::metrics::positive;
 use crate::{Derived, ReportRow};
@@ -150,55 +152,50 @@ fn canonical(row: &ReportRow) -> String {
     csv_line(&fields(row))
 }
 
-/// What can tell two results in one table apart, in the order a reader looks for it.
-const VARIANTS: [fn(&ResultPoint) -> String; 14] = [
-    |p| p.series.backend_label(),
-    |p| p.series.backend.accel.clone(),
-    |p| format!("host {}", p.host),
-    |p| match p.series.settings.flash_attn {
-        Some(true) => "fa on".into(),
-        Some(false) => "fa off".into(),
-        None => "fa default".into(),
-    },
-    |p| {
-        let name = |t: Option<tokbench_core::CacheType>| {
-            t.map_or_else(|| "default".to_string(), |t| t.name().to_string())
-        };
-        format!(
-            "KV {}/{}",
-            name(p.series.settings.type_k),
-            name(p.series.settings.type_v)
-        )
-    },
-    |p| match p.series.settings.n_gpu_layers {
-        Some(n) => format!("ngl {n}"),
-        None => "ngl default".into(),
-    },
-    |p| match p.series.settings.n_threads {
-        Some(n) => format!("{n} threads"),
-        None => "threads default".into(),
-    },
-    |p| match p.series.settings.n_batch {
-        Some(n) => format!("batch {n}"),
-        None => "batch default".into(),
-    },
-    |p| match p.series.settings.n_ubatch {
-        Some(n) => format!("ubatch {n}"),
-        None => "ubatch default".into(),
-    },
-    |p| match p.series.settings.use_mmap {
-        Some(true) => "mmap on".into(),
-        Some(false) => "mmap off".into(),
-        None => "mmap default".into(),
-    },
-    |p| match &p.series.model.sha256 {
+/// What can tell two results in one table apart, in the order a reader looks for it: the
+/// backend and where it ran, then the engine settings people change most (each as
+/// [`SETTINGS`] describes it: `fa 1`, `type_k q8_0`), then where the result came from.
+const VARIANTS: [Variant; 15] = [
+    Variant::Of(|p| p.series.backend_label()),
+    Variant::Of(|p| p.series.backend.accel.clone()),
+    Variant::Of(|p| format!("host {}", p.host)),
+    Variant::Setting("fa"),
+    Variant::Setting("type_k"),
+    Variant::Setting("type_v"),
+    Variant::Setting("ngl"),
+    Variant::Setting("threads"),
+    Variant::Setting("batch"),
+    Variant::Setting("ubatch"),
+    Variant::Setting("mmap"),
+    Variant::Of(|p| match &p.series.model.sha256 {
         Some(sha) => format!("file {}", sha.chars().take(8).collect::<String>()),
         None => "file unknown".into(),
-    },
-    |p| p.backend_version.clone(),
-    |p| p.started_at.clone(),
-    |p| format!("run {}", p.run_uuid.chars().take(8).collect::<String>()),
+    }),
+    Variant::Of(|p| p.backend_version.clone()),
+    Variant::Of(|p| p.started_at.clone()),
+    Variant::Of(|p| format!("run {}", p.run_uuid.chars().take(8).collect::<String>())),
 ];
+
+/// One thing that can tell two results apart.
+#[derive(Debug, Clone, Copy)]
+enum Variant {
+    Of(fn(&ResultPoint) -> String),
+    /// An engine setting, by its [`SETTINGS`] name.
+    Setting(&'static str),
+}
+
+impl Variant {
+    fn describe(self, p: &ResultPoint) -> String {
+        match self {
+            Variant::Of(f) => f(p),
+            Variant::Setting(name) => SETTINGS
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.describe(&p.series.settings))
+                .unwrap_or_default(),
+        }
+    }
+}
 
 /// A label per row: `shown` of the row, followed, when another row has the same `key`, by
 /// what tells it apart (`GeForce RTX 4090 (llama-bench)`): the [`VARIANTS`] in order, each
@@ -219,10 +216,11 @@ fn distinct_labels(
             }
             let mut alike: Vec<usize> = same.iter().copied().filter(|&j| j != i).collect();
             let mut parts = Vec::new();
-            for describe in VARIANTS {
+            for variant in VARIANTS {
                 if alike.is_empty() {
                     break;
                 }
+                let describe = |p| variant.describe(p);
                 let mine = describe(&rows[i].point);
                 if alike.iter().any(|&j| describe(&rows[j].point) != mine) {
                     alike.retain(|&j| describe(&rows[j].point) == mine);
