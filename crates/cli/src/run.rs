@@ -242,6 +242,22 @@ async fn run_command(
         None => {
             let suite = load_suite(suite_path, suite_text)?;
             preflight(&suite)?;
+            if suite.auto_repetitions.is_some() {
+                let fixed: Vec<&str> = suite
+                    .backends
+                    .iter()
+                    .filter(|b| **b != tokbench_core::BackendKind::Engine)
+                    .map(|b| b.name())
+                    .collect();
+                if !fixed.is_empty() {
+                    eprintln!(
+                        "note: repetitions = \"auto\" stops on its own only in the embedded engine; {} cannot, and run{} {} repetitions (or requests) per cell",
+                        fixed.join(", "),
+                        if fixed.len() == 1 { "s" } else { "" },
+                        suite.repetitions
+                    );
+                }
+            }
             Start::New(Box::new(suite))
         }
         Some(uuid) => {

@@ -30,8 +30,14 @@ fn compare_tells_two_thread_counts_apart() {
     assert_eq!(rows.len(), 1, "{v}");
     let r = &rows[0];
     assert_eq!(r["series"], "synth:tiny Q8_0 tg16");
-    assert_eq!(r["settings_a"], "t1 b2048 ub512 ngl99 fa0 f16/f16 mmap1");
-    assert_eq!(r["settings_b"], "t2 b2048 ub512 ngl99 fa0 f16/f16 mmap1");
+    assert_eq!(
+        r["settings_a"],
+        "t1 b2048 ub512 ngl99 fa0 ctk f16 ctv f16 mmap1"
+    );
+    assert_eq!(
+        r["settings_b"],
+        "t2 b2048 ub512 ngl99 fa0 ctk f16 ctv f16 mmap1"
+    );
     let c = &r["comparison"];
     assert_eq!(c["metric"], "decode_tps");
     // Two threads on two cores decode faster than one, so anything but "better" would be

@@ -105,7 +105,7 @@ pub struct SeriesResult {
     pub label: String,
     /// The workload label: `pp512`, `tg128 @ d1024`.
     pub test: String,
-    /// The engine settings for people: `t2 b2048 ub512 ngl99 fa0 f16/f16 mmap1`.
+    /// The engine settings for people: `t2 b2048 ub512 ngl99 fa0 ctk f16 ctv f16 mmap1`.
     pub settings: String,
     pub host: String,
     pub backend_version: String,
