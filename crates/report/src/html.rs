@@ -286,10 +286,10 @@ nav li { break-inside: avoid; }
 a { color: var(--accent); }
 .scroll { overflow-x: auto; border: 1px solid var(--line); border-radius: 4px; }
 table { border-collapse: collapse; width: 100%; font-size: 13px; font-variant-numeric: tabular-nums; }
-th, td { padding: 4px 8px; border-bottom: 1px solid var(--line); text-align: left; white-space: nowrap; }
-/* Headers and names wrap, numbers never: a 12-column table fits 1280 px without scrolling. */
+th, td { padding: 4px 6px; border-bottom: 1px solid var(--line); text-align: left; white-space: nowrap; }
+/* Headers and names wrap, numbers never: the 14-column leaderboard fits 1280 px without scrolling. */
 th, td:not(.num) { white-space: normal; }
-td:not(.num) { min-width: 7em; }
+td:not(.num) { min-width: 5em; }
 th.num, td.num { text-align: right; }
 thead th { position: sticky; top: 0; background: var(--head); cursor: pointer; user-select: none; }
 thead th:hover, thead th:focus { background: #e6e9ee; outline: none; }
