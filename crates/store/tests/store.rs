@@ -76,6 +76,19 @@ fn result(cell: usize, status: ResultStatus, reps: &[f64]) -> CellResult {
     }
 }
 
+/// Takes a current database back to before migration 7, rows kept: its four added columns
+/// and the view that shows them go (migration 6, which a test may undo next, drops the view
+/// and makes its own, so a placeholder stands in).
+const UNDO_MIGRATION_7: [&str; 7] = [
+    "DROP VIEW v_results",
+    "ALTER TABLE result DROP COLUMN noisy",
+    "ALTER TABLE result DROP COLUMN throttled",
+    "ALTER TABLE result DROP COLUMN throttle_reason",
+    "ALTER TABLE result DROP COLUMN cpu_governor",
+    "CREATE VIEW v_results AS SELECT id FROM result",
+    "DELETE FROM _sqlx_migrations WHERE version = 20261129000007",
+];
+
 fn new_run(uuid: &str) -> NewRun {
     NewRun {
         uuid: uuid.into(),
@@ -469,21 +482,12 @@ async fn the_oom_migration_rebuilds_result_and_keeps_every_row_that_refers_to_it
         let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display()))
             .await
             .unwrap();
-        for statement in [
-            // Undo migration 7 (four added columns and the view that shows them; 6 drops
-            // the view and makes its own)...
-            "DROP VIEW v_results",
-            "ALTER TABLE result DROP COLUMN noisy",
-            "ALTER TABLE result DROP COLUMN throttled",
-            "ALTER TABLE result DROP COLUMN throttle_reason",
-            "ALTER TABLE result DROP COLUMN cpu_governor",
-            "CREATE VIEW v_results AS SELECT id FROM result",
-            "DELETE FROM _sqlx_migrations WHERE version = 20261129000007",
+        for statement in UNDO_MIGRATION_7.iter().chain(&[
             // ...then 6.
             "PRAGMA writable_schema = ON",
             "UPDATE sqlite_master SET sql = replace(sql, ', ''oom''', '') WHERE name = 'result'",
             "DELETE FROM _sqlx_migrations WHERE version = 20261129000006",
-        ] {
+        ]) {
             sqlx::query(statement).execute(&mut conn).await.unwrap();
         }
         conn.close().await.unwrap();
@@ -673,15 +677,7 @@ async fn noisy_and_throttled_are_stored_and_older_results_get_the_flag_their_fig
         let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display()))
             .await
             .unwrap();
-        for statement in [
-            "DROP VIEW v_results",
-            "ALTER TABLE result DROP COLUMN noisy",
-            "ALTER TABLE result DROP COLUMN throttled",
-            "ALTER TABLE result DROP COLUMN throttle_reason",
-            "ALTER TABLE result DROP COLUMN cpu_governor",
-            "CREATE VIEW v_results AS SELECT id FROM result",
-            "DELETE FROM _sqlx_migrations WHERE version = 20261129000007",
-        ] {
+        for statement in UNDO_MIGRATION_7 {
             sqlx::query(statement).execute(&mut conn).await.unwrap();
         }
         conn.close().await.unwrap();
