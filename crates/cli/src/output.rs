@@ -3,13 +3,15 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use std::ops::ControlFlow;
 use tokbench_core::{EngineSettings, ResultStatus, RunSelector, Setting, SETTINGS};
-use tokbench_store::{QueryOutput, ResultRow, Store, StoreError};
+
+use tokbench_store::{blob_literal, Cell, QueryEvent, ResultRow, Store, StoreError};
 
 use crate::exit::{BadInput, ExitCode};
 use crate::Format;
 
-pub use tokbench_report::text::{csv, markdown, table};
+pub use tokbench_report::text::{csv, csv_field, markdown, table, TableLayout};
 
 fn fmt_rate(mean: Option<f64>, sd: Option<f64>) -> String {
     match (mean, sd) {
@@ -363,53 +365,84 @@ pub async fn print_results(
 /// column whose values all read as integers is `INTEGER`, as numbers `REAL`, else `TEXT`
 /// (quoted, `'` doubled); an empty value is `NULL`.
 fn sql_inserts(table_name: &str, columns: &[String], rows: &[Vec<String>]) -> String {
-    let numeric = |v: &str| v.parse::<f64>().is_ok_and(f64::is_finite);
-    let kinds: Vec<&str> = (0..columns.len())
-        .map(|i| {
-            let values = rows.iter().map(|r| r[i].as_str()).filter(|v| !v.is_empty());
-            if values.clone().count() == 0 || !values.clone().all(numeric) {
-                "TEXT"
-            } else if values.clone().all(|v| v.parse::<i64>().is_ok()) {
-                "INTEGER"
-            } else {
-                "REAL"
-            }
-        })
-        .collect();
-    let quote_ident = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
-    let mut out = format!(
-        "CREATE TABLE IF NOT EXISTS {} (\n{}\n);\n",
-        quote_ident(table_name),
-        columns
-            .iter()
-            .zip(&kinds)
-            .map(|(c, k)| format!("  {} {k}", quote_ident(c)))
-            .collect::<Vec<_>>()
-            .join(",\n")
-    );
-    let names: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+    let table = SqlTable::new(table_name, columns, rows);
+    let mut out = table.create();
     for r in rows {
-        let values: Vec<String> = r
+        out.push_str(&table.insert(r));
+    }
+    out
+}
+
+/// An SQL table for text rows: each column's type from the rows it was made from (all of
+/// them, or the first window of a stream). A later value that is not a number is quoted in
+/// any column, so no value is lost or changed.
+#[derive(Debug)]
+struct SqlTable {
+    name: String,
+    columns: Vec<String>,
+    kinds: Vec<&'static str>,
+}
+
+fn is_number(v: &str) -> bool {
+    v.parse::<f64>().is_ok_and(f64::is_finite)
+}
+
+impl SqlTable {
+    fn new(table_name: &str, columns: &[String], rows: &[Vec<String>]) -> Self {
+        let kinds = (0..columns.len())
+            .map(|i| {
+                let values = rows.iter().map(|r| r[i].as_str()).filter(|v| !v.is_empty());
+                if values.clone().count() == 0 || !values.clone().all(is_number) {
+                    "TEXT"
+                } else if values.clone().all(|v| v.parse::<i64>().is_ok()) {
+                    "INTEGER"
+                } else {
+                    "REAL"
+                }
+            })
+            .collect();
+        let quote_ident = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+        SqlTable {
+            name: quote_ident(table_name),
+            columns: columns.iter().map(|c| quote_ident(c)).collect(),
+            kinds,
+        }
+    }
+
+    fn create(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (\n{}\n);\n",
+            self.name,
+            self.columns
+                .iter()
+                .zip(&self.kinds)
+                .map(|(c, k)| format!("  {c} {k}"))
+                .collect::<Vec<_>>()
+                .join(",\n")
+        )
+    }
+
+    fn insert(&self, row: &[String]) -> String {
+        let values: Vec<String> = row
             .iter()
-            .zip(&kinds)
+            .zip(&self.kinds)
             .map(|(v, k)| {
                 if v.is_empty() {
                     "NULL".to_string()
-                } else if *k != "TEXT" {
+                } else if *k != "TEXT" && is_number(v) {
                     v.clone()
                 } else {
                     format!("'{}'", v.replace('\'', "''"))
                 }
             })
             .collect();
-        out.push_str(&format!(
+        format!(
             "INSERT INTO {} ({}) VALUES ({});\n",
-            quote_ident(table_name),
-            names.join(", "),
+            self.name,
+            self.columns.join(", "),
             values.join(", ")
-        ));
+        )
     }
-    out
 }
 
 async fn open_ro(db: &Path) -> anyhow::Result<Store> {
@@ -419,70 +452,312 @@ async fn open_ro(db: &Path) -> anyhow::Result<Store> {
     }
 }
 
-fn value_text(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Null => "NULL".into(),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
+/// Rows a table or SQL output lays out from before it streams the rest: enough to set
+/// widths and types from, few enough that memory stays flat.
+const WINDOW: usize = 1000;
+
+/// A cell as the table and Markdown print it (`NULL` for null).
+fn cell_text(c: &Cell<'_>) -> String {
+    match c {
+        Cell::Null => "NULL".into(),
+        Cell::Int(i) => i.to_string(),
+        Cell::Real(f) => {
+            serde_json::Number::from_f64(*f).map_or_else(|| f.to_string(), |n| n.to_string())
+        }
+        Cell::Text(s) => (*s).to_string(),
+        Cell::Blob(b) => blob_literal(b),
+    }
+}
+
+/// A cell as CSV and SQL print it (empty for null).
+fn cell_value(c: &Cell<'_>) -> String {
+    match c {
+        Cell::Null => String::new(),
+        other => cell_text(other),
+    }
+}
+
+/// `query`'s output as it streams: each format writes its header on the columns, each row
+/// as it comes, and its end; the table and SQL formats hold the first [`WINDOW`] rows to
+/// lay out from, the others nothing.
+#[derive(Debug)]
+struct QuerySink {
+    format: Format,
+    columns: Vec<String>,
+    /// `"name":` for each column, JSON-escaped once.
+    keys: Vec<String>,
+    window: Vec<Vec<String>>,
+    table: Option<TableLayout>,
+    sql: Option<SqlTable>,
+    rows: u64,
+    /// The row being written, reused.
+    line: Vec<u8>,
+}
+
+impl QuerySink {
+    fn new(format: Format) -> Self {
+        QuerySink {
+            format,
+            columns: Vec::new(),
+            keys: Vec::new(),
+            window: Vec::new(),
+            table: None,
+            sql: None,
+            rows: 0,
+            line: Vec::new(),
+        }
+    }
+
+    fn columns(
+        &mut self,
+        columns: &[String],
+        out: &mut StdoutBuf<impl std::io::Write>,
+    ) -> anyhow::Result<()> {
+        self.columns = columns.to_vec();
+        self.keys = columns
+            .iter()
+            .map(|c| format!("{}:", serde_json::Value::from(c.as_str())))
+            .collect();
+        match self.format {
+            Format::Csv => out.put(&format!("{}\n", csv_line(columns))),
+            Format::Md => out.put(&markdown(columns, &[])),
+            Format::Json => out.put("["),
+            _ => Ok(()),
+        }
+    }
+
+    fn row(
+        &mut self,
+        cells: &[Cell<'_>],
+        out: &mut StdoutBuf<impl std::io::Write>,
+    ) -> anyhow::Result<()> {
+        self.rows += 1;
+        self.line.clear();
+        match self.format {
+            Format::Json | Format::Jsonl => {
+                if self.format == Format::Json {
+                    self.line
+                        .extend_from_slice(if self.rows == 1 { b"\n" } else { b",\n" });
+                }
+                self.line.push(b'{');
+                for (i, (k, c)) in self.keys.iter().zip(cells).enumerate() {
+                    if i > 0 {
+                        self.line.push(b',');
+                    }
+                    self.line.extend_from_slice(k.as_bytes());
+                    push_json(&mut self.line, c);
+                }
+                self.line.push(b'}');
+                if self.format == Format::Jsonl {
+                    self.line.push(b'\n');
+                }
+                out.put_bytes(&self.line)
+            }
+            Format::Csv => {
+                for (i, c) in cells.iter().enumerate() {
+                    if i > 0 {
+                        self.line.push(b',');
+                    }
+                    match c {
+                        Cell::Null => {}
+                        Cell::Text(t) => self.line.extend_from_slice(csv_field(t).as_bytes()),
+                        other => push_plain(&mut self.line, other),
+                    }
+                }
+                self.line.push(b'\n');
+                out.put_bytes(&self.line)
+            }
+            Format::Md => {
+                self.line.extend_from_slice(b"|");
+                for c in cells {
+                    self.line.push(b' ');
+                    match c {
+                        Cell::Text(t) => {
+                            let escaped = t.replace('|', "\\|").replace(['\r', '\n'], " ");
+                            self.line.extend_from_slice(escaped.as_bytes());
+                        }
+                        Cell::Null => self.line.extend_from_slice(b"NULL"),
+                        other => push_plain(&mut self.line, other),
+                    }
+                    self.line.extend_from_slice(b" |");
+                }
+                self.line.push(b'\n');
+                out.put_bytes(&self.line)
+            }
+            Format::Table | Format::Sql => {
+                let values: Vec<String> = if self.format == Format::Table {
+                    cells.iter().map(cell_text).collect()
+                } else {
+                    cells.iter().map(cell_value).collect()
+                };
+                if self.table.is_none() && self.sql.is_none() {
+                    self.window.push(values);
+                    if self.window.len() >= WINDOW {
+                        self.lay_out(out)?;
+                    }
+                    return Ok(());
+                }
+                self.write_row(&values, out)
+            }
+        }
+    }
+
+    /// Sets the table's widths or the SQL types from the window and writes the window.
+    fn lay_out(&mut self, out: &mut StdoutBuf<impl std::io::Write>) -> anyhow::Result<()> {
+        if self.format == Format::Table {
+            let layout = TableLayout::new(&self.columns, &self.window);
+            out.put(&layout.header_of(&self.columns))?;
+            self.table = Some(layout);
+        } else {
+            let table = SqlTable::new("query", &self.columns, &self.window);
+            out.put(&table.create())?;
+            self.sql = Some(table);
+        }
+        for values in std::mem::take(&mut self.window) {
+            self.write_row(&values, out)?;
+        }
+        Ok(())
+    }
+
+    fn write_row(
+        &mut self,
+        values: &[String],
+        out: &mut StdoutBuf<impl std::io::Write>,
+    ) -> anyhow::Result<()> {
+        if let Some(layout) = &self.table {
+            let mut line = layout.line(values);
+            line.push('\n');
+            out.put(&line)
+        } else if let Some(table) = &self.sql {
+            out.put(&table.insert(values))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn finish(&mut self, out: &mut StdoutBuf<impl std::io::Write>) -> anyhow::Result<()> {
+        match self.format {
+            Format::Table | Format::Sql if self.table.is_none() && self.sql.is_none() => {
+                self.lay_out(out)
+            }
+            Format::Json => out.put(if self.rows == 0 { "]\n" } else { "\n]\n" }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A number or blob as text: integers as written, reals as JSON writes them (the shortest
+/// form that reads back to the same value), blobs as `x'…'`.
+fn push_plain(line: &mut Vec<u8>, c: &Cell<'_>) {
+    use std::io::Write;
+    match c {
+        Cell::Int(i) => write!(line, "{i}").expect("a Vec takes every write"),
+        Cell::Real(f) => serde_json::to_writer(&mut *line, f).expect("a Vec takes every write"),
+        Cell::Blob(b) => line.extend_from_slice(blob_literal(b).as_bytes()),
+        Cell::Text(t) => line.extend_from_slice(t.as_bytes()),
+        Cell::Null => {}
+    }
+}
+
+/// A cell as a JSON value: numbers as numbers, text as a string, a blob as its literal.
+fn push_json(line: &mut Vec<u8>, c: &Cell<'_>) {
+    match c {
+        Cell::Null => line.extend_from_slice(b"null"),
+        Cell::Int(_) | Cell::Real(_) => push_plain(line, c),
+        Cell::Text(t) => serde_json::to_writer(&mut *line, t).expect("a Vec takes every write"),
+        Cell::Blob(b) => {
+            serde_json::to_writer(&mut *line, &blob_literal(b)).expect("a Vec takes every write")
+        }
+    }
+}
+
+fn csv_line(values: &[String]) -> String {
+    values
+        .iter()
+        .map(|v| csv_field(v))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Stdout (or, in tests, any writer) behind a buffer, for output that streams: written in
+/// large pieces, a closed pipe is [`crate::exit::StdoutClosed`] as for [`out!`].
+struct StdoutBuf<W: std::io::Write = std::io::StdoutLock<'static>> {
+    w: std::io::BufWriter<W>,
+}
+
+impl<W: std::io::Write> std::fmt::Debug for StdoutBuf<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StdoutBuf")
+    }
+}
+
+impl StdoutBuf {
+    fn new() -> Self {
+        StdoutBuf::to(std::io::stdout().lock())
+    }
+}
+
+impl<W: std::io::Write> StdoutBuf<W> {
+    fn to(w: W) -> Self {
+        StdoutBuf {
+            w: std::io::BufWriter::with_capacity(1 << 16, w),
+        }
+    }
+
+    fn put(&mut self, s: &str) -> anyhow::Result<()> {
+        self.put_bytes(s.as_bytes())
+    }
+
+    fn put_bytes(&mut self, b: &[u8]) -> anyhow::Result<()> {
+        use std::io::Write;
+        self.w.write_all(b).map_err(crate::exit::stdout_error)
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        use std::io::Write;
+        self.w.flush().map_err(crate::exit::stdout_error)
     }
 }
 
 async fn query(db: &Path, sql: &str, format: Format) -> anyhow::Result<ExitCode> {
     let store = open_ro(db).await?;
-    let out = match store.query(sql).await {
-        Ok(o) => o,
-        Err(e @ StoreError::Refused(_)) => return Err(BadInput(e.to_string()).into()),
+    let mut out = StdoutBuf::new();
+    let mut sink = QuerySink::new(format);
+    let mut failure = None;
+    let stepped = store
+        .query_each(sql, |event| {
+            let written = match event {
+                QueryEvent::Columns(c) => sink.columns(c, &mut out),
+                QueryEvent::Row(cells) => sink.row(cells, &mut out),
+            };
+            match written {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    failure = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        })
+        .await;
+    store.close().await;
+    match stepped {
+        Err(e @ (StoreError::Refused(_) | StoreError::BadQuery(_))) => {
+            return Err(BadInput(e.to_string()).into())
+        }
         Err(e) => {
-            return Err(anyhow::Error::new(e).context(format!("query on {} failed", db.display())))
+            // What was printed stays printed; the error says where it stopped.
+            out.flush().ok();
+            return Err(anyhow::Error::new(e).context(format!("query on {} failed", db.display())));
         }
-    };
-    let QueryOutput { columns, rows } = out;
-    let object = |r: &Vec<serde_json::Value>| -> serde_json::Map<String, serde_json::Value> {
-        columns.iter().cloned().zip(r.iter().cloned()).collect()
-    };
-    match format {
-        Format::Json => {
-            let objects: Vec<_> = rows.iter().map(object).collect();
-            outln!("{}", serde_json::to_string_pretty(&objects)?)?;
-        }
-        Format::Jsonl => {
-            for r in &rows {
-                outln!("{}", serde_json::to_string(&object(r))?)?;
-            }
-        }
-        Format::Table | Format::Md => {
-            let cells: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| r.iter().map(value_text).collect())
-                .collect();
-            if format == Format::Md {
-                out!("{}", markdown(&columns, &cells))?;
-            } else {
-                out!("{}", table(&columns, &cells))?;
-            }
-            eprintln!("({} rows)", rows.len());
-        }
-        Format::Csv | Format::Sql => {
-            let cells: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    r.iter()
-                        .map(|v| {
-                            if v.is_null() {
-                                String::new()
-                            } else {
-                                value_text(v)
-                            }
-                        })
-                        .collect()
-                })
-                .collect();
-            if format == Format::Sql {
-                out!("{}", sql_inserts("query", &columns, &cells))?;
-            } else {
-                out!("{}", csv(&columns, &cells))?;
-            }
-        }
+        Ok(()) => {}
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    sink.finish(&mut out)?;
+    out.flush()?;
+    if format == Format::Table {
+        eprintln!("({} rows)", sink.rows);
     }
     Ok(ExitCode::Ok)
 }
@@ -490,6 +765,90 @@ async fn query(db: &Path, sql: &str, format: Format) -> anyhow::Result<ExitCode>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `query` prints in `format` for these columns and rows.
+    fn streamed(format: Format, columns: &[&str], rows: &[Vec<Cell<'_>>]) -> String {
+        let mut buf = Vec::new();
+        {
+            let mut out = StdoutBuf::to(&mut buf);
+            let mut sink = QuerySink::new(format);
+            let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+            sink.columns(&columns, &mut out).unwrap();
+            for r in rows {
+                sink.row(r, &mut out).unwrap();
+            }
+            sink.finish(&mut out).unwrap();
+            out.flush().unwrap();
+        }
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn query_output_streams_past_the_window_and_loses_nothing() {
+        let n = WINDOW + 3;
+        // The last row's text is wider than anything in the window, and not a number in a
+        // column the window found to be integers.
+        let long = "a much longer name than any before";
+        let rows: Vec<Vec<Cell<'_>>> = (0..n)
+            .map(|i| {
+                if i + 1 == n {
+                    vec![Cell::Text(long), Cell::Text("n/a")]
+                } else {
+                    vec![Cell::Text("m"), Cell::Int(i as i64)]
+                }
+            })
+            .collect();
+        let table = streamed(Format::Table, &["model", "n"], &rows);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), n + 2, "header, rule and every row");
+        assert_eq!(lines[0], "model    n");
+        assert_eq!(lines[2], "m        0");
+        assert_eq!(lines[n + 1], format!("{long}  n/a"));
+        let sql = streamed(Format::Sql, &["model", "n"], &rows);
+        assert!(sql.contains("\"n\" INTEGER"), "{sql}");
+        assert!(sql.contains("VALUES ('m', 1001);"), "{sql}");
+        assert!(
+            sql.ends_with(&format!("VALUES ('{long}', 'n/a');\n")),
+            "{sql}"
+        );
+        assert_eq!(sql.matches("INSERT").count(), n);
+        let csv = streamed(Format::Csv, &["model", "n"], &rows);
+        assert_eq!(csv.lines().count(), n + 1);
+        let json: serde_json::Value =
+            serde_json::from_str(&streamed(Format::Json, &["model", "n"], &rows)).unwrap();
+        assert_eq!(json.as_array().unwrap().len(), n);
+        assert_eq!(json[1001], serde_json::json!({"model": "m", "n": 1001}));
+        let md = streamed(Format::Md, &["model", "n"], &rows);
+        assert_eq!(md.lines().count(), n + 2);
+    }
+
+    #[test]
+    fn query_output_writes_each_type_in_each_format() {
+        let row = vec![
+            Cell::Int(-3),
+            Cell::Real(0.1),
+            Cell::Text("a,\"b\"|c"),
+            Cell::Blob(&[0, 255]),
+            Cell::Null,
+        ];
+        let cols = ["i", "r", "t", "b", "n"];
+        assert_eq!(
+            streamed(Format::Csv, &cols, std::slice::from_ref(&row)),
+            "i,r,t,b,n\n-3,0.1,\"a,\"\"b\"\"|c\",x'00ff',\n"
+        );
+        assert_eq!(
+            streamed(Format::Jsonl, &cols, std::slice::from_ref(&row)),
+            "{\"i\":-3,\"r\":0.1,\"t\":\"a,\\\"b\\\"|c\",\"b\":\"x'00ff'\",\"n\":null}\n"
+        );
+        assert_eq!(
+            streamed(Format::Md, &cols, std::slice::from_ref(&row)),
+            "| i | r | t | b | n |\n|---|---|---|---|---|\n| -3 | 0.1 | a,\"b\"\\|c | x'00ff' | NULL |\n"
+        );
+        // No rows: the header alone, and JSON's empty array.
+        assert_eq!(streamed(Format::Csv, &cols, &[]), "i,r,t,b,n\n");
+        assert_eq!(streamed(Format::Json, &cols, &[]), "[]\n");
+        assert_eq!(streamed(Format::Table, &["model"], &[]), "model\n-----\n");
+    }
 
     #[test]
     fn bytes_name_their_binary_unit() {

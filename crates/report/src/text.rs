@@ -27,52 +27,81 @@ pub fn markdown(columns: &[String], rows: &[Vec<String>]) -> String {
 
 /// Renders rows as an aligned text table (numbers right-aligned).
 pub fn table(columns: &[String], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = columns.iter().map(|c| c.chars().count()).collect();
+    let layout = TableLayout::new(columns, rows);
+    let mut out = layout.header_of(columns);
     for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
-    }
-    let numeric: Vec<bool> = (0..columns.len())
-        .map(|i| {
-            rows.iter().all(|r| {
-                let c = r[i].trim_start_matches(['-', '+']);
-                c == "—" || c.is_empty() || c.chars().next().is_some_and(|ch| ch.is_ascii_digit())
-            })
-        })
-        .collect();
-    let line = |cells: &[String]| {
-        cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let pad = widths[i] - c.chars().count();
-                if numeric[i] {
-                    format!("{}{c}", " ".repeat(pad))
-                } else {
-                    format!("{c}{}", " ".repeat(pad))
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    let mut out = line(columns);
-    out.push('\n');
-    out.push_str(
-        &widths
-            .iter()
-            .map(|w| "-".repeat(*w))
-            .collect::<Vec<_>>()
-            .join("  "),
-    );
-    out.push('\n');
-    for row in rows {
-        out.push_str(&line(row));
+        out.push_str(&layout.line(row));
         out.push('\n');
     }
     out
+}
+
+/// An aligned text table's column widths and alignment, taken from the rows it is given:
+/// all of a table's rows, or the first window of a table printed as it streams (a later,
+/// wider cell then widens its own line only).
+#[derive(Debug, Clone)]
+pub struct TableLayout {
+    widths: Vec<usize>,
+    numeric: Vec<bool>,
+}
+
+impl TableLayout {
+    pub fn new(columns: &[String], rows: &[Vec<String>]) -> Self {
+        let mut widths: Vec<usize> = columns.iter().map(|c| c.chars().count()).collect();
+        for row in rows {
+            for (i, cell) in row.iter().enumerate() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+        let numeric = (0..columns.len())
+            .map(|i| {
+                rows.iter().all(|r| {
+                    let c = r[i].trim_start_matches(['-', '+']);
+                    c == "—"
+                        || c.is_empty()
+                        || c.chars().next().is_some_and(|ch| ch.is_ascii_digit())
+                })
+            })
+            .collect();
+        TableLayout { widths, numeric }
+    }
+
+    /// The column names and the rule under them, each line ending in a newline.
+    pub fn header_of(&self, columns: &[String]) -> String {
+        let mut out = self.line(columns);
+        out.push('\n');
+        out.push_str(
+            &self
+                .widths
+                .iter()
+                .map(|w| "-".repeat(*w))
+                .collect::<Vec<_>>()
+                .join("  "),
+        );
+        out.push('\n');
+        out
+    }
+
+    /// One row, padded to the widths (no newline).
+    pub fn line(&self, cells: &[String]) -> String {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                out.push_str("  ");
+            }
+            let width = self.widths.get(i).copied().unwrap_or(0);
+            let pad = width.saturating_sub(c.chars().count());
+            if self.numeric.get(i).copied().unwrap_or(false) {
+                out.extend(std::iter::repeat_n(' ', pad));
+                out.push_str(c);
+            } else {
+                out.push_str(c);
+                out.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.truncate(out.trim_end().len());
+        out
+    }
 }
 
 /// One CSV field, quoted when it must be (RFC 4180).

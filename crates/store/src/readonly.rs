@@ -55,9 +55,9 @@ pub(crate) async fn install_authorizer(conn: &mut SqliteConnection) -> Result<()
     Ok(())
 }
 
-/// Why a statement was refused, when the error is the authorizer's or the read-only file's.
-pub(crate) fn refusal(e: &sqlx::Error) -> Option<String> {
-    let msg = e.as_database_error()?.message().to_string();
+/// Why a statement was refused, from SQLite's message, when it is the authorizer's or the
+/// read-only file's refusal.
+pub(crate) fn refusal_of(msg: &str) -> Option<String> {
     if msg.contains(DENIED) || msg.contains("readonly") || msg.contains("read-only") {
         Some(format!(
             "`tokbench query` is read-only: only SELECT and reading PRAGMAs are allowed (no writes, no ATTACH); SQLite said: {msg}"
