@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::Context;
 use tokbench_core::catalog::Catalog;
 use tokbench_core::{HardwareRef, ResultPoint};
-use tokbench_report::ReportOptions;
+use tokbench_report::{NewestPerSeries, ReportOptions};
 use tokbench_store::{PointFilter, Store, StoredPoint};
 
 use crate::exit::{BadInput, ExitCode};
@@ -84,8 +84,19 @@ pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open_read_only(&args.db)
         .await
         .map_err(|e| BadInput(e.to_string()))?;
-    let stored = store.points(&filter).await.context("cannot read results")?;
-    if stored.is_empty() && filter != PointFilter::default() {
+    // Reduced to the newest result per series: first by the database, which hands over
+    // only each (series, build)'s newest, then here as those are read. Memory and time
+    // follow the number of series and builds, not of results.
+    let mut newest = NewestPerSeries::default();
+    let mut memo = HashMap::new();
+    let n_results = store
+        .newest_points_each(&filter, |s| {
+            newest.offer(name_hardware(&catalog, &mut memo, s))
+        })
+        .await
+        .context("cannot read results")?;
+    newest.count_unoffered((n_results as usize).saturating_sub(newest.seen()));
+    if newest.seen() == 0 && filter != PointFilter::default() {
         store.close().await;
         return Err(BadInput(format!(
             "no result in {} matches the filters (--model, --quant, --backend, --host, --since, --until); nothing written. What is there: tokbench query \"SELECT DISTINCT model, quant, backend, host FROM v_results\"",
@@ -96,11 +107,10 @@ pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let (fit_rows, _) = crate::fit::validations(&store).await?;
     store.close().await;
     let t_read = t0.elapsed();
-    let n = stored.len();
-    let points = name_hardware(&catalog, stored);
+    let n = newest.seen();
     let t1 = Instant::now();
-    let files = tokbench_report::generate(
-        points,
+    let files = tokbench_report::generate_newest(
+        newest,
         &ReportOptions {
             budgets_usd: args.budget.clone(),
             source: args.db.display().to_string(),
@@ -155,27 +165,24 @@ fn fit_markdown(rows: &[tokbench_report::fit::Validation]) -> String {
 /// the catalog no longer has keeps its name, with unknown figures), else the host's
 /// detected devices matched now (the catalog may have grown since the run), else the
 /// detected GPU or CPU name as it is.
-fn name_hardware(catalog: &Catalog, stored: Vec<StoredPoint>) -> Vec<ResultPoint> {
-    let mut memo: HashMap<(Option<String>, String, String), HardwareRef> = HashMap::new();
-    stored
-        .into_iter()
-        .map(|s| {
-            let key = (
-                s.run_hardware.clone(),
-                s.host.identity(),
-                s.point.series.backend.accel.clone(),
-            );
-            let hw = memo
-                .entry(key)
-                .or_insert_with(|| hardware_ref(catalog, &s))
-                .clone();
-            ResultPoint {
-                hardware: hw,
-                ..s.point
-            }
-        })
-        .collect()
+fn name_hardware(catalog: &Catalog, memo: &mut HardwareMemo, s: StoredPoint) -> ResultPoint {
+    let key = (
+        s.run_hardware.clone(),
+        s.host.identity(),
+        s.point.series.backend.accel.clone(),
+    );
+    let hw = memo
+        .entry(key)
+        .or_insert_with(|| hardware_ref(catalog, &s))
+        .clone();
+    ResultPoint {
+        hardware: hw,
+        ..s.point
+    }
 }
+
+/// Each (run hardware, host identity, accelerator)'s match, made once.
+type HardwareMemo = HashMap<(Option<String>, String, String), HardwareRef>;
 
 fn hardware_ref(catalog: &Catalog, s: &StoredPoint) -> HardwareRef {
     if let Some(name) = &s.run_hardware {

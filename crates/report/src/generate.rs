@@ -25,20 +25,53 @@ impl Default for ReportOptions {
     }
 }
 
+/// The newest result of each series, kept as results stream in: what the report shows
+/// holds one point per series however many results the database has.
+#[derive(Debug, Default)]
+pub struct NewestPerSeries {
+    newest: BTreeMap<SeriesKey, ResultPoint>,
+    seen: usize,
+}
+
+impl NewestPerSeries {
+    /// Keeps `p` when it is its series' newest so far (a tie goes to the later offer).
+    pub fn offer(&mut self, p: ResultPoint) {
+        self.seen += 1;
+        match self.newest.get_mut(&p.series) {
+            Some(old) if old.started_at > p.started_at => {}
+            Some(old) => *old = p,
+            None => {
+                self.newest.insert(p.series.clone(), p);
+            }
+        }
+    }
+
+    /// How many results were offered, or counted with [`NewestPerSeries::count_unoffered`].
+    pub fn seen(&self) -> usize {
+        self.seen
+    }
+
+    /// Counts `n` results that were read but not offered, having been found older than
+    /// another of their series before they got here (by the database's own grouping).
+    pub fn count_unoffered(&mut self, n: usize) {
+        self.seen += n;
+    }
+
+    /// The kept points, in series order.
+    pub fn into_points(self) -> Vec<ResultPoint> {
+        self.newest.into_values().collect()
+    }
+}
+
 /// The newest result of each series ([`SeriesKey`]): the same thing measured again (a
 /// nightly run) replaces the older measurement instead of adding a row. Ties on `started_at` keep the later one in
 /// input order. The output is sorted by the series key, so input order does not matter.
 pub fn latest_per_series(points: Vec<ResultPoint>) -> Vec<ResultPoint> {
-    let mut newest: BTreeMap<SeriesKey, ResultPoint> = BTreeMap::new();
+    let mut newest = NewestPerSeries::default();
     for p in points {
-        match newest.get(&p.series) {
-            Some(old) if old.started_at > p.started_at => {}
-            _ => {
-                newest.insert(p.series.clone(), p);
-            }
-        }
+        newest.offer(p);
     }
-    newest.into_values().collect()
+    newest.into_points()
 }
 
 /// What the page's numbers are, for its header: hosts, hardware, backend builds, models,
@@ -109,8 +142,21 @@ pub fn generate(
     points: Vec<ResultPoint>,
     opts: &ReportOptions,
 ) -> Result<Vec<ReportFile>, crate::plots::PlotError> {
-    let n_input = points.len();
-    let rows: Vec<ReportRow> = latest_per_series(points)
+    let mut newest = NewestPerSeries::default();
+    for p in points {
+        newest.offer(p);
+    }
+    generate_newest(newest, opts)
+}
+
+/// [`generate`] from results already reduced to the newest per series as they were read.
+pub fn generate_newest(
+    newest: NewestPerSeries,
+    opts: &ReportOptions,
+) -> Result<Vec<ReportFile>, crate::plots::PlotError> {
+    let n_input = newest.seen();
+    let rows: Vec<ReportRow> = newest
+        .into_points()
         .into_iter()
         .map(ReportRow::new)
         .collect();

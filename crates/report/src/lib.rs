@@ -16,7 +16,9 @@ pub mod text;
 
 use tokbench_core::ResultPoint;
 
-pub use generate::{generate, latest_per_series, page_facts, ReportOptions};
+pub use generate::{
+    generate, generate_newest, latest_per_series, page_facts, NewestPerSeries, ReportOptions,
+};
 pub use metrics::{derive, Derived};
 
 /// A result with its derived figures.

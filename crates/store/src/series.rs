@@ -19,6 +19,7 @@ use tokbench_core::{
     RunSelector, SeriesKey, ServeLoad, TestSpec,
 };
 
+use crate::stream::Columns;
 use crate::{sql, Store, StoreError};
 
 /// The columns a [`SeriesKey`] is decoded from, for a query that joins `result r`, `run`,
@@ -33,20 +34,17 @@ pub(crate) const SERIES_COLUMNS: &str = "host.identity AS k_host, bb.name AS k_b
     r.concurrency AS k_concurrency, r.request_rate AS k_request_rate";
 
 /// Decodes the [`SERIES_COLUMNS`] of a row.
-pub(crate) fn series_key(row: &SqliteRow) -> Result<SeriesKey, sqlx::Error> {
+pub(crate) fn series_key(row: &impl Columns) -> Result<SeriesKey, sqlx::Error> {
     let small = |c: &str| -> Result<Option<u32>, sqlx::Error> {
-        Ok(row
-            .try_get::<Option<i64>, _>(c)?
-            .and_then(|v| u32::try_from(v).ok()))
+        Ok(row.int(c)?.and_then(|v| u32::try_from(v).ok()))
     };
     let cache = |c: &str| -> Result<Option<CacheType>, sqlx::Error> {
-        Ok(row
-            .try_get::<Option<String>, _>(c)?
-            .and_then(|s| s.parse::<CacheType>().ok()))
+        row.with_text(c, |t| t.and_then(|s| s.parse::<CacheType>().ok()))
     };
-    let source: String = row.try_get("k_source")?;
-    let metric_source = source
-        .parse::<MetricSource>()
+    let metric_source = row
+        .with_text("k_source", |t| {
+            t.unwrap_or_default().parse::<MetricSource>()
+        })?
         .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     let test = TestSpec {
         n_prompt: small("k_n_prompt")?.unwrap_or(0),
@@ -54,19 +52,17 @@ pub(crate) fn series_key(row: &SqliteRow) -> Result<SeriesKey, sqlx::Error> {
         n_depth: small("k_n_depth")?.unwrap_or(0),
     };
     Ok(SeriesKey {
-        host: row.try_get("k_host")?,
+        host: row.text_required("k_host")?,
         backend: BackendIdentity {
-            name: row.try_get("k_backend")?,
-            accel: row.try_get("k_accel")?,
-            flags: row.try_get("k_flags")?,
+            name: row.text_required("k_backend")?,
+            accel: row.text_required("k_accel")?,
+            flags: row.text_required("k_flags")?,
         },
         metric_source,
         model: ModelIdentity {
-            name: row.try_get("k_model")?,
-            quant: row.try_get("k_quant")?,
-            sha256: row
-                .try_get::<Option<String>, _>("k_sha256")?
-                .filter(|s| !s.is_empty()),
+            name: row.text_required("k_model")?,
+            quant: row.text_required("k_quant")?,
+            sha256: row.text("k_sha256")?.filter(|s| !s.is_empty()),
         },
         test,
         settings: EngineSettings {
@@ -74,18 +70,16 @@ pub(crate) fn series_key(row: &SqliteRow) -> Result<SeriesKey, sqlx::Error> {
             n_batch: small("k_n_batch")?,
             n_ubatch: small("k_n_ubatch")?,
             n_gpu_layers: row
-                .try_get::<Option<i64>, _>("k_n_gpu_layers")?
+                .int("k_n_gpu_layers")?
                 .and_then(|v| i32::try_from(v).ok()),
-            flash_attn: row.try_get("k_flash_attn")?,
+            flash_attn: row.bool("k_flash_attn")?,
             type_k: cache("k_type_k")?,
             type_v: cache("k_type_v")?,
-            use_mmap: row.try_get("k_use_mmap")?,
+            use_mmap: row.bool("k_use_mmap")?,
         },
         load: ServeLoad {
             concurrency: small("k_concurrency")?,
-            request_rate: row
-                .try_get::<Option<f64>, _>("k_request_rate")?
-                .map(RequestRate),
+            request_rate: row.real("k_request_rate")?.map(RequestRate),
         },
     })
 }
@@ -155,10 +149,27 @@ fn series_sql(filter: &str) -> String {
     )
 }
 
+/// `check`'s statement for the history of series among `n_models` model names: `?`s for
+/// since, before and each name.
+pub fn history_statement(n_models: usize) -> String {
+    series_sql(&format!(
+        // Re-measurements of a suspect are not history: they would count its cells again
+        // and pull the baseline toward the level being judged.
+        "run.started_at >= ? AND run.started_at < ? AND run.trigger NOT LIKE 'recheck%'
+         AND COALESCE(m.name, r.model_name) IN ({})",
+        vec!["?"; n_models].join(", ")
+    ))
+}
+
+/// `check`'s statement for one run's results: `?` for the run's UUID.
+pub fn run_statement() -> String {
+    series_sql("run.uuid = ?")
+}
+
 impl Store {
     /// The ok results of run `run_uuid`, with their series and repetitions.
     pub async fn run_series(&self, run_uuid: &str) -> Result<Vec<SeriesResult>, StoreError> {
-        let q = series_sql("run.uuid = ?");
+        let q = run_statement();
         let rows = sqlx::query(&q)
             .bind(run_uuid)
             .fetch_all(&self.pool)
@@ -187,14 +198,7 @@ impl Store {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let filter = format!(
-            // Re-measurements of a suspect are not history: they would count its cells
-            // again and pull the baseline toward the level being judged.
-            "run.started_at >= ? AND run.started_at < ? AND run.trigger NOT LIKE 'recheck%'
-             AND COALESCE(m.name, r.model_name) IN ({})",
-            vec!["?"; names.len()].join(", ")
-        );
-        let q = series_sql(&filter);
+        let q = history_statement(names.len());
         let mut query = sqlx::query(&q).bind(since).bind(before);
         for n in &names {
             query = query.bind(*n);
