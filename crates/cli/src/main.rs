@@ -34,6 +34,7 @@ mod machine;
 mod merge;
 mod models;
 mod output;
+mod prune;
 mod report;
 mod run;
 mod telemetry;
@@ -152,6 +153,11 @@ enum Command {
         after_help = "Examples:\n  llama-bench -m model.gguf -o json > lb.json && tokbench import lb.json --host box-a\n  tokbench import results.sql --source \"llama.cpp discussion #4167\""
     )]
     Import(import::ImportArgs),
+    /// Reduce the raw telemetry samples of old runs to per-phase summaries; results stay.
+    #[command(
+        after_help = "Examples:\n  tokbench prune --older-than 90d --dry-run\n  tokbench prune --older-than 90d --vacuum\n\nEach result keeps its power and memory figures, and its telemetry_json gains\n`samples_pruned`: count, min, mean, max and time span per phase, metric and source."
+    )]
+    Prune(prune::PruneArgs),
     /// What this machine can measure (power, energy, device and process memory) and why not.
     #[command(subcommand)]
     Telemetry(telemetry::TelemetryCommand),
@@ -216,6 +222,7 @@ async fn async_dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Compare(a) => compare::compare_command(&a).await,
         Command::Merge(a) => merge::command(&a).await,
         Command::Import(a) => import::import_command(&a).await,
+        Command::Prune(a) => prune::command(&a).await,
         Command::Telemetry(c) => telemetry::command(&c),
         Command::Hardware(a) => hardware::command(&a),
         Command::Backends(a) => backends::command(&a),

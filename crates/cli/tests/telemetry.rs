@@ -161,6 +161,67 @@ fn a_run_stores_memory_per_phase_and_says_why_power_is_missing() {
     assert!(env.iter().any(|r| r["source"] == "procfs"), "{env:?}");
     assert!(env.iter().any(|r| r["source"] == "nvml"), "{env:?}");
 
+    // Pruning: a run from today is kept at 1 day; at 0 days its samples become summaries,
+    // and every result keeps its figures.
+    let samples = |db: &std::path::Path| {
+        f(
+            &query(db, "SELECT COUNT(*) AS n FROM telemetry_sample")[0],
+            "n",
+        )
+        .unwrap()
+    };
+    let n_samples = samples(&db);
+    assert!(n_samples > 0.0);
+    let results_before = query(&db, "SELECT * FROM v_results ORDER BY result_id");
+    let kept = run_ok(&["prune", "--older-than", "1d", "--db", db.to_str().unwrap()]);
+    assert!(
+        stderr(&kept).contains("reduce 0 telemetry samples"),
+        "{}",
+        stderr(&kept)
+    );
+    assert_eq!(samples(&db), n_samples);
+    let pruned = run_ok(&[
+        "prune",
+        "--older-than",
+        "0",
+        "--vacuum",
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert!(stderr(&pruned).contains("vacuumed"), "{}", stderr(&pruned));
+    assert_eq!(samples(&db), 0.0);
+    assert_eq!(
+        query(&db, "SELECT * FROM v_results ORDER BY result_id"),
+        results_before
+    );
+    let t = query(&db, "SELECT telemetry_json FROM result");
+    for row in &t {
+        let j: serde_json::Value = serde_json::from_str(s(row, "telemetry_json")).unwrap();
+        assert!(
+            j["samples_pruned"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["metric"] == "rss_bytes" && x["n"].as_u64().unwrap() > 0),
+            "{j}"
+        );
+    }
+    let bad = tokbench(&[
+        "prune",
+        "--older-than",
+        "soon",
+        "--db",
+        db.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("`soon` is not a number of days"),
+        "{}",
+        stderr(&bad)
+    );
+
     // Off: no samples.
     let db2 = tmp.path().join("off.db");
     run_ok(&[

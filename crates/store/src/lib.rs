@@ -4,6 +4,7 @@
 //! by cell — each result in its own transaction, so a crash loses at most the cell in
 //! flight — and reads results back, decoding each result's [`tokbench_core::SeriesKey`].
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,21 +15,24 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Column, Row, TypeInfo, ValueRef};
+use sqlx::Row;
 use tokbench_core::{BackendBuild, CellResult, HostInfo, MetricSource, ModelRecord, ResultStatus};
 
 mod columns;
 mod merge;
 mod points;
+mod prune;
 mod read;
 mod readonly;
 mod series;
+mod stream;
 mod write;
 
 use columns::Insert;
 pub use merge::MergeReport;
-pub use points::{PointFilter, StoredPoint};
-pub use series::{NewVerdict, SeriesColumn, SeriesResult};
+pub use points::{newest_points_statement, points_statement, PointFilter, StoredPoint};
+pub use prune::PruneReport;
+pub use series::{history_statement, run_statement, NewVerdict, SeriesColumn, SeriesResult};
 pub use tokbench_core::fit::FitInput;
 
 /// Every migration in `migrations/`, embedded at build time.
@@ -78,6 +82,9 @@ pub enum StoreError {
     MergeIntoItself { path: PathBuf },
     #[error("query refused: {0}")]
     Refused(String),
+    /// The statement is not valid SQL, or names no table or column there is.
+    #[error("query failed: {0}")]
+    BadQuery(String),
     #[error("{what}")]
     Sql {
         what: String,
@@ -232,6 +239,47 @@ fn fit_input(row: &sqlx::sqlite::SqliteRow) -> Result<FitInput, sqlx::Error> {
         compute_buffer_bytes: row.try_get("compute_buffer_bytes")?,
         output_buffer_bytes: row.try_get("output_buffer_bytes")?,
     })
+}
+
+/// One value of a query's row, borrowed from the row SQLite stepped to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'r> {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(&'r str),
+    Blob(&'r [u8]),
+}
+
+impl Cell<'_> {
+    /// As JSON: numbers stay numbers, a blob becomes its `x'…'` literal.
+    pub fn to_json(&self) -> serde_json::Value {
+        match *self {
+            Cell::Null => serde_json::Value::Null,
+            Cell::Int(i) => i.into(),
+            Cell::Real(f) => f.into(),
+            Cell::Text(s) => s.into(),
+            Cell::Blob(b) => blob_literal(b).into(),
+        }
+    }
+}
+
+/// A blob as SQL writes it: `x'00ff'`.
+pub fn blob_literal(b: &[u8]) -> String {
+    let mut out = String::with_capacity(3 + 2 * b.len());
+    out.push_str("x'");
+    for x in b {
+        out.push_str(&format!("{x:02x}"));
+    }
+    out.push('\'');
+    out
+}
+
+/// What [`Store::query_each`] hands its caller: the column names once, then each row.
+#[derive(Debug)]
+pub enum QueryEvent<'a> {
+    Columns(&'a [String]),
+    Row(&'a [Cell<'a>]),
 }
 
 /// The result of a read-only query: column names and JSON values.

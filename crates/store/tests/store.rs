@@ -76,10 +76,14 @@ fn result(cell: usize, status: ResultStatus, reps: &[f64]) -> CellResult {
     }
 }
 
-/// Takes a current database back to before migration 7, rows kept: its four added columns
-/// and the view that shows them go (migration 6, which a test may undo next, drops the view
-/// and makes its own, so a placeholder stands in).
-const UNDO_MIGRATION_7: [&str; 7] = [
+/// Takes a current database back to before migration 7, rows kept: migration 8's indexes
+/// (one covers two of 7's columns) go, then 7's four added columns and the view that
+/// shows them (migration 6, which a test may undo next, drops the view and makes its own,
+/// so a placeholder stands in).
+const UNDO_MIGRATION_7: [&str; 10] = [
+    "DROP INDEX result_report",
+    "DROP INDEX run_by_started",
+    "DELETE FROM _sqlx_migrations WHERE version = 20261205000008",
     "DROP VIEW v_results",
     "ALTER TABLE result DROP COLUMN noisy",
     "ALTER TABLE result DROP COLUMN throttled",
@@ -259,6 +263,138 @@ async fn read_only_store_refuses_writes_and_attach() {
 }
 
 /// Runs one statement on a plain connection (outside the store's guards).
+#[tokio::test]
+async fn a_query_streams_its_rows_with_every_type_and_says_what_is_wrong() {
+    use std::ops::ControlFlow;
+    use tokbench_store::{Cell, QueryEvent};
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("t.db");
+    Store::open(&db).await.unwrap().close().await;
+    let ro = Store::open_read_only(&db).await.unwrap();
+    // Every storage class comes back as SQLite holds it.
+    let out = ro
+        .query("SELECT 1 AS i, 2.5 AS r, 'a|b' AS t, x'00ff' AS b, NULL AS n")
+        .await
+        .unwrap();
+    assert_eq!(out.columns, ["i", "r", "t", "b", "n"]);
+    assert_eq!(
+        out.rows,
+        vec![vec![
+            serde_json::json!(1),
+            serde_json::json!(2.5),
+            serde_json::json!("a|b"),
+            serde_json::json!("x'00ff'"),
+            serde_json::Value::Null
+        ]]
+    );
+    // A query that matches nothing still names its columns.
+    let out = ro
+        .query("SELECT uuid, started_at FROM run WHERE 0")
+        .await
+        .unwrap();
+    assert_eq!(out.columns, ["uuid", "started_at"]);
+    assert!(out.rows.is_empty());
+    // The caller stops a long statement when it has seen enough, and rows arrive one by one.
+    let mut seen = Vec::new();
+    ro.query_each(
+        "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k) SELECT i FROM k",
+        |event| match event {
+            QueryEvent::Columns(c) => {
+                assert_eq!(c, ["i"]);
+                ControlFlow::Continue(())
+            }
+            QueryEvent::Row(cells) => {
+                let Cell::Int(i) = cells[0] else {
+                    panic!("{cells:?}")
+                };
+                seen.push(i);
+                if i == 5 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(seen, [1, 2, 3, 4, 5]);
+    for (sql, says) in [
+        ("SELEC 1", "syntax error"),
+        (
+            "SELECT * FROM no_such_table",
+            "no such table: no_such_table",
+        ),
+        ("SELECT 1; SELECT 2", "one statement"),
+        ("-- only a comment", "no statement"),
+    ] {
+        match ro.query(sql).await {
+            Err(StoreError::BadQuery(why)) => assert!(why.contains(says), "{sql}: {why}"),
+            other => panic!("{sql}: expected BadQuery, got {other:?}"),
+        }
+    }
+    // A trailing comment or semicolon is not a second statement.
+    assert_eq!(
+        ro.query("SELECT 7 AS n; -- done").await.unwrap().rows.len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_report_and_check_read_results_through_their_covering_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("t.db");
+    Store::open(&db).await.unwrap().close().await;
+    let ro = Store::open_read_only(&db).await.unwrap();
+    let plan = |statement: String| {
+        let ro = ro.clone();
+        async move {
+            let out = ro
+                .query(&format!("EXPLAIN QUERY PLAN {statement}"))
+                .await
+                .unwrap();
+            let detail = out.columns.iter().position(|c| c == "detail").unwrap();
+            out.rows
+                .iter()
+                .map(|r| r[detail].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let filtered = tokbench_store::PointFilter {
+        models: vec!["m".into()],
+        since: Some("2026-01-01".into()),
+        ..Default::default()
+    };
+    for (what, statement) in [
+        (
+            "report",
+            tokbench_store::points_statement(&Default::default()).0,
+        ),
+        (
+            "filtered report",
+            tokbench_store::points_statement(&filtered).0,
+        ),
+        ("check's run", tokbench_store::run_statement()),
+        ("check's history", tokbench_store::history_statement(2)),
+    ] {
+        let plan = plan(statement).await;
+        // The result table is read through the covering index only: a column the statement
+        // reads that the index lacks would turn this into a plain index or a table scan.
+        let on_result: Vec<&String> = plan.iter().filter(|d| d.contains(" r ")).collect();
+        assert_eq!(on_result.len(), 1, "{what}: {plan:?}");
+        assert!(
+            on_result[0].contains("USING COVERING INDEX result_report"),
+            "{what}: {plan:?}"
+        );
+    }
+    // A history over a date range starts from the runs in that range.
+    let plan = plan(tokbench_store::history_statement(2)).await;
+    assert!(
+        plan.iter().any(|d| d.contains("run_by_started")),
+        "{plan:?}"
+    );
+}
+
 async fn sqlx_sqlite_exec(db: &std::path::Path, statement: &str) -> Result<(), String> {
     use sqlx::Connection;
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display()))
@@ -683,7 +819,7 @@ async fn noisy_and_throttled_are_stored_and_older_results_get_the_flag_their_fig
         conn.close().await.unwrap();
     }
     let applied = Store::migrate(&db).await.unwrap();
-    assert_eq!(applied.len(), 1, "{applied:?}");
+    assert_eq!(applied.len(), 2, "migrations 7 and 8: {applied:?}");
     let store = Store::open_read_only(&db).await.unwrap();
     let rows = store.results(Some("u1")).await.unwrap();
     // The figures give the flag back; what the machine did is unknown for them.
@@ -697,5 +833,223 @@ async fn noisy_and_throttled_are_stored_and_older_results_get_the_flag_their_fig
             (Some(false), None),
         ]
     );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn prune_reduces_old_samples_to_summaries_and_keeps_every_result_and_figure() {
+    use tokbench_core::record::{CellTelemetry, PhaseFigures, TelemetrySample};
+    use tokbench_store::{PointFilter, PruneReport};
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("p.db");
+    let store = Store::open(&db).await.unwrap();
+    let build = store
+        .backend_build(&BackendBuild {
+            name: "engine".into(),
+            version: "1".into(),
+            commit: None,
+            accel: "cuda".into(),
+            flags: String::new(),
+        })
+        .await
+        .unwrap();
+    let sample = |t_ms: f64, phase: &str, metric: &str, value: f64| TelemetrySample {
+        t_ms,
+        phase: phase.into(),
+        metric: metric.into(),
+        value,
+        source: "nvml".into(),
+    };
+    // Three runs: one from January, one from November, one whose start is not a time.
+    for (uuid, started_at) in [
+        ("old", "2026-01-10T03:00:00Z"),
+        ("new", "2026-11-29T03:00:00+01:00"),
+        ("odd", "last tuesday"),
+    ] {
+        let mut run = new_run(uuid);
+        run.started_at = started_at.into();
+        let run = store.begin_run(&run, &host()).await.unwrap();
+        let mut r = result(0, ResultStatus::Ok, &[10.0, 11.0]);
+        // The phase figures lack decode power and device memory (as an older tokbench
+        // wrote them): the reports read those from the samples.
+        r.telemetry = Some(CellTelemetry {
+            phases: vec![PhaseFigures {
+                phase: "decode".into(),
+                n_samples: 3,
+                ..Default::default()
+            }],
+            samples: vec![
+                sample(1.0, "prefill", "power_w", 200.0),
+                sample(10.0, "decode", "power_w", 300.0),
+                sample(20.0, "decode", "power_w", 310.0),
+                sample(20.0, "decode", "vram_used_bytes", 5e9),
+            ],
+            unavailable: vec![],
+        });
+        store
+            .insert_result(run, build, None, "m", 2, &r)
+            .await
+            .unwrap();
+    }
+    let points = |s: &Store| {
+        let s = s.clone();
+        async move { s.points(&PointFilter::default()).await.unwrap() }
+    };
+    let before = points(&store).await;
+    assert_eq!(before[0].point.decode_power_w, Some(305.0));
+    assert_eq!(before[0].point.vram_peak_bytes, Some(5_000_000_000));
+    let count = |s: &Store, sql: &'static str| {
+        let s = s.clone();
+        async move { s.query(sql).await.unwrap().rows[0][0].as_i64().unwrap() }
+    };
+
+    let cutoff = "2026-06-01T00:00:00Z";
+    let dry = store.prune_samples(cutoff, true).await.unwrap();
+    let expected = PruneReport {
+        runs: 1,
+        results: 1,
+        samples: 4,
+        samples_kept: 8,
+    };
+    assert_eq!(dry, expected);
+    assert_eq!(
+        count(&store, "SELECT COUNT(*) FROM telemetry_sample").await,
+        12,
+        "a dry run changes nothing"
+    );
+
+    assert_eq!(store.prune_samples(cutoff, false).await.unwrap(), expected);
+    // Only January's samples went; every result, repetition and figure stayed.
+    let left = store
+        .query("SELECT run.uuid, COUNT(t.id) FROM run JOIN result r ON r.run_id = run.id LEFT JOIN telemetry_sample t ON t.result_id = r.id GROUP BY run.uuid ORDER BY run.uuid")
+        .await
+        .unwrap();
+    assert_eq!(
+        left.rows,
+        vec![
+            vec![serde_json::json!("new"), serde_json::json!(4)],
+            vec![serde_json::json!("odd"), serde_json::json!(4)],
+            vec![serde_json::json!("old"), serde_json::json!(0)],
+        ]
+    );
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM repetition").await, 6);
+    assert_eq!(
+        points(&store).await,
+        before,
+        "the reports read the same figures"
+    );
+    let j = store
+        .query("SELECT r.telemetry_json FROM result r JOIN run ON run.id = r.run_id WHERE run.uuid = 'old'")
+        .await
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_str(j.rows[0][0].as_str().unwrap()).unwrap();
+    assert_eq!(j["phases"][0]["n_samples"], 3, "the phase figures are kept");
+    let pruned = j["samples_pruned"].as_array().unwrap();
+    assert_eq!(pruned.len(), 3, "{pruned:?}");
+    let decode_power = pruned
+        .iter()
+        .find(|s| s["phase"] == "decode" && s["metric"] == "power_w")
+        .unwrap();
+    assert_eq!(decode_power["n"], 2);
+    assert_eq!(decode_power["min"], 300.0);
+    assert_eq!(decode_power["mean"], 305.0);
+    assert_eq!(decode_power["max"], 310.0);
+    assert_eq!(decode_power["t_first_ms"], 10.0);
+    assert_eq!(decode_power["t_last_ms"], 20.0);
+    assert_eq!(decode_power["source"], "nvml");
+
+    // Nothing left to prune: a second run changes nothing.
+    let again = store.prune_samples(cutoff, false).await.unwrap();
+    assert_eq!((again.results, again.samples), (0, 0));
+    let (grown, shrunk) = store.vacuum().await.unwrap();
+    assert!(shrunk <= grown, "{grown} → {shrunk}");
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_database_side_newest_per_series_keeps_what_reading_every_result_keeps() {
+    use std::collections::BTreeMap;
+    use tokbench_store::PointFilter;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("n.db")).await.unwrap();
+    let build = |version: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .backend_build(&BackendBuild {
+                    name: "engine".into(),
+                    version: version.into(),
+                    commit: None,
+                    accel: "cpu".into(),
+                    flags: String::new(),
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let (v1, v2) = (build("1").await, build("2").await);
+    // Builds change between runs, two runs start in the same second, and one run measures
+    // a series twice (cells 0 and 2): the ties go to the later result.
+    for (uuid, started_at, b, base) in [
+        ("a", "2026-11-01T00:00:00Z", v1, 10.0),
+        ("b", "2026-11-02T00:00:00Z", v2, 20.0),
+        ("c", "2026-11-02T00:00:00Z", v1, 30.0),
+        ("d", "2026-10-01T00:00:00Z", v2, 40.0),
+    ] {
+        let mut run = new_run(uuid);
+        run.started_at = started_at.into();
+        let run = store.begin_run(&run, &host()).await.unwrap();
+        for (cell, n_gen) in [(0, 16), (1, 32), (2, 16)] {
+            let mut r = result(cell, ResultStatus::Ok, &[base + cell as f64]);
+            r.test.n_gen = n_gen;
+            store.insert_result(run, b, None, "m", 1, &r).await.unwrap();
+        }
+    }
+    let newest = |points: Vec<tokbench_store::StoredPoint>| {
+        let mut by_series = BTreeMap::new();
+        for p in points {
+            match by_series.get(&p.point.series) {
+                Some(old) if old_is_newer(old, &p) => {}
+                _ => {
+                    by_series.insert(p.point.series.clone(), p);
+                }
+            }
+        }
+        by_series
+            .into_values()
+            .map(|p| (p.point.run_uuid, p.point.decode_tps))
+            .collect::<Vec<_>>()
+    };
+    fn old_is_newer(old: &tokbench_store::StoredPoint, p: &tokbench_store::StoredPoint) -> bool {
+        old.point.started_at > p.point.started_at
+    }
+    let all = store.points(&PointFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 12);
+    let mut offered = Vec::new();
+    let n = store
+        .newest_points_each(&PointFilter::default(), |p| offered.push(p))
+        .await
+        .unwrap();
+    assert_eq!(n, 12, "every selected result is counted");
+    assert!(offered.len() < all.len(), "{} offered", offered.len());
+    let expected = newest(all);
+    assert_eq!(
+        expected,
+        vec![("c".to_string(), Some(32.0)), ("c".to_string(), Some(31.0)),]
+    );
+    assert_eq!(newest(offered), expected);
+    // A filter applies before the grouping.
+    let until = PointFilter {
+        until: Some("2026-11-02".into()),
+        ..Default::default()
+    };
+    let mut offered = Vec::new();
+    let n = store
+        .newest_points_each(&until, |p| offered.push(p))
+        .await
+        .unwrap();
+    assert_eq!(n, 6);
+    assert_eq!(newest(store.points(&until).await.unwrap()), newest(offered));
     store.close().await;
 }
