@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Every performance figure of issue 20 in one table: the criterion benches (`cargo bench`,
+# their own report under target/criterion), then, on seeded databases of each size N
+# (scripts/gen-db.sh), the whole commands side by side with the sqlite3 shell on the same
+# statement: `query` per format, `report` (its own read/render split), `merge` into an
+# empty database, and the size a database takes with raw samples before and after `prune`.
+#
+#   scripts/bench-all.sh [WORKDIR] [N…]      default: a temporary dir, N = 100000 1000000
+#   BENCH=0 scripts/bench-all.sh …           skip `cargo bench`
+#
+# Needs sqlite3 and GNU time (installed when missing). Times are wall seconds of one run,
+# peak RSS in MB; run it on an idle machine.
+set -euo pipefail
+WORK=${1:-$(mktemp -d)}
+shift || true
+SIZES=("$@")
+[[ ${#SIZES[@]} -gt 0 ]] || SIZES=(100000 1000000)
+cd "$(dirname "$0")/.."
+need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
+need sqlite3 sqlite3
+[[ -x /usr/bin/time ]] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+mkdir -p "$WORK"
+cargo build --release -q -p tokbench
+TB=target/release/tokbench
+if [[ ${BENCH:-1} != 0 ]]; then
+    cargo bench --workspace 2>&1 | grep -E '^[a-z_/0-9 ]+ +time:|thrpt:' || true
+fi
+
+ROWS=()
+# measure LABEL CMD…: one run, its wall time and peak RSS, stdout discarded.
+measure() {
+    local label=$1
+    shift
+    local t
+    t=$( { /usr/bin/time -f '%e %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+    ROWS+=("$(printf '| %-44s | %8s s | %7.0f MB |' "$label" "${t% *}" "$(awk -v k="${t#* }" 'BEGIN { print k / 1024 }')")")
+}
+Q='SELECT * FROM v_results'
+for N in "${SIZES[@]}"; do
+    DB="$WORK/gen-$N.db"
+    [[ -f $DB ]] || scripts/gen-db.sh "$N" "$DB" 1 >/dev/null
+    "$TB" migrate --db "$DB" >/dev/null 2>&1
+    for f in csv jsonl json md table; do
+        measure "$N: tokbench query --format $f" "$TB" query "$Q" --db "$DB" --format "$f"
+    done
+    measure "$N: sqlite3 -csv" sqlite3 -csv -header "$DB" "$Q"
+    measure "$N: sqlite3 -json" sqlite3 -json "$DB" "$Q"
+    measure "$N: tokbench report" "$TB" report --db "$DB" --out "$WORK/report-$N"
+    "$TB" report --db "$DB" --out "$WORK/report-$N" 2>&1 | grep '^report:' | sed "s/^/  $N: /"
+    rm -f "$WORK/merged.db"*
+    measure "$N: tokbench merge into an empty db" "$TB" merge "$DB" --into "$WORK/merged.db"
+done
+# Size with raw samples (200 per result), and after prune.
+S="$WORK/samples.db"
+scripts/gen-db.sh 10000 "$S" 1 100 >/dev/null
+before=$(stat -c %s "$S")
+measure "10000 with samples: tokbench prune --vacuum" "$TB" prune --older-than 0 --vacuum --db "$S"
+after=$(stat -c %s "$S")
+printf '| %-44s | %10s | %10s |\n|%s|%s|%s|\n' command time 'peak RSS' "$(printf -- '-%.0s' {1..46})" ------------ ------------
+printf '%s\n' "${ROWS[@]}"
+echo "database size per 1,000 results with 200 samples each: $((before / 10000)) KB before prune, $((after / 10000)) KB after"
