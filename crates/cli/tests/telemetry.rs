@@ -175,7 +175,7 @@ fn a_run_stores_memory_per_phase_and_says_why_power_is_missing() {
     let results_before = query(&db, "SELECT * FROM v_results ORDER BY result_id");
     let kept = run_ok(&["prune", "--older-than", "1d", "--db", db.to_str().unwrap()]);
     assert!(
-        stderr(&kept).contains("reduce 0 telemetry samples"),
+        stderr(&kept).contains("reduced 0 telemetry samples"),
         "{}",
         stderr(&kept)
     );
