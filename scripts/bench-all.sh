@@ -31,8 +31,11 @@ ROWS=()
 measure() {
     local label=$1
     shift
-    local t
-    t=$( { /usr/bin/time -f '%e %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+    local t f
+    f=$(mktemp)
+    /usr/bin/time -o "$f" -f '%e %M' "$@" >/dev/null 2>&1 || true
+    t=$(tail -1 "$f")
+    rm -f "$f"
     ROWS+=("$(printf '| %-44s | %8s s | %7.0f MB |' "$label" "${t% *}" "$(awk -v k="${t#* }" 'BEGIN { print k / 1024 }')")")
 }
 Q='SELECT * FROM v_results'
