@@ -97,11 +97,9 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(sql("summarise the samples to prune"))?;
-        let deleted = sqlx::query(
-            "DELETE FROM telemetry_sample WHERE result_id IN
-               (SELECT r.id FROM result r JOIN run ON run.id = r.run_id
-                WHERE julianday(run.started_at) < julianday(?))",
-        )
+        let deleted = sqlx::query(&format!(
+            "DELETE FROM telemetry_sample WHERE result_id IN ({PRUNED_RESULTS})"
+        ))
         .bind(cutoff)
         .execute(&mut *tx)
         .await

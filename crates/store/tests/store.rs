@@ -93,6 +93,17 @@ const UNDO_MIGRATION_7: [&str; 10] = [
     "DELETE FROM _sqlx_migrations WHERE version = 20261129000007",
 ];
 
+/// The embedded engine's build at `version` for `accel`.
+fn engine_build(version: &str, accel: &str) -> BackendBuild {
+    BackendBuild {
+        name: "engine".into(),
+        version: version.into(),
+        commit: None,
+        accel: accel.into(),
+        flags: String::new(),
+    }
+}
+
 fn new_run(uuid: &str) -> NewRun {
     NewRun {
         uuid: uuid.into(),
@@ -116,24 +127,12 @@ async fn a_run_round_trips_through_v_results() {
     assert!(store.schema_version().await.unwrap().is_some());
     let run = store.begin_run(&new_run("u1"), &host()).await.unwrap();
     let build = store
-        .backend_build(&BackendBuild {
-            name: "engine".into(),
-            version: "1".into(),
-            commit: None,
-            accel: "cpu".into(),
-            flags: String::new(),
-        })
+        .backend_build(&engine_build("1", "cpu"))
         .await
         .unwrap();
     // The same build and model are recorded once.
     let again = store
-        .backend_build(&BackendBuild {
-            name: "engine".into(),
-            version: "1".into(),
-            commit: None,
-            accel: "cpu".into(),
-            flags: String::new(),
-        })
+        .backend_build(&engine_build("1", "cpu"))
         .await
         .unwrap();
     assert_eq!(build, again);
@@ -414,13 +413,7 @@ async fn telemetry_is_stored_per_phase_with_its_raw_samples() {
     let store = Store::open(&tmp.path().join("t.db")).await.unwrap();
     let run = store.begin_run(&new_run("tel"), &host()).await.unwrap();
     let build = store
-        .backend_build(&BackendBuild {
-            name: "engine".into(),
-            version: "1".into(),
-            commit: None,
-            accel: "cuda".into(),
-            flags: String::new(),
-        })
+        .backend_build(&engine_build("1", "cuda"))
         .await
         .unwrap();
     let mut r = result(0, ResultStatus::Ok, &[10.0, 11.0]);
@@ -587,13 +580,7 @@ async fn the_oom_migration_rebuilds_result_and_keeps_every_row_that_refers_to_it
     let store = Store::open(&db).await.unwrap();
     let run = store.begin_run(&new_run("u1"), &host()).await.unwrap();
     let build = store
-        .backend_build(&BackendBuild {
-            name: "engine".into(),
-            version: "1".into(),
-            commit: None,
-            accel: "cpu".into(),
-            flags: String::new(),
-        })
+        .backend_build(&engine_build("1", "cpu"))
         .await
         .unwrap();
     for cell in 0..3 {
@@ -761,13 +748,7 @@ async fn noisy_and_throttled_are_stored_and_older_results_get_the_flag_their_fig
     let store = Store::open(&db).await.unwrap();
     let run = store.begin_run(&new_run("u1"), &host()).await.unwrap();
     let build = store
-        .backend_build(&BackendBuild {
-            name: "engine".into(),
-            version: "1".into(),
-            commit: None,
-            accel: "cpu".into(),
-            flags: String::new(),
-        })
+        .backend_build(&engine_build("1", "cpu"))
         .await
         .unwrap();
     // Steady (CV 1%), noisy (CV ~58%), one repetition (cannot tell), throttled.
@@ -844,13 +825,7 @@ async fn prune_reduces_old_samples_to_summaries_and_keeps_every_result_and_figur
     let db = tmp.path().join("p.db");
     let store = Store::open(&db).await.unwrap();
     let build = store
-        .backend_build(&BackendBuild {
-            name: "engine".into(),
-            version: "1".into(),
-            commit: None,
-            accel: "cuda".into(),
-            flags: String::new(),
-        })
+        .backend_build(&engine_build("1", "cuda"))
         .await
         .unwrap();
     let sample = |t_ms: f64, phase: &str, metric: &str, value: f64| TelemetrySample {
@@ -977,13 +952,7 @@ async fn the_database_side_newest_per_series_keeps_what_reading_every_result_kee
         let store = store.clone();
         async move {
             store
-                .backend_build(&BackendBuild {
-                    name: "engine".into(),
-                    version: version.into(),
-                    commit: None,
-                    accel: "cpu".into(),
-                    flags: String::new(),
-                })
+                .backend_build(&engine_build(version, "cpu"))
                 .await
                 .unwrap()
         }
