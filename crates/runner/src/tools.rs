@@ -111,6 +111,9 @@ pub fn tools_root() -> Result<PathBuf, ToolsError> {
     Ok(base.join("llama-tools"))
 }
 
+/// The overlay's CMake file that turns Intel AMX off, included after `project()`.
+const NO_AMX: &str = "cmake/tokbench-no-amx.cmake";
+
 /// A key over what decides the build: the tool sources, the library's crate version, the
 /// accelerator and the extra CMake flags.
 fn build_key(accel: Accel, cmake_flags: &[String]) -> String {
@@ -274,6 +277,11 @@ pub fn build_tools(args: &BuildArgs, say: &mut dyn FnMut(&str)) -> Result<ToolsB
             "-DLLAMA_OPENSSL=OFF",
             "-DGGML_NATIVE=ON",
         ])
+        // ggml's AMX kernels crash; the engine is built without them too (the file says why).
+        .arg(format!(
+            "-DCMAKE_PROJECT_INCLUDE={}",
+            tree.join(NO_AMX).display()
+        ))
         .args(&flags);
     say(&format!("configuring ({}) …", args.accel.name()));
     if let Err(e) = run_logged(&mut configure, &dir.join("configure.log")) {
@@ -407,6 +415,7 @@ mod tests {
             "tools/llama-bench/llama-bench.cpp",
             "tools/server/server.cpp",
             "tools/ui/ui.h",
+            NO_AMX,
         ] {
             assert!(paths.contains(&want), "{want} in {paths:?}");
         }
