@@ -61,12 +61,13 @@ SELECT m.name || '-' || k.j, m.architecture, m.quant, m.n_params, m.file_bytes,
 FROM model m JOIN (WITH RECURSIVE k(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM k WHERE j < $MODELS - 1) SELECT j FROM k) k;
 WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < $RUNS - 1)
 INSERT INTO run (uuid, started_at, finished_at, suite_name, tokbench_version, trigger, status,
-                 cells_total, host_id, hardware)
+                 cells_total, host_id, hardware, telemetry_unavailable_json)
 SELECT printf('gen-%08d', n.i),
        strftime('%Y-%m-%dT%H:%M:%SZ', '2026-01-01', printf('+%d days', n.i / 12), printf('+%d minutes', 2 * (n.i % 12))),
        NULL, 'nightly', '0', 'nightly', 'ok', $PER_RUN,
        (SELECT id FROM host WHERE identity = 'gen-' || (n.i % 12)),
-       (SELECT name FROM hw WHERE hw.i = n.i % 12)
+       (SELECT name FROM hw WHERE hw.i = n.i % 12),
+       (SELECT telemetry_unavailable_json FROM run ORDER BY id LIMIT 1)
 FROM n;
 WITH base AS (SELECT r.*, ROW_NUMBER() OVER (ORDER BY r.id) - 1 AS b FROM result r
               WHERE r.run_id = (SELECT MIN(id) FROM run) AND r.status = 'ok'),

@@ -78,16 +78,27 @@ fn a_run_stores_memory_per_phase_and_says_why_power_is_missing() {
     }
     let rows = query(
         &db,
-        "SELECT v.test, v.decode_power_avg_w, v.decode_energy_j, r.telemetry_json FROM v_results v JOIN result r ON r.id = v.result_id",
+        "SELECT v.test, v.decode_power_avg_w, v.decode_energy_j, r.telemetry_json,
+                run.telemetry_unavailable_json
+         FROM v_results v JOIN result r ON r.id = v.result_id JOIN run ON run.id = r.run_id",
     );
     for r in &rows {
         let t: serde_json::Value = serde_json::from_str(s(r, "telemetry_json")).unwrap();
-        let unavailable: Vec<&str> = t["unavailable"]
+        // What this machine cannot measure is stored once, on the run; a result repeats
+        // it only where its own list differs, which no cell of this run has reason to.
+        assert!(t.get("unavailable").is_none(), "{t}");
+        let run_list: serde_json::Value =
+            serde_json::from_str(s(r, "telemetry_unavailable_json")).unwrap();
+        let unavailable: Vec<&str> = run_list
             .as_array()
             .unwrap()
             .iter()
             .map(|u| u.as_str().unwrap())
             .collect();
+        // Figures nobody measured are left out of the phases, not stored as null.
+        for p in t["phases"].as_array().unwrap() {
+            assert!(p.as_object().unwrap().values().all(|x| !x.is_null()), "{p}");
+        }
         if !std::path::Path::new("/proc/driver/nvidia").exists()
             && !std::path::Path::new("/sys/class/powercap").exists()
         {

@@ -2,7 +2,8 @@
 //! its column, so two values cannot trade places the way two positional `?` binds of the
 //! same type can. The statement's column list and its binds come from the same pairs.
 
-use sqlx::sqlite::{SqliteConnection, SqliteQueryResult};
+use crate::raw::Writer;
+use crate::StoreError;
 
 /// One value as SQLite stores it. `None` is NULL.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +104,7 @@ impl From<&Option<String>> for Value {
 pub(crate) struct Insert {
     table: &'static str,
     columns: Vec<(&'static str, Value)>,
+    or_nothing: bool,
 }
 
 impl Insert {
@@ -110,6 +112,7 @@ impl Insert {
         Insert {
             table,
             columns: Vec::new(),
+            or_nothing: false,
         }
     }
 
@@ -123,33 +126,56 @@ impl Insert {
         self
     }
 
-    /// The statement text.
-    pub(crate) fn sql(&self) -> String {
-        let names: Vec<&str> = self.columns.iter().map(|(c, _)| *c).collect();
-        format!(
-            "INSERT INTO {} ({}) VALUES ({})",
-            self.table,
-            names.join(", "),
-            vec!["?"; names.len()].join(", ")
-        )
+    /// Makes the statement `INSERT … ON CONFLICT DO NOTHING`: a row whose unique key is
+    /// already there is left as it is.
+    pub(crate) fn on_conflict_do_nothing(mut self) -> Insert {
+        self.or_nothing = true;
+        self
     }
 
-    pub(crate) async fn execute(
-        &self,
-        conn: &mut SqliteConnection,
-    ) -> Result<SqliteQueryResult, sqlx::Error> {
-        let text = self.sql();
-        let mut q = sqlx::query(&text);
-        for (_, v) in &self.columns {
-            q = match v {
-                Value::Int(v) => q.bind(*v),
-                Value::Real(v) => q.bind(*v),
-                Value::Text(v) => q.bind(v.clone()),
-                Value::Bool(v) => q.bind(*v),
-            };
-        }
-        q.execute(conn).await
+    /// The statement text.
+    #[cfg(test)]
+    pub(crate) fn sql(&self) -> String {
+        let names: Vec<&str> = self.columns.iter().map(|(c, _)| *c).collect();
+        spell(self.table, &names, self.or_nothing)
     }
+
+    /// Runs the insert on `w`'s connection; returns the new row's id (the connection's
+    /// last insert, so not a row of this statement's when a conflict skipped it).
+    pub(crate) fn execute_raw(self, w: &mut Writer, what: &str) -> Result<i64, StoreError> {
+        // The statement's shape by the address and length of each static name: the same
+        // call site gives the same figures, and two shapes with the same figures name the
+        // same bytes, so they spell the same text.
+        let mut shape = Vec::with_capacity(2 * self.columns.len() + 3);
+        shape.extend([
+            self.table.as_ptr() as usize,
+            self.table.len(),
+            usize::from(self.or_nothing),
+        ]);
+        let mut names = Vec::with_capacity(self.columns.len());
+        let mut values = Vec::with_capacity(self.columns.len());
+        for (name, value) in self.columns {
+            shape.extend([name.as_ptr() as usize, name.len()]);
+            names.push(name);
+            values.push(value);
+        }
+        let (table, or_nothing) = (self.table, self.or_nothing);
+        w.insert(shape, || spell(table, &names, or_nothing), &values, what)
+    }
+}
+
+/// `INSERT INTO table (names…) VALUES (?…)`, with `ON CONFLICT DO NOTHING` when asked.
+fn spell(table: &str, names: &[&str], or_nothing: bool) -> String {
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({}){}",
+        names.join(", "),
+        vec!["?"; names.len()].join(", "),
+        if or_nothing {
+            " ON CONFLICT DO NOTHING"
+        } else {
+            ""
+        }
+    )
 }
 
 #[cfg(test)]
@@ -164,6 +190,10 @@ mod tests {
             .set("c", "x")
             .set("d", None::<String>);
         assert_eq!(i.sql(), "INSERT INTO t (a, b, c, d) VALUES (?, ?, ?, ?)");
+        assert_eq!(
+            i.on_conflict_do_nothing().sql(),
+            "INSERT INTO t (a, b, c, d) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        );
         assert_eq!(Value::from(Some(u64::MAX)), Value::Int(None));
     }
 }

@@ -54,34 +54,6 @@ impl Store {
         Ok(())
     }
 
-    /// Sets a result's prefill or decode mean and sd to figures computed elsewhere (an
-    /// imported tool's own, which its output may give without the repetitions behind them).
-    pub async fn set_rate_summary(
-        &self,
-        id: ResultId,
-        phase: &str,
-        mean: f64,
-        sd: Option<f64>,
-    ) -> Result<(), StoreError> {
-        let statement = match phase {
-            "prefill" => "UPDATE result SET prefill_tps = ?, prefill_tps_sd = ? WHERE id = ?",
-            "decode" => "UPDATE result SET decode_tps = ?, decode_tps_sd = ? WHERE id = ?",
-            other => {
-                return Err(StoreError::Refused(format!(
-                    "no rate summary named `{other}` (prefill or decode)"
-                )))
-            }
-        };
-        sqlx::query(statement)
-            .bind(mean)
-            .bind(sd)
-            .bind(id.0)
-            .execute(&self.pool)
-            .await
-            .map_err(sql("set a result's summary"))?;
-        Ok(())
-    }
-
     /// Runs one read-only statement and returns its rows as JSON values.
     pub async fn query(&self, statement: &str) -> Result<QueryOutput, StoreError> {
         let mut out = QueryOutput {

@@ -10,7 +10,7 @@ use libsqlite3_sys as ffi;
 use crate::{readonly, Cell, QueryEvent, StoreError};
 
 /// A prepared statement, finalized when dropped.
-struct Prepared(*mut ffi::sqlite3_stmt);
+pub(crate) struct Prepared(pub(crate) *mut ffi::sqlite3_stmt);
 
 impl Drop for Prepared {
     fn drop(&mut self) {
@@ -21,7 +21,7 @@ impl Drop for Prepared {
 }
 
 /// SQLite's message for the connection's last error.
-fn last_error(db: *mut ffi::sqlite3) -> String {
+pub(crate) fn last_error(db: *mut ffi::sqlite3) -> String {
     // SAFETY: db is an open connection; sqlite3_errmsg returns a valid C string owned by
     // SQLite until the next call on the connection, copied here at once.
     unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db)) }
@@ -51,7 +51,7 @@ fn failure(db: *mut ffi::sqlite3, rc: c_int) -> StoreError {
 /// # Safety
 /// `db` is an open connection no other thread uses until the statement is finalized;
 /// `sql` and `tail` point into one NUL-terminated string.
-unsafe fn prepare(
+pub(crate) unsafe fn prepare(
     db: *mut ffi::sqlite3,
     sql: *const std::ffi::c_char,
     tail: &mut *const std::ffi::c_char,

@@ -2,6 +2,8 @@
 //! telemetry in one transaction per cell, every column bound by name ([`crate::columns::Insert`]).
 
 use super::*;
+use crate::columns::{Insert, Value};
+use crate::raw::Writer;
 
 impl Store {
     /// Records the host (once per identity) and a new run on it.
@@ -160,76 +162,23 @@ impl Store {
 
     /// The id of a backend build, recorded on first sight.
     pub async fn backend_build(&self, b: &BackendBuild) -> Result<BuildId, StoreError> {
-        let BackendBuild {
-            name,
-            version,
-            commit,
-            accel,
-            flags,
-        } = b;
-        sqlx::query(
-            "INSERT INTO backend_build (name, version, commit_sha, accel, flags)
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(name)
-        .bind(version)
-        .bind(commit)
-        .bind(accel)
-        .bind(flags)
-        .execute(&self.pool)
-        .await
-        .map_err(sql("record the backend build"))?;
-        let (id,): (i64,) = sqlx::query_as(
-            "SELECT id FROM backend_build WHERE name = ? AND version = ?
-               AND IFNULL(commit_sha, '') = IFNULL(?, '') AND accel = ? AND flags = ?",
-        )
-        .bind(name)
-        .bind(version)
-        .bind(commit)
-        .bind(accel)
-        .bind(flags)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(sql("record the backend build"))?;
-        Ok(BuildId(id))
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(sql("record the backend build"))?;
+        let mut handle = conn
+            .lock_handle()
+            .await
+            .map_err(sql("record the backend build"))?;
+        build_id(&mut Writer::new(handle.as_raw_handle()), b)
     }
 
     /// The id of a model, recorded on first sight.
     pub async fn model(&self, m: &ModelRecord) -> Result<ModelId, StoreError> {
-        let ModelRecord {
-            name,
-            architecture,
-            quant,
-            n_params,
-            file_bytes,
-            file_sha256,
-            shape_json,
-            origin,
-        } = m;
-        sqlx::query(
-            "INSERT INTO model (name, architecture, quant, n_params, file_bytes, file_sha256,
-                                shape_json, origin)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (file_sha256, name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(architecture)
-        .bind(quant)
-        .bind(*n_params as i64)
-        .bind(*file_bytes as i64)
-        .bind(file_sha256)
-        .bind(shape_json)
-        .bind(origin)
-        .execute(&self.pool)
-        .await
-        .map_err(sql("record the model"))?;
-        let (id,): (i64,) =
-            sqlx::query_as("SELECT id FROM model WHERE file_sha256 = ? AND name = ?")
-                .bind(file_sha256)
-                .bind(name)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(sql("record the model"))?;
-        Ok(ModelId(id))
+        let mut conn = self.pool.acquire().await.map_err(sql("record the model"))?;
+        let mut handle = conn.lock_handle().await.map_err(sql("record the model"))?;
+        model_id(&mut Writer::new(handle.as_raw_handle()), m)
     }
 
     /// Stores one cell's result and its repetitions in one transaction.
@@ -261,35 +210,207 @@ impl Store {
         rs: &[&CellResult],
     ) -> Result<Vec<ResultId>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(sql("store a result"))?;
-        let mut ids = Vec::with_capacity(rs.len());
-        for r in rs {
-            ids.push(
-                insert_one(
-                    &mut tx,
+        let ids = {
+            let mut handle = tx.lock_handle().await.map_err(sql("store a result"))?;
+            let mut w = Writer::new(handle.as_raw_handle());
+            rs.iter()
+                .map(|r| {
+                    insert_one(
+                        &mut w,
+                        run,
+                        build,
+                        model,
+                        Row {
+                            model_name,
+                            repetitions_expected,
+                            result: r,
+                            rate_summary: None,
+                        },
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        tx.commit().await.map_err(sql("store a result"))?;
+        Ok(ids)
+    }
+
+    /// Stores many cells of one run, each with the build and model it ran on, in one
+    /// transaction (all or none), every statement prepared once: what `import` writes
+    /// through.
+    pub async fn insert_batch(
+        &self,
+        run: RunId,
+        cells: &[BatchCell<'_>],
+    ) -> Result<Vec<ResultId>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(sql("store results"))?;
+        let ids = {
+            let mut handle = tx.lock_handle().await.map_err(sql("store results"))?;
+            let mut w = Writer::new(handle.as_raw_handle());
+            let mut ids = Vec::with_capacity(cells.len());
+            // Cells in a row mostly share their build and model: compared with the last
+            // cell's before the writer's cache is asked (whose key spells the whole row).
+            let mut last_build: Option<(&BackendBuild, BuildId)> = None;
+            let mut last_model: Option<(&ModelRecord, ModelId)> = None;
+            for c in cells {
+                let build = match last_build {
+                    Some((b, id)) if b == c.build => id,
+                    _ => build_id(&mut w, c.build)?,
+                };
+                last_build = Some((c.build, build));
+                let model = match (c.model, last_model) {
+                    (None, _) => None,
+                    (Some(m), Some((last, id))) if last == m => Some(id),
+                    (Some(m), _) => {
+                        let id = model_id(&mut w, m)?;
+                        last_model = Some((m, id));
+                        Some(id)
+                    }
+                };
+                ids.push(insert_one(
+                    &mut w,
                     run,
                     build,
                     model,
-                    model_name,
-                    repetitions_expected,
-                    r,
-                )
-                .await?,
-            );
-        }
-        tx.commit().await.map_err(sql("store a result"))?;
+                    Row {
+                        model_name: c.model_name,
+                        repetitions_expected: c.repetitions_expected,
+                        result: c.result,
+                        rate_summary: c.rate_summary,
+                    },
+                )?);
+            }
+            ids
+        };
+        tx.commit().await.map_err(sql("store results"))?;
         Ok(ids)
     }
 }
 
-pub(crate) async fn insert_one(
-    tx: &mut sqlx::SqliteConnection,
+/// One cell of [`Store::insert_batch`]: its result, with the build and model it ran on.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchCell<'a> {
+    pub build: &'a BackendBuild,
+    pub model: Option<&'a ModelRecord>,
+    pub model_name: &'a str,
+    pub repetitions_expected: u32,
+    pub result: &'a CellResult,
+    /// The backend's own mean and sd of a rate, stored in place of the one computed from
+    /// the repetitions (llama-bench's SQL output has none).
+    pub rate_summary: Option<(Rate, f64, Option<f64>)>,
+}
+
+/// A rate a result summarises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rate {
+    Prefill,
+    Decode,
+}
+
+/// The id of a backend build, recorded on first sight.
+pub(crate) fn build_id(w: &mut Writer, b: &BackendBuild) -> Result<BuildId, StoreError> {
+    let cache_key = format!("build\0{b:?}");
+    if let Some(id) = w.cached(&cache_key) {
+        return Ok(BuildId(id));
+    }
+    let BackendBuild {
+        name,
+        version,
+        commit,
+        accel,
+        flags,
+    } = b;
+    let key = [
+        Value::from(name.as_str()),
+        Value::from(version.as_str()),
+        Value::from(commit),
+        Value::from(accel.as_str()),
+        Value::from(flags.as_str()),
+    ];
+    w.execute(
+        "INSERT INTO backend_build (name, version, commit_sha, accel, flags)
+         VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        &key,
+        "record the backend build",
+    )?;
+    w.query_i64(
+        "SELECT id FROM backend_build WHERE name = ? AND version = ?
+           AND IFNULL(commit_sha, '') = IFNULL(?, '') AND accel = ? AND flags = ?",
+        &key,
+        "record the backend build",
+    )?
+    .map(|id| BuildId(w.cache(cache_key, id)))
+    .ok_or_else(|| missing("record the backend build"))
+}
+
+/// The id of a model, recorded on first sight.
+pub(crate) fn model_id(w: &mut Writer, m: &ModelRecord) -> Result<ModelId, StoreError> {
+    let cache_key = format!("model\0{m:?}");
+    if let Some(id) = w.cached(&cache_key) {
+        return Ok(ModelId(id));
+    }
+    let ModelRecord {
+        name,
+        architecture,
+        quant,
+        n_params,
+        file_bytes,
+        file_sha256,
+        shape_json,
+        origin,
+    } = m;
+    Insert::into("model")
+        .set("name", name.as_str())
+        .set("architecture", architecture.as_str())
+        .set("quant", quant.as_str())
+        .set("n_params", Some(*n_params))
+        .set("file_bytes", Some(*file_bytes))
+        .set("file_sha256", file_sha256.as_str())
+        .set("shape_json", shape_json.as_str())
+        .set("origin", origin.as_str())
+        .on_conflict_do_nothing()
+        .execute_raw(w, "record the model")?;
+    w.query_i64(
+        "SELECT id FROM model WHERE file_sha256 = ? AND name = ?",
+        &[
+            Value::from(file_sha256.as_str()),
+            Value::from(name.as_str()),
+        ],
+        "record the model",
+    )?
+    .map(|id| ModelId(w.cache(cache_key, id)))
+    .ok_or_else(|| missing("record the model"))
+}
+
+/// The error for a row an upsert just made sure of and a select did not find.
+fn missing(what: &str) -> StoreError {
+    StoreError::Sql {
+        what: format!("{what}: the row is missing after its insert"),
+        source: sqlx::Error::RowNotFound,
+    }
+}
+
+/// What one result row is made of besides its run, build and model.
+pub(crate) struct Row<'a> {
+    pub(crate) model_name: &'a str,
+    pub(crate) repetitions_expected: u32,
+    pub(crate) result: &'a CellResult,
+    /// Overrides the summary computed from the result's repetitions (see [`BatchCell`]).
+    pub(crate) rate_summary: Option<(Rate, f64, Option<f64>)>,
+}
+
+pub(crate) fn insert_one(
+    w: &mut Writer,
     run: RunId,
     build: BuildId,
     model: Option<ModelId>,
-    model_name: &str,
-    repetitions_expected: u32,
-    r: &CellResult,
+    row: Row<'_>,
 ) -> Result<ResultId, StoreError> {
+    let Row {
+        model_name,
+        repetitions_expected,
+        result: r,
+        rate_summary,
+    } = row;
     {
         let CellResult {
             cell_index,
@@ -331,33 +452,51 @@ pub(crate) async fn insert_one(
                 .as_ref()
                 .and_then(|t| t.phases.iter().filter_map(f).max())
         };
-        let telemetry_json = telemetry.as_ref().map(|t| {
-            serde_json::json!({"phases": t.phases, "unavailable": t.unavailable}).to_string()
-        });
+        let telemetry_json = match telemetry {
+            Some(t) => Some(telemetry_json(w, run, t)?),
+            None => None,
+        };
         let sv = serving.as_ref().map(|s| &s.summary);
-        sqlx::query(
-            "INSERT INTO workload (kind, label, n_prompt, n_gen, n_depth) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (kind, n_prompt, n_gen, n_depth) DO NOTHING",
-        )
-        .bind(kind)
-        .bind(test.label())
-        .bind(test.n_prompt)
-        .bind(test.n_gen)
-        .bind(test.n_depth)
-        .execute(&mut *tx)
-        .await
-        .map_err(sql("store a result's workload"))?;
-        let (workload_id,): (i64,) = sqlx::query_as(
-            "SELECT id FROM workload WHERE kind = ? AND n_prompt = ? AND n_gen = ? AND n_depth = ?",
-        )
-        .bind(kind)
-        .bind(test.n_prompt)
-        .bind(test.n_gen)
-        .bind(test.n_depth)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(sql("store a result's workload"))?;
-        let summary = r.summary();
+        let cache_key = format!(
+            "workload\0{kind}\0{}\0{}\0{}",
+            test.n_prompt, test.n_gen, test.n_depth
+        );
+        let workload_id = match w.cached(&cache_key) {
+            Some(id) => id,
+            None => {
+                let key = [
+                    Value::from(kind),
+                    Value::from(test.n_prompt),
+                    Value::from(test.n_gen),
+                    Value::from(test.n_depth),
+                ];
+                w.execute(
+                    "INSERT INTO workload (kind, n_prompt, n_gen, n_depth, label) VALUES (?, ?, ?, ?, ?)
+                     ON CONFLICT (kind, n_prompt, n_gen, n_depth) DO NOTHING",
+                    &[key.as_slice(), &[Value::from(test.label())]].concat(),
+                    "store a result's workload",
+                )?;
+                let id = w
+                    .query_i64(
+                        "SELECT id FROM workload
+                         WHERE kind = ? AND n_prompt = ? AND n_gen = ? AND n_depth = ?",
+                        &key,
+                        "store a result's workload",
+                    )?
+                    .ok_or_else(|| missing("store a result's workload"))?;
+                w.cache(cache_key, id)
+            }
+        };
+        let mut summary = r.summary();
+        match rate_summary {
+            Some((Rate::Prefill, mean, sd)) => {
+                (summary.prefill_tps, summary.prefill_tps_sd) = (Some(mean), sd)
+            }
+            Some((Rate::Decode, mean, sd)) => {
+                (summary.decode_tps, summary.decode_tps_sd) = (Some(mean), sd)
+            }
+            None => {}
+        }
         let telemetry_method = t_decode
             .energy_method
             .clone()
@@ -441,62 +580,91 @@ pub(crate) async fn insert_one(
                 "cpu_governor",
                 conditions.as_ref().and_then(|c| c.cpu_governor.as_deref()),
             )
-            .execute(&mut *tx)
-            .await
-            .map_err(sql("store a result"))?
-            .last_insert_rowid();
+            .execute_raw(w, "store a result")?;
         for rq in serving.iter().flat_map(|s| &s.requests) {
-            sqlx::query(
-                "INSERT INTO request (result_id, idx, start_ms, ttft_ms, e2e_ms, tpot_ms, n_prompt, n_gen,
-                    itl_json, server_json, error)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(id)
-            .bind(rq.index)
-            .bind(rq.start_ms)
-            .bind(rq.ttft_ms)
-            .bind(rq.e2e_ms)
-            .bind(rq.tpot_ms())
-            .bind(rq.n_prompt)
-            .bind(rq.n_gen)
-            .bind(serde_json::to_string(&rq.itl_ms).unwrap_or_else(|_| "[]".into()))
-            .bind(rq.server.as_ref().and_then(|t| serde_json::to_string(t).ok()))
-            .bind(&rq.error)
-            .execute(&mut *tx)
-            .await
-            .map_err(sql("store a request"))?;
+            Insert::into("request")
+                .set("result_id", id)
+                .set("idx", rq.index)
+                .set("start_ms", rq.start_ms)
+                .set("ttft_ms", rq.ttft_ms)
+                .set("e2e_ms", rq.e2e_ms)
+                .set("tpot_ms", rq.tpot_ms())
+                .set("n_prompt", rq.n_prompt)
+                .set("n_gen", rq.n_gen)
+                .set(
+                    "itl_json",
+                    serde_json::to_string(&rq.itl_ms).unwrap_or_else(|_| "[]".into()),
+                )
+                .set(
+                    "server_json",
+                    rq.server
+                        .as_ref()
+                        .and_then(|t| serde_json::to_string(t).ok()),
+                )
+                .set("error", &rq.error)
+                .execute_raw(w, "store a request")?;
         }
         for (i, rep) in repetitions.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO repetition (result_id, rep, prefill_tps, decode_tps, ttft_ms, prompt_ms, gen_ms)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(id)
-            .bind(i as i64)
-            .bind(rep.prefill_tps)
-            .bind(rep.decode_tps)
-            .bind(rep.ttft_ms)
-            .bind(rep.prompt_ms)
-            .bind(rep.gen_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(sql("store a repetition"))?;
+            Insert::into("repetition")
+                .set("result_id", id)
+                .set("rep", i as i64)
+                .set("prefill_tps", rep.prefill_tps)
+                .set("decode_tps", rep.decode_tps)
+                .set("ttft_ms", rep.ttft_ms)
+                .set("prompt_ms", rep.prompt_ms)
+                .set("gen_ms", rep.gen_ms)
+                .execute_raw(w, "store a repetition")?;
         }
         for t in telemetry.iter().flat_map(|t| &t.samples) {
-            sqlx::query(
-                "INSERT INTO telemetry_sample (result_id, t_ms, phase, metric, value, source)
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(id)
-            .bind(t.t_ms)
-            .bind(&t.phase)
-            .bind(&t.metric)
-            .bind(t.value)
-            .bind(&t.source)
-            .execute(&mut *tx)
-            .await
-            .map_err(sql("store a telemetry sample"))?;
+            Insert::into("telemetry_sample")
+                .set("result_id", id)
+                .set("t_ms", t.t_ms)
+                .set("phase", t.phase.as_str())
+                .set("metric", t.metric.as_str())
+                .set("value", t.value)
+                .set("source", t.source.as_str())
+                .execute_raw(w, "store a telemetry sample")?;
         }
         Ok(ResultId(id))
     }
+}
+
+/// A cell's `telemetry_json`: its phases without the figures nobody measured (a key that is
+/// absent reads as NULL, as `null` did), and the metrics this machine cannot measure only
+/// where they differ from its run's list, which the run's first cell with telemetry sets
+/// (`run.telemetry_unavailable_json`, migration 9).
+fn telemetry_json(
+    w: &mut Writer,
+    run: RunId,
+    t: &tokbench_core::record::CellTelemetry,
+) -> Result<String, StoreError> {
+    let unavailable = serde_json::to_string(&t.unavailable).unwrap_or_else(|_| "[]".into());
+    let binds = [Value::from(unavailable.as_str()), Value::from(run.0)];
+    w.execute(
+        "UPDATE run SET telemetry_unavailable_json = ?
+         WHERE id = ? AND telemetry_unavailable_json IS NULL",
+        &binds,
+        "record what telemetry cannot measure",
+    )?;
+    let same = w.query_i64(
+        "SELECT telemetry_unavailable_json IS ? FROM run WHERE id = ?",
+        &binds,
+        "record what telemetry cannot measure",
+    )? == Some(1);
+    let phases: Vec<serde_json::Value> = t
+        .phases
+        .iter()
+        .map(|p| {
+            let mut v = serde_json::to_value(p).unwrap_or_default();
+            if let Some(fields) = v.as_object_mut() {
+                fields.retain(|_, x| !x.is_null());
+            }
+            v
+        })
+        .collect();
+    let mut json = serde_json::json!({ "phases": phases });
+    if !same {
+        json["unavailable"] = serde_json::json!(t.unavailable);
+    }
+    Ok(json.to_string())
 }

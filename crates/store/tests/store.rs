@@ -76,11 +76,13 @@ fn result(cell: usize, status: ResultStatus, reps: &[f64]) -> CellResult {
     }
 }
 
-/// Takes a current database back to before migration 7, rows kept: migration 8's indexes
-/// (one covers two of 7's columns) go, then 7's four added columns and the view that
-/// shows them (migration 6, which a test may undo next, drops the view and makes its own,
-/// so a placeholder stands in).
-const UNDO_MIGRATION_7: [&str; 10] = [
+/// Takes a current database back to before migration 7, rows kept: migration 9's run
+/// column and 8's indexes (one covers two of 7's columns) go, then 7's four added columns
+/// and the view that shows them (migration 6, which a test may undo next, drops the view
+/// and makes its own, so a placeholder stands in).
+const UNDO_MIGRATION_7: [&str; 12] = [
+    "ALTER TABLE run DROP COLUMN telemetry_unavailable_json",
+    "DELETE FROM _sqlx_migrations WHERE version = 20261205000009",
     "DROP INDEX result_report",
     "DROP INDEX run_by_started",
     "DELETE FROM _sqlx_migrations WHERE version = 20261205000008",
@@ -475,15 +477,13 @@ async fn telemetry_is_stored_per_phase_with_its_raw_samples() {
     assert_eq!(q.rows.len(), 1);
     assert_eq!(q.rows[0][4], serde_json::json!("nvml"));
     let q = store
-        .query("SELECT telemetry_json FROM result")
+        .query("SELECT telemetry_json, run.telemetry_unavailable_json FROM result JOIN run ON run.id = result.run_id")
         .await
         .unwrap();
     let j: serde_json::Value = serde_json::from_str(q.rows[0][0].as_str().unwrap()).unwrap();
     assert_eq!(j["phases"][0]["flags"][0], "too_short");
-    assert!(j["unavailable"][0]
-        .as_str()
-        .unwrap()
-        .contains("rapl: not supported"));
+    let u: serde_json::Value = serde_json::from_str(q.rows[0][1].as_str().unwrap()).unwrap();
+    assert!(u[0].as_str().unwrap().contains("rapl: not supported"));
     store.close().await;
 }
 
@@ -800,7 +800,7 @@ async fn noisy_and_throttled_are_stored_and_older_results_get_the_flag_their_fig
         conn.close().await.unwrap();
     }
     let applied = Store::migrate(&db).await.unwrap();
-    assert_eq!(applied.len(), 2, "migrations 7 and 8: {applied:?}");
+    assert_eq!(applied.len(), 3, "migrations 7, 8 and 9: {applied:?}");
     let store = Store::open_read_only(&db).await.unwrap();
     let rows = store.results(Some("u1")).await.unwrap();
     // The figures give the flag back; what the machine did is unknown for them.
@@ -1021,4 +1021,126 @@ async fn the_database_side_newest_per_series_keeps_what_reading_every_result_kee
     assert_eq!(n, 6);
     assert_eq!(newest(store.points(&until).await.unwrap()), newest(offered));
     store.close().await;
+}
+
+/// A cell's telemetry: one phase with a figure measured and the rest not, and what the
+/// machine cannot measure.
+fn with_telemetry(mut r: CellResult, unavailable: &[&str]) -> CellResult {
+    r.telemetry = Some(tokbench_core::record::CellTelemetry {
+        phases: vec![tokbench_core::record::PhaseFigures {
+            phase: "decode".into(),
+            n_samples: 12,
+            rss_peak_bytes: Some(3 << 20),
+            flags: vec!["too_short".into()],
+            ..Default::default()
+        }],
+        samples: vec![],
+        unavailable: unavailable.iter().map(|u| u.to_string()).collect(),
+    });
+    r
+}
+
+async fn telemetry_json_of(db: &std::path::Path) -> Vec<serde_json::Value> {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display()))
+        .await
+        .unwrap();
+    let rows: Vec<(Option<String>,)> =
+        sqlx::query_as("SELECT telemetry_json FROM result ORDER BY cell_index")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    conn.close().await.unwrap();
+    rows.iter()
+        .filter_map(|(t,)| t.as_ref().map(|t| serde_json::from_str(t).unwrap()))
+        .collect()
+}
+
+async fn run_unavailable(db: &std::path::Path) -> Option<String> {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display()))
+        .await
+        .unwrap();
+    let (u,): (Option<String>,) = sqlx::query_as("SELECT telemetry_unavailable_json FROM run")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    u
+}
+
+#[tokio::test]
+async fn what_telemetry_cannot_measure_is_stored_once_per_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("t.db");
+    let store = Store::open(&db).await.unwrap();
+    let run = store.begin_run(&new_run("u1"), &host()).await.unwrap();
+    let build = store
+        .backend_build(&engine_build("1", "cpu"))
+        .await
+        .unwrap();
+    let usual = [
+        "power_w: nvml: no device (no driver)",
+        "cpu_energy_j: rapl: no powercap",
+    ];
+    let cells = [
+        with_telemetry(result(0, ResultStatus::Ok, &[10.0]), &usual),
+        with_telemetry(result(1, ResultStatus::Ok, &[10.0]), &usual),
+        // A cell that lost a source keeps a list of its own.
+        with_telemetry(result(2, ResultStatus::Ok, &[10.0]), &usual[..1]),
+        result(3, ResultStatus::Ok, &[10.0]),
+    ];
+    for c in &cells {
+        store
+            .insert_result(run, build, None, "m", 1, c)
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    assert_eq!(
+        run_unavailable(&db).await.as_deref(),
+        Some(serde_json::to_string(&usual).unwrap().as_str())
+    );
+    let t = telemetry_json_of(&db).await;
+    assert_eq!(t.len(), 3, "the cell without telemetry stores none");
+    assert!(t[0].get("unavailable").is_none(), "{}", t[0]);
+    assert!(t[1].get("unavailable").is_none(), "{}", t[1]);
+    assert_eq!(t[2]["unavailable"], serde_json::json!(&usual[..1]));
+    // The phase keeps what was measured (and its flags); what was not is absent.
+    assert_eq!(
+        t[0]["phases"],
+        serde_json::json!([{"phase": "decode", "n_samples": 12, "rss_peak_bytes": 3 << 20,
+                            "flags": ["too_short"]}])
+    );
+
+    // A database written before migration 9 (the list in every result) is moved over:
+    // put the lists back where they were, undo the column, and open it again.
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display()))
+            .await
+            .unwrap();
+        for statement in [
+            "UPDATE result SET telemetry_json = json_set(telemetry_json, '$.unavailable',
+               json((SELECT telemetry_unavailable_json FROM run WHERE run.id = result.run_id)))
+             WHERE json_type(telemetry_json, '$.unavailable') IS NULL",
+            "ALTER TABLE run DROP COLUMN telemetry_unavailable_json",
+            "DELETE FROM _sqlx_migrations WHERE version = 20261205000009",
+        ] {
+            sqlx::query(statement).execute(&mut conn).await.unwrap();
+        }
+        conn.close().await.unwrap();
+    }
+    assert!(telemetry_json_of(&db)
+        .await
+        .iter()
+        .all(|t| t["unavailable"].is_array()));
+    let store = Store::open(&db).await.unwrap();
+    store.close().await;
+    let migrated = telemetry_json_of(&db).await;
+    assert_eq!(
+        serde_json::from_str::<Vec<String>>(&run_unavailable(&db).await.unwrap()).unwrap(),
+        usual
+    );
+    assert_eq!(migrated, t, "the same rows as a current tokbench writes");
 }
