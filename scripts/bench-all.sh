@@ -3,7 +3,8 @@
 # their own report under target/criterion), then, on seeded databases of each size N
 # (scripts/gen-db.sh), the whole commands side by side with the sqlite3 shell on the same
 # statement: `query` per format, `report` (its own read/render split), `merge` into an
-# empty database, and the size a database takes with raw samples before and after `prune`.
+# empty database, `import` of 100,000 llama-bench records, and the size a database takes
+# with raw samples before and after `prune`.
 #
 #   scripts/bench-all.sh [WORKDIR] [N…]      default: a temporary dir, N = 100000 1000000
 #   BENCH=0 scripts/bench-all.sh …           skip `cargo bench`
@@ -53,6 +54,35 @@ for N in "${SIZES[@]}"; do
     rm -f "$WORK/merged.db"*
     measure "$N: tokbench merge into an empty db" "$TB" merge "$DB" --into "$WORK/merged.db"
 done
+# import: FILES llama-bench JSON files of 10,000 records each (seeded, from a real record's
+# shape), into an empty database.
+IMP="$WORK/import"
+if [[ ! -f $IMP/imp9.json ]]; then
+    mkdir -p "$IMP"
+    python3 - "$IMP" crates/core/tests/fixtures/llama-bench/r1.json <<'PY'
+import copy, json, random, sys
+out, fixture = sys.argv[1], sys.argv[2]
+base = json.load(open(fixture))[0]
+rng = random.Random(1)
+for f in range(10):
+    records = []
+    for i in range(10_000):
+        r = copy.deepcopy(base)
+        r["n_prompt"], r["n_gen"] = (512, 0) if i % 2 == 0 else (0, 128)
+        r["n_threads"] = 1 + i % 16
+        r["build_number"] = 6000 + f
+        r["test_time"] = f"2026-11-{1 + f:02}T{i // 3600 % 24:02}:{i // 60 % 60:02}:{i % 60:02}Z"
+        samples = [rng.uniform(50, 500) for _ in range(5)]
+        r["samples_ts"] = samples
+        r["samples_ns"] = [int(1e9 * 128 / s) for s in samples]
+        r["avg_ts"] = sum(samples) / 5
+        r["stddev_ts"] = (sum((s - r["avg_ts"]) ** 2 for s in samples) / 4) ** 0.5
+        records.append(r)
+    json.dump(records, open(f"{out}/imp{f}.json", "w"))
+PY
+fi
+rm -f "$WORK/imported.db"*
+measure "100000 llama-bench records: tokbench import" "$TB" import "$IMP"/imp?.json --db "$WORK/imported.db"
 # Size with raw samples (200 per result), and after prune.
 S="$WORK/samples.db"
 scripts/gen-db.sh 10000 "$S" 1 100 >/dev/null
