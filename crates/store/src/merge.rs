@@ -477,6 +477,43 @@ async fn copy_rows(
     )
     .await?;
 
+    // What telemetry could not measure is kept once per run (migration 9), and a result
+    // without a list of its own reads its run's. A run both databases have keeps the
+    // destination's list, so results added to it from the source carry the source run's
+    // list themselves where the two differ (the destination's copy was taken before its
+    // first cell with telemetry, or the run went on on another machine).
+    if columns(conn, "src", "run")
+        .await?
+        .iter()
+        .any(|c| c == "telemetry_unavailable_json")
+    {
+        exec(
+            conn,
+            "carry what telemetry could not measure",
+            "UPDATE main.run SET telemetry_unavailable_json = (
+               SELECT s.telemetry_unavailable_json FROM src.run s
+               JOIN temp.merge_map_run mr ON mr.src = s.id WHERE mr.dst = run.id)
+             WHERE telemetry_unavailable_json IS NULL
+               AND id IN (SELECT dst FROM temp.merge_map_run WHERE existed);
+             UPDATE main.result SET telemetry_json = json_set(telemetry_json, '$.unavailable',
+               json((SELECT sr.telemetry_unavailable_json FROM temp.merge_map_result m
+                     JOIN src.result s ON s.id = m.src JOIN src.run sr ON sr.id = s.run_id
+                     WHERE m.dst = result.id)))
+             WHERE id IN (SELECT m.dst FROM temp.merge_map_result m
+                          JOIN temp.merge_new_result n ON n.src = m.src WHERE n.existed)
+               AND json_valid(telemetry_json)
+               AND json_type(telemetry_json, '$.unavailable') IS NULL
+               AND (SELECT sr.telemetry_unavailable_json FROM temp.merge_map_result m
+                    JOIN src.result s ON s.id = m.src JOIN src.run sr ON sr.id = s.run_id
+                    WHERE m.dst = result.id) IS NOT NULL
+               AND (SELECT sr.telemetry_unavailable_json FROM temp.merge_map_result m
+                    JOIN src.result s ON s.id = m.src JOIN src.run sr ON sr.id = s.run_id
+                    WHERE m.dst = result.id)
+                   IS NOT (SELECT telemetry_unavailable_json FROM main.run WHERE id = result.run_id);",
+        )
+        .await?;
+    }
+
     // What hangs off the new results (a kept result keeps its own).
     let by_result = "WHERE s.result_id IN (SELECT src FROM temp.merge_new_result)";
     report.repetitions_added = insert_select(

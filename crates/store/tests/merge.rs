@@ -699,3 +699,71 @@ async fn verdicts_and_change_points_travel_once() {
     assert_eq!(count(&dst, "verdict").await, 3);
     assert_eq!(count(&dst, "change_point").await, 1);
 }
+
+/// Cell `index` of run `uuid` in `db`, with telemetry that could not measure `unavailable`.
+async fn write_cell_with_telemetry(db: &Path, uuid: &str, index: usize, unavailable: &[&str]) {
+    let store = Store::open(db).await.unwrap();
+    let run = match store.run_by_uuid(uuid).await.unwrap() {
+        Some(r) => r.id,
+        None => store
+            .begin_run(&new_run(uuid, 4), &host("box"))
+            .await
+            .unwrap(),
+    };
+    let b = store.backend_build(&build("engine")).await.unwrap();
+    let mut c = cell(index, 16, OK, &[10.0]);
+    c.telemetry = Some(tokbench_core::record::CellTelemetry {
+        phases: vec![],
+        samples: vec![],
+        unavailable: unavailable.iter().map(|u| u.to_string()).collect(),
+    });
+    store.insert_result(run, b, None, "m", 1, &c).await.unwrap();
+    store.close().await;
+}
+
+/// Each result's list of what telemetry could not measure, as a reader takes it: its own,
+/// else its run's.
+async fn effective_unavailable(store: &Store) -> Vec<String> {
+    rows(
+        store,
+        "SELECT run.uuid, r.cell_index, COALESCE(json_extract(r.telemetry_json, '$.unavailable'),
+                                       run.telemetry_unavailable_json)
+         FROM result r JOIN run ON run.id = r.run_id",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn cells_added_to_a_run_both_have_keep_what_their_telemetry_could_not_measure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dst) = (tmp.path().join("src.db"), tmp.path().join("dst.db"));
+    let here = ["power_w: nvml: no device"];
+    let there = [
+        "power_w: nvml: no device",
+        "cpu_energy_j: rapl: no powercap",
+    ];
+    // The source measured cells 0 and 1; the destination's copy of the run holds cell 2,
+    // measured where RAPL was missing too, so its run's list differs from the source's.
+    write_cell_with_telemetry(&src, "shared", 0, &here).await;
+    write_cell_with_telemetry(&src, "shared", 1, &here).await;
+    write_cell_with_telemetry(&dst, "shared", 2, &there).await;
+    // A run whose destination copy has no list yet (taken before its first measured cell).
+    write_cell_with_telemetry(&src, "early", 0, &here).await;
+    let store = Store::open(&dst).await.unwrap();
+    store
+        .begin_run(&new_run("early", 4), &host("box"))
+        .await
+        .unwrap();
+    let before = effective_unavailable(&store).await;
+    store.merge_from(&src).await.unwrap();
+    let src_store = Store::open(&src).await.unwrap();
+    let mut want = effective_unavailable(&src_store).await;
+    src_store.close().await;
+    want.extend(before);
+    want.sort();
+    let got = effective_unavailable(&store).await;
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(got, want);
+    assert_valid(&store).await;
+    store.close().await;
+}
