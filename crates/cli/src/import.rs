@@ -4,7 +4,7 @@
 //! Each run keeps a `--source` that the reports show beside its rows. Importing a file
 //! twice changes nothing: the run's UUID is derived from the file's bytes.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
@@ -52,7 +52,7 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open(&args.db)
         .await
         .with_context(|| format!("cannot open the results database {}", args.db.display()))?;
-    for (file, uuid, records) in parsed {
+    for (file, (uuid, records, results)) in parsed {
         let first = &records[0];
         if let Some(prev) = store.run_by_uuid(&uuid).await? {
             if prev.status == tokbench_store::RunStatus::Ok {
@@ -119,7 +119,7 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
             store.stored_cells(run_id).await?.into_iter().collect();
         // Every cell the run lacks, stored in one transaction.
         let mut pending = Vec::new();
-        for (i, r) in records.iter().enumerate() {
+        for (i, (r, result)) in records.iter().zip(results).enumerate() {
             if done.contains(&i) {
                 continue;
             }
@@ -151,7 +151,6 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
                 shape_json: "{}".into(),
                 origin: r.model_filename.clone(),
             };
-            let result = cell_result(i, r, file)?;
             let expected = r.samples_ts.as_ref().map(|s| s.len() as u32).unwrap_or(0);
             // llama-bench's own mean and sd of its per-repetition rates (the same definition
             // as tokbench's), exact, including from SQL output, which has no samples.
@@ -201,13 +200,13 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-/// A file's run UUID and its records.
-type Parsed = (String, Vec<LlamaBenchRecord>);
+/// A file's run UUID, its records and the result each becomes.
+type Parsed = (String, Vec<LlamaBenchRecord>, Vec<CellResult>);
 
 /// Reads and parses every file, several at once (a 10,000-test file takes about 0.15 s to
 /// parse, which was most of an import's time on two cores): each file's run UUID and its
 /// records, in the order given, or the first file's error in that order.
-fn read_all(files: &[PathBuf]) -> anyhow::Result<Vec<(&PathBuf, String, Vec<LlamaBenchRecord>)>> {
+fn read_all(files: &[PathBuf]) -> anyhow::Result<Vec<(&PathBuf, Parsed)>> {
     let read = |file: &PathBuf| -> Result<Parsed, BadInput> {
         let bytes = std::fs::read(file)
             .map_err(|e| BadInput(format!("cannot read {}: {e}", file.display())))?;
@@ -221,7 +220,17 @@ fn read_all(files: &[PathBuf]) -> anyhow::Result<Vec<(&PathBuf, String, Vec<Llam
                 file.display()
             )));
         }
-        Ok((uuid, records))
+        // Turned into results here too, so a test tokbench cannot store (an unknown cache
+        // type) is refused before the database is opened, like a file that does not parse.
+        let results = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.cell_result(i)
+                    .map_err(|e| BadInput(format!("{}: {e}", file.display())))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((uuid, records, results))
     };
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -251,16 +260,8 @@ fn read_all(files: &[PathBuf]) -> anyhow::Result<Vec<(&PathBuf, String, Vec<Llam
     files
         .iter()
         .zip(slots)
-        .map(|(file, slot)| {
-            let (uuid, records) = slot.expect("every file was taken by a worker")?;
-            Ok((file, uuid, records))
-        })
+        .map(|(file, slot)| Ok((file, slot.expect("every file was taken by a worker")?)))
         .collect()
-}
-
-fn cell_result(index: usize, r: &LlamaBenchRecord, file: &Path) -> anyhow::Result<CellResult> {
-    r.cell_result(index)
-        .map_err(|e| BadInput(format!("{}: {e}", file.display())).into())
 }
 
 #[cfg(test)]

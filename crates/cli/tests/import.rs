@@ -127,3 +127,32 @@ fn a_bad_file_is_named_with_its_line() {
         "{e}"
     );
 }
+
+#[test]
+fn a_test_tokbench_cannot_store_is_refused_before_the_database_is_made() {
+    // Parses, but names a KV cache type tokbench does not know: refused with the file and
+    // the value, and nothing is written, not even from the good file given before it.
+    let tmp = tempfile::tempdir().unwrap();
+    let odd = tmp.path().join("odd.json");
+    let good = std::fs::read_to_string(fixture("r1.json")).unwrap();
+    std::fs::write(
+        &odd,
+        good.replacen("\"type_k\": \"f16\"", "\"type_k\": \"q9_9\"", 1),
+    )
+    .unwrap();
+    assert_ne!(std::fs::read_to_string(&odd).unwrap(), good);
+    let db = tmp.path().join("i.db");
+    let out = tokbench(&[
+        "import",
+        fixture("r1.json").to_str().unwrap(),
+        odd.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(e.contains("odd.json") && e.contains("q9_9"), "{e}");
+    assert!(!db.exists(), "a refused import made {}", db.display());
+}

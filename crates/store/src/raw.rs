@@ -137,12 +137,13 @@ impl Writer {
                     Value::Int(Some(x)) => ffi::sqlite3_bind_int64(stmt, at, *x),
                     Value::Real(Some(x)) => ffi::sqlite3_bind_double(stmt, at, *x),
                     Value::Bool(Some(x)) => ffi::sqlite3_bind_int64(stmt, at, i64::from(*x)),
-                    Value::Text(Some(s)) => ffi::sqlite3_bind_text(
+                    Value::Text(Some(s)) => ffi::sqlite3_bind_text64(
                         stmt,
                         at,
                         s.as_ptr().cast(),
-                        s.len() as c_int,
+                        s.len() as u64,
                         ffi::SQLITE_TRANSIENT(),
+                        ffi::SQLITE_UTF8 as u8,
                     ),
                     Value::Int(None)
                     | Value::Real(None)

@@ -362,8 +362,8 @@ pub(crate) fn model_id(w: &mut Writer, m: &ModelRecord) -> Result<ModelId, Store
         .set("name", name.as_str())
         .set("architecture", architecture.as_str())
         .set("quant", quant.as_str())
-        .set("n_params", Some(*n_params))
-        .set("file_bytes", Some(*file_bytes))
+        .set("n_params", not_past_i64("n_params", *n_params)?)
+        .set("file_bytes", not_past_i64("file_bytes", *file_bytes)?)
         .set("file_sha256", file_sha256.as_str())
         .set("shape_json", shape_json.as_str())
         .set("origin", origin.as_str())
@@ -379,6 +379,15 @@ pub(crate) fn model_id(w: &mut Writer, m: &ModelRecord) -> Result<ModelId, Store
     )?
     .map(|id| ModelId(w.cache(cache_key, id)))
     .ok_or_else(|| missing("record the model"))
+}
+
+/// A model's count or size for a NOT NULL column: one past `i64::MAX` is refused, naming the
+/// model's field, rather than stored wrapped or as NULL.
+fn not_past_i64(field: &str, v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Sql {
+        what: format!("record the model: {field} = {v} is past what SQLite stores (2^63 - 1)"),
+        source: sqlx::Error::Protocol(format!("{field} out of range")),
+    })
 }
 
 /// The error for a row an upsert just made sure of and a select did not find.
