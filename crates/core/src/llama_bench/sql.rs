@@ -377,7 +377,7 @@ impl<'a> SqlParser<'a, '_> {
                 if let (Some((name, _)), Some(affinity)) = (columns.get(n), affinities.get(n)) {
                     let line = self.lexer.index.line(offset);
                     fields.map.insert(
-                        name.clone(),
+                        name.clone().into(),
                         Field {
                             line,
                             value: Value::Sql(value, *affinity),
