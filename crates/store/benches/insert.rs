@@ -1,8 +1,10 @@
 //! Storing results in a real SQLite file (a temporary directory, so whatever disk holds the
 //! system's temp dir, with the store's own WAL and `synchronous = FULL`): one cell's result
-//! in its own transaction, as a run stores each cell, and 1,000 results in one transaction
-//! through [`Store::insert_results`]. Every result is an engine cell with five repetitions;
-//! cell indices keep growing, so the tables grow as the benchmark runs, as in a long run.
+//! in its own transaction, as a run stores each cell, and 1,000 results in one transaction,
+//! through [`Store::insert_results`] and through [`Store::insert_batch`] (what `import`
+//! uses: each cell names its build and model). Every result is an engine cell with five
+//! repetitions; cell indices keep growing, so the tables grow as the benchmark runs, as in
+//! a long run.
 
 use std::cell::Cell;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use tokbench_core::{
     BackendBuild, CacheType, CellResult, EngineParams, HostInfo, MetricSource, ModelRecord,
     Repetition, ResultStatus, TestSpec,
 };
-use tokbench_store::{BuildId, ModelId, NewRun, RunId, Store};
+use tokbench_store::{BatchCell, BuildId, ModelId, NewRun, RunId, Store};
 
 const BATCH: usize = 1_000;
 const N_REPS: usize = 5;
@@ -165,6 +167,41 @@ fn insert(c: &mut Criterion) {
                 let refs: Vec<&CellResult> = rs.iter().collect();
                 let refs = black_box(refs);
                 rt.block_on(store.insert_results(run, build, Some(model), "llama-3.1-8b", 5, &refs))
+                    .unwrap()
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    // What `import` writes through: each cell names its build and model, found once.
+    let engine = BackendBuild {
+        name: "engine".into(),
+        version: "b5000".into(),
+        commit: None,
+        accel: "cpu".into(),
+        flags: String::new(),
+    };
+    let llama = ModelRecord {
+        name: "llama-3.1-8b".into(),
+        quant: "Q4_K_M".into(),
+        file_sha256: "ab".repeat(32),
+        ..Default::default()
+    };
+    g.bench_function("insert_batch/1000", |b| {
+        b.iter_batched(
+            || take_cells(BATCH),
+            |rs| {
+                let cells: Vec<BatchCell> = rs
+                    .iter()
+                    .map(|r| BatchCell {
+                        build: &engine,
+                        model: Some(&llama),
+                        model_name: "llama-3.1-8b",
+                        repetitions_expected: 5,
+                        result: r,
+                        rate_summary: None,
+                    })
+                    .collect();
+                rt.block_on(store.insert_batch(run, black_box(&cells)))
                     .unwrap()
             },
             BatchSize::PerIteration,
