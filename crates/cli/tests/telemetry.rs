@@ -136,10 +136,10 @@ fn a_run_stores_memory_per_phase_and_says_why_power_is_missing() {
         .any(|r| s(r, "telemetry_json").contains("\"phase\":\"load\""));
     assert!(load_in_json || f(&loads[0], "n") > Some(0.0), "{rows:?}");
 
-    // The last cell on the model (tg64) also has the idle after it, at least 500 ms. The
-    // engine exits within it, so its own memory is no longer sampled; device power and
-    // memory are, where the machine has them (not on this VM: no samples, and the window
-    // is one gap of its whole length).
+    // The last cell on the model (tg64) also has the idle after it: the engine's exit, and
+    // at least 500 ms where device power and memory can be watched falling back. The
+    // engine's own memory is no longer sampled there, so a machine without such a source
+    // (this VM) has no samples in it and is not kept waiting: the window is the exit alone.
     let last = rows.iter().find(|r| s(r, "test") == "tg64").unwrap();
     let t: serde_json::Value = serde_json::from_str(s(last, "telemetry_json")).unwrap();
     let idle = t["phases"]
@@ -158,7 +158,8 @@ fn a_run_stores_memory_per_phase_and_says_why_power_is_missing() {
         "the summary counts the stored samples: {idle}"
     );
     if idle["n_samples"] == 0 {
-        assert!(idle["max_gap_ms"].as_f64().unwrap() >= 490.0, "{idle}");
+        let gap = idle["max_gap_ms"].as_f64().unwrap();
+        assert!(gap < 490.0, "waited to watch nothing: {idle}");
     }
     let first = rows.iter().find(|r| s(r, "test") == "pp256").unwrap();
     assert!(

@@ -18,6 +18,8 @@ pub struct RunTelemetry {
     pids: Arc<Mutex<Vec<u32>>>,
     /// `power_w: nvml: no device (…)`, one line per metric no source can read.
     unavailable: Vec<String>,
+    /// Whether some source reads the machine rather than the backend's processes.
+    watches_machine: bool,
 }
 
 impl std::fmt::Debug for RunTelemetry {
@@ -33,10 +35,12 @@ impl RunTelemetry {
     pub fn start(interval: Duration) -> RunTelemetry {
         let detected = tokbench_telemetry::detect();
         let mut available = std::collections::BTreeSet::new();
+        let mut watches_machine = false;
         for r in &detected.reports {
             for (m, a) in &r.metrics {
                 if a.is_ok() {
                     available.insert(m.name());
+                    watches_machine |= m.is_machine_wide();
                 }
             }
         }
@@ -58,7 +62,15 @@ impl RunTelemetry {
             reports,
             pids,
             unavailable,
+            watches_machine,
         }
+    }
+
+    /// Whether anything is left to watch once the backend has exited: some source reads
+    /// the machine or its devices (power, device memory, clocks), not only the backend's
+    /// processes. Without one, the idle after a model's last cell is not waited for.
+    pub fn watches_machine(&self) -> bool {
+        self.watches_machine
     }
 
     /// The sources' reports: `[{"source", "metrics", "environment"}]`.

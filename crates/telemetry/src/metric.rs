@@ -70,6 +70,20 @@ impl Metric {
         Metric::ClockThrottle,
     ];
 
+    /// Whether the metric reads the machine or its devices rather than the backend's own
+    /// processes: only these say anything once the backend has exited (power falling back
+    /// in the idle after a model's last cell).
+    pub fn is_machine_wide(self) -> bool {
+        !matches!(
+            self,
+            Metric::VramProcBytes
+                | Metric::RssBytes
+                | Metric::RssHwmBytes
+                | Metric::RssAnonBytes
+                | Metric::RssFileBytes
+        )
+    }
+
     /// The stable name stored in the database.
     pub fn name(self) -> &'static str {
         match self {

@@ -523,12 +523,15 @@ impl Engine {
                     r.error = Some(format!("measured; at shutdown {how}"));
                 }
                 // Idle after: from the last test's end, at least `idle_after` long (the engine's
-                // exit included); an interrupt cuts it short.
+                // exit included), where telemetry can watch the machine fall back (a machine
+                // with no power or device source has nothing to see, and was waiting half a
+                // second per model for it); an interrupt cuts it short.
                 let elapsed =
                     Duration::from_nanos(tokbench_telemetry::monotonic_ns().saturating_sub(end_ns));
                 let wait = ctx
                     .telemetry
-                    .is_some()
+                    .as_ref()
+                    .is_some_and(|t| t.watches_machine())
                     .then(|| ctx.plan.idle_after.checked_sub(elapsed))
                     .flatten();
                 if let Some(rest) = wait {
