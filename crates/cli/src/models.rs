@@ -53,6 +53,11 @@ impl ModelCache {
         Ok(ModelCache { dir })
     }
 
+    /// Where the hashes of model files are remembered (see [`sha256_remembered`]).
+    pub fn hashes(&self) -> PathBuf {
+        self.dir.with_file_name("hashes")
+    }
+
     /// The F16 file of a spec, and the file at `quant`. Names carry the content key, so
     /// a changed generator or spec never reuses a stale file.
     fn paths(&self, spec: &SynthSpec, quant: QuantPreset) -> (PathBuf, PathBuf) {
@@ -266,6 +271,54 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// sha256 of a model file, remembered under `memo_dir` with the file's identity (size,
+/// modification and change times to the nanosecond, inode and device, as git's index does),
+/// so a model already on disk is read whole once, not at every run: 40 GB is minutes of
+/// hashing. Any change to the file changes its change time, and then it is hashed again. A
+/// memo that cannot be read or written is ignored.
+pub fn sha256_remembered(path: &Path, memo_dir: &Path) -> std::io::Result<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let canonical = std::fs::canonicalize(path)?;
+        let m = std::fs::metadata(&canonical)?;
+        let identity = format!(
+            "{}\n{} {} {} {} {} {} {}",
+            canonical.display(),
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+            m.ino(),
+            m.dev()
+        );
+        let name = hex::encode(&Sha256::digest(canonical.as_os_str().as_encoded_bytes())[..16]);
+        let memo = memo_dir.join(format!("{name}.sha256"));
+        if let Ok(text) = std::fs::read_to_string(&memo) {
+            if let Some((seen, hash)) = text.rsplit_once('\n') {
+                if seen == identity && hash.len() == 64 {
+                    return Ok(hash.to_string());
+                }
+            }
+        }
+        let hash = sha256_file(&canonical)?;
+        let tmp = memo_dir.join(format!("{name}.{}.tmp", std::process::id()));
+        let written = std::fs::create_dir_all(memo_dir)
+            .and_then(|()| std::fs::write(&tmp, format!("{identity}\n{hash}")))
+            .and_then(|()| std::fs::rename(&tmp, &memo));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        Ok(hash)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = memo_dir;
+        sha256_file(path)
+    }
+}
+
 /// Reads a GGUF file's header; errors name the file.
 pub fn read_model(path: &Path) -> anyhow::Result<(GgufFile, ModelInfo)> {
     if !path.is_file() {
@@ -282,7 +335,12 @@ pub fn read_model(path: &Path) -> anyhow::Result<(GgufFile, ModelInfo)> {
 }
 
 /// The model's identity and shape, for the database.
-pub fn model_record(path: &Path, name: String, origin: String) -> anyhow::Result<ModelRecord> {
+pub fn model_record(
+    path: &Path,
+    name: String,
+    origin: String,
+    memo_dir: &Path,
+) -> anyhow::Result<ModelRecord> {
     let (_, info) = read_model(path)?;
     let shape = serde_json::json!({
         "block_count": info.block_count,
@@ -303,7 +361,7 @@ pub fn model_record(path: &Path, name: String, origin: String) -> anyhow::Result
         quant: info.file_type_name().unwrap_or("unknown").to_string(),
         n_params: info.n_params,
         file_bytes: info.file_size_bytes,
-        file_sha256: sha256_file(path)
+        file_sha256: sha256_remembered(path, memo_dir)
             .with_context(|| format!("cannot hash {}", path.display()))?,
         shape_json: shape.to_string(),
         origin,
@@ -334,12 +392,14 @@ impl ModelProvider for CliModels {
                         &path,
                         format!("synth:{arch}"),
                         format!("synth:{arch}:{seed}"),
+                        &self.cache.hashes(),
                     )?;
                     Ok(PreparedModel { path, record })
                 }
                 ModelSource::File { path } => {
                     let name = source.display_name();
-                    let record = model_record(path, name, path.display().to_string())?;
+                    let record =
+                        model_record(path, name, path.display().to_string(), &self.cache.hashes())?;
                     Ok(PreparedModel {
                         path: path.clone(),
                         record,
@@ -594,6 +654,37 @@ fn inspect(path: &Path, tensors: bool, format: Format) -> anyhow::Result<ExitCod
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_model_hash_is_remembered_until_the_file_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (file, memo) = (tmp.path().join("m.gguf"), tmp.path().join("hashes"));
+        std::fs::write(&file, b"first").unwrap();
+        let first = sha256_remembered(&file, &memo).unwrap();
+        assert_eq!(first, sha256_file(&file).unwrap());
+        assert_eq!(std::fs::read_dir(&memo).unwrap().count(), 1);
+        // The memo is what answers while the file is unchanged: forge its hash and see it.
+        let entry = std::fs::read_dir(&memo)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let text = std::fs::read_to_string(&entry).unwrap();
+        let forged = text.replace(&first, &"f".repeat(64));
+        std::fs::write(&entry, forged).unwrap();
+        assert_eq!(sha256_remembered(&file, &memo).unwrap(), "f".repeat(64));
+        // Same length, new bytes: the change time moves, and the file is read again.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&file, b"other").unwrap();
+        let second = sha256_remembered(&file, &memo).unwrap();
+        assert_eq!(second, sha256_file(&file).unwrap());
+        assert_ne!(second, first);
+        // A memo directory that cannot be made costs only the memo.
+        let blocked = tmp.path().join("blocked");
+        std::fs::write(&blocked, b"a file, not a directory").unwrap();
+        assert_eq!(sha256_remembered(&file, &blocked).unwrap(), second);
+    }
 
     #[test]
     fn temporary_names_give_back_their_process_id() {
