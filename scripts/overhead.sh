@@ -4,7 +4,8 @@
 #   llama-bench  -m MODEL -p 512 -n 128 -r 5 -t T
 # (llama-bench built from the same vendored llama.cpp by `tokbench backends build`), run
 # alternately ROUNDS times. Prints each wall time, the medians, their ratio (tokbench's
-# overhead), and both tools' figures side by side.
+# overhead), tokbench's wall time over the sum of its timed repetitions, and both tools'
+# figures side by side.
 #
 #   scripts/overhead.sh [ROUNDS] [THREADS]
 #
@@ -52,6 +53,9 @@ work, tb, lb = sys.argv[1], [float(x) for x in sys.argv[2].split()], [float(x) f
 mt, ml = statistics.median(tb), statistics.median(lb)
 print(f"median wall time: tokbench {mt:.2f} s, llama-bench {ml:.2f} s; ratio {mt / ml:.2f}")
 con = sqlite3.connect(f"{work}/tb.db")
+(timed,) = con.execute("SELECT SUM(COALESCE(prompt_ms, 0) + COALESCE(gen_ms, 0)) / 1000.0 FROM repetition").fetchone()
+print(f"tokbench's last round: {tb[-1]:.2f} s wall for {timed:.2f} s of timed repetitions; ratio {tb[-1] / timed:.2f}"
+      " (the rest: start, model load, warm-ups, storing)")
 ours = {t: (m, s) for t, m, s in con.execute(
     "SELECT test, COALESCE(decode_tps, prefill_tps), COALESCE(decode_tps_sd, prefill_tps_sd) FROM v_results")}
 print("test    tokbench t/s        llama-bench t/s   (last round)")
