@@ -101,25 +101,42 @@ fn llama_bench_json_and_sql_import_with_its_printed_numbers() {
     assert!(lb.contains("| AMD EPYC (CPU) (from r3.sql) |"), "{lb}");
 }
 
+/// r1.json with its first `from` replaced by `to`, written as `name`, imported after the
+/// files in `before` into a new database: the output, and where the database would be.
+fn import_altered(
+    tmp: &Path,
+    name: &str,
+    from: &str,
+    to: &str,
+    before: &[PathBuf],
+) -> (std::process::Output, PathBuf) {
+    let good = std::fs::read_to_string(fixture("r1.json")).unwrap();
+    let altered = good.replacen(from, to, 1);
+    assert_ne!(altered, good, "{from} is not in r1.json");
+    let file = tmp.join(name);
+    std::fs::write(&file, altered).unwrap();
+    let db = tmp.join("i.db");
+    let mut args: Vec<String> = vec!["import".into()];
+    args.extend(before.iter().map(|p| p.display().to_string()));
+    args.extend([
+        file.display().to_string(),
+        "--db".into(),
+        db.display().to_string(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    (tokbench(&args).output().unwrap(), db)
+}
+
 #[test]
 fn a_bad_file_is_named_with_its_line() {
     let tmp = tempfile::tempdir().unwrap();
-    let bad = tmp.path().join("bad.json");
-    let good = std::fs::read_to_string(fixture("r1.json")).unwrap();
-    std::fs::write(
-        &bad,
-        good.replacen("\"avg_ts\": ", "\"avg_ts\": \"x\", \"was\": ", 1),
-    )
-    .unwrap();
-    let db = tmp.path().join("i.db");
-    let out = tokbench(&[
-        "import",
-        bad.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-    ])
-    .output()
-    .unwrap();
+    let (out, _) = import_altered(
+        tmp.path(),
+        "bad.json",
+        "\"avg_ts\": ",
+        "\"avg_ts\": \"x\", \"was\": ",
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let e = stderr(&out);
     assert!(
@@ -133,24 +150,13 @@ fn a_test_tokbench_cannot_store_is_refused_before_the_database_is_made() {
     // Parses, but names a KV cache type tokbench does not know: refused with the file and
     // the value, and nothing is written, not even from the good file given before it.
     let tmp = tempfile::tempdir().unwrap();
-    let odd = tmp.path().join("odd.json");
-    let good = std::fs::read_to_string(fixture("r1.json")).unwrap();
-    std::fs::write(
-        &odd,
-        good.replacen("\"type_k\": \"f16\"", "\"type_k\": \"q9_9\"", 1),
-    )
-    .unwrap();
-    assert_ne!(std::fs::read_to_string(&odd).unwrap(), good);
-    let db = tmp.path().join("i.db");
-    let out = tokbench(&[
-        "import",
-        fixture("r1.json").to_str().unwrap(),
-        odd.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-    ])
-    .output()
-    .unwrap();
+    let (out, db) = import_altered(
+        tmp.path(),
+        "odd.json",
+        "\"type_k\": \"f16\"",
+        "\"type_k\": \"q9_9\"",
+        &[fixture("r1.json")],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let e = stderr(&out);
     assert!(e.contains("odd.json") && e.contains("q9_9"), "{e}");

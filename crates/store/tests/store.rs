@@ -8,7 +8,7 @@ use tokbench_core::{
     BackendBuild, CacheType, CellResult, EngineParams, HostInfo, MetricSource, ModelRecord,
     Repetition, ResultStatus, TestSpec,
 };
-use tokbench_store::{NewRun, RunStatus, Store, StoreError};
+use tokbench_store::{BuildId, NewRun, RunId, RunStatus, Store, StoreError};
 
 fn host() -> HostInfo {
     HostInfo {
@@ -104,6 +104,24 @@ fn engine_build(version: &str, accel: &str) -> BackendBuild {
         accel: accel.into(),
         flags: String::new(),
     }
+}
+
+/// A temporary directory and the path of a database in it.
+fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("t.db");
+    (tmp, db)
+}
+
+/// A new store at `db` with run `u1` begun and the engine's build 1 recorded.
+async fn one_run(db: &std::path::Path) -> (Store, RunId, BuildId) {
+    let store = Store::open(db).await.unwrap();
+    let run = store.begin_run(&new_run("u1"), &host()).await.unwrap();
+    let build = store
+        .backend_build(&engine_build("1", "cpu"))
+        .await
+        .unwrap();
+    (store, run, build)
 }
 
 fn new_run(uuid: &str) -> NewRun {
@@ -575,14 +593,8 @@ async fn sqlx_sqlite_count(db: &std::path::Path, statement: &str) -> i64 {
 
 #[tokio::test]
 async fn the_oom_migration_rebuilds_result_and_keeps_every_row_that_refers_to_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("t.db");
-    let store = Store::open(&db).await.unwrap();
-    let run = store.begin_run(&new_run("u1"), &host()).await.unwrap();
-    let build = store
-        .backend_build(&engine_build("1", "cpu"))
-        .await
-        .unwrap();
+    let (_tmp, db) = temp_db();
+    let (store, run, build) = one_run(&db).await;
     for cell in 0..3 {
         store
             .insert_result(
@@ -743,14 +755,8 @@ async fn read_only_opening_refuses_an_older_schema_and_migrate_brings_it_up() {
 
 #[tokio::test]
 async fn noisy_and_throttled_are_stored_and_older_results_get_the_flag_their_figures_imply() {
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("t.db");
-    let store = Store::open(&db).await.unwrap();
-    let run = store.begin_run(&new_run("u1"), &host()).await.unwrap();
-    let build = store
-        .backend_build(&engine_build("1", "cpu"))
-        .await
-        .unwrap();
+    let (_tmp, db) = temp_db();
+    let (store, run, build) = one_run(&db).await;
     // Steady (CV 1%), noisy (CV ~58%), one repetition (cannot tell), throttled.
     let cases: [&[f64]; 4] = [
         &[99.0, 100.0, 101.0],
@@ -1071,14 +1077,8 @@ async fn run_unavailable(db: &std::path::Path) -> Option<String> {
 
 #[tokio::test]
 async fn what_telemetry_cannot_measure_is_stored_once_per_run() {
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("t.db");
-    let store = Store::open(&db).await.unwrap();
-    let run = store.begin_run(&new_run("u1"), &host()).await.unwrap();
-    let build = store
-        .backend_build(&engine_build("1", "cpu"))
-        .await
-        .unwrap();
+    let (_tmp, db) = temp_db();
+    let (store, run, build) = one_run(&db).await;
     let usual = [
         "power_w: nvml: no device (no driver)",
         "cpu_energy_j: rapl: no powercap",
