@@ -194,7 +194,9 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
             hardware.map(|h| format!(", {h}")).unwrap_or_default(),
         );
     }
-    let integrity = store.integrity_check().await?;
+    let integrity = store
+        .integrity_check_up_to(tokbench_store::CLOSING_CHECK_MAX_BYTES)
+        .await?;
     store.close().await;
     eprintln!("import: database integrity {integrity}");
     Ok(ExitCode::Ok)

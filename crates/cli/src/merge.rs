@@ -49,7 +49,9 @@ async fn merge_command(sources: &[PathBuf], into: &Path) -> anyhow::Result<ExitC
             report.telemetry_added,
         );
     }
-    let integrity = dst.integrity_check().await?;
+    let integrity = dst
+        .integrity_check_up_to(tokbench_store::CLOSING_CHECK_MAX_BYTES)
+        .await?;
     dst.close().await;
     eprintln!(
         "merge: {} (database integrity: {integrity})",

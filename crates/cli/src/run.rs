@@ -769,7 +769,9 @@ async fn execute(
                 db.display()
             ))
         })?;
-    let integrity = store.integrity_check().await?;
+    let integrity = store
+        .integrity_check_up_to(tokbench_store::CLOSING_CHECK_MAX_BYTES)
+        .await?;
     store.close().await;
     eprintln!(
         "run {uuid} {}: {} ok, {failed} failed of {to_run} in {:.1} s (database integrity: {integrity}); see `tokbench results --db {}`",

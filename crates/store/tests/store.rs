@@ -1144,3 +1144,35 @@ async fn what_telemetry_cannot_measure_is_stored_once_per_run() {
     );
     assert_eq!(migrated, t, "the same rows as a current tokbench writes");
 }
+
+#[tokio::test]
+async fn a_writing_command_checks_a_small_database_whole_and_says_when_it_did_not() {
+    let (_tmp, db) = temp_db();
+    let (store, run, build) = one_run(&db).await;
+    store
+        .insert_result(
+            run,
+            build,
+            None,
+            "m",
+            1,
+            &result(0, ResultStatus::Ok, &[10.0]),
+        )
+        .await
+        .unwrap();
+    let bytes = std::fs::metadata(&db).unwrap().len();
+    assert_eq!(
+        store
+            .integrity_check_up_to(tokbench_store::CLOSING_CHECK_MAX_BYTES)
+            .await
+            .unwrap(),
+        "ok"
+    );
+    // A database past the limit is not read whole; the line says so and where to check.
+    let skipped = store.integrity_check_up_to(4096).await.unwrap();
+    assert!(
+        skipped.starts_with("not checked at ") && skipped.contains("tokbench doctor"),
+        "{skipped} ({bytes} bytes on disk)"
+    );
+    store.close().await;
+}
