@@ -1,8 +1,9 @@
 //! `tokbench import FILE…`: llama-bench output (`-o json`, `-o jsonl`, `-o sql`) into the
 //! database, one run per file, keeping llama-bench's own averages and every repetition, its
 //! build commit, and the hardware it names (`gpu_info`/`cpu_info` matched to the catalog).
-//! Each run keeps a `--source` that the reports show beside its rows. Importing a file
-//! twice changes nothing: the run's UUID is derived from the file's bytes.
+//! Each run keeps a `--source` that the reports show beside its rows. Importing the same
+//! results twice changes nothing, whatever the format: the run's UUID is derived from the
+//! records as parsed, so `-o json` and `-o jsonl` of one run are one run.
 
 use std::path::PathBuf;
 
@@ -33,15 +34,42 @@ pub struct ImportArgs {
     pub catalog: Option<PathBuf>,
 }
 
-/// A run UUID from the file's bytes, so importing the same file again finds its run.
+/// A run UUID derived from `bytes`: the records' JSON (see [`content_uuid`]), or, for runs
+/// imported before that, the file's bytes.
 fn run_uuid(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
+    uuid_from_digest(&Sha256::digest(bytes))
+}
+
+/// A version-8 UUID from the first 16 bytes of a sha256 digest.
+fn uuid_from_digest(digest: &[u8]) -> String {
     let mut b = [0u8; 16];
     b.copy_from_slice(&digest[..16]);
     // A version-8 (custom) UUID: the bits say it is derived, not random.
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
     uuid::Uuid::from_bytes(b).to_string()
+}
+
+/// The run UUID of a file's records: the same results give the same run whether they came
+/// as JSON, JSONL or reformatted, and any difference in a figure gives another.
+fn content_uuid(records: &[LlamaBenchRecord]) -> String {
+    /// Hashes what is written to it (the records' JSON, never held whole).
+    struct HashWriter(Sha256);
+    impl std::io::Write for HashWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = std::io::BufWriter::with_capacity(1 << 16, HashWriter(Sha256::new()));
+    // Plain records into a sink that cannot fail: neither step can fail.
+    let _ = serde_json::to_writer(&mut h, records);
+    let _ = std::io::Write::flush(&mut h);
+    let (HashWriter(sha), _) = h.into_parts();
+    uuid_from_digest(&sha.finalize())
 }
 
 pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
@@ -52,15 +80,18 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open(&args.db)
         .await
         .with_context(|| format!("cannot open the results database {}", args.db.display()))?;
-    for (file, (uuid, records, results)) in parsed {
+    'files: for (file, (uuid, bytes_uuid, records, results)) in parsed {
         let first = &records[0];
-        if let Some(prev) = store.run_by_uuid(&uuid).await? {
-            if prev.status == tokbench_store::RunStatus::Ok {
-                eprintln!(
-                    "import {}: already imported as run {uuid}; nothing to do",
-                    file.display()
-                );
-                continue;
+        // A run imported before UUIDs came from the records has its file's bytes' UUID.
+        for seen in [&uuid, &bytes_uuid] {
+            if let Some(prev) = store.run_by_uuid(seen).await? {
+                if prev.status == tokbench_store::RunStatus::Ok {
+                    eprintln!(
+                        "import {}: already imported as run {seen}; nothing to do",
+                        file.display()
+                    );
+                    continue 'files;
+                }
             }
         }
         let accel = accel_of(first.backends.as_deref());
@@ -202,8 +233,9 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-/// A file's run UUID, its records and the result each becomes.
-type Parsed = (String, Vec<LlamaBenchRecord>, Vec<CellResult>);
+/// A file's run UUID (from its records), the UUID its bytes gave before, its records and the
+/// result each becomes.
+type Parsed = (String, String, Vec<LlamaBenchRecord>, Vec<CellResult>);
 
 /// Reads and parses every file, several at once (a 10,000-test file takes about 0.15 s to
 /// parse, which was most of an import's time on two cores): each file's run UUID and its
@@ -212,7 +244,7 @@ fn read_all(files: &[PathBuf]) -> anyhow::Result<Vec<(&PathBuf, Parsed)>> {
     let read = |file: &PathBuf| -> Result<Parsed, BadInput> {
         let bytes = std::fs::read(file)
             .map_err(|e| BadInput(format!("cannot read {}: {e}", file.display())))?;
-        let uuid = run_uuid(&bytes);
+        let bytes_uuid = run_uuid(&bytes);
         let text = String::from_utf8(bytes)
             .map_err(|_| BadInput(format!("{}: not UTF-8 text", file.display())))?;
         let records = parse_any(&text).map_err(|e| BadInput(format!("{}: {e}", file.display())))?;
@@ -232,7 +264,7 @@ fn read_all(files: &[PathBuf]) -> anyhow::Result<Vec<(&PathBuf, Parsed)>> {
                     .map_err(|e| BadInput(format!("{}: {e}", file.display())))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((uuid, records, results))
+        Ok((content_uuid(&records), bytes_uuid, records, results))
     };
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())

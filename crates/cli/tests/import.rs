@@ -162,3 +162,86 @@ fn a_test_tokbench_cannot_store_is_refused_before_the_database_is_made() {
     assert!(e.contains("odd.json") && e.contains("q9_9"), "{e}");
     assert!(!db.exists(), "a refused import made {}", db.display());
 }
+
+#[test]
+fn the_same_results_as_json_and_as_jsonl_are_one_run() {
+    // llama-bench's -o json and -o jsonl of one run hold the same records: deduplicated by
+    // what they say, not by their bytes. A changed figure is another run.
+    let tmp = tempfile::tempdir().unwrap();
+    let json = std::fs::read_to_string(fixture("r1.json")).unwrap();
+    let records: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let lines: Vec<String> = records.iter().map(|r| r.to_string()).collect();
+    let jsonl = tmp.path().join("r1.jsonl");
+    std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
+    let db = tmp.path().join("i.db");
+    let import = |file: &Path| {
+        stderr(&run_ok(&[
+            "import",
+            file.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ]))
+    };
+    assert!(import(&fixture("r1.json")).contains("4 results as run"));
+    let again = import(&jsonl);
+    assert!(again.contains("already imported as run"), "{again}");
+    let changed = tmp.path().join("changed.jsonl");
+    std::fs::write(
+        &changed,
+        lines.join("\n").replacen("481.990998", "481.990997", 1),
+    )
+    .unwrap();
+    assert_ne!(std::fs::read_to_string(&changed).unwrap(), lines.join("\n"));
+    assert!(import(&changed).contains("4 results as run"));
+    let runs = query(&db, "SELECT COUNT(*) AS n FROM run");
+    assert_eq!(f(&runs[0], "n"), Some(2.0));
+}
+
+#[test]
+fn a_file_imported_when_uuids_came_from_its_bytes_is_still_found() {
+    use sha2::{Digest, Sha256};
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("i.db");
+    let file = fixture("r1.json");
+    let args = [
+        "import",
+        file.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ];
+    run_ok(&args);
+    // Give the run the UUID an older tokbench derived from the file's bytes (a version-8
+    // UUID from the first 16 bytes of their sha256), as such a database holds it.
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&Sha256::digest(std::fs::read(&file).unwrap())[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let old = uuid::Uuid::from_bytes(b).to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::{ConnectOptions, Connection};
+        let mut c = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&db)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("UPDATE run SET uuid = ?")
+            .bind(&old)
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c.close().await.unwrap();
+    });
+    let again = stderr(&run_ok(&args));
+    assert!(
+        again.contains(&format!("already imported as run {old}")),
+        "{again}"
+    );
+    assert_eq!(
+        f(&query(&db, "SELECT COUNT(*) AS n FROM run")[0], "n"),
+        Some(1.0)
+    );
+}
