@@ -237,9 +237,10 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
 /// result each becomes.
 type Parsed = (String, String, Vec<LlamaBenchRecord>, Vec<CellResult>);
 
-/// Reads and parses every file, several at once (a 10,000-test file takes about 0.15 s to
-/// parse, which was most of an import's time on two cores): each file's run UUID and its
-/// records, in the order given, or the first file's error in that order.
+/// Reads and parses every file, several at once (a 10,000-test file takes about 0.1 s to
+/// parse and as long again to hash, a fifth of an import's time on two cores): each file's
+/// run UUIDs, records and results, in the order given, or the first file's error in that
+/// order.
 fn read_all(files: &[PathBuf]) -> anyhow::Result<Vec<(&PathBuf, Parsed)>> {
     let read = |file: &PathBuf| -> Result<Parsed, BadInput> {
         let bytes = std::fs::read(file)

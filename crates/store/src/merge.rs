@@ -495,21 +495,19 @@ async fn copy_rows(
                JOIN temp.merge_map_run mr ON mr.src = s.id WHERE mr.dst = run.id)
              WHERE telemetry_unavailable_json IS NULL
                AND id IN (SELECT dst FROM temp.merge_map_run WHERE existed);
+             CREATE TEMP TABLE merge_unavailable (result INTEGER PRIMARY KEY, list TEXT NOT NULL);
+             INSERT INTO temp.merge_unavailable (result, list)
+               SELECT m.dst, sr.telemetry_unavailable_json FROM temp.merge_map_result m
+               JOIN temp.merge_new_result n ON n.src = m.src AND n.existed
+               JOIN src.result s ON s.id = m.src JOIN src.run sr ON sr.id = s.run_id
+               JOIN main.result d ON d.id = m.dst JOIN main.run dr ON dr.id = d.run_id
+               WHERE sr.telemetry_unavailable_json IS NOT NULL
+                 AND sr.telemetry_unavailable_json IS NOT dr.telemetry_unavailable_json;
              UPDATE main.result SET telemetry_json = json_set(telemetry_json, '$.unavailable',
-               json((SELECT sr.telemetry_unavailable_json FROM temp.merge_map_result m
-                     JOIN src.result s ON s.id = m.src JOIN src.run sr ON sr.id = s.run_id
-                     WHERE m.dst = result.id)))
-             WHERE id IN (SELECT m.dst FROM temp.merge_map_result m
-                          JOIN temp.merge_new_result n ON n.src = m.src WHERE n.existed)
+               json((SELECT u.list FROM temp.merge_unavailable u WHERE u.result = result.id)))
+             WHERE id IN (SELECT result FROM temp.merge_unavailable)
                AND json_valid(telemetry_json)
-               AND json_type(telemetry_json, '$.unavailable') IS NULL
-               AND (SELECT sr.telemetry_unavailable_json FROM temp.merge_map_result m
-                    JOIN src.result s ON s.id = m.src JOIN src.run sr ON sr.id = s.run_id
-                    WHERE m.dst = result.id) IS NOT NULL
-               AND (SELECT sr.telemetry_unavailable_json FROM temp.merge_map_result m
-                    JOIN src.result s ON s.id = m.src JOIN src.run sr ON sr.id = s.run_id
-                    WHERE m.dst = result.id)
-                   IS NOT (SELECT telemetry_unavailable_json FROM main.run WHERE id = result.run_id);",
+               AND json_type(telemetry_json, '$.unavailable') IS NULL;",
         )
         .await?;
     }

@@ -25,9 +25,8 @@ pub(crate) struct Writer {
     /// without spelling its statement, which for a result's 80 columns cost more than
     /// SQLite's own work.
     by_shape: HashMap<Vec<usize>, usize>,
-    /// Row ids of catalog rows (builds, models, workloads) looked up or inserted through
-    /// this writer, by a key its caller spells: valid for the writer's life, which is one
-    /// transaction.
+    /// Row ids of catalog rows (workloads) looked up or inserted through this writer, by a
+    /// key its caller spells: valid for the writer's life, which is one transaction.
     ids: HashMap<String, i64>,
 }
 

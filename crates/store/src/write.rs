@@ -247,25 +247,15 @@ impl Store {
             let mut handle = tx.lock_handle().await.map_err(sql("store results"))?;
             let mut w = Writer::new(handle.as_raw_handle());
             let mut ids = Vec::with_capacity(cells.len());
-            // Cells in a row mostly share their build and model: compared with the last
-            // cell's before the writer's cache is asked (whose key spells the whole row).
-            let mut last_build: Option<(&BackendBuild, BuildId)> = None;
-            let mut last_model: Option<(&ModelRecord, ModelId)> = None;
+            // A batch names a few builds and models, each found or recorded once.
+            let mut builds = Vec::new();
+            let mut models = Vec::new();
             for c in cells {
-                let build = match last_build {
-                    Some((b, id)) if b == c.build => id,
-                    _ => build_id(&mut w, c.build)?,
-                };
-                last_build = Some((c.build, build));
-                let model = match (c.model, last_model) {
-                    (None, _) => None,
-                    (Some(m), Some((last, id))) if last == m => Some(id),
-                    (Some(m), _) => {
-                        let id = model_id(&mut w, m)?;
-                        last_model = Some((m, id));
-                        Some(id)
-                    }
-                };
+                let build = seen(&mut builds, c.build, || build_id(&mut w, c.build))?;
+                let model = c
+                    .model
+                    .map(|m| seen(&mut models, m, || model_id(&mut w, m)))
+                    .transpose()?;
                 ids.push(insert_one(
                     &mut w,
                     run,
@@ -306,12 +296,40 @@ pub enum Rate {
     Decode,
 }
 
+/// The id `find` gives for `item`, asked once per distinct item: `known` holds the answers
+/// so far (a batch has a few builds and models, so a scan beats hashing whole rows).
+fn seen<'a, T: PartialEq, I: Copy>(
+    known: &mut Vec<(&'a T, I)>,
+    item: &'a T,
+    find: impl FnOnce() -> Result<I, StoreError>,
+) -> Result<I, StoreError> {
+    if let Some((_, id)) = known.iter().find(|(k, _)| *k == item) {
+        return Ok(*id);
+    }
+    let id = find()?;
+    known.push((item, id));
+    Ok(id)
+}
+
+/// The id of the catalog row `select` finds with `key` once `insert` (which does nothing
+/// where the row is already there) has run.
+fn find_or_insert(
+    w: &mut Writer,
+    insert: impl FnOnce(&mut Writer) -> Result<(), StoreError>,
+    select: &str,
+    key: &[Value],
+    what: &str,
+) -> Result<i64, StoreError> {
+    insert(w)?;
+    w.query_i64(select, key, what)?
+        .ok_or_else(|| StoreError::Sql {
+            what: format!("{what}: the row is missing after its insert"),
+            source: sqlx::Error::RowNotFound,
+        })
+}
+
 /// The id of a backend build, recorded on first sight.
 pub(crate) fn build_id(w: &mut Writer, b: &BackendBuild) -> Result<BuildId, StoreError> {
-    let cache_key = format!("build\0{b:?}");
-    if let Some(id) = w.cached(&cache_key) {
-        return Ok(BuildId(id));
-    }
     let BackendBuild {
         name,
         version,
@@ -326,28 +344,27 @@ pub(crate) fn build_id(w: &mut Writer, b: &BackendBuild) -> Result<BuildId, Stor
         Value::from(accel.as_str()),
         Value::from(flags.as_str()),
     ];
-    w.execute(
-        "INSERT INTO backend_build (name, version, commit_sha, accel, flags)
-         VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        &key,
-        "record the backend build",
-    )?;
-    w.query_i64(
+    let what = "record the backend build";
+    find_or_insert(
+        w,
+        |w| {
+            w.execute(
+                "INSERT INTO backend_build (name, version, commit_sha, accel, flags)
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                &key,
+                what,
+            )
+        },
         "SELECT id FROM backend_build WHERE name = ? AND version = ?
            AND IFNULL(commit_sha, '') = IFNULL(?, '') AND accel = ? AND flags = ?",
         &key,
-        "record the backend build",
-    )?
-    .map(|id| BuildId(w.cache(cache_key, id)))
-    .ok_or_else(|| missing("record the backend build"))
+        what,
+    )
+    .map(BuildId)
 }
 
 /// The id of a model, recorded on first sight.
 pub(crate) fn model_id(w: &mut Writer, m: &ModelRecord) -> Result<ModelId, StoreError> {
-    let cache_key = format!("model\0{m:?}");
-    if let Some(id) = w.cached(&cache_key) {
-        return Ok(ModelId(id));
-    }
     let ModelRecord {
         name,
         architecture,
@@ -358,7 +375,8 @@ pub(crate) fn model_id(w: &mut Writer, m: &ModelRecord) -> Result<ModelId, Store
         shape_json,
         origin,
     } = m;
-    Insert::into("model")
+    let what = "record the model";
+    let insert = Insert::into("model")
         .set("name", name.as_str())
         .set("architecture", architecture.as_str())
         .set("quant", quant.as_str())
@@ -367,18 +385,18 @@ pub(crate) fn model_id(w: &mut Writer, m: &ModelRecord) -> Result<ModelId, Store
         .set("file_sha256", file_sha256.as_str())
         .set("shape_json", shape_json.as_str())
         .set("origin", origin.as_str())
-        .on_conflict_do_nothing()
-        .execute_raw(w, "record the model")?;
-    w.query_i64(
+        .on_conflict_do_nothing();
+    find_or_insert(
+        w,
+        |w| insert.execute_raw(w, what).map(|_| ()),
         "SELECT id FROM model WHERE file_sha256 = ? AND name = ?",
         &[
             Value::from(file_sha256.as_str()),
             Value::from(name.as_str()),
         ],
-        "record the model",
-    )?
-    .map(|id| ModelId(w.cache(cache_key, id)))
-    .ok_or_else(|| missing("record the model"))
+        what,
+    )
+    .map(ModelId)
 }
 
 /// A model's count or size for a NOT NULL column: one past `i64::MAX` is refused, naming the
@@ -388,14 +406,6 @@ fn not_past_i64(field: &str, v: u64) -> Result<i64, StoreError> {
         what: format!("record the model: {field} = {v} is past what SQLite stores (2^63 - 1)"),
         source: sqlx::Error::Protocol(format!("{field} out of range")),
     })
-}
-
-/// The error for a row an upsert just made sure of and a select did not find.
-fn missing(what: &str) -> StoreError {
-    StoreError::Sql {
-        what: format!("{what}: the row is missing after its insert"),
-        source: sqlx::Error::RowNotFound,
-    }
 }
 
 /// What one result row is made of besides its run, build and model.
@@ -470,29 +480,34 @@ pub(crate) fn insert_one(
             "workload\0{kind}\0{}\0{}\0{}",
             test.n_prompt, test.n_gen, test.n_depth
         );
+        // Every result names its workload, and a transaction's results share a few: the
+        // writer remembers each one's id.
         let workload_id = match w.cached(&cache_key) {
             Some(id) => id,
             None => {
+                let what = "store a result's workload";
                 let key = [
                     Value::from(kind),
                     Value::from(test.n_prompt),
                     Value::from(test.n_gen),
                     Value::from(test.n_depth),
                 ];
-                w.execute(
-                    "INSERT INTO workload (kind, n_prompt, n_gen, n_depth, label) VALUES (?, ?, ?, ?, ?)
-                     ON CONFLICT (kind, n_prompt, n_gen, n_depth) DO NOTHING",
-                    &[key.as_slice(), &[Value::from(test.label())]].concat(),
-                    "store a result's workload",
+                let id = find_or_insert(
+                    w,
+                    |w| {
+                        w.execute(
+                            "INSERT INTO workload (kind, n_prompt, n_gen, n_depth, label)
+                             VALUES (?, ?, ?, ?, ?)
+                             ON CONFLICT (kind, n_prompt, n_gen, n_depth) DO NOTHING",
+                            &[key.as_slice(), &[Value::from(test.label())]].concat(),
+                            what,
+                        )
+                    },
+                    "SELECT id FROM workload
+                     WHERE kind = ? AND n_prompt = ? AND n_gen = ? AND n_depth = ?",
+                    &key,
+                    what,
                 )?;
-                let id = w
-                    .query_i64(
-                        "SELECT id FROM workload
-                         WHERE kind = ? AND n_prompt = ? AND n_gen = ? AND n_depth = ?",
-                        &key,
-                        "store a result's workload",
-                    )?
-                    .ok_or_else(|| missing("store a result's workload"))?;
                 w.cache(cache_key, id)
             }
         };
