@@ -82,7 +82,12 @@ fn drivers_names_match_whole_names_only() {
     assert_eq!(c.match_device("NVIDIA H200").unwrap().name, "H200 (SXM)");
     // A different part whose name starts the same gets nothing, not the wrong figures.
     assert!(c.match_device("NVIDIA H200 NVL").is_none());
-    assert!(c.match_device("NVIDIA GeForce RTX 3090 Ti").is_none());
+    assert!(c.match_device("NVIDIA GeForce RTX 4090 D").is_none());
+    // The longer whole name wins: the 3090 Ti is its own entry, never the 3090's figures.
+    assert_eq!(
+        c.match_device("NVIDIA GeForce RTX 3090 Ti").unwrap().name,
+        "GeForce RTX 3090 Ti"
+    );
     // The 8 GB and 16 GB 4060 Ti report the same name: no guess.
     assert!(c.match_device("NVIDIA GeForce RTX 4060 Ti").is_none());
 }
