@@ -1,15 +1,22 @@
-//! `tokbench import FILE…`: llama-bench output (`-o json`, `-o jsonl`, `-o sql`) into the
-//! database, one run per file, keeping llama-bench's own averages and every repetition, its
-//! build commit, and the hardware it names (`gpu_info`/`cpu_info` matched to the catalog).
-//! Each run keeps a `--source` that the reports show beside its rows. Importing the same
+//! `tokbench import FILE…`: llama-bench output (`-o json`, `-o jsonl`, `-o sql`, and the
+//! Markdown table as printed or pasted) into the database, one run per file, keeping
+//! llama-bench's own averages and every repetition, its build commit, and the hardware it
+//! names (`gpu_info`/`cpu_info`, or a paste's device lines, matched to the catalog; else
+//! `--hardware` or the file's front matter). Each run keeps a `--source` that `results` and
+//! the reports show beside its rows, and a file with a source is its own host unless
+//! `--host` says otherwise (two posts about one GPU are two series). Importing the same
 //! results twice changes nothing, whatever the format: the run's UUID is derived from the
-//! records as parsed, so `-o json` and `-o jsonl` of one run are one run.
+//! records as parsed, so `-o json` and `-o jsonl` of one run are one run, and a table
+//! re-pasted with other spacing is the same table.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
-use tokbench_core::llama_bench::{accel_of, parse_any, quant_of, LlamaBenchRecord};
+use tokbench_core::llama_bench::{
+    accel_of, detect_format, front_matter, parse_any, quant_of, FrontMatter, LlamaBenchFormat,
+    LlamaBenchRecord,
+};
 use tokbench_core::{BackendBuild, CellResult, HostInfo, ModelRecord};
 use tokbench_store::{BatchCell, NewRun, Rate, RunStatus, Store};
 
@@ -23,12 +30,22 @@ pub struct ImportArgs {
     pub files: Vec<PathBuf>,
     #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
     pub db: PathBuf,
-    /// Where the numbers came from (shown beside the rows); default: the file.
+    /// Where the numbers came from (shown beside the rows); default: the file's front
+    /// matter `source:`, else the file.
     #[arg(long)]
     pub source: Option<String>,
-    /// The machine's name, which llama-bench does not print.
-    #[arg(long, default_value = "imported")]
-    pub host: String,
+    /// The machine's name, which llama-bench does not print; default: one derived from the
+    /// source (`post-1a2b3c4d`), so each post is its own series, else `imported`.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// The hardware, as the catalog names it (`2x GeForce RTX 3090`), where the output
+    /// names none or names it wrong (a pasted table without its device lines).
+    #[arg(long)]
+    pub hardware: Option<String>,
+    /// When the results were measured (`YYYY-MM-DD`), for a Markdown table, which prints no
+    /// time; default: the front matter's `date:`, else the time of the import.
+    #[arg(long)]
+    pub date: Option<String>,
     /// The hardware catalog used to name the hardware from gpu_info/cpu_info.
     #[arg(long)]
     pub catalog: Option<PathBuf>,
@@ -72,15 +89,78 @@ fn content_uuid(records: &[LlamaBenchRecord]) -> String {
     uuid_from_digest(&sha.finalize())
 }
 
+/// `YYYY-MM-DD` → `YYYY-MM-DDT00:00:00Z`; `what` names the flag or file for the error.
+fn day(date: &str, what: &str) -> Result<String, BadInput> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(date.trim(), &format)
+        .map(|_| format!("{}T00:00:00Z", date.trim()))
+        .map_err(|_| BadInput(format!("{what}: date `{date}` is not a YYYY-MM-DD date")))
+}
+
+/// Whether llama-bench's `model_type` (`qwen3moe 30B.A3B Q4_K - Medium`, `gpt-oss 20B
+/// MXFP4 MoE`) names a mixture-of-experts model: an architecture llama.cpp names so, or a
+/// size with its active parameters (`30B.A3B`), or an `MoE` type.
+fn mixture_of_experts(model_type: &str) -> bool {
+    let mut words = model_type.split_whitespace();
+    let arch = words.next().unwrap_or("").to_ascii_lowercase();
+    let size = words.next().unwrap_or("");
+    const MOE_ARCHS: [&str; 12] = [
+        "gpt-oss",
+        "qwen3next",
+        "deepseek2",
+        "mixtral",
+        "llama4",
+        "dots1",
+        "grok",
+        "arctic",
+        "jamba",
+        "minimax",
+        "dbrx",
+        "deepseek",
+    ];
+    arch.contains("moe")
+        || MOE_ARCHS.contains(&arch.as_str())
+        || size.contains(".A")
+        || model_type.split_whitespace().any(|w| w == "MoE")
+}
+
+/// A host name for results from `source`: the same source, the same host.
+fn host_of_source(source: &str) -> String {
+    let digest = Sha256::digest(source.trim().as_bytes());
+    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("post-{hex}")
+}
+
 pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     let catalog = crate::hardware::load_catalog(args.catalog.as_deref())?;
+    // A hardware name given on the command line must be the catalog's.
+    let given_hardware = args
+        .hardware
+        .as_deref()
+        .map(|h| {
+            catalog.resolve(h).map(|c| c.display_name).map_err(|e| {
+                BadInput(format!(
+                    "--hardware: {e} (`tokbench hardware` lists the catalog)"
+                ))
+            })
+        })
+        .transpose()?;
+    let date = args.date.as_deref().map(|d| day(d, "--date")).transpose()?;
     // Every file is read and parsed before the database is opened: one that is not
     // llama-bench output is refused with nothing written and no database created.
-    let parsed = read_all(&args.files)?;
+    let parsed = read_all(&args.files, date.as_deref())?;
     let store = Store::open(&args.db)
         .await
         .with_context(|| format!("cannot open the results database {}", args.db.display()))?;
-    'files: for (file, (uuid, bytes_uuid, records, results)) in parsed {
+    'files: for (file, parsed) in parsed {
+        let Parsed {
+            uuid,
+            bytes_uuid,
+            records,
+            results,
+            meta,
+            undated,
+        } = parsed;
         let first = &records[0];
         // A run imported before UUIDs came from the records has its file's bytes' UUID.
         for seen in [&uuid, &bytes_uuid] {
@@ -95,8 +175,25 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
             }
         }
         let accel = accel_of(first.backends.as_deref());
+        let source = args
+            .source
+            .clone()
+            .or_else(|| meta.source.clone())
+            .unwrap_or_else(|| format!("llama-bench output {}", file.display()));
+        let stated_source = args.source.is_some() || meta.source.is_some();
+        let hostname = args
+            .host
+            .clone()
+            .or_else(|| meta.host.clone())
+            .unwrap_or_else(|| {
+                if stated_source {
+                    host_of_source(&source)
+                } else {
+                    "imported".into()
+                }
+            });
         let host = HostInfo {
-            hostname: args.host.clone(),
+            hostname,
             cpu_model: first.cpu_info.clone(),
             cpu_cores_logical: 0,
             cpu_cores_physical: None,
@@ -112,17 +209,29 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
                 .map(String::from)
                 .collect(),
         };
-        let hardware =
+        // The hardware: given, else the devices the output names, else the front matter's
+        // (a name the catalog lacks is kept as written, with unknown figures).
+        let detected =
             crate::hardware::detected_hardware(&catalog, &host, &accel).map(|c| c.display_name);
+        let stated = meta.hardware.as_deref().map(|h| match catalog.resolve(h) {
+            Ok(c) => (c.display_name, true),
+            Err(_) => (h.to_string(), false),
+        });
+        let hardware = given_hardware
+            .clone()
+            .or(detected)
+            .or_else(|| stated.as_ref().map(|(h, _)| h.clone()));
+        let unmatched = match (&hardware, &stated) {
+            (Some(h), Some((s, false))) if h == s => Some(format!("`{s}` (front matter)")),
+            (None, _) if !host.gpus.is_empty() => Some(format!("`{}`", host.gpus.join(", "))),
+            (None, _) if !host.cpu_model.is_empty() => Some(format!("`{}`", host.cpu_model)),
+            _ => None,
+        };
         let started_at = records
             .iter()
             .map(|r| r.test_time.clone())
             .min()
             .unwrap_or_default();
-        let source = args
-            .source
-            .clone()
-            .unwrap_or_else(|| format!("llama-bench output {}", file.display()));
         let run_id = match store.run_by_uuid(&uuid).await? {
             // An import cut short: finish it.
             Some(prev) => prev.id,
@@ -179,7 +288,19 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
                 file_bytes: r.model_size,
                 // llama-bench does not hash the file; the name and size identify it.
                 file_sha256: format!("llama-bench:{}:{}", r.model_filename, r.model_size),
-                shape_json: "{}".into(),
+                // llama-bench's model_size is every tensor's bytes: for a dense model the
+                // reports' roofline takes it whole (see ModelFacts::tensor_bytes_only). A
+                // mixture of experts reads only its active experts per token, which the
+                // total does not tell: no roofline.
+                shape_json: if mixture_of_experts(&r.model_type) {
+                    serde_json::json!({ "tensor_bytes": r.model_size }).to_string()
+                } else {
+                    serde_json::json!({
+                        "tensor_bytes": r.model_size,
+                        "tensor_bytes_only": true,
+                    })
+                    .to_string()
+                },
                 origin: r.model_filename.clone(),
             };
             let expected = r.samples_ts.as_ref().map(|s| s.len() as u32).unwrap_or(0);
@@ -224,6 +345,18 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
             accel,
             hardware.map(|h| format!(", {h}")).unwrap_or_default(),
         );
+        if let Some(what) = unmatched {
+            eprintln!(
+                "import {}: hardware {what} is not in the catalog: kept by that name, without price or power figures (`tokbench hardware` lists the catalog; --hardware names it)",
+                file.display()
+            );
+        }
+        if undated {
+            eprintln!(
+                "import {}: the table prints no date and none was given (--date, or `date:` in front matter): dated at the import, {started_at}",
+                file.display()
+            );
+        }
     }
     let integrity = store
         .integrity_check_up_to(tokbench_store::CLOSING_CHECK_MAX_BYTES)
@@ -233,27 +366,70 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-/// A file's run UUID (from its records), the UUID its bytes gave before, its records and the
-/// result each becomes.
-type Parsed = (String, String, Vec<LlamaBenchRecord>, Vec<CellResult>);
+/// One file, read.
+struct Parsed {
+    /// The run UUID, from the records.
+    uuid: String,
+    /// The UUID the file's bytes gave before UUIDs came from the records.
+    bytes_uuid: String,
+    records: Vec<LlamaBenchRecord>,
+    /// The result each record becomes.
+    results: Vec<CellResult>,
+    /// A Markdown file's front matter (source, date, hardware, host).
+    meta: FrontMatter,
+    /// A Markdown table with no date given: dated at the import.
+    undated: bool,
+}
 
 /// Reads and parses every file, several at once (a 10,000-test file takes about 0.1 s to
 /// parse and as long again to hash, a fifth of an import's time on two cores): each file's
 /// run UUIDs, records and results, in the order given, or the first file's error in that
 /// order.
-fn read_all(files: &[PathBuf]) -> anyhow::Result<Vec<(&PathBuf, Parsed)>> {
+fn read_all<'a>(
+    files: &'a [PathBuf],
+    date: Option<&str>,
+) -> anyhow::Result<Vec<(&'a PathBuf, Parsed)>> {
     let read = |file: &PathBuf| -> Result<Parsed, BadInput> {
         let bytes = std::fs::read(file)
             .map_err(|e| BadInput(format!("cannot read {}: {e}", file.display())))?;
         let bytes_uuid = run_uuid(&bytes);
         let text = String::from_utf8(bytes)
             .map_err(|_| BadInput(format!("{}: not UTF-8 text", file.display())))?;
-        let records = parse_any(&text).map_err(|e| BadInput(format!("{}: {e}", file.display())))?;
+        let bad = |e: tokbench_core::llama_bench::LlamaBenchError| {
+            BadInput(format!("{}: {e}", file.display()))
+        };
+        let mut records = parse_any(&text).map_err(bad)?;
         if records.is_empty() {
             return Err(BadInput(format!(
                 "{}: no llama-bench results in it",
                 file.display()
             )));
+        }
+        let markdown = detect_format(&text) == Some(LlamaBenchFormat::Markdown);
+        let meta = match markdown {
+            true => front_matter(&text).map_err(bad)?.map(|(m, _)| m),
+            false => None,
+        }
+        .unwrap_or_default();
+        // A table prints no time: the date given, else the front matter's, else the import's
+        // (after the UUID, which must not change from one import to the next).
+        let stated = match (date, &meta.date) {
+            (Some(d), _) => Some(d.to_string()),
+            (None, Some(d)) => Some(day(d, &format!("{}: front matter", file.display()))?),
+            (None, None) => None,
+        };
+        if markdown {
+            for r in &mut records {
+                r.test_time = stated.clone().unwrap_or_default();
+            }
+        }
+        let uuid = content_uuid(&records);
+        let undated = markdown && stated.is_none();
+        if undated {
+            let now = crate::run::now();
+            for r in &mut records {
+                r.test_time = now.clone();
+            }
         }
         // Turned into results here too, so a test tokbench cannot store (an unknown cache
         // type) is refused before the database is opened, like a file that does not parse.
@@ -265,7 +441,14 @@ fn read_all(files: &[PathBuf]) -> anyhow::Result<Vec<(&PathBuf, Parsed)>> {
                     .map_err(|e| BadInput(format!("{}: {e}", file.display())))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((content_uuid(&records), bytes_uuid, records, results))
+        Ok(Parsed {
+            uuid,
+            bytes_uuid,
+            records,
+            results,
+            meta,
+            undated,
+        })
     };
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -302,6 +485,26 @@ fn read_all(files: &[PathBuf]) -> anyhow::Result<Vec<(&PathBuf, Parsed)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mixtures_of_experts_are_told_from_dense_models() {
+        for moe in [
+            "qwen3moe 30B.A3B Q4_K - Medium",
+            "gpt-oss 20B MXFP4 MoE",
+            "gpt-oss ?B F16",
+            "qwen3next 80B.A3B Q5_K - Medium",
+            "deepseek2 16B Q4_0",
+        ] {
+            assert!(mixture_of_experts(moe), "{moe}");
+        }
+        for dense in [
+            "llama 8B Q4_K - Medium",
+            "qwen2 14B Q4_K - Medium",
+            "gemma4 31B Q4_K - Medium",
+        ] {
+            assert!(!mixture_of_experts(dense), "{dense}");
+        }
+    }
 
     #[test]
     fn the_run_uuid_comes_from_the_bytes() {

@@ -41,12 +41,23 @@ fn varying_settings(rows: &[ResultRow]) -> Vec<&'static Setting> {
         .collect()
 }
 
+/// A setting's value as the table shows it: `auto` where the tool chose at run time, `None`
+/// where the source did not say.
+fn setting_text(r: &ResultRow, c: &Setting) -> Option<String> {
+    (c.value)(&r.settings).or_else(|| {
+        let auto = r.params_auto.as_deref().unwrap_or("");
+        auto.split(',')
+            .any(|a| a == c.column)
+            .then(|| "auto".into())
+    })
+}
+
 /// "ngl 99, batch 2048, …": the settings every row shares, for the heading.
 fn shared_settings(rows: &[ResultRow], varying: &[&Setting]) -> String {
     SETTINGS
         .iter()
         .filter(|c| !varying.iter().any(|v| v.name == c.name))
-        .filter_map(|c| (c.value)(&rows[0].settings).map(|v| format!("{} {v}", c.name)))
+        .filter_map(|c| setting_text(&rows[0], c).map(|v| format!("{} {v}", c.name)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -105,7 +116,7 @@ fn results_table(rows: &[ResultRow]) -> (Vec<String>, Vec<Vec<String>>) {
     columns.extend(
         [
             "backend",
-            "source",
+            "metric",
             "conc",
             "prefill t/s",
             "decode t/s",
@@ -118,6 +129,11 @@ fn results_table(rows: &[ResultRow]) -> (Vec<String>, Vec<Vec<String>>) {
         ]
         .map(String::from),
     );
+    // Imported rows say where their numbers came from.
+    let sourced = rows.iter().any(|r| r.source.is_some());
+    if sourced {
+        columns.push("from".into());
+    }
     let dash = || "—".to_string();
     let opt =
         |v: Option<f64>, digits: usize| v.map(|x| format!("{x:.digits$}")).unwrap_or_else(dash);
@@ -133,7 +149,7 @@ fn results_table(rows: &[ResultRow]) -> (Vec<String>, Vec<Vec<String>>) {
             row.extend(
                 varying
                     .iter()
-                    .map(|c| (c.value)(&r.settings).unwrap_or_else(dash)),
+                    .map(|c| setting_text(r, c).unwrap_or_else(dash)),
             );
             row.extend([
                 r.backend.clone(),
@@ -148,6 +164,9 @@ fn results_table(rows: &[ResultRow]) -> (Vec<String>, Vec<Vec<String>>) {
                 r.n_reps.to_string(),
                 status,
             ]);
+            if sourced {
+                row.push(r.source.clone().unwrap_or_else(dash));
+            }
             row
         })
         .collect();
@@ -188,6 +207,8 @@ fn results_csv(rows: &[ResultRow]) -> (Vec<String>, Vec<Vec<String>>) {
             "cpu_governor",
             "status",
             "error",
+            "params_auto",
+            "source",
         ]
         .map(String::from),
     );
@@ -227,6 +248,8 @@ fn results_csv(rows: &[ResultRow]) -> (Vec<String>, Vec<Vec<String>>) {
                 r.cpu_governor.clone().unwrap_or_default(),
                 r.status.to_string(),
                 r.error.clone().unwrap_or_default(),
+                r.params_auto.clone().unwrap_or_default(),
+                r.source.clone().unwrap_or_default(),
             ]);
             row
         })
@@ -890,6 +913,8 @@ mod tests {
             throttled: fa.then_some(true),
             throttle_reason: fa.then(|| "cpu: 3 thermal throttle events".into()),
             cpu_governor: Some("performance".into()),
+            params_auto: None,
+            source: None,
         }
     }
 

@@ -19,7 +19,7 @@ use crate::exit::{BadInput, ExitCode};
 use crate::models::{read_model, CliModels, ModelCache};
 use crate::Format;
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()

@@ -245,3 +245,266 @@ fn a_file_imported_when_uuids_came_from_its_bytes_is_still_found() {
         Some(1.0)
     );
 }
+
+/// A table as pasted into a discussion, with front matter saying where and when.
+const PASTE: &str = "\
+---
+source: https://github.com/example/llama.cpp/discussions/1#comment-2
+date: 2025-08-12
+---
+ggml_cuda_init: found 1 CUDA devices:
+  Device 0: NVIDIA GeForce RTX 4090, compute capability 8.9, VMM: yes
+| model                          |       size |     params | backend    | ngl | fa |            test |                  t/s |
+| ------------------------------ | ---------: | ---------: | ---------- | --: | -: | --------------: | -------------------: |
+| llama 8B Q4_K - Medium         |   4.58 GiB |     8.03 B | CUDA       |  99 |  1 |           pp512 |     11234.56 ± 12.34 |
+| llama 8B Q4_K - Medium         |   4.58 GiB |     8.03 B | CUDA       |  -1 | -1 |           tg128 |        150.12 ± 0.33 |
+
+build: 233d773d0 (6413)
+";
+
+#[test]
+fn a_pasted_table_imports_with_its_source_hardware_and_auto_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("i.db");
+    let paste = tmp.path().join("post.md");
+    std::fs::write(&paste, PASTE).unwrap();
+    let import = |file: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "import",
+            file.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        stderr(&run_ok(&args))
+    };
+    let out = import(&paste, &[]);
+    assert!(
+        out.contains("2 results as run") && out.contains("GeForce RTX 4090"),
+        "{out}"
+    );
+    let rows = query(
+        &db,
+        "SELECT v.*, run.hardware AS run_hardware FROM v_results v
+         JOIN run ON run.uuid = v.run_uuid ORDER BY test",
+    );
+    assert_eq!(rows.len(), 2);
+    let (pp, tg) = (&rows[0], &rows[1]);
+    assert_eq!(s(pp, "run_hardware"), "GeForce RTX 4090");
+    assert_eq!(
+        s(pp, "source"),
+        "https://github.com/example/llama.cpp/discussions/1#comment-2"
+    );
+    assert_eq!(s(pp, "started_at"), "2025-08-12T00:00:00Z");
+    assert_eq!(s(pp, "backend_commit"), "233d773d0");
+    assert!(s(pp, "host").starts_with("post-"), "{}", s(pp, "host"));
+    assert_eq!(f(pp, "prefill_tps"), Some(11234.56));
+    assert_eq!(f(tg, "decode_tps"), Some(150.12));
+    assert_eq!(f(pp, "n_gpu_layers"), Some(99.0));
+    assert_eq!(f(pp, "flash_attn"), Some(1.0));
+    // The table prints no thread count for a GPU run, and -1 is llama.cpp's choice: NULL,
+    // with the auto settings named.
+    assert!(pp["n_threads"].is_null() && tg["n_threads"].is_null());
+    assert!(tg["n_gpu_layers"].is_null() && tg["flash_attn"].is_null());
+    assert_eq!(s(tg, "params_auto"), "n_gpu_layers,flash_attn");
+    assert!(pp["params_auto"].is_null());
+    // Model bytes and parameters as printed (to their rounding).
+    assert_eq!(f(pp, "model_params"), Some(8.03e9));
+    assert_eq!(
+        f(pp, "model_bytes"),
+        Some((4.58 * (1u64 << 30) as f64).round())
+    );
+    // `results` shows where the numbers came from and which settings were auto.
+    let out = run_ok(&["results", "--db", db.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(table.contains("discussions/1#comment-2"), "{table}");
+    assert!(table.contains("auto"), "{table}");
+    // The same table pasted with other spacing is the same results.
+    let respaced = tmp.path().join("respaced.md");
+    let text: String = PASTE
+        .lines()
+        .map(|l| {
+            if l.starts_with('|') {
+                l.split('|').map(str::trim).collect::<Vec<_>>().join(" | ")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&respaced, text).unwrap();
+    let again = import(&respaced, &[]);
+    assert!(again.contains("already imported"), "{again}");
+    // Another post quoting the same table adds nothing (the same measurements); another
+    // post's own table on the same GPU is another host: two series, not one.
+    let quoted = tmp.path().join("quoted.md");
+    std::fs::write(&quoted, PASTE.replace("comment-2", "comment-3")).unwrap();
+    assert!(import(&quoted, &[]).contains("already imported"));
+    let other = tmp.path().join("other.md");
+    let theirs = PASTE
+        .replace("comment-2", "comment-4")
+        .replace("150.12 ± 0.33", "149.80 ± 0.41");
+    std::fs::write(&other, theirs).unwrap();
+    import(&other, &[]);
+    let hosts = query(&db, "SELECT COUNT(DISTINCT host) AS n FROM v_results");
+    assert_eq!(f(&hosts[0], "n"), Some(2.0));
+    assert_eq!(integrity(&db), "ok");
+}
+
+#[test]
+fn hardware_and_date_come_from_the_command_line_when_the_paste_has_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("i.db");
+    let paste = tmp.path().join("bare.md");
+    // No front matter, no device lines: a bare table.
+    let bare: String = PASTE.lines().skip(6).collect::<Vec<_>>().join("\n");
+    std::fs::write(&paste, &bare).unwrap();
+    let dbs = db.to_str().unwrap();
+    let file = paste.to_str().unwrap();
+    // A hardware name the catalog lacks is refused, naming it.
+    let out = tokbench(&[
+        "import",
+        file,
+        "--db",
+        dbs,
+        "--hardware",
+        "GeForce RTX 9999",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("RTX 9999"), "{}", stderr(&out));
+    assert!(!db.exists());
+    let out = tokbench(&["import", file, "--db", dbs, "--date", "12/08/2025"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("12/08/2025"), "{}", stderr(&out));
+    let out = stderr(&run_ok(&[
+        "import",
+        file,
+        "--db",
+        dbs,
+        "--hardware",
+        "2x GeForce RTX 3090",
+        "--date",
+        "2025-01-02",
+        "--source",
+        "https://example.org/post",
+    ]));
+    assert!(out.contains("2× GeForce RTX 3090"), "{out}");
+    let rows = query(
+        &db,
+        "SELECT DISTINCT run.hardware AS h, run.started_at AS t FROM run",
+    );
+    assert_eq!(s(&rows[0], "h"), "2× GeForce RTX 3090");
+    assert_eq!(s(&rows[0], "t"), "2025-01-02T00:00:00Z");
+}
+
+#[test]
+fn llama_bench_auto_values_stay_auto() {
+    // `-ngl -1` and `-fa -1` (auto) in llama-bench's JSON: NULL and named, never 0 or off.
+    let tmp = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(fixture("r1.json")).unwrap();
+    let auto = good
+        .replace("\"n_gpu_layers\": 99", "\"n_gpu_layers\": -1")
+        .replace("\"flash_attn\": false", "\"flash_attn\": -1");
+    assert_ne!(auto, good);
+    let file = tmp.path().join("auto.json");
+    std::fs::write(&file, auto).unwrap();
+    let db = tmp.path().join("i.db");
+    run_ok(&[
+        "import",
+        file.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    let rows = query(
+        &db,
+        "SELECT n_gpu_layers, flash_attn, params_auto, n_threads FROM v_results",
+    );
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        assert!(
+            r["n_gpu_layers"].is_null() && r["flash_attn"].is_null(),
+            "{r:?}"
+        );
+        assert_eq!(s(r, "params_auto"), "n_gpu_layers,flash_attn");
+        assert_eq!(f(r, "n_threads"), Some(2.0));
+    }
+    // Each repetition keeps its wall time (samples_ns) beside its rate.
+    let reps = query(
+        &db,
+        "SELECT COUNT(*) AS n FROM repetition WHERE prompt_ms > 0 OR gen_ms > 0",
+    );
+    assert_eq!(f(&reps[0], "n"), Some(12.0));
+}
+
+/// The community dataset in `bench-configs/community/`: every file imports, every row
+/// lands with its post's source and date, and look-alike tables are refused by name.
+#[test]
+fn the_community_dataset_imports_whole() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench-configs/community");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .filter(|p| p.file_name().is_some_and(|n| n != "README.md"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "{} community files", files.len());
+    // Rows each file holds (table lines after the header and separator).
+    let mut expected = 0;
+    let mut sources = std::collections::BTreeSet::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let source = text
+            .lines()
+            .find_map(|l| l.strip_prefix("source: "))
+            .unwrap_or_else(|| panic!("{}: no source", f.display()));
+        assert!(source.starts_with("https://"), "{}: {source}", f.display());
+        assert!(
+            text.lines().any(|l| l.starts_with("date: 20")),
+            "{}: no date",
+            f.display()
+        );
+        sources.insert(source.to_string());
+        let rows = tokbench_core::llama_bench::parse_markdown(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        expected += rows.len();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("c.db");
+    let mut args = vec!["import".to_string()];
+    args.extend(files.iter().map(|p| p.display().to_string()));
+    args.extend(["--db".into(), db.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_ok(&args);
+    let n = query(
+        &db,
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT source) AS s FROM v_results",
+    );
+    assert_eq!(f(&n[0], "n"), Some(expected as f64), "{}", stderr(&out));
+    assert!(expected >= 60, "{expected} community results");
+    assert_eq!(f(&n[0], "s"), Some(sources.len() as f64));
+    let undated = query(
+        &db,
+        "SELECT COUNT(*) AS n FROM run WHERE started_at NOT LIKE '20%'",
+    );
+    assert_eq!(f(&undated[0], "n"), Some(0.0));
+    for look in std::fs::read_dir(dir.join("lookalike")).unwrap() {
+        let path = look.unwrap().path();
+        let out = tokbench(&[
+            "import",
+            path.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("compare-llama-bench") || stderr(&out).contains("-bench table")
+        );
+    }
+}

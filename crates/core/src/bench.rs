@@ -216,6 +216,124 @@ pub struct EngineParams {
     pub type_k: CacheType,
     pub type_v: CacheType,
     pub use_mmap: bool,
+    /// Fields that hold no value, whose numbers above mean nothing: left to the tool at run
+    /// time, or not stated by an imported table. The database stores them as NULL.
+    #[serde(default, skip_serializing_if = "Unset::is_empty")]
+    pub unset: Unset,
+}
+
+/// A set of [`EngineParams`] fields, named by their database columns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParamSet(u8);
+
+impl ParamSet {
+    /// Every field's column, in [`crate::series::SETTINGS`]' order (bit `i` is `COLUMNS[i]`).
+    pub const COLUMNS: [&'static str; 8] = [
+        "n_threads",
+        "n_batch",
+        "n_ubatch",
+        "n_gpu_layers",
+        "flash_attn",
+        "type_k",
+        "type_v",
+        "use_mmap",
+    ];
+
+    /// `self` with the field named by `column` added.
+    ///
+    /// # Panics
+    /// When `column` is not one of [`Self::COLUMNS`] (a programming error).
+    #[must_use]
+    pub fn with(self, column: &str) -> Self {
+        let i = Self::index(column).unwrap_or_else(|| panic!("no engine setting `{column}`"));
+        Self(self.0 | 1 << i)
+    }
+
+    fn index(column: &str) -> Option<usize> {
+        Self::COLUMNS.iter().position(|c| *c == column)
+    }
+
+    pub fn contains(self, column: &str) -> bool {
+        Self::index(column).is_some_and(|i| self.0 & (1 << i) != 0)
+    }
+
+    #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes `&self`
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    #[must_use]
+    pub fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// The fields' columns, in [`Self::COLUMNS`]' order.
+    pub fn columns(self) -> impl Iterator<Item = &'static str> {
+        Self::COLUMNS
+            .into_iter()
+            .enumerate()
+            .filter(move |(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, c)| c)
+    }
+}
+
+impl fmt::Display for ParamSet {
+    /// `n_gpu_layers,flash_attn`: how the database's `params_auto` holds it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.columns().collect::<Vec<_>>().join(","))
+    }
+}
+
+impl FromStr for ParamSet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .try_fold(Self::default(), |set, c| match Self::index(c) {
+                Some(_) => Ok(set.with(c)),
+                None => Err(format!(
+                    "`{c}` is not an engine setting (one of {})",
+                    Self::COLUMNS.join(", ")
+                )),
+            })
+    }
+}
+
+impl Serialize for ParamSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.columns())
+    }
+}
+
+impl<'de> Deserialize<'de> for ParamSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = Vec::<String>::deserialize(d)?;
+        names.join(",").parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// [`EngineParams`] fields without a value, and why.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Unset {
+    /// Left to the tool at run time (llama-bench's `-ngl -1`, `-fa -1`/`auto`): the value it
+    /// chose is not recorded.
+    #[serde(default, skip_serializing_if = "ParamSet::is_empty")]
+    pub auto: ParamSet,
+    /// Not stated by the source (a pasted table that leaves out a column).
+    #[serde(default, skip_serializing_if = "ParamSet::is_empty")]
+    pub unknown: ParamSet,
+}
+
+impl Unset {
+    pub fn is_empty(&self) -> bool {
+        self.auto.is_empty() && self.unknown.is_empty()
+    }
+
+    /// Whether the field named by `column` has no value, for either reason.
+    pub fn contains(&self, column: &str) -> bool {
+        self.auto.contains(column) || self.unknown.contains(column)
+    }
 }
 
 impl EngineParams {

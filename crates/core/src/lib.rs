@@ -23,7 +23,8 @@ pub mod stats;
 
 pub use backend::{BackendKind, BackendSettings, ServeWorkload};
 pub use bench::{
-    AutoRepetitions, CacheType, EngineParams, MetricSource, ResultStatus, TestSpec, UnknownName,
+    AutoRepetitions, CacheType, EngineParams, MetricSource, ParamSet, ResultStatus, TestSpec,
+    UnknownName, Unset,
 };
 pub use config::{Cell, EngineAxes, ModelSource, Suite, SuiteError, SuiteHardware};
 pub use point::{HardwareRef, ModelFacts, ResultPoint};

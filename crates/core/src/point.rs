@@ -76,6 +76,12 @@ pub struct ModelFacts {
     pub n_layer: Option<u32>,
     /// `n_head_kv * head_dim`: the width of one layer's K (and V) row per token.
     pub kv_dim: Option<u32>,
+    /// Only the total is known, as a tool reported it (an import: llama-bench's
+    /// `model_size`): the embedding table is not told apart and the shape is unknown, so
+    /// the bytes read per token are approximated by the whole total (see
+    /// `tokbench_report::metrics::bytes_per_token`).
+    #[serde(default)]
+    pub tensor_bytes_only: bool,
 }
 
 /// One ok (or failed) result, ready for the reports.

@@ -154,16 +154,21 @@ impl From<crate::EngineParams> for EngineSettings {
             type_k,
             type_v,
             use_mmap,
+            unset,
         } = p;
+        // A field without a value (auto, or not stated) is not set: never its placeholder.
+        let set = |column: &str| !unset.contains(column);
         EngineSettings {
-            n_threads: Some(n_threads),
-            n_batch: Some(n_batch),
-            n_ubatch: Some(n_ubatch),
-            n_gpu_layers: i32::try_from(n_gpu_layers).ok(),
-            flash_attn: Some(flash_attn),
-            type_k: Some(type_k),
-            type_v: Some(type_v),
-            use_mmap: Some(use_mmap),
+            n_threads: set("n_threads").then_some(n_threads),
+            n_batch: set("n_batch").then_some(n_batch),
+            n_ubatch: set("n_ubatch").then_some(n_ubatch),
+            n_gpu_layers: i32::try_from(n_gpu_layers)
+                .ok()
+                .filter(|_| set("n_gpu_layers")),
+            flash_attn: set("flash_attn").then_some(flash_attn),
+            type_k: set("type_k").then_some(type_k),
+            type_v: set("type_v").then_some(type_v),
+            use_mmap: set("use_mmap").then_some(use_mmap),
         }
     }
 }
@@ -621,9 +626,11 @@ mod tests {
             type_k: CacheType::F16,
             type_v: CacheType::F16,
             use_mmap: true,
+            unset: Default::default(),
         }
         .into();
         assert!(SETTINGS.iter().all(|c| (c.value)(&resolved).is_some()));
+        assert_eq!(columns, crate::ParamSet::COLUMNS);
     }
 
     #[test]

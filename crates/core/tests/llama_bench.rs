@@ -491,8 +491,7 @@ fn sizes_are_capped() {
 #[test]
 fn other_text_is_not_taken_for_output() {
     assert!(matches!(parse_any(""), Err(LlamaBenchError::Empty)));
-    let md = some_fixture("md");
-    let err = parse_any(&md).unwrap_err();
+    let err = parse_any("| a | b |\n| - | - |\n| 1 | 2 |\n").unwrap_err();
     assert!(
         matches!(err, LlamaBenchError::UnknownFormat { .. }),
         "{err}"
@@ -504,4 +503,178 @@ fn other_text_is_not_taken_for_output() {
     assert!(parse_json("{}").is_err());
     assert!(parse_json("[1]").is_err());
     assert!(parse_jsonl("[]").is_err());
+}
+
+/// The Markdown table of a run read beside the same run's JSON (the fixtures' `r1`, `r6`:
+/// one llama-bench run printing both): every figure the table prints agrees with the JSON
+/// to the table's rounding, and what it does not print is llama-bench's default or unknown.
+#[test]
+fn a_markdown_table_reads_as_its_json_to_the_printed_precision() {
+    let fixtures = fixtures();
+    let mut pairs = 0;
+    for (run, files) in &fixtures {
+        let (Some(md), Some(json)) = (files.get("md"), files.get("json")) else {
+            continue;
+        };
+        pairs += 1;
+        assert_eq!(detect_format(md), Some(LlamaBenchFormat::Markdown), "{run}");
+        let table = parse_any(md).unwrap_or_else(|e| panic!("{run}.md: {e}"));
+        let full = parse_json(json).unwrap();
+        assert_eq!(table.len(), full.len(), "{run}");
+        for (t, f) in table.iter().zip(&full) {
+            let what = format!("{run}: {}", f.test_label());
+            assert_eq!(t.model_type, f.model_type, "{what}");
+            assert_eq!(t.test_spec(), f.test_spec(), "{what}");
+            assert_eq!(t.backends, f.backends, "{what}");
+            assert_eq!(t.n_threads, f.n_threads, "{what}");
+            assert_eq!(t.flash_attn, f.flash_attn, "{what}");
+            assert_eq!((t.n_batch, t.n_ubatch), (f.n_batch, f.n_ubatch), "{what}");
+            assert_eq!((&t.type_k, &t.type_v), (&f.type_k, &f.type_v), "{what}");
+            assert_eq!(t.n_gpu_layers, f.n_gpu_layers, "{what}");
+            assert_eq!(t.use_mmap, f.use_mmap, "{what}");
+            assert_eq!(
+                (&t.build_commit, t.build_number),
+                (&f.build_commit, f.build_number),
+                "{what}"
+            );
+            assert!(t.unknown.is_empty(), "{what}: the CPU table prints threads");
+            // `%.2f MiB`, `%.2f M`, `%.2f ± %.2f`: half a unit of the last digit.
+            let size_err = (t.model_size as f64 - f.model_size as f64).abs();
+            assert!(
+                size_err <= 0.005 * (1 << 20) as f64,
+                "{what}: size off by {size_err}"
+            );
+            let params_err = (t.model_n_params as f64 - f.model_n_params as f64).abs();
+            assert!(params_err <= 0.005e6, "{what}: params off by {params_err}");
+            assert!((t.avg_ts - f.avg_ts).abs() <= 0.005 + 1e-9, "{what}");
+            assert!((t.stddev_ts - f.stddev_ts).abs() <= 0.005 + 1e-9, "{what}");
+            // What a table cannot hold.
+            assert!(t.samples_ts.is_none() && t.test_time.is_empty(), "{what}");
+        }
+    }
+    assert!(pairs >= 2, "fixtures with both .md and .json: {pairs}");
+}
+
+/// A paste as people post them: in a quote and a `<details>` block, inside a code fence,
+/// without outer pipes, older spellings, log lines between rows, two devices of which the
+/// `dev` column picks one, and the build footer.
+#[test]
+fn a_pasted_table_in_every_spelling() {
+    let paste = "\
+Here are my numbers:
+<details><summary>llama-bench</summary>
+
+```
+ggml_cuda_init: found 2 CUDA devices:
+  Device 0: NVIDIA GeForce RTX 3090, compute capability 8.6, VMM: yes
+  Device 1: NVIDIA GeForce RTX 4090, compute capability 8.9, VMM: yes
+model | size | params | backend | ngl | dev | fa | test | t/s
+--- | ---: | ---: | --- | --: | --- | -: | ---: | ---:
+llama 8B Q4_K - Medium | 4.58 GiB | 8.03 B | CUDA | 99 | CUDA1 | 1 | pp 512 | 11234.56 ± 123.45
+llama_kv_cache: size = 64.00 MiB
+llama 8B Q4_K - Medium | 4.58 GiB | 8.03 B | CUDA | -1 | CUDA1 | -1 | tg128@d4096 | 140.12 ± 0.33
+
+build: 233d773d0 (6413)
+```
+</details>
+";
+    let records = parse_any(paste).unwrap();
+    assert_eq!(records.len(), 2);
+    let (a, b) = (&records[0], &records[1]);
+    assert_eq!(a.test_spec().label(), "pp512");
+    assert_eq!(b.test_spec().label(), "tg128 @ d4096");
+    assert_eq!((a.avg_ts, a.stddev_ts), (11234.56, 123.45));
+    assert_eq!(a.model_size, (4.58 * (1u64 << 30) as f64).round() as u64);
+    assert_eq!(a.model_n_params, 8_030_000_000);
+    assert_eq!(
+        (a.build_commit.as_str(), a.build_number),
+        ("233d773d0", 6413)
+    );
+    // `dev` names device 1 only.
+    assert_eq!(a.gpu_info, "NVIDIA GeForce RTX 4090");
+    assert_eq!(a.flash_attn, Some(FlashAttn::On));
+    assert_eq!(b.flash_attn, Some(FlashAttn::Auto));
+    assert_eq!(b.n_gpu_layers, -1);
+    // A GPU table does not print the thread count: unknown, not a number.
+    assert!(a.unknown.contains("n_threads"));
+    let cell = b.cell_result(1).unwrap();
+    assert!(cell.params.unset.auto.contains("n_gpu_layers"));
+    assert!(cell.params.unset.auto.contains("flash_attn"));
+    assert!(cell.params.unset.unknown.contains("n_threads"));
+}
+
+#[test]
+fn metal_and_vulkan_pastes_name_their_device() {
+    let metal = "\
+ggml_metal_init: GPU name:   Apple M2 Ultra
+| model                          |       size |     params | backend    | threads |          test |                  t/s |
+| ------------------------------ | ---------: | ---------: | ---------- | ------: | ------------: | -------------------: |
+| llama 7B mostly Q4_0           |   3.56 GiB |     6.74 B | Metal,BLAS |      16 |         pp512 |       1238.48 ± 1.45 |
+";
+    let r = &parse_any(metal).unwrap()[0];
+    assert_eq!(r.cpu_info, "Apple M2 Ultra");
+    assert_eq!(tokbench_core::llama_bench::quant_of(&r.model_type), "Q4_0");
+    assert_eq!(
+        tokbench_core::llama_bench::accel_of(r.backends.as_deref()),
+        "metal"
+    );
+    // Metal,BLAS counts as a CPU-type backend for llama-bench's columns: ngl at its default.
+    assert_eq!(r.n_gpu_layers, 99);
+    let vulkan = "\
+ggml_vulkan: 0 = AMD Radeon RX 7900 XTX (RADV NAVI31) (radv) | uma: 0 | fp16: 1 | warp size: 64 | shared memory: 65536 | int dot: 1 | matrix cores: KHR_coopmat
+| model                          |       size |     params | backend    | ngl |            test |                  t/s |
+| ------------------------------ | ---------: | ---------: | ---------- | --: | --------------: | -------------------: |
+| llama 7B Q4_0                  |   3.56 GiB |     6.74 B | Vulkan,RPC |  99 |           tg128 |        140.24 ± 0.12 |
+";
+    let r = &parse_any(vulkan).unwrap()[0];
+    assert_eq!(r.gpu_info, "AMD Radeon RX 7900 XTX");
+    assert_eq!(
+        tokbench_core::llama_bench::accel_of(r.backends.as_deref()),
+        "vulkan"
+    );
+}
+
+#[test]
+fn look_alike_tables_are_refused_by_name() {
+    let compare = "\
+| Model         | Test   |   t/s master |   t/s branch |   Speedup |
+|:--------------|:-------|-------------:|-------------:|----------:|
+| llama 7B Q4_0 | pp512  |      1000.00 |      1100.00 |      1.10 |
+";
+    let err = parse_any(compare).unwrap_err();
+    assert!(
+        matches!(err, LlamaBenchError::LookAlike { line: 1, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("compare-llama-bench"), "{err}");
+    let batched = "\
+|    PP |     TG |    B |   N_KV |   T_PP s | S_PP t/s |   T_TG s | S_TG t/s |      T s |    S t/s |
+|-------|--------|------|--------|----------|----------|----------|----------|----------|----------|
+|   512 |    128 |    1 |    640 |    0.213 |  2403.81 |    1.051 |   121.79 |    1.264 |   506.33 |
+";
+    let err = parse_any(batched).unwrap_err();
+    assert!(err.to_string().contains("batched-bench"), "{err}");
+    let sweep = "\
+|    PP |     TG |   N_KV |   T_PP s | S_PP t/s |   T_TG s | S_TG t/s |
+|-------|--------|--------|----------|----------|----------|----------|
+|   512 |    128 |      0 |    0.213 |  2403.81 |    1.051 |   121.79 |
+";
+    let err = parse_any(sweep).unwrap_err();
+    assert!(err.to_string().contains("sweep-bench"), "{err}");
+}
+
+#[test]
+fn a_bad_cell_names_its_line_and_column() {
+    let paste = "\
+| model | size | params | backend | ngl | test | t/s |
+| --- | --: | --: | --- | --: | --: | --: |
+| llama 7B Q4_0 | 3.56 GiB | 6.74 B | CUDA | 99 | pp512 | 100.0 ± 1.0 |
+| llama 7B Q4_0 | 3.56 GiB | 6.74 B | CUDA | lots | tg128 | 10.0 ± 1.0 |
+";
+    let err = parse_any(paste).unwrap_err();
+    assert_eq!(err.line(), Some(4), "{err}");
+    assert_eq!(err.field(), Some("ngl"), "{err}");
+    let front = "---\nsource: x\nbogus: y\n---\n";
+    let err = tokbench_core::llama_bench::front_matter(front).unwrap_err();
+    assert_eq!((err.line(), err.field()), (Some(3), Some("bogus")), "{err}");
 }

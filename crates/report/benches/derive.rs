@@ -73,6 +73,7 @@ fn points() -> Vec<ResultPoint> {
                     output_bytes: Some(embd_bytes),
                     n_layer: Some(n_layer),
                     kv_dim: Some(kv_dim),
+                    tensor_bytes_only: false,
                 };
                 // Decode at 70% of the roofline; prefill 60 times faster.
                 let tg = 0.7 * bandwidth / tensor_bytes as f64;

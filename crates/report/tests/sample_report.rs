@@ -51,6 +51,7 @@ fn facts(n_params: u64, bpw: f64) -> ModelFacts {
         output_bytes: Some(n_params / 30),
         n_layer: Some(32),
         kv_dim: Some(1024),
+        tensor_bytes_only: false,
     }
 }
 

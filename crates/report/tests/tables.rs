@@ -96,6 +96,7 @@ fn facts(quant: &str) -> ModelFacts {
         output_bytes: Some(embd),
         n_layer: Some(32),
         kv_dim: Some(1024),
+        tensor_bytes_only: false,
     }
 }
 
@@ -689,6 +690,7 @@ fn weird_inputs_do_not_panic() {
                 output_bytes: Some(0),
                 n_layer: Some(u32::MAX),
                 kv_dim: Some(u32::MAX),
+                tensor_bytes_only: false,
             },
             ..tg(CPU, "q8_0", x, None, Some(x))
         };

@@ -202,6 +202,11 @@ pub struct ResultRow {
     pub throttle_reason: Option<String>,
     /// The CPU frequency governor during the cell.
     pub cpu_governor: Option<String>,
+    /// Settings left to the tool at run time (`n_gpu_layers,flash_attn`): their columns in
+    /// `settings` are `None` because the tool chose, not because the source was silent.
+    pub params_auto: Option<String>,
+    /// Where imported numbers came from (a URL, a file); `None`: measured here.
+    pub source: Option<String>,
 }
 
 /// A database's health (see [`Store::inspect`]).

@@ -207,6 +207,8 @@ struct Shape {
     output_bytes: Option<u64>,
     n_layer: Option<u32>,
     kv_dim: Option<u32>,
+    /// `"tensor_bytes_only": true`: an import's reported total (see `ModelFacts`).
+    tensor_bytes_only: bool,
 }
 
 fn parse_shape(text: Option<&str>) -> Shape {
@@ -224,6 +226,10 @@ fn parse_shape(text: Option<&str>) -> Shape {
             (Some(h), Some(d)) => h.checked_mul(d).and_then(|v| u32::try_from(v).ok()),
             _ => None,
         },
+        tensor_bytes_only: shape
+            .get("tensor_bytes_only")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false),
     }
 }
 
@@ -284,6 +290,7 @@ fn point_row(
             output_bytes: shape.output_bytes,
             n_layer: shape.n_layer,
             kv_dim: shape.kv_dim,
+            tensor_bytes_only: shape.tensor_bytes_only,
         },
         test: row.text_required("test")?,
         status,

@@ -168,6 +168,8 @@ pub(crate) fn result_row(row: &SqliteRow) -> Result<ResultRow, StoreError> {
             throttled: row.try_get("throttled")?,
             throttle_reason: row.try_get("throttle_reason")?,
             cpu_governor: row.try_get("cpu_governor")?,
+            params_auto: row.try_get("params_auto")?,
+            source: row.try_get("source")?,
         })
     })()
     .map_err(get)

@@ -525,6 +525,8 @@ pub(crate) fn insert_one(
             .energy_method
             .clone()
             .or(t_prefill.energy_method.clone());
+        // A setting without a value (auto, or not stated by an import) is NULL.
+        let settings = tokbench_core::EngineSettings::from(*params);
         let id = Insert::into("result")
             .set("run_id", run.0)
             .set("cell_index", *cell_index as i64)
@@ -532,14 +534,18 @@ pub(crate) fn insert_one(
             .set("model_id", model.map(|m| m.0))
             .set("model_name", model_name)
             .set("workload_id", workload_id)
-            .set("n_threads", params.n_threads)
-            .set("n_batch", params.n_batch)
-            .set("n_ubatch", params.n_ubatch)
-            .set("n_gpu_layers", params.n_gpu_layers)
-            .set("flash_attn", params.flash_attn)
-            .set("type_k", params.type_k.name())
-            .set("type_v", params.type_v.name())
-            .set("use_mmap", params.use_mmap)
+            .set("n_threads", settings.n_threads)
+            .set("n_batch", settings.n_batch)
+            .set("n_ubatch", settings.n_ubatch)
+            .set("n_gpu_layers", settings.n_gpu_layers.map(i64::from))
+            .set("flash_attn", settings.flash_attn)
+            .set("type_k", settings.type_k.map(|t| t.name()))
+            .set("type_v", settings.type_v.map(|t| t.name()))
+            .set("use_mmap", settings.use_mmap)
+            .set(
+                "params_auto",
+                (!params.unset.auto.is_empty()).then(|| params.unset.auto.to_string()),
+            )
             .set("status", status.as_str())
             .set("error", error)
             .set("metric_source", metric_source.as_str())

@@ -34,6 +34,7 @@ fn params() -> EngineParams {
         type_k: CacheType::F16,
         type_v: CacheType::F16,
         use_mmap: true,
+        unset: Default::default(),
     }
 }
 
@@ -76,17 +77,19 @@ fn result(cell: usize, status: ResultStatus, reps: &[f64]) -> CellResult {
     }
 }
 
-/// Takes a current database back to before migration 7, rows kept: migration 9's run
-/// column and 8's indexes (one covers two of 7's columns) go, then 7's four added columns
-/// and the view that shows them (migration 6, which a test may undo next, drops the view
-/// and makes its own, so a placeholder stands in).
-const UNDO_MIGRATION_7: [&str; 12] = [
+/// Takes a current database back to before migration 7, rows kept: the view goes first,
+/// then migration 10's column, 9's run column and 8's indexes (one covers two of 7's
+/// columns), then 7's four added columns (migration 6, which a test may undo next, drops
+/// the view and makes its own, so a placeholder stands in).
+const UNDO_MIGRATION_7: [&str; 14] = [
+    "DROP VIEW v_results",
+    "ALTER TABLE result DROP COLUMN params_auto",
+    "DELETE FROM _sqlx_migrations WHERE version = 20261206000010",
     "ALTER TABLE run DROP COLUMN telemetry_unavailable_json",
     "DELETE FROM _sqlx_migrations WHERE version = 20261205000009",
     "DROP INDEX result_report",
     "DROP INDEX run_by_started",
     "DELETE FROM _sqlx_migrations WHERE version = 20261205000008",
-    "DROP VIEW v_results",
     "ALTER TABLE result DROP COLUMN noisy",
     "ALTER TABLE result DROP COLUMN throttled",
     "ALTER TABLE result DROP COLUMN throttle_reason",

@@ -207,6 +207,7 @@ impl EngineAxes {
             type_k,
             type_v,
             use_mmap,
+            unset: Default::default(),
         }
     }
 }

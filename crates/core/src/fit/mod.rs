@@ -604,6 +604,7 @@ impl FitParams {
             n_batch: _,
             n_gpu_layers: _,
             use_mmap: _,
+            unset: _,
         } = *engine;
         Self {
             n_ctx,

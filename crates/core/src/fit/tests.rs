@@ -586,6 +586,7 @@ fn from_engine_takes_the_cache_settings() {
         type_k: CacheType::Q8_0,
         type_v: CacheType::Q4_0,
         use_mmap: true,
+        unset: Default::default(),
     };
     assert_eq!(
         FitParams::from_engine(4096, &engine),

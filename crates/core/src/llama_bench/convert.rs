@@ -6,7 +6,11 @@ use super::*;
 pub fn quant_of(model_type: &str) -> String {
     // `llama 8B Q4_K - Medium`: the architecture and size come first.
     let words: Vec<&str> = model_type.split_whitespace().collect();
-    let tail = words.get(2..).map(|w| w.join(" ")).unwrap_or_default();
+    let mut tail = words.get(2..).map(|w| w.join(" ")).unwrap_or_default();
+    // Builds of 2023 wrote `llama 7B mostly Q4_0`.
+    if let Some(rest) = tail.strip_prefix("mostly ") {
+        tail = rest.to_string();
+    }
     let (base, size) = match tail.split_once(" - ") {
         Some((b, s)) => (b.to_string(), Some(s)),
         None => (tail.clone(), None),
@@ -59,6 +63,15 @@ impl LlamaBenchRecord {
     pub fn cell_result(&self, index: usize) -> Result<CellResult, RecordError> {
         let r = self;
         let test = r.test_spec();
+        // llama-bench's negative `n_gpu_layers` and `flash_attn = -1` leave the choice to
+        // llama.cpp at load time: the value used is not in the output, so it stays unset.
+        let mut auto = ParamSet::default();
+        if r.n_gpu_layers < 0 {
+            auto = auto.with("n_gpu_layers");
+        }
+        if matches!(r.flash_attn, Some(FlashAttn::Auto)) {
+            auto = auto.with("flash_attn");
+        }
         let params = EngineParams {
             n_threads: r.n_threads,
             n_batch: r.n_batch,
@@ -68,18 +81,34 @@ impl LlamaBenchRecord {
             type_k: cache_type(&r.type_k, "type_k")?,
             type_v: cache_type(&r.type_v, "type_v")?,
             use_mmap: r.use_mmap.unwrap_or(true),
+            unset: Unset {
+                auto,
+                unknown: self.unknown,
+            },
         };
         let samples = r.samples_ts.clone().unwrap_or_default();
         let combined = test.n_prompt > 0 && test.n_gen > 0;
         let repetitions = if combined {
             Vec::new()
         } else {
+            // Each repetition's rate, and its wall time where llama-bench printed them
+            // (`samples_ns`, one per rate, in the same order).
+            let ns = r
+                .samples_ns
+                .as_deref()
+                .filter(|ns| ns.len() == samples.len());
             samples
                 .iter()
-                .map(|&ts| Repetition {
-                    prefill_tps: (test.n_gen == 0).then_some(ts),
-                    decode_tps: (test.n_gen > 0).then_some(ts),
-                    ..Default::default()
+                .enumerate()
+                .map(|(i, &ts)| {
+                    let ms = ns.map(|ns| ns[i] as f64 / 1e6);
+                    Repetition {
+                        prefill_tps: (test.n_gen == 0).then_some(ts),
+                        decode_tps: (test.n_gen > 0).then_some(ts),
+                        prompt_ms: ms.filter(|_| test.n_gen == 0),
+                        gen_ms: ms.filter(|_| test.n_gen > 0),
+                        ..Default::default()
+                    }
                 })
                 .collect()
         };

@@ -26,7 +26,9 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::bench::{CacheType, EngineParams, MetricSource, ResultStatus, TestSpec};
+use crate::bench::{
+    CacheType, EngineParams, MetricSource, ParamSet, ResultStatus, TestSpec, Unset,
+};
 use crate::record::{CellResult, Repetition};
 
 /// Largest input accepted, in bytes (a llama-bench JSON file holds about 1.5 KiB per test).
@@ -117,6 +119,10 @@ pub struct LlamaBenchRecord {
     pub samples_ts: Option<Vec<f64>>,
     /// Fields this module does not know, by name, as JSON values.
     pub extra: BTreeMap<String, serde_json::Value>,
+    /// Settings the output does not state (a Markdown table leaves out the thread count of
+    /// a GPU run): their fields above hold placeholders, stored as unknown.
+    #[serde(skip_serializing_if = "ParamSet::is_empty")]
+    pub unknown: ParamSet,
 }
 
 impl LlamaBenchRecord {
@@ -155,6 +161,8 @@ pub enum LlamaBenchFormat {
     Jsonl,
     /// `-o sql`: `CREATE TABLE` and `INSERT INTO` statements.
     Sql,
+    /// `-o md` (the default), as printed or pasted: see [`markdown`].
+    Markdown,
 }
 
 /// Why llama-bench output could not be read. Lines and columns count from 1.
@@ -165,8 +173,11 @@ pub enum LlamaBenchError {
     TooLarge { len: usize, max: usize },
     #[error("input is empty")]
     Empty,
-    #[error("line {line}: not llama-bench JSON, JSONL or SQL output{hint}")]
+    #[error("line {line}: not llama-bench JSON, JSONL, SQL or Markdown output{hint}")]
     UnknownFormat { line: usize, hint: &'static str },
+    /// A table from another llama.cpp tool, which reads like llama-bench's but is not.
+    #[error("line {line}: this is {what}")]
+    LookAlike { line: usize, what: &'static str },
     /// Bad JSON, or JSON that is not a list of tests; `problem` is serde_json's message
     /// without its position, which would count from the start of the test, not the file.
     #[error("line {line}, column {column}: {problem}")]
@@ -203,6 +214,7 @@ impl LlamaBenchError {
             | Self::Json { line, .. }
             | Self::Sql { line, .. }
             | Self::TooManyRecords { line, .. }
+            | Self::LookAlike { line, .. }
             | Self::MissingField { line, .. }
             | Self::Field { line, .. } => Some(*line),
         }
@@ -232,12 +244,14 @@ pub fn detect_format(input: &str) -> Option<LlamaBenchFormat> {
         Some(LlamaBenchFormat::Json)
     } else if s.starts_with('{') {
         Some(LlamaBenchFormat::Jsonl)
-    } else if s.starts_with("--")
+    } else if s.starts_with("--") && !s.starts_with("---")
         || s.starts_with("/*")
         || first_word == "CREATE"
         || first_word == "INSERT"
     {
         Some(LlamaBenchFormat::Sql)
+    } else if markdown::looks_like_markdown(s) {
+        Some(LlamaBenchFormat::Markdown)
     } else {
         None
     }
@@ -254,15 +268,11 @@ pub fn parse_any(input: &str) -> Result<Vec<LlamaBenchRecord>, LlamaBenchError> 
         Some(LlamaBenchFormat::Json) => parse_json(body),
         Some(LlamaBenchFormat::Jsonl) => parse_jsonl(body),
         Some(LlamaBenchFormat::Sql) => parse_sql(body),
+        Some(LlamaBenchFormat::Markdown) => parse_markdown(body),
         None => {
             let skipped = body.len() - body.trim_start().len();
             let line = LineIndex::new(body).position(skipped).0;
-            let hint = if body.trim_start().starts_with('|') {
-                " (this looks like the markdown table; run llama-bench with -o json)"
-            } else {
-                ""
-            };
-            Err(LlamaBenchError::UnknownFormat { line, hint })
+            Err(LlamaBenchError::UnknownFormat { line, hint: "" })
         }
     }
 }
@@ -739,6 +749,7 @@ impl Fields<'_> {
             samples_ns: f.opt("samples_ns")?,
             samples_ts: f.opt("samples_ts")?,
             extra: BTreeMap::new(),
+            unknown: ParamSet::default(),
         };
         let extra = std::mem::take(&mut self.map)
             .into_iter()
@@ -789,9 +800,11 @@ fn sql_number(text: &str) -> Option<serde_json::Value> {
 }
 
 mod convert;
+mod markdown;
 mod sql;
 
 pub use convert::*;
+pub use markdown::{front_matter, parse_markdown, FrontMatter};
 pub use sql::parse_sql;
 
 #[cfg(test)]

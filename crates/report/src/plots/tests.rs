@@ -80,6 +80,7 @@ pub(crate) fn point(
             output_bytes: None,
             n_layer: Some(32),
             kv_dim: Some(1024),
+            tensor_bytes_only: false,
         },
         test: if decode { "tg128" } else { "pp512" }.to_string(),
         status: ResultStatus::Ok,

@@ -46,7 +46,8 @@ pub(super) fn hardware_label(p: &ResultPoint) -> String {
 ///   accelerator, model, quantization, engine settings and depth (same run first, then
 ///   the longest prompt, then the newest), or "—" when there is none.
 /// - Measured W is the mean power during decode, which tok/J divides by; Roofline % is
-///   generation speed × bytes read per token ÷ the catalog's bandwidth ([`crate::metrics`]).
+///   generation speed × bytes read per token ÷ the catalog's bandwidth ([`crate::metrics`]),
+///   marked `≈` for an imported result, whose bytes are the tool's reported total.
 /// - Two results on the same hardware (another backend, cache type, run …) both appear,
 ///   the hardware name followed by what tells them apart.
 pub fn leaderboard(rows: &[ReportRow]) -> Vec<Table> {
@@ -150,7 +151,11 @@ pub(super) fn leaderboard_row(row: &ReportRow, label: String, prefill: &PrefillI
         Cell::num(fmt_watts(p.decode_power_w), positive(p.decode_power_w)),
         Cell::num(fmt_tokens_per_joule(tokens_per_joule), tokens_per_joule),
         Cell::num(
-            fmt_percent(roofline_fraction),
+            // From an imported total (embeddings in, KV cache out): approximate.
+            match (p.facts.tensor_bytes_only, roofline_fraction) {
+                (true, Some(_)) => format!("≈{}", fmt_percent(roofline_fraction)),
+                _ => fmt_percent(roofline_fraction),
+            },
             roofline_fraction.map(|f| f * 100.0),
         ),
     ]

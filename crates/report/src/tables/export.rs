@@ -103,6 +103,7 @@ pub(super) fn fields(row: &ReportRow) -> Vec<(&'static str, Field)> {
         output_bytes: _,
         n_layer,
         kv_dim,
+        tensor_bytes_only,
     } = *facts;
     let Derived {
         bytes_per_token,
@@ -175,6 +176,8 @@ pub(super) fn fields(row: &ReportRow) -> Vec<(&'static str, Field)> {
         ("token_embd_bytes", Field::opt_int(token_embd_bytes)),
         ("n_layer", Field::opt_int(n_layer.map(u64::from))),
         ("kv_dim", Field::opt_int(kv_dim.map(u64::from))),
+        // An import's reported total: bytes per token and roofline are approximate.
+        ("tensor_bytes_only", Field::Bool(tensor_bytes_only)),
         ("test", Field::text(test)),
         ("n_prompt", Field::Int(u64::from(*n_prompt))),
         ("n_gen", Field::Int(u64::from(*n_gen))),

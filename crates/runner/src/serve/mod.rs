@@ -366,6 +366,7 @@ mod tests {
             type_k: tokbench_core::CacheType::F16,
             type_v: tokbench_core::CacheType::F16,
             use_mmap: false,
+            unset: Default::default(),
         };
         let a = llama_server_args(
             Path::new("/m/a b.gguf"),
