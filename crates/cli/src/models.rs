@@ -85,6 +85,13 @@ impl ModelCache {
                 "quantization {quant} is not offered for synthetic models (they are written in F16)"
             )));
         }
+        if quant.needs_imatrix() {
+            bail!(BadInput(format!(
+                "quantization {quant} is not offered for synthetic models: llama.cpp's quantizer \
+                 makes it only with an importance matrix, which a synthetic model has no text to \
+                 compute (`tokbench fit --quant {quant}` predicts the layout a real file has)"
+            )));
+        }
         let spec = SynthSpec {
             arch: arch.clone(),
             seed,

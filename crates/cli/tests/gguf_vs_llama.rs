@@ -94,7 +94,9 @@ fn check(arch: &str, quants: &[&str]) {
         // every quantization of one synthesized model) is added.
         let spec = tokbench_core::arch::ArchSpec::preset(arch).unwrap();
         let preset: tokbench_core::QuantPreset = quant.parse().unwrap();
-        let predicted = tokbench_core::fit::weight_bytes(spec, preset);
+        // A synthesized file is quantized without an importance matrix, which some IQ
+        // presets' recipes consult.
+        let predicted = tokbench_core::fit::weight_bytes_with(spec, preset, false);
         assert_eq!(
             predicted.total_bytes, info.tensor_bytes,
             "{arch} {quant}: predicted tensor bytes"
@@ -129,6 +131,26 @@ fn reader_agrees_with_llama_cpp_on_every_preset_of_the_tiny_llama() {
             "Q4_0", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K",
         ],
     );
+}
+
+/// The IQ presets llama.cpp's quantizer makes without an importance matrix: the recipe
+/// (IQ3_M's Q4_K attn_v and ffn_down, IQ4_XS's Q5_K first ffn_down layers) and the
+/// fallback of rows that 256-weight blocks do not divide (to IQ4_NL) are the quantizer's.
+#[test]
+fn reader_and_fit_agree_with_llama_cpp_on_iq_presets() {
+    check("tiny", &["IQ4_XS", "IQ4_NL", "IQ3_S", "IQ3_M"]);
+}
+
+#[test]
+fn presets_that_need_an_importance_matrix_are_refused_by_synth_with_the_reason() {
+    for q in ["IQ2_XXS", "IQ1_S", "Q2_K_S", "IQ3_XXS"] {
+        let out = tokbench(&["model", "synth", "--arch", "tiny", "--quant", q])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{q}: {}", stderr(&out));
+        let e = stderr(&out);
+        assert!(e.contains(q) && e.contains("importance matrix"), "{e}");
+    }
 }
 
 #[test]

@@ -27,12 +27,25 @@ pub enum QuantPreset {
     Q3_K_L,
     Q3_K_M,
     Q3_K_S,
+    IQ4_XS,
+    IQ4_NL,
+    IQ3_M,
+    IQ3_S,
+    IQ3_XS,
+    IQ3_XXS,
     Q2_K,
+    Q2_K_S,
+    IQ2_M,
+    IQ2_S,
+    IQ2_XS,
+    IQ2_XXS,
+    IQ1_M,
+    IQ1_S,
 }
 
 impl QuantPreset {
     /// Every preset, most bits first.
-    pub const ALL: [QuantPreset; 17] = [
+    pub const ALL: [QuantPreset; 30] = [
         Self::F32,
         Self::F16,
         Self::BF16,
@@ -45,11 +58,24 @@ impl QuantPreset {
         Self::Q4_K_M,
         Self::Q4_K_S,
         Self::Q4_1,
+        Self::IQ4_NL,
         Self::Q4_0,
+        Self::IQ4_XS,
         Self::Q3_K_L,
         Self::Q3_K_M,
+        Self::IQ3_M,
+        Self::IQ3_S,
         Self::Q3_K_S,
+        Self::IQ3_XS,
+        Self::IQ3_XXS,
         Self::Q2_K,
+        Self::Q2_K_S,
+        Self::IQ2_M,
+        Self::IQ2_S,
+        Self::IQ2_XS,
+        Self::IQ2_XXS,
+        Self::IQ1_M,
+        Self::IQ1_S,
     ];
 
     /// The `llama_ftype` value (`include/llama.h`, `enum llama_ftype`).
@@ -71,6 +97,19 @@ impl QuantPreset {
             Self::Q5_K_S => 16,
             Self::Q5_K_M => 17,
             Self::Q6_K => 18,
+            Self::IQ2_XXS => 19,
+            Self::IQ2_XS => 20,
+            Self::Q2_K_S => 21,
+            Self::IQ3_XS => 22,
+            Self::IQ3_XXS => 23,
+            Self::IQ1_S => 24,
+            Self::IQ4_NL => 25,
+            Self::IQ3_S => 26,
+            Self::IQ3_M => 27,
+            Self::IQ2_S => 28,
+            Self::IQ2_M => 29,
+            Self::IQ4_XS => 30,
+            Self::IQ1_M => 31,
             Self::BF16 => 32,
         }
     }
@@ -99,7 +138,51 @@ impl QuantPreset {
             Self::Q3_K_M => "Q3_K_M",
             Self::Q3_K_S => "Q3_K_S",
             Self::Q2_K => "Q2_K",
+            Self::Q2_K_S => "Q2_K_S",
+            Self::IQ4_XS => "IQ4_XS",
+            Self::IQ4_NL => "IQ4_NL",
+            Self::IQ3_M => "IQ3_M",
+            Self::IQ3_S => "IQ3_S",
+            Self::IQ3_XS => "IQ3_XS",
+            Self::IQ3_XXS => "IQ3_XXS",
+            Self::IQ2_M => "IQ2_M",
+            Self::IQ2_S => "IQ2_S",
+            Self::IQ2_XS => "IQ2_XS",
+            Self::IQ2_XXS => "IQ2_XXS",
+            Self::IQ1_M => "IQ1_M",
+            Self::IQ1_S => "IQ1_S",
         }
+    }
+
+    /// Returns true if and only if llama.cpp's quantizer refuses this preset without an
+    /// importance matrix: it puts some weight matrices in IQ1_*, IQ2_*, IQ3_XXS, or (for
+    /// Q2_K_S) Q2_K, which `tensor_requires_imatrix` (`src/llama-quant.cpp`) marks as needing
+    /// one. Files of these presets are always made with a matrix.
+    pub fn needs_imatrix(self) -> bool {
+        matches!(
+            self,
+            Self::IQ1_S
+                | Self::IQ1_M
+                | Self::IQ2_XXS
+                | Self::IQ2_XS
+                | Self::IQ2_S
+                | Self::IQ2_M
+                | Self::IQ3_XXS
+                | Self::IQ3_XS
+                | Self::Q2_K_S
+        )
+    }
+
+    /// Returns true if and only if files of this preset are, as published, made with an
+    /// importance matrix, which changes some tensor types (see
+    /// [`crate::fit::tensor_type_with`]): every IQ preset and Q2_K_S. K-quant and legacy
+    /// presets are predicted as `llama-quantize` makes them without one (its size table).
+    pub fn published_with_imatrix(self) -> bool {
+        self.needs_imatrix()
+            || matches!(
+                self,
+                Self::IQ4_XS | Self::IQ4_NL | Self::IQ3_S | Self::IQ3_M
+            )
     }
 
     /// Returns true if and only if producing this preset from an F16 model needs

@@ -71,7 +71,16 @@ pub fn default_tensor_type(preset: QuantPreset) -> GgmlType {
         P::Q5_K_M | P::Q5_K_S => T::Q5_K,
         P::Q4_K_M | P::Q4_K_S => T::Q4_K,
         P::Q3_K_L | P::Q3_K_M | P::Q3_K_S => T::Q3_K,
-        P::Q2_K => T::Q2_K,
+        P::Q2_K | P::Q2_K_S => T::Q2_K,
+        P::IQ4_XS => T::IQ4_XS,
+        P::IQ4_NL => T::IQ4_NL,
+        P::IQ3_M | P::IQ3_S | P::IQ3_XS => T::IQ3_S,
+        P::IQ3_XXS => T::IQ3_XXS,
+        P::IQ2_M => T::IQ2_S,
+        P::IQ2_S | P::IQ2_XS => T::IQ2_XS,
+        P::IQ2_XXS => T::IQ2_XXS,
+        P::IQ1_M => T::IQ1_M,
+        P::IQ1_S => T::IQ1_S,
     }
 }
 
@@ -236,31 +245,48 @@ fn is_llm_type_70b(arch: &ArchSpec) -> bool {
 }
 
 /// The type llama.cpp's quantizer gives tensor `role` of block `layer` (ignored for global
-/// tensors) when it quantizes an F16 model of shape `arch` to `preset`.
-///
-/// A port of `llama_tensor_get_type` and `llama_tensor_get_type_impl` (vendored llama.cpp,
-/// `src/llama-quant.cpp`) for dense llama/qwen2 models (`n_expert == 0`), without an
-/// importance matrix or overrides:
-/// - 1-D tensors (norms, biases) are never quantized and stay F32;
-/// - F32/F16/BF16 presets give every matrix that type;
-/// - `output.weight` (and `token_embd.weight` when the embeddings are tied) becomes Q6_K,
-///   except that Q8_0 stays Q8_0 and a row not divisible by the preset's block size gives Q8_0;
-/// - untied `token_embd.weight` keeps the preset's type;
-/// - `attn_v`, `ffn_down` and `attn_output` follow the per-preset rules (see the match below);
-///   `attn_q`, `attn_k`, `ffn_gate` and `ffn_up` only change for IQ and MoE recipes, so they
-///   keep the preset's type;
-/// - a row length not divisible by the chosen type's block size falls back: Q2_K/Q3_K → Q4_0,
-///   Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, and to F16 if even 32 does not divide it.
-///   (Older llama.cpp sent Q2_K/Q3_K to IQ4_NL; the vendored source sends them to Q4_0. Both
-///   are 18 bytes per 32 weights, so the size is the same.)
-///
-/// llama.cpp walks the tensors sorted by layer, so its `i_attention_wv` and `i_ffn_down`
-/// counters equal the layer index here.
+/// tensors) when it quantizes an F16 model of shape `arch` to `preset`, as published: with
+/// an importance matrix for the presets made with one
+/// ([`QuantPreset::published_with_imatrix`]), without for the rest. See [`tensor_type_with`].
 pub fn tensor_type_for(
     preset: QuantPreset,
     role: TensorRole,
     layer: u32,
     arch: &ArchSpec,
+) -> GgmlType {
+    tensor_type_with(preset, role, layer, arch, preset.published_with_imatrix())
+}
+
+/// The type llama.cpp's quantizer gives tensor `role` of block `layer` when it quantizes an
+/// F16 model of shape `arch` to `preset`, with or without an importance matrix (`imatrix`;
+/// only IQ3_XXS, IQ4_NL, IQ4_XS, Q4_0 and Q5_0 choose differently with one, and the
+/// matrix's values never matter).
+///
+/// A port of `llama_tensor_get_type` and `llama_tensor_get_type_impl` (vendored llama.cpp,
+/// `src/llama-quant.cpp`) for dense llama/qwen2 models (`n_expert == 0`), without overrides:
+/// - 1-D tensors (norms, biases) are never quantized and stay F32;
+/// - F32/F16/BF16 presets give every matrix that type;
+/// - `output.weight` (and `token_embd.weight` when the embeddings are tied) becomes Q5_K for
+///   the 1- and 2-bit IQ presets and IQ3_XXS, else Q6_K, except that Q8_0 stays Q8_0 and a
+///   row not divisible by the preset's block size gives Q8_0;
+/// - untied `token_embd.weight` keeps the preset's type, except Q2_K for IQ1_*, IQ2_XXS and
+///   IQ2_XS, and IQ3_S for IQ2_S, IQ2_M and IQ3_XXS;
+/// - `attn_v`, `attn_q`, `attn_k`, `ffn_down`, `ffn_gate`, `ffn_up` and `attn_output` follow
+///   the per-preset rules below (the 1- and 2-bit IQ presets have a branch of their own, to
+///   which the 70B `attn_v` bump does not apply);
+/// - a row length not divisible by the chosen type's block size falls back: IQ types with
+///   256-blocks → IQ4_NL, Q2_K/Q3_K → Q4_0, Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, and to F16
+///   if even 32 does not divide it. (Older llama.cpp sent Q2_K/Q3_K to IQ4_NL; the vendored
+///   source sends them to Q4_0. Both are 18 bytes per 32 weights, so the size is the same.)
+///
+/// llama.cpp walks the tensors sorted by layer, so its `i_attention_wv` and `i_ffn_down`
+/// counters equal the layer index here.
+pub fn tensor_type_with(
+    preset: QuantPreset,
+    role: TensorRole,
+    layer: u32,
+    arch: &ArchSpec,
+    imatrix: bool,
 ) -> GgmlType {
     use GgmlType as T;
     use QuantPreset as P;
@@ -278,6 +304,12 @@ pub fn tensor_type_for(
     let [row_len, _] = role.shape(arch);
     let n_layer = arch.n_layer;
     let n_gqa = arch.n_head.checked_div(arch.n_head_kv).unwrap_or(0);
+    // The presets llama.cpp treats together: 1- and 2-bit IQ (not IQ3_XXS).
+    let low_iq = matches!(
+        preset,
+        P::IQ2_XXS | P::IQ2_XS | P::IQ1_S | P::IQ2_S | P::IQ2_M | P::IQ1_M
+    );
+    let iq2_s_or_m = matches!(preset, P::IQ2_S | P::IQ2_M);
 
     // With tied embeddings, llama.cpp quantizes token_embd as the output tensor it also is.
     let output_like =
@@ -285,10 +317,37 @@ pub fn tensor_type_for(
     let chosen = if output_like {
         if !is_multiple(row_len, default.block_size()) {
             T::Q8_0
+        } else if low_iq || preset == P::IQ3_XXS {
+            T::Q5_K
         } else if default != T::Q8_0 {
             T::Q6_K
         } else {
             default
+        }
+    } else if role == TensorRole::TokenEmbd {
+        match preset {
+            P::IQ2_XXS | P::IQ2_XS | P::IQ1_S | P::IQ1_M => T::Q2_K,
+            P::IQ2_S | P::IQ2_M | P::IQ3_XXS => T::IQ3_S,
+            _ => default,
+        }
+    } else if low_iq {
+        match role {
+            TensorRole::AttnV if n_gqa >= 4 => T::Q4_K,
+            TensorRole::AttnV if iq2_s_or_m => T::IQ3_S,
+            TensorRole::AttnV => T::Q2_K,
+            TensorRole::FfnDown if layer < n_layer / 8 => {
+                if iq2_s_or_m {
+                    T::IQ3_S
+                } else {
+                    T::Q2_K
+                }
+            }
+            TensorRole::AttnOutput => match preset {
+                P::IQ1_S | P::IQ1_M => T::IQ2_XXS,
+                P::IQ2_S | P::IQ2_M => T::IQ3_S,
+                _ => default,
+            },
+            _ => default,
         }
     } else {
         match role {
@@ -296,9 +355,16 @@ pub fn tensor_type_for(
                 let t = match preset {
                     P::Q2_K if n_gqa >= 4 => T::Q4_K,
                     P::Q2_K => T::Q3_K,
+                    P::Q2_K_S if n_gqa >= 4 => T::Q4_K,
+                    P::IQ3_XXS if n_gqa >= 4 => T::Q4_K,
+                    P::IQ3_XXS if !imatrix => T::IQ3_S,
+                    P::IQ3_XXS => T::IQ3_XXS,
+                    P::IQ3_XS | P::IQ3_S if n_gqa >= 4 => T::Q4_K,
+                    P::IQ3_M => T::Q4_K,
                     P::Q3_K_M if layer < 2 => T::Q5_K,
                     P::Q3_K_M => T::Q4_K,
                     P::Q3_K_L => T::Q5_K,
+                    P::IQ4_NL | P::IQ4_XS if n_gqa >= 4 => T::Q5_K,
                     P::Q4_K_M | P::Q5_K_M if use_more_bits(layer, n_layer) => T::Q6_K,
                     P::Q4_K_S if layer < 4 => T::Q5_K,
                     _ => default,
@@ -310,21 +376,42 @@ pub fn tensor_type_for(
                     t
                 }
             }
+            TensorRole::AttnK | TensorRole::AttnQ => match preset {
+                P::IQ3_XS => T::IQ3_XXS,
+                P::IQ3_XXS => T::IQ2_S,
+                _ => default,
+            },
             TensorRole::FfnDown => match preset {
                 P::Q2_K => T::Q3_K,
+                P::Q2_K_S if layer < n_layer / 8 => T::Q4_K,
+                P::Q2_K_S => default,
+                P::IQ3_XXS if !imatrix && layer < n_layer / 8 => T::Q4_K,
+                P::IQ3_XXS if !imatrix => T::Q3_K,
                 P::Q3_K_M if layer < n_layer / 16 => T::Q5_K,
                 P::Q3_K_M => T::Q4_K,
+                P::IQ3_M if layer < n_layer / 8 => T::Q4_K,
                 P::Q3_K_L => T::Q5_K,
-                P::Q4_K_M | P::Q5_K_M if use_more_bits(layer, n_layer) => T::Q6_K,
+                P::Q4_K_M if use_more_bits(layer, n_layer) => T::Q6_K,
+                P::Q4_K_M => default,
+                P::IQ4_NL | P::IQ4_XS if layer < n_layer / 8 && !imatrix => T::Q5_K,
+                P::Q5_K_M if use_more_bits(layer, n_layer) => T::Q6_K,
                 P::Q4_K_S if layer < n_layer / 8 => T::Q5_K,
+                P::Q4_0 if imatrix && layer < n_layer / 8 => T::Q4_1,
+                P::Q5_0 if imatrix && layer < n_layer / 8 => T::Q5_1,
                 _ => default,
             },
             TensorRole::AttnOutput => match preset {
                 P::Q2_K => T::Q3_K,
-                P::Q3_K_M => T::Q4_K,
+                P::IQ3_XXS => T::IQ3_S,
+                P::Q3_K_M | P::IQ3_M => T::Q4_K,
                 P::Q3_K_L => T::Q5_K,
                 _ => default,
             },
+            TensorRole::FfnGate | TensorRole::FfnUp
+                if preset == P::IQ3_XS && layer >= n_layer / 8 && layer < 7 * n_layer / 8 =>
+            {
+                T::IQ3_XXS
+            }
             _ => default,
         }
     };
@@ -338,6 +425,14 @@ fn fallback(t: GgmlType, row_len: u64) -> GgmlType {
         return t;
     }
     let demoted = match t {
+        T::IQ1_S
+        | T::IQ1_M
+        | T::IQ2_XXS
+        | T::IQ2_XS
+        | T::IQ2_S
+        | T::IQ3_XXS
+        | T::IQ3_S
+        | T::IQ4_XS => T::IQ4_NL,
         T::Q2_K | T::Q3_K => T::Q4_0,
         T::Q4_K => T::Q5_0,
         T::Q5_K => T::Q5_1,
@@ -391,12 +486,17 @@ fn tensor_bytes(t: GgmlType, [ne0, ne1]: [u64; 2]) -> u64 {
 /// Sums every tensor of a model of shape `arch` quantized to `preset`, with the types
 /// [`tensor_type_for`] gives them.
 pub fn weight_bytes(arch: &ArchSpec, preset: QuantPreset) -> WeightBreakdown {
+    weight_bytes_with(arch, preset, preset.published_with_imatrix())
+}
+
+/// [`weight_bytes`] with or without an importance matrix (see [`tensor_type_with`]).
+pub fn weight_bytes_with(arch: &ArchSpec, preset: QuantPreset, imatrix: bool) -> WeightBreakdown {
     let mut per_type: BTreeMap<GgmlType, TypeTally> = BTreeMap::new();
     let mut add = |role: TensorRole, layer: u32| -> u64 {
         if !role.is_present(arch) {
             return 0;
         }
-        let t = tensor_type_for(preset, role, layer, arch);
+        let t = tensor_type_with(preset, role, layer, arch, imatrix);
         let bytes = tensor_bytes(t, role.shape(arch));
         let tally = per_type.entry(t).or_default();
         tally.n_tensors += 1;

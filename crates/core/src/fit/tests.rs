@@ -24,6 +24,15 @@ fn tensor_type_table_matches_ggml() {
         (GgmlType::Q5_K, 256, 176),
         (GgmlType::Q6_K, 256, 210),
         (GgmlType::IQ4_NL, 32, 18),
+        // The IQ family, from quantization.md §3a.
+        (GgmlType::IQ1_S, 256, 50),
+        (GgmlType::IQ1_M, 256, 56),
+        (GgmlType::IQ2_XXS, 256, 66),
+        (GgmlType::IQ2_XS, 256, 74),
+        (GgmlType::IQ2_S, 256, 82),
+        (GgmlType::IQ3_XXS, 256, 98),
+        (GgmlType::IQ3_S, 256, 110),
+        (GgmlType::IQ4_XS, 256, 136),
     ];
     for (t, blck, size) in table {
         assert_eq!((t.block_size(), t.type_size()), (blck, size), "{t}");
@@ -711,4 +720,294 @@ fn tensor_names() {
             .sum();
         assert_eq!(per_layer, a.n_params_per_layer(), "{}", a.name);
     }
+}
+
+#[test]
+fn iq_presets_follow_llama_cpp_recipes_on_llama_8b() {
+    // Llama 3.1 8B: 32 layers, n_gqa 4, untied embeddings, rows of 4096 and 14336 (both
+    // multiples of 256, so no fallback).
+    let a = p("llama-3.1-8b");
+    let t = |q, role, layer| tensor_type_for(q, role, layer, a);
+    use TensorRole as R;
+    // 1- and 2-bit presets: output Q5_K, token_embd Q2_K or IQ3_S, attn_v Q4_K (n_gqa >= 4),
+    // ffn_down bumped in the first n/8 layers only.
+    assert_eq!(t(QuantPreset::IQ2_XXS, R::Output, 0), GgmlType::Q5_K);
+    assert_eq!(t(QuantPreset::IQ2_XXS, R::TokenEmbd, 0), GgmlType::Q2_K);
+    assert_eq!(t(QuantPreset::IQ2_M, R::TokenEmbd, 0), GgmlType::IQ3_S);
+    assert_eq!(t(QuantPreset::IQ1_S, R::AttnV, 5), GgmlType::Q4_K);
+    assert_eq!(t(QuantPreset::IQ1_S, R::FfnDown, 3), GgmlType::Q2_K);
+    assert_eq!(t(QuantPreset::IQ1_S, R::FfnDown, 4), GgmlType::IQ1_S);
+    assert_eq!(t(QuantPreset::IQ1_M, R::AttnOutput, 9), GgmlType::IQ2_XXS);
+    assert_eq!(t(QuantPreset::IQ2_S, R::FfnDown, 0), GgmlType::IQ3_S);
+    assert_eq!(t(QuantPreset::IQ2_S, R::FfnUp, 9), GgmlType::IQ2_XS);
+    assert_eq!(t(QuantPreset::IQ2_M, R::FfnUp, 9), GgmlType::IQ2_S);
+    // IQ3: IQ3_XXS puts q and k at IQ2_S; IQ3_XS makes the middle layers' gate/up IQ3_XXS.
+    assert_eq!(t(QuantPreset::IQ3_XXS, R::AttnQ, 1), GgmlType::IQ2_S);
+    assert_eq!(t(QuantPreset::IQ3_XXS, R::Output, 0), GgmlType::Q5_K);
+    assert_eq!(t(QuantPreset::IQ3_XS, R::FfnGate, 4), GgmlType::IQ3_XXS);
+    assert_eq!(t(QuantPreset::IQ3_XS, R::FfnGate, 3), GgmlType::IQ3_S);
+    assert_eq!(t(QuantPreset::IQ3_XS, R::FfnUp, 28), GgmlType::IQ3_S);
+    assert_eq!(t(QuantPreset::IQ3_M, R::AttnV, 0), GgmlType::Q4_K);
+    assert_eq!(t(QuantPreset::IQ3_M, R::FfnDown, 3), GgmlType::Q4_K);
+    assert_eq!(t(QuantPreset::IQ3_M, R::Output, 0), GgmlType::Q6_K);
+    assert_eq!(t(QuantPreset::IQ4_XS, R::AttnV, 0), GgmlType::Q5_K);
+    // The importance matrix decides IQ3_XXS's attn_v on a model with n_gqa < 4 and the
+    // first ffn_down layers of IQ4_XS.
+    let with = |q, role, layer, m| tensor_type_with(q, role, layer, a, m);
+    assert_eq!(
+        with(QuantPreset::IQ4_XS, R::FfnDown, 0, false),
+        GgmlType::Q5_K
+    );
+    assert_eq!(
+        with(QuantPreset::IQ4_XS, R::FfnDown, 0, true),
+        GgmlType::IQ4_XS
+    );
+    assert_eq!(
+        with(QuantPreset::IQ3_XXS, R::FfnDown, 0, false),
+        GgmlType::Q4_K
+    );
+    assert_eq!(
+        with(QuantPreset::IQ3_XXS, R::FfnDown, 9, false),
+        GgmlType::Q3_K
+    );
+    assert_eq!(
+        with(QuantPreset::IQ3_XXS, R::FfnDown, 9, true),
+        GgmlType::IQ3_XXS
+    );
+    // Q2_K_S: Q2_K, with attn_v Q4_K (n_gqa >= 4) and the first n/8 ffn_down Q4_K.
+    assert_eq!(t(QuantPreset::Q2_K_S, R::AttnV, 7), GgmlType::Q4_K);
+    assert_eq!(t(QuantPreset::Q2_K_S, R::FfnDown, 3), GgmlType::Q4_K);
+    assert_eq!(t(QuantPreset::Q2_K_S, R::FfnDown, 4), GgmlType::Q2_K);
+    assert_eq!(t(QuantPreset::Q2_K_S, R::AttnOutput, 4), GgmlType::Q2_K);
+    // Every preset's sizes fall in its bits-per-weight order within the IQ family.
+    let bpw = |q| weight_bytes(a, q).total_bytes as f64 * 8.0 / a.n_params() as f64;
+    let order = [
+        QuantPreset::IQ1_S,
+        QuantPreset::IQ1_M,
+        QuantPreset::IQ2_XXS,
+        QuantPreset::IQ2_XS,
+        QuantPreset::IQ2_S,
+        QuantPreset::IQ2_M,
+        QuantPreset::IQ3_XXS,
+        QuantPreset::IQ3_XS,
+        QuantPreset::IQ3_S,
+        QuantPreset::IQ3_M,
+        QuantPreset::IQ4_XS,
+        QuantPreset::IQ4_NL,
+    ];
+    for w in order.windows(2) {
+        assert!(
+            bpw(w[0]) < bpw(w[1]),
+            "{} {:.3} vs {} {:.3}",
+            w[0],
+            bpw(w[0]),
+            w[1],
+            bpw(w[1])
+        );
+    }
+}
+
+#[test]
+fn iq_rows_not_divisible_by_256_fall_back_to_iq4_nl() {
+    // Qwen2.5-72B's ffn rows (29568 = 115.5 × 256) cannot hold 256-weight blocks.
+    use TensorRole as R;
+    let a = p("qwen2.5-72b");
+    assert_eq!(
+        tensor_type_for(QuantPreset::IQ2_XXS, R::FfnDown, 40, a),
+        GgmlType::IQ4_NL
+    );
+    assert_eq!(
+        tensor_type_for(QuantPreset::IQ4_XS, R::FfnDown, 40, a),
+        GgmlType::IQ4_NL
+    );
+    assert_eq!(
+        tensor_type_for(QuantPreset::IQ4_XS, R::FfnUp, 40, a),
+        GgmlType::IQ4_XS
+    );
+}
+
+/// Published GGUF files of Llama 3.1 8B and 70B (same tensor shapes as Llama 3 and 3.3),
+/// their exact sizes in bytes as the Git-LFS pointer on each Hugging Face commit page gives
+/// them (copied 2026-12-06): (preset, file bytes, repository, commit). The IQ files were made
+/// with an importance matrix (the repositories are named `-IMat-`, or their cards say so).
+const PUBLISHED_8B: [(QuantPreset, u64, &str, &str); 13] = [
+    // The K-quant file the header size is taken from.
+    (
+        QuantPreset::Q4_K_M,
+        4_920_739_232,
+        "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF",
+        "4f0c246f",
+    ),
+    (
+        QuantPreset::Q2_K,
+        3_179_136_416,
+        "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF",
+        "60222762",
+    ),
+    (
+        QuantPreset::IQ1_S,
+        2_019_628_256,
+        "legraphista/Meta-Llama-3.1-8B-Instruct-IMat-GGUF",
+        "12f3922c",
+    ),
+    (
+        QuantPreset::IQ1_M,
+        2_161_972_448,
+        "legraphista/Meta-Llama-3.1-8B-Instruct-IMat-GGUF",
+        "76581d85",
+    ),
+    (
+        QuantPreset::IQ2_XXS,
+        2_399_212_768,
+        "legraphista/Meta-Llama-3.1-8B-Instruct-IMat-GGUF",
+        "2f0edaa0",
+    ),
+    (
+        QuantPreset::IQ2_XS,
+        2_605_782_240,
+        "legraphista/Meta-Llama-3.1-8B-Instruct-IMat-GGUF",
+        "1039c4f2",
+    ),
+    (
+        QuantPreset::IQ2_S,
+        2_758_488_992,
+        "mmnga/Llama-3.1-8B-Instruct-gguf",
+        "0f19d6c7",
+    ),
+    (
+        QuantPreset::IQ2_M,
+        2_948_281_248,
+        "mmnga/Llama-3.1-8B-Instruct-gguf",
+        "7878ed34",
+    ),
+    (
+        QuantPreset::IQ3_XXS,
+        3_274_912_672,
+        "mmnga/Llama-3.1-8B-Instruct-gguf",
+        "7ffb4d70",
+    ),
+    (
+        QuantPreset::IQ3_XS,
+        3_518_747_552,
+        "mmnga/Llama-3.1-8B-Instruct-gguf",
+        "fad1d660",
+    ),
+    (
+        QuantPreset::IQ3_S,
+        3_682_325_728,
+        "legraphista/Meta-Llama-3.1-8B-Instruct-IMat-GGUF",
+        "12e25530",
+    ),
+    (
+        QuantPreset::IQ3_M,
+        3_784_823_712,
+        "mmnga/Llama-3.1-8B-Instruct-gguf",
+        "978bf051",
+    ),
+    (
+        QuantPreset::IQ4_NL,
+        4_677_989_600,
+        "legraphista/Meta-Llama-3.1-8B-Instruct-IMat-GGUF",
+        "fb614786",
+    ),
+];
+
+/// As [`PUBLISHED_8B`], for 70B (Llama 3.1, 3.3 and Nemotron 70B share the shapes).
+const PUBLISHED_70B: [(QuantPreset, u64, &str, &str); 10] = [
+    (
+        QuantPreset::IQ1_S,
+        15_343_487_936,
+        "mmnga/Llama-3.3-70B-Instruct-gguf",
+        "9f7347ce",
+    ),
+    (
+        QuantPreset::IQ1_M,
+        16_751_196_608,
+        "legraphista/Meta-Llama-3.1-70B-Instruct-IMat-GGUF",
+        "9add53c2",
+    ),
+    (
+        QuantPreset::IQ2_XXS,
+        19_097_385_408,
+        "legraphista/Meta-Llama-3.1-70B-Instruct-IMat-GGUF",
+        "61d98ff7",
+    ),
+    (
+        QuantPreset::IQ2_XS,
+        21_142_108_608,
+        "legraphista/Meta-Llama-3.1-70B-Instruct-IMat-GGUF",
+        "8569a651",
+    ),
+    (
+        QuantPreset::IQ2_S,
+        22_242_347_968,
+        "mmnga/Llama-3.3-70B-Instruct-gguf",
+        "4bea8770",
+    ),
+    (
+        QuantPreset::IQ2_M,
+        24_119_298_624,
+        "bartowski/Meta-Llama-3.1-70B-Instruct-GGUF",
+        "7713f1f6",
+    ),
+    (
+        QuantPreset::IQ3_XXS,
+        27_469_494_720,
+        "legraphista/Meta-Llama-3.1-70B-Instruct-IMat-GGUF",
+        "7022a20e",
+    ),
+    (
+        QuantPreset::IQ3_XS,
+        29_307_730_368,
+        "legraphista/Meta-Llama-3.1-70B-Instruct-IMat-GGUF",
+        "ad6b5b58",
+    ),
+    (
+        QuantPreset::IQ3_S,
+        30_912_056_352,
+        "mmnga/Llama-3.1-Nemotron-70B-Instruct-HF-gguf",
+        "4e094771",
+    ),
+    (
+        QuantPreset::IQ4_NL,
+        40_053_619_136,
+        "legraphista/Meta-Llama-3.1-70B-Instruct-IMat-GGUF",
+        "b32373ce",
+    ),
+];
+
+/// `fit` against published files: the tensor bytes it predicts plus one header size (the
+/// GGUF metadata and the 128k-token vocabulary, taken from the Q4_K_M file, whose recipe
+/// is exact) come within 100 kB of every file: 4–5 kB for 8B and 21–27 kB for 70B here,
+/// which is metadata (the importance matrix's keys, names). A single 8B `attn_v` in the
+/// wrong type is 0.26 MB or more, one `ffn_down` 7 MB; a 70B one 29 MB.
+#[test]
+fn iq_sizes_match_published_files() {
+    let a8 = p("llama-3.1-8b");
+    let a70 = p("llama-3.1-70b");
+    let (q, file, _, _) = PUBLISHED_8B[0];
+    let header = file - weight_bytes(a8, q).total_bytes;
+    println!("header (from {q}): {header} bytes");
+    assert!(header > 1_000_000 && header < 20_000_000, "{header}");
+    let mut off = Vec::new();
+    println!("| model | preset | predicted bytes | published bytes | ratio |");
+    for (arch, name, rows, slack) in [
+        (a8, "8B", &PUBLISHED_8B[..], 100_000i64),
+        (a70, "70B", &PUBLISHED_70B[..], 100_000),
+    ] {
+        for &(q, file, repo, commit) in rows {
+            let predicted = weight_bytes(arch, q).total_bytes + header;
+            let diff = predicted as i64 - file as i64;
+            println!(
+                "| {name} | {q} | {predicted} | {file} | {:.5} |",
+                predicted as f64 / file as f64
+            );
+            if diff.abs() > slack {
+                off.push(format!(
+                    "{name} {q}: predicted {predicted}, {repo}@{commit} has {file} ({diff:+})"
+                ));
+            }
+        }
+    }
+    assert!(off.is_empty(), "{off:#?}");
 }
