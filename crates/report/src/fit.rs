@@ -557,7 +557,8 @@ pub const NARROW_WIDTH: usize = 120;
 fn narrow_quant_cols(unit: &str) -> Vec<String> {
     [
         "quant",
-        "bits/weight",
+        // Bits per weight; spelled short so IQ2_XXS and the catalog's longest name fit.
+        "bpw",
         &format!("weights {unit}"),
         &format!("KV {unit}"),
         &format!("compute {unit}"),
@@ -595,8 +596,10 @@ fn narrow_quant_rows(report: &FitReport) -> Vec<Vec<String>> {
                 .iter()
                 .min_by_key(|n| (memory.get(*n).copied().unwrap_or(u64::MAX), **n))
                 .map(|n| {
-                    let name: String = if n.chars().count() > 32 {
-                        n.chars().take(31).chain(['…']).collect()
+                    // Long names are cut so the table keeps to NARROW_WIDTH (`--wide` names
+                    // every part in full).
+                    let name: String = if n.chars().count() > 28 {
+                        n.chars().take(27).chain(['…']).collect()
                     } else {
                         n.to_string()
                     };

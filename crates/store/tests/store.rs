@@ -809,7 +809,7 @@ async fn noisy_and_throttled_are_stored_and_older_results_get_the_flag_their_fig
         conn.close().await.unwrap();
     }
     let applied = Store::migrate(&db).await.unwrap();
-    assert_eq!(applied.len(), 3, "migrations 7, 8 and 9: {applied:?}");
+    assert_eq!(applied.len(), 4, "migrations 7, 8, 9 and 10: {applied:?}");
     let store = Store::open_read_only(&db).await.unwrap();
     let rows = store.results(Some("u1")).await.unwrap();
     // The figures give the flag back; what the machine did is unknown for them.
