@@ -109,6 +109,14 @@ pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let t_read = t0.elapsed();
     let n = newest.seen();
     let t1 = Instant::now();
+    // The guide sets generation results beside its ceilings (few: the rest is catalog and
+    // architecture arithmetic).
+    let generating: Vec<tokbench_core::ResultPoint> = newest
+        .points()
+        .filter(|p| tokbench_report::guide::relevant(p))
+        .cloned()
+        .collect();
+    let guide = tokbench_report::guide::markdown(&catalog, &generating);
     let files = tokbench_report::generate_newest(
         newest,
         &ReportOptions {
@@ -121,6 +129,10 @@ pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     files.push(tokbench_report::ReportFile {
         path: "fit.md".into(),
         bytes: fit_markdown(&fit_rows).into_bytes(),
+    });
+    files.push(tokbench_report::ReportFile {
+        path: "guide.md".into(),
+        bytes: guide.into_bytes(),
     });
     let t_render = t1.elapsed();
     let t2 = Instant::now();

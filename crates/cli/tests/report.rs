@@ -175,3 +175,58 @@ fn bad_report_input_is_named() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--budget 0"), "{}", stderr(&out));
 }
+
+/// `guide.md`: an imported Llama 3.1 8B result on an RTX 3090 (a community post) stands
+/// beside its row with its source and date; rows without one show the bandwidth ceiling,
+/// labelled as not measured.
+#[test]
+fn the_guide_shows_imported_results_and_labels_ceilings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("g.db");
+    let post = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../bench-configs/community/rtx3090-llama8b-1.md");
+    run_ok(&[
+        "import",
+        post.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    let out = tmp.path().join("reports");
+    run_ok(&[
+        "report",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let guide = read(&out, "guide.md");
+    let section = &guide[guide.find("## Llama 3.1 8B").expect("an 8B section")..];
+    let row = |name: &str| {
+        section
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name} |")))
+            .unwrap_or_else(|| panic!("no row for {name}"))
+            .to_string()
+    };
+    let rtx = row("GeForce RTX 3090");
+    assert!(
+        rtx.contains("measured tg128") && rtx.contains("llama.cpp/pull/13506"),
+        "{rtx}"
+    );
+    let h100 = row("H100 SXM");
+    assert!(
+        h100.contains("memory-bandwidth bound, not measured"),
+        "{h100}"
+    );
+    // 405B at Q4_K_M does not fit one 24 GiB card: the 3090's 405B row offloads.
+    let big =
+        &guide[guide.find("## Llama 3.1 405B").unwrap()..guide.find("## Llama 3.1 70B").unwrap()];
+    let rtx405 = big
+        .lines()
+        .find(|l| l.starts_with("| GeForce RTX 3090 |"))
+        .unwrap();
+    assert!(
+        rtx405.contains("offload") && rtx405.contains("device + host bandwidth bound"),
+        "{rtx405}"
+    );
+}

@@ -57,6 +57,11 @@ impl NewestPerSeries {
         self.seen += n;
     }
 
+    /// The kept points so far, in series order.
+    pub fn points(&self) -> impl Iterator<Item = &ResultPoint> {
+        self.newest.values()
+    }
+
     /// The kept points, in series order.
     pub fn into_points(self) -> Vec<ResultPoint> {
         self.newest.into_values().collect()

@@ -7,6 +7,7 @@ pub mod compare;
 pub mod fit;
 pub mod gate;
 mod generate;
+pub mod guide;
 pub mod html;
 pub mod metrics;
 pub mod plots;
