@@ -17,14 +17,94 @@ pub struct MergeArgs {
     /// The destination (created if missing).
     #[arg(long)]
     pub into: PathBuf,
+    /// Write a database to share: host names and users' home directories become stable
+    /// anonymous ids (the destination must be a new file).
+    #[arg(long)]
+    pub redact: bool,
+    /// The secret the ids are derived from (default: $TOKBENCH_REDACT_KEY, else a random key
+    /// kept in ~/.config/tokbench/redact.key): the same key gives the same ids.
+    #[arg(long, requires = "redact")]
+    pub redact_key: Option<PathBuf>,
 }
 
 /// `tokbench merge`: every source into the destination.
 pub async fn command(args: &MergeArgs) -> anyhow::Result<ExitCode> {
-    merge_command(&args.sources, &args.into).await
+    let key = match args.redact {
+        true => {
+            if args.into.exists() {
+                return Err(BadInput(format!(
+                    "--redact: {} exists; redaction writes a new database to share (redacting it in place would rename the hosts of results already there): give --into a new file",
+                    args.into.display()
+                ))
+                .into());
+            }
+            Some(redact_key(args.redact_key.as_deref())?)
+        }
+        false => None,
+    };
+    merge_command(&args.sources, &args.into, key).await
 }
 
-async fn merge_command(sources: &[PathBuf], into: &Path) -> anyhow::Result<ExitCode> {
+/// The redaction key: the file given, else `$TOKBENCH_REDACT_KEY`, else the user's key file
+/// (`$XDG_CONFIG_HOME/tokbench/redact.key` or `~/.config/tokbench/redact.key`, 32 random
+/// bytes written on first use, readable by the user only). Returns the key and where it
+/// came from.
+pub fn redact_key(file: Option<&Path>) -> anyhow::Result<(Vec<u8>, String)> {
+    if let Some(f) = file {
+        let key =
+            std::fs::read(f).map_err(|e| BadInput(format!("--redact-key {}: {e}", f.display())))?;
+        if key.is_empty() {
+            return Err(
+                BadInput(format!("--redact-key {}: the file is empty", f.display())).into(),
+            );
+        }
+        return Ok((key, f.display().to_string()));
+    }
+    if let Some(k) = std::env::var_os("TOKBENCH_REDACT_KEY").filter(|k| !k.is_empty()) {
+        return Ok((
+            k.to_string_lossy().into_owned().into_bytes(),
+            "$TOKBENCH_REDACT_KEY".into(),
+        ));
+    }
+    let dir = match std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
+        Some(x) => PathBuf::from(x),
+        None => PathBuf::from(
+            std::env::var_os("HOME").context("neither TOKBENCH_REDACT_KEY nor HOME is set")?,
+        )
+        .join(".config"),
+    }
+    .join("tokbench");
+    let path = dir.join("redact.key");
+    if let Ok(key) = std::fs::read(&path) {
+        if !key.is_empty() {
+            return Ok((key, path.display().to_string()));
+        }
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let key: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
+        .iter()
+        .flat_map(|u| *u.as_bytes())
+        .collect();
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot write the redaction key {}", path.display()))?;
+        f.write_all(&key)
+            .with_context(|| format!("cannot write the redaction key {}", path.display()))?;
+    }
+    Ok((key, path.display().to_string()))
+}
+
+async fn merge_command(
+    sources: &[PathBuf],
+    into: &Path,
+    redact: Option<(Vec<u8>, String)>,
+) -> anyhow::Result<ExitCode> {
     let dst = Store::open(into)
         .await
         .with_context(|| format!("cannot open the destination {}", into.display()))?;
@@ -47,6 +127,20 @@ async fn merge_command(sources: &[PathBuf], into: &Path) -> anyhow::Result<ExitC
             report.results_replaced,
             report.repetitions_added,
             report.telemetry_added,
+        );
+    }
+    if let Some((key, from)) = redact {
+        let r = dst
+            .redact(&key)
+            .await
+            .with_context(|| format!("cannot redact {}", into.display()))?;
+        // The old text would stay readable in the file's freed pages: rewrite it.
+        dst.vacuum()
+            .await
+            .with_context(|| format!("cannot vacuum {}", into.display()))?;
+        eprintln!(
+            "merge --redact: {} hosts renamed, {} paths, logs and keys rewritten (ids from the key in {from})",
+            r.hosts, r.values
         );
     }
     let integrity = dst

@@ -48,6 +48,13 @@ pub struct ReportArgs {
     /// The hardware catalog (default: bench-configs/hardware.toml, or $TOKBENCH_HARDWARE).
     #[arg(long)]
     pub catalog: Option<PathBuf>,
+    /// A report to share: host names and users' paths become the anonymous ids `merge
+    /// --redact` gives them with the same key.
+    #[arg(long)]
+    pub redact: bool,
+    /// The secret the ids come from (see `merge --redact-key`).
+    #[arg(long, requires = "redact")]
+    pub redact_key: Option<PathBuf>,
 }
 
 impl ReportArgs {
@@ -89,9 +96,27 @@ pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     // follow the number of series and builds, not of results.
     let mut newest = NewestPerSeries::default();
     let mut memo = HashMap::new();
+    let mut redactor = match args.redact {
+        true => Some(tokbench_store::Redactor::new(
+            &crate::merge::redact_key(args.redact_key.as_deref())?.0,
+        )),
+        false => None,
+    };
     let n_results = store
         .newest_points_each(&filter, |s| {
-            newest.offer(name_hardware(&catalog, &mut memo, s))
+            let hostname = s.host.hostname.clone();
+            let mut p = name_hardware(&catalog, &mut memo, s);
+            if let Some(r) = redactor.as_mut() {
+                r.learn_hosts([hostname.as_str()]);
+                p.host = r.id("host", &p.host);
+                // An unmatched part is named after the host or its devices; a catalog
+                // name is public.
+                if p.hardware.config.is_none() {
+                    p.hardware.name = r.text(&p.hardware.name);
+                }
+                p.source = p.source.map(|t| r.text(&t));
+            }
+            newest.offer(p)
         })
         .await
         .context("cannot read results")?;
@@ -121,7 +146,10 @@ pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         newest,
         &ReportOptions {
             budgets_usd: args.budget.clone(),
-            source: args.db.display().to_string(),
+            source: match &redactor {
+                Some(r) => r.text(&args.db.display().to_string()),
+                None => args.db.display().to_string(),
+            },
         },
     )
     .context("cannot draw the plots")?;
