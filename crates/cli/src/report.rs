@@ -150,6 +150,7 @@ pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
                 Some(r) => r.text(&args.db.display().to_string()),
                 None => args.db.display().to_string(),
             },
+            extra_tables: tokbench_report::guide::tables(&catalog, &generating),
         },
     )
     .context("cannot draw the plots")?;

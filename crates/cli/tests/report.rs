@@ -200,6 +200,15 @@ fn the_guide_shows_imported_results_and_labels_ceilings() {
         out.to_str().unwrap(),
     ]);
     let guide = read(&out, "guide.md");
+    // The page carries the guide's tables too.
+    let page = read(&out, "index.html");
+    for model in ["Llama 3.1 405B", "Llama 3.1 70B", "Llama 3.1 8B"] {
+        assert!(
+            page.contains(&format!("Guide: {model} at 8192 tokens")),
+            "{model}"
+        );
+    }
+    assert!(page.contains("llama.cpp/pull/13506"));
     let section = &guide[guide.find("## Llama 3.1 8B").expect("an 8B section")..];
     let row = |name: &str| {
         section

@@ -14,6 +14,9 @@ pub struct ReportOptions {
     pub budgets_usd: Vec<f64>,
     /// Where the results came from (the database path), printed in the files.
     pub source: String,
+    /// Tables computed beside the results (the hardware guide), shown on the HTML page
+    /// after the results' own.
+    pub extra_tables: Vec<tables::Table>,
 }
 
 impl Default for ReportOptions {
@@ -21,6 +24,7 @@ impl Default for ReportOptions {
         Self {
             budgets_usd: vec![1500.0, 3000.0, 10000.0],
             source: String::new(),
+            extra_tables: Vec::new(),
         }
     }
 }
@@ -208,6 +212,7 @@ pub fn generate_newest(
         .into_iter()
         .chain(quantization)
         .chain(picks)
+        .chain(opts.extra_tables.iter().cloned())
         .collect();
     let meta = crate::html::PageMeta {
         title: "tokbench report".into(),

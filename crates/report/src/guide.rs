@@ -22,6 +22,8 @@ use tokbench_core::fit::{
 };
 use tokbench_core::{CacheType, QuantPreset, ResultPoint};
 
+use crate::tables::Table;
+
 /// The models the guide answers for (architecture presets).
 pub const MODELS: [&str; 3] = ["llama-3.1-405b", "llama-3.1-70b", "llama-3.1-8b"];
 
@@ -273,7 +275,8 @@ pub fn markdown(catalog: &Catalog, points: &[ResultPoint]) -> String {
          on the GPU(s) and the rest in host memory; ✗ not even that. Weights include the \
          embedding table, which llama.cpp keeps in host memory.\n\
          - Several GPUs split the model by layers and read their shares in turn: the ceiling \
-         uses one device's bandwidth; memory, price and power are the totals.\n\
+         uses one device's bandwidth; memory, price and power are the totals, a multi-GPU \
+         configuration priced as its cards (the catalog holds no system prices).\n\
          - Where only offload fits, the ceiling adds the time to read the host's share at \
          {:.1} GB/s (dual-channel DDR5-5600, 5600 MT/s × 2 × 8 bytes, computed; an assumption: \
          your host's bandwidth decides it).\n\
@@ -317,104 +320,170 @@ pub fn markdown(catalog: &Catalog, points: &[ResultPoint]) -> String {
         }
         s.push('\n');
         // The hardware table.
-        s.push_str("| hardware | memory GiB | MSRP | power W (basis) |");
-        for (q, _) in &weights {
-            let _ = write!(s, " {q} |");
-        }
-        s.push_str(" generation tok/s | tok/s per $1k | tok/s per 100 W |\n|---|---:|---:|---:|");
+        let t = hardware_table(arch, &weights, &configs, points);
+        s.push_str(&md_line(&t.columns));
+        s.push_str("|---|---:|---:|---:|");
         s.push_str(&":-:|".repeat(weights.len()));
         s.push_str("---|---:|---:|\n");
-        for cfg in &configs {
-            let places: Vec<Option<Placement>> = weights
-                .iter()
-                .map(|(q, w)| placement(arch, *q, w, cfg))
-                .collect();
-            let _ = write!(
-                s,
-                "| {} | {} | {} | {} |",
-                cfg.display_name,
-                cfg.memory_bytes.map(gib).unwrap_or_else(|| "—".into()),
-                money(cfg.msrp_usd),
-                cfg.tdp_w
-                    .map(|w| format!("{w:.0} ({})", power_basis(cfg)))
-                    .unwrap_or_else(|| "—".into()),
-            );
-            for p in &places {
-                let cell = match p {
-                    Some(Placement::Full) => "✓".to_string(),
-                    Some(Placement::Offload { n_gpu_layers }) => {
-                        format!("offload {n_gpu_layers}/{}", arch.n_layer + 1)
-                    }
-                    Some(Placement::No) => "✗".into(),
-                    None => "—".into(),
-                };
-                let _ = write!(s, " {cell} |");
-            }
-            // The largest quantization that fits entirely, else Q4_K_M (the one most people
-            // run) with offload, else the smallest that offloads.
-            let offloads = |i: &usize| matches!(places[*i], Some(Placement::Offload { .. }));
-            let best = places
-                .iter()
-                .position(|p| *p == Some(Placement::Full))
-                .or_else(|| {
-                    let q4 = weights.iter().position(|(q, _)| *q == QuantPreset::Q4_K_M);
-                    q4.filter(offloads)
-                        .or_else(|| (0..places.len()).rev().find(offloads))
-                });
-            let (speed, figure, is_measured) = match best {
-                None => ("does not fit".to_string(), None, false),
-                Some(i) => {
-                    let (q, w) = &weights[i];
-                    match measured(points, arch, *q, cfg) {
-                        Some(p) => {
-                            let tps = p.decode_tps;
-                            let from = p
-                                .source
-                                .clone()
-                                .unwrap_or_else(|| format!("measured on {}", p.host));
-                            (
-                                format!(
-                                    "{} at {}, measured {} ({}, {})",
-                                    rate(tps),
-                                    p.series.model.quant,
-                                    p.test,
-                                    from,
-                                    p.started_at.get(..10).unwrap_or(&p.started_at)
-                                ),
-                                tps,
-                                true,
-                            )
-                        }
-                        None => match places[i].and_then(|pl| ceiling(arch, w, cfg, pl)) {
-                            Some(c) => {
-                                let how = if matches!(places[i], Some(Placement::Offload { .. })) {
-                                    "device + host bandwidth bound"
-                                } else {
-                                    "memory-bandwidth bound"
-                                };
-                                (
-                                    format!("≤ {} at {q} ({how}, not measured)", rate(Some(c))),
-                                    Some(c),
-                                    false,
-                                )
-                            }
-                            None => (format!("{q}: bandwidth unknown"), None, false),
-                        },
-                    }
-                }
-            };
-            let per_1k = figure.zip(cfg.msrp_usd).map(|(t, usd)| t / (usd / 1000.0));
-            let per_100w = figure.zip(cfg.tdp_w).map(|(t, w)| t / (w / 100.0));
-            // A ceiling's ratios are ceilings too.
-            let mark = |v: Option<f64>| match v {
-                Some(_) if !is_measured => format!("≤ {}", rate(v)),
-                _ => rate(v),
-            };
-            let _ = writeln!(s, " {speed} | {} | {} |", mark(per_1k), mark(per_100w));
+        for row in &t.rows {
+            s.push_str(&md_line(row));
         }
         s.push('\n');
     }
     s
+}
+
+/// `| a | b |` and a newline.
+fn md_line(cells: &[String]) -> String {
+    let mut line = String::from("|");
+    for c in cells {
+        line.push(' ');
+        line.push_str(&c.replace('|', "\\|"));
+        line.push_str(" |");
+    }
+    line.push('\n');
+    line
+}
+
+/// The guide's tables for the HTML page: each model's hardware table.
+pub fn tables(catalog: &Catalog, points: &[ResultPoint]) -> Vec<Table> {
+    let configs = configurations(catalog);
+    MODELS
+        .iter()
+        .filter_map(|m| ArchSpec::preset(m))
+        .map(|arch| {
+            let weights: Vec<(QuantPreset, WeightBreakdown)> =
+                QUANTS.iter().map(|&q| (q, weight_bytes(arch, q))).collect();
+            hardware_table(arch, &weights, &configs, points)
+        })
+        .collect()
+}
+
+/// One model's row per configuration: memory, price, power, a fit cell per quantization,
+/// then the generation speed (measured, else the ceiling) and its ratios.
+fn hardware_table(
+    arch: &ArchSpec,
+    weights: &[(QuantPreset, WeightBreakdown)],
+    configs: &[HardwareConfig],
+    points: &[ResultPoint],
+) -> Table {
+    let mut columns: Vec<String> = ["hardware", "memory GiB", "MSRP", "power W (basis)"]
+        .map(String::from)
+        .to_vec();
+    columns.extend(weights.iter().map(|(q, _)| q.to_string()));
+    columns.extend(["generation tok/s", "tok/s per $1k", "tok/s per 100 W"].map(String::from));
+    let mut rows = Vec::new();
+    let mut sort = Vec::new();
+    for cfg in configs {
+        let places: Vec<Option<Placement>> = weights
+            .iter()
+            .map(|(q, w)| placement(arch, *q, w, cfg))
+            .collect();
+        let mut row = vec![
+            cfg.display_name.clone(),
+            cfg.memory_bytes.map(gib).unwrap_or_else(|| "—".into()),
+            money(cfg.msrp_usd),
+            cfg.tdp_w
+                .map(|w| format!("{w:.0} ({})", power_basis(cfg)))
+                .unwrap_or_else(|| "—".into()),
+        ];
+        let mut keys = vec![
+            None,
+            cfg.memory_bytes.map(|b| b as f64),
+            cfg.msrp_usd,
+            cfg.tdp_w,
+        ];
+        for p in &places {
+            row.push(match p {
+                Some(Placement::Full) => "✓".to_string(),
+                Some(Placement::Offload { n_gpu_layers }) => {
+                    format!("offload {n_gpu_layers}/{}", arch.n_layer + 1)
+                }
+                Some(Placement::No) => "✗".into(),
+                None => "—".into(),
+            });
+            keys.push(match p {
+                Some(Placement::Full) => Some(2.0),
+                Some(Placement::Offload { .. }) => Some(1.0),
+                Some(Placement::No) => Some(0.0),
+                None => None,
+            });
+        }
+        // The largest quantization that fits entirely, else Q4_K_M (the one most people
+        // run) with offload, else the smallest that offloads.
+        let offloads = |i: &usize| matches!(places[*i], Some(Placement::Offload { .. }));
+        let best = places
+            .iter()
+            .position(|p| *p == Some(Placement::Full))
+            .or_else(|| {
+                let q4 = weights.iter().position(|(q, _)| *q == QuantPreset::Q4_K_M);
+                q4.filter(offloads)
+                    .or_else(|| (0..places.len()).rev().find(offloads))
+            });
+        let (speed, figure, is_measured) = match best {
+            None => ("does not fit".to_string(), None, false),
+            Some(i) => {
+                let (q, w) = &weights[i];
+                match measured(points, arch, *q, cfg) {
+                    Some(p) => {
+                        let tps = p.decode_tps;
+                        let from = p
+                            .source
+                            .clone()
+                            .unwrap_or_else(|| format!("measured on {}", p.host));
+                        (
+                            format!(
+                                "{} at {}, measured {} ({}, {})",
+                                rate(tps),
+                                p.series.model.quant,
+                                p.test,
+                                from,
+                                p.started_at.get(..10).unwrap_or(&p.started_at)
+                            ),
+                            tps,
+                            true,
+                        )
+                    }
+                    None => match places[i].and_then(|pl| ceiling(arch, w, cfg, pl)) {
+                        Some(c) => {
+                            let how = if matches!(places[i], Some(Placement::Offload { .. })) {
+                                "device + host bandwidth bound"
+                            } else {
+                                "memory-bandwidth bound"
+                            };
+                            (
+                                format!("≤ {} at {q} ({how}, not measured)", rate(Some(c))),
+                                Some(c),
+                                false,
+                            )
+                        }
+                        None => (format!("{q}: bandwidth unknown"), None, false),
+                    },
+                }
+            }
+        };
+        let per_1k = figure.zip(cfg.msrp_usd).map(|(t, usd)| t / (usd / 1000.0));
+        let per_100w = figure.zip(cfg.tdp_w).map(|(t, w)| t / (w / 100.0));
+        // A ceiling's ratios are ceilings too.
+        let mark = |v: Option<f64>| match v {
+            Some(_) if !is_measured => format!("≤ {}", rate(v)),
+            _ => rate(v),
+        };
+        row.extend([speed, mark(per_1k), mark(per_100w)]);
+        keys.extend([figure, per_1k, per_100w]);
+        rows.push(row);
+        sort.push(keys);
+    }
+    Table {
+        id: format!("guide-{}", arch.name),
+        title: format!(
+            "Guide: {} at {CONTEXT} tokens of context",
+            arch.display_name
+        ),
+        columns,
+        rows,
+        sort,
+    }
 }
 
 #[cfg(test)]
