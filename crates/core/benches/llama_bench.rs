@@ -1,13 +1,33 @@
-//! Reading llama-bench output: 100 records of `-o json` and of `-o sql`, made by repeating
-//! the records of the captured fixtures (`tests/fixtures/llama-bench/r6.json`, `r7.sql`)
-//! unchanged, so the input is real llama-bench text at the size of a long sweep.
+//! Reading llama-bench output: 100 records of `-o json`, of `-o sql` and of the Markdown
+//! table, made by repeating the records of the captured fixtures
+//! (`tests/fixtures/llama-bench/r6.json`, `r7.sql`, `r6.md`) unchanged, so the input is real
+//! llama-bench text at the size of a long sweep.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use tokbench_core::llama_bench::{parse_json, parse_sql};
+use tokbench_core::llama_bench::{parse_json, parse_markdown, parse_sql};
 
 const N_RECORDS: usize = 100;
 const JSON: &str = include_str!("../tests/fixtures/llama-bench/r6.json");
 const SQL: &str = include_str!("../tests/fixtures/llama-bench/r7.sql");
+const MD: &str = include_str!("../tests/fixtures/llama-bench/r6.md");
+
+/// The fixture's header and separator, then its rows repeated to `N_RECORDS`, then its
+/// build line.
+fn md_input() -> String {
+    let lines: Vec<&str> = MD.lines().collect();
+    let rows: Vec<&str> = lines[2..]
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("| "))
+        .collect();
+    let mut out = format!("{}\n{}\n", lines[0], lines[1]);
+    for row in rows.iter().cycle().take(N_RECORDS) {
+        out.push_str(row);
+        out.push('\n');
+    }
+    out.push_str("\nbuild: unknown (0)\n");
+    out
+}
 
 /// The fixture's array elements (each `  {` … `  }` block), repeated to `N_RECORDS`.
 fn json_input() -> String {
@@ -51,7 +71,9 @@ fn sql_input() -> String {
 fn llama_bench(c: &mut Criterion) {
     let json = json_input();
     let sql = sql_input();
+    let md = md_input();
     assert_eq!(parse_json(&json).unwrap().len(), N_RECORDS);
+    assert_eq!(parse_markdown(&md).unwrap().len(), N_RECORDS);
     assert_eq!(parse_sql(&sql).unwrap().len(), N_RECORDS);
 
     let mut g = c.benchmark_group("llama_bench");
@@ -62,6 +84,9 @@ fn llama_bench(c: &mut Criterion) {
     });
     g.bench_function("parse_sql/100", |b| {
         b.iter(|| parse_sql(black_box(&sql)).unwrap())
+    });
+    g.bench_function("parse_markdown/100", |b| {
+        b.iter(|| parse_markdown(black_box(&md)).unwrap())
     });
     g.finish();
 }
