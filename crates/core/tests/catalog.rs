@@ -51,6 +51,27 @@ fn the_shipped_catalog_is_valid_and_every_figure_has_a_source() {
         );
         assert_eq!(h.tdp_w.is_some(), s.tdp.is_some(), "{}", h.name);
         assert_eq!(h.msrp_usd.is_some(), s.msrp.is_some(), "{}", h.name);
+        // A price is of a date, and every source can be looked up.
+        assert_eq!(
+            h.msrp_usd.is_some(),
+            h.msrp_date.is_some(),
+            "{}: msrp_date",
+            h.name
+        );
+        for (figure, source) in [
+            ("memory", &s.memory),
+            ("bandwidth", &s.bandwidth),
+            ("tdp", &s.tdp),
+            ("msrp", &s.msrp),
+        ] {
+            if let Some(text) = source {
+                assert!(
+                    text.contains("https://") || text.contains("http://"),
+                    "{} {figure}: {text}",
+                    h.name
+                );
+            }
+        }
     }
     // Figures as ../shared/reference/hardware-catalog.md gives them.
     let rtx4090 = c.find("GeForce RTX 4090").unwrap();
