@@ -431,9 +431,18 @@ fn hardware_table(
                             .source
                             .clone()
                             .unwrap_or_else(|| format!("measured on {}", p.host));
+                        // A run with layers left in host memory says how many it offloaded:
+                        // the figure to set beside an offload ceiling.
+                        let partial = p
+                            .series
+                            .settings
+                            .n_gpu_layers
+                            .filter(|&n| n >= 0 && (n as u32) < arch.n_layer + 1)
+                            .map(|n| format!(" with ngl {n}"))
+                            .unwrap_or_default();
                         (
                             format!(
-                                "{} at {}, measured {} ({}, {})",
+                                "{} at {}, measured {}{partial} ({}, {})",
                                 rate(tps),
                                 p.series.model.quant,
                                 p.test,
@@ -532,6 +541,81 @@ mod tests {
             "{split} {full} {host_only}"
         );
         assert!(n_gpu_layers > 1 && n_gpu_layers < arch.n_layer + 1);
+    }
+
+    /// A published 70B result on one RTX 3090 with 40 layers offloaded.
+    fn offloaded_70b(cfg: HardwareConfig) -> ResultPoint {
+        use tokbench_core::{
+            BackendIdentity, EngineSettings, HardwareRef, ModelFacts, ModelIdentity, ResultStatus,
+            SeriesKey, TestSpec,
+        };
+        ResultPoint {
+            run_uuid: "run".into(),
+            started_at: "2025-03-01T00:00:00Z".into(),
+            series: SeriesKey {
+                host: "post".into(),
+                backend: BackendIdentity {
+                    name: "llama-bench".into(),
+                    accel: "cuda".into(),
+                    flags: String::new(),
+                },
+                model: ModelIdentity {
+                    name: "llama 70B Q4_K - Medium".into(),
+                    quant: "Q4_K_M".into(),
+                    sha256: None,
+                },
+                test: TestSpec {
+                    n_prompt: 0,
+                    n_gen: 128,
+                    n_depth: 0,
+                },
+                settings: EngineSettings {
+                    n_gpu_layers: Some(40),
+                    ..EngineSettings::default()
+                },
+                ..SeriesKey::default()
+            },
+            host: "post".into(),
+            hardware: HardwareRef::matched(cfg),
+            backend_version: "b4000".into(),
+            facts: ModelFacts {
+                n_params: Some(70_550_000_000),
+                ..ModelFacts::default()
+            },
+            test: "tg128".into(),
+            status: ResultStatus::Ok,
+            prefill_tps: None,
+            prefill_tps_sd: None,
+            decode_tps: Some(3.2),
+            decode_tps_sd: None,
+            ttft_ms: None,
+            decode_power_w: None,
+            vram_peak_bytes: None,
+            rss_peak_bytes: None,
+            source: Some("https://example.org/post".into()),
+            noisy: None,
+            throttled: None,
+        }
+    }
+
+    #[test]
+    fn a_partly_offloaded_result_stands_beside_the_offload_row() {
+        let c = catalog();
+        let cfg = c.resolve("GeForce RTX 3090").unwrap();
+        let text = markdown(&c, &[offloaded_70b(cfg)]);
+        let start = text.find("## Llama 3.1 70B").unwrap();
+        let row = text[start..]
+            .lines()
+            .find(|l| l.starts_with("| GeForce RTX 3090 |"))
+            .unwrap();
+        assert!(
+            row.contains(
+                "3.20 at Q4_K_M, measured tg128 with ngl 40 (https://example.org/post, 2025-03-01)"
+            ),
+            "{row}"
+        );
+        // Its ratios are the measurement's, not marked as ceilings: 3.2 / 1.499.
+        assert!(row.contains("| 2.13 |"), "{row}");
     }
 
     #[test]
