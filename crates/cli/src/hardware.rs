@@ -345,7 +345,7 @@ mod tests {
         assert!(s.contains("64 GiB total (2 × 32 GiB GDDR7"), "{s}");
         assert!(s.contains("1,792 GB/s per device"), "{s}");
         assert!(s.contains("1,150 W total (2 × 575 W)"), "{s}");
-        assert!(s.contains("$3,998 total (2 × $1,999)"), "{s}");
+        assert!(s.contains("$3,998 total (2 × $1,999, 2025-01)"), "{s}");
 
         let s = render_show(&c.resolve("Apple M1 Max").unwrap());
         assert!(s.contains("TDP        —"), "{s}");
