@@ -202,11 +202,19 @@ fn render_show(cfg: &HardwareConfig) -> String {
         Some(b) => format!("{} GB/s", num(b / 1e9)),
         None => "—".into(),
     };
+    // Say what the figure is, unless it is a card's board power.
+    let basis = match h.power_basis {
+        Some(b) if b != tokbench_core::catalog::PowerBasis::Board => {
+            format!(", {} power", b.as_str())
+        }
+        _ => String::new(),
+    };
     let tdp = match (tdp_w, h.tdp_w) {
         (Some(total), Some(one)) if n > 1 => {
-            format!("{} W total ({n} × {} W)", num(*total), num(one))
+            format!("{} W total ({n} × {} W{basis})", num(*total), num(one))
         }
-        (Some(total), _) => format!("{} W", num(*total)),
+        (Some(total), _) if basis.is_empty() => format!("{} W", num(*total)),
+        (Some(total), _) => format!("{} W ({})", num(*total), &basis[2..]),
         _ => "—".into(),
     };
     let date = h

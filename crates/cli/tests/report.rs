@@ -185,12 +185,15 @@ fn the_guide_shows_imported_results_and_labels_ceilings() {
     let db = tmp.path().join("g.db");
     let post = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../bench-configs/community/rtx3090-llama8b-1.md");
-    run_ok(&[
-        "import",
-        post.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-    ]);
+    let apple = post.with_file_name("m2ultra-llama7b-1.md");
+    for file in [&post, &apple] {
+        run_ok(&[
+            "import",
+            file.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ]);
+    }
     let out = tmp.path().join("reports");
     run_ok(&[
         "report",
@@ -200,6 +203,19 @@ fn the_guide_shows_imported_results_and_labels_ceilings() {
         out.to_str().unwrap(),
     ]);
     let guide = read(&out, "guide.md");
+    // A power figure says what it measures where it is not a card's board power: Apple's
+    // is the whole system's published maximum.
+    let board = read(&out, "leaderboard.md");
+    let m2 = board
+        .lines()
+        .find(|l| l.contains("Apple M2 Ultra"))
+        .expect("an M2 Ultra row");
+    assert!(m2.contains("| 295 (system) |"), "{m2}");
+    assert!(
+        guide.contains("| Apple M2 Ultra | 192.0 | $6,999 | 295 (system) |"),
+        "{guide}"
+    );
+    assert!(guide.contains("| GeForce RTX 3090 | 24.0 | $1,499 | 350 (board) |"));
     // The page carries the guide's tables too.
     let page = read(&out, "index.html");
     for model in ["Llama 3.1 405B", "Llama 3.1 70B", "Llama 3.1 8B"] {

@@ -86,6 +86,48 @@ impl fmt::Display for HardwareKind {
     }
 }
 
+/// What a power figure (`tdp_w`) measures, which decides what tok/s per 100 W compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PowerBasis {
+    /// The card's board power (TBP/TGP/TDP): the default for a discrete GPU.
+    Board,
+    /// The whole system's published maximum (Apple's "maximum continuous power"): the
+    /// default for unified memory.
+    System,
+    /// The processor package's configurable TDP (an APU, a SoC, a CPU): the default for a CPU.
+    Package,
+}
+
+impl PowerBasis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Board => "board",
+            Self::System => "system",
+            Self::Package => "package",
+        }
+    }
+
+    /// The basis a power figure has unless the entry says otherwise.
+    pub fn default_for(kind: HardwareKind) -> PowerBasis {
+        match kind {
+            HardwareKind::DiscreteGpu => Self::Board,
+            HardwareKind::Unified => Self::System,
+            HardwareKind::Cpu => Self::Package,
+        }
+    }
+}
+
+impl std::str::FromStr for PowerBasis {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Self::Board, Self::System, Self::Package]
+            .into_iter()
+            .find(|b| b.as_str() == s.trim())
+            .ok_or_else(|| format!("`{s}` is not a power basis (board, system or package)"))
+    }
+}
+
 /// `kind == "discrete_gpu"`: compares with the name as written in the catalog.
 impl PartialEq<str> for HardwareKind {
     fn eq(&self, other: &str) -> bool {
@@ -136,6 +178,8 @@ pub struct RawHardware {
     pub memory_type: Option<Spanned<String>>,
     pub bandwidth_gbps: Option<Spanned<f64>>,
     pub tdp_w: Option<Spanned<f64>>,
+    /// What `tdp_w` measures: `board`, `system` or `package` (default by `kind`).
+    pub power_basis: Option<Spanned<String>>,
     pub msrp_usd: Option<Spanned<f64>>,
     pub msrp_date: Option<Spanned<String>>,
     pub notes: Option<String>,
@@ -177,8 +221,11 @@ pub struct Hardware {
     pub memory_type: Option<String>,
     /// Peak DRAM bandwidth of one device.
     pub bandwidth_bytes_per_s: Option<f64>,
-    /// Board/module power as the vendor states it (TBP/TGP for GeForce/Radeon).
+    /// Board/module power as the vendor states it (TBP/TGP for GeForce/Radeon), or a
+    /// system's or package's: see `power_basis`.
     pub tdp_w: Option<f64>,
+    /// What `tdp_w` measures; `Some` exactly when it is given.
+    pub power_basis: Option<PowerBasis>,
     /// Launch price in US dollars.
     pub msrp_usd: Option<f64>,
     /// Launch date of that price: `YYYY-MM` or `YYYY-MM-DD`.
@@ -604,6 +651,7 @@ impl Ctx<'_> {
             memory_type,
             bandwidth_gbps,
             tdp_w,
+            power_basis,
             msrp_usd,
             msrp_date,
             notes,
@@ -650,6 +698,21 @@ impl Ctx<'_> {
             .figure(&entry, "bandwidth_gbps", "GB/s", &bandwidth_gbps)?
             .map(|g| g * GB);
         let tdp = self.figure(&entry, "tdp_w", "watts", &tdp_w)?;
+        let power_basis = match (power_basis, tdp) {
+            (None, None) => None,
+            (None, Some(_)) => Some(PowerBasis::default_for(kind_value)),
+            (Some(b), None) => {
+                return Err(self.err(
+                    &b.span(),
+                    format!("{entry}key `power_basis`: the basis of `tdp_w`, which is not given"),
+                ))
+            }
+            (Some(b), Some(_)) => Some(
+                b.get_ref()
+                    .parse::<PowerBasis>()
+                    .map_err(|e| self.err(&b.span(), format!("{entry}key `power_basis`: {e}")))?,
+            ),
+        };
         let msrp = self.figure(&entry, "msrp_usd", "US dollars", &msrp_usd)?;
         let msrp_date = match msrp_date {
             None => None,
@@ -710,6 +773,7 @@ impl Ctx<'_> {
             memory_type,
             bandwidth_bytes_per_s,
             tdp_w: tdp,
+            power_basis,
             msrp_usd: msrp,
             msrp_date,
             sources,

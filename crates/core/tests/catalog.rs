@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use tokbench_core::catalog::{Catalog, HardwareKind, ResolveError};
+use tokbench_core::catalog::{Catalog, HardwareKind, PowerBasis, ResolveError};
 
 const SHIPPED: &str = include_str!("../../../bench-configs/hardware.toml");
 const GIB: u64 = 1 << 30;
@@ -91,6 +91,15 @@ fn the_shipped_catalog_is_valid_and_every_figure_has_a_source() {
     let m4 = c.find("Apple M4 Max").unwrap();
     assert_eq!((m4.kind, m4.tdp_w), (HardwareKind::Unified, None));
     assert_eq!(c.find("H100 SXM").unwrap().msrp_usd, None);
+    // What each power figure measures: a card's board, Apple's whole system, an APU's package.
+    let basis = |name: &str| c.find(name).unwrap().power_basis;
+    assert_eq!(basis("GeForce RTX 4090"), Some(PowerBasis::Board));
+    assert_eq!(basis("Apple M2 Ultra"), Some(PowerBasis::System));
+    assert_eq!(
+        basis("Ryzen AI Max+ 395 (Strix Halo)"),
+        Some(PowerBasis::Package)
+    );
+    assert_eq!(basis("Apple M4 Max"), None);
 }
 
 #[test]
@@ -166,7 +175,9 @@ fn a_valid_file_of_ones_own_merges_with_the_shipped_one() {
 
 #[test]
 fn bad_files_name_the_line_and_key() {
-    let cases: [(&str, &str, &str); 8] = [
+    let cases: [(&str, &str, &str); 10] = [
+        ("tdp_w = 300", "tdp_w = 300\npower_basis = \"wall\"", "mine.toml:10: hardware `Test Card`: key `power_basis`: `wall` is not a power basis"),
+        ("tdp_w = 300\n", "power_basis = \"board\"\n", "mine.toml:9: hardware `Test Card`: key `power_basis`: the basis of `tdp_w`, which is not given"),
         ("tdp_w = 300", "tdp_w = 0", "mine.toml:9: hardware `Test Card`: key `tdp_w`: 0 is not a positive number of watts; leave `tdp_w` out"),
         ("tdp = \"datasheet\"\n", "", "mine.toml:9: hardware `Test Card`: key `tdp_w` has no source"),
         ("tdp_w = 300\n", "", "mine.toml:15: hardware `Test Card`: key `sources.tdp`: a source for `tdp_w`, which is not given"),

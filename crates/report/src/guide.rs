@@ -245,13 +245,9 @@ fn rate(v: Option<f64>) -> String {
     }
 }
 
-/// What the power figure of a configuration is.
+/// What the power figure of a configuration is (the catalog's `power_basis`).
 fn power_basis(cfg: &HardwareConfig) -> &'static str {
-    match cfg.hardware.kind {
-        HardwareKind::DiscreteGpu => "board",
-        HardwareKind::Unified => "system/package",
-        HardwareKind::Cpu => "package",
-    }
+    cfg.hardware.power_basis.map_or("—", |b| b.as_str())
 }
 
 /// `guide.md`, from the catalog and the results the report read (any hardware; those whose
@@ -270,7 +266,8 @@ pub fn markdown(catalog: &Catalog, points: &[ResultPoint]) -> String {
          result exists (its source and date beside it), otherwise **≤ N tok/s**, the \
          memory-bandwidth ceiling (bytes read per token ÷ bandwidth), **not measured**. Real \
          runs reach 50–90% of the ceiling. Per $1k (launch MSRP) and per 100 W (the catalog's \
-         power figure; its basis is said) use the same figure. — is unknown.\n\n\
+         power figure: a card's board power, a system's published maximum, or a package's \
+         TDP, as said) use the same figure. — is unknown.\n\n\
          - Fit cells: ✓ fits entirely; `offload k/n` puts the output layer and k−1 of n−1 blocks \
          on the GPU(s) and the rest in host memory; ✗ not even that. Weights include the \
          embedding table, which llama.cpp keeps in host memory.\n\

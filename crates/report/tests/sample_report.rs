@@ -26,6 +26,7 @@ fn hardware(name: &str, gbps: f64, tdp_w: f64, msrp_usd: f64, count: u32) -> Har
         memory_type: None,
         bandwidth_bytes_per_s: Some(gbps * 1e9),
         tdp_w: Some(tdp_w),
+        power_basis: Some(tokbench_core::catalog::PowerBasis::Board),
         msrp_usd: Some(msrp_usd),
         msrp_date: None,
         sources: Sources::default(),

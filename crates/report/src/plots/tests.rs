@@ -17,6 +17,7 @@ pub(crate) fn hardware(name: &str, bandwidth_gbps: f64, tdp_w: f64, msrp_usd: f6
         memory_type: None,
         bandwidth_bytes_per_s: Some(bandwidth_gbps * 1e9),
         tdp_w: Some(tdp_w),
+        power_basis: Some(tokbench_core::catalog::PowerBasis::Board),
         msrp_usd: Some(msrp_usd),
         msrp_date: None,
         sources: Sources::default(),

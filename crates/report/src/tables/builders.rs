@@ -1,6 +1,7 @@
 //! The table builders: leaderboard, quantization and picks, pure functions of the rows.
 
 use super::*;
+use tokbench_core::catalog::PowerBasis;
 
 // Leaderboard
 
@@ -135,7 +136,21 @@ pub(super) fn leaderboard_row(row: &ReportRow, label: String, prefill: &PrefillI
         Cell::text(label),
         Cell::num(fmt_trimmed(memory), positive(memory)),
         Cell::num(fmt_usd(msrp), positive(msrp)),
-        Cell::num(fmt_trimmed(tdp), positive(tdp)),
+        Cell::num(
+            // A card's board power as is; a system's or package's figure says so.
+            match p
+                .hardware
+                .config
+                .as_ref()
+                .and_then(|c| c.hardware.power_basis)
+            {
+                Some(b) if b != PowerBasis::Board && positive(tdp).is_some() => {
+                    format!("{} ({})", fmt_trimmed(tdp), b.as_str())
+                }
+                _ => fmt_trimmed(tdp),
+            },
+            positive(tdp),
+        ),
         Cell::num(
             format!(
                 "{}{}",
