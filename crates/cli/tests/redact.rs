@@ -22,8 +22,18 @@ fn a_redacted_merge_keeps_the_figures_and_loses_the_names() {
     // under a telling host name and a path in a home directory.
     let suite = threads_suite(tmp.path(), 2);
     run_ok(&["run", suite.to_str().unwrap(), "--db", a.to_str().unwrap()]);
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/fixtures/llama-bench/r1.json");
+    // llama-bench ran on a model in alice's home: its path is the model's name and identity.
+    let fixture = tmp.path().join("r1.json");
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/fixtures/llama-bench/r1.json"),
+    )
+    .unwrap()
+    .replace(
+        "\"model_filename\": \"",
+        "\"model_filename\": \"/home/alice/models/",
+    );
+    assert!(text.contains("/home/alice/models/"));
+    std::fs::write(&fixture, text).unwrap();
     run_ok(&[
         "import",
         fixture.to_str().unwrap(),

@@ -58,10 +58,18 @@ impl Redactor {
         let mut out = text.to_string();
         for (name, id) in &self.hosts {
             if out.contains(name.as_str()) {
-                out = out.replace(name.as_str(), id);
+                out = replace_whole(&out, name, id);
             }
         }
-        for prefix in ["/home/", "/Users/", "\\Users\\", "/users/"] {
+        for prefix in [
+            "/home/",
+            "/Users/",
+            "/users/",
+            "\\Users\\",
+            "\\users\\",
+            "\\\\Users\\\\",
+            "\\\\users\\\\",
+        ] {
             out = self.user_paths(&out, prefix);
         }
         out
@@ -94,6 +102,28 @@ impl Redactor {
     }
 }
 
+/// `text` with every occurrence of `name` that stands as a whole name replaced by `id`:
+/// not inside a longer name (a host called `llama` leaves `llama-bench` alone), where a
+/// name is letters, digits, `-`, `_` and `.`.
+fn replace_whole(text: &str, name: &str, id: &str) -> String {
+    let is_name = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(name) {
+        let before = rest[..at].chars().next_back();
+        let after = rest[at + name.len()..].chars().next();
+        out.push_str(&rest[..at]);
+        if before.is_some_and(is_name) || after.is_some_and(is_name) {
+            out.push_str(name);
+        } else {
+            out.push_str(id);
+        }
+        rest = &rest[at + name.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// What [`Store::redact`] changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RedactReport {
@@ -103,8 +133,10 @@ pub struct RedactReport {
 }
 
 /// The text columns that can hold a host name or a user's path: (table, column).
-const TEXT_COLUMNS: [(&str, &str); 14] = [
+const TEXT_COLUMNS: [(&str, &str); 15] = [
     ("run", "suite_path"),
+    // An imported model's identity: `llama-bench:<-m path>:<size>`.
+    ("model", "file_sha256"),
     ("run", "config_text"),
     ("run", "environment_json"),
     ("run", "telemetry_unavailable_json"),
@@ -180,10 +212,13 @@ impl Store {
                 let Some(new_host) = identities.get(host) else {
                     continue;
                 };
+                // The other fields (model name, its identity, …) as their own columns
+                // are rewritten, one by one, so the key still names its rows.
                 let new = if rest.is_empty() {
                     new_host.to_string()
                 } else {
-                    format!("{new_host}\u{1f}{}", r.text(rest))
+                    let fields: Vec<String> = rest.split('\u{1f}').map(|f| r.text(f)).collect();
+                    format!("{new_host}\u{1f}{}", fields.join("\u{1f}"))
                 };
                 sqlx::query(&format!("UPDATE {table} SET series_key = ? WHERE id = ?"))
                     .bind(&new)
@@ -258,6 +293,18 @@ mod tests {
         assert_ne!(a.id("host", "tower"), a.id("user", "tower"));
         assert!(a.id("host", "tower").starts_with("host-"));
         assert_eq!(a.id("host", "tower").len(), "host-".len() + 8);
+    }
+
+    #[test]
+    fn a_host_name_inside_a_longer_name_is_left_alone() {
+        let mut r = Redactor::new(b"k");
+        r.learn_hosts(["llama"]);
+        let t = r.text("llama-bench on llama, llama.cpp; at llama");
+        let id = r.id("host", "llama");
+        assert_eq!(t, format!("llama-bench on {id}, llama.cpp; at {id}"));
+        // Windows paths, as written and as JSON escapes them.
+        let t = r.text(r#"C:\Users\alice\m.gguf and "C:\\Users\\bob\\m.gguf""#);
+        assert!(!t.contains("alice") && !t.contains("bob"), "{t}");
     }
 
     #[test]
