@@ -118,9 +118,14 @@ fn mixture_of_experts(model_type: &str) -> bool {
         "dbrx",
         "deepseek",
     ];
+    // Mixtral is `llama 8x7B`: experts times their size.
+    let experts_times = size
+        .split_once('x')
+        .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
     arch.contains("moe")
         || MOE_ARCHS.contains(&arch.as_str())
         || size.contains(".A")
+        || experts_times
         || model_type.split_whitespace().any(|w| w == "MoE")
 }
 
@@ -186,10 +191,13 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
             .clone()
             .or_else(|| meta.host.clone())
             .unwrap_or_else(|| {
-                if stated_source {
-                    host_of_source(&source)
-                } else {
-                    "imported".into()
+                // One post can show several machines (a file each): the hardware it names
+                // is part of the host, so they stay separate series.
+                let named = args.hardware.as_deref().or(meta.hardware.as_deref());
+                match (stated_source, named) {
+                    (true, Some(h)) => host_of_source(&format!("{source}\n{h}")),
+                    (true, None) => host_of_source(&source),
+                    (false, _) => "imported".into(),
                 }
             });
         let host = HostInfo {
@@ -217,8 +225,16 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
             Ok(c) => (c.display_name, true),
             Err(_) => (h.to_string(), false),
         });
+        // A name someone wrote down (the command line, then the file's front matter, when
+        // the catalog knows it) beats detection: device lines list every GPU in the box,
+        // not the ones a run used.
+        let stated_known = stated
+            .as_ref()
+            .filter(|(_, known)| *known)
+            .map(|(h, _)| h.clone());
         let hardware = given_hardware
             .clone()
+            .or(stated_known)
             .or(detected)
             .or_else(|| stated.as_ref().map(|(h, _)| h.clone()));
         let unmatched = match (&hardware, &stated) {
@@ -265,7 +281,13 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
             }
             let build = BackendBuild {
                 name: "llama-bench".into(),
-                version: format!("b{}", r.build_number),
+                // Build 0 is llama-bench's "not known" (no git checkout, or a table
+                // without its build line).
+                version: if r.build_number > 0 {
+                    format!("b{}", r.build_number)
+                } else {
+                    "unknown".into()
+                },
                 commit: Some(r.build_commit.clone()).filter(|c| !c.is_empty() && c != "unknown"),
                 accel: accel_of(r.backends.as_deref()),
                 flags: String::new(),
@@ -494,6 +516,7 @@ mod tests {
             "gpt-oss ?B F16",
             "qwen3next 80B.A3B Q5_K - Medium",
             "deepseek2 16B Q4_0",
+            "llama 8x7B Q4_K - Medium",
         ] {
             assert!(mixture_of_experts(moe), "{moe}");
         }

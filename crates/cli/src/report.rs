@@ -115,6 +115,10 @@ pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
                     p.hardware.name = r.text(&p.hardware.name);
                 }
                 p.source = p.source.map(|t| r.text(&t));
+                // An imported model is named and identified by the path llama-bench was
+                // given (`-m /home/…`).
+                p.series.model.name = r.text(&p.series.model.name);
+                p.series.model.sha256 = p.series.model.sha256.map(|t| r.text(&t));
             }
             newest.offer(p)
         })

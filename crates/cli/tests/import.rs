@@ -399,6 +399,24 @@ fn hardware_and_date_come_from_the_command_line_when_the_paste_has_none() {
     );
     assert_eq!(s(&rows[0], "h"), "2× GeForce RTX 3090");
     assert_eq!(s(&rows[0], "t"), "2025-01-02T00:00:00Z");
+    // The same post's table for another machine (another figure) is another host: the
+    // hardware a post names is part of its host, so two GPUs never share a series.
+    let other = tmp.path().join("other.md");
+    std::fs::write(&other, bare.replace("150.12 ± 0.33", "90.00 ± 0.50")).unwrap();
+    run_ok(&[
+        "import",
+        other.to_str().unwrap(),
+        "--db",
+        dbs,
+        "--hardware",
+        "GeForce RTX 4090",
+        "--date",
+        "2025-01-02",
+        "--source",
+        "https://example.org/post",
+    ]);
+    let hosts = query(&db, "SELECT COUNT(DISTINCT host) AS n FROM v_results");
+    assert_eq!(f(&hosts[0], "n"), Some(2.0));
 }
 
 #[test]

@@ -537,7 +537,17 @@ fn a_markdown_table_reads_as_its_json_to_the_printed_precision() {
                 (&f.build_commit, f.build_number),
                 "{what}"
             );
-            assert!(t.unknown.is_empty(), "{what}: the CPU table prints threads");
+            // The CPU table prints threads; what it leaves out (batch sizes, ngl, mmap) is
+            // unknown, whatever this build's defaults were.
+            assert!(!t.unknown.contains("n_threads"), "{what}");
+            for column in ["n_batch", "n_ubatch", "n_gpu_layers", "use_mmap"] {
+                assert!(t.unknown.contains(column), "{what}: {column}");
+            }
+            assert_eq!(
+                t.unknown.contains("flash_attn"),
+                !md.lines().next().unwrap_or("").contains("| fa |"),
+                "{what}: fa"
+            );
             // `%.2f MiB`, `%.2f M`, `%.2f ± %.2f`: half a unit of the last digit.
             let size_err = (t.model_size as f64 - f.model_size as f64).abs();
             assert!(

@@ -15,6 +15,14 @@ pub fn quant_of(model_type: &str) -> String {
         Some((b, s)) => (b.to_string(), Some(s)),
         None => (tail.clone(), None),
     };
+    // IQ types are named by their bits per weight (`IQ4_XS - 4.25 bpw`), and IQ3_M is
+    // `IQ3_S mix - 3.66 bpw` (llama.cpp's `llama_model_ftype_name`).
+    if size.is_some_and(|s| s.trim_end().ends_with("bpw")) {
+        return match base.as_str() {
+            "IQ3_S mix" => "IQ3_M".to_string(),
+            other => other.to_string(),
+        };
+    }
     let suffix = match size {
         Some("Small") => "_S",
         Some("Medium") => "_M",

@@ -392,18 +392,23 @@ pub fn parse_markdown(input: &str) -> Result<Vec<LlamaBenchRecord>, LlamaBenchEr
 fn build_line(line: &str) -> Option<(String, i64)> {
     let rest = line.trim().strip_prefix("build:")?.trim();
     let (commit, number) = rest.split_once(' ')?;
-    let number = number
-        .trim()
-        .strip_prefix('(')?
-        .strip_suffix(')')?
-        .parse()
-        .ok()?;
+    // `(8833)`, possibly followed by what a fork appends (`, GGML_SYCL_F16=ON`).
+    let (number, _) = number.trim().strip_prefix('(')?.split_once(')')?;
+    let number = number.trim().parse().ok()?;
     Some((commit.trim().to_string(), number))
 }
 
 /// The devices a row ran on: those its `dev` column names (`CUDA0/CUDA1`), else every
 /// device the paste lists; an Apple chip for a Metal backend.
 fn apply_devices(r: &mut LlamaBenchRecord, context: &Context) {
+    // `-dev none`: no GPU took part.
+    if r.devices
+        .as_deref()
+        .is_some_and(|d| d.trim().eq_ignore_ascii_case("none"))
+    {
+        r.gpu_info = String::new();
+        return;
+    }
     let named: Option<Vec<u32>> = r.devices.as_deref().and_then(|d| {
         let picked: Vec<u32> = d
             .split('/')
@@ -523,8 +528,12 @@ fn flag(line: usize, field: &str, text: &str) -> Result<bool, LlamaBenchError> {
     }
 }
 
-/// One table row as a record: printed columns read, the rest at llama-bench's defaults
-/// (threads: unknown).
+fn seen_column(columns: &[(Column, String)], c: Column) -> bool {
+    columns.iter().any(|(col, _)| *col == c)
+}
+
+/// One table row as a record: printed columns read; those left out hold llama-bench's
+/// current defaults as placeholders and are marked unknown (see the end).
 fn record(
     columns: &[(Column, String)],
     row: &[String],
@@ -661,8 +670,21 @@ fn record(
             return Err(LlamaBenchError::MissingField { line, field });
         }
     }
-    if !threads_seen {
-        r.unknown = r.unknown.with("n_threads");
+    // A column the table leaves out is llama-bench's default, which builds changed
+    // (n_batch was 512 before n_ubatch existed; later builds default flash attention and
+    // n_gpu_layers to auto; a CPU backend's table never prints ngl): unknown, not a guess.
+    // The KV cache types alone have defaulted to f16 in every build.
+    for (seen, column) in [
+        (threads_seen, "n_threads"),
+        (seen_column(columns, Column::NBatch), "n_batch"),
+        (seen_column(columns, Column::NUbatch), "n_ubatch"),
+        (seen_column(columns, Column::Ngl), "n_gpu_layers"),
+        (seen_column(columns, Column::Fa), "flash_attn"),
+        (seen_column(columns, Column::Mmap), "use_mmap"),
+    ] {
+        if !seen {
+            r.unknown = r.unknown.with(column);
+        }
     }
     Ok(r)
 }
@@ -689,6 +711,33 @@ mod tests {
         assert_eq!(test_of("tg128@d4096"), Some((0, 128, 4096)));
         assert_eq!(test_of("pp"), None);
         assert_eq!(test_of("xx512"), None);
+    }
+
+    #[test]
+    fn build_lines_with_what_forks_append() {
+        assert_eq!(
+            build_line("build: 233d773d0 (6413)"),
+            Some(("233d773d0".into(), 6413))
+        );
+        assert_eq!(
+            build_line("build: 45cac7ca7 (8833), GGML_SYCL_F16=ON"),
+            Some(("45cac7ca7".into(), 8833))
+        );
+        assert_eq!(build_line("build: unknown"), None);
+    }
+
+    #[test]
+    fn dev_none_ran_on_no_gpu() {
+        let paste = "\
+  Device 0: NVIDIA GeForce RTX 4090, compute capability 8.9, VMM: yes
+| model | size | params | backend | ngl | dev | test | t/s |
+| --- | --: | --: | --- | --: | --- | --: | --: |
+| llama 8B Q4_0 | 4.33 GiB | 8.03 B | CUDA | 99 | none | tg128 | 10.00 ± 0.10 |
+| llama 8B Q4_0 | 4.33 GiB | 8.03 B | CUDA | 99 | CUDA0 | tg128 | 150.00 ± 0.10 |
+";
+        let r = parse_markdown(paste).unwrap();
+        assert_eq!(r[0].gpu_info, "");
+        assert_eq!(r[1].gpu_info, "NVIDIA GeForce RTX 4090");
     }
 
     #[test]

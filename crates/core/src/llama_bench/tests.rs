@@ -53,3 +53,12 @@ fn affinity_follows_sqlite() {
     assert_eq!(Affinity::of(""), Affinity::Blob);
     assert_eq!(Affinity::of("DECIMAL"), Affinity::Numeric);
 }
+
+#[test]
+fn iq_file_types_are_named_by_their_preset() {
+    assert_eq!(quant_of("llama 8B IQ4_XS - 4.25 bpw"), "IQ4_XS");
+    assert_eq!(quant_of("llama 70B IQ3_S mix - 3.66 bpw"), "IQ3_M");
+    assert_eq!(quant_of("llama 8B IQ2_XXS - 2.0625 bpw"), "IQ2_XXS");
+    assert_eq!(quant_of("llama 8B Q2_K - Small"), "Q2_K_S");
+    assert_eq!(quant_of("llama 7B mostly Q4_0"), "Q4_0");
+}
