@@ -145,7 +145,7 @@ pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         .filter(|p| tokbench_report::guide::relevant(p))
         .cloned()
         .collect();
-    let guide = tokbench_report::guide::markdown(&catalog, &generating);
+    let guide = tokbench_report::guide::guide(&catalog, &generating);
     let files = tokbench_report::generate_newest(
         newest,
         &ReportOptions {
@@ -154,7 +154,7 @@ pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
                 Some(r) => r.text(&args.db.display().to_string()),
                 None => args.db.display().to_string(),
             },
-            extra_tables: tokbench_report::guide::tables(&catalog, &generating),
+            extra_tables: guide.tables,
         },
     )
     .context("cannot draw the plots")?;
@@ -165,7 +165,7 @@ pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     });
     files.push(tokbench_report::ReportFile {
         path: "guide.md".into(),
-        bytes: guide.into_bytes(),
+        bytes: guide.markdown.into_bytes(),
     });
     let t_render = t1.elapsed();
     let t2 = Instant::now();

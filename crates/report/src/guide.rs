@@ -22,7 +22,7 @@ use tokbench_core::fit::{
 };
 use tokbench_core::{CacheType, QuantPreset, ResultPoint};
 
-use crate::tables::Table;
+use crate::tables::{md_row, Table};
 
 /// The models the guide answers for (architecture presets).
 pub const MODELS: [&str; 3] = ["llama-3.1-405b", "llama-3.1-70b", "llama-3.1-8b"];
@@ -253,7 +253,21 @@ fn power_basis(cfg: &HardwareConfig) -> &'static str {
 /// `guide.md`, from the catalog and the results the report read (any hardware; those whose
 /// hardware, model and quantization match a row are shown beside its ceiling).
 pub fn markdown(catalog: &Catalog, points: &[ResultPoint]) -> String {
+    guide(catalog, points).markdown
+}
+
+/// The guide, computed once: `guide.md`'s text, and each model's hardware table for the
+/// HTML page.
+#[derive(Debug, Clone)]
+pub struct Guide {
+    pub markdown: String,
+    pub tables: Vec<Table>,
+}
+
+/// Builds [`Guide`] from the catalog and the results the report read.
+pub fn guide(catalog: &Catalog, points: &[ResultPoint]) -> Guide {
     let configs = configurations(catalog);
+    let mut tables = Vec::new();
     let mut s = String::new();
     let _ = write!(
         s,
@@ -318,42 +332,20 @@ pub fn markdown(catalog: &Catalog, points: &[ResultPoint]) -> String {
         s.push('\n');
         // The hardware table.
         let t = hardware_table(arch, &weights, &configs, points);
-        s.push_str(&md_line(&t.columns));
+        s.push_str(&md_row(&t.columns));
         s.push_str("|---|---:|---:|---:|");
         s.push_str(&":-:|".repeat(weights.len()));
         s.push_str("---|---:|---:|\n");
         for row in &t.rows {
-            s.push_str(&md_line(row));
+            s.push_str(&md_row(row));
         }
         s.push('\n');
+        tables.push(t);
     }
-    s
-}
-
-/// `| a | b |` and a newline.
-fn md_line(cells: &[String]) -> String {
-    let mut line = String::from("|");
-    for c in cells {
-        line.push(' ');
-        line.push_str(&c.replace('|', "\\|"));
-        line.push_str(" |");
+    Guide {
+        markdown: s,
+        tables,
     }
-    line.push('\n');
-    line
-}
-
-/// The guide's tables for the HTML page: each model's hardware table.
-pub fn tables(catalog: &Catalog, points: &[ResultPoint]) -> Vec<Table> {
-    let configs = configurations(catalog);
-    MODELS
-        .iter()
-        .filter_map(|m| ArchSpec::preset(m))
-        .map(|arch| {
-            let weights: Vec<(QuantPreset, WeightBreakdown)> =
-                QUANTS.iter().map(|&q| (q, weight_bytes(arch, q))).collect();
-            hardware_table(arch, &weights, &configs, points)
-        })
-        .collect()
 }
 
 /// One model's row per configuration: memory, price, power, a fit cell per quantization,

@@ -305,7 +305,8 @@ pub fn markdown(tables: &[Table]) -> String {
     out
 }
 
-fn md_row(cells: &[String]) -> String {
+/// `| a | b |` and a newline: cells on one line, pipes escaped.
+pub(crate) fn md_row(cells: &[String]) -> String {
     let mut line = String::from("|");
     for c in cells {
         line.push(' ');
