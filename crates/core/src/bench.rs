@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::series::SETTINGS;
+
 /// One test: `n_prompt` tokens of prompt processing and/or `n_gen` generated tokens, run
 /// with `n_depth` tokens already in the KV cache.
 #[derive(
@@ -222,27 +224,19 @@ pub struct EngineParams {
     pub unset: Unset,
 }
 
-/// A set of [`EngineParams`] fields, named by their database columns.
+/// A set of [`EngineParams`] fields, named by their database columns: bit `i` is
+/// [`crate::series::SETTINGS`]`[i]`, the one list of the settings.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ParamSet(u8);
 
-impl ParamSet {
-    /// Every field's column, in [`crate::series::SETTINGS`]' order (bit `i` is `COLUMNS[i]`).
-    pub const COLUMNS: [&'static str; 8] = [
-        "n_threads",
-        "n_batch",
-        "n_ubatch",
-        "n_gpu_layers",
-        "flash_attn",
-        "type_k",
-        "type_v",
-        "use_mmap",
-    ];
+// One bit per setting: a ninth setting needs a wider set.
+const _: () = assert!(SETTINGS.len() <= u8::BITS as usize);
 
+impl ParamSet {
     /// `self` with the field named by `column` added.
     ///
     /// # Panics
-    /// When `column` is not one of [`Self::COLUMNS`] (a programming error).
+    /// When `column` is not a setting's column (a programming error).
     #[must_use]
     pub fn with(self, column: &str) -> Self {
         let i = Self::index(column).unwrap_or_else(|| panic!("no engine setting `{column}`"));
@@ -250,7 +244,7 @@ impl ParamSet {
     }
 
     fn index(column: &str) -> Option<usize> {
-        Self::COLUMNS.iter().position(|c| *c == column)
+        SETTINGS.iter().position(|s| s.column == column)
     }
 
     pub fn contains(self, column: &str) -> bool {
@@ -262,18 +256,13 @@ impl ParamSet {
         self.0 == 0
     }
 
-    #[must_use]
-    pub fn union(self, other: Self) -> Self {
-        Self(self.0 | other.0)
-    }
-
-    /// The fields' columns, in [`Self::COLUMNS`]' order.
+    /// The fields' columns, in [`SETTINGS`]' order.
     pub fn columns(self) -> impl Iterator<Item = &'static str> {
-        Self::COLUMNS
-            .into_iter()
+        SETTINGS
+            .iter()
             .enumerate()
             .filter(move |(i, _)| self.0 & (1 << i) != 0)
-            .map(|(_, c)| c)
+            .map(|(_, s)| s.column)
     }
 }
 
@@ -294,7 +283,7 @@ impl FromStr for ParamSet {
                 Some(_) => Ok(set.with(c)),
                 None => Err(format!(
                     "`{c}` is not an engine setting (one of {})",
-                    Self::COLUMNS.join(", ")
+                    SETTINGS.map(|s| s.column).join(", ")
                 )),
             })
     }
