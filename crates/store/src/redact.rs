@@ -155,6 +155,70 @@ const TEXT_COLUMNS: [(&str, &str); 15] = [
 /// The tables whose `series_key` starts with a host's identity (fields joined by U+001F).
 const SERIES_KEY_TABLES: [&str; 2] = ["verdict", "change_point"];
 
+/// Rows read and rewritten at a time: memory stays bounded at a million results.
+const REWRITE_BATCH: i64 = 5000;
+
+/// Passes every non-NULL `table.column` through `f`, in batches in the order of the integer
+/// key columns `keys`, and writes back the values it changes; returns how many.
+async fn rewrite_column(
+    conn: &mut sqlx::SqliteConnection,
+    table: &str,
+    column: &str,
+    keys: &[&str],
+    f: &dyn Fn(&str) -> String,
+) -> Result<usize, StoreError> {
+    rewrite_in_batches(conn, table, column, keys, f, REWRITE_BATCH).await
+}
+
+async fn rewrite_in_batches(
+    conn: &mut sqlx::SqliteConnection,
+    table: &str,
+    column: &str,
+    keys: &[&str],
+    f: &dyn Fn(&str) -> String,
+    batch: i64,
+) -> Result<usize, StoreError> {
+    let key_list = keys.join(", ");
+    let marks = vec!["?"; keys.len()].join(", ");
+    let select = format!(
+        "SELECT {key_list}, {column} FROM {table}
+         WHERE {column} IS NOT NULL AND ({key_list}) > ({marks})
+         ORDER BY {key_list} LIMIT {batch}"
+    );
+    let update = format!("UPDATE {table} SET {column} = ? WHERE ({key_list}) = ({marks})");
+    let mut after = vec![i64::MIN; keys.len()];
+    let mut changed = 0;
+    loop {
+        let mut q = sqlx::query(&select);
+        for k in &after {
+            q = q.bind(*k);
+        }
+        let rows = q
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(sql(format!("read {table}.{column} to redact")))?;
+        let Some(last) = rows.last() else {
+            return Ok(changed);
+        };
+        after = (0..keys.len()).map(|i| last.get(i)).collect();
+        for row in &rows {
+            let text: String = row.get(keys.len());
+            let new = f(&text);
+            if new == text {
+                continue;
+            }
+            let mut q = sqlx::query(&update).bind(&new);
+            for i in 0..keys.len() {
+                q = q.bind(row.get::<i64, _>(i));
+            }
+            q.execute(&mut *conn)
+                .await
+                .map_err(sql(format!("redact {table}.{column}")))?;
+            changed += 1;
+        }
+    }
+}
+
 impl Store {
     /// Rewrites the whole database for sharing, in one transaction: every host's name (and
     /// the identity built from it) becomes `host-` and a keyed id, and host names and
@@ -192,89 +256,37 @@ impl Store {
             new_identities.push(new_identity);
         }
         // Verdicts and change points name their series by the host's identity: each old
-        // identity becomes the new one.
+        // identity becomes the new one; the other fields (model name, its identity, …) are
+        // rewritten one by one, as their own columns are, so the key still names its rows.
         let identities: BTreeMap<&str, &str> = hosts
             .iter()
             .zip(&new_identities)
             .map(|((_, _, old), new)| (old.as_str(), new.as_str()))
             .collect();
+        let series_key = |key: &str| {
+            let mut fields = key.split('\u{1f}');
+            let host = fields.next().unwrap_or("");
+            let host = identities
+                .get(host)
+                .map_or_else(|| r.text(host), |h| h.to_string());
+            std::iter::once(host)
+                .chain(fields.map(|f| r.text(f)))
+                .collect::<Vec<_>>()
+                .join("\u{1f}")
+        };
         for table in SERIES_KEY_TABLES {
-            let rows: Vec<(i64, String)> =
-                sqlx::query(&format!("SELECT id, series_key FROM {table}"))
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(sql(format!("read {table}.series_key to redact")))?
-                    .into_iter()
-                    .map(|row| (row.get(0), row.get(1)))
-                    .collect();
-            for (id, key) in rows {
-                let (host, rest) = key.split_once('\u{1f}').unwrap_or((key.as_str(), ""));
-                let Some(new_host) = identities.get(host) else {
-                    continue;
-                };
-                // The other fields (model name, its identity, …) as their own columns
-                // are rewritten, one by one, so the key still names its rows.
-                let new = if rest.is_empty() {
-                    new_host.to_string()
-                } else {
-                    let fields: Vec<String> = rest.split('\u{1f}').map(|f| r.text(f)).collect();
-                    format!("{new_host}\u{1f}{}", fields.join("\u{1f}"))
-                };
-                sqlx::query(&format!("UPDATE {table} SET series_key = ? WHERE id = ?"))
-                    .bind(&new)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(sql(format!("redact {table}.series_key")))?;
-                report.values += 1;
-            }
+            report.values +=
+                rewrite_column(&mut tx, table, "series_key", &["id"], &series_key).await?;
         }
         for (table, column) in TEXT_COLUMNS {
-            let id = "id";
-            let rows: Vec<(i64, String)> = sqlx::query(&format!(
-                "SELECT {id}, {column} FROM {table} WHERE {column} IS NOT NULL"
-            ))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(sql(format!("read {table}.{column} to redact")))?
-            .into_iter()
-            .map(|row| (row.get(0), row.get(1)))
-            .collect();
-            for (id, text) in rows {
-                let new = r.text(&text);
-                if new != text {
-                    sqlx::query(&format!("UPDATE {table} SET {column} = ? WHERE {id} = ?"))
-                        .bind(&new)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(sql(format!("redact {table}.{column}")))?;
-                    report.values += 1;
-                }
-            }
+            report.values +=
+                rewrite_column(&mut tx, table, column, &["id"], &|t| r.text(t)).await?;
         }
         // A server cell's request errors (`request` is keyed by result and index).
-        let rows: Vec<(i64, i64, String)> =
-            sqlx::query("SELECT result_id, idx, error FROM request WHERE error IS NOT NULL")
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(sql("read request errors to redact"))?
-                .into_iter()
-                .map(|row| (row.get(0), row.get(1), row.get(2)))
-                .collect();
-        for (result_id, idx, text) in rows {
-            let new = r.text(&text);
-            if new != text {
-                sqlx::query("UPDATE request SET error = ? WHERE result_id = ? AND idx = ?")
-                    .bind(&new)
-                    .bind(result_id)
-                    .bind(idx)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(sql("redact a request error"))?;
-                report.values += 1;
-            }
-        }
+        report.values += rewrite_column(&mut tx, "request", "error", &["result_id", "idx"], &|t| {
+            r.text(t)
+        })
+        .await?;
         tx.commit().await.map_err(sql("commit a redaction"))?;
         Ok(report)
     }
@@ -283,6 +295,63 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn every_row_is_rewritten_across_batches_of_a_two_column_key() {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query(
+            "CREATE TABLE t (a INTEGER, b INTEGER, v TEXT, PRIMARY KEY (a, b)) WITHOUT ROWID",
+        )
+        .execute(&mut c)
+        .await
+        .unwrap();
+        for (a, b, v) in [
+            (1, 1, "x"),
+            (1, 2, "y"),
+            (1, 3, "keep"),
+            (2, 0, "z"),
+            (3, 5, "w"),
+        ] {
+            sqlx::query("INSERT INTO t VALUES (?, ?, ?)")
+                .bind(a)
+                .bind(b)
+                .bind(v)
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+        sqlx::query("INSERT INTO t VALUES (4, 0, NULL)")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let upper = |t: &str| {
+            if t == "keep" {
+                t.to_string()
+            } else {
+                t.to_uppercase()
+            }
+        };
+        let n = rewrite_in_batches(&mut c, "t", "v", &["a", "b"], &upper, 2)
+            .await
+            .unwrap();
+        assert_eq!(n, 4);
+        let all: Vec<Option<String>> = sqlx::query_scalar("SELECT v FROM t ORDER BY a, b")
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+        let want = [
+            Some("X"),
+            Some("Y"),
+            Some("keep"),
+            Some("Z"),
+            Some("W"),
+            None,
+        ];
+        assert_eq!(all, want.map(|v| v.map(String::from)));
+    }
 
     #[test]
     fn ids_are_stable_per_key_and_differ_between_keys() {
