@@ -151,9 +151,12 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
         })
         .transpose()?;
     let date = args.date.as_deref().map(|d| day(d, "--date")).transpose()?;
+    let t0 = std::time::Instant::now();
     // Every file is read and parsed before the database is opened: one that is not
     // llama-bench output is refused with nothing written and no database created.
     let parsed = read_all(&args.files, date.as_deref())?;
+    let t_parsed = t0.elapsed();
+    let mut stored_total = 0usize;
     let store = Store::open(&args.db)
         .await
         .with_context(|| format!("cannot open the results database {}", args.db.display()))?;
@@ -351,6 +354,7 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
             .await
             .context("cannot store the imported results")?
             .len();
+        stored_total += added;
         let finished_at = records
             .iter()
             .map(|r| r.test_time.clone())
@@ -380,11 +384,21 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    let t_stored = t0.elapsed();
     let integrity = store
         .integrity_check_up_to(tokbench_store::CLOSING_CHECK_MAX_BYTES)
         .await?;
     store.close().await;
+    let t_done = t0.elapsed();
     eprintln!("import: database integrity {integrity}");
+    eprintln!(
+        "import: {stored_total} results in {:.2} s ({:.0} results/s): read and parse {:.2} s, store {:.2} s, check {:.2} s",
+        t_done.as_secs_f64(),
+        stored_total as f64 / t_done.as_secs_f64().max(1e-9),
+        t_parsed.as_secs_f64(),
+        (t_stored - t_parsed).as_secs_f64(),
+        (t_done - t_stored).as_secs_f64(),
+    );
     Ok(ExitCode::Ok)
 }
 

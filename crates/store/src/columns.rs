@@ -137,7 +137,7 @@ impl Insert {
     #[cfg(test)]
     pub(crate) fn sql(&self) -> String {
         let names: Vec<&str> = self.columns.iter().map(|(c, _)| *c).collect();
-        spell(self.table, &names, self.or_nothing)
+        spell(self.table, &names, 1, self.or_nothing)
     }
 
     /// Runs the insert on `w`'s connection; returns the new row's id (the connection's
@@ -160,16 +160,62 @@ impl Insert {
             values.push(value);
         }
         let (table, or_nothing) = (self.table, self.or_nothing);
-        w.insert(shape, || spell(table, &names, or_nothing), &values, what)
+        w.insert(shape, || spell(table, &names, 1, or_nothing), &values, what)
+    }
+
+    /// Inserts `rows`, which name the same table and columns in the same order, in one
+    /// statement: a result's repetitions cost one step instead of one each, about 2 µs a
+    /// row here. Returns the last row's id; nothing is done for no rows.
+    pub(crate) fn execute_rows(
+        rows: Vec<Insert>,
+        w: &mut Writer,
+        what: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let (table, or_nothing) = (first.table, first.or_nothing);
+        let names: Vec<&'static str> = first.columns.iter().map(|(c, _)| *c).collect();
+        let mut shape = Vec::with_capacity(2 * names.len() + 4);
+        shape.extend([
+            table.as_ptr() as usize,
+            table.len(),
+            usize::from(or_nothing),
+            rows.len(),
+        ]);
+        for name in &names {
+            shape.extend([name.as_ptr() as usize, name.len()]);
+        }
+        let n = rows.len();
+        let mut values = Vec::with_capacity(names.len() * n);
+        for row in rows {
+            if row.table != table
+                || row.or_nothing != or_nothing
+                || row.columns.len() != names.len()
+                || row.columns.iter().zip(&names).any(|((c, _), n)| c != n)
+            {
+                return Err(StoreError::Sql {
+                    what: what.to_string(),
+                    source: sqlx::Error::Protocol(format!(
+                        "rows of one insert into {table} name different columns"
+                    )),
+                });
+            }
+            values.extend(row.columns.into_iter().map(|(_, v)| v));
+        }
+        w.insert(shape, || spell(table, &names, n, or_nothing), &values, what)
+            .map(Some)
     }
 }
 
-/// `INSERT INTO table (names…) VALUES (?…)`, with `ON CONFLICT DO NOTHING` when asked.
-fn spell(table: &str, names: &[&str], or_nothing: bool) -> String {
+/// `INSERT INTO table (names…) VALUES (?…), …` with `rows` rows, and `ON CONFLICT DO
+/// NOTHING` when asked.
+fn spell(table: &str, names: &[&str], rows: usize, or_nothing: bool) -> String {
+    let row = format!("({})", vec!["?"; names.len()].join(", "));
     format!(
-        "INSERT INTO {table} ({}) VALUES ({}){}",
+        "INSERT INTO {table} ({}) VALUES {}{}",
         names.join(", "),
-        vec!["?"; names.len()].join(", "),
+        vec![row; rows].join(", "),
         if or_nothing {
             " ON CONFLICT DO NOTHING"
         } else {
@@ -195,5 +241,9 @@ mod tests {
             "INSERT INTO t (a, b, c, d) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
         );
         assert_eq!(Value::from(Some(u64::MAX)), Value::Int(None));
+        assert_eq!(
+            spell("t", &["a", "b"], 3, false),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?), (?, ?)"
+        );
     }
 }

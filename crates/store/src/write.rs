@@ -634,26 +634,38 @@ pub(crate) fn insert_one(
                 .set("error", &rq.error)
                 .execute_raw(w, "store a request")?;
         }
-        for (i, rep) in repetitions.iter().enumerate() {
-            Insert::into("repetition")
-                .set("result_id", id)
-                .set("rep", i as i64)
-                .set("prefill_tps", rep.prefill_tps)
-                .set("decode_tps", rep.decode_tps)
-                .set("ttft_ms", rep.ttft_ms)
-                .set("prompt_ms", rep.prompt_ms)
-                .set("gen_ms", rep.gen_ms)
-                .execute_raw(w, "store a repetition")?;
+        // A result's repetitions in one statement (a long run's in statements of 64).
+        for (c, reps) in repetitions.chunks(64).enumerate() {
+            let rows = reps
+                .iter()
+                .enumerate()
+                .map(|(i, rep)| {
+                    Insert::into("repetition")
+                        .set("result_id", id)
+                        .set("rep", (c * 64 + i) as i64)
+                        .set("prefill_tps", rep.prefill_tps)
+                        .set("decode_tps", rep.decode_tps)
+                        .set("ttft_ms", rep.ttft_ms)
+                        .set("prompt_ms", rep.prompt_ms)
+                        .set("gen_ms", rep.gen_ms)
+                })
+                .collect();
+            Insert::execute_rows(rows, w, "store a result's repetitions")?;
         }
-        for t in telemetry.iter().flat_map(|t| &t.samples) {
-            Insert::into("telemetry_sample")
-                .set("result_id", id)
-                .set("t_ms", t.t_ms)
-                .set("phase", t.phase.as_str())
-                .set("metric", t.metric.as_str())
-                .set("value", t.value)
-                .set("source", t.source.as_str())
-                .execute_raw(w, "store a telemetry sample")?;
+        for samples in telemetry.iter().flat_map(|t| t.samples.chunks(64)) {
+            let rows = samples
+                .iter()
+                .map(|t| {
+                    Insert::into("telemetry_sample")
+                        .set("result_id", id)
+                        .set("t_ms", t.t_ms)
+                        .set("phase", t.phase.as_str())
+                        .set("metric", t.metric.as_str())
+                        .set("value", t.value)
+                        .set("source", t.source.as_str())
+                })
+                .collect();
+            Insert::execute_rows(rows, w, "store telemetry samples")?;
         }
         Ok(ResultId(id))
     }

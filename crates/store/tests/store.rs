@@ -1179,3 +1179,58 @@ async fn a_writing_command_checks_a_small_database_whole_and_says_when_it_did_no
     );
     store.close().await;
 }
+
+#[tokio::test]
+async fn long_runs_of_repetitions_and_samples_are_stored_whole_and_in_order() {
+    // Repetitions and telemetry samples go in as multi-row statements of 64: 130 and 150
+    // rows cross two chunk boundaries and end on a short chunk.
+    use tokbench_core::record::{CellTelemetry, TelemetrySample};
+    let (_tmp, db) = temp_db();
+    let (store, run, build) = one_run(&db).await;
+    let reps: Vec<f64> = (0..130).map(|i| 100.0 + i as f64).collect();
+    let mut r = result(0, ResultStatus::Ok, &reps);
+    r.telemetry = Some(CellTelemetry {
+        phases: vec![],
+        samples: (0..150)
+            .map(|i| TelemetrySample {
+                t_ms: i as f64 * 100.0,
+                phase: "decode".into(),
+                metric: "power_w".into(),
+                value: 200.0 + i as f64,
+                source: "nvml".into(),
+            })
+            .collect(),
+        unavailable: vec![],
+    });
+    store
+        .insert_result(run, build, None, "m", 130, &r)
+        .await
+        .unwrap();
+    let q = store
+        .query("SELECT rep, decode_tps FROM repetition ORDER BY rep")
+        .await
+        .unwrap();
+    let got: Vec<(i64, f64)> = q
+        .rows
+        .iter()
+        .map(|r| (r[0].as_i64().unwrap(), r[1].as_f64().unwrap()))
+        .collect();
+    let want: Vec<(i64, f64)> = reps
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| (i as i64, t))
+        .collect();
+    assert_eq!(got, want);
+    let q = store
+        .query("SELECT t_ms, value FROM telemetry_sample ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(q.rows.len(), 150);
+    for (i, row) in q.rows.iter().enumerate() {
+        assert_eq!(row[0].as_f64(), Some(i as f64 * 100.0));
+        assert_eq!(row[1].as_f64(), Some(200.0 + i as f64));
+    }
+    let rows = store.results(None).await.unwrap();
+    assert_eq!(rows[0].n_reps, 130);
+    store.close().await;
+}
