@@ -59,6 +59,9 @@ pub struct CheckArgs {
     /// Why the change point (with --accept).
     #[arg(long, default_value = "accepted as the new normal")]
     pub note: String,
+    /// The targets file: a run measured on a remote target is re-measured there, over SSH.
+    #[arg(long, value_name = "FILE", default_value = crate::targets::DEFAULT_TARGETS)]
+    pub targets: PathBuf,
 }
 
 impl CheckArgs {
@@ -223,6 +226,7 @@ pub async fn check_command(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         .await?
         .and_then(|r| r.config_text)
         .is_some_and(|t| !t.trim().is_empty());
+    let target = store.run_target(&run_uuid).await?;
     store.close().await;
     if !suspect_cells.is_empty() && args.remeasure > 0 && !has_suite {
         eprintln!(
@@ -237,13 +241,30 @@ pub async fn check_command(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 suspect_cells.len(),
                 args.remeasure
             );
-            let rerun = crate::run::rerun_cells(
-                &args.db,
-                &run_uuid,
-                &suspect_cells,
-                &format!("recheck:{run_uuid}"),
-            )
-            .await;
+            let trigger = format!("recheck:{run_uuid}");
+            // A run a controller measured on a remote target is measured again there.
+            let rerun = match &target {
+                Some(t) => crate::targets::rerun_on_target(
+                    &args.db,
+                    &args.targets,
+                    t,
+                    &run_uuid,
+                    &suspect_cells,
+                    &trigger,
+                )
+                .await
+                .map(|uuid| (uuid, ExitCode::Ok)),
+                None => {
+                    crate::run::rerun_cells(
+                        &args.db,
+                        &run_uuid,
+                        &suspect_cells,
+                        &trigger,
+                        crate::run::Remote::default(),
+                    )
+                    .await
+                }
+            };
             let uuid = match rerun {
                 Ok((uuid, _)) => uuid,
                 Err(e) => {

@@ -35,8 +35,10 @@ mod merge;
 mod models;
 mod output;
 mod prune;
+mod remote;
 mod report;
 mod run;
+mod targets;
 mod telemetry;
 
 use anyhow::Context;
@@ -178,9 +180,19 @@ enum Command {
     /// Bring a database's schema up to date (the read-only commands never migrate; `run`,
     /// `import`, `merge` and `check` migrate what they write to).
     Migrate(doctor::DbArgs),
+    /// Remote targets (bench-configs/targets.toml): list them with reachability, version,
+    /// engine build and hardware; `sync` brings home what a dropped connection left there;
+    /// `install` copies this tokbench to one.
+    #[command(
+        after_help = "Examples:\n  tokbench targets\n  tokbench run bench-configs/smoke.toml --target tower-3090 --target mac\n  tokbench run --target all\n  tokbench targets sync tower-3090\n  tokbench targets install tower-3090\n\nssh runs as you configured it (keys, agent, known_hosts, ~/.ssh/config), in batch mode:\nit never asks for a password. TOKBENCH_SSH replaces the ssh command (`ssh -F FILE`)."
+    )]
+    Targets(targets::TargetsArgs),
     /// The embedded engine (a child process the runner starts; speaks JSON lines).
     #[command(hide = true)]
     Engine,
+    /// The target side of remote runs (what a controller asks over SSH).
+    #[command(subcommand, hide = true)]
+    Remote(remote::RemoteCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -228,6 +240,8 @@ async fn async_dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Backends(a) => backends::command(&a),
         Command::Doctor(a) => doctor::doctor_command(&a).await,
         Command::Migrate(a) => doctor::migrate_command(&a).await,
+        Command::Targets(a) => targets::command(&a).await,
         Command::Engine => run::engine_child(),
+        Command::Remote(c) => remote::command(&c).await,
     }
 }

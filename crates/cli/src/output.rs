@@ -334,15 +334,42 @@ pub async fn print_results(
         }
         return Err(no_run(run, db).into());
     };
-    let rows = store
-        .results(Some(&uuid))
-        .await
-        .context("cannot read results")?;
+    // `latest` and `previous` name a command: every run it started (one per remote
+    // target), each a table of its own.
+    let runs = match run {
+        RunSelector::Newest { .. } => store.invocation_runs(&uuid).await?,
+        _ => vec![uuid.clone()],
+    };
+    let mut groups = Vec::new();
+    for u in &runs {
+        let rows = store
+            .results(Some(u))
+            .await
+            .context("cannot read results")?;
+        if !rows.is_empty() {
+            groups.push(rows);
+        }
+    }
     store.close().await;
-    if rows.is_empty() {
+    if groups.is_empty() {
         eprintln!("run {uuid} in {} has no results", db.display());
         return Ok(ExitCode::Ok);
     }
+    if matches!(format, Format::Table | Format::Md) {
+        for (i, rows) in groups.iter().enumerate() {
+            if i > 0 {
+                outln!()?;
+            }
+            print_rows(rows, format)?;
+        }
+        return Ok(ExitCode::Ok);
+    }
+    print_rows(&groups.concat(), format)
+}
+
+/// Prints one run's rows (or, but for a table, several runs' rows) in `format`.
+fn print_rows(rows: &[ResultRow], format: Format) -> anyhow::Result<ExitCode> {
+    let rows = rows.to_vec();
     match format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&rows)?)?,
         Format::Jsonl => {

@@ -147,6 +147,20 @@ pub struct RunArgs {
     /// per phase); 0 turns it off.
     #[arg(long, default_value_t = 100)]
     pub telemetry_interval_ms: u64,
+    /// The hardware, as the catalog names it (`GeForce RTX 3090`), in place of the suite's
+    /// `hardware` and of detection.
+    #[arg(long)]
+    pub hardware: Option<String>,
+    /// Run on these targets of targets.toml over SSH (`all`: every one), in parallel,
+    /// each result stored here as the target stores it.
+    #[arg(long = "target", value_name = "NAME")]
+    pub targets: Vec<String>,
+    /// The targets file (default: bench-configs/targets.toml).
+    #[arg(long = "targets", value_name = "FILE")]
+    pub targets_file: Option<PathBuf>,
+    /// The target side of `--target`: how the controller starts a run here.
+    #[command(flatten)]
+    pub remote: crate::remote::RemoteRunArgs,
 }
 
 /// `tokbench run`: the suite, every result stored.
@@ -161,16 +175,10 @@ pub async fn command(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     let source = suite_source(args)?;
-    let (code, uuid) = run_command(
-        &source,
-        &args.db,
-        args.resume.as_deref(),
-        args.plain,
-        args.exclusive,
-        &args.trigger,
-        telemetry,
-    )
-    .await?;
+    if !args.targets.is_empty() {
+        return crate::targets::run_on_targets(args, &source).await;
+    }
+    let (code, uuid) = run_command(&source, args, telemetry).await?;
     if let Some(format) = args.output {
         // Whoever reads stdout may be gone: the results are stored either way.
         let sel = tokbench_core::RunSelector::Uuid(uuid);
@@ -180,6 +188,30 @@ pub async fn command(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(code)
+}
+
+/// What a run started by a controller over SSH (or with `--hardware`) is told.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Remote {
+    /// The run's UUID, chosen by the controller.
+    pub uuid: Option<String>,
+    /// The id the controller's runs on every target share.
+    pub invocation: Option<String>,
+    /// Where each stored cell is appended as a JSON line, for the controller to read.
+    pub stream: Option<PathBuf>,
+    /// The hardware in place of the suite's and detection.
+    pub hardware: Option<String>,
+}
+
+impl From<&crate::remote::RemoteRunArgs> for Remote {
+    fn from(a: &crate::remote::RemoteRunArgs) -> Remote {
+        Remote {
+            uuid: a.run_uuid.clone(),
+            invocation: a.invocation.clone(),
+            stream: a.stream.clone(),
+            hardware: None,
+        }
+    }
 }
 
 /// The suite to run, as (the path it is stored and resolved under, its text): a suite file
@@ -226,13 +258,20 @@ fn suite_source(args: &RunArgs) -> anyhow::Result<(PathBuf, String)> {
 
 async fn run_command(
     (suite_path, suite_text): &(PathBuf, String),
-    db: &Path,
-    resume: Option<&str>,
-    plain: bool,
-    exclusive: bool,
-    trigger: &str,
+    args: &RunArgs,
     telemetry: Option<std::time::Duration>,
 ) -> anyhow::Result<(ExitCode, String)> {
+    let (db, resume, plain, exclusive, trigger) = (
+        args.db.as_path(),
+        args.resume.as_deref(),
+        args.plain,
+        args.exclusive,
+        args.trigger.as_str(),
+    );
+    let remote = Remote {
+        hardware: args.hardware.clone(),
+        ..Remote::from(&args.remote)
+    };
     // A suite with a mistake is refused before the database is created or touched.
     enum Start<'a> {
         New(Box<Suite>),
@@ -296,7 +335,10 @@ async fn run_command(
             *suite,
             suite_text.clone(),
             tokbench_store::RunId(0),
-            uuid::Uuid::new_v4().to_string(),
+            remote
+                .uuid
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             BTreeSet::new(),
         ),
     };
@@ -315,6 +357,7 @@ async fn run_command(
             plain,
             trigger: trigger.to_string(),
             telemetry,
+            remote,
         },
     )
     .await
@@ -335,6 +378,7 @@ struct Execution {
     trigger: String,
     /// Telemetry's sampling interval (`None`: off).
     telemetry: Option<std::time::Duration>,
+    remote: Remote,
 }
 
 /// Runs only `cells` of the suite an earlier run used (read from that run, as it was), as a
@@ -345,6 +389,7 @@ pub async fn rerun_cells(
     prev_uuid: &str,
     cells: &BTreeSet<usize>,
     trigger: &str,
+    remote: Remote,
 ) -> anyhow::Result<(String, ExitCode)> {
     let store = open_store(db).await?;
     let Some(prev) = store.run_by_uuid(prev_uuid).await? else {
@@ -356,7 +401,10 @@ pub async fn rerun_cells(
     let skip: BTreeSet<usize> = (0..suite.cells().len())
         .filter(|i| !cells.contains(i))
         .collect();
-    let uuid = uuid::Uuid::new_v4().to_string();
+    let uuid = remote
+        .uuid
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let code = execute(
         store,
         db,
@@ -371,6 +419,7 @@ pub async fn rerun_cells(
             plain: true,
             trigger: trigger.to_string(),
             telemetry: Some(DEFAULT_TELEMETRY_INTERVAL),
+            remote,
         },
     )
     .await?;
@@ -393,8 +442,14 @@ async fn execute(
         plain,
         trigger,
         telemetry,
+        remote,
     } = run;
     let trigger = trigger.as_str();
+    let mut stream = remote
+        .stream
+        .as_deref()
+        .map(crate::remote::Stream::open)
+        .transpose()?;
     preflight(&suite)?;
     let host = tokbench_runner::host::detect();
     let engine = EngineCommand {
@@ -406,7 +461,19 @@ async fn execute(
         .await
         .map_err(|e| anyhow::anyhow!("the embedded engine does not start: {e}"))?;
     let catalog = crate::hardware::load_catalog(None)?;
-    let hardware = crate::hardware::hardware_for_run(&catalog, &suite, &host, &build.accel)?;
+    let hardware = match &remote.hardware {
+        Some(h) => Some(
+            catalog
+                .resolve(h)
+                .map_err(|e| {
+                    BadInput(format!(
+                        "--hardware: {e} (`tokbench hardware` lists the catalog)"
+                    ))
+                })?
+                .display_name,
+        ),
+        None => crate::hardware::hardware_for_run(&catalog, &suite, &host, &build.accel)?,
+    };
     // The matrix, expanded once for the count, the progress labels and the ETA.
     let cells = suite.cells();
     let cells_total = cells.len();
@@ -429,35 +496,43 @@ async fn execute(
             format!(" {l}")
         }
     };
+    let new_run = NewRun {
+        uuid: uuid.clone(),
+        started_at: now(),
+        suite_name: suite.name.clone(),
+        suite_path: Some(suite_path.display().to_string()),
+        config_text: Some(text.clone()),
+        tokbench_version: env!("CARGO_PKG_VERSION").into(),
+        trigger: trigger.into(),
+        cells_total,
+        source: None,
+        hardware,
+    };
     let run_id = if resume {
         run_id
     } else {
-        store
-            .begin_run(
-                &NewRun {
-                    uuid: uuid.clone(),
-                    started_at: now(),
-                    suite_name: suite.name.clone(),
-                    suite_path: Some(suite_path.display().to_string()),
-                    config_text: Some(text.clone()),
-                    tokbench_version: env!("CARGO_PKG_VERSION").into(),
-                    trigger: trigger.into(),
-                    cells_total,
-                    source: None,
-                    hardware,
-                },
-                &host,
-            )
-            .await
-            .map_err(|e| {
-                storage_error(e, db, |hint| {
-                    format!(
-                        "cannot begin the run in {}{hint}; nothing was changed",
-                        db.display()
-                    )
-                })
-            })?
+        store.begin_run(&new_run, &host).await.map_err(|e| {
+            storage_error(e, db, |hint| {
+                format!(
+                    "cannot begin the run in {}{hint}; nothing was changed",
+                    db.display()
+                )
+            })
+        })?
     };
+    if remote.invocation.is_some() {
+        store
+            .set_run_origin(run_id, remote.invocation.as_deref(), None)
+            .await?;
+    }
+    if let Some(out) = &mut stream {
+        out.write(&crate::remote::StreamLine::Run {
+            protocol: crate::remote::PROTOCOL,
+            run: crate::remote::StreamRun::of(&new_run),
+            invocation: remote.invocation.clone(),
+            host: host.clone(),
+        })?;
+    }
     let to_run = cells_total.saturating_sub(skip.len());
     let mut eta =
         crate::eta::Eta::new(cells.iter().filter(|c| !skip.contains(&c.index)).map(|c| {
@@ -585,6 +660,9 @@ async fn execute(
                     .set_run_environment(run_id, &json)
                     .await
                     .context("cannot store the run's environment")?;
+                if let Some(out) = &mut stream {
+                    out.write(&crate::remote::StreamLine::Environment { json })?;
+                }
             }
             RunEvent::CellStarted { label, index } => {
                 eta.started(index);
@@ -656,6 +734,15 @@ async fn execute(
                     )
                     .await
                     .context("cannot store a result")?;
+                if let Some(out) = &mut stream {
+                    out.write(&crate::remote::StreamLine::Cell {
+                        build: (*build).clone(),
+                        model: model.as_deref().cloned(),
+                        model_name: model_name.clone(),
+                        repetitions_expected,
+                        results: rows.iter().map(|r| (*r).clone()).collect(),
+                    })?;
+                }
                 done += 1;
                 if result.status != ResultStatus::Ok {
                     failed += 1;
@@ -758,8 +845,9 @@ async fn execute(
     } else {
         RunStatus::Ok
     };
+    let finished_at = now();
     store
-        .finish_run(run_id, status, &now())
+        .finish_run(run_id, status, &finished_at)
         .await
         .map_err(|e| {
             storage_error(e, db, |hint| format!(
@@ -769,6 +857,12 @@ async fn execute(
                 db.display()
             ))
         })?;
+    if let Some(out) = &mut stream {
+        out.write(&crate::remote::StreamLine::Finish {
+            status: status.as_str().to_string(),
+            finished_at,
+        })?;
+    }
     let integrity = store
         .integrity_check_up_to(tokbench_store::CLOSING_CHECK_MAX_BYTES)
         .await?;

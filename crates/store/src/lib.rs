@@ -30,7 +30,7 @@ mod series;
 mod stream;
 mod write;
 
-pub use merge::MergeReport;
+pub use merge::{snapshot, MergeReport};
 pub use points::{newest_points_statement, points_statement, PointFilter, StoredPoint};
 pub use prune::PruneReport;
 pub use redact::{RedactReport, Redactor};

@@ -182,6 +182,40 @@ impl Store {
 
 /// Returns true if and only if both paths name the same file (the same path once
 /// canonical, or on Unix the same device and inode, which also catches hard links).
+/// Writes a consistent copy of the database at `src` to `out` (which must not exist):
+/// SQLite's `VACUUM INTO`, a read transaction, so a run writing to `src` meanwhile goes on
+/// and the copy holds every cell committed before it began, whole. The source is opened
+/// read-only; its -wal is read, never checkpointed. How `tokbench targets sync` reads a
+/// target's database over SSH.
+pub async fn snapshot(src: &Path, out: &Path) -> Result<(), StoreError> {
+    if !src.is_file() {
+        return Err(StoreError::Open {
+            path: src.into(),
+            source: sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no database there",
+            )),
+        });
+    }
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(src)
+        .read_only(true)
+        .busy_timeout(std::time::Duration::from_secs(60));
+    let mut conn = SqliteConnection::connect_with(&opts)
+        .await
+        .map_err(|source| StoreError::Open {
+            path: src.into(),
+            source,
+        })?;
+    sqlx::query("VACUUM INTO ?")
+        .bind(out.to_string_lossy().as_ref())
+        .execute(&mut conn)
+        .await
+        .map_err(sql("copy the database"))?;
+    conn.close().await.map_err(sql("copy the database"))?;
+    Ok(())
+}
+
 fn same_file(a: &Path, b: &Path) -> bool {
     if let (Ok(x), Ok(y)) = (a.canonicalize(), b.canonicalize()) {
         if x == y {

@@ -88,6 +88,56 @@ impl Store {
         Ok(())
     }
 
+    /// Records where a run came from: the command that started it with others (one run
+    /// per remote target), and the target of targets.toml it ran on (for a controller).
+    pub async fn set_run_origin(
+        &self,
+        run: RunId,
+        invocation: Option<&str>,
+        target: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE run SET invocation = COALESCE(?, invocation), target = COALESCE(?, target)
+             WHERE id = ?",
+        )
+        .bind(invocation)
+        .bind(target)
+        .bind(run.0)
+        .execute(&self.pool)
+        .await
+        .map_err(sql("record where the run came from"))?;
+        Ok(())
+    }
+
+    /// The remote target (its name in targets.toml) run `uuid` was measured on, if a
+    /// controller ran it there.
+    pub async fn run_target(&self, uuid: &str) -> Result<Option<String>, StoreError> {
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT target FROM run WHERE uuid = ?")
+                .bind(uuid)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(sql("read the run's target"))?;
+        Ok(row.and_then(|(t,)| t))
+    }
+
+    /// The UUIDs of the runs started by the command that started run `uuid` (itself
+    /// included), oldest first; just `uuid` for a run started on its own.
+    pub async fn invocation_runs(&self, uuid: &str) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT r.uuid FROM run r JOIN run me ON me.invocation = r.invocation
+             WHERE me.uuid = ? ORDER BY r.started_at, r.id",
+        )
+        .bind(uuid)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql("find the runs of the invocation"))?;
+        Ok(match rows.is_empty() {
+            true => vec![uuid.to_string()],
+            false => rows.into_iter().map(|(u,)| u).collect(),
+        })
+    }
+
     /// A stored run, by UUID.
     pub async fn run_by_uuid(&self, uuid: &str) -> Result<Option<StoredRun>, StoreError> {
         #[derive(sqlx::FromRow)]

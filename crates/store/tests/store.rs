@@ -78,11 +78,15 @@ fn result(cell: usize, status: ResultStatus, reps: &[f64]) -> CellResult {
 }
 
 /// Takes a current database back to before migration 7, rows kept: the view goes first,
-/// then migration 10's column, 9's run column and 8's indexes (one covers two of 7's
+/// then migration 11's and 10's columns, 9's run column and 8's indexes (one covers two of 7's
 /// columns), then 7's four added columns (migration 6, which a test may undo next, drops
 /// the view and makes its own, so a placeholder stands in).
-const UNDO_MIGRATION_7: [&str; 14] = [
+const UNDO_MIGRATION_7: [&str; 18] = [
     "DROP VIEW v_results",
+    "DROP INDEX run_by_invocation",
+    "ALTER TABLE run DROP COLUMN invocation",
+    "ALTER TABLE run DROP COLUMN target",
+    "DELETE FROM _sqlx_migrations WHERE version = 20261206000011",
     "ALTER TABLE result DROP COLUMN params_auto",
     "DELETE FROM _sqlx_migrations WHERE version = 20261206000010",
     "ALTER TABLE run DROP COLUMN telemetry_unavailable_json",

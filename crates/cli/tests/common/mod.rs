@@ -212,3 +212,77 @@ pub fn processes_with_env(marker: &str) -> Vec<u32> {
     }
     pids
 }
+
+/// Writes `nights` earlier runs of the newest run's series, one per day before it, whose
+/// decode repetitions are `level × (1 ± 0.4%)` (a quiet machine), by copying the run's own
+/// rows: same host, build, model, workload and settings, so the same series.
+pub async fn write_history(db: &Path, nights: u32, level: f64) {
+    use sqlx::{ConnectOptions, Connection};
+    let mut c = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .connect()
+        .await
+        .unwrap();
+    let (run_id, started): (i64, String) =
+        sqlx::query_as("SELECT id, started_at FROM run ORDER BY started_at DESC LIMIT 1")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    for k in 1..=nights {
+        let mut tx = c.begin().await.unwrap();
+        sqlx::query(
+            "INSERT INTO run (uuid, started_at, finished_at, suite_name, suite_path, config_text,
+                tokbench_version, trigger, status, cells_total, host_id, source, hardware)
+             SELECT 'hist-' || ?1, strftime('%Y-%m-%dT%H:%M:%SZ', started_at, '-' || ?1 || ' days'),
+                NULL, suite_name, suite_path, config_text, tokbench_version, 'nightly', 'ok',
+                cells_total, host_id, source, hardware FROM run WHERE id = ?2",
+        )
+        .bind(k)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        let new_run: i64 = sqlx::query_scalar("SELECT id FROM run WHERE uuid = 'hist-' || ?")
+            .bind(k)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO result (run_id, cell_index, backend_build_id, model_id, model_name,
+                workload_id, n_threads, n_batch, n_ubatch, n_gpu_layers, flash_attn, type_k, type_v,
+                use_mmap, status, error, metric_source, repetitions_expected, prefill_tps,
+                prefill_tps_sd, decode_tps, decode_tps_sd, ttft_ms, ttft_ms_sd, load_ms,
+                rss_peak_bytes, log_tail, started_at, duration_ms)
+             SELECT ?1, cell_index, backend_build_id, model_id, model_name, workload_id, n_threads,
+                n_batch, n_ubatch, n_gpu_layers, flash_attn, type_k, type_v, use_mmap, status, error,
+                metric_source, repetitions_expected, prefill_tps, prefill_tps_sd, ?3, 0, ttft_ms,
+                ttft_ms_sd, load_ms, rss_peak_bytes, log_tail, started_at, duration_ms
+             FROM result WHERE run_id = ?2",
+        )
+        .bind(new_run)
+        .bind(run_id)
+        .bind(level)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        // Nights differ by up to ±0.3%; five repetitions spread ±0.4% around each night.
+        let night = level * (1.0 + 0.003 * (f64::from(k % 3) - 1.0));
+        let spread = [-0.004, -0.002, 0.0, 0.002, 0.004];
+        for rep in 0..5usize {
+            let v = night * (1.0 + spread[(rep + k as usize) % 5]);
+            sqlx::query(
+                "INSERT INTO repetition (result_id, rep, decode_tps)
+                 SELECT id, ?, ? FROM result WHERE run_id = ?",
+            )
+            .bind(rep as i64)
+            .bind(v)
+            .bind(new_run)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    let _ = started;
+    c.close().await.unwrap();
+}
