@@ -813,7 +813,7 @@ async fn noisy_and_throttled_are_stored_and_older_results_get_the_flag_their_fig
         conn.close().await.unwrap();
     }
     let applied = Store::migrate(&db).await.unwrap();
-    assert_eq!(applied.len(), 4, "migrations 7, 8, 9 and 10: {applied:?}");
+    assert_eq!(applied.len(), 5, "migrations 7 to 11: {applied:?}");
     let store = Store::open_read_only(&db).await.unwrap();
     let rows = store.results(Some("u1")).await.unwrap();
     // The figures give the flag back; what the machine did is unknown for them.
@@ -949,8 +949,14 @@ async fn prune_reduces_old_samples_to_summaries_and_keeps_every_result_and_figur
     // Nothing left to prune: a second run changes nothing.
     let again = store.prune_samples(cutoff, false).await.unwrap();
     assert_eq!((again.results, again.samples), (0, 0));
-    let (grown, shrunk) = store.vacuum().await.unwrap();
-    assert!(shrunk <= grown, "{grown} → {shrunk}");
+    // VACUUM rebuilds every b-tree: a database this small may come out a page
+    // larger or smaller, so what it promises is no free page left behind.
+    let (before, after) = store.vacuum().await.unwrap();
+    assert!(before > 0 && after > 0, "{before} → {after}");
+    assert_eq!(
+        count(&store, "SELECT freelist_count FROM pragma_freelist_count()").await,
+        0
+    );
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
     store.close().await;
 }
