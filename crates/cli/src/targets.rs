@@ -119,6 +119,20 @@ impl Target {
         base.extend(self.ssh_args(command));
         let mut c = tokio::process::Command::new(program);
         c.args(base).stdin(Stdio::null()).kill_on_drop(true);
+        // The death signal follows the thread that spawned the child: the CLI's runtime
+        // is current-thread, so that is the main thread, which lives as long as tokbench.
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl is async-signal-safe; it only sets a flag on the new process.
+        unsafe {
+            c.pre_exec(|| {
+                // A controller that dies (even by SIGKILL) takes its ssh connections with
+                // it; the runs they started on the targets go on, detached.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         c
     }
 }
@@ -1107,6 +1121,20 @@ mod tests {
 
     fn parsed(text: &str) -> Result<Vec<Target>, String> {
         parse(text, Path::new("targets.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_example_targets_file_is_valid() {
+        let t = parsed(include_str!("../../../bench-configs/targets.example.toml")).unwrap();
+        let names: Vec<_> = t.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["box-4090", "mac", "tower-3090"]);
+        assert_eq!(t[1].spec.port, Some(2222));
+        let args: Vec<String> = t[1]
+            .ssh_args("true")
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        assert!(args.contains(&"IdentitiesOnly=yes".to_string()), "{args:?}");
     }
 
     #[test]

@@ -343,6 +343,66 @@ fn two_targets_run_in_parallel_into_one_database_and_a_dropped_link_loses_nothin
         count(&db, "SELECT COUNT(*) FROM run WHERE status != 'ok'"),
         0
     );
+
+    // The controller itself killed mid-run: its ssh connections die with it (none
+    // outlives it), the target's run goes on, and a sync after a restart stores every
+    // cell once.
+    let marker = format!("TOKBENCH_TEST_MARK=remote-{}", std::process::id());
+    let (k, v) = marker.split_once('=').unwrap();
+    let mut run = controller(
+        &sshd,
+        &[
+            "run",
+            long.to_str().unwrap(),
+            "--target",
+            "a",
+            "--targets",
+            ts,
+            "--db",
+            dbs,
+        ],
+    )
+    .env(k, v)
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let t0 = Instant::now();
+    while count(&db, "SELECT COUNT(*) FROM result") < 11 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no cell came home");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let t0 = Instant::now();
+    while !processes_with_env(&marker).is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "ssh outlived the controller: {:?}",
+            processes_with_env(&marker)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let t0 = Instant::now();
+    while count(&theirs, "SELECT COUNT(*) FROM run WHERE status = 'running'") > 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(180),
+            "the target's run never finished"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = controller(&sshd, &["targets", "--targets", ts, "sync", "--db", dbs])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM result"), 4 + 6 + 6);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM (SELECT run_id, cell_index FROM result GROUP BY 1, 2 HAVING COUNT(*) > 1)"),
+        0
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM run WHERE status != 'ok'"),
+        0
+    );
     assert_eq!(integrity(&db), "ok");
 }
 
