@@ -734,7 +734,7 @@ pub async fn run_on_targets(
                     continue;
                 }
                 eprintln!(
-                    "[{}] {}: {} of {} cells stored here{}",
+                    "[{}] {}: {} of {} cells stored here{}{}",
                     t.name,
                     match code {
                         ExitCode::Ok => "done",
@@ -747,7 +747,15 @@ pub async fn run_on_targets(
                     w.uuid
                         .as_deref()
                         .map(|u| format!(" (run {u})"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    if w.stored > 0 {
+                        format!(
+                            ", {:.1} ms each to store",
+                            w.store_time.as_secs_f64() * 1e3 / w.stored as f64
+                        )
+                    } else {
+                        String::new()
+                    }
                 );
             }
         }
@@ -954,6 +962,8 @@ struct Writer {
     /// Cells already here (a resumed stream, or a sync before).
     have: std::collections::BTreeSet<usize>,
     stored: usize,
+    /// Time spent storing streamed cells here: the controller's own cost per cell.
+    store_time: std::time::Duration,
     builds: BTreeMap<String, tokbench_store::BuildId>,
 }
 
@@ -1016,6 +1026,7 @@ impl Writer {
                 if self.have.contains(&first.cell_index) {
                     return Ok(());
                 }
+                let t0 = std::time::Instant::now();
                 let key = format!("{build:?}");
                 let build_id = match self.builds.get(&key) {
                     Some(b) => *b,
@@ -1042,6 +1053,7 @@ impl Writer {
                     .await?;
                 self.have.insert(first.cell_index);
                 self.stored += 1;
+                self.store_time += t0.elapsed();
                 let s = first.summary();
                 let figure = match (first.test.n_gen > 0, s.decode_tps, s.prefill_tps) {
                     (true, Some(v), _) | (false, _, Some(v)) => format!("{v:.2} t/s"),
