@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::future::Future;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -699,27 +700,32 @@ pub async fn run_on_targets(
         }));
     }
     drop(tx);
+    let progress = Progress::new(
+        targets.iter().map(|t| t.name.clone()).collect(),
+        !args.plain && std::io::stderr().is_terminal(),
+    );
     let mut state: Vec<Writer> = targets.iter().map(|_| Writer::default()).collect();
     let mut codes: Vec<Option<ExitCode>> = targets.iter().map(|_| None).collect();
     while let Some((i, ev)) = rx.recv().await {
         let t = &targets[i];
         match ev {
-            Event::Line(line) => {
-                if let Err(e) = state[i].take(&store, t, *line).await {
+            Event::Line(line) => match state[i].take(&store, t, *line).await {
+                Ok(Some(said)) => progress.show(i, said),
+                Ok(None) => {}
+                Err(e) => {
                     // The controller's database refuses: the target keeps measuring and
                     // storing; `targets sync` brings it home once this is fixed.
-                    eprintln!(
-                        "[{}] cannot store here: {e:#}; the run goes on on the target, `tokbench targets sync {}` brings its results",
-                        t.name, t.name
+                    progress.note(
+                        i,
+                        &format!(
+                            "cannot store here: {e:#}; the run goes on on the target, `tokbench targets sync {}` brings its results",
+                            t.name
+                        ),
                     );
                     codes[i] = Some(ExitCode::ToolError);
                 }
-            }
+            },
             Event::Done(code, why) => {
-                let why_empty = why.is_none();
-                if let Some(w) = why {
-                    eprintln!("{w}");
-                }
                 let code = match codes[i] {
                     Some(ExitCode::ToolError) => ExitCode::ToolError,
                     _ => code,
@@ -727,35 +733,41 @@ pub async fn run_on_targets(
                 codes[i] = Some(code);
                 let w = &state[i];
                 if w.uuid.is_none() {
-                    // Refused before a run began: the error line above says it all.
-                    if why_empty {
-                        eprintln!("[{}] failed before its run began", t.name);
+                    // Refused before a run began: the error is the target's last word.
+                    match why {
+                        Some(why) => progress.fail(i, &why),
+                        None => progress.done(i, "failed before its run began"),
                     }
                     continue;
                 }
-                eprintln!(
-                    "[{}] {}: {} of {} cells stored here{}{}",
-                    t.name,
-                    match code {
-                        ExitCode::Ok => "done",
-                        ExitCode::SomeFailed => "done, some cells failed",
-                        ExitCode::Interrupted => "interrupted",
-                        _ => "failed",
-                    },
-                    w.stored,
-                    w.cells_total,
-                    w.uuid
-                        .as_deref()
-                        .map(|u| format!(" (run {u})"))
-                        .unwrap_or_default(),
-                    if w.stored > 0 {
-                        format!(
-                            ", {:.1} ms each to store",
-                            w.store_time.as_secs_f64() * 1e3 / w.stored as f64
-                        )
-                    } else {
-                        String::new()
-                    }
+                if let Some(why) = why {
+                    progress.say_whole(&why);
+                }
+                progress.done(
+                    i,
+                    &format!(
+                        "{}: {} of {} cells stored here{}{}",
+                        match code {
+                            ExitCode::Ok => "done",
+                            ExitCode::SomeFailed => "done, some cells failed",
+                            ExitCode::Interrupted => "interrupted",
+                            _ => "failed",
+                        },
+                        w.stored,
+                        w.cells_total,
+                        w.uuid
+                            .as_deref()
+                            .map(|u| format!(" (run {u})"))
+                            .unwrap_or_default(),
+                        if w.stored > 0 {
+                            format!(
+                                ", {:.1} ms each to store",
+                                w.store_time.as_secs_f64() * 1e3 / w.stored as f64
+                            )
+                        } else {
+                            String::new()
+                        }
+                    ),
                 );
             }
         }
@@ -763,6 +775,7 @@ pub async fn run_on_targets(
     for task in tasks {
         let _ = task.await;
     }
+    progress.clear();
     let integrity = store
         .integrity_check_up_to(tokbench_store::CLOSING_CHECK_MAX_BYTES)
         .await?;
@@ -805,6 +818,7 @@ pub async fn rerun_on_target(
         .await
         .with_context(|| format!("cannot open the results database {}", db.display()))?;
     let mut w = Writer::default();
+    let progress = Progress::new(vec![t.name.clone()], false);
     let mut finished = false;
     let text = match &out {
         Ok(bytes) => String::from_utf8_lossy(bytes).to_string(),
@@ -815,7 +829,9 @@ pub async fn rerun_on_target(
             format!("target {name}: an unreadable line from its re-measurement")
         })?;
         finished |= matches!(line, StreamLine::Finish { .. });
-        w.take(&store, &t, line).await?;
+        if let Some(said) = w.take(&store, &t, line).await? {
+            progress.show(0, said);
+        }
     }
     store.close().await;
     if let Err(e) = out {
@@ -953,6 +969,131 @@ impl Job {
     }
 }
 
+/// What a stored stream line has to say to the person watching.
+enum Said {
+    /// The target's run began (or was found again): `done` of its `total` cells are here.
+    Run {
+        note: String,
+        done: usize,
+        total: usize,
+    },
+    /// A cell was stored here: `done` of `total`, with its figure and status.
+    Cell {
+        done: usize,
+        total: usize,
+        text: String,
+    },
+}
+
+/// Progress of a run on several targets. On a terminal, one live line per target (its
+/// cells done, the time, the last cell's figure), with what is worth keeping (a run
+/// began, an error) printed above them; elsewhere (`--plain`, a pipe, CI's log) a line
+/// per event, each starting with `[target]`, so a log can be grepped by target.
+struct Progress {
+    names: Vec<String>,
+    live: Option<(indicatif::MultiProgress, Vec<indicatif::ProgressBar>)>,
+}
+
+impl Progress {
+    fn new(names: Vec<String>, live: bool) -> Progress {
+        let width = names.iter().map(|n| n.len() + 2).max().unwrap_or(0);
+        let live = live.then(|| {
+            let multi = indicatif::MultiProgress::new();
+            let bars = names
+                .iter()
+                .map(|n| {
+                    let b = multi.add(indicatif::ProgressBar::new(0));
+                    b.set_style(style("{prefix} {spinner} {wide_msg}"));
+                    b.set_prefix(format!("{:<width$}", format!("[{n}]")));
+                    b.set_message("connecting");
+                    b.enable_steady_tick(Duration::from_millis(200));
+                    b
+                })
+                .collect();
+            (multi, bars)
+        });
+        Progress { names, live }
+    }
+
+    fn show(&self, i: usize, said: Said) {
+        match said {
+            Said::Run { note, done, total } => {
+                self.note(i, &note);
+                if let Some((_, bars)) = &self.live {
+                    let b = &bars[i];
+                    b.set_style(style(
+                        "{prefix} {bar:24} {pos}/{len} cells [{elapsed_precise}] {wide_msg}",
+                    ));
+                    b.set_length(total as u64);
+                    b.set_position(done as u64);
+                    b.set_message("");
+                }
+            }
+            Said::Cell { done, total, text } => match &self.live {
+                Some((_, bars)) => {
+                    bars[i].set_position(done as u64);
+                    bars[i].set_message(text);
+                }
+                None => eprintln!("[{}] [{done}/{total}] {text}", self.names[i]),
+            },
+        }
+    }
+
+    /// A line about target `i` worth keeping in the scrollback.
+    fn note(&self, i: usize, text: &str) {
+        self.say_whole(&format!("[{}] {text}", self.names[i]));
+    }
+
+    /// A line that names its target itself (an error from ssh or the target).
+    fn say_whole(&self, line: &str) {
+        match &self.live {
+            Some((multi, _)) => {
+                let _ = multi.println(line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// Target `i`'s last word, `why` it failed before its run began (it names the target).
+    fn fail(&self, i: usize, why: &str) {
+        self.end(i, why.to_string());
+    }
+
+    /// Target `i`'s last word.
+    fn done(&self, i: usize, text: &str) {
+        self.end(i, format!("[{}] {text}", self.names[i]));
+    }
+
+    /// On a terminal the target's live line gives way to its last word, printed whole
+    /// (a live line is cut at the terminal's width; this one wraps).
+    fn end(&self, i: usize, line: String) {
+        match &self.live {
+            Some((multi, bars)) => {
+                bars[i].finish_and_clear();
+                if bars.iter().all(|b| b.is_finished()) {
+                    // No live line left: indicatif would leave the cursor after this one.
+                    let _ = multi.clear();
+                    eprintln!("{line}");
+                } else {
+                    let _ = multi.println(line);
+                }
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// Takes the live lines off the screen, before the run's closing lines.
+    fn clear(&self) {
+        if let Some((multi, _)) = &self.live {
+            let _ = multi.clear();
+        }
+    }
+}
+
+fn style(template: &str) -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(template).expect("valid template")
+}
+
 /// What the controller knows of one target's run as its lines arrive.
 #[derive(Default)]
 struct Writer {
@@ -968,7 +1109,13 @@ struct Writer {
 }
 
 impl Writer {
-    async fn take(&mut self, store: &Store, t: &Target, line: StreamLine) -> anyhow::Result<()> {
+    /// Stores what `line` carries; returns what the person watching should hear of it.
+    async fn take(
+        &mut self,
+        store: &Store,
+        t: &Target,
+        line: StreamLine,
+    ) -> anyhow::Result<Option<Said>> {
         match line {
             StreamLine::Run {
                 protocol,
@@ -991,21 +1138,24 @@ impl Writer {
                 self.run = Some(id);
                 self.uuid = Some(run.uuid.clone());
                 self.cells_total = run.cells_total;
-                eprintln!(
-                    "[{}] run {} on {} ({}): {} cells{}",
-                    t.name,
-                    run.uuid,
-                    host.hostname,
-                    run.hardware
-                        .as_deref()
-                        .unwrap_or("hardware not in the catalog"),
-                    run.cells_total,
-                    if self.have.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", {} already here", self.have.len())
-                    }
-                );
+                return Ok(Some(Said::Run {
+                    note: format!(
+                        "run {} on {} ({}): {} cells{}",
+                        run.uuid,
+                        host.hostname,
+                        run.hardware
+                            .as_deref()
+                            .unwrap_or("hardware not in the catalog"),
+                        run.cells_total,
+                        if self.have.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", {} already here", self.have.len())
+                        }
+                    ),
+                    done: self.have.len(),
+                    total: run.cells_total,
+                }));
             }
             StreamLine::Environment { json } => {
                 if let Some(id) = self.run {
@@ -1021,10 +1171,10 @@ impl Writer {
             } => {
                 let id = self.run.context("a cell came before its run")?;
                 let Some(first) = results.first() else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 if self.have.contains(&first.cell_index) {
-                    return Ok(());
+                    return Ok(None);
                 }
                 let t0 = std::time::Instant::now();
                 let key = format!("{build:?}");
@@ -1064,14 +1214,15 @@ impl Writer {
                     (Some(e), s) => format!("{s}: {e}"),
                     (None, s) => s.to_string(),
                 };
-                eprintln!(
-                    "[{}] [{}/{}] {model_name} {} ({}): {figure} {status}",
-                    t.name,
-                    self.have.len(),
-                    self.cells_total,
-                    first.test.label(),
-                    build.name
-                );
+                return Ok(Some(Said::Cell {
+                    done: self.have.len(),
+                    total: self.cells_total,
+                    text: format!(
+                        "{model_name} {} ({}): {figure} {status}",
+                        first.test.label(),
+                        build.name
+                    ),
+                }));
             }
             StreamLine::Finish {
                 status,
@@ -1084,7 +1235,7 @@ impl Writer {
             }
             StreamLine::Ended { .. } => {}
         }
-        Ok(())
+        Ok(None)
     }
 }
 

@@ -563,3 +563,73 @@ async fn check_re_measures_a_remote_suspect_on_its_target() {
     );
     assert_eq!(s(&theirs[0], "uuid"), s(&recheck[0], "uuid"));
 }
+
+/// On a terminal each target has one live line, which ends on the target's last word;
+/// the per-cell lines of `--plain` are not printed. A real pseudo-terminal, from util-linux's
+/// `script` (Debian's bsdutils, on every Debian system).
+#[test]
+fn on_a_terminal_each_target_keeps_one_live_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(tmp.path());
+    let tb = target_tokbench(tmp.path());
+    let targets = tmp.path().join("targets.toml");
+    std::fs::write(
+        &targets,
+        format!(
+            "[target.left]\nssh = \"good\"\ntokbench = \"{tb}\"\nworkdir = \"{d}/wl\"\n\n\
+             [target.right]\nssh = \"good\"\ntokbench = \"{tb}\"\nworkdir = \"{d}/wr\"\n\n\
+             [target.gone]\nssh = \"good\"\ntokbench = \"{d}/no-tokbench\"\n",
+            tb = tb.display(),
+            d = tmp.path().display(),
+        ),
+    )
+    .unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        "s.toml",
+        &quick_suite("\"Q8_0\"", "\"pp16\", \"tg4\"", ""),
+    );
+    let db = tmp.path().join("ctrl.db");
+    let q = |p: &Path| format!("'{}'", p.display());
+    let cmd = format!(
+        "TOKBENCH_CACHE={} TOKBENCH_SSH='{}' {} run {} --target all --targets {} --db {}",
+        q(&cache_dir()),
+        sshd.ssh,
+        q(&bin()),
+        q(&suite),
+        q(&targets),
+        q(&db)
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) is installed");
+    let screen = String::from_utf8_lossy(&out.stdout).to_string();
+    // 1, the worst of the three: the target without tokbench never began.
+    assert_eq!(out.status.code(), Some(1), "{screen}");
+    for name in ["left", "right"] {
+        // The last word, whole, once; no per-cell lines.
+        assert_eq!(
+            screen
+                .matches(&format!("[{name}] done: 2 of 2 cells stored here (run "))
+                .count(),
+            1,
+            "{screen}"
+        );
+        assert!(!screen.contains(&format!("[{name}] [1/2]")), "{screen}");
+    }
+    assert_eq!(
+        screen.matches("target gone: no tokbench at").count(),
+        1,
+        "{screen}"
+    );
+    assert!(
+        screen.contains("\ninvocation ") || screen.contains("\rinvocation "),
+        "the closing line starts a line: {screen}"
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM result WHERE status = 'ok'"),
+        4
+    );
+}
