@@ -106,8 +106,13 @@ pub enum StreamLine {
     /// The run ended with this status.
     Finish { status: String, finished_at: String },
     /// Written by `remote follow`, not the run: the run's process ended without a
-    /// `finish` line (it refused the suite, or was killed); the end of its log says why.
-    Ended { log_tail: String },
+    /// `finish` line (it refused the suite, or was killed); the end of its log says why,
+    /// and its exit code where `follow` could see it (a signal or an unknown end: none).
+    Ended {
+        log_tail: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+    },
 }
 
 /// Where a run appends its [`StreamLine`]s: a file, or stdout (`-`).
@@ -256,10 +261,16 @@ pub async fn command(c: &RemoteCommand) -> anyhow::Result<ExitCode> {
             Ok(code)
         }
         RemoteCommand::Follow { file, pid, log } => {
-            let alive =
-                || nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), None).is_ok_or_eperm();
+            let run = Run::new(*pid);
             let mut out = std::io::stdout().lock();
-            follow(file, alive, log.as_deref(), &mut out, POLL)?;
+            follow(
+                file,
+                || run.alive(),
+                || run.exit_code(),
+                log.as_deref(),
+                &mut out,
+                POLL,
+            )?;
             Ok(ExitCode::Ok)
         }
     }
@@ -267,6 +278,54 @@ pub async fn command(c: &RemoteCommand) -> anyhow::Result<ExitCode> {
 
 /// How often `remote follow` looks for new lines.
 const POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The run `remote follow` watches. The remote shell starts the run in the background and
+/// then becomes `follow` (`exec`), so the run is `follow`'s child: once it exits it stays a
+/// zombie until reaped, and `kill(pid, 0)` on a zombie succeeds. So `follow` reaps it
+/// (`waitpid`, which also gives its exit code); a run that is not its child (started
+/// otherwise) is watched with `kill(pid, 0)`.
+struct Run {
+    pid: nix::unistd::Pid,
+    exit_code: std::cell::Cell<Option<i32>>,
+    reaped: std::cell::Cell<bool>,
+}
+
+impl Run {
+    fn new(pid: i32) -> Run {
+        Run {
+            pid: nix::unistd::Pid::from_raw(pid),
+            exit_code: std::cell::Cell::new(None),
+            reaped: std::cell::Cell::new(false),
+        }
+    }
+
+    fn alive(&self) -> bool {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        if self.reaped.get() {
+            return false;
+        }
+        match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => true,
+            Ok(WaitStatus::Exited(_, code)) => {
+                self.exit_code.set(Some(code));
+                self.reaped.set(true);
+                false
+            }
+            Ok(WaitStatus::Signaled(..)) => {
+                self.reaped.set(true);
+                false
+            }
+            // Stopped or continued: still there.
+            Ok(_) => true,
+            // Not our child: ask whether it exists.
+            Err(_) => nix::sys::signal::kill(self.pid, None).is_ok_or_eperm(),
+        }
+    }
+
+    fn exit_code(&self) -> Option<i32> {
+        self.exit_code.get()
+    }
+}
 
 /// `kill(pid, 0)`'s answer as "the process exists": EPERM means it does, not ours.
 trait Exists {
@@ -287,6 +346,7 @@ impl Exists for nix::Result<()> {
 pub fn follow(
     file: &Path,
     alive: impl Fn() -> bool,
+    exit_code: impl Fn() -> Option<i32>,
     log: Option<&Path>,
     out: &mut impl Write,
     poll: std::time::Duration,
@@ -331,7 +391,10 @@ pub fn follow(
                     lines[lines.len().saturating_sub(5)..].join("\n")
                 })
                 .unwrap_or_default();
-            let mut text = serde_json::to_string(&StreamLine::Ended { log_tail })?;
+            let mut text = serde_json::to_string(&StreamLine::Ended {
+                log_tail,
+                exit_code: exit_code(),
+            })?;
             text.push('\n');
             let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
             return Ok(());
@@ -423,6 +486,7 @@ mod tests {
         follow(
             &file,
             || true,
+            || None,
             None,
             &mut out,
             std::time::Duration::from_millis(5),
@@ -438,20 +502,44 @@ mod tests {
         let file = tmp.path().join("never-written.jsonl");
         let log = tmp.path().join("run.log");
         std::fs::write(&log, "a\nb\nerror: suite x.toml: no such model\n").unwrap();
-        let mut out = Vec::new();
-        follow(
-            &file,
-            || false,
-            Some(&log),
-            &mut out,
-            std::time::Duration::from_millis(1),
-        )
-        .unwrap();
+        // A real child that exits at once and is never waited for by std: a zombie, as the
+        // run is under `follow` on a target. `kill(pid, 0)` alone would call it alive for
+        // ever; `follow` must reap it and end, with its exit code.
+        let child = std::process::Command::new("sh")
+            .args(["-c", "exit 2"])
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (f, l) = (file.clone(), log.clone());
+        std::thread::spawn(move || {
+            let run = Run::new(pid);
+            let mut out = Vec::new();
+            follow(
+                &f,
+                || run.alive(),
+                || run.exit_code(),
+                Some(&l),
+                &mut out,
+                std::time::Duration::from_millis(1),
+            )
+            .unwrap();
+            let _ = tx.send(out);
+        });
+        let out = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("follow ended once its run was gone");
+        drop(child);
         let text = String::from_utf8(out).unwrap();
         let ended: StreamLine = serde_json::from_str(text.trim()).unwrap();
         match ended {
-            StreamLine::Ended { log_tail } => {
-                assert!(log_tail.ends_with("no such model"), "{log_tail}")
+            StreamLine::Ended {
+                log_tail,
+                exit_code,
+            } => {
+                assert!(log_tail.ends_with("no such model"), "{log_tail}");
+                assert_eq!(exit_code, Some(2));
             }
             other => panic!("{other:?}"),
         }

@@ -123,16 +123,24 @@ impl Target {
         // The death signal follows the thread that spawned the child: the CLI's runtime
         // is current-thread, so that is the main thread, which lives as long as tokbench.
         #[cfg(target_os = "linux")]
-        // SAFETY: prctl is async-signal-safe; it only sets a flag on the new process.
-        unsafe {
-            c.pre_exec(|| {
-                // A controller that dies (even by SIGKILL) takes its ssh connections with
-                // it; the runs they started on the targets go on, detached.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+        {
+            let controller = std::process::id() as libc::pid_t;
+            // SAFETY: prctl and getppid are async-signal-safe; prctl only sets a flag on
+            // the new process.
+            unsafe {
+                c.pre_exec(move || {
+                    // A controller that dies (even by SIGKILL) takes its ssh connections
+                    // with it; the runs they started on the targets go on, detached.
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // It died between the fork and the prctl: no signal will come.
+                    if libc::getppid() != controller {
+                        return Err(std::io::Error::other("the controller is gone"));
+                    }
+                    Ok(())
+                });
+            }
         }
         c
     }
@@ -334,6 +342,29 @@ async fn remote_output(
     stdin: Option<&[u8]>,
     timeout: Option<Duration>,
 ) -> Result<Vec<u8>, String> {
+    let (stdout, status) = remote_output_kept(t, command, stdin, timeout).await;
+    status.map(|()| stdout)
+}
+
+/// [`remote_output`], keeping what the command printed also when it then failed.
+async fn remote_output_kept(
+    t: &Target,
+    command: &str,
+    stdin: Option<&[u8]>,
+    timeout: Option<Duration>,
+) -> (Vec<u8>, Result<(), String>) {
+    match remote_output_inner(t, command, stdin, timeout).await {
+        Ok((stdout, status)) => (stdout, status),
+        Err(e) => (Vec::new(), Err(e)),
+    }
+}
+
+async fn remote_output_inner(
+    t: &Target,
+    command: &str,
+    stdin: Option<&[u8]>,
+    timeout: Option<Duration>,
+) -> Result<(Vec<u8>, Result<(), String>), String> {
     let mut c = t.ssh(command);
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
     if stdin.is_some() {
@@ -367,13 +398,10 @@ async fn remote_output(
     }
     .map_err(|e| format!("target {}: ssh: {e}", t.name))?;
     if out.status.success() {
-        Ok(out.stdout)
+        Ok((out.stdout, Ok(())))
     } else {
-        Err(failure(
-            t,
-            out.status.code(),
-            &String::from_utf8_lossy(&out.stderr),
-        ))
+        let why = failure(t, out.status.code(), &String::from_utf8_lossy(&out.stderr));
+        Ok((out.stdout, Err(why)))
     }
 }
 
@@ -383,10 +411,14 @@ async fn probe(t: &Target) -> Result<TargetInfo, String> {
     let cmd = format!("{}; exec \"$TB\" remote info --workdir \"$W\"", t.prelude());
     let out = remote_output(t, &cmd, None, Some(PROBE_TIMEOUT)).await?;
     let text = String::from_utf8_lossy(&out);
-    let info: TargetInfo = serde_json::from_str(text.trim()).map_err(|_| {
+    // The answer is the last line: a login shell's startup files may print before it.
+    let last = text.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+    let info: TargetInfo = serde_json::from_str(last.trim()).map_err(|_| {
         format!(
-            "target {}: its tokbench does not answer `remote info` (an older tokbench?): `tokbench targets install {}` replaces it with this one",
-            t.name, t.name
+            "target {}: its tokbench does not answer `remote info` (an older tokbench?; it said {:?}): `tokbench targets install {}` replaces it with this one",
+            t.name,
+            last.chars().take(80).collect::<String>(),
+            t.name
         )
     })?;
     let ours = crate::remote::schema_version();
@@ -409,6 +441,21 @@ async fn probe(t: &Target) -> Result<TargetInfo, String> {
         ));
     }
     Ok(info)
+}
+
+/// Whether `uname -s` and `uname -m` name this binary's platform (uname says `Darwin` and
+/// `arm64` where Rust says `macos` and `aarch64`).
+fn same_as_uname(os: &str, arch: &str) -> bool {
+    let os = match os.to_ascii_lowercase().as_str() {
+        "darwin" => "macos".to_string(),
+        other => other.to_string(),
+    };
+    let arch = match arch {
+        "arm64" => "aarch64",
+        "amd64" => "x86_64",
+        other => other,
+    };
+    os == std::env::consts::OS && arch == std::env::consts::ARCH
 }
 
 fn same_platform(info: &TargetInfo) -> bool {
@@ -529,7 +576,7 @@ async fn sync(targets: &[Target], db: &Path) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot open the results database {}", db.display()))?;
     let tmp = tempfile::tempdir().context("cannot make a temporary directory")?;
     let mut worst = ExitCode::Ok;
-    for t in targets {
+    for (i, t) in targets.iter().enumerate() {
         let t0 = Instant::now();
         let cmd = format!(
             "{}; cd \"$W\" || exit 3; exec \"$TB\" remote snapshot --db tokbench.db",
@@ -543,24 +590,40 @@ async fn sync(targets: &[Target], db: &Path) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
-        let copy = tmp.path().join(format!("{}.db", t.name));
-        std::fs::write(&copy, &bytes).context("cannot write the target's database here")?;
+        // Named by position: a target's name may hold any character.
+        let copy = tmp.path().join(format!("target-{i}.db"));
         let copied = t0.elapsed();
-        let r = store
-            .merge_from(&copy)
-            .await
-            .with_context(|| format!("target {}: cannot merge its database", t.name))?;
+        let merged = async {
+            std::fs::write(&copy, &bytes).context("cannot write its database here")?;
+            let uuids = {
+                let theirs = Store::open_read_only(&copy).await?;
+                let u = theirs.run_uuids().await?;
+                theirs.close().await;
+                u
+            };
+            let r = store.merge_from(&copy).await?;
+            // Runs that came home only now, never streamed: measured on this target.
+            store.set_missing_target(&uuids, &t.name).await?;
+            anyhow::Ok(r)
+        }
+        .await;
         let _ = std::fs::remove_file(&copy);
-        eprintln!(
-            "target {}: {} runs new, {} extended, {} results added ({} MB copied in {:.2} s, merged in {:.2} s)",
-            t.name,
-            r.runs_added,
-            r.runs_extended,
-            r.results_added,
-            bytes.len() / 1_000_000,
-            copied.as_secs_f64(),
-            (t0.elapsed() - copied).as_secs_f64()
-        );
+        match merged {
+            Ok(r) => eprintln!(
+                "target {}: {} runs new, {} extended, {} results added ({} MB copied in {:.2} s, merged in {:.2} s)",
+                t.name,
+                r.runs_added,
+                r.runs_extended,
+                r.results_added,
+                bytes.len() / 1_000_000,
+                copied.as_secs_f64(),
+                (t0.elapsed() - copied).as_secs_f64()
+            ),
+            Err(e) => {
+                eprintln!("target {}: cannot merge its database: {e:#}", t.name);
+                worst = ExitCode::ToolError;
+            }
+        }
     }
     store.close().await;
     Ok(worst)
@@ -575,7 +638,7 @@ async fn install(t: &Target) -> anyhow::Result<ExitCode> {
     let (os, arch) = uname.split_once(' ').unwrap_or((&uname, ""));
     let ours_os = std::env::consts::OS;
     let ours_arch = std::env::consts::ARCH;
-    if !os.eq_ignore_ascii_case(ours_os) || arch.replace("arm64", "aarch64") != ours_arch {
+    if !same_as_uname(os, arch) {
         return Err(BadInput(format!(
             "target {}: it is {os} {arch}, this tokbench is built for {ours_os} {ours_arch}: build tokbench there (`cargo install --path crates/cli` in a checkout of this version) and set `tokbench = \"PATH\"`",
             t.name
@@ -692,6 +755,8 @@ pub async fn run_on_targets(
             invocation: invocation.clone(),
             trigger: args.trigger.clone(),
             hardware: hardware.get(&t.name).cloned().flatten(),
+            exclusive: args.exclusive,
+            telemetry_interval_ms: args.telemetry_interval_ms,
         };
         let tx = tx.clone();
         tasks.push(tokio::spawn(async move {
@@ -743,6 +808,22 @@ pub async fn run_on_targets(
                 if let Some(why) = why {
                     progress.say_whole(&why);
                 }
+                // The target finished, but a line was lost on the way (unreadable, or the
+                // controller's store refused it): not done here until synced.
+                let missing = w.cells_total.saturating_sub(w.have.len());
+                let code = if missing > 0 && matches!(code, ExitCode::Ok | ExitCode::SomeFailed) {
+                    progress.note(
+                        i,
+                        &format!(
+                            "{missing} of its {} cells did not come home: `tokbench targets sync {}` brings them",
+                            w.cells_total, t.name
+                        ),
+                    );
+                    codes[i] = Some(ExitCode::ToolError);
+                    ExitCode::ToolError
+                } else {
+                    code
+                };
                 progress.done(
                     i,
                     &format!(
@@ -784,6 +865,16 @@ pub async fn run_on_targets(
         "invocation {invocation}: database integrity {integrity}; see `tokbench results --db {}`",
         args.db.display()
     );
+    if let Some(format) = args.output {
+        // Each target's run, a table each, as `results --run latest` shows them.
+        for uuid in state.iter().filter_map(|w| w.uuid.clone()) {
+            let sel = tokbench_core::RunSelector::Uuid(uuid);
+            match crate::output::print_results(&args.db, &sel, format).await {
+                Err(e) if !crate::exit::stdout_closed(&e) => return Err(e),
+                _ => {}
+            }
+        }
+    }
     Ok(worst(
         codes.into_iter().map(|c| c.unwrap_or(ExitCode::ToolError)),
     ))
@@ -812,7 +903,7 @@ pub async fn rerun_on_target(
         quote(trigger),
         quote(&uuid)
     );
-    let out = remote_output(&t, &cmd, None, None).await;
+    let (stdout, out) = remote_output_kept(&t, &cmd, None, None).await;
     // Whatever arrived is stored, even when the command then failed.
     let store = Store::open(db)
         .await
@@ -820,10 +911,7 @@ pub async fn rerun_on_target(
     let mut w = Writer::default();
     let progress = Progress::new(vec![t.name.clone()], false);
     let mut finished = false;
-    let text = match &out {
-        Ok(bytes) => String::from_utf8_lossy(bytes).to_string(),
-        Err(_) => String::new(),
-    };
+    let text = String::from_utf8_lossy(&stdout).to_string();
     for l in text.lines() {
         let line: StreamLine = serde_json::from_str(l).with_context(|| {
             format!("target {name}: an unreadable line from its re-measurement")
@@ -868,6 +956,8 @@ struct Job {
     invocation: String,
     trigger: String,
     hardware: Option<String>,
+    exclusive: bool,
+    telemetry_interval_ms: u64,
 }
 
 impl Job {
@@ -884,6 +974,13 @@ impl Job {
         if let Some(h) = &self.hardware {
             run.push_str(&format!(" --hardware {}", quote(h)));
         }
+        if self.exclusive {
+            run.push_str(" --exclusive");
+        }
+        run.push_str(&format!(
+            " --telemetry-interval-ms {}",
+            self.telemetry_interval_ms
+        ));
         // setsid where there is one (Linux): the run leaves the connection's session.
         format!(
             "{}; mkdir -p \"$W\" && cd \"$W\" || exit 3; S=.tokbench-run-{u}; cat > \"$S.toml\" || exit 3; \
@@ -927,11 +1024,14 @@ impl Job {
         });
         let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
         let mut finish: Option<String> = None;
-        let mut ended: Option<String> = None;
+        let mut ended: Option<(String, Option<i32>)> = None;
         let mut bad_line: Option<String> = None;
         while let Ok(Some(l)) = lines.next_line().await {
             match serde_json::from_str::<StreamLine>(&l) {
-                Ok(StreamLine::Ended { log_tail }) => ended = Some(log_tail),
+                Ok(StreamLine::Ended {
+                    log_tail,
+                    exit_code,
+                }) => ended = Some((log_tail, exit_code)),
                 Ok(line) => {
                     if let StreamLine::Finish { status, .. } = &line {
                         finish = Some(status.clone());
@@ -952,9 +1052,16 @@ impl Job {
                 "target {}: the run was interrupted; resume it there with `tokbench run --resume {} --db tokbench.db` in {}, then `tokbench targets sync {}`",
                 t.name, self.run_uuid, t.workdir(), t.name
             ))),
-            (None, Some(log)) => {
+            (None, Some((log, exit_code))) => {
                 let why = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no log").to_string();
-                let code = if why.contains("error:") { ExitCode::BadInput } else { ExitCode::ToolError };
+                // The run's own exit code where `follow` saw it (2: the suite or a model
+                // was refused); else a guess from its last words.
+                let code = match exit_code {
+                    Some(2) => ExitCode::BadInput,
+                    Some(_) => ExitCode::ToolError,
+                    None if why.contains("error:") => ExitCode::BadInput,
+                    None => ExitCode::ToolError,
+                };
                 (code, Some(format!("target {}: the run ended without finishing: {}", t.name, why.trim())))
             }
             (None, None) => {
@@ -1191,7 +1298,7 @@ impl Writer {
                     None => None,
                 };
                 let rows: Vec<&tokbench_core::CellResult> = results.iter().collect();
-                store
+                if let Err(e) = store
                     .insert_results(
                         id,
                         build_id,
@@ -1200,7 +1307,16 @@ impl Writer {
                         repetitions_expected,
                         &rows,
                     )
-                    .await?;
+                    .await
+                {
+                    // A `targets sync` while the run streams may have stored this cell
+                    // since the run began: then it is here, once, and that is no error.
+                    self.have = store.stored_cells(id).await?.into_iter().collect();
+                    if self.have.contains(&first.cell_index) {
+                        return Ok(None);
+                    }
+                    return Err(e.into());
+                }
                 self.have.insert(first.cell_index);
                 self.stored += 1;
                 self.store_time += t0.elapsed();
@@ -1384,6 +1500,24 @@ mod tests {
             );
             assert!(!line.contains('\n'), "{line}");
         }
+    }
+
+    #[test]
+    fn uname_names_this_platform_in_its_own_words() {
+        let (os, arch) = (std::env::consts::OS, std::env::consts::ARCH);
+        let uname_os = match os {
+            "macos" => "Darwin",
+            "linux" => "Linux",
+            other => other,
+        };
+        assert!(same_as_uname(uname_os, arch));
+        assert!(!same_as_uname("SunOS", arch));
+        assert!(!same_as_uname(uname_os, "mips"));
+        // A Mac answers Darwin arm64: the same platform as a macOS aarch64 build.
+        assert_eq!(
+            same_as_uname("Darwin", "arm64"),
+            os == "macos" && arch == "aarch64"
+        );
     }
 
     #[test]

@@ -390,11 +390,28 @@ fn two_targets_run_in_parallel_into_one_database_and_a_dropped_link_loses_nothin
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // A run made on the target by hand, never streamed: it comes home with the sync,
+    // named as measured on that target.
+    let out = tokbench(&[
+        "run",
+        suite.to_str().unwrap(),
+        "--db",
+        theirs.to_str().unwrap(),
+        "--plain",
+    ])
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
     let out = controller(&sshd, &["targets", "--targets", ts, "sync", "--db", dbs])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM result"), 4 + 6 + 6);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM result"), 4 + 6 + 6 + 2);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM run WHERE target IS NULL"),
+        0,
+        "every run came from a target"
+    );
     assert_eq!(
         count(&db, "SELECT COUNT(*) FROM (SELECT run_id, cell_index FROM result GROUP BY 1, 2 HAVING COUNT(*) > 1)"),
         0
@@ -631,5 +648,68 @@ fn on_a_terminal_each_target_keeps_one_live_line() {
     assert_eq!(
         count(&db, "SELECT COUNT(*) FROM result WHERE status = 'ok'"),
         4
+    );
+}
+
+/// A run that dies on the target before it finishes (here: the suite names a model file the
+/// target lacks, so `tokbench run` there exits 2 at once) ends the command with the target's
+/// own reason and exit code; the watcher on the target notices its run is gone (it reaps
+/// it: a zombie would look alive for ever).
+#[test]
+fn a_run_the_target_refuses_ends_the_command_with_its_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(tmp.path());
+    let tb = target_tokbench(tmp.path());
+    let targets = tmp.path().join("targets.toml");
+    std::fs::write(
+        &targets,
+        format!(
+            "[target.a]\nssh = \"good\"\ntokbench = \"{}\"\nworkdir = \"{}\"\n",
+            tb.display(),
+            tmp.path().join("wa").display()
+        ),
+    )
+    .unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        "s.toml",
+        "name = \"q\"\n[[model]]\npath = \"models/only-on-the-controller.gguf\"\n[workload]\ntests = [\"tg4\"]\nrepetitions = 1\n",
+    );
+    let db = tmp.path().join("ctrl.db");
+    let mut run = controller(
+        &sshd,
+        &[
+            "run",
+            suite.to_str().unwrap(),
+            "--target",
+            "a",
+            "--targets",
+            targets.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ],
+    )
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = run.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = run.kill();
+            panic!("the controller still waits on a run that ended on the target");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let e = stderr(&run.wait_with_output().unwrap());
+    assert_eq!(status.code(), Some(2), "{e}");
+    assert!(
+        e.lines().any(
+            |l| l.starts_with("target a: the run ended without finishing:")
+                && l.contains("model file not found")
+        ),
+        "{e}"
     );
 }

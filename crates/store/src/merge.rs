@@ -180,8 +180,6 @@ impl Store {
     }
 }
 
-/// Returns true if and only if both paths name the same file (the same path once
-/// canonical, or on Unix the same device and inode, which also catches hard links).
 /// Writes a consistent copy of the database at `src` to `out` (which must not exist):
 /// SQLite's `VACUUM INTO`, a read transaction, so a run writing to `src` meanwhile goes on
 /// and the copy holds every cell committed before it began, whole. The source is opened
@@ -216,6 +214,8 @@ pub async fn snapshot(src: &Path, out: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Returns true if and only if both paths name the same file (the same path once
+/// canonical, or on Unix the same device and inode, which also catches hard links).
 fn same_file(a: &Path, b: &Path) -> bool {
     if let (Ok(x), Ok(y)) = (a.canonicalize(), b.canonicalize()) {
         if x == y {
