@@ -13,7 +13,10 @@
 //! - **Energy.** Per source: the counter difference at the edges (`energy_j`, `cpu_energy_j`)
 //!   when the source has a counter covering both edges and it did not go backwards;
 //!   otherwise the trapezoidal integral of `power_w` over the window. Both are kept; the
-//!   used one is [`EnergyMethod`].
+//!   used one is [`EnergyMethod`]. A counter read again before it updated adds nothing:
+//!   only the first reading of each value counts. Where a window is shorter than two of
+//!   the counter's update periods (the median gap between its changes) and power was
+//!   sampled, the integral is used: the counter's steps would dominate its difference.
 //! - **Disagreement.** When both exist and differ by more than 10% of the larger one.
 //! - **Average power** = energy ÷ duration (so average power, energy and tokens per joule
 //!   come from one triple and agree). **Peak power** = the largest `power_w` sample inside
@@ -347,6 +350,15 @@ impl Timeline {
                 order.push(s.source);
             }
             let e = series.entry((s.source, s.metric)).or_default();
+            // An energy counter read again before it updated says nothing new: only the
+            // first reading of each value is kept, the nearest to when the counter moved.
+            // Kept, the repeats would make a staircase whose edges, interpolated, put a
+            // whole update's joules into a window that saw part of it (NVML's counter
+            // moves about every 100 ms; read at 50 ms, a 200 ms window came out at 791 W
+            // on a 700 W card).
+            if is_counter(s.metric) && e.v.last() == Some(&s.value) {
+                continue;
+            }
             e.t.push(s.t_ns);
             e.v.push(s.value);
         }
@@ -401,6 +413,10 @@ fn too_short(series: &Series, n_inside: usize, duration_ns: u64) -> bool {
     n_inside < 2 || duration_ns < 2 * gap
 }
 
+fn is_counter(m: Metric) -> bool {
+    matches!(m, Metric::EnergyJ | Metric::CpuEnergyJ)
+}
+
 fn energy_of(
     source: &'static str,
     domain: Domain,
@@ -421,12 +437,19 @@ fn energy_of(
         let tol = p.median_gap().unwrap_or(0);
         sum_over(&|w| p.integrate(w.start_ns, w.end_ns, tol))
     });
-    let (energy_j, method) = match (counter_energy_j, integrated_energy_j) {
+    // A counter moves in steps (its update period: the median gap between its changes):
+    // over a window shorter than two steps its difference is mostly rounding, and sampled
+    // power, where there is some, says more.
+    let coarse = counter
+        .and_then(Series::median_gap)
+        .is_some_and(|period| windows.iter().any(|w| w.duration_ns() < 2 * period));
+    let counter_used = counter_energy_j.filter(|_| !(coarse && integrated_energy_j.is_some()));
+    let (energy_j, method) = match (counter_used, integrated_energy_j) {
         (Some(c), _) => (Some(c), Some(EnergyMethod::Counter)),
         (None, Some(i)) => (Some(i), Some(EnergyMethod::Integrated)),
         (None, None) => (None, None),
     };
-    let disagreement = match (counter_energy_j, integrated_energy_j) {
+    let disagreement = match (counter_used, integrated_energy_j) {
         (Some(c), Some(i)) => (c - i).abs() > 0.10 * c.abs().max(i.abs()),
         _ => false,
     };
@@ -618,6 +641,38 @@ mod tests {
             clock.advance(period);
         }
         out
+    }
+
+    /// NVML's counter moves every 100 ms while the sampler reads every 50 ms: every other
+    /// reading repeats the last. A short window must not take a whole step's joules for
+    /// part of one (it came out at 791 W on a 700 W card), and a long one keeps the counter.
+    #[test]
+    fn a_counter_that_updates_slower_than_it_is_read_is_not_taken_for_a_staircase() {
+        let watts = 665.0;
+        let mut samples = Vec::new();
+        for k in 0..=60u64 {
+            let t = k * 50 * MS;
+            // The counter as of its last 100 ms update.
+            let updated = t / (100 * MS) * (100 * MS);
+            samples.push(s(t, Metric::PowerW, watts, "nvml"));
+            samples.push(s(
+                t,
+                Metric::EnergyJ,
+                1e6 + watts * updated as f64 * 1e-9,
+                "nvml",
+            ));
+        }
+        let short = summarize(&samples, &[w(Phase::Prefill, 1_020 * MS, 1_170 * MS, None)]);
+        let e = short[0].headline().unwrap();
+        assert_eq!(e.method, Some(EnergyMethod::Integrated), "{e:?}");
+        assert!((e.avg_power_w.unwrap() - watts).abs() < 1.0, "{e:?}");
+        let long = summarize(&samples, &[w(Phase::Decode, 520 * MS, 2_520 * MS, None)]);
+        let e = long[0].headline().unwrap();
+        assert_eq!(e.method, Some(EnergyMethod::Counter), "{e:?}");
+        assert!(
+            (e.avg_power_w.unwrap() - watts).abs() / watts < 0.03,
+            "{e:?}"
+        );
     }
 
     #[test]
