@@ -252,3 +252,106 @@ fn a_run_stores_memory_per_phase_and_says_why_power_is_missing() {
     );
     assert_eq!(f(&t[0], "n"), Some(2.0));
 }
+
+/// The GPU telemetry path end to end on a machine without a GPU: NVML answered from the
+/// synthetic H200 recording (`TOKBENCH_NVML_REPLAY`), from its 5th second on (the card
+/// already computing), through the sampler, the phase windows and the database.
+#[test]
+fn a_run_with_nvml_replayed_stores_gpu_power_energy_and_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../telemetry/tests/fixtures/nvml/h200-synthetic.json");
+    let mut rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&fixture).unwrap()).unwrap();
+    // Start the recording at 5 s, its first entry carrying the state at that moment.
+    let entries = rec["timeline"].as_array().unwrap().clone();
+    let mut first = serde_json::Map::new();
+    let mut kept = Vec::new();
+    for e in entries {
+        let t = e["t_ms"].as_u64().unwrap();
+        let d = e["devices"][0].as_object().unwrap().clone();
+        if t <= 5_000 {
+            first.extend(d);
+            if t == 5_000 {
+                kept.push(serde_json::json!({ "t_ms": 0, "devices": [first.clone()] }));
+            }
+        } else {
+            kept.push(serde_json::json!({ "t_ms": t - 5_000, "devices": [d] }));
+        }
+    }
+    rec["timeline"] = serde_json::Value::Array(kept);
+    let replay = tmp.path().join("h200-from-5s.json");
+    std::fs::write(&replay, rec.to_string()).unwrap();
+
+    let suite = write_suite(
+        tmp.path(),
+        "s.toml",
+        &quick_suite("\"Q8_0\"", "\"pp256\", \"tg64\"", ""),
+    );
+    let db = tmp.path().join("t.db");
+    let out = tokbench(&[
+        "run",
+        suite.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--telemetry-interval-ms",
+        "50",
+        "--plain",
+    ])
+    .env("TOKBENCH_NVML_REPLAY", &replay)
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = query(
+        &db,
+        "SELECT v.test, v.prefill_power_avg_w, v.decode_power_avg_w, r.prefill_energy_j,
+                r.decode_energy_j, r.energy_method, r.vram_peak_bytes, r.vram_proc_peak_bytes,
+                r.duration_ms, run.telemetry_unavailable_json, run.environment_json
+         FROM v_results v JOIN result r ON r.id = v.result_id JOIN run ON run.id = r.run_id",
+    );
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for r in &rows {
+        let (power, energy) = if s(r, "test") == "pp256" {
+            ("prefill_power_avg_w", "prefill_energy_j")
+        } else {
+            ("decode_power_avg_w", "decode_energy_j")
+        };
+        // The card under load: near its 700 W and never above it, from its energy counter
+        // (or, for windows shorter than two of the counter's 100 ms steps, from sampled
+        // power: the rule the telemetry crate's tests pin down).
+        let w = f(r, power).unwrap_or_else(|| panic!("no {power}: {r:?}"));
+        assert!((630.0..=700.0).contains(&w), "{power} {w} W: {r:?}");
+        assert!(f(r, energy).unwrap() > 0.0, "{r:?}");
+        assert!(
+            matches!(s(r, "energy_method"), "counter" | "integrated"),
+            "{r:?}"
+        );
+        // Device memory: the driver's, another process's and the backend's 20 GiB; the
+        // backend's own, found by its PID.
+        assert_eq!(
+            f(r, "vram_peak_bytes"),
+            Some(((560u64 + 512 + 20 * 1024) << 20) as f64),
+            "{r:?}"
+        );
+        assert_eq!(
+            f(r, "vram_proc_peak_bytes"),
+            Some((20u64 << 30) as f64),
+            "{r:?}"
+        );
+        let unavailable = s(r, "telemetry_unavailable_json");
+        assert!(!unavailable.contains("power_w"), "{unavailable}");
+        assert!(
+            s(r, "environment_json").contains("NVIDIA H200"),
+            "{}",
+            s(r, "environment_json")
+        );
+    }
+    // Raw samples were stored, from NVML, and none reads zero power.
+    let n = query(
+        &db,
+        "SELECT COUNT(*) AS n, MIN(value) AS lo FROM telemetry_sample
+         WHERE source = 'nvml' AND metric = 'power_w'",
+    );
+    assert!(f(&n[0], "n").unwrap() >= 5.0, "{n:?}");
+    assert!(f(&n[0], "lo").unwrap() > 600.0, "{n:?}");
+}

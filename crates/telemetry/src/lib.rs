@@ -16,6 +16,7 @@ pub mod clock;
 pub mod fs;
 pub mod metric;
 pub mod nvml;
+pub mod nvml_replay;
 pub mod parse;
 pub mod phase;
 pub mod powermetrics;

@@ -10,15 +10,23 @@
 //! Process memory: NVML reports host PIDs, so inside a container's PID namespace the
 //! backend's PIDs match nothing and `vram_proc_bytes` reads 0 with every process counted in
 //! `other_procs`.
+//!
+//! The source is split at the library's boundary: [`NvmlApi`] is the thin layer of NVML
+//! calls, answering in NVML's own units (milliwatts, millijoules, bytes) with NVML's
+//! errors; [`NvmlSource`] is the conversion it feeds (units, sums over devices, the energy
+//! counter's wrap and reset, readings NVML withholds, permission errors, devices that
+//! vanish). [`RealNvml`] calls the library; [`crate::nvml_replay::NvmlReplay`] answers
+//! the same calls from a recording (`TOKBENCH_NVML_REPLAY=FILE`), so the conversion,
+//! sampler, phase windows and storage run end to end where there is no GPU.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use nvml_wrapper::enum_wrappers::device::{Clock as NvClock, TemperatureSensor};
 use nvml_wrapper::enums::device::{SampleValue, UsedGpuMemory};
-use nvml_wrapper::error::NvmlError;
+pub use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::structs::device::FieldId;
 use nvml_wrapper::sys_exports::field_id::NVML_FI_DEV_POWER_INSTANT;
-use nvml_wrapper::{Device, Nvml};
+use nvml_wrapper::Nvml;
 
 use crate::clock::Clock;
 use crate::metric::{Availability, Metric, Sample, Unavailable, UnavailableKind};
@@ -75,6 +83,173 @@ pub fn call_error_to_unavailable(device: u32, what: &str, err: &NvmlError) -> Un
     Unavailable::new(kind, format!("GPU {device}: {what}: {err}"))
 }
 
+/// A clock NVML reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuClock {
+    Sm,
+    Memory,
+}
+
+/// A process on a device, as NVML lists it: its host PID and its device memory, `None`
+/// where NVML withholds the figure (`NVML_VALUE_NOT_AVAILABLE`, as under some drivers and
+/// in some containers).
+pub type GpuProcess = (u32, Option<u64>);
+
+/// The NVML calls tokbench makes, one method each, in NVML's units and with NVML's errors.
+/// Device calls take the device's index; a device that vanished answers
+/// [`NvmlError::GpuLost`] (or whatever the library says), like any failed call.
+pub trait NvmlApi: Send {
+    fn driver_version(&self) -> Result<String, NvmlError>;
+    fn nvml_version(&self) -> Result<String, NvmlError>;
+    /// As `nvmlSystemGetCudaDriverVersion`: 12040 for 12.4.
+    fn cuda_driver_version(&self) -> Result<i32, NvmlError>;
+    fn device_count(&self) -> Result<u32, NvmlError>;
+    /// Whether device `i` can be opened (`nvmlDeviceGetHandleByIndex`).
+    fn open(&self, i: u32) -> Result<(), NvmlError>;
+    fn name(&self, i: u32) -> Result<String, NvmlError>;
+    fn uuid(&self, i: u32) -> Result<String, NvmlError>;
+    fn architecture(&self, i: u32) -> Result<String, NvmlError>;
+    /// (total, used) bytes.
+    fn memory_info(&self, i: u32) -> Result<(u64, u64), NvmlError>;
+    /// The `NVML_FI_DEV_POWER_INSTANT` field, milliwatts.
+    fn power_instant_mw(&self, i: u32) -> Result<f64, NvmlError>;
+    /// `nvmlDeviceGetPowerUsage`, milliwatts.
+    fn power_usage_mw(&self, i: u32) -> Result<u32, NvmlError>;
+    /// `nvmlDeviceGetTotalEnergyConsumption`: millijoules since the driver loaded.
+    fn total_energy_mj(&self, i: u32) -> Result<u64, NvmlError>;
+    fn clock_mhz(&self, i: u32, clock: GpuClock) -> Result<u32, NvmlError>;
+    fn max_clock_mhz(&self, i: u32, clock: GpuClock) -> Result<u32, NvmlError>;
+    fn temperature_c(&self, i: u32) -> Result<u32, NvmlError>;
+    fn utilization_gpu_pct(&self, i: u32) -> Result<u32, NvmlError>;
+    /// Milliwatts.
+    fn enforced_power_limit_mw(&self, i: u32) -> Result<u32, NvmlError>;
+    /// Milliwatts.
+    fn default_power_limit_mw(&self, i: u32) -> Result<u32, NvmlError>;
+    /// `nvmlDeviceGetCurrentClocksEventReasons`' bitmask.
+    fn throttle_reasons(&self, i: u32) -> Result<u64, NvmlError>;
+    fn compute_processes(&self, i: u32) -> Result<Vec<GpuProcess>, NvmlError>;
+    fn graphics_processes(&self, i: u32) -> Result<Vec<GpuProcess>, NvmlError>;
+    /// Called before each sample with its time and the backend's PIDs. The library needs
+    /// neither; a replay moves its recording to `now_ns` and gives the recording's backend
+    /// process these PIDs.
+    fn before_sample(&mut self, _now_ns: u64, _backend_pids: &[u32]) {}
+}
+
+/// NVML itself, through `nvml-wrapper`.
+pub struct RealNvml(Nvml);
+
+impl std::fmt::Debug for RealNvml {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RealNvml")
+    }
+}
+
+impl RealNvml {
+    /// Loads the library (it resolves every symbol once).
+    pub fn load() -> Result<RealNvml, NvmlError> {
+        Nvml::init().map(RealNvml)
+    }
+
+    fn dev(&self, i: u32) -> Result<nvml_wrapper::Device<'_>, NvmlError> {
+        self.0.device_by_index(i)
+    }
+}
+
+fn nv_clock(c: GpuClock) -> NvClock {
+    match c {
+        GpuClock::Sm => NvClock::SM,
+        GpuClock::Memory => NvClock::Memory,
+    }
+}
+
+fn processes_of(list: Vec<nvml_wrapper::struct_wrappers::device::ProcessInfo>) -> Vec<GpuProcess> {
+    list.into_iter()
+        .map(|p| {
+            let used = match p.used_gpu_memory {
+                UsedGpuMemory::Used(b) => Some(b),
+                UsedGpuMemory::Unavailable => None,
+            };
+            (p.pid, used)
+        })
+        .collect()
+}
+
+impl NvmlApi for RealNvml {
+    fn driver_version(&self) -> Result<String, NvmlError> {
+        self.0.sys_driver_version()
+    }
+    fn nvml_version(&self) -> Result<String, NvmlError> {
+        self.0.sys_nvml_version()
+    }
+    fn cuda_driver_version(&self) -> Result<i32, NvmlError> {
+        self.0.sys_cuda_driver_version()
+    }
+    fn device_count(&self) -> Result<u32, NvmlError> {
+        self.0.device_count()
+    }
+    fn open(&self, i: u32) -> Result<(), NvmlError> {
+        self.dev(i).map(drop)
+    }
+    fn name(&self, i: u32) -> Result<String, NvmlError> {
+        self.dev(i)?.name()
+    }
+    fn uuid(&self, i: u32) -> Result<String, NvmlError> {
+        self.dev(i)?.uuid()
+    }
+    fn architecture(&self, i: u32) -> Result<String, NvmlError> {
+        Ok(self.dev(i)?.architecture()?.to_string())
+    }
+    fn memory_info(&self, i: u32) -> Result<(u64, u64), NvmlError> {
+        let m = self.dev(i)?.memory_info()?;
+        Ok((m.total, m.used))
+    }
+    fn power_instant_mw(&self, i: u32) -> Result<f64, NvmlError> {
+        let mut v = self
+            .dev(i)?
+            .field_values_for(&[FieldId(NVML_FI_DEV_POWER_INSTANT)])?;
+        let sample = v.pop().ok_or(NvmlError::NotSupported)??;
+        Ok(match sample.value? {
+            SampleValue::F64(x) => x,
+            SampleValue::U32(x) => f64::from(x),
+            SampleValue::U64(x) => x as f64,
+            SampleValue::I64(x) => x as f64,
+        })
+    }
+    fn power_usage_mw(&self, i: u32) -> Result<u32, NvmlError> {
+        self.dev(i)?.power_usage()
+    }
+    fn total_energy_mj(&self, i: u32) -> Result<u64, NvmlError> {
+        self.dev(i)?.total_energy_consumption()
+    }
+    fn clock_mhz(&self, i: u32, clock: GpuClock) -> Result<u32, NvmlError> {
+        self.dev(i)?.clock_info(nv_clock(clock))
+    }
+    fn max_clock_mhz(&self, i: u32, clock: GpuClock) -> Result<u32, NvmlError> {
+        self.dev(i)?.max_clock_info(nv_clock(clock))
+    }
+    fn temperature_c(&self, i: u32) -> Result<u32, NvmlError> {
+        self.dev(i)?.temperature(TemperatureSensor::Gpu)
+    }
+    fn utilization_gpu_pct(&self, i: u32) -> Result<u32, NvmlError> {
+        Ok(self.dev(i)?.utilization_rates()?.gpu)
+    }
+    fn enforced_power_limit_mw(&self, i: u32) -> Result<u32, NvmlError> {
+        self.dev(i)?.enforced_power_limit()
+    }
+    fn default_power_limit_mw(&self, i: u32) -> Result<u32, NvmlError> {
+        self.dev(i)?.power_management_limit_default()
+    }
+    fn throttle_reasons(&self, i: u32) -> Result<u64, NvmlError> {
+        Ok(self.dev(i)?.current_throttle_reasons()?.bits())
+    }
+    fn compute_processes(&self, i: u32) -> Result<Vec<GpuProcess>, NvmlError> {
+        Ok(processes_of(self.dev(i)?.running_compute_processes()?))
+    }
+    fn graphics_processes(&self, i: u32) -> Result<Vec<GpuProcess>, NvmlError> {
+        Ok(processes_of(self.dev(i)?.running_graphics_processes()?))
+    }
+}
+
 /// How power is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PowerRead {
@@ -84,20 +259,60 @@ enum PowerRead {
     Usage,
 }
 
+/// One device's energy counter as the conversion follows it: NVML's millijoules since the
+/// driver loaded become millijoules since this source's first reading, kept exact in
+/// integers (a counter near 2^64 mJ would lose whole joules as an `f64`).
+#[derive(Debug, Clone, Copy, Default)]
+struct EnergyCounter {
+    /// The last raw reading.
+    last: Option<u64>,
+    /// Millijoules since the first reading; back to 0 at a reset.
+    since_first_mj: u64,
+    wraps: u32,
+    resets: u32,
+}
+
+/// A counter within this many millijoules of 2^64 that reads small next is taken to have
+/// wrapped (about 12 days of a 1 kW card): anything else that goes down was reset.
+const WRAP_MARGIN_MJ: u64 = 1 << 40;
+
+impl EnergyCounter {
+    /// Follows one raw reading; returns millijoules since the first reading. A wrap past
+    /// 2^64 is carried exactly; a reset (a driver reload, a GPU reset: the counter starts
+    /// again near 0) restarts the figure at 0, so the series goes down and the phase
+    /// windows across it fall back to integrated power instead of a wrong difference.
+    fn follow(&mut self, raw: u64) -> u64 {
+        if let Some(last) = self.last {
+            if raw >= last {
+                self.since_first_mj += raw - last;
+            } else if last > u64::MAX - WRAP_MARGIN_MJ && raw < WRAP_MARGIN_MJ {
+                self.since_first_mj += (u64::MAX - last) + raw + 1;
+                self.wraps += 1;
+            } else {
+                self.since_first_mj = 0;
+                self.resets += 1;
+            }
+        }
+        self.last = Some(raw);
+        self.since_first_mj
+    }
+}
+
 /// NVIDIA GPUs: power, the energy counter, device and per-process memory, clocks,
 /// temperature, utilisation, power limit, and processes that are not the backend's.
 pub struct NvmlSource {
-    nvml: Result<Nvml, Unavailable>,
+    api: Result<Box<dyn NvmlApi>, Unavailable>,
     device_count: u32,
     power: Option<PowerRead>,
     available: BTreeMap<Metric, Availability>,
     env: BTreeMap<String, String>,
+    energy: Vec<EnergyCounter>,
 }
 
 impl std::fmt::Debug for NvmlSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NvmlSource")
-            .field("loaded", &self.nvml.is_ok())
+            .field("loaded", &self.api.is_ok())
             .field("device_count", &self.device_count)
             .field("power", &self.power)
             .field("available", &self.available)
@@ -111,58 +326,69 @@ impl Default for NvmlSource {
     }
 }
 
+/// The environment variable that replaces the library with a recording.
+pub const REPLAY_ENV: &str = "TOKBENCH_NVML_REPLAY";
+
 impl NvmlSource {
-    /// Loads NVML (expensive: it resolves every symbol once). Never fails: a machine
-    /// without the driver gets a source whose probe says why.
+    /// Loads NVML (expensive: it resolves every symbol once), or, where
+    /// `TOKBENCH_NVML_REPLAY` names a recording, replays that. Never fails: a machine
+    /// without the driver gets a source whose probe says why, as does a recording that
+    /// cannot be read.
     pub fn new() -> NvmlSource {
-        let nvml = Nvml::init().map_err(|e| init_error_to_unavailable(&e));
+        if let Some(path) = std::env::var_os(REPLAY_ENV).filter(|p| !p.is_empty()) {
+            let path = std::path::PathBuf::from(path);
+            return NvmlSource::with(
+                crate::nvml_replay::NvmlReplay::load(&path)
+                    .map(|r| Box::new(r) as Box<dyn NvmlApi>)
+                    .map_err(|e| {
+                        Unavailable::new(
+                            UnavailableKind::NoDevice,
+                            format!("{REPLAY_ENV}={}: {e}", path.display()),
+                        )
+                    }),
+            );
+        }
+        NvmlSource::with(
+            RealNvml::load()
+                .map(|n| Box::new(n) as Box<dyn NvmlApi>)
+                .map_err(|e| init_error_to_unavailable(&e)),
+        )
+    }
+
+    /// A source over `api` (the library, a replay), or one that says why there is none.
+    pub fn with(api: Result<Box<dyn NvmlApi>, Unavailable>) -> NvmlSource {
         NvmlSource {
-            nvml,
+            api,
             device_count: 0,
             power: None,
             available: BTreeMap::new(),
             env: BTreeMap::new(),
+            energy: Vec::new(),
         }
     }
 
-    fn devices(nvml: &Nvml, count: u32) -> Vec<Device<'_>> {
-        (0..count)
-            .filter_map(|i| nvml.device_by_index(i).ok())
-            .collect()
-    }
-
-    fn read_power_w(dev: &Device<'_>, how: PowerRead) -> Result<f64, NvmlError> {
+    fn read_power_w(api: &dyn NvmlApi, i: u32, how: PowerRead) -> Result<f64, NvmlError> {
         match how {
             PowerRead::Instant => {
-                let mut v = dev.field_values_for(&[FieldId(NVML_FI_DEV_POWER_INSTANT)])?;
-                let sample = v.pop().ok_or(NvmlError::NotSupported)??;
-                let mw = match sample.value? {
-                    SampleValue::F64(x) => x,
-                    SampleValue::U32(x) => f64::from(x),
-                    SampleValue::U64(x) => x as f64,
-                    SampleValue::I64(x) => x as f64,
-                };
-                if mw <= 0.0 {
+                let mw = api.power_instant_mw(i)?;
+                // The field reads 0 (or less) where the driver has no instantaneous value.
+                if mw <= 0.0 || !mw.is_finite() {
                     return Err(NvmlError::NotSupported);
                 }
                 Ok(mw / 1000.0)
             }
-            PowerRead::Usage => Ok(f64::from(dev.power_usage()?) / 1000.0),
+            PowerRead::Usage => Ok(f64::from(api.power_usage_mw(i)?) / 1000.0),
         }
     }
 
     /// Memory per PID on this device, compute and graphics contexts together (a PID in
     /// both lists counts once, at its larger figure).
-    fn processes(dev: &Device<'_>) -> Result<BTreeMap<u32, Option<u64>>, NvmlError> {
+    fn processes(api: &dyn NvmlApi, i: u32) -> Result<BTreeMap<u32, Option<u64>>, NvmlError> {
         let mut procs: BTreeMap<u32, Option<u64>> = BTreeMap::new();
-        let compute = dev.running_compute_processes()?;
-        let graphics = dev.running_graphics_processes().unwrap_or_default();
-        for p in compute.into_iter().chain(graphics) {
-            let used = match p.used_gpu_memory {
-                UsedGpuMemory::Used(b) => Some(b),
-                UsedGpuMemory::Unavailable => None,
-            };
-            let e = procs.entry(p.pid).or_insert(used);
+        let compute = api.compute_processes(i)?;
+        let graphics = api.graphics_processes(i).unwrap_or_default();
+        for (pid, used) in compute.into_iter().chain(graphics) {
+            let e = procs.entry(pid).or_insert(used);
             *e = match (*e, used) {
                 (Some(a), Some(b)) => Some(a.max(b)),
                 (a, b) => a.or(b),
@@ -171,22 +397,28 @@ impl NvmlSource {
         Ok(procs)
     }
 
-    /// One metric read on one device.
-    fn read(dev: &Device<'_>, metric: Metric, power: Option<PowerRead>) -> Result<f64, NvmlError> {
+    /// One metric read on one device, in tokbench's units. The energy counter is read raw
+    /// here (millijoules); [`EnergyCounter`] turns it into a series.
+    fn read(
+        api: &dyn NvmlApi,
+        i: u32,
+        metric: Metric,
+        power: Option<PowerRead>,
+    ) -> Result<f64, NvmlError> {
         Ok(match metric {
-            Metric::PowerW => Self::read_power_w(dev, power.unwrap_or(PowerRead::Usage))?,
-            Metric::EnergyJ => dev.total_energy_consumption()? as f64 / 1000.0,
-            Metric::VramUsedBytes => dev.memory_info()?.used as f64,
-            Metric::ClockSmMhz => f64::from(dev.clock_info(NvClock::SM)?),
-            Metric::ClockMemMhz => f64::from(dev.clock_info(NvClock::Memory)?),
-            Metric::TempC => f64::from(dev.temperature(TemperatureSensor::Gpu)?),
-            Metric::UtilGpuPct => f64::from(dev.utilization_rates()?.gpu),
-            Metric::PowerLimitW => f64::from(dev.enforced_power_limit()?) / 1000.0,
+            Metric::PowerW => Self::read_power_w(api, i, power.unwrap_or(PowerRead::Usage))?,
+            Metric::EnergyJ => api.total_energy_mj(i)? as f64 / 1000.0,
+            Metric::VramUsedBytes => api.memory_info(i)?.1 as f64,
+            Metric::ClockSmMhz => f64::from(api.clock_mhz(i, GpuClock::Sm)?),
+            Metric::ClockMemMhz => f64::from(api.clock_mhz(i, GpuClock::Memory)?),
+            Metric::TempC => f64::from(api.temperature_c(i)?),
+            Metric::UtilGpuPct => f64::from(api.utilization_gpu_pct(i)?),
+            Metric::PowerLimitW => f64::from(api.enforced_power_limit_mw(i)?) / 1000.0,
             Metric::ClockThrottle => {
-                crate::throttle::gpu_throttle_mask(dev.current_throttle_reasons()?.bits()) as f64
+                crate::throttle::gpu_throttle_mask(api.throttle_reasons(i)?) as f64
             }
             Metric::VramProcBytes | Metric::OtherProcs => {
-                Self::processes(dev)?;
+                Self::processes(api, i)?;
                 0.0
             }
             _ => return Err(NvmlError::NotSupported),
@@ -194,24 +426,24 @@ impl NvmlSource {
     }
 
     fn probe_loaded(&mut self) -> Vec<(Metric, Availability)> {
-        let nvml = match &self.nvml {
-            Ok(n) => n,
+        let api: &dyn NvmlApi = match &self.api {
+            Ok(a) => a.as_ref(),
             Err(u) => return all_unavailable(&NVML_METRICS, u.kind, &u.reason),
         };
         let mut env = BTreeMap::new();
-        if let Ok(v) = nvml.sys_driver_version() {
+        if let Ok(v) = api.driver_version() {
             env.insert("nvidia_driver_version".to_string(), v);
         }
-        if let Ok(v) = nvml.sys_nvml_version() {
+        if let Ok(v) = api.nvml_version() {
             env.insert("nvml_version".to_string(), v);
         }
-        if let Ok(v) = nvml.sys_cuda_driver_version() {
+        if let Ok(v) = api.cuda_driver_version() {
             env.insert(
                 "cuda_driver_version".to_string(),
                 format!("{}.{}", v / 1000, (v % 1000) / 10),
             );
         }
-        let count = match nvml.device_count() {
+        let count = match api.device_count() {
             Ok(0) => {
                 self.env = env;
                 return all_unavailable(
@@ -228,34 +460,32 @@ impl NvmlSource {
             }
         };
         self.device_count = count;
+        self.energy = vec![EnergyCounter::default(); count as usize];
         env.insert("gpu_count".to_string(), count.to_string());
-        let devices = Self::devices(nvml, count);
-        if devices.len() != count as usize {
+        let opened = (0..count).filter(|&i| api.open(i).is_ok()).count();
+        if opened != count as usize {
             self.env = env;
             return all_unavailable(
                 &NVML_METRICS,
                 UnavailableKind::NoDevice,
-                &format!(
-                    "NVML counts {count} GPUs but only {} can be opened",
-                    devices.len()
-                ),
+                &format!("NVML counts {count} GPUs but only {opened} can be opened"),
             );
         }
 
         // Power: instantaneous field where every device gives it, else the usage call.
-        let instant_ok = devices
-            .iter()
-            .all(|d| Self::read_power_w(d, PowerRead::Instant).is_ok());
-        self.power = Some(if instant_ok {
+        let instant_ok = (0..count).all(|i| Self::read_power_w(api, i, PowerRead::Instant).is_ok());
+        let power = if instant_ok {
             PowerRead::Instant
         } else {
             PowerRead::Usage
-        });
+        };
         env.insert(
             "nvml_power_read".to_string(),
-            match self.power {
-                Some(PowerRead::Instant) => "field NVML_FI_DEV_POWER_INSTANT (instantaneous)",
-                _ => "nvmlDeviceGetPowerUsage (1 s average on Ampere and newer, except GA100)",
+            match power {
+                PowerRead::Instant => "field NVML_FI_DEV_POWER_INSTANT (instantaneous)",
+                PowerRead::Usage => {
+                    "nvmlDeviceGetPowerUsage (1 s average on Ampere and newer, except GA100)"
+                }
             }
             .to_string(),
         );
@@ -263,54 +493,53 @@ impl NvmlSource {
         let mut result = Vec::new();
         for metric in NVML_METRICS {
             let mut a: Availability = Ok(());
-            for (i, dev) in devices.iter().enumerate() {
-                if let Err(e) = Self::read(dev, metric, self.power) {
-                    a = Err(call_error_to_unavailable(i as u32, metric.name(), &e));
+            for i in 0..count {
+                if let Err(e) = Self::read(api, i, metric, Some(power)) {
+                    a = Err(call_error_to_unavailable(i, metric.name(), &e));
                     break;
                 }
             }
-            self.available.insert(metric, a.clone());
             result.push((metric, a));
         }
 
         let mut others = BTreeSet::new();
-        for (i, dev) in devices.iter().enumerate() {
+        for i in 0..count {
             let key = |k: &str| format!("gpu{i}_{k}");
-            if let Ok(v) = dev.name() {
+            if let Ok(v) = api.name(i) {
                 env.insert(key("name"), v);
             }
-            if let Ok(v) = dev.uuid() {
+            if let Ok(v) = api.uuid(i) {
                 env.insert(key("uuid"), v);
             }
-            if let Ok(v) = dev.architecture() {
-                env.insert(key("architecture"), v.to_string());
+            if let Ok(v) = api.architecture(i) {
+                env.insert(key("architecture"), v);
             }
-            if let Ok(m) = dev.memory_info() {
-                env.insert(key("memory_total_bytes"), m.total.to_string());
-                env.insert(key("memory_used_bytes_at_probe"), m.used.to_string());
+            if let Ok((total, used)) = api.memory_info(i) {
+                env.insert(key("memory_total_bytes"), total.to_string());
+                env.insert(key("memory_used_bytes_at_probe"), used.to_string());
             }
-            if let Ok(v) = dev.enforced_power_limit() {
+            if let Ok(v) = api.enforced_power_limit_mw(i) {
                 env.insert(
                     key("power_limit_w"),
                     format!("{:.1}", f64::from(v) / 1000.0),
                 );
             }
-            if let Ok(v) = dev.power_management_limit_default() {
+            if let Ok(v) = api.default_power_limit_mw(i) {
                 env.insert(
                     key("power_limit_default_w"),
                     format!("{:.1}", f64::from(v) / 1000.0),
                 );
             }
-            if let Ok(v) = dev.max_clock_info(NvClock::SM) {
+            if let Ok(v) = api.max_clock_mhz(i, GpuClock::Sm) {
                 env.insert(key("max_clock_sm_mhz"), v.to_string());
             }
-            if let Ok(v) = dev.max_clock_info(NvClock::Memory) {
+            if let Ok(v) = api.max_clock_mhz(i, GpuClock::Memory) {
                 env.insert(key("max_clock_mem_mhz"), v.to_string());
             }
-            if let Ok(v) = dev.clock_info(NvClock::SM) {
+            if let Ok(v) = api.clock_mhz(i, GpuClock::Sm) {
                 env.insert(key("clock_sm_mhz_at_probe"), v.to_string());
             }
-            if let Ok(procs) = Self::processes(dev) {
+            if let Ok(procs) = Self::processes(api, i) {
                 others.extend(procs.keys().copied());
             }
         }
@@ -322,12 +551,14 @@ impl NvmlSource {
                 .collect::<Vec<_>>()
                 .join(","),
         );
+        self.power = Some(power);
         self.env = env;
         result
     }
 
-    fn is_available(&self, m: Metric) -> bool {
-        matches!(self.available.get(&m), Some(Ok(())))
+    /// How often each device's energy counter wrapped past 2^64 and was reset, so far.
+    pub fn energy_counter_events(&self) -> Vec<(u32, u32)> {
+        self.energy.iter().map(|e| (e.wraps, e.resets)).collect()
     }
 }
 
@@ -349,31 +580,34 @@ impl Source for NvmlSource {
         if self.available.is_empty() {
             self.probe();
         }
-        let Ok(nvml) = &self.nvml else {
+        let power = self.power;
+        let available = self.available.clone();
+        let is_available = |m: Metric| matches!(available.get(&m), Some(Ok(())));
+        let count = self.device_count;
+        let Ok(api) = &mut self.api else {
             return;
         };
-        let devices = Self::devices(nvml, self.device_count);
-        if devices.is_empty() || devices.len() != self.device_count as usize {
+        api.before_sample(clock.now_ns(), pids);
+        let api: &dyn NvmlApi = api.as_ref();
+        if count == 0 {
             return;
         }
-        let summed = [
-            Metric::PowerW,
-            Metric::EnergyJ,
-            Metric::VramUsedBytes,
-            Metric::PowerLimitW,
-        ];
+        // A device that vanished (GPU lost, unplugged, reset) fails its calls: every
+        // reading summed or maxed over devices is then left out, never taken from the
+        // devices that remain, so a figure never silently covers fewer GPUs.
+        let summed = [Metric::PowerW, Metric::VramUsedBytes, Metric::PowerLimitW];
         let maxed = [
             Metric::ClockSmMhz,
             Metric::ClockMemMhz,
             Metric::TempC,
             Metric::UtilGpuPct,
         ];
-        if self.is_available(Metric::ClockThrottle) {
+        if is_available(Metric::ClockThrottle) {
             // A bitmask: OR-ed over devices, so each device's reasons are kept.
             let t_ns = clock.now_ns();
             let mut mask = Some(0u64);
-            for dev in &devices {
-                mask = match (Self::read(dev, Metric::ClockThrottle, self.power), mask) {
+            for i in 0..count {
+                mask = match (Self::read(api, i, Metric::ClockThrottle, power), mask) {
                     (Ok(v), Some(m)) => Some(m | v as u64),
                     _ => None,
                 };
@@ -387,8 +621,25 @@ impl Source for NvmlSource {
                 });
             }
         }
+        if is_available(Metric::EnergyJ) {
+            let t_ns = clock.now_ns();
+            let raw: Option<Vec<u64>> = (0..count).map(|i| api.total_energy_mj(i).ok()).collect();
+            if let Some(raw) = raw {
+                let mj: u64 = raw
+                    .iter()
+                    .zip(self.energy.iter_mut())
+                    .map(|(r, c)| c.follow(*r))
+                    .sum();
+                out.push(Sample {
+                    t_ns,
+                    metric: Metric::EnergyJ,
+                    value: mj as f64 / 1000.0,
+                    source: "nvml",
+                });
+            }
+        }
         for metric in summed.into_iter().chain(maxed) {
-            if !self.is_available(metric) {
+            if !is_available(metric) {
                 continue;
             }
             let t_ns = clock.now_ns();
@@ -397,8 +648,8 @@ impl Source for NvmlSource {
             } else {
                 f64::MIN
             });
-            for dev in &devices {
-                match (Self::read(dev, metric, self.power), acc) {
+            for i in 0..count {
+                match (Self::read(api, i, metric, power), acc) {
                     (Ok(v), Some(a)) if summed.contains(&metric) => acc = Some(a + v),
                     (Ok(v), Some(a)) => acc = Some(a.max(v)),
                     _ => acc = None,
@@ -413,13 +664,13 @@ impl Source for NvmlSource {
                 });
             }
         }
-        if self.is_available(Metric::VramProcBytes) || self.is_available(Metric::OtherProcs) {
+        if is_available(Metric::VramProcBytes) || is_available(Metric::OtherProcs) {
             let t_ns = clock.now_ns();
             let mut proc_bytes = Some(0u64);
             let mut others = BTreeSet::new();
             let mut ok = true;
-            for dev in &devices {
-                let Ok(procs) = Self::processes(dev) else {
+            for i in 0..count {
+                let Ok(procs) = Self::processes(api, i) else {
                     ok = false;
                     break;
                 };
@@ -436,7 +687,7 @@ impl Source for NvmlSource {
             }
             if ok {
                 if let (Some(b), false) = (proc_bytes, pids.is_empty()) {
-                    if self.is_available(Metric::VramProcBytes) {
+                    if is_available(Metric::VramProcBytes) {
                         out.push(Sample {
                             t_ns,
                             metric: Metric::VramProcBytes,
@@ -445,7 +696,7 @@ impl Source for NvmlSource {
                         });
                     }
                 }
-                if self.is_available(Metric::OtherProcs) {
+                if is_available(Metric::OtherProcs) {
                     out.push(Sample {
                         t_ns,
                         metric: Metric::OtherProcs,

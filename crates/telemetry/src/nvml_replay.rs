@@ -1,0 +1,414 @@
+//! NVML answered from a recording: the same calls as [`crate::nvml::RealNvml`], their
+//! results read from a JSON file of readings over time, so the conversion, the sampler,
+//! the phase windows and storage run end to end on a machine without an NVIDIA GPU
+//! (`TOKBENCH_NVML_REPLAY=FILE tokbench run …`), and every odd answer NVML gives (a counter
+//! that wraps or resets, `N/A`, a permission error, a device that vanishes) can be played
+//! to the code that must handle it.
+//!
+//! The file:
+//!
+//! ```json
+//! {
+//!   "recording": "synthetic",            // or "recorded": where the figures come from
+//!   "driver_version": "550.54.15", "nvml_version": "12.550.54.15",
+//!   "cuda_driver_version": 12040,
+//!   "devices": [{ "name": "NVIDIA H200", "uuid": "GPU-…", "architecture": "Hopper",
+//!                 "memory_total_bytes": 150754820096, "power_limit_default_mw": 700000,
+//!                 "max_clock_sm_mhz": 1980, "max_clock_mem_mhz": 2619 }],
+//!   "timeline": [
+//!     { "t_ms": 0, "devices": [{ "power_instant_mw": 75000, "power_usage_mw": 75000,
+//!       "total_energy_mj": 8765432100, "memory_used_bytes": 560000000,
+//!       "clock_sm_mhz": 345, "clock_mem_mhz": 2619, "temperature_c": 31,
+//!       "utilization_gpu_pct": 0, "enforced_power_limit_mw": 700000,
+//!       "throttle_reasons": 1,
+//!       "compute_processes": [["backend", 0], [4242, 536870912]],
+//!       "graphics_processes": [] }] },
+//!     { "t_ms": 100, "devices": [{ "power_instant_mw": 81000 }] }
+//!   ]
+//! }
+//! ```
+//!
+//! - Time: the recording starts at the first sample's time; a call reads the last entry at
+//!   or before now (after the end: the last one). Before any sample, entry 0.
+//! - An entry's device lists only what changed: a field it leaves out keeps its value from
+//!   the entries before.
+//! - Any value may be `{"error": "NotSupported"}` (or `NoPermission`, `GpuLost`, `NotFound`,
+//!   `Unknown`, `Timeout`, `Uninitialized`, `InsufficientSize`): the call fails with that
+//!   NVML error. A device entry that is itself `{"error": "GpuLost"}` fails every call from
+//!   then on: a device that vanished. A field never given fails with `NotSupported`.
+//! - A process's PID `"backend"` is the backend's PIDs at sample time (the first of them);
+//!   a process's memory `null` is NVML's "not available".
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::nvml::{GpuClock, GpuProcess, NvmlApi, NvmlError};
+
+/// One device at one moment: the value (or error) of every call given so far.
+type State = BTreeMap<String, Value>;
+
+/// A recording, and where in it the replay stands.
+#[derive(Debug)]
+pub struct NvmlReplay {
+    sys: State,
+    statics: Vec<State>,
+    /// Each entry's time and every device's whole state at that time (fields carried).
+    timeline: Vec<(u64, Vec<Option<State>>)>,
+    origin_ns: Option<u64>,
+    now: usize,
+    backend_pid: Option<u32>,
+}
+
+/// Why a recording cannot be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("cannot read it: {0}")]
+    Read(#[from] std::io::Error),
+    #[error("not JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Shape(String),
+}
+
+fn nvml_error(name: &str) -> NvmlError {
+    match name {
+        "NotSupported" => NvmlError::NotSupported,
+        "NoPermission" => NvmlError::NoPermission,
+        "GpuLost" => NvmlError::GpuLost,
+        "NotFound" => NvmlError::NotFound,
+        "Timeout" => NvmlError::Timeout,
+        "Uninitialized" => NvmlError::Uninitialized,
+        "InsufficientSize" => NvmlError::InsufficientSize(None),
+        _ => NvmlError::Unknown,
+    }
+}
+
+const ERROR_NAMES: [&str; 8] = [
+    "NotSupported",
+    "NoPermission",
+    "GpuLost",
+    "NotFound",
+    "Timeout",
+    "Uninitialized",
+    "InsufficientSize",
+    "Unknown",
+];
+
+/// `{"error": NAME}`'s NAME, checked.
+fn error_of(v: &Value) -> Result<Option<&str>, String> {
+    match v.as_object().and_then(|o| o.get("error")) {
+        None => Ok(None),
+        Some(Value::String(n)) if ERROR_NAMES.contains(&n.as_str()) => Ok(Some(n)),
+        Some(other) => Err(format!(
+            "unknown NVML error {other}: one of {}",
+            ERROR_NAMES.join(", ")
+        )),
+    }
+}
+
+fn object(v: &Value, what: &str) -> Result<State, ReplayError> {
+    let o = v
+        .as_object()
+        .ok_or_else(|| ReplayError::Shape(format!("{what}: an object")))?;
+    for (k, v) in o {
+        error_of(v).map_err(|e| ReplayError::Shape(format!("{what}.{k}: {e}")))?;
+    }
+    Ok(o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+impl NvmlReplay {
+    pub fn load(path: &Path) -> Result<NvmlReplay, ReplayError> {
+        NvmlReplay::from_json(&serde_json::from_slice(&std::fs::read(path)?)?)
+    }
+
+    pub fn from_json(v: &Value) -> Result<NvmlReplay, ReplayError> {
+        let shape = |m: &str| ReplayError::Shape(m.to_string());
+        let root = v.as_object().ok_or_else(|| shape("a JSON object"))?;
+        let sys: State = ["driver_version", "nvml_version", "cuda_driver_version"]
+            .iter()
+            .filter_map(|k| root.get(*k).map(|v| (k.to_string(), v.clone())))
+            .collect();
+        let statics = root
+            .get("devices")
+            .and_then(Value::as_array)
+            .ok_or_else(|| shape("`devices`: a list of the devices' fixed facts"))?
+            .iter()
+            .enumerate()
+            .map(|(i, d)| object(d, &format!("devices[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let entries = root
+            .get("timeline")
+            .and_then(Value::as_array)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| shape("`timeline`: a list of at least one entry"))?;
+        let mut timeline: Vec<(u64, Vec<Option<State>>)> = Vec::with_capacity(entries.len());
+        let mut current: Vec<Option<State>> = vec![Some(State::new()); statics.len()];
+        for (n, e) in entries.iter().enumerate() {
+            let at = |m: String| ReplayError::Shape(format!("timeline[{n}]: {m}"));
+            let t_ms = e
+                .get("t_ms")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| at("`t_ms`: milliseconds from the start".into()))?;
+            if let Some((prev, _)) = timeline.last() {
+                if t_ms * 1_000_000 < *prev {
+                    return Err(at(format!("t_ms {t_ms} goes back in time")));
+                }
+            }
+            let devices = e
+                .get("devices")
+                .and_then(Value::as_array)
+                .ok_or_else(|| at("`devices`: one entry per device".into()))?;
+            if devices.len() != statics.len() {
+                return Err(at(format!(
+                    "{} devices, the recording has {}",
+                    devices.len(),
+                    statics.len()
+                )));
+            }
+            for (i, d) in devices.iter().enumerate() {
+                let lost = error_of(d).map_err(|m| at(format!("devices[{i}]: {m}")))?;
+                if let Some(name) = lost {
+                    let mut gone = State::new();
+                    gone.insert("*".into(), serde_json::json!({ "error": name }));
+                    current[i] = Some(gone);
+                    continue;
+                }
+                let fields = object(d, &format!("timeline[{n}].devices[{i}]"))?;
+                let state = current[i].get_or_insert_with(State::new);
+                state.remove("*");
+                state.extend(fields);
+            }
+            timeline.push((t_ms * 1_000_000, current.clone()));
+        }
+        Ok(NvmlReplay {
+            sys,
+            statics,
+            timeline,
+            origin_ns: None,
+            now: 0,
+            backend_pid: None,
+        })
+    }
+
+    /// The value of `key` for device `i` now: its reading, else its fixed fact.
+    fn value(&self, i: u32, key: &str) -> Result<Value, NvmlError> {
+        let i = i as usize;
+        let (Some(fixed), Some((_, states))) = (self.statics.get(i), self.timeline.get(self.now))
+        else {
+            return Err(NvmlError::InvalidArg);
+        };
+        let state = states[i].as_ref();
+        if let Some(e) = state.and_then(|s| s.get("*")) {
+            return Err(nvml_error(error_of(e).ok().flatten().unwrap_or("Unknown")));
+        }
+        let v = state
+            .and_then(|s| s.get(key))
+            .or_else(|| fixed.get(key))
+            .ok_or(NvmlError::NotSupported)?;
+        match error_of(v).ok().flatten() {
+            Some(name) => Err(nvml_error(name)),
+            None => Ok(v.clone()),
+        }
+    }
+
+    fn u64_of(&self, i: u32, key: &str) -> Result<u64, NvmlError> {
+        self.value(i, key)?.as_u64().ok_or(NvmlError::Unknown)
+    }
+
+    fn u32_of(&self, i: u32, key: &str) -> Result<u32, NvmlError> {
+        u32::try_from(self.u64_of(i, key)?).map_err(|_| NvmlError::Unknown)
+    }
+
+    fn text_of(&self, i: u32, key: &str) -> Result<String, NvmlError> {
+        self.value(i, key)?
+            .as_str()
+            .map(str::to_string)
+            .ok_or(NvmlError::Unknown)
+    }
+
+    fn processes(&self, i: u32, key: &str) -> Result<Vec<GpuProcess>, NvmlError> {
+        let list = self.value(i, key)?;
+        let list = list.as_array().ok_or(NvmlError::Unknown)?;
+        Ok(list
+            .iter()
+            .filter_map(|p| {
+                let pid = match p.get(0)? {
+                    Value::String(s) if s == "backend" => self.backend_pid?,
+                    v => u32::try_from(v.as_u64()?).ok()?,
+                };
+                Some((pid, p.get(1).and_then(Value::as_u64)))
+            })
+            .collect())
+    }
+
+    fn sys_value(&self, key: &str) -> Result<&Value, NvmlError> {
+        let v = self.sys.get(key).ok_or(NvmlError::NotSupported)?;
+        match error_of(v).ok().flatten() {
+            Some(name) => Err(nvml_error(name)),
+            None => Ok(v),
+        }
+    }
+}
+
+impl NvmlApi for NvmlReplay {
+    fn driver_version(&self) -> Result<String, NvmlError> {
+        Ok(self
+            .sys_value("driver_version")?
+            .as_str()
+            .ok_or(NvmlError::Unknown)?
+            .to_string())
+    }
+    fn nvml_version(&self) -> Result<String, NvmlError> {
+        Ok(self
+            .sys_value("nvml_version")?
+            .as_str()
+            .ok_or(NvmlError::Unknown)?
+            .to_string())
+    }
+    fn cuda_driver_version(&self) -> Result<i32, NvmlError> {
+        self.sys_value("cuda_driver_version")?
+            .as_i64()
+            .and_then(|v| i32::try_from(v).ok())
+            .ok_or(NvmlError::Unknown)
+    }
+    fn device_count(&self) -> Result<u32, NvmlError> {
+        Ok(self.statics.len() as u32)
+    }
+    fn open(&self, i: u32) -> Result<(), NvmlError> {
+        self.value(i, "name").map(drop)
+    }
+    fn name(&self, i: u32) -> Result<String, NvmlError> {
+        self.text_of(i, "name")
+    }
+    fn uuid(&self, i: u32) -> Result<String, NvmlError> {
+        self.text_of(i, "uuid")
+    }
+    fn architecture(&self, i: u32) -> Result<String, NvmlError> {
+        self.text_of(i, "architecture")
+    }
+    fn memory_info(&self, i: u32) -> Result<(u64, u64), NvmlError> {
+        Ok((
+            self.u64_of(i, "memory_total_bytes")?,
+            self.u64_of(i, "memory_used_bytes")?,
+        ))
+    }
+    fn power_instant_mw(&self, i: u32) -> Result<f64, NvmlError> {
+        self.value(i, "power_instant_mw")?
+            .as_f64()
+            .ok_or(NvmlError::Unknown)
+    }
+    fn power_usage_mw(&self, i: u32) -> Result<u32, NvmlError> {
+        self.u32_of(i, "power_usage_mw")
+    }
+    fn total_energy_mj(&self, i: u32) -> Result<u64, NvmlError> {
+        self.u64_of(i, "total_energy_mj")
+    }
+    fn clock_mhz(&self, i: u32, clock: GpuClock) -> Result<u32, NvmlError> {
+        match clock {
+            GpuClock::Sm => self.u32_of(i, "clock_sm_mhz"),
+            GpuClock::Memory => self.u32_of(i, "clock_mem_mhz"),
+        }
+    }
+    fn max_clock_mhz(&self, i: u32, clock: GpuClock) -> Result<u32, NvmlError> {
+        match clock {
+            GpuClock::Sm => self.u32_of(i, "max_clock_sm_mhz"),
+            GpuClock::Memory => self.u32_of(i, "max_clock_mem_mhz"),
+        }
+    }
+    fn temperature_c(&self, i: u32) -> Result<u32, NvmlError> {
+        self.u32_of(i, "temperature_c")
+    }
+    fn utilization_gpu_pct(&self, i: u32) -> Result<u32, NvmlError> {
+        self.u32_of(i, "utilization_gpu_pct")
+    }
+    fn enforced_power_limit_mw(&self, i: u32) -> Result<u32, NvmlError> {
+        self.u32_of(i, "enforced_power_limit_mw")
+    }
+    fn default_power_limit_mw(&self, i: u32) -> Result<u32, NvmlError> {
+        self.u32_of(i, "power_limit_default_mw")
+    }
+    fn throttle_reasons(&self, i: u32) -> Result<u64, NvmlError> {
+        self.u64_of(i, "throttle_reasons")
+    }
+    fn compute_processes(&self, i: u32) -> Result<Vec<GpuProcess>, NvmlError> {
+        self.processes(i, "compute_processes")
+    }
+    fn graphics_processes(&self, i: u32) -> Result<Vec<GpuProcess>, NvmlError> {
+        self.processes(i, "graphics_processes")
+    }
+    fn before_sample(&mut self, now_ns: u64, backend_pids: &[u32]) {
+        let origin = *self.origin_ns.get_or_insert(now_ns);
+        let t = now_ns.saturating_sub(origin);
+        self.now = self
+            .timeline
+            .partition_point(|(at, _)| *at <= t)
+            .saturating_sub(1);
+        self.backend_pid = backend_pids.first().copied();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replay(v: Value) -> NvmlReplay {
+        NvmlReplay::from_json(&v).unwrap()
+    }
+
+    #[test]
+    fn fields_carry_errors_fail_and_time_moves_the_replay() {
+        let mut r = replay(serde_json::json!({
+            "driver_version": "550.54.15",
+            "devices": [{ "name": "NVIDIA H200", "memory_total_bytes": 1000 }],
+            "timeline": [
+                { "t_ms": 0, "devices": [{ "memory_used_bytes": 10, "power_usage_mw": 75000,
+                  "compute_processes": [["backend", 400], [4242, null]] }] },
+                { "t_ms": 100, "devices": [{ "power_usage_mw": { "error": "NotSupported" } }] },
+                { "t_ms": 200, "devices": [{ "error": "GpuLost" }] }
+            ]
+        }));
+        assert_eq!(r.driver_version().unwrap(), "550.54.15");
+        assert!(matches!(r.nvml_version(), Err(NvmlError::NotSupported)));
+        r.before_sample(5_000_000_000, &[77]);
+        assert_eq!(r.memory_info(0).unwrap(), (1000, 10));
+        assert_eq!(r.power_usage_mw(0).unwrap(), 75000);
+        assert_eq!(
+            r.compute_processes(0).unwrap(),
+            vec![(77, Some(400)), (4242, None)]
+        );
+        assert!(matches!(r.temperature_c(0), Err(NvmlError::NotSupported)));
+        r.before_sample(5_150_000_000, &[77]);
+        // Carried from the entry before; the error only where given.
+        assert_eq!(r.memory_info(0).unwrap(), (1000, 10));
+        assert!(matches!(r.power_usage_mw(0), Err(NvmlError::NotSupported)));
+        r.before_sample(9_000_000_000, &[77]);
+        assert!(matches!(r.open(0), Err(NvmlError::GpuLost)));
+        assert!(matches!(r.memory_info(0), Err(NvmlError::GpuLost)));
+    }
+
+    #[test]
+    fn a_malformed_recording_is_refused_by_where() {
+        let err = |v: Value| NvmlReplay::from_json(&v).err().unwrap().to_string();
+        assert!(err(serde_json::json!([])).contains("object"));
+        let e = err(serde_json::json!({ "devices": [{}], "timeline": [
+            { "t_ms": 0, "devices": [{ "power_usage_mw": { "error": "Melted" } }] }
+        ]}));
+        assert!(
+            e.contains("timeline[0].devices[0].power_usage_mw") && e.contains("Melted"),
+            "{e}"
+        );
+        let e = err(serde_json::json!({ "devices": [{}], "timeline": [
+            { "t_ms": 10, "devices": [{}] }, { "t_ms": 5, "devices": [{}] }
+        ]}));
+        assert!(
+            e.contains("timeline[1]") && e.contains("back in time"),
+            "{e}"
+        );
+        let e = err(serde_json::json!({ "devices": [{}, {}], "timeline": [
+            { "t_ms": 0, "devices": [{}] }
+        ]}));
+        assert!(e.contains("1 devices, the recording has 2"), "{e}");
+    }
+}
