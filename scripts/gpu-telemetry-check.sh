@@ -5,7 +5,8 @@
 #
 #   scripts/gpu-telemetry-check.sh path/to/tokbench OUT_DIR
 #
-# Writes OUT_DIR/probe.json (every NVML metric, available or why not) and
+# Writes OUT_DIR/probe.json (every NVML metric, available or why not),
+# OUT_DIR/nvml-recording.json (every NVML call over the load, for TOKBENCH_NVML_REPLAY) and
 # OUT_DIR/capture.json (raw samples at 100 ms while PyTorch keeps the GPU busy for 30 s,
 # following the load's PID, so the process's own device memory is sampled), then prints a
 # short table: the energy counter's update interval, counter vs integrated energy over the
@@ -27,7 +28,12 @@ torch.cuda.synchronize()
 PY
 LOAD=$!
 sleep 1
+# The NVML calls themselves, recorded beside the capture: TOKBENCH_NVML_REPLAY plays the
+# file back (keep it as crates/telemetry/tests/fixtures/nvml/<card>-recorded.json).
+"$TB" telemetry nvml-record --seconds 30 --interval-ms 100 --pid "$LOAD" --out "$OUT/nvml-recording.json" &
+REC=$!
 "$TB" telemetry capture --seconds 30 --interval-ms 100 --pid "$LOAD" --out "$OUT/capture.json"
+wait "$REC"
 wait "$LOAD"
 
 python3 - "$OUT/capture.json" <<'PY'

@@ -46,6 +46,22 @@ pub enum TelemetryCommand {
         #[arg(long)]
         pid: Option<u32>,
     },
+    /// Record every NVML call tokbench makes, over time, as a file that
+    /// TOKBENCH_NVML_REPLAY plays back (a test fixture from a machine with an NVIDIA GPU).
+    #[command(
+        after_help = "Example:\n  tokbench telemetry nvml-record --seconds 30 --pid $(pgrep llama-server) --out h200.json\n  TOKBENCH_NVML_REPLAY=h200.json tokbench run …"
+    )]
+    NvmlRecord {
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 100)]
+        interval_ms: u64,
+        /// The process to write as "backend" among the GPU's processes.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
 }
 
 /// `tokbench telemetry …`.
@@ -58,7 +74,67 @@ pub fn command(cmd: &TelemetryCommand) -> anyhow::Result<ExitCode> {
             interval_ms,
             pid,
         } => capture_command(out, *seconds, *interval_ms, *pid),
+        TelemetryCommand::NvmlRecord {
+            out,
+            seconds,
+            interval_ms,
+            pid,
+        } => nvml_record_command(out, *seconds, *interval_ms, *pid),
     }
+}
+
+fn check_duration(seconds: f64, interval_ms: u64) -> Result<(), BadInput> {
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
+        return Err(BadInput(format!(
+            "--seconds {seconds}: give 0 < seconds ≤ 3600"
+        )));
+    }
+    if interval_ms == 0 {
+        return Err(BadInput("--interval-ms must be at least 1".into()));
+    }
+    Ok(())
+}
+
+fn nvml_record_command(
+    out: &Path,
+    seconds: f64,
+    interval_ms: u64,
+    pid: Option<u32>,
+) -> anyhow::Result<ExitCode> {
+    use tokbench_telemetry::nvml_replay::Recorder;
+    check_duration(seconds, interval_ms)?;
+    let mut api = tokbench_telemetry::nvml::api()
+        .map_err(|u| anyhow::anyhow!("cannot record NVML: {}", u.reason))?;
+    let replayed = std::env::var_os(tokbench_telemetry::nvml::REPLAY_ENV).is_some();
+    let pids: Vec<u32> = pid.into_iter().collect();
+    let t0 = tokbench_telemetry::monotonic_ns();
+    api.before_sample(t0, &pids);
+    let mut rec = Recorder::start(api.as_ref(), if replayed { "replayed" } else { "recorded" });
+    let every = Duration::from_millis(interval_ms);
+    let until = std::time::Instant::now() + Duration::from_secs_f64(seconds);
+    let mut n = 0usize;
+    loop {
+        let t = tokbench_telemetry::monotonic_ns();
+        api.before_sample(t, &pids);
+        rec.read(api.as_ref(), t, pid);
+        n += 1;
+        let next = std::time::Instant::now() + every;
+        if next > until {
+            break;
+        }
+        std::thread::sleep(every);
+    }
+    let mut doc = rec.finish();
+    doc["tokbench_version"] = env!("CARGO_PKG_VERSION").into();
+    doc["interval_ms"] = interval_ms.into();
+    std::fs::write(out, serde_json::to_string(&doc)? + "\n")
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!(
+        "telemetry: {n} NVML readings over {seconds} s written to {} (TOKBENCH_NVML_REPLAY={} plays them back)",
+        out.display(),
+        out.display()
+    );
+    Ok(ExitCode::Ok)
 }
 
 fn probe_command(format: Format) -> anyhow::Result<ExitCode> {
@@ -107,12 +183,7 @@ fn capture_command(
     interval_ms: u64,
     pid: Option<u32>,
 ) -> anyhow::Result<ExitCode> {
-    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
-        return Err(BadInput(format!("--seconds {seconds}: give 0 < seconds ≤ 3600")).into());
-    }
-    if interval_ms == 0 {
-        return Err(BadInput("--interval-ms must be at least 1".into()).into());
-    }
+    check_duration(seconds, interval_ms)?;
     let detected = tokbench_telemetry::detect();
     let reports = serde_json::to_value(&detected.reports)?;
     let pids = Arc::new(Mutex::new(pid.into_iter().collect::<Vec<u32>>()));

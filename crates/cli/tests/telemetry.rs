@@ -355,3 +355,71 @@ fn a_run_with_nvml_replayed_stores_gpu_power_energy_and_memory() {
     assert!(f(&n[0], "n").unwrap() >= 5.0, "{n:?}");
     assert!(f(&n[0], "lo").unwrap() > 600.0, "{n:?}");
 }
+
+/// `telemetry nvml-record` writes what `TOKBENCH_NVML_REPLAY` plays: here recorded from the
+/// replayed H200 itself (the command reads NVML the way a run does), and without a GPU
+/// or a recording it says why in one line.
+#[test]
+fn nvml_record_writes_a_recording_the_replay_plays_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_path = tmp.path().join("rec.json");
+    let out_s = out_path.to_str().unwrap();
+    if !std::path::Path::new("/proc/driver/nvidia").exists() {
+        let out = tokbench(&[
+            "telemetry",
+            "nvml-record",
+            "--seconds",
+            "0.2",
+            "--out",
+            out_s,
+        ])
+        .env_remove("TOKBENCH_NVML_REPLAY")
+        .output()
+        .unwrap();
+        let e = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{e}");
+        assert!(
+            e.contains("cannot record NVML") && e.contains("NVIDIA driver"),
+            "{e}"
+        );
+        assert!(!out_path.exists());
+    }
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../telemetry/tests/fixtures/nvml/h200-synthetic.json");
+    let out = tokbench(&[
+        "telemetry",
+        "nvml-record",
+        "--seconds",
+        "0.5",
+        "--interval-ms",
+        "100",
+        "--out",
+        out_s,
+    ])
+    .env("TOKBENCH_NVML_REPLAY", &fixture)
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out_path).unwrap()).unwrap();
+    assert_eq!(rec["recording"], "replayed");
+    assert_eq!(rec["devices"][0]["name"], "NVIDIA H200");
+    let timeline = rec["timeline"].as_array().unwrap();
+    assert!(timeline.len() >= 3, "{rec}");
+    let mw = timeline[0]["devices"][0]["power_instant_mw"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (70_000.0..80_000.0).contains(&mw),
+        "idle at the start: {mw} mW"
+    );
+    // And a run plays it back.
+    let probe = tokbench(&["telemetry", "probe", "--format", "json"])
+        .env("TOKBENCH_NVML_REPLAY", &out_path)
+        .output()
+        .unwrap();
+    let reports: Vec<serde_json::Value> = serde_json::from_slice(&probe.stdout).unwrap();
+    let nvml = reports.iter().find(|r| r["source"] == "nvml").unwrap();
+    assert_eq!(nvml["metrics"]["power_w"], "ok", "{nvml}");
+    assert_eq!(nvml["environment"]["gpu0_name"], "NVIDIA H200", "{nvml}");
+}

@@ -329,30 +329,31 @@ impl Default for NvmlSource {
 /// The environment variable that replaces the library with a recording.
 pub const REPLAY_ENV: &str = "TOKBENCH_NVML_REPLAY";
 
+/// NVML: the recording `TOKBENCH_NVML_REPLAY` names, else the library; or why neither.
+pub fn api() -> Result<Box<dyn NvmlApi>, Unavailable> {
+    if let Some(path) = std::env::var_os(REPLAY_ENV).filter(|p| !p.is_empty()) {
+        let path = std::path::PathBuf::from(path);
+        return crate::nvml_replay::NvmlReplay::load(&path)
+            .map(|r| Box::new(r) as Box<dyn NvmlApi>)
+            .map_err(|e| {
+                Unavailable::new(
+                    UnavailableKind::NoDevice,
+                    format!("{REPLAY_ENV}={}: {e}", path.display()),
+                )
+            });
+    }
+    RealNvml::load()
+        .map(|n| Box::new(n) as Box<dyn NvmlApi>)
+        .map_err(|e| init_error_to_unavailable(&e))
+}
+
 impl NvmlSource {
     /// Loads NVML (expensive: it resolves every symbol once), or, where
     /// `TOKBENCH_NVML_REPLAY` names a recording, replays that. Never fails: a machine
     /// without the driver gets a source whose probe says why, as does a recording that
     /// cannot be read.
     pub fn new() -> NvmlSource {
-        if let Some(path) = std::env::var_os(REPLAY_ENV).filter(|p| !p.is_empty()) {
-            let path = std::path::PathBuf::from(path);
-            return NvmlSource::with(
-                crate::nvml_replay::NvmlReplay::load(&path)
-                    .map(|r| Box::new(r) as Box<dyn NvmlApi>)
-                    .map_err(|e| {
-                        Unavailable::new(
-                            UnavailableKind::NoDevice,
-                            format!("{REPLAY_ENV}={}: {e}", path.display()),
-                        )
-                    }),
-            );
-        }
-        NvmlSource::with(
-            RealNvml::load()
-                .map(|n| Box::new(n) as Box<dyn NvmlApi>)
-                .map_err(|e| init_error_to_unavailable(&e)),
-        )
+        NvmlSource::with(api())
     }
 
     /// A source over `api` (the library, a replay), or one that says why there is none.

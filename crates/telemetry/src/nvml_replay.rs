@@ -349,6 +349,147 @@ impl NvmlApi for NvmlReplay {
     }
 }
 
+/// NVML's error as the recording names it.
+pub fn error_name(e: &NvmlError) -> &'static str {
+    match e {
+        NvmlError::NotSupported => "NotSupported",
+        NvmlError::NoPermission => "NoPermission",
+        NvmlError::GpuLost => "GpuLost",
+        NvmlError::NotFound => "NotFound",
+        NvmlError::Timeout => "Timeout",
+        NvmlError::Uninitialized => "Uninitialized",
+        NvmlError::InsufficientSize(_) => "InsufficientSize",
+        _ => "Unknown",
+    }
+}
+
+fn answer<T: Into<Value>>(r: Result<T, NvmlError>) -> Value {
+    match r {
+        Ok(v) => v.into(),
+        Err(e) => serde_json::json!({ "error": error_name(&e) }),
+    }
+}
+
+fn processes_value(r: Result<Vec<GpuProcess>, NvmlError>, backend: Option<u32>) -> Value {
+    answer(r.map(|list| {
+        list.into_iter()
+            .map(|(pid, used)| {
+                let pid = match backend {
+                    Some(b) if b == pid => Value::from("backend"),
+                    _ => Value::from(pid),
+                };
+                Value::Array(vec![pid, used.map(Value::from).unwrap_or(Value::Null)])
+            })
+            .collect::<Vec<Value>>()
+    }))
+}
+
+/// Makes a recording in the replay's format from any [`NvmlApi`] (the library, on a
+/// machine with a GPU): the fixed facts once, then at each [`Recorder::read`] every call
+/// the source makes, each entry listing only what changed.
+#[derive(Debug)]
+pub struct Recorder {
+    head: serde_json::Map<String, Value>,
+    last: Vec<Option<State>>,
+    timeline: Vec<Value>,
+    start_ns: Option<u64>,
+}
+
+impl Recorder {
+    /// Reads the system's and each device's fixed facts. `recording` says where the
+    /// figures come from (`"recorded"` on real hardware).
+    pub fn start(api: &dyn NvmlApi, recording: &str) -> Recorder {
+        let mut head = serde_json::Map::new();
+        head.insert("recording".into(), recording.into());
+        head.insert("driver_version".into(), answer(api.driver_version()));
+        head.insert("nvml_version".into(), answer(api.nvml_version()));
+        head.insert(
+            "cuda_driver_version".into(),
+            answer(api.cuda_driver_version()),
+        );
+        let n = api.device_count().unwrap_or(0);
+        let devices: Vec<Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({
+                    "name": answer(api.name(i)),
+                    "uuid": answer(api.uuid(i)),
+                    "architecture": answer(api.architecture(i)),
+                    "memory_total_bytes": answer(api.memory_info(i).map(|m| m.0)),
+                    "power_limit_default_mw": answer(api.default_power_limit_mw(i)),
+                    "max_clock_sm_mhz": answer(api.max_clock_mhz(i, GpuClock::Sm)),
+                    "max_clock_mem_mhz": answer(api.max_clock_mhz(i, GpuClock::Memory)),
+                })
+            })
+            .collect();
+        head.insert("devices".into(), Value::Array(devices));
+        Recorder {
+            head,
+            last: vec![None; n as usize],
+            timeline: Vec::new(),
+            start_ns: None,
+        }
+    }
+
+    /// One reading of every device at `t_ns`; `backend` is written as `"backend"` among
+    /// the processes, so a replay can give it another PID.
+    pub fn read(&mut self, api: &dyn NvmlApi, t_ns: u64, backend: Option<u32>) {
+        let start = *self.start_ns.get_or_insert(t_ns);
+        let mut devices = Vec::new();
+        for (i, last) in self.last.iter_mut().enumerate() {
+            let i = i as u32;
+            if let Err(e) = api.open(i) {
+                devices.push(serde_json::json!({ "error": error_name(&e) }));
+                *last = None;
+                continue;
+            }
+            let now: State = [
+                ("power_instant_mw", answer(api.power_instant_mw(i))),
+                ("power_usage_mw", answer(api.power_usage_mw(i))),
+                ("total_energy_mj", answer(api.total_energy_mj(i))),
+                ("memory_used_bytes", answer(api.memory_info(i).map(|m| m.1))),
+                ("clock_sm_mhz", answer(api.clock_mhz(i, GpuClock::Sm))),
+                ("clock_mem_mhz", answer(api.clock_mhz(i, GpuClock::Memory))),
+                ("temperature_c", answer(api.temperature_c(i))),
+                ("utilization_gpu_pct", answer(api.utilization_gpu_pct(i))),
+                (
+                    "enforced_power_limit_mw",
+                    answer(api.enforced_power_limit_mw(i)),
+                ),
+                ("throttle_reasons", answer(api.throttle_reasons(i))),
+                (
+                    "compute_processes",
+                    processes_value(api.compute_processes(i), backend),
+                ),
+                (
+                    "graphics_processes",
+                    processes_value(api.graphics_processes(i), backend),
+                ),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            let changed: serde_json::Map<String, Value> = now
+                .iter()
+                .filter(|(k, v)| last.as_ref().and_then(|l| l.get(*k)) != Some(*v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            devices.push(Value::Object(changed));
+            *last = Some(now);
+        }
+        self.timeline.push(serde_json::json!({
+            "t_ms": (t_ns - start) / 1_000_000,
+            "devices": devices,
+        }));
+    }
+
+    /// The recording, ready to write.
+    pub fn finish(self) -> Value {
+        let mut doc = self.head;
+        doc.insert("timeline".into(), Value::Array(self.timeline));
+        Value::Object(doc)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,6 +527,59 @@ mod tests {
         r.before_sample(9_000_000_000, &[77]);
         assert!(matches!(r.open(0), Err(NvmlError::GpuLost)));
         assert!(matches!(r.memory_info(0), Err(NvmlError::GpuLost)));
+    }
+
+    /// What the recorder writes, the replay reads back call for call.
+    #[test]
+    fn a_recording_made_from_a_replay_replays_the_same_answers() {
+        let original = serde_json::json!({
+            "driver_version": "550.54.15",
+            "cuda_driver_version": 12040,
+            "devices": [{ "name": "NVIDIA H200", "memory_total_bytes": 1000,
+                          "power_limit_default_mw": 700000 }],
+            "timeline": [
+                { "t_ms": 0, "devices": [{ "memory_used_bytes": 10, "power_usage_mw": 75000,
+                  "total_energy_mj": 5, "compute_processes": [["backend", 400], [4242, null]],
+                  "temperature_c": { "error": "NotSupported" } }] },
+                { "t_ms": 100, "devices": [{ "power_usage_mw": 80000, "total_energy_mj": 9 }] },
+                { "t_ms": 200, "devices": [{ "error": "GpuLost" }] }
+            ]
+        });
+        let mut a = replay(original);
+        let mut rec = Recorder::start(&a, "recorded");
+        for t in [0u64, 100, 200] {
+            a.before_sample(t * 1_000_000, &[77]);
+            rec.read(&a, t * 1_000_000, Some(77));
+        }
+        let recorded = rec.finish();
+        assert_eq!(recorded["recording"], "recorded");
+        let mut b = replay(recorded.clone());
+        for t in [0u64, 100, 200] {
+            a.before_sample(t * 1_000_000, &[99]);
+            b.before_sample(t * 1_000_000, &[99]);
+            let show = |r: &NvmlReplay| {
+                format!(
+                    "{:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+                    r.name(0),
+                    r.memory_info(0),
+                    r.power_usage_mw(0),
+                    r.total_energy_mj(0),
+                    r.temperature_c(0),
+                    r.compute_processes(0),
+                    r.default_power_limit_mw(0)
+                )
+            };
+            assert_eq!(show(&a), show(&b), "at {t} ms: {recorded}");
+        }
+        // Only what changed is written.
+        assert_eq!(
+            recorded["timeline"][1]["devices"][0]
+                .as_object()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            vec!["power_usage_mw", "total_energy_mj"]
+        );
     }
 
     #[test]
