@@ -35,51 +35,38 @@ pub enum TelemetryCommand {
     #[command(
         after_help = "Example:\n  tokbench telemetry capture --seconds 30 --pid $(pgrep llama-server) --out h200.json"
     )]
-    Capture {
-        #[arg(long)]
-        out: std::path::PathBuf,
-        #[arg(long, default_value_t = 10.0)]
-        seconds: f64,
-        #[arg(long, default_value_t = 100)]
-        interval_ms: u64,
-        /// Follow this process tree's memory (and its device memory).
-        #[arg(long)]
-        pid: Option<u32>,
-    },
+    Capture(Recording),
     /// Record every NVML call tokbench makes, over time, as a file that
-    /// TOKBENCH_NVML_REPLAY plays back (a test fixture from a machine with an NVIDIA GPU).
+    /// TOKBENCH_NVML_REPLAY plays back (a test fixture from a machine with an NVIDIA GPU;
+    /// the process is written as "backend" among the GPU's processes).
     #[command(
         after_help = "Example:\n  tokbench telemetry nvml-record --seconds 30 --pid $(pgrep llama-server) --out h200.json\n  TOKBENCH_NVML_REPLAY=h200.json tokbench run …"
     )]
-    NvmlRecord {
-        #[arg(long)]
-        out: std::path::PathBuf,
-        #[arg(long, default_value_t = 10.0)]
-        seconds: f64,
-        #[arg(long, default_value_t = 100)]
-        interval_ms: u64,
-        /// The process to write as "backend" among the GPU's processes.
-        #[arg(long)]
-        pid: Option<u32>,
-    },
+    NvmlRecord(Recording),
+}
+
+/// What `telemetry capture` and `telemetry nvml-record` record, for how long.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Recording {
+    #[arg(long)]
+    out: std::path::PathBuf,
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    #[arg(long, default_value_t = 100)]
+    interval_ms: u64,
+    /// Follow this process tree's memory (and its device memory).
+    #[arg(long)]
+    pid: Option<u32>,
 }
 
 /// `tokbench telemetry …`.
 pub fn command(cmd: &TelemetryCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         TelemetryCommand::Probe { format } => probe_command(*format),
-        TelemetryCommand::Capture {
-            out,
-            seconds,
-            interval_ms,
-            pid,
-        } => capture_command(out, *seconds, *interval_ms, *pid),
-        TelemetryCommand::NvmlRecord {
-            out,
-            seconds,
-            interval_ms,
-            pid,
-        } => nvml_record_command(out, *seconds, *interval_ms, *pid),
+        TelemetryCommand::Capture(r) => capture_command(&r.out, r.seconds, r.interval_ms, r.pid),
+        TelemetryCommand::NvmlRecord(r) => {
+            nvml_record_command(&r.out, r.seconds, r.interval_ms, r.pid)
+        }
     }
 }
 
