@@ -1187,6 +1187,38 @@ async fn a_writing_command_checks_a_small_database_whole_and_says_when_it_did_no
         skipped.starts_with("not checked at ") && skipped.contains("tokbench doctor"),
         "{skipped} ({bytes} bytes on disk)"
     );
+    // The closing check is SQLite's quick check: it still reads every page, so a page
+    // gone bad (its header overwritten) is found. The page: the repetitions' table,
+    // which opening the database does not read.
+    let root = store
+        .query("SELECT rootpage FROM sqlite_master WHERE name = 'repetition'")
+        .await
+        .unwrap()
+        .rows[0][0]
+        .as_u64()
+        .unwrap();
+    store.close().await;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&db)
+        .unwrap();
+    let pages = file.metadata().unwrap().len() / 4096;
+    use std::io::{Seek, Write};
+    assert!(root < pages);
+    file.seek(std::io::SeekFrom::Start(4096 * (root - 1)))
+        .unwrap();
+    file.write_all(&[0xff; 64]).unwrap();
+    drop(file);
+    let store = Store::open_read_only(&db).await.unwrap();
+    // Found either way: a list of what is wrong, or SQLite stopping at the bad page.
+    match store
+        .integrity_check_up_to(tokbench_store::CLOSING_CHECK_MAX_BYTES)
+        .await
+    {
+        Ok(found) => assert_ne!(found, "ok", "page {root} of {pages} overwritten"),
+        Err(e) => assert!(format!("{e:?}").contains("malformed"), "{e:?}"),
+    }
     store.close().await;
 }
 
