@@ -156,6 +156,92 @@ fn telemetry() -> Vec<Finding> {
     out
 }
 
+/// The GPUs this machine has, as their drivers show them: NVIDIA through NVML (or the
+/// recording `TOKBENCH_NVML_REPLAY` names), AMD through amdgpu's sysfs.
+struct Devices {
+    nvidia: Result<Vec<String>, String>,
+    amd: Vec<String>,
+}
+
+fn devices() -> Devices {
+    use tokbench_telemetry::nvml::NvmlApi;
+    let nvidia = tokbench_telemetry::nvml::api()
+        .map_err(|u| u.reason)
+        .and_then(|api: Box<dyn NvmlApi>| {
+            let n = api.device_count().map_err(|e| format!("NVML: {e}"))?;
+            Ok((0..n)
+                .map(|i| api.name(i).unwrap_or_else(|e| format!("GPU {i} ({e})")))
+                .collect())
+        });
+    let amd = std::fs::read_dir("/sys/class/drm")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.starts_with("card") && !name.contains('-')
+        })
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("device/vendor"))
+                .is_ok_and(|v| v.trim() == "0x1002")
+        })
+        .map(|e| format!("AMD GPU ({})", e.file_name().to_string_lossy()))
+        .collect();
+    Devices { nvidia, amd }
+}
+
+/// Which accelerator this binary's engine was built for, which GPUs the machine has, and
+/// whether the two match: a CPU build on a GPU machine would measure the CPU.
+fn accelerator(built: &str, d: &Devices) -> Vec<Finding> {
+    let nvidia = d.nvidia.as_deref().unwrap_or(&[]);
+    let mut out = vec![ok(format!(
+        "engine built for: {built}{}",
+        match built {
+            "cpu" => " (no GPU offload)",
+            _ => "",
+        }
+    ))];
+    let seen: Vec<String> = nvidia.iter().chain(&d.amd).cloned().collect();
+    out.push(match &seen[..] {
+        [] => ok(format!(
+            "GPUs seen: none{}",
+            match &d.nvidia {
+                Err(why) => format!(" (NVIDIA: {why})"),
+                Ok(_) => String::new(),
+            }
+        )),
+        _ => ok(format!("GPUs seen: {}", seen.join(", "))),
+    });
+    let rebuild_cuda = "rebuild with CUDA: `cargo build --release --features cuda` (needs the CUDA toolkit's nvcc; the binary then needs the NVIDIA driver to start), and `tokbench backends build --accel cuda` for llama-bench and llama-server";
+    let rebuild_vulkan = "rebuild with Vulkan: `cargo build --release --features vulkan` (needs libvulkan-dev and glslc), and `tokbench backends build --accel vulkan`";
+    match (built, nvidia.is_empty(), d.amd.is_empty()) {
+        ("cpu", false, _) => out.push(fix(
+            format!(
+                "this is a CPU build on a machine with {}: the engine would measure the CPU, not the GPU",
+                nvidia.join(", ")
+            ),
+            rebuild_cuda,
+        )),
+        ("cpu", true, false) => out.push(fix(
+            format!(
+                "this is a CPU build on a machine with {}: the engine would measure the CPU, not the GPU",
+                d.amd.join(", ")
+            ),
+            rebuild_vulkan,
+        )),
+        ("cuda", true, _) => out.push(fix(
+            "built for CUDA, but no NVIDIA GPU is seen: every cell would fail or fall back to the CPU",
+            "run it on the GPU machine, or build without `--features cuda` here",
+        )),
+        ("vulkan", true, true) => out.push(note(
+            "built for Vulkan, and no NVIDIA or AMD GPU is seen (an Intel or software Vulkan device may still be there)",
+            "`vulkaninfo --summary` lists the Vulkan devices; llama.cpp skips CPU-type devices unless GGML_VK_VISIBLE_DEVICES names them",
+        )),
+        _ => {}
+    }
+    out
+}
+
 /// The arguments of `doctor` and `migrate`: the database.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DbArgs {
@@ -169,6 +255,10 @@ pub async fn doctor_command(args: &DbArgs) -> anyhow::Result<ExitCode> {
     let sections = [
         ("database", database(db).await),
         ("backends", backends()),
+        (
+            "accelerator",
+            accelerator(tokbench_engine::accel(), &devices()),
+        ),
         ("telemetry", telemetry()),
     ];
     let mut to_fix = 0;
@@ -208,4 +298,51 @@ pub async fn migrate_command(args: &DbArgs) -> anyhow::Result<ExitCode> {
         )?;
     }
     Ok(ExitCode::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn levels(f: &[Finding]) -> Vec<(&'static str, String)> {
+        f.iter().map(|f| (f.level, f.what.clone())).collect()
+    }
+
+    #[test]
+    fn the_build_and_the_devices_are_matched() {
+        let none = Devices {
+            nvidia: Err("no NVIDIA driver".into()),
+            amd: vec![],
+        };
+        let h200 = Devices {
+            nvidia: Ok(vec!["NVIDIA H200".into()]),
+            amd: vec![],
+        };
+        let amd = Devices {
+            nvidia: Ok(vec![]),
+            amd: vec!["AMD GPU (card0)".into()],
+        };
+        // Matching: nothing to fix.
+        assert!(accelerator("cpu", &none).iter().all(|f| f.level == "ok"));
+        assert!(accelerator("cuda", &h200).iter().all(|f| f.level == "ok"));
+        assert!(accelerator("vulkan", &amd).iter().all(|f| f.level == "ok"));
+        // A CPU build on a GPU machine says how to rebuild, for that vendor.
+        let f = accelerator("cpu", &h200);
+        let bad = f.iter().find(|f| f.level == "fix").unwrap();
+        assert!(bad.what.contains("NVIDIA H200"), "{:?}", levels(&f));
+        assert!(bad.fix.as_deref().unwrap().contains("--features cuda"));
+        let f = accelerator("cpu", &amd);
+        let bad = f.iter().find(|f| f.level == "fix").unwrap();
+        assert!(bad.fix.as_deref().unwrap().contains("--features vulkan"));
+        // A CUDA build with no NVIDIA GPU.
+        let f = accelerator("cuda", &none);
+        assert!(f
+            .iter()
+            .any(|f| f.level == "fix" && f.what.contains("no NVIDIA GPU")));
+        assert!(
+            f.iter().any(|f| f.what.contains("no NVIDIA driver")),
+            "{:?}",
+            levels(&f)
+        );
+    }
 }

@@ -84,3 +84,46 @@ async fn doctor_reports_and_changes_nothing() {
     assert_eq!(code, Some(0));
     assert!(text.contains("does not exist yet"), "{text}");
 }
+
+/// `doctor` says which accelerator the binary was built for and which GPUs the machine has:
+/// this CPU build, on a machine whose NVML (replayed: the synthetic H200 recording) shows
+/// an H200, is told how to rebuild, and doctor exits 1; without a GPU it is content.
+#[test]
+fn doctor_matches_the_build_against_the_gpus_it_sees() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("none.db");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../telemetry/tests/fixtures/nvml/h200-synthetic.json");
+    let out = tokbench(&["doctor", "--db", db.to_str().unwrap()])
+        .env("TOKBENCH_NVML_REPLAY", &fixture)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    if cfg!(feature = "cuda") {
+        assert!(text.contains("engine built for: cuda"), "{text}");
+        return;
+    }
+    assert!(text.contains("engine built for: cpu"), "{text}");
+    assert!(text.contains("GPUs seen: NVIDIA H200"), "{text}");
+    assert!(
+        text.contains("[fix] this is a CPU build on a machine with NVIDIA H200")
+            && text.contains("--features cuda"),
+        "{text}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+
+    if !std::path::Path::new("/proc/driver/nvidia").exists()
+        && !std::path::Path::new("/sys/class/drm").exists()
+    {
+        let out = tokbench(&["doctor", "--db", db.to_str().unwrap()])
+            .env_remove("TOKBENCH_NVML_REPLAY")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("GPUs seen: none (NVIDIA: no NVIDIA driver"),
+            "{text}"
+        );
+        assert!(!text.contains("this is a CPU build"), "{text}");
+    }
+}
