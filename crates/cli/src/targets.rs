@@ -678,6 +678,8 @@ async fn install(t: &Target) -> anyhow::Result<ExitCode> {
 
 /// What one target's task tells the writer.
 enum Event {
+    /// The target answered `remote info`: the host name it reports.
+    Probed(String),
     Line(Box<StreamLine>),
     /// The target's run is over: its exit code and, when it failed, why.
     Done(ExitCode, Option<String>),
@@ -771,9 +773,17 @@ pub async fn run_on_targets(
     );
     let mut state: Vec<Writer> = targets.iter().map(|_| Writer::default()).collect();
     let mut codes: Vec<Option<ExitCode>> = targets.iter().map(|_| None).collect();
+    let mut hosts: BTreeMap<String, usize> = BTreeMap::new();
     while let Some((i, ev)) = rx.recv().await {
         let t = &targets[i];
         match ev {
+            Event::Probed(hostname) => {
+                if let Some(&other) = hosts.get(&hostname) {
+                    progress.note(i, &same_machine(&targets[other].name, &hostname));
+                } else {
+                    hosts.insert(hostname, i);
+                }
+            }
             Event::Line(line) => match state[i].take(&store, t, *line).await {
                 Ok(Some(said)) => progress.show(i, said),
                 Ok(None) => {}
@@ -878,6 +888,16 @@ pub async fn run_on_targets(
     Ok(worst(
         codes.into_iter().map(|c| c.unwrap_or(ExitCode::ToolError)),
     ))
+}
+
+/// The warning for two targets that report one host name: two runs on one machine share
+/// its cores, and llama.cpp's threads spin while they wait, so each slows the other far
+/// more than in proportion (measured by scripts/remote-bench.sh on a 2-core machine: two
+/// smoke runs at once took 4.5 times as long as one after the other).
+fn same_machine(other: &str, hostname: &str) -> String {
+    format!(
+        "reports the same host name as target {other} ({hostname}): if they are one machine, their runs share its cores and slow each other several times over; set `threads` in the suite to split the cores, or run them one after the other"
+    )
 }
 
 /// Re-measures `cells` of run `prev_uuid` on the target it ran on (what `tokbench check`
@@ -992,8 +1012,11 @@ impl Job {
 
     async fn run(&self, i: usize, tx: &mpsc::Sender<(usize, Event)>) -> (ExitCode, Option<String>) {
         let t = &self.target;
-        if let Err(e) = probe(t).await {
-            return (ExitCode::ToolError, Some(e));
+        match probe(t).await {
+            Ok(info) => {
+                let _ = tx.send((i, Event::Probed(info.hostname))).await;
+            }
+            Err(e) => return (ExitCode::ToolError, Some(e)),
         }
         let mut c = t.ssh(&self.command());
         c.stdin(Stdio::piped())

@@ -235,6 +235,12 @@ fn two_targets_run_in_parallel_into_one_database_and_a_dropped_link_loses_nothin
     eprintln!("{e}");
     assert!(out.status.success(), "{e}");
     assert!(e.contains("[a] [2/2]") && e.contains("[b] [2/2]"), "{e}");
+    // Both targets are this machine: said once, naming the other target.
+    assert_eq!(
+        e.matches("reports the same host name as target ").count(),
+        1,
+        "{e}"
+    );
     for f in ["pwned", "pwned2", "pwned3"] {
         assert!(
             !tmp.path().join(f).exists() && !Path::new(f).exists(),
