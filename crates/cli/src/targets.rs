@@ -342,24 +342,14 @@ async fn remote_output(
     stdin: Option<&[u8]>,
     timeout: Option<Duration>,
 ) -> Result<Vec<u8>, String> {
-    let (stdout, status) = remote_output_kept(t, command, stdin, timeout).await;
+    let (stdout, status) = remote_output_kept(t, command, stdin, timeout).await?;
     status.map(|()| stdout)
 }
 
-/// [`remote_output`], keeping what the command printed also when it then failed.
+/// [`remote_output`], keeping what the command printed also when it then failed: an error
+/// before it ran (ssh not started, no answer in time), else its stdout and whether it
+/// succeeded.
 async fn remote_output_kept(
-    t: &Target,
-    command: &str,
-    stdin: Option<&[u8]>,
-    timeout: Option<Duration>,
-) -> (Vec<u8>, Result<(), String>) {
-    match remote_output_inner(t, command, stdin, timeout).await {
-        Ok((stdout, status)) => (stdout, status),
-        Err(e) => (Vec::new(), Err(e)),
-    }
-}
-
-async fn remote_output_inner(
     t: &Target,
     command: &str,
     stdin: Option<&[u8]>,
@@ -595,16 +585,8 @@ async fn sync(targets: &[Target], db: &Path) -> anyhow::Result<ExitCode> {
         let copied = t0.elapsed();
         let merged = async {
             std::fs::write(&copy, &bytes).context("cannot write its database here")?;
-            let uuids = {
-                let theirs = Store::open_read_only(&copy).await?;
-                let u = theirs.run_uuids().await?;
-                theirs.close().await;
-                u
-            };
-            let r = store.merge_from(&copy).await?;
-            // Runs that came home only now, never streamed: measured on this target.
-            store.set_missing_target(&uuids, &t.name).await?;
-            anyhow::Ok(r)
+            // Runs that come home only now, never streamed, were measured on this target.
+            anyhow::Ok(store.merge_from_target(&copy, Some(&t.name)).await?)
         }
         .await;
         let _ = std::fs::remove_file(&copy);
@@ -923,7 +905,9 @@ pub async fn rerun_on_target(
         quote(trigger),
         quote(&uuid)
     );
-    let (stdout, out) = remote_output_kept(&t, &cmd, None, None).await;
+    let (stdout, out) = remote_output_kept(&t, &cmd, None, None)
+        .await
+        .unwrap_or_else(|e| (Vec::new(), Err(e)));
     // Whatever arrived is stored, even when the command then failed.
     let store = Store::open(db)
         .await

@@ -149,6 +149,17 @@ impl Store {
     /// The source is opened read-only and never changed. One transaction: on any error
     /// the destination is unchanged.
     pub async fn merge_from(&self, src: &Path) -> Result<MergeReport, StoreError> {
+        self.merge_from_target(src, None).await
+    }
+
+    /// [`Store::merge_from`] of a remote target's database (what `tokbench targets sync`
+    /// brought home): in the same transaction, every source run here that names no target
+    /// yet is named as measured on `target`.
+    pub async fn merge_from_target(
+        &self,
+        src: &Path,
+        target: Option<&str>,
+    ) -> Result<MergeReport, StoreError> {
         if !src.exists() {
             return Err(StoreError::Missing { path: src.into() });
         }
@@ -169,7 +180,7 @@ impl Store {
             .execute(&mut conn)
             .await
         {
-            Ok(_) => merge_attached(&mut conn, src).await,
+            Ok(_) => merge_attached(&mut conn, src, target).await,
             Err(source) => Err(StoreError::Open {
                 path: src.into(),
                 source,
@@ -252,6 +263,7 @@ fn read_only_uri(path: &Path) -> String {
 async fn merge_attached(
     conn: &mut SqliteConnection,
     src: &Path,
+    target: Option<&str>,
 ) -> Result<MergeReport, StoreError> {
     check_source_schema(conn, src).await?;
     let mut tx = conn
@@ -263,6 +275,16 @@ async fn merge_attached(
         ..Default::default()
     };
     copy_rows(&mut tx, &mut report).await?;
+    if let Some(target) = target {
+        sqlx::query(
+            "UPDATE main.run SET target = ? WHERE target IS NULL
+             AND id IN (SELECT dst FROM temp.merge_map_run)",
+        )
+        .bind(target)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("record the runs' target"))?;
+    }
     tx.commit().await.map_err(sql("commit the merge"))?;
     Ok(report)
 }

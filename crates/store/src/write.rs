@@ -121,38 +121,6 @@ impl Store {
         Ok(row.and_then(|(t,)| t))
     }
 
-    /// Every run UUID of this database, oldest first.
-    pub async fn run_uuids(&self) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(String,)> = sqlx::query_as("SELECT uuid FROM run ORDER BY started_at, id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(sql("list the runs"))?;
-        Ok(rows.into_iter().map(|(u,)| u).collect())
-    }
-
-    /// Names `target` as where runs `uuids` were measured, for those here that name no
-    /// target yet (a `targets sync` brought them home without their stream). Returns how
-    /// many it named.
-    pub async fn set_missing_target(
-        &self,
-        uuids: &[String],
-        target: &str,
-    ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(sql("begin"))?;
-        let mut named = 0;
-        for u in uuids {
-            named += sqlx::query("UPDATE run SET target = ? WHERE uuid = ? AND target IS NULL")
-                .bind(target)
-                .bind(u)
-                .execute(&mut *tx)
-                .await
-                .map_err(sql("record the run's target"))?
-                .rows_affected();
-        }
-        tx.commit().await.map_err(sql("commit"))?;
-        Ok(named)
-    }
-
     /// The UUIDs of the runs started by the command that started run `uuid` (itself
     /// included), oldest first; just `uuid` for a run started on its own.
     pub async fn invocation_runs(&self, uuid: &str) -> Result<Vec<String>, StoreError> {
