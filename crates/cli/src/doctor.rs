@@ -156,11 +156,12 @@ fn telemetry() -> Vec<Finding> {
     out
 }
 
-/// The GPUs this machine has, as their drivers show them: NVIDIA through NVML (or the
-/// recording `TOKBENCH_NVML_REPLAY` names), AMD through amdgpu's sysfs.
+/// The GPUs this machine has: NVIDIA through NVML (or the recording
+/// `TOKBENCH_NVML_REPLAY` names), AMD and Intel as the host detection lists them from sysfs.
 struct Devices {
     nvidia: Result<Vec<String>, String>,
-    amd: Vec<String>,
+    /// AMD and Intel GPUs: Vulkan's.
+    other: Vec<String>,
 }
 
 fn devices() -> Devices {
@@ -173,21 +174,18 @@ fn devices() -> Devices {
                 .map(|i| api.name(i).unwrap_or_else(|e| format!("GPU {i} ({e})")))
                 .collect())
         });
-    let amd = std::fs::read_dir("/sys/class/drm")
+    let other = if cfg!(target_os = "linux") {
+        tokbench_runner::host::linux_gpus(
+            Path::new("/proc/driver/nvidia/gpus"),
+            Path::new("/sys/class/drm"),
+        )
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            name.starts_with("card") && !name.contains('-')
-        })
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("device/vendor"))
-                .is_ok_and(|v| v.trim() == "0x1002")
-        })
-        .map(|e| format!("AMD GPU ({})", e.file_name().to_string_lossy()))
-        .collect();
-    Devices { nvidia, amd }
+        .filter(|g| !g.starts_with("NVIDIA"))
+        .collect()
+    } else {
+        Vec::new()
+    };
+    Devices { nvidia, other }
 }
 
 /// Which accelerator this binary's engine was built for, which GPUs the machine has, and
@@ -201,7 +199,7 @@ fn accelerator(built: &str, d: &Devices) -> Vec<Finding> {
             _ => "",
         }
     ))];
-    let seen: Vec<String> = nvidia.iter().chain(&d.amd).cloned().collect();
+    let seen: Vec<String> = nvidia.iter().chain(&d.other).cloned().collect();
     out.push(match &seen[..] {
         [] => ok(format!(
             "GPUs seen: none{}",
@@ -214,7 +212,7 @@ fn accelerator(built: &str, d: &Devices) -> Vec<Finding> {
     });
     let rebuild_cuda = "rebuild with CUDA: `cargo build --release --features cuda` (needs the CUDA toolkit's nvcc; the binary then needs the NVIDIA driver to start), and `tokbench backends build --accel cuda` for llama-bench and llama-server";
     let rebuild_vulkan = "rebuild with Vulkan: `cargo build --release --features vulkan` (needs libvulkan-dev and glslc), and `tokbench backends build --accel vulkan`";
-    match (built, nvidia.is_empty(), d.amd.is_empty()) {
+    match (built, nvidia.is_empty(), d.other.is_empty()) {
         ("cpu", false, _) => out.push(fix(
             format!(
                 "this is a CPU build on a machine with {}: the engine would measure the CPU, not the GPU",
@@ -222,10 +220,19 @@ fn accelerator(built: &str, d: &Devices) -> Vec<Finding> {
             ),
             rebuild_cuda,
         )),
+        // An integrated Intel GPU is often slower than the CPU beside it: worth knowing,
+        // not a mistake.
+        ("cpu", true, false) if d.other.iter().all(|g| g.starts_with("Intel")) => out.push(note(
+            format!(
+                "this is a CPU build on a machine with {}: the engine measures the CPU",
+                d.other.join(", ")
+            ),
+            rebuild_vulkan,
+        )),
         ("cpu", true, false) => out.push(fix(
             format!(
                 "this is a CPU build on a machine with {}: the engine would measure the CPU, not the GPU",
-                d.amd.join(", ")
+                d.other.join(", ")
             ),
             rebuild_vulkan,
         )),
@@ -234,7 +241,7 @@ fn accelerator(built: &str, d: &Devices) -> Vec<Finding> {
             "run it on the GPU machine, or build without `--features cuda` here",
         )),
         ("vulkan", true, true) => out.push(note(
-            "built for Vulkan, and no NVIDIA or AMD GPU is seen (an Intel or software Vulkan device may still be there)",
+            "built for Vulkan, and no GPU is seen (a software Vulkan device may still be there)",
             "`vulkaninfo --summary` lists the Vulkan devices; llama.cpp skips CPU-type devices unless GGML_VK_VISIBLE_DEVICES names them",
         )),
         _ => {}
@@ -312,15 +319,15 @@ mod tests {
     fn the_build_and_the_devices_are_matched() {
         let none = Devices {
             nvidia: Err("no NVIDIA driver".into()),
-            amd: vec![],
+            other: vec![],
         };
         let h200 = Devices {
             nvidia: Ok(vec!["NVIDIA H200".into()]),
-            amd: vec![],
+            other: vec![],
         };
         let amd = Devices {
             nvidia: Ok(vec![]),
-            amd: vec!["AMD GPU (card0)".into()],
+            other: vec!["AMD Radeon RX 7900 XTX".into()],
         };
         // Matching: nothing to fix.
         assert!(accelerator("cpu", &none).iter().all(|f| f.level == "ok"));
@@ -334,6 +341,13 @@ mod tests {
         let f = accelerator("cpu", &amd);
         let bad = f.iter().find(|f| f.level == "fix").unwrap();
         assert!(bad.fix.as_deref().unwrap().contains("--features vulkan"));
+        // An Intel GPU alone: a note.
+        let intel = Devices {
+            nvidia: Ok(vec![]),
+            other: vec!["Intel GPU (PCI device 0x46a6)".into()],
+        };
+        let f = accelerator("cpu", &intel);
+        assert!(f.iter().any(|f| f.level == "note") && f.iter().all(|f| f.level != "fix"));
         // A CUDA build with no NVIDIA GPU.
         let f = accelerator("cuda", &none);
         assert!(f
