@@ -14,7 +14,7 @@
 //!   when the source has a counter covering both edges and it did not go backwards;
 //!   otherwise the trapezoidal integral of `power_w` over the window. Both are kept; the
 //!   used one is [`EnergyMethod`]. A counter read again before it updated adds nothing:
-//!   only the first reading of each value counts. Where a window is shorter than two of
+//!   only the first reading of each value counts. Where a window is shorter than 20 of
 //!   the counter's update periods (the median gap between its changes) and power was
 //!   sampled, the integral is used: the counter's steps would dominate its difference.
 //! - **Disagreement.** When both exist and differ by more than 10% of the larger one.
@@ -356,7 +356,7 @@ impl Timeline {
             // whole update's joules into a window that saw part of it (NVML's counter
             // moves about every 100 ms; read at 50 ms, a 200 ms window came out at 791 W
             // on a 700 W card).
-            if is_counter(s.metric) && e.v.last() == Some(&s.value) {
+            if s.metric.is_energy_counter() && e.v.last() == Some(&s.value) {
                 continue;
             }
             e.t.push(s.t_ns);
@@ -413,9 +413,13 @@ fn too_short(series: &Series, n_inside: usize, duration_ns: u64) -> bool {
     n_inside < 2 || duration_ns < 2 * gap
 }
 
-fn is_counter(m: Metric) -> bool {
-    matches!(m, Metric::EnergyJ | Metric::CpuEnergyJ)
-}
+/// The fewest counter steps a window must span for the counter's difference to be used
+/// where power was sampled too: at most a step off at each edge, 20 steps bound the error
+/// to 10% and make it a few percent in practice. Two were not enough: on the replayed H200
+/// (counter stepping every 100 ms, read every 50 ms) decode windows of about 0.4 s came out
+/// at 725 W on a card whose power never passed 692 W. For NVML's counter this is 2 s;
+/// RAPL's steps every millisecond or so.
+const COUNTER_MIN_STEPS: u64 = 20;
 
 fn energy_of(
     source: &'static str,
@@ -437,12 +441,15 @@ fn energy_of(
         let tol = p.median_gap().unwrap_or(0);
         sum_over(&|w| p.integrate(w.start_ns, w.end_ns, tol))
     });
-    // A counter moves in steps (its update period: the median gap between its changes):
-    // over a window shorter than two steps its difference is mostly rounding, and sampled
-    // power, where there is some, says more.
-    let coarse = counter
-        .and_then(Series::median_gap)
-        .is_some_and(|period| windows.iter().any(|w| w.duration_ns() < 2 * period));
+    // A counter moves in steps (its update period: the median gap between its changes),
+    // and when each step happened is known only to within a reading: each edge of a
+    // window can be off by up to a step. Over fewer than COUNTER_MIN_STEPS steps that
+    // error is too large a share, and sampled power, where there is some, says more.
+    let coarse = counter.and_then(Series::median_gap).is_some_and(|period| {
+        windows
+            .iter()
+            .any(|w| w.duration_ns() < COUNTER_MIN_STEPS * period)
+    });
     let counter_used = counter_energy_j.filter(|_| !(coarse && integrated_energy_j.is_some()));
     let (energy_j, method) = match (counter_used, integrated_energy_j) {
         (Some(c), _) => (Some(c), Some(EnergyMethod::Counter)),
@@ -650,7 +657,7 @@ mod tests {
     fn a_counter_that_updates_slower_than_it_is_read_is_not_taken_for_a_staircase() {
         let watts = 665.0;
         let mut samples = Vec::new();
-        for k in 0..=60u64 {
+        for k in 0..=100u64 {
             let t = k * 50 * MS;
             // The counter as of its last 100 ms update.
             let updated = t / (100 * MS) * (100 * MS);
@@ -666,7 +673,11 @@ mod tests {
         let e = short[0].headline().unwrap();
         assert_eq!(e.method, Some(EnergyMethod::Integrated), "{e:?}");
         assert!((e.avg_power_w.unwrap() - watts).abs() < 1.0, "{e:?}");
-        let long = summarize(&samples, &[w(Phase::Decode, 520 * MS, 2_520 * MS, None)]);
+        // A 0.4 s window, 4 steps: still the integral.
+        let mid = summarize(&samples, &[w(Phase::Decode, 1_020 * MS, 1_420 * MS, None)]);
+        let e = mid[0].headline().unwrap();
+        assert_eq!(e.method, Some(EnergyMethod::Integrated), "{e:?}");
+        let long = summarize(&samples, &[w(Phase::Decode, 520 * MS, 4_520 * MS, None)]);
         let e = long[0].headline().unwrap();
         assert_eq!(e.method, Some(EnergyMethod::Counter), "{e:?}");
         assert!(
@@ -787,13 +798,14 @@ mod tests {
         let clock = ManualClock::new(1000 * MS);
         let samples = gpu_timeline(&clock, 3 * S, 20 * S, 100 * MS);
         // Starts 30 ms before the sampler's first tick: held/extrapolated within one interval.
-        let e = summarize(&samples, &[w(Phase::IdleBefore, 970 * MS, 1970 * MS, None)])[0]
+        // 2 s: the 20 counter steps a counter's difference needs.
+        let e = summarize(&samples, &[w(Phase::IdleBefore, 970 * MS, 2970 * MS, None)])[0]
             .headline()
             .cloned()
             .unwrap();
         assert_eq!(e.method, Some(EnergyMethod::Counter));
-        assert!((e.energy_j.unwrap() - 100.0).abs() < 1e-6, "{e:?}");
-        assert!((e.integrated_energy_j.unwrap() - 100.0).abs() < 1e-6);
+        assert!((e.energy_j.unwrap() - 200.0).abs() < 1e-6, "{e:?}");
+        assert!((e.integrated_energy_j.unwrap() - 200.0).abs() < 1e-6);
         // 300 ms before: uncovered.
         let e = summarize(&samples, &[w(Phase::IdleBefore, 700 * MS, 1970 * MS, None)])[0]
             .headline()
@@ -898,7 +910,7 @@ mod tests {
     fn summaries_serialise_with_stable_names() {
         let clock = ManualClock::new(0);
         let samples = gpu_timeline(&clock, 3 * S, 20 * S, 100 * MS);
-        let sum = summarize_phase(&samples, &[w(Phase::IdleBefore, S, 2 * S, Some(3))]).unwrap();
+        let sum = summarize_phase(&samples, &[w(Phase::IdleBefore, S, 3 * S, Some(3))]).unwrap();
         let json = serde_json::to_value(&sum).unwrap();
         assert_eq!(json["phase"], "idle_before");
         assert_eq!(json["energy"][0]["method"], "counter");
