@@ -92,7 +92,8 @@ fn nvml_record_command(
     check_duration(seconds, interval_ms)?;
     let mut api = tokbench_telemetry::nvml::api()
         .map_err(|u| anyhow::anyhow!("cannot record NVML: {}", u.reason))?;
-    let replayed = std::env::var_os(tokbench_telemetry::nvml::REPLAY_ENV).is_some();
+    let replayed =
+        std::env::var_os(tokbench_telemetry::nvml::REPLAY_ENV).is_some_and(|v| !v.is_empty());
     let pids: Vec<u32> = pid.into_iter().collect();
     let t0 = tokbench_telemetry::monotonic_ns();
     api.before_sample(t0, &pids);

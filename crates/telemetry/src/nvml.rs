@@ -281,7 +281,9 @@ impl EnergyCounter {
     /// 2^64 is carried exactly; a reset (a driver reload, a GPU reset: the counter starts
     /// again near 0) restarts the figure at 0, so the series goes down and the phase
     /// windows across it fall back to integrated power instead of a wrong difference.
-    fn follow(&mut self, raw: u64) -> u64 {
+    /// Returns true at a reset.
+    fn follow(&mut self, raw: u64) -> bool {
+        let mut reset = false;
         if let Some(last) = self.last {
             if raw >= last {
                 self.since_first_mj += raw - last;
@@ -291,10 +293,11 @@ impl EnergyCounter {
             } else {
                 self.since_first_mj = 0;
                 self.resets += 1;
+                reset = true;
             }
         }
         self.last = Some(raw);
-        self.since_first_mj
+        reset
     }
 }
 
@@ -581,11 +584,17 @@ impl Source for NvmlSource {
         if self.available.is_empty() {
             self.probe();
         }
-        let power = self.power;
-        let available = self.available.clone();
+        let NvmlSource {
+            api,
+            device_count: count,
+            power,
+            available,
+            energy,
+            ..
+        } = self;
+        let (count, power) = (*count, *power);
         let is_available = |m: Metric| matches!(available.get(&m), Some(Ok(())));
-        let count = self.device_count;
-        let Ok(api) = &mut self.api else {
+        let Ok(api) = api else {
             return;
         };
         api.before_sample(clock.now_ns(), pids);
@@ -626,11 +635,17 @@ impl Source for NvmlSource {
             let t_ns = clock.now_ns();
             let raw: Option<Vec<u64>> = (0..count).map(|i| api.total_energy_mj(i).ok()).collect();
             if let Some(raw) = raw {
-                let mj: u64 = raw
-                    .iter()
-                    .zip(self.energy.iter_mut())
-                    .map(|(r, c)| c.follow(*r))
-                    .sum();
+                let mut reset = false;
+                for (r, c) in raw.iter().zip(energy.iter_mut()) {
+                    reset |= c.follow(*r);
+                }
+                // One device's reset restarts the whole sum at 0: a drop the phases see
+                // (and integrate power across), where the other devices' growth since
+                // the last reading could otherwise hide it in the sum.
+                if reset {
+                    energy.iter_mut().for_each(|c| c.since_first_mj = 0);
+                }
+                let mj: u64 = energy.iter().map(|c| c.since_first_mj).sum();
                 out.push(Sample {
                     t_ns,
                     metric: Metric::EnergyJ,

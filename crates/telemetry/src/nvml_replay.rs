@@ -35,7 +35,8 @@
 //! - Any value may be `{"error": "NotSupported"}` (or `NoPermission`, `GpuLost`, `NotFound`,
 //!   `Unknown`, `Timeout`, `Uninitialized`, `InsufficientSize`): the call fails with that
 //!   NVML error. A device entry that is itself `{"error": "GpuLost"}` fails every call from
-//!   then on: a device that vanished. A field never given fails with `NotSupported`.
+//!   then on (a device that vanished), until an entry gives it readings again. A field
+//!   never given fails with `NotSupported`.
 //! - A process's PID `"backend"` is the backend's PIDs at sample time (the first of them);
 //!   a process's memory `null` is NVML's "not available".
 
@@ -46,18 +47,27 @@ use serde_json::Value;
 
 use crate::nvml::{GpuClock, GpuProcess, NvmlApi, NvmlError};
 
-/// One device at one moment: the value (or error) of every call given so far.
+/// Values by call name: the system's or a device's fixed facts, or one device's reading.
 type State = BTreeMap<String, Value>;
+
+/// Where a device's lost mark is kept among its changes: `{"error": …}` from the entry
+/// that lost it, `null` from one that gives readings again.
+const LOST: &str = "*";
 
 /// A recording, and where in it the replay stands.
 #[derive(Debug)]
 pub struct NvmlReplay {
     sys: State,
     statics: Vec<State>,
-    /// Each entry's time and every device's whole state at that time (fields carried).
-    timeline: Vec<(u64, Vec<Option<State>>)>,
+    /// Per device and call, each value it was given and from when (ns into the
+    /// recording), in time order: what changed, not a copy of everything per entry, so
+    /// an hour at 100 ms on eight GPUs replays in the memory of its file.
+    changes: Vec<BTreeMap<String, Vec<(u64, Value)>>>,
     origin_ns: Option<u64>,
-    now: usize,
+    /// Where the replay stands, ns into the recording.
+    now_ns: u64,
+    /// The first entry's time: before it, the replay stands there.
+    start_ns: u64,
     backend_pid: Option<u32>,
 }
 
@@ -72,38 +82,43 @@ pub enum ReplayError {
     Shape(String),
 }
 
-fn nvml_error(name: &str) -> NvmlError {
-    match name {
-        "NotSupported" => NvmlError::NotSupported,
-        "NoPermission" => NvmlError::NoPermission,
-        "GpuLost" => NvmlError::GpuLost,
-        "NotFound" => NvmlError::NotFound,
-        "Timeout" => NvmlError::Timeout,
-        "Uninitialized" => NvmlError::Uninitialized,
-        "InsufficientSize" => NvmlError::InsufficientSize(None),
-        _ => NvmlError::Unknown,
-    }
+/// The NVML errors a recording may name, each with its name there.
+fn errors() -> [(&'static str, NvmlError); 8] {
+    [
+        ("NotSupported", NvmlError::NotSupported),
+        ("NoPermission", NvmlError::NoPermission),
+        ("GpuLost", NvmlError::GpuLost),
+        ("NotFound", NvmlError::NotFound),
+        ("Timeout", NvmlError::Timeout),
+        ("Uninitialized", NvmlError::Uninitialized),
+        ("InsufficientSize", NvmlError::InsufficientSize(None)),
+        ("Unknown", NvmlError::Unknown),
+    ]
 }
 
-const ERROR_NAMES: [&str; 8] = [
-    "NotSupported",
-    "NoPermission",
-    "GpuLost",
-    "NotFound",
-    "Timeout",
-    "Uninitialized",
-    "InsufficientSize",
-    "Unknown",
-];
+fn nvml_error(name: &str) -> NvmlError {
+    errors()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map_or(NvmlError::Unknown, |(_, e)| e)
+}
+
+/// NVML's error as the recording names it (one it has no name for: `Unknown`).
+pub fn error_name(e: &NvmlError) -> &'static str {
+    errors()
+        .into_iter()
+        .find(|(_, x)| std::mem::discriminant(x) == std::mem::discriminant(e))
+        .map_or("Unknown", |(n, _)| n)
+}
 
 /// `{"error": NAME}`'s NAME, checked.
 fn error_of(v: &Value) -> Result<Option<&str>, String> {
     match v.as_object().and_then(|o| o.get("error")) {
         None => Ok(None),
-        Some(Value::String(n)) if ERROR_NAMES.contains(&n.as_str()) => Ok(Some(n)),
+        Some(Value::String(n)) if errors().iter().any(|(e, _)| e == n) => Ok(Some(n)),
         Some(other) => Err(format!(
             "unknown NVML error {other}: one of {}",
-            ERROR_NAMES.join(", ")
+            errors().map(|(n, _)| n).join(", ")
         )),
     }
 }
@@ -143,19 +158,22 @@ impl NvmlReplay {
             .and_then(Value::as_array)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| shape("`timeline`: a list of at least one entry"))?;
-        let mut timeline: Vec<(u64, Vec<Option<State>>)> = Vec::with_capacity(entries.len());
-        let mut current: Vec<Option<State>> = vec![Some(State::new()); statics.len()];
+        let mut changes: Vec<BTreeMap<String, Vec<(u64, Value)>>> =
+            vec![BTreeMap::new(); statics.len()];
+        let mut last_ns = 0;
+        let mut start_ns = None;
         for (n, e) in entries.iter().enumerate() {
             let at = |m: String| ReplayError::Shape(format!("timeline[{n}]: {m}"));
-            let t_ms = e
+            let t_ns = e
                 .get("t_ms")
                 .and_then(Value::as_u64)
-                .ok_or_else(|| at("`t_ms`: milliseconds from the start".into()))?;
-            if let Some((prev, _)) = timeline.last() {
-                if t_ms * 1_000_000 < *prev {
-                    return Err(at(format!("t_ms {t_ms} goes back in time")));
-                }
+                .and_then(|ms| ms.checked_mul(1_000_000))
+                .ok_or_else(|| at("`t_ms`: milliseconds from the start, at most 2^64 ns".into()))?;
+            if t_ns < last_ns {
+                return Err(at(format!("t_ms {} goes back in time", t_ns / 1_000_000)));
             }
+            last_ns = t_ns;
+            start_ns.get_or_insert(t_ns);
             let devices = e
                 .get("devices")
                 .and_then(Value::as_array)
@@ -169,43 +187,66 @@ impl NvmlReplay {
             }
             for (i, d) in devices.iter().enumerate() {
                 let lost = error_of(d).map_err(|m| at(format!("devices[{i}]: {m}")))?;
-                if let Some(name) = lost {
-                    let mut gone = State::new();
-                    gone.insert("*".into(), serde_json::json!({ "error": name }));
-                    current[i] = Some(gone);
+                let calls = &mut changes[i];
+                let was_lost = calls
+                    .get(LOST)
+                    .and_then(|l| l.last())
+                    .is_some_and(|(_, v)| !v.is_null());
+                if lost.is_some() {
+                    calls
+                        .entry(LOST.into())
+                        .or_default()
+                        .push((t_ns, d.clone()));
                     continue;
                 }
-                let fields = object(d, &format!("timeline[{n}].devices[{i}]"))?;
-                let state = current[i].get_or_insert_with(State::new);
-                state.remove("*");
-                state.extend(fields);
+                if was_lost {
+                    calls
+                        .entry(LOST.into())
+                        .or_default()
+                        .push((t_ns, Value::Null));
+                }
+                for (k, v) in object(d, &format!("timeline[{n}].devices[{i}]"))? {
+                    calls.entry(k).or_default().push((t_ns, v));
+                }
             }
-            timeline.push((t_ms * 1_000_000, current.clone()));
         }
         Ok(NvmlReplay {
             sys,
             statics,
-            timeline,
+            changes,
             origin_ns: None,
-            now: 0,
+            now_ns: 0,
+            start_ns: start_ns.unwrap_or(0),
             backend_pid: None,
         })
     }
 
+    /// Device `i`'s change list for `key`, as it stands now.
+    fn current(&self, i: usize, key: &str) -> Option<&Value> {
+        let list = self.changes.get(i)?.get(key)?;
+        let now = self.now_ns.max(self.start_ns);
+        let k = list.partition_point(|(t, _)| *t <= now);
+        k.checked_sub(1).map(|k| &list[k].1)
+    }
+
+    /// Device `i` as NVML would open it now: there, lost, or no such index.
+    fn device(&self, i: u32) -> Result<usize, NvmlError> {
+        let i = i as usize;
+        if i >= self.statics.len() {
+            return Err(NvmlError::InvalidArg);
+        }
+        match self.current(i, LOST).filter(|v| !v.is_null()) {
+            Some(e) => Err(nvml_error(error_of(e).ok().flatten().unwrap_or("Unknown"))),
+            None => Ok(i),
+        }
+    }
+
     /// The value of `key` for device `i` now: its reading, else its fixed fact.
     fn value(&self, i: u32, key: &str) -> Result<Value, NvmlError> {
-        let i = i as usize;
-        let (Some(fixed), Some((_, states))) = (self.statics.get(i), self.timeline.get(self.now))
-        else {
-            return Err(NvmlError::InvalidArg);
-        };
-        let state = states[i].as_ref();
-        if let Some(e) = state.and_then(|s| s.get("*")) {
-            return Err(nvml_error(error_of(e).ok().flatten().unwrap_or("Unknown")));
-        }
-        let v = state
-            .and_then(|s| s.get(key))
-            .or_else(|| fixed.get(key))
+        let i = self.device(i)?;
+        let v = self
+            .current(i, key)
+            .or_else(|| self.statics[i].get(key))
             .ok_or(NvmlError::NotSupported)?;
         match error_of(v).ok().flatten() {
             Some(name) => Err(nvml_error(name)),
@@ -277,7 +318,7 @@ impl NvmlApi for NvmlReplay {
         Ok(self.statics.len() as u32)
     }
     fn open(&self, i: u32) -> Result<(), NvmlError> {
-        self.value(i, "name").map(drop)
+        self.device(i).map(drop)
     }
     fn name(&self, i: u32) -> Result<String, NvmlError> {
         self.text_of(i, "name")
@@ -340,26 +381,8 @@ impl NvmlApi for NvmlReplay {
     }
     fn before_sample(&mut self, now_ns: u64, backend_pids: &[u32]) {
         let origin = *self.origin_ns.get_or_insert(now_ns);
-        let t = now_ns.saturating_sub(origin);
-        self.now = self
-            .timeline
-            .partition_point(|(at, _)| *at <= t)
-            .saturating_sub(1);
+        self.now_ns = now_ns.saturating_sub(origin);
         self.backend_pid = backend_pids.first().copied();
-    }
-}
-
-/// NVML's error as the recording names it.
-pub fn error_name(e: &NvmlError) -> &'static str {
-    match e {
-        NvmlError::NotSupported => "NotSupported",
-        NvmlError::NoPermission => "NoPermission",
-        NvmlError::GpuLost => "GpuLost",
-        NvmlError::NotFound => "NotFound",
-        NvmlError::Timeout => "Timeout",
-        NvmlError::Uninitialized => "Uninitialized",
-        NvmlError::InsufficientSize(_) => "InsufficientSize",
-        _ => "Unknown",
     }
 }
 
@@ -583,6 +606,29 @@ mod tests {
     }
 
     #[test]
+    fn a_device_opens_without_its_name_and_comes_back_after_it_was_lost() {
+        let mut r = replay(serde_json::json!({
+            "devices": [{}],
+            "timeline": [
+                { "t_ms": 50, "devices": [{ "temperature_c": 40 }] },
+                { "t_ms": 100, "devices": [{ "error": "GpuLost" }] },
+                { "t_ms": 200, "devices": [{ "temperature_c": 41 }] }
+            ]
+        }));
+        // Before the first sample the replay stands at the first entry.
+        assert!(r.open(0).is_ok());
+        assert_eq!(r.temperature_c(0).unwrap(), 40);
+        assert!(matches!(r.name(0), Err(NvmlError::NotSupported)));
+        assert!(matches!(r.open(1), Err(NvmlError::InvalidArg)));
+        r.before_sample(1_000, &[]);
+        r.before_sample(1_000 + 150_000_000, &[]);
+        assert!(matches!(r.open(0), Err(NvmlError::GpuLost)));
+        r.before_sample(1_000 + 250_000_000, &[]);
+        assert!(r.open(0).is_ok());
+        assert_eq!(r.temperature_c(0).unwrap(), 41);
+    }
+
+    #[test]
     fn a_malformed_recording_is_refused_by_where() {
         let err = |v: Value| NvmlReplay::from_json(&v).err().unwrap().to_string();
         assert!(err(serde_json::json!([])).contains("object"));
@@ -600,6 +646,10 @@ mod tests {
             e.contains("timeline[1]") && e.contains("back in time"),
             "{e}"
         );
+        let e = err(serde_json::json!({ "devices": [{}], "timeline": [
+            { "t_ms": u64::MAX, "devices": [{}] }
+        ]}));
+        assert!(e.contains("timeline[0]") && e.contains("t_ms"), "{e}");
         let e = err(serde_json::json!({ "devices": [{}, {}], "timeline": [
             { "t_ms": 0, "devices": [{}] }
         ]}));

@@ -319,3 +319,39 @@ fn a_recording_that_cannot_be_read_says_so_in_the_probe() {
         .unwrap();
     assert!(err.to_string().contains("cannot read"), "{err}");
 }
+
+/// Two GPUs, the second unreadable for 17 s and then back with its counter reset: the sum
+/// of both counters must drop where the second restarted, or the other GPU's growth over
+/// the outage hides the reset and a window across it takes a counter difference that is
+/// missing the second GPU's 17 s (found by review: about 12% low, with no warning).
+#[test]
+fn a_reset_on_one_of_two_gpus_is_not_hidden_in_the_sum() {
+    let mut rec = fixture();
+    let d = rec["devices"][0].clone();
+    rec["devices"] = serde_json::json!([d.clone(), d]);
+    let at25 = counter_at(&rec, 25_000);
+    for e in timeline(&mut rec) {
+        let t = at_ms(e);
+        let mut second = e["devices"][0].clone();
+        if (8_000..25_000).contains(&t) {
+            second["total_energy_mj"] = serde_json::json!({ "error": "Unknown" });
+        } else if t >= 25_000 {
+            if let Some(v) = second["total_energy_mj"].as_u64() {
+                second["total_energy_mj"] = Value::from(v - at25 + 1_000);
+            }
+        }
+        e["devices"] = serde_json::json!([e["devices"][0].clone(), second]);
+    }
+    let p = play(&rec, 40_000);
+    assert_eq!(p.src.energy_counter_events(), vec![(0, 0), (0, 1)]);
+    let across = one(&p.samples, window(Phase::Decode, 5_000, 30_000));
+    let e = across.headline().unwrap();
+    assert_eq!(e.method, Some(EnergyMethod::Integrated), "{e:?}");
+    // Both cards near their 700 W for most of the window.
+    let avg = e.avg_power_w.unwrap();
+    assert!((1_200.0..=2.0 * TDP_W).contains(&avg), "{avg} W");
+    let after = one(&p.samples, window(Phase::Decode, 30_000, 40_000));
+    let e = after.headline().unwrap();
+    assert_eq!(e.method, Some(EnergyMethod::Counter), "{e:?}");
+    assert!((1.8 * TDP_W..=2.0 * TDP_W).contains(&e.avg_power_w.unwrap()));
+}
