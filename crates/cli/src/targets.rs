@@ -1409,17 +1409,21 @@ mod tests {
         parse(text, Path::new("targets.toml")).map_err(|e| e.to_string())
     }
 
+    /// The words ssh is given to run `true` on `t`.
+    fn args_of(t: &Target) -> Vec<String> {
+        t.ssh_args("true")
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
     #[test]
     fn the_example_targets_file_is_valid() {
         let t = parsed(include_str!("../../../bench-configs/targets.example.toml")).unwrap();
         let names: Vec<_> = t.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["box-4090", "mac", "tower-3090"]);
         assert_eq!(t[1].spec.port, Some(2222));
-        let args: Vec<String> = t[1]
-            .ssh_args("true")
-            .into_iter()
-            .map(|a| a.into_string().unwrap())
-            .collect();
+        let args = args_of(&t[1]);
         assert!(args.contains(&"IdentitiesOnly=yes".to_string()), "{args:?}");
     }
 
@@ -1441,11 +1445,7 @@ mod tests {
         assert_eq!(t.len(), 2);
         assert_eq!(t[1].name, "tower-3090");
         assert_eq!(t[1].spec.port, Some(2222));
-        let args: Vec<String> = t[1]
-            .ssh_args("true")
-            .into_iter()
-            .map(|a| a.into_string().unwrap())
-            .collect();
+        let args = args_of(&t[1]);
         assert!(args.contains(&"BatchMode=yes".to_string()), "{args:?}");
         assert!(args.windows(2).any(|w| w == ["-p", "2222"]), "{args:?}");
         assert!(

@@ -2,7 +2,6 @@
 //! why. `tokbench telemetry capture`: a short raw sample stream to a file, so real output
 //! from machines tokbench's developers do not have can become test fixtures.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -63,33 +62,36 @@ pub struct Recording {
 pub fn command(cmd: &TelemetryCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         TelemetryCommand::Probe { format } => probe_command(*format),
-        TelemetryCommand::Capture(r) => capture_command(&r.out, r.seconds, r.interval_ms, r.pid),
-        TelemetryCommand::NvmlRecord(r) => {
-            nvml_record_command(&r.out, r.seconds, r.interval_ms, r.pid)
+        TelemetryCommand::Capture(r) => capture_command(r),
+        TelemetryCommand::NvmlRecord(r) => nvml_record_command(r),
+    }
+}
+
+impl Recording {
+    fn check(&self) -> Result<(), BadInput> {
+        let seconds = self.seconds;
+        if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
+            return Err(BadInput(format!(
+                "--seconds {seconds}: give 0 < seconds ≤ 3600"
+            )));
         }
+        if self.interval_ms == 0 {
+            return Err(BadInput("--interval-ms must be at least 1".into()));
+        }
+        Ok(())
     }
 }
 
-fn check_duration(seconds: f64, interval_ms: u64) -> Result<(), BadInput> {
-    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
-        return Err(BadInput(format!(
-            "--seconds {seconds}: give 0 < seconds ≤ 3600"
-        )));
-    }
-    if interval_ms == 0 {
-        return Err(BadInput("--interval-ms must be at least 1".into()));
-    }
-    Ok(())
-}
-
-fn nvml_record_command(
-    out: &Path,
-    seconds: f64,
-    interval_ms: u64,
-    pid: Option<u32>,
-) -> anyhow::Result<ExitCode> {
+fn nvml_record_command(r: &Recording) -> anyhow::Result<ExitCode> {
     use tokbench_telemetry::nvml_replay::Recorder;
-    check_duration(seconds, interval_ms)?;
+    r.check()?;
+    let Recording {
+        out,
+        seconds,
+        interval_ms,
+        pid,
+    } = r;
+    let (seconds, interval_ms, pid) = (*seconds, *interval_ms, *pid);
     let mut api = tokbench_telemetry::nvml::api()
         .map_err(|u| anyhow::anyhow!("cannot record NVML: {}", u.reason))?;
     let replayed =
@@ -165,13 +167,15 @@ fn probe_command(format: Format) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-fn capture_command(
-    out: &Path,
-    seconds: f64,
-    interval_ms: u64,
-    pid: Option<u32>,
-) -> anyhow::Result<ExitCode> {
-    check_duration(seconds, interval_ms)?;
+fn capture_command(r: &Recording) -> anyhow::Result<ExitCode> {
+    r.check()?;
+    let Recording {
+        out,
+        seconds,
+        interval_ms,
+        pid,
+    } = r;
+    let (seconds, interval_ms, pid) = (*seconds, *interval_ms, *pid);
     let detected = tokbench_telemetry::detect();
     let reports = serde_json::to_value(&detected.reports)?;
     let pids = Arc::new(Mutex::new(pid.into_iter().collect::<Vec<u32>>()));

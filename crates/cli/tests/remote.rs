@@ -172,6 +172,23 @@ fn controller(sshd: &Sshd, args: &[&str]) -> Command {
     c
 }
 
+/// `tokbench run SUITE --target TARGET --targets FILE --db DB` on the controller.
+fn run_on(sshd: &Sshd, suite: &Path, target: &str, targets: &Path, db: &Path) -> Command {
+    controller(
+        sshd,
+        &[
+            "run",
+            suite.to_str().unwrap(),
+            "--target",
+            target,
+            "--targets",
+            targets.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ],
+    )
+}
+
 fn count(db: &Path, sql: &str) -> i64 {
     query(db, sql)[0]
         .values()
@@ -286,22 +303,10 @@ fn two_targets_run_in_parallel_into_one_database_and_a_dropped_link_loses_nothin
             "",
         ),
     );
-    let run = controller(
-        &sshd,
-        &[
-            "run",
-            long.to_str().unwrap(),
-            "--target",
-            "a",
-            "--targets",
-            ts,
-            "--db",
-            dbs,
-        ],
-    )
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let run = run_on(&sshd, &long, "a", &targets, &db)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let t0 = Instant::now();
     while count(&db, "SELECT COUNT(*) FROM result") < 5 {
         assert!(t0.elapsed() < Duration::from_secs(120), "no cell came home");
@@ -355,23 +360,11 @@ fn two_targets_run_in_parallel_into_one_database_and_a_dropped_link_loses_nothin
     // cell once.
     let marker = format!("TOKBENCH_TEST_MARK=remote-{}", std::process::id());
     let (k, v) = marker.split_once('=').unwrap();
-    let mut run = controller(
-        &sshd,
-        &[
-            "run",
-            long.to_str().unwrap(),
-            "--target",
-            "a",
-            "--targets",
-            ts,
-            "--db",
-            dbs,
-        ],
-    )
-    .env(k, v)
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut run = run_on(&sshd, &long, "a", &targets, &db)
+        .env(k, v)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let t0 = Instant::now();
     while count(&db, "SELECT COUNT(*) FROM result") < 11 {
         assert!(t0.elapsed() < Duration::from_secs(120), "no cell came home");
@@ -468,21 +461,9 @@ fn each_broken_target_is_one_line_and_the_others_finish() {
         &quick_suite("\"Q8_0\"", "\"tg4\"", ""),
     );
     let db = tmp.path().join("ctrl.db");
-    let out = controller(
-        &sshd,
-        &[
-            "run",
-            suite.to_str().unwrap(),
-            "--target",
-            "all",
-            "--targets",
-            targets.to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-        ],
-    )
-    .output()
-    .unwrap();
+    let out = run_on(&sshd, &suite, "all", &targets, &db)
+        .output()
+        .unwrap();
     let e = stderr(&out);
     eprintln!("{e}");
     assert_eq!(out.status.code(), Some(1), "{e}");
@@ -531,21 +512,7 @@ async fn check_re_measures_a_remote_suspect_on_its_target() {
     );
     let db = tmp.path().join("ctrl.db");
     let (dbs, ts) = (db.to_str().unwrap(), targets.to_str().unwrap());
-    let out = controller(
-        &sshd,
-        &[
-            "run",
-            suite.to_str().unwrap(),
-            "--target",
-            "a",
-            "--targets",
-            ts,
-            "--db",
-            dbs,
-        ],
-    )
-    .output()
-    .unwrap();
+    let out = run_on(&sshd, &suite, "a", &targets, &db).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     // A history ten times faster than anything this machine does: the run is a clear
     // suspect, and so is its re-measurement. Noise is not what this test is about (tiny
@@ -682,22 +649,10 @@ fn a_run_the_target_refuses_ends_the_command_with_its_reason() {
         "name = \"q\"\n[[model]]\npath = \"models/only-on-the-controller.gguf\"\n[workload]\ntests = [\"tg4\"]\nrepetitions = 1\n",
     );
     let db = tmp.path().join("ctrl.db");
-    let mut run = controller(
-        &sshd,
-        &[
-            "run",
-            suite.to_str().unwrap(),
-            "--target",
-            "a",
-            "--targets",
-            targets.to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-        ],
-    )
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut run = run_on(&sshd, &suite, "a", &targets, &db)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let t0 = Instant::now();
     let status = loop {
         if let Some(s) = run.try_wait().unwrap() {
