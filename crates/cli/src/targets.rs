@@ -1219,7 +1219,10 @@ struct Writer {
     stored: usize,
     /// Time spent storing streamed cells here: the controller's own cost per cell.
     store_time: std::time::Duration,
+    /// Builds and models already found or recorded here, by value: a run names a few,
+    /// each cell one of them.
     builds: BTreeMap<String, tokbench_store::BuildId>,
+    models: BTreeMap<String, tokbench_store::ModelId>,
 }
 
 impl Writer {
@@ -1301,7 +1304,17 @@ impl Writer {
                     }
                 };
                 let model_id = match &model {
-                    Some(m) => Some(store.model(m).await?),
+                    Some(m) => {
+                        let key = format!("{m:?}");
+                        match self.models.get(&key) {
+                            Some(id) => Some(*id),
+                            None => {
+                                let id = store.model(m).await?;
+                                self.models.insert(key, id);
+                                Some(id)
+                            }
+                        }
+                    }
                     None => None,
                 };
                 let rows: Vec<&tokbench_core::CellResult> = results.iter().collect();
