@@ -259,13 +259,21 @@ impl Store {
         repetitions_expected: u32,
         rs: &[&CellResult],
     ) -> Result<Vec<ResultId>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(sql("store a result"))?;
+        // IMMEDIATE: the write lock first, since [`ResultRows`] reads the largest id before
+        // it writes (a deferred transaction's read could go stale under another writer).
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(sql("store a result"))?;
         let ids = {
             let mut handle = tx.lock_handle().await.map_err(sql("store a result"))?;
             let mut w = Writer::new(handle.as_raw_handle());
-            rs.iter()
+            let mut batch = ResultRows::new(&mut w)?;
+            let ids = rs
+                .iter()
                 .map(|r| {
-                    insert_one(
+                    batch.push(
                         &mut w,
                         run,
                         build,
@@ -278,7 +286,9 @@ impl Store {
                         },
                     )
                 })
-                .collect::<Result<Vec<_>, _>>()?
+                .collect::<Result<Vec<_>, _>>()?;
+            batch.finish(&mut w)?;
+            ids
         };
         tx.commit().await.map_err(sql("store a result"))?;
         Ok(ids)
@@ -292,11 +302,18 @@ impl Store {
         run: RunId,
         cells: &[BatchCell<'_>],
     ) -> Result<Vec<ResultId>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(sql("store results"))?;
+        // IMMEDIATE: the write lock first, since [`ResultRows`] reads the largest id before
+        // it writes (a deferred transaction's read could go stale under another writer).
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(sql("store results"))?;
         let ids = {
             let mut handle = tx.lock_handle().await.map_err(sql("store results"))?;
             let mut w = Writer::new(handle.as_raw_handle());
             let mut ids = Vec::with_capacity(cells.len());
+            let mut batch = ResultRows::new(&mut w)?;
             // A batch names a few builds and models, each found or recorded once.
             let mut builds = Vec::new();
             let mut models = Vec::new();
@@ -306,7 +323,7 @@ impl Store {
                     .model
                     .map(|m| seen(&mut models, m, || model_id(&mut w, m)))
                     .transpose()?;
-                ids.push(insert_one(
+                ids.push(batch.push(
                     &mut w,
                     run,
                     build,
@@ -319,6 +336,7 @@ impl Store {
                     },
                 )?);
             }
+            batch.finish(&mut w)?;
             ids
         };
         tx.commit().await.map_err(sql("store results"))?;
@@ -467,258 +485,337 @@ pub(crate) struct Row<'a> {
     pub(crate) rate_summary: Option<(Rate, f64, Option<f64>)>,
 }
 
-pub(crate) fn insert_one(
-    w: &mut Writer,
-    run: RunId,
-    build: BuildId,
-    model: Option<ModelId>,
-    row: Row<'_>,
-) -> Result<ResultId, StoreError> {
-    let Row {
-        model_name,
-        repetitions_expected,
-        result: r,
-        rate_summary,
-    } = row;
-    {
-        let CellResult {
-            cell_index,
-            test,
-            params,
-            status,
-            error,
-            metric_source,
-            load_ms,
-            rss_peak_bytes,
-            allocated,
-            telemetry,
-            repetitions,
-            serving,
-            backend_json,
-            log_tail,
-            started_at,
-            duration_ms,
-            conditions,
-        } = r;
-        // A server backend's cells (client and server figures) are `serve` workloads: the
-        // same pp/tg label means a request, not an engine test.
-        let kind = if serving.is_some() || *metric_source != tokbench_core::MetricSource::Engine {
-            "serve"
-        } else {
-            "bench"
-        };
-        let alloc = allocated.unwrap_or_default();
-        let phase = |name: &str| {
-            telemetry
-                .as_ref()
-                .and_then(|t| t.phase(name))
-                .cloned()
-                .unwrap_or_default()
-        };
-        let (t_prefill, t_decode) = (phase("prefill"), phase("decode"));
-        let peak = |f: fn(&tokbench_core::record::PhaseFigures) -> Option<u64>| {
-            telemetry
-                .as_ref()
-                .and_then(|t| t.phases.iter().filter_map(f).max())
-        };
-        let telemetry_json = match telemetry {
-            Some(t) => Some(telemetry_json(w, run, t)?),
-            None => None,
-        };
-        let sv = serving.as_ref().map(|s| &s.summary);
-        let cache_key = format!(
-            "workload\0{kind}\0{}\0{}\0{}",
-            test.n_prompt, test.n_gen, test.n_depth
-        );
-        // Every result names its workload, and a transaction's results share a few: the
-        // writer remembers each one's id.
-        let workload_id = match w.cached(&cache_key) {
-            Some(id) => id,
-            None => {
-                let what = "store a result's workload";
-                let key = [
-                    Value::from(kind),
-                    Value::from(test.n_prompt),
-                    Value::from(test.n_gen),
-                    Value::from(test.n_depth),
-                ];
-                let id = find_or_insert(
-                    w,
-                    |w| {
-                        w.execute(
-                            "INSERT INTO workload (kind, n_prompt, n_gen, n_depth, label)
+/// Results and the rows that name them (requests, repetitions, telemetry samples), written
+/// as multi-row inserts of [`RESULTS_PER_INSERT`] results and [`CHILDREN_PER_INSERT`] other
+/// rows: a statement's own work (its cursors, its statement journal, its foreign-key
+/// cursors) cost more than the rows it wrote, about 15 µs each against 3 µs a row here.
+/// Each result's id is given, not taken from `last_insert_rowid`: one past the largest
+/// when the writer's transaction began (what SQLite itself picks for an `INTEGER PRIMARY
+/// KEY`), so its rows can be written after it, in later statements. Only valid inside the
+/// one write transaction the writer lives in; [`ResultRows::finish`] writes what is left.
+pub(crate) struct ResultRows {
+    next_id: i64,
+    results: Vec<Insert>,
+    requests: Vec<Insert>,
+    repetitions: Vec<Insert>,
+    samples: Vec<Insert>,
+}
+
+/// Results per multi-row insert: 32 of about 90 columns is some 2,900 parameters, well
+/// inside SQLite's 32,766.
+const RESULTS_PER_INSERT: usize = 32;
+/// Requests, repetitions or samples per multi-row insert.
+const CHILDREN_PER_INSERT: usize = 64;
+
+impl ResultRows {
+    pub(crate) fn new(w: &mut Writer) -> Result<ResultRows, StoreError> {
+        let last = w
+            .query_i64(
+                "SELECT IFNULL(MAX(id), 0) FROM result",
+                &[],
+                "store results",
+            )?
+            .unwrap_or(0);
+        Ok(ResultRows {
+            next_id: last + 1,
+            results: Vec::new(),
+            requests: Vec::new(),
+            repetitions: Vec::new(),
+            samples: Vec::new(),
+        })
+    }
+
+    /// Writes every full statement's worth; the results first, which the other rows name.
+    fn flush_full(&mut self, w: &mut Writer) -> Result<(), StoreError> {
+        if self.results.len() >= RESULTS_PER_INSERT {
+            flush(&mut self.results, w, "store results")?;
+        }
+        for (rows, what) in [
+            (&mut self.requests, "store requests"),
+            (&mut self.repetitions, "store results' repetitions"),
+            (&mut self.samples, "store telemetry samples"),
+        ] {
+            if rows.len() >= CHILDREN_PER_INSERT {
+                flush(&mut self.results, w, "store results")?;
+                flush(rows, w, what)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every row still held.
+    pub(crate) fn finish(mut self, w: &mut Writer) -> Result<(), StoreError> {
+        flush(&mut self.results, w, "store results")?;
+        flush(&mut self.requests, w, "store requests")?;
+        flush(&mut self.repetitions, w, "store results' repetitions")?;
+        flush(&mut self.samples, w, "store telemetry samples")
+    }
+
+    /// Adds one result and its rows; returns the id it is stored under.
+    pub(crate) fn push(
+        &mut self,
+        w: &mut Writer,
+        run: RunId,
+        build: BuildId,
+        model: Option<ModelId>,
+        row: Row<'_>,
+    ) -> Result<ResultId, StoreError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let Row {
+            model_name,
+            repetitions_expected,
+            result: r,
+            rate_summary,
+        } = row;
+        {
+            let CellResult {
+                cell_index,
+                test,
+                params,
+                status,
+                error,
+                metric_source,
+                load_ms,
+                rss_peak_bytes,
+                allocated,
+                telemetry,
+                repetitions,
+                serving,
+                backend_json,
+                log_tail,
+                started_at,
+                duration_ms,
+                conditions,
+            } = r;
+            // A server backend's cells (client and server figures) are `serve` workloads: the
+            // same pp/tg label means a request, not an engine test.
+            let kind = if serving.is_some() || *metric_source != tokbench_core::MetricSource::Engine
+            {
+                "serve"
+            } else {
+                "bench"
+            };
+            let alloc = allocated.unwrap_or_default();
+            let phase = |name: &str| {
+                telemetry
+                    .as_ref()
+                    .and_then(|t| t.phase(name))
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let (t_prefill, t_decode) = (phase("prefill"), phase("decode"));
+            let peak = |f: fn(&tokbench_core::record::PhaseFigures) -> Option<u64>| {
+                telemetry
+                    .as_ref()
+                    .and_then(|t| t.phases.iter().filter_map(f).max())
+            };
+            let telemetry_json = match telemetry {
+                Some(t) => Some(telemetry_json(w, run, t)?),
+                None => None,
+            };
+            let sv = serving.as_ref().map(|s| &s.summary);
+            let cache_key = format!(
+                "workload\0{kind}\0{}\0{}\0{}",
+                test.n_prompt, test.n_gen, test.n_depth
+            );
+            // Every result names its workload, and a transaction's results share a few: the
+            // writer remembers each one's id.
+            let workload_id = match w.cached(&cache_key) {
+                Some(id) => id,
+                None => {
+                    let what = "store a result's workload";
+                    let key = [
+                        Value::from(kind),
+                        Value::from(test.n_prompt),
+                        Value::from(test.n_gen),
+                        Value::from(test.n_depth),
+                    ];
+                    let id = find_or_insert(
+                        w,
+                        |w| {
+                            w.execute(
+                                "INSERT INTO workload (kind, n_prompt, n_gen, n_depth, label)
                              VALUES (?, ?, ?, ?, ?)
                              ON CONFLICT (kind, n_prompt, n_gen, n_depth) DO NOTHING",
-                            &[key.as_slice(), &[Value::from(test.label())]].concat(),
-                            what,
-                        )
-                    },
-                    "SELECT id FROM workload
+                                &[key.as_slice(), &[Value::from(test.label())]].concat(),
+                                what,
+                            )
+                        },
+                        "SELECT id FROM workload
                      WHERE kind = ? AND n_prompt = ? AND n_gen = ? AND n_depth = ?",
-                    &key,
-                    what,
-                )?;
-                w.cache(cache_key, id)
+                        &key,
+                        what,
+                    )?;
+                    w.cache(cache_key, id)
+                }
+            };
+            let mut summary = r.summary();
+            match rate_summary {
+                Some((Rate::Prefill, mean, sd)) => {
+                    (summary.prefill_tps, summary.prefill_tps_sd) = (Some(mean), sd)
+                }
+                Some((Rate::Decode, mean, sd)) => {
+                    (summary.decode_tps, summary.decode_tps_sd) = (Some(mean), sd)
+                }
+                None => {}
             }
-        };
-        let mut summary = r.summary();
-        match rate_summary {
-            Some((Rate::Prefill, mean, sd)) => {
-                (summary.prefill_tps, summary.prefill_tps_sd) = (Some(mean), sd)
-            }
-            Some((Rate::Decode, mean, sd)) => {
-                (summary.decode_tps, summary.decode_tps_sd) = (Some(mean), sd)
-            }
-            None => {}
-        }
-        let telemetry_method = t_decode
-            .energy_method
-            .clone()
-            .or(t_prefill.energy_method.clone());
-        // A setting without a value (auto, or not stated by an import) is NULL.
-        let settings = tokbench_core::EngineSettings::from(*params);
-        let id = Insert::into("result")
-            .set("run_id", run.0)
-            .set("cell_index", *cell_index as i64)
-            .set("backend_build_id", build.0)
-            .set("model_id", model.map(|m| m.0))
-            .set("model_name", model_name)
-            .set("workload_id", workload_id)
-            .set("n_threads", settings.n_threads)
-            .set("n_batch", settings.n_batch)
-            .set("n_ubatch", settings.n_ubatch)
-            .set("n_gpu_layers", settings.n_gpu_layers.map(i64::from))
-            .set("flash_attn", settings.flash_attn)
-            .set("type_k", settings.type_k.map(|t| t.name()))
-            .set("type_v", settings.type_v.map(|t| t.name()))
-            .set("use_mmap", settings.use_mmap)
-            .set(
-                "params_auto",
-                (!params.unset.auto.is_empty()).then(|| params.unset.auto.to_string()),
-            )
-            .set("status", status.as_str())
-            .set("error", error)
-            .set("metric_source", metric_source.as_str())
-            .set("repetitions_expected", repetitions_expected)
-            .set("prefill_tps", summary.prefill_tps)
-            .set("prefill_tps_sd", summary.prefill_tps_sd)
-            .set("decode_tps", summary.decode_tps)
-            .set("decode_tps_sd", summary.decode_tps_sd)
-            .set("ttft_ms", summary.ttft_ms)
-            .set("ttft_ms_sd", summary.ttft_ms_sd)
-            .set("load_ms", *load_ms)
-            .set("rss_peak_bytes", *rss_peak_bytes)
-            .set("model_buffer_bytes", alloc.model_bytes)
-            .set("repack_buffer_bytes", alloc.repack_bytes)
-            .set("kv_buffer_bytes", alloc.kv_bytes)
-            .set("compute_buffer_bytes", alloc.compute_bytes)
-            .set("output_buffer_bytes", alloc.output_bytes)
-            .set("log_tail", log_tail)
-            .set("started_at", started_at.as_str())
-            .set("duration_ms", *duration_ms)
-            .set("vram_peak_bytes", peak(|p| p.vram_peak_bytes))
-            .set("vram_proc_peak_bytes", peak(|p| p.vram_proc_peak_bytes))
-            .set("prefill_power_avg_w", t_prefill.power_avg_w)
-            .set("prefill_power_peak_w", t_prefill.power_peak_w)
-            .set("prefill_energy_j", t_prefill.energy_j)
-            .set("prefill_tokens_per_joule", t_prefill.tokens_per_joule)
-            .set("decode_power_avg_w", t_decode.power_avg_w)
-            .set("decode_power_peak_w", t_decode.power_peak_w)
-            .set("decode_energy_j", t_decode.energy_j)
-            .set("decode_tokens_per_joule", t_decode.tokens_per_joule)
-            .set("energy_method", telemetry_method)
-            .set("telemetry_json", telemetry_json)
-            .set("concurrency", sv.and_then(|s| s.concurrency))
-            .set("request_rate", sv.and_then(|s| s.request_rate))
-            .set("n_requests", sv.map(|s| s.n_requests))
-            .set("n_requests_failed", sv.map(|s| s.n_failed))
-            .set("ttft_p50_ms", sv.and_then(|s| s.ttft_ms.p50))
-            .set("ttft_p90_ms", sv.and_then(|s| s.ttft_ms.p90))
-            .set("ttft_p99_ms", sv.and_then(|s| s.ttft_ms.p99))
-            .set("tpot_ms", sv.and_then(|s| s.tpot_ms.mean))
-            .set("tpot_p50_ms", sv.and_then(|s| s.tpot_ms.p50))
-            .set("tpot_p90_ms", sv.and_then(|s| s.tpot_ms.p90))
-            .set("tpot_p99_ms", sv.and_then(|s| s.tpot_ms.p99))
-            .set("itl_ms", sv.and_then(|s| s.itl_ms.mean))
-            .set("itl_p50_ms", sv.and_then(|s| s.itl_ms.p50))
-            .set("itl_p90_ms", sv.and_then(|s| s.itl_ms.p90))
-            .set("itl_p99_ms", sv.and_then(|s| s.itl_ms.p99))
-            .set("e2e_ms", sv.and_then(|s| s.e2e_ms.mean))
-            .set("e2e_p50_ms", sv.and_then(|s| s.e2e_ms.p50))
-            .set("e2e_p90_ms", sv.and_then(|s| s.e2e_ms.p90))
-            .set("e2e_p99_ms", sv.and_then(|s| s.e2e_ms.p99))
-            .set("request_throughput", sv.and_then(|s| s.request_throughput))
-            .set("output_tps", sv.and_then(|s| s.output_tps))
-            .set("backend_json", backend_json)
-            .set("noisy", r.noisy())
-            .set("throttled", conditions.as_ref().and_then(|c| c.throttled))
-            .set(
-                "throttle_reason",
-                conditions.as_ref().and_then(|c| c.throttle.as_deref()),
-            )
-            .set(
-                "cpu_governor",
-                conditions.as_ref().and_then(|c| c.cpu_governor.as_deref()),
-            )
-            .execute_raw(w, "store a result")?;
-        for rq in serving.iter().flat_map(|s| &s.requests) {
-            Insert::into("request")
-                .set("result_id", id)
-                .set("idx", rq.index)
-                .set("start_ms", rq.start_ms)
-                .set("ttft_ms", rq.ttft_ms)
-                .set("e2e_ms", rq.e2e_ms)
-                .set("tpot_ms", rq.tpot_ms())
-                .set("n_prompt", rq.n_prompt)
-                .set("n_gen", rq.n_gen)
+            let telemetry_method = t_decode
+                .energy_method
+                .clone()
+                .or(t_prefill.energy_method.clone());
+            // A setting without a value (auto, or not stated by an import) is NULL.
+            let settings = tokbench_core::EngineSettings::from(*params);
+            let result = Insert::into("result")
+                .set("id", id)
+                .set("run_id", run.0)
+                .set("cell_index", *cell_index as i64)
+                .set("backend_build_id", build.0)
+                .set("model_id", model.map(|m| m.0))
+                .set("model_name", model_name)
+                .set("workload_id", workload_id)
+                .set("n_threads", settings.n_threads)
+                .set("n_batch", settings.n_batch)
+                .set("n_ubatch", settings.n_ubatch)
+                .set("n_gpu_layers", settings.n_gpu_layers.map(i64::from))
+                .set("flash_attn", settings.flash_attn)
+                .set("type_k", settings.type_k.map(|t| t.name()))
+                .set("type_v", settings.type_v.map(|t| t.name()))
+                .set("use_mmap", settings.use_mmap)
                 .set(
-                    "itl_json",
-                    serde_json::to_string(&rq.itl_ms).unwrap_or_else(|_| "[]".into()),
+                    "params_auto",
+                    (!params.unset.auto.is_empty()).then(|| params.unset.auto.to_string()),
+                )
+                .set("status", status.as_str())
+                .set("error", error)
+                .set("metric_source", metric_source.as_str())
+                .set("repetitions_expected", repetitions_expected)
+                .set("prefill_tps", summary.prefill_tps)
+                .set("prefill_tps_sd", summary.prefill_tps_sd)
+                .set("decode_tps", summary.decode_tps)
+                .set("decode_tps_sd", summary.decode_tps_sd)
+                .set("ttft_ms", summary.ttft_ms)
+                .set("ttft_ms_sd", summary.ttft_ms_sd)
+                .set("load_ms", *load_ms)
+                .set("rss_peak_bytes", *rss_peak_bytes)
+                .set("model_buffer_bytes", alloc.model_bytes)
+                .set("repack_buffer_bytes", alloc.repack_bytes)
+                .set("kv_buffer_bytes", alloc.kv_bytes)
+                .set("compute_buffer_bytes", alloc.compute_bytes)
+                .set("output_buffer_bytes", alloc.output_bytes)
+                .set("log_tail", log_tail)
+                .set("started_at", started_at.as_str())
+                .set("duration_ms", *duration_ms)
+                .set("vram_peak_bytes", peak(|p| p.vram_peak_bytes))
+                .set("vram_proc_peak_bytes", peak(|p| p.vram_proc_peak_bytes))
+                .set("prefill_power_avg_w", t_prefill.power_avg_w)
+                .set("prefill_power_peak_w", t_prefill.power_peak_w)
+                .set("prefill_energy_j", t_prefill.energy_j)
+                .set("prefill_tokens_per_joule", t_prefill.tokens_per_joule)
+                .set("decode_power_avg_w", t_decode.power_avg_w)
+                .set("decode_power_peak_w", t_decode.power_peak_w)
+                .set("decode_energy_j", t_decode.energy_j)
+                .set("decode_tokens_per_joule", t_decode.tokens_per_joule)
+                .set("energy_method", telemetry_method)
+                .set("telemetry_json", telemetry_json)
+                .set("concurrency", sv.and_then(|s| s.concurrency))
+                .set("request_rate", sv.and_then(|s| s.request_rate))
+                .set("n_requests", sv.map(|s| s.n_requests))
+                .set("n_requests_failed", sv.map(|s| s.n_failed))
+                .set("ttft_p50_ms", sv.and_then(|s| s.ttft_ms.p50))
+                .set("ttft_p90_ms", sv.and_then(|s| s.ttft_ms.p90))
+                .set("ttft_p99_ms", sv.and_then(|s| s.ttft_ms.p99))
+                .set("tpot_ms", sv.and_then(|s| s.tpot_ms.mean))
+                .set("tpot_p50_ms", sv.and_then(|s| s.tpot_ms.p50))
+                .set("tpot_p90_ms", sv.and_then(|s| s.tpot_ms.p90))
+                .set("tpot_p99_ms", sv.and_then(|s| s.tpot_ms.p99))
+                .set("itl_ms", sv.and_then(|s| s.itl_ms.mean))
+                .set("itl_p50_ms", sv.and_then(|s| s.itl_ms.p50))
+                .set("itl_p90_ms", sv.and_then(|s| s.itl_ms.p90))
+                .set("itl_p99_ms", sv.and_then(|s| s.itl_ms.p99))
+                .set("e2e_ms", sv.and_then(|s| s.e2e_ms.mean))
+                .set("e2e_p50_ms", sv.and_then(|s| s.e2e_ms.p50))
+                .set("e2e_p90_ms", sv.and_then(|s| s.e2e_ms.p90))
+                .set("e2e_p99_ms", sv.and_then(|s| s.e2e_ms.p99))
+                .set("request_throughput", sv.and_then(|s| s.request_throughput))
+                .set("output_tps", sv.and_then(|s| s.output_tps))
+                .set("backend_json", backend_json)
+                .set("noisy", r.noisy())
+                .set("throttled", conditions.as_ref().and_then(|c| c.throttled))
+                .set(
+                    "throttle_reason",
+                    conditions.as_ref().and_then(|c| c.throttle.as_deref()),
                 )
                 .set(
-                    "server_json",
-                    rq.server
-                        .as_ref()
-                        .and_then(|t| serde_json::to_string(t).ok()),
-                )
-                .set("error", &rq.error)
-                .execute_raw(w, "store a request")?;
-        }
-        // A result's repetitions in one statement (a long run's in statements of 64).
-        for (c, reps) in repetitions.chunks(64).enumerate() {
-            let rows = reps
-                .iter()
-                .enumerate()
-                .map(|(i, rep)| {
+                    "cpu_governor",
+                    conditions.as_ref().and_then(|c| c.cpu_governor.as_deref()),
+                );
+            self.results.push(result);
+            for rq in serving.iter().flat_map(|s| &s.requests) {
+                let request = Insert::into("request")
+                    .set("result_id", id)
+                    .set("idx", rq.index)
+                    .set("start_ms", rq.start_ms)
+                    .set("ttft_ms", rq.ttft_ms)
+                    .set("e2e_ms", rq.e2e_ms)
+                    .set("tpot_ms", rq.tpot_ms())
+                    .set("n_prompt", rq.n_prompt)
+                    .set("n_gen", rq.n_gen)
+                    .set(
+                        "itl_json",
+                        serde_json::to_string(&rq.itl_ms).unwrap_or_else(|_| "[]".into()),
+                    )
+                    .set(
+                        "server_json",
+                        rq.server
+                            .as_ref()
+                            .and_then(|t| serde_json::to_string(t).ok()),
+                    )
+                    .set("error", &rq.error);
+                self.requests.push(request);
+            }
+            for (i, rep) in repetitions.iter().enumerate() {
+                self.repetitions.push(
                     Insert::into("repetition")
                         .set("result_id", id)
-                        .set("rep", (c * 64 + i) as i64)
+                        .set("rep", i as i64)
                         .set("prefill_tps", rep.prefill_tps)
                         .set("decode_tps", rep.decode_tps)
                         .set("ttft_ms", rep.ttft_ms)
                         .set("prompt_ms", rep.prompt_ms)
-                        .set("gen_ms", rep.gen_ms)
-                })
-                .collect();
-            Insert::execute_rows(rows, w, "store a result's repetitions")?;
-        }
-        for samples in telemetry.iter().flat_map(|t| t.samples.chunks(64)) {
-            let rows = samples
-                .iter()
-                .map(|t| {
+                        .set("gen_ms", rep.gen_ms),
+                );
+            }
+            for t in telemetry.iter().flat_map(|t| &t.samples) {
+                self.samples.push(
                     Insert::into("telemetry_sample")
                         .set("result_id", id)
                         .set("t_ms", t.t_ms)
                         .set("phase", t.phase.as_str())
                         .set("metric", t.metric.as_str())
                         .set("value", t.value)
-                        .set("source", t.source.as_str())
-                })
-                .collect();
-            Insert::execute_rows(rows, w, "store telemetry samples")?;
+                        .set("source", t.source.as_str()),
+                );
+            }
+            self.flush_full(w)?;
+            Ok(ResultId(id))
         }
-        Ok(ResultId(id))
     }
+}
+
+/// Writes `rows` (one table, the same columns) in inserts of up to [`CHILDREN_PER_INSERT`]
+/// or [`RESULTS_PER_INSERT`] rows, and empties it.
+fn flush(rows: &mut Vec<Insert>, w: &mut Writer, what: &str) -> Result<(), StoreError> {
+    let per = if rows.first().is_some_and(|r| r.table() == "result") {
+        RESULTS_PER_INSERT
+    } else {
+        CHILDREN_PER_INSERT
+    };
+    let mut rows = std::mem::take(rows).into_iter().peekable();
+    while rows.peek().is_some() {
+        Insert::execute_rows(rows.by_ref().take(per).collect(), w, what)?;
+    }
+    Ok(())
 }
 
 /// A cell's `telemetry_json`: its phases without the figures nobody measured (a key that is

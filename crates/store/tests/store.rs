@@ -1276,3 +1276,137 @@ async fn long_runs_of_repetitions_and_samples_are_stored_whole_and_in_order() {
     assert_eq!(rows[0].n_reps, 130);
     store.close().await;
 }
+
+/// Cell `i` of the batch test: `i % 7` repetitions whose rate names the cell and the
+/// repetition, and every third cell two telemetry samples likewise.
+fn batch_result(i: usize) -> CellResult {
+    use tokbench_core::record::{CellTelemetry, TelemetrySample};
+    let reps: Vec<f64> = (0..i % 7).map(|k| (1000 * i + k) as f64).collect();
+    let mut r = result(i, ResultStatus::Ok, &reps);
+    if i % 3 == 0 {
+        r.telemetry = Some(CellTelemetry {
+            phases: vec![],
+            samples: (0..2)
+                .map(|k| TelemetrySample {
+                    t_ms: k as f64,
+                    phase: "decode".into(),
+                    metric: "power_w".into(),
+                    value: (1000 * i + k) as f64,
+                    source: "nvml".into(),
+                })
+                .collect(),
+            unavailable: vec![],
+        });
+    }
+    r
+}
+
+#[tokio::test]
+async fn a_batch_of_many_statements_keeps_every_row_with_its_own_result() {
+    let (_tmp, db) = temp_db();
+    let (store, run, _) = one_run(&db).await;
+    let build = engine_build("1", "cpu");
+    // A result stored before the batch: the batch's ids follow it, as SQLite's own would.
+    let first = store
+        .insert_result(
+            run,
+            store.backend_build(&build).await.unwrap(),
+            None,
+            "m",
+            1,
+            &result(0, ResultStatus::Ok, &[1.0]),
+        )
+        .await
+        .unwrap();
+    // More results and children than one multi-row statement holds, and a last statement
+    // that is not full.
+    let results: Vec<CellResult> = (1..=203).map(batch_result).collect();
+    let cells: Vec<tokbench_store::BatchCell> = results
+        .iter()
+        .map(|r| tokbench_store::BatchCell {
+            build: &build,
+            model: None,
+            model_name: "m",
+            repetitions_expected: 6,
+            result: r,
+            rate_summary: None,
+        })
+        .collect();
+    let ids = store.insert_batch(run, &cells).await.unwrap();
+    assert_eq!(ids.len(), 203);
+    for (k, id) in ids.iter().enumerate() {
+        assert_eq!(
+            id.0,
+            first.0 + 1 + k as i64,
+            "ids in order, after the first"
+        );
+    }
+    // Every repetition and sample belongs to the result whose cell its value names.
+    let misplaced = |table: &str, column: &str| {
+        format!(
+            "SELECT COUNT(*) FROM {table} JOIN result ON result.id = {table}.result_id
+             WHERE CAST({table}.{column} AS INTEGER) / 1000 != result.cell_index"
+        )
+    };
+    assert_eq!(
+        sqlx_sqlite_count(&db, &misplaced("repetition", "decode_tps")).await,
+        0
+    );
+    assert_eq!(
+        sqlx_sqlite_count(&db, &misplaced("telemetry_sample", "value")).await,
+        0
+    );
+    let reps: usize = (1..=203).map(|i| i % 7).sum();
+    assert_eq!(
+        sqlx_sqlite_count(&db, "SELECT COUNT(*) FROM repetition").await,
+        1 + reps as i64
+    );
+    assert_eq!(
+        sqlx_sqlite_count(&db, "SELECT COUNT(*) FROM telemetry_sample").await,
+        2 * (1..=203).filter(|i| i % 3 == 0).count() as i64
+    );
+    // Repetitions numbered from 0 within each result, and the summary from them.
+    assert_eq!(
+        sqlx_sqlite_count(
+            &db,
+            "SELECT COUNT(*) FROM repetition r JOIN result ON result.id = r.result_id
+             WHERE result.cell_index > 0 AND CAST(r.decode_tps AS INTEGER) % 1000 != r.rep"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        sqlx_sqlite_count(
+            &db,
+            "SELECT CAST(decode_tps AS INTEGER) FROM result WHERE cell_index = 201"
+        )
+        .await,
+        201_002,
+        "cell 201's five repetitions: the mean of 201000…201004"
+    );
+
+    // A batch that fails on its last row stores none of its rows.
+    let again: Vec<CellResult> = (300..340).chain([5]).map(batch_result).collect();
+    let cells: Vec<tokbench_store::BatchCell> = again
+        .iter()
+        .map(|r| tokbench_store::BatchCell {
+            build: &build,
+            model: None,
+            model_name: "m",
+            repetitions_expected: 6,
+            result: r,
+            rate_summary: None,
+        })
+        .collect();
+    let err = store.insert_batch(run, &cells).await.unwrap_err();
+    assert!(format!("{err:?}").contains("UNIQUE"), "{err:?}");
+    assert_eq!(
+        sqlx_sqlite_count(&db, "SELECT COUNT(*) FROM result").await,
+        204
+    );
+    assert_eq!(
+        sqlx_sqlite_count(&db, "SELECT COUNT(*) FROM repetition").await,
+        1 + reps as i64
+    );
+    store.close().await;
+}
