@@ -1283,7 +1283,7 @@ fn batch_result(i: usize) -> CellResult {
     use tokbench_core::record::{CellTelemetry, TelemetrySample};
     let reps: Vec<f64> = (0..i % 7).map(|k| (1000 * i + k) as f64).collect();
     let mut r = result(i, ResultStatus::Ok, &reps);
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         r.telemetry = Some(CellTelemetry {
             phases: vec![],
             samples: (0..2)
@@ -1363,7 +1363,7 @@ async fn a_batch_of_many_statements_keeps_every_row_with_its_own_result() {
     );
     assert_eq!(
         sqlx_sqlite_count(&db, "SELECT COUNT(*) FROM telemetry_sample").await,
-        2 * (1..=203).filter(|i| i % 3 == 0).count() as i64
+        2 * (1..=203).filter(|i: &usize| i.is_multiple_of(3)).count() as i64
     );
     // Repetitions numbered from 0 within each result, and the summary from them.
     assert_eq!(
