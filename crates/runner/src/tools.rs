@@ -111,8 +111,9 @@ pub fn tools_root() -> Result<PathBuf, ToolsError> {
     Ok(base.join("llama-tools"))
 }
 
-/// The overlay's CMake file that turns Intel AMX off, included after `project()`.
-const NO_AMX: &str = "cmake/tokbench-no-amx.cmake";
+/// The overlay's CMake file included after `project()`: Intel AMX off, and the Vulkan
+/// headers' missing `VK_EXT_layer_settings` types declared where they lack them.
+const LLAMA_CMAKE: &str = "cmake/tokbench-llama.cmake";
 
 /// A key over what decides the build: the tool sources, the library's crate version, the
 /// accelerator and the extra CMake flags.
@@ -280,7 +281,7 @@ pub fn build_tools(args: &BuildArgs, say: &mut dyn FnMut(&str)) -> Result<ToolsB
         // ggml's AMX kernels crash; the engine is built without them too (the file says why).
         .arg(format!(
             "-DCMAKE_PROJECT_INCLUDE={}",
-            tree.join(NO_AMX).display()
+            tree.join(LLAMA_CMAKE).display()
         ))
         .args(&flags);
     say(&format!("configuring ({}) …", args.accel.name()));
@@ -415,7 +416,7 @@ mod tests {
             "tools/llama-bench/llama-bench.cpp",
             "tools/server/server.cpp",
             "tools/ui/ui.h",
-            NO_AMX,
+            LLAMA_CMAKE,
         ] {
             assert!(paths.contains(&want), "{want} in {paths:?}");
         }
