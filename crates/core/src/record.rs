@@ -78,8 +78,9 @@ pub struct Repetition {
 }
 
 /// The memory llama.cpp reports allocating (its `… buffer size = X MiB` log lines), summed
-/// over devices: what the fit calculator predicts, measured without the process around it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// over devices: what the fit calculator predicts, measured without the process around it;
+/// and where it went: each buffer by device, the devices used and the layers offloaded.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AllocatedMemory {
     /// The weights' buffers (CPU_Mapped, CUDA0, …).
     pub model_bytes: Option<u64>,
@@ -93,6 +94,43 @@ pub struct AllocatedMemory {
     pub compute_bytes: Option<u64>,
     /// The logits/embeddings output buffer.
     pub output_bytes: Option<u64>,
+    /// Every buffer llama.cpp reported, in its order: where the bytes above landed, device
+    /// by device (`CPU_Mapped`, `Vulkan0`, `CUDA0`, `Vulkan_Host`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buffers: Vec<BufferBytes>,
+    /// The devices llama.cpp loaded the model on (its `using device …` lines); none on a
+    /// CPU-only build, which names none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceUse>,
+    /// Layers llama.cpp put on a GPU, of the ones it could (its `offloaded N/M layers to
+    /// GPU`, the output layer counted as one): the real number where `n_gpu_layers` asked
+    /// for more than the model has. `None` where llama.cpp does not say (a build without GPU
+    /// offload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers_offloaded: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers_total: Option<u32>,
+}
+
+/// One buffer llama.cpp allocated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BufferBytes {
+    /// The buffer type as llama.cpp names it: a device (`Vulkan0`, `CUDA0`), the host
+    /// (`CPU`, `CPU_Mapped`, `CPU_REPACK`) or a device's pinned host memory (`Vulkan_Host`).
+    pub buffer: String,
+    /// `model`, `KV`, `compute` or `output`.
+    pub kind: String,
+    pub bytes: u64,
+}
+
+/// A device llama.cpp used, and its free memory when the model was loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceUse {
+    /// The backend's name for it (`Vulkan0`, `CUDA0`).
+    pub name: String,
+    /// What the device says it is (`llvmpipe (LLVM 15.0.6, 256 bits)`, `NVIDIA H200`).
+    pub description: String,
+    pub free_bytes: Option<u64>,
 }
 
 /// What telemetry saw in one phase of a cell (all its windows together: every

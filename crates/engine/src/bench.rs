@@ -18,7 +18,7 @@ use llama_cpp_2::token::LlamaToken;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokbench_core::clock::monotonic_ns;
-use tokbench_core::record::AllocatedMemory;
+use tokbench_core::record::{AllocatedMemory, BufferBytes, DeviceUse};
 use tokbench_core::CacheType;
 
 use crate::fault::{Fault, FaultPhase};
@@ -38,15 +38,84 @@ unsafe extern "C" fn drop_log(
 ) {
 }
 
-/// What llama.cpp said it allocated, summed over devices, from its log lines
-/// `<fn>: <buffer> {model|KV|compute|output} buffer size = <X> MiB`.
+/// What llama.cpp said it allocated, summed over devices and buffer by buffer, from its log
+/// lines `<fn>: <buffer> {model|KV|compute|output} buffer size = <X> MiB`, and where: the
+/// devices it used and the layers it offloaded.
 static ALLOCATED: std::sync::Mutex<AllocatedMemory> = std::sync::Mutex::new(AllocatedMemory {
     model_bytes: None,
     repack_bytes: None,
     kv_bytes: None,
     compute_bytes: None,
     output_bytes: None,
+    buffers: Vec::new(),
+    devices: Vec::new(),
+    layers_offloaded: None,
+    layers_total: None,
 });
+
+/// Adds what one log line reports to `into`: a buffer's size, a device used, or the layers
+/// offloaded; false if the line reports none of them.
+fn note_log_line(line: &str, into: &mut AllocatedMemory) -> bool {
+    note_buffer_line(line, into) || note_offload_line(line, into) || note_device_line(line, into)
+}
+
+/// `load_tensors: offloaded 9/9 layers to GPU`.
+fn note_offload_line(line: &str, into: &mut AllocatedMemory) -> bool {
+    let Some((_, tail)) = line.split_once(": offloaded ") else {
+        return false;
+    };
+    let Some((n, m)) = tail
+        .trim_end()
+        .strip_suffix(" layers to GPU")
+        .and_then(|f| f.split_once('/'))
+    else {
+        return false;
+    };
+    match (n.parse(), m.parse()) {
+        (Ok(n), Ok(m)) => {
+            (into.layers_offloaded, into.layers_total) = (Some(n), Some(m));
+            true
+        }
+        _ => false,
+    }
+}
+
+/// `llama_model_load_from_file_impl: using device Vulkan0 (llvmpipe (LLVM 15.0.6, 256
+/// bits)) (unknown id) - 7934 MiB free`: the device's name, its description (the id after
+/// it is dropped) and its free memory.
+fn note_device_line(line: &str, into: &mut AllocatedMemory) -> bool {
+    let Some((_, tail)) = line.split_once(": using device ") else {
+        return false;
+    };
+    let (what, free) = match tail.trim_end().rsplit_once(" - ") {
+        Some((what, free)) => (
+            what,
+            free.strip_suffix(" MiB free")
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .map(|mib| mib << 20),
+        ),
+        None => (tail.trim_end(), None),
+    };
+    let Some((name, rest)) = what.split_once(' ') else {
+        return false;
+    };
+    // "(description) (id)": the description is everything up to the last group.
+    let rest = rest.trim();
+    let description = match rest.rfind(" (") {
+        Some(at) => &rest[..at],
+        None => rest,
+    };
+    let description = description
+        .strip_prefix('(')
+        .and_then(|d| d.strip_suffix(')'))
+        .unwrap_or(description);
+    into.devices.push(DeviceUse {
+        name: name.to_string(),
+        description: description.to_string(),
+        free_bytes: free,
+    });
+    true
+}
 
 /// Adds one log line's buffer size to `into`; false if the line reports none.
 fn note_buffer_line(line: &str, into: &mut AllocatedMemory) -> bool {
@@ -74,6 +143,11 @@ fn note_buffer_line(line: &str, into: &mut AllocatedMemory) -> bool {
         _ => return false,
     };
     *slot = Some(slot.unwrap_or(0) + bytes);
+    into.buffers.push(BufferBytes {
+        buffer: buffer.to_string(),
+        kind: kind.unwrap_or_default().to_string(),
+        bytes,
+    });
     true
 }
 
@@ -90,21 +164,22 @@ unsafe extern "C" fn capture_log(
     // SAFETY: llama.cpp passes a NUL-terminated string valid for the call.
     let bytes = unsafe { std::ffi::CStr::from_ptr(text) }.to_bytes();
     let _ = std::io::stderr().write_all(bytes);
-    // Buffer sizes are logged at load and context creation only: other lines (llama.cpp
-    // may log while it computes) pass without taking the lock or being parsed.
-    if !bytes
-        .windows(BUFFER_SIZE_MARK.len())
-        .any(|w| w == BUFFER_SIZE_MARK)
+    // Buffer sizes, devices and offload are logged at load and context creation only:
+    // other lines (llama.cpp may log while it computes) pass without taking the lock or
+    // being parsed.
+    if !LOG_MARKS
+        .iter()
+        .any(|mark| bytes.windows(mark.len()).any(|w| w == *mark))
     {
         return;
     }
     let mut a = allocated();
     for line in String::from_utf8_lossy(bytes).lines() {
-        note_buffer_line(line, &mut a);
+        note_log_line(line, &mut a);
     }
 }
 
-const BUFFER_SIZE_MARK: &[u8] = b" buffer size = ";
+const LOG_MARKS: [&[u8]; 3] = [b" buffer size = ", b": offloaded ", b": using device "];
 
 /// The allocation record; a panic elsewhere while it was held does not make it unusable.
 fn allocated() -> std::sync::MutexGuard<'static, AllocatedMemory> {
@@ -290,23 +365,33 @@ pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
         rss_bytes: rss().0,
         load_ns: Some([load_start, monotonic_ns()]),
     })?;
-    let (model_bytes, repack_bytes) = {
+    // What loading the model allocated; each test's context adds its own KV cache,
+    // compute and output buffers.
+    let loaded = {
         let a = allocated();
-        (a.model_bytes, a.repack_bytes)
+        AllocatedMemory {
+            model_bytes: a.model_bytes,
+            repack_bytes: a.repack_bytes,
+            buffers: a
+                .buffers
+                .iter()
+                .filter(|b| b.kind == "model")
+                .cloned()
+                .collect(),
+            devices: a.devices.clone(),
+            layers_offloaded: a.layers_offloaded,
+            layers_total: a.layers_total,
+            ..AllocatedMemory::default()
+        }
     };
     for test in &job.tests {
         reset_rss_peak();
-        // This test's context allocates its own KV cache, compute and output buffers.
-        *allocated() = AllocatedMemory {
-            model_bytes,
-            repack_bytes,
-            ..AllocatedMemory::default()
-        };
+        *allocated() = loaded.clone();
         match run_test(&model, test, &fault, &mut emit) {
             Ok(()) => emit(EngineEvent::TestFinished {
                 id: test.id,
                 rss_peak_bytes: rss().1,
-                allocated: Some(*allocated()),
+                allocated: Some(allocated().clone()),
             })?,
             Err(TestError::Io(e)) => return Err(e),
             Err(TestError::Llama(error)) => emit(EngineEvent::TestFailed { id: test.id, error })?,
@@ -494,5 +579,55 @@ mod buffer_log_tests {
         assert_eq!(a.kv_bytes, Some(8 << 20));
         assert_eq!(a.compute_bytes, Some((166.5f64 * 1048576.0) as u64));
         assert_eq!(a.output_bytes, Some((0.12f64 * 1048576.0).round() as u64));
+        assert_eq!(a.buffers.len(), 6);
+        assert_eq!(
+            a.buffers[5],
+            BufferBytes {
+                buffer: "CUDA0".into(),
+                kind: "compute".into(),
+                bytes: 100 << 20,
+            }
+        );
     }
+
+    #[test]
+    fn devices_and_offloaded_layers_are_read_from_a_vulkan_load() {
+        let mut a = AllocatedMemory::default();
+        // llama-bench -v of the Vulkan build (llama-cpp-sys-2 0.1.161) on lavapipe, the tiny
+        // synthetic model at -ngl 4: its load and first context, captured (the per-tensor,
+        // per-key and graph debug lines left out).
+        for line in VULKAN_LOAD.lines() {
+            note_log_line(line, &mut a);
+        }
+        assert_eq!(
+            a.devices,
+            vec![DeviceUse {
+                name: "Vulkan0".into(),
+                description: "llvmpipe (LLVM 15.0.6, 256 bits)".into(),
+                free_bytes: Some(2048 << 20),
+            }]
+        );
+        assert_eq!((a.layers_offloaded, a.layers_total), (Some(4), Some(9)));
+        let on = |buffer: &str, kind: &str| {
+            a.buffers
+                .iter()
+                .filter(|b| b.buffer == buffer && b.kind == kind)
+                .map(|b| b.bytes)
+                .sum::<u64>()
+        };
+        assert!(on("Vulkan0", "model") > 0 && on("CPU_Mapped", "model") > 0);
+        assert_eq!(
+            a.model_bytes,
+            Some(on("Vulkan0", "model") + on("CPU_Mapped", "model"))
+        );
+        assert!(on("Vulkan0", "KV") > 0 && on("CPU", "KV") > 0, "{a:?}");
+        // Not a device, not an offload.
+        assert!(!note_log_line(
+            "load_tensors: offloading 3 repeating layers to GPU",
+            &mut a
+        ));
+        assert!(!note_log_line("load_tensors: offloaded all to GPU", &mut a));
+    }
+
+    const VULKAN_LOAD: &str = include_str!("../tests/fixtures/vulkan-load.log");
 }

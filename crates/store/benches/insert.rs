@@ -66,6 +66,7 @@ fn result(cell: usize) -> CellResult {
             kv_bytes: Some(512 << 20),
             compute_bytes: Some(300 << 20),
             output_bytes: Some(500 << 10),
+            ..Default::default()
         }),
         telemetry: None,
         repetitions: (0..N_REPS)

@@ -596,7 +596,8 @@ impl ResultRows {
             } else {
                 "bench"
             };
-            let alloc = allocated.unwrap_or_default();
+            let unreported = tokbench_core::record::AllocatedMemory::default();
+            let alloc = allocated.as_ref().unwrap_or(&unreported);
             let phase = |name: &str| {
                 telemetry
                     .as_ref()
@@ -703,6 +704,9 @@ impl ResultRows {
                 .set("kv_buffer_bytes", alloc.kv_bytes)
                 .set("compute_buffer_bytes", alloc.compute_bytes)
                 .set("output_buffer_bytes", alloc.output_bytes)
+                .set("n_layers_offloaded", alloc.layers_offloaded)
+                .set("n_layers_total", alloc.layers_total)
+                .set("placement_json", placement_json(alloc))
                 .set("log_tail", log_tail)
                 .set("started_at", started_at.as_str())
                 .set("duration_ms", *duration_ms)
@@ -816,6 +820,13 @@ fn flush(rows: &mut Vec<Insert>, w: &mut Writer, what: &str) -> Result<(), Store
         Insert::execute_rows(rows.by_ref().take(per).collect(), w, what)?;
     }
     Ok(())
+}
+
+/// A result's `placement_json`: each buffer by device and the devices used, as llama.cpp
+/// reported them (migration 12); NULL where it reported neither.
+fn placement_json(a: &tokbench_core::record::AllocatedMemory) -> Option<String> {
+    (!a.buffers.is_empty() || !a.devices.is_empty())
+        .then(|| serde_json::json!({ "buffers": a.buffers, "devices": a.devices }).to_string())
 }
 
 /// A cell's `telemetry_json`: its phases without the figures nobody measured (a key that is

@@ -58,6 +58,7 @@ fn result(cell: usize, status: ResultStatus, reps: &[f64]) -> CellResult {
             kv_bytes: Some(8 << 20),
             compute_bytes: None,
             output_bytes: Some(1 << 17),
+            ..Default::default()
         }),
         telemetry: None,
         repetitions: reps
@@ -78,11 +79,15 @@ fn result(cell: usize, status: ResultStatus, reps: &[f64]) -> CellResult {
 }
 
 /// Takes a current database back to before migration 7, rows kept: the view goes first,
-/// then migration 11's and 10's columns, 9's run column and 8's indexes (one covers two of 7's
+/// then migration 12's, 11's and 10's columns, 9's run column and 8's indexes (one covers two of 7's
 /// columns), then 7's four added columns (migration 6, which a test may undo next, drops
 /// the view and makes its own, so a placeholder stands in).
-const UNDO_MIGRATION_7: [&str; 18] = [
+const UNDO_MIGRATION_7: [&str; 22] = [
     "DROP VIEW v_results",
+    "ALTER TABLE result DROP COLUMN n_layers_offloaded",
+    "ALTER TABLE result DROP COLUMN n_layers_total",
+    "ALTER TABLE result DROP COLUMN placement_json",
+    "DELETE FROM _sqlx_migrations WHERE version = 20261207000012",
     "DROP INDEX run_by_invocation",
     "ALTER TABLE run DROP COLUMN invocation",
     "ALTER TABLE run DROP COLUMN target",
@@ -813,7 +818,7 @@ async fn noisy_and_throttled_are_stored_and_older_results_get_the_flag_their_fig
         conn.close().await.unwrap();
     }
     let applied = Store::migrate(&db).await.unwrap();
-    assert_eq!(applied.len(), 5, "migrations 7 to 11: {applied:?}");
+    assert_eq!(applied.len(), 6, "migrations 7 to 12: {applied:?}");
     let store = Store::open_read_only(&db).await.unwrap();
     let rows = store.results(Some("u1")).await.unwrap();
     // The figures give the flag back; what the machine did is unknown for them.
@@ -1408,5 +1413,66 @@ async fn a_batch_of_many_statements_keeps_every_row_with_its_own_result() {
         sqlx_sqlite_count(&db, "SELECT COUNT(*) FROM repetition").await,
         1 + reps as i64
     );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn where_the_memory_went_is_stored_by_device_with_the_layers_offloaded() {
+    use tokbench_core::record::{BufferBytes, DeviceUse};
+    let (_tmp, db) = temp_db();
+    let (store, run, build) = one_run(&db).await;
+    let buffer = |buffer: &str, kind: &str, bytes: u64| BufferBytes {
+        buffer: buffer.into(),
+        kind: kind.into(),
+        bytes,
+    };
+    let mut r = result(0, ResultStatus::Ok, &[10.0]);
+    r.allocated = Some(AllocatedMemory {
+        model_bytes: Some(30 + 20),
+        kv_bytes: Some(4),
+        buffers: vec![
+            buffer("CPU_Mapped", "model", 30),
+            buffer("Vulkan0", "model", 20),
+            buffer("Vulkan0", "KV", 4),
+        ],
+        devices: vec![DeviceUse {
+            name: "Vulkan0".into(),
+            description: "llvmpipe (LLVM 15.0.6, 256 bits)".into(),
+            free_bytes: Some(2048 << 20),
+        }],
+        layers_offloaded: Some(4),
+        layers_total: Some(9),
+        ..Default::default()
+    });
+    store
+        .insert_result(run, build, None, "m", 1, &r)
+        .await
+        .unwrap();
+    // A CPU-only result says nothing of offload or devices.
+    let mut cpu = result(1, ResultStatus::Ok, &[10.0]);
+    cpu.allocated = Some(AllocatedMemory::default());
+    store
+        .insert_result(run, build, None, "m", 1, &cpu)
+        .await
+        .unwrap();
+    let q = store
+        .query(
+            "SELECT n_layers_offloaded, n_layers_total, placement_json FROM v_results
+             ORDER BY result_id",
+        )
+        .await
+        .unwrap();
+    assert_eq!(q.rows[0][..2], [serde_json::json!(4), serde_json::json!(9)]);
+    let placement: serde_json::Value =
+        serde_json::from_str(q.rows[0][2].as_str().unwrap()).unwrap();
+    assert_eq!(placement["buffers"][1]["buffer"], "Vulkan0");
+    assert_eq!(placement["buffers"][1]["bytes"], 20);
+    assert_eq!(placement["buffers"][2]["kind"], "KV");
+    assert_eq!(
+        placement["devices"][0]["description"],
+        "llvmpipe (LLVM 15.0.6, 256 bits)"
+    );
+    assert_eq!(placement["devices"][0]["free_bytes"], 2048u64 << 20);
+    assert_eq!(q.rows[1], vec![serde_json::Value::Null; 3]);
     store.close().await;
 }
