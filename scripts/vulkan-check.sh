@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# The GPU offload path, run for real without a GPU (issue 16): Vulkan on lavapipe, Mesa's
+# Vulkan 1.3 device that runs on the CPU. Builds tokbench with `--features vulkan` (the
+# vendored llama.cpp's Vulkan backend, about 10 minutes on 2 cores), runs
+# bench-configs/vulkan-check.toml (n_gpu_layers 0, 4 of 9, and 99) through the engine and
+# checks what was stored: every cell ok, accel vulkan, the device (llvmpipe), the layers
+# llama.cpp offloaded (clamped to the model's), and the weights split between host and
+# device buffers as the offload says. Prints a table. `.ci/run` runs it after the tests.
+#
+#   scripts/vulkan-check.sh                     the engine (what CI runs)
+#   VULKAN_TOOLS=1 scripts/vulkan-check.sh      also llama-bench built by `tokbench backends
+#                                               build --accel vulkan` (another ~10 minutes)
+#   VULKAN_CHECK_PROFILE=release …              a release build (default: the test build's
+#                                               profile, so CI compiles only llama.cpp again)
+#
+# llama.cpp skips CPU-type Vulkan devices unless GGML_VK_VISIBLE_DEVICES names them: this
+# script sets it to 0 (lavapipe is the only device here). Debian 12's Vulkan headers lack
+# VK_EXT_layer_settings; third_party/llama-tools/cmake/tokbench-llama.cmake declares it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PKGS=(mesa-vulkan-drivers libvulkan-dev glslc spirv-headers glslang-tools vulkan-tools)
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "vulkan-check: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! vulkaninfo --summary 2>/dev/null | grep -q llvmpipe; then
+    echo "vulkan-check: no lavapipe (llvmpipe) Vulkan device; vulkaninfo --summary says:" >&2
+    vulkaninfo --summary >&2 || true
+    exit 1
+fi
+
+PROFILE=${VULKAN_CHECK_PROFILE:-dev}
+DIR=debug
+[[ $PROFILE == release ]] && DIR=release
+WORK=target/vulkan-check
+mkdir -p "$WORK"
+rm -f "$WORK"/check.db*
+t0=$(date +%s)
+cargo build -q --profile "$PROFILE" -p tokbench --features vulkan
+# Kept aside: the next build without the feature puts the CPU binary back in its place.
+cp "target/$DIR/tokbench" "$WORK/tokbench-vulkan"
+TB=$WORK/tokbench-vulkan
+built=$(($(date +%s) - t0))
+export TOKBENCH_CACHE=$PWD/$WORK/cache GGML_VK_VISIBLE_DEVICES=0
+
+suite=bench-configs/vulkan-check.toml
+if [[ ${VULKAN_TOOLS:-0} == 1 ]]; then
+    "$TB" backends build --accel vulkan
+    sed 's/^\[\[model\]\]$/backends = ["engine", "llama-bench"]\n\n[[model]]/' "$suite" > "$WORK/suite.toml"
+    suite=$WORK/suite.toml
+fi
+t1=$(date +%s)
+"$TB" run "$suite" --db "$WORK/check.db" --plain
+ran=$(($(date +%s) - t1))
+
+fails=0
+# check WHAT SQL: the statement counts the rows that break WHAT; 0 passes.
+check() {
+    local n
+    n=$("$TB" query "$2" --db "$WORK/check.db" --format csv | tail -1)
+    if [[ $n == 0 ]]; then
+        echo "ok    $1"
+    else
+        echo "FAIL  $1 ($n rows: $2)"
+        fails=$((fails + 1))
+    fi
+}
+# The bytes of kind KIND on buffer BUF in a result's placement.
+on() {
+    echo "(SELECT IFNULL(SUM(json_extract(b.value, '\$.bytes')), 0) FROM json_each(r.placement_json, '\$.buffers') b
+        WHERE json_extract(b.value, '\$.buffer') = '$1' AND json_extract(b.value, '\$.kind') = '$2')"
+}
+check "every cell measured" \
+    "SELECT COUNT(*) FROM v_results WHERE status != 'ok'"
+check "3 offloads x 2 tests per backend" \
+    "SELECT COUNT(*) FROM (SELECT backend, COUNT(*) AS n FROM v_results GROUP BY backend) WHERE n != 6"
+check "stored as the Vulkan build" \
+    "SELECT COUNT(*) FROM v_results WHERE accel != 'vulkan'"
+check "the engine names the device it used: llvmpipe" \
+    "SELECT COUNT(*) FROM v_results r WHERE backend = 'engine' AND NOT EXISTS (
+        SELECT 1 FROM json_each(r.placement_json, '\$.devices') d
+        WHERE json_extract(d.value, '\$.name') = 'Vulkan0'
+          AND json_extract(d.value, '\$.description') LIKE 'llvmpipe%')"
+check "the engine stores the layers offloaded: n_gpu_layers, at most the model's 8 + output" \
+    "SELECT COUNT(*) FROM v_results WHERE backend = 'engine'
+        AND (n_layers_total IS NOT 9 OR n_layers_offloaded IS NOT MIN(n_gpu_layers, 9))"
+check "no layer offloaded: no weights on the device" \
+    "SELECT COUNT(*) FROM v_results r WHERE backend = 'engine' AND n_gpu_layers = 0
+        AND $(on Vulkan0 model) > 0"
+check "4 of 9 layers: weights on the host and on the device" \
+    "SELECT COUNT(*) FROM v_results r WHERE backend = 'engine' AND n_gpu_layers = 4
+        AND NOT ($(on Vulkan0 model) > 0 AND $(on CPU_Mapped model) > 0)"
+check "every layer offloaded: more weights on the device than at 4 layers" \
+    "SELECT COUNT(*) FROM v_results r WHERE backend = 'engine' AND n_gpu_layers = 99
+        AND $(on Vulkan0 model) <= (SELECT MAX($(on Vulkan0 model)) FROM v_results r
+                                    WHERE backend = 'engine' AND n_gpu_layers = 4)"
+check "the KV cache follows its layers: all on the device at 99, none at 0" \
+    "SELECT COUNT(*) FROM v_results r WHERE backend = 'engine'
+        AND ((n_gpu_layers = 99 AND ($(on Vulkan0 KV) = 0 OR $(on CPU KV) > 0))
+          OR (n_gpu_layers = 0 AND $(on Vulkan0 KV) > 0))"
+check "the summed buffer columns are the buffers' sum" \
+    "SELECT COUNT(*) FROM v_results r WHERE backend = 'engine' AND model_buffer_bytes IS NOT (
+        SELECT SUM(json_extract(b.value, '\$.bytes')) FROM json_each(r.placement_json, '\$.buffers') b
+        WHERE json_extract(b.value, '\$.kind') = 'model'
+          AND json_extract(b.value, '\$.buffer') NOT LIKE '%_REPACK')"
+
+"$TB" query "SELECT r.backend, r.test, r.n_gpu_layers AS ngl,
+        r.n_layers_offloaded || '/' || r.n_layers_total AS offloaded,
+        ROUND(r.prefill_tps, 1) AS pp_tps, ROUND(r.decode_tps, 2) AS tg_tps,
+        ROUND($(on Vulkan0 model) / 1048576.0, 2) AS vk_model_mib,
+        ROUND($(on CPU_Mapped model) / 1048576.0, 2) AS host_model_mib,
+        ROUND($(on Vulkan0 KV) / 1048576.0, 2) AS vk_kv_mib,
+        ROUND($(on Vulkan0 compute) / 1048576.0, 2) AS vk_compute_mib
+    FROM v_results r ORDER BY r.backend, r.n_gpu_layers, r.test" --db "$WORK/check.db"
+echo "vulkan-check: build ${built} s, run ${ran} s, ${fails} failed"
+[[ $fails == 0 ]]
