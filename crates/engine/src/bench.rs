@@ -99,16 +99,22 @@ fn note_device_line(line: &str, into: &mut AllocatedMemory) -> bool {
     let Some((name, rest)) = what.split_once(' ') else {
         return false;
     };
-    // "(description) (id)": the description is everything up to the last group.
+    // "(description) (id)", or "(description)" from an older llama.cpp: the description
+    // is the first group, whose parentheses may nest.
     let rest = rest.trim();
-    let description = match rest.rfind(" (") {
-        Some(at) => &rest[..at],
-        None => rest,
+    let mut depth = 0usize;
+    let end = rest.char_indices().find_map(|(i, c)| {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        (depth == 0).then_some(i)
+    });
+    let description = match (rest.starts_with('('), end) {
+        (true, Some(end)) => &rest[1..end],
+        _ => rest,
     };
-    let description = description
-        .strip_prefix('(')
-        .and_then(|d| d.strip_suffix(')'))
-        .unwrap_or(description);
     into.devices.push(DeviceUse {
         name: name.to_string(),
         description: description.to_string(),
@@ -627,6 +633,13 @@ mod buffer_log_tests {
             &mut a
         ));
         assert!(!note_log_line("load_tensors: offloaded all to GPU", &mut a));
+        // Without the id an older llama.cpp printed no group after the description.
+        assert!(note_device_line(
+            "llama_model_load_from_file_impl: using device CUDA0 (NVIDIA H200 (PCIe)) - 140386 MiB free",
+            &mut a
+        ));
+        assert_eq!(a.devices[1].description, "NVIDIA H200 (PCIe)");
+        assert_eq!(a.devices[1].free_bytes, Some(140386 << 20));
     }
 
     const VULKAN_LOAD: &str = include_str!("../tests/fixtures/vulkan-load.log");
