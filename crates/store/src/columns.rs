@@ -109,17 +109,16 @@ pub(crate) struct Insert {
 
 impl Insert {
     pub(crate) fn into(table: &'static str) -> Insert {
-        Insert {
-            table,
-            // Room for most rows' columns (a result's ~90 grow it a few times).
-            columns: Vec::with_capacity(if table == "result" { 96 } else { 8 }),
-            or_nothing: false,
-        }
+        Insert::with_capacity(table, 8)
     }
 
-    /// The table the row goes into.
-    pub(crate) fn table(&self) -> &'static str {
-        self.table
+    /// A row with room for `columns` columns (a result's ~90 would grow the list 4 times).
+    pub(crate) fn with_capacity(table: &'static str, columns: usize) -> Insert {
+        Insert {
+            table,
+            columns: Vec::with_capacity(columns),
+            or_nothing: false,
+        }
     }
 
     /// Adds `column = value`.
