@@ -3,8 +3,10 @@
 -- as one; the real number where `n_gpu_layers` asked for more), and in `placement_json`
 -- each buffer by device (`{"buffers": [{"buffer": "Vulkan0", "kind": "model", "bytes": …}],
 -- "devices": [{"name": "Vulkan0", "description": "…", "free_bytes": …}]}`). The summed
--- `*_buffer_bytes` columns stay as they were. NULL where the backend did not say (a CPU-only
--- build names no device and offloads nothing; llama-bench keeps its load log to itself).
+-- `*_buffer_bytes` columns stay as they were. The layer counts are NULL where llama.cpp does
+-- not say (a CPU-only build offloads nothing and prints no count); `placement_json` is NULL
+-- where no buffer was reported (llama-bench and servers keep their load log to itself), and
+-- lists buffers without devices on a CPU-only build.
 ALTER TABLE result ADD COLUMN n_layers_offloaded INTEGER;
 ALTER TABLE result ADD COLUMN n_layers_total INTEGER;
 ALTER TABLE result ADD COLUMN placement_json TEXT;
