@@ -256,6 +256,12 @@ fn a_run_stores_memory_per_phase_and_says_why_power_is_missing() {
 /// The GPU telemetry path end to end on a machine without a GPU: NVML answered from the
 /// synthetic H200 recording (`TOKBENCH_NVML_REPLAY`), from its 5th second on (the card
 /// already computing), through the sampler, the phase windows and the database.
+///
+/// The recording computes for 110 s and then cools down; a run slower than that (CI once
+/// took 120 s for this tg64, its 2 engine threads and another test's on 2 busy cores, each
+/// barrier waiting for a descheduled spinner) measured the cool-down. So the loaded stretch
+/// is played again and again, the energy counter carried on, for half an hour: the card
+/// stays under load however long the run takes, and the engine runs on one thread.
 #[test]
 fn a_run_with_nvml_replayed_stores_gpu_power_energy_and_memory() {
     let tmp = tempfile::tempdir().unwrap();
@@ -279,6 +285,31 @@ fn a_run_with_nvml_replayed_stores_gpu_power_energy_and_memory() {
             kept.push(serde_json::json!({ "t_ms": t - 5_000, "devices": [d] }));
         }
     }
+    // Play the loaded stretch, 6 s (the 1 s power average settled) to 115 s of the
+    // recording, again and again: each copy later by its length, its counter higher by
+    // the energy of one copy plus one loaded step, so the counter never stalls or jumps.
+    let energy = |e: &serde_json::Value| e["devices"][0]["total_energy_mj"].as_u64();
+    let at = |t: u64| kept.iter().find(|e| e["t_ms"].as_u64() == Some(t - 5_000)).unwrap();
+    let loop_ms = 115_000 - 6_000;
+    let loop_mj = energy(at(114_900)).unwrap() - energy(at(6_000)).unwrap()
+        + (energy(at(6_100)).unwrap() - energy(at(6_000)).unwrap());
+    let block: Vec<serde_json::Value> = kept
+        .iter()
+        .filter(|e| (1_000..110_000).contains(&e["t_ms"].as_u64().unwrap()))
+        .cloned()
+        .collect();
+    kept.retain(|e| e["t_ms"].as_u64().unwrap() < 110_000);
+    for k in 1..=16u64 {
+        for e in &block {
+            let mut e = e.clone();
+            let t = e["t_ms"].as_u64().unwrap() - 1_000 + 110_000 + (k - 1) * loop_ms;
+            e["t_ms"] = t.into();
+            if let Some(mj) = energy(&e) {
+                e["devices"][0]["total_energy_mj"] = (mj + k * loop_mj).into();
+            }
+            kept.push(e);
+        }
+    }
     rec["timeline"] = serde_json::Value::Array(kept);
     let replay = tmp.path().join("h200-from-5s.json");
     std::fs::write(&replay, rec.to_string()).unwrap();
@@ -286,7 +317,8 @@ fn a_run_with_nvml_replayed_stores_gpu_power_energy_and_memory() {
     let suite = write_suite(
         tmp.path(),
         "s.toml",
-        &quick_suite("\"Q8_0\"", "\"pp256\", \"tg64\"", ""),
+        &quick_suite("\"Q8_0\"", "\"pp256\", \"tg64\"", "")
+            .replace("threads = 2", "threads = 1"),
     );
     let db = tmp.path().join("t.db");
     let out = tokbench(&[
