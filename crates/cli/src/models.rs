@@ -452,6 +452,51 @@ pub enum ModelCommand {
         #[arg(long)]
         list: bool,
     },
+    /// Evaluate a fixed prompt (BOS, then seeded random tokens) in one batch and write every
+    /// position's logits; with --against, compare them with another build's and fail when
+    /// they disagree (a GPU offload that computes something else).
+    #[command(
+        after_help = "Examples:\n  tokbench model logits tiny-Q8_0.gguf --out cpu.logits\n  GGML_VK_VISIBLE_DEVICES=0 tokbench-vulkan model logits tiny-Q8_0.gguf -ngl 99 --against cpu.logits\n\nExit codes: 0 agree (or no --against), 1 tool error, 2 bad input, 3 they disagree.\nAgreeing means the same top token at --min-top1 of the positions and a root-mean-square\ndifference of at most --max-rel-rms of the reference's spread (its logits' RMS about each\nposition's mean)."
+    )]
+    Logits(LogitsArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogitsArgs {
+    /// The GGUF model.
+    pub file: PathBuf,
+    /// Layers to offload to the GPU (a build with an accelerator).
+    #[arg(long = "n-gpu-layers", visible_alias = "ngl", default_value_t = 0)]
+    pub n_gpu_layers: u32,
+    /// Prompt length: BOS and this many tokens less one.
+    #[arg(long, default_value_t = 64)]
+    pub tokens: u32,
+    /// Seed of the prompt's tokens.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(short = 't', long, default_value_t = 1)]
+    pub threads: u32,
+    /// One token at a time against the KV cache (generation's matrix × vector kernels),
+    /// instead of the whole prompt in one batch (prompt processing's).
+    #[arg(long)]
+    pub stepwise: bool,
+    /// Write the logits here (a JSON line, then little-endian f32s).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Compare with logits another build wrote (the same model, prompt and seed).
+    #[arg(long)]
+    pub against: Option<PathBuf>,
+    /// The least fraction of positions whose top token must be the same.
+    #[arg(long, default_value_t = 0.9)]
+    pub min_top1: f64,
+    /// The largest RMS difference, as a fraction of the reference's spread.
+    #[arg(long, default_value_t = 0.05)]
+    pub max_rel_rms: f64,
+    /// Pass llama.cpp's log on to stderr.
+    #[arg(short, long)]
+    pub verbose: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
 }
 
 /// `tokbench model …`.
@@ -473,6 +518,141 @@ pub fn command(cmd: &ModelCommand) -> anyhow::Result<ExitCode> {
             let cache = ModelCache::new(cache_dir.clone())?;
             synth_command(&cache, arch, quant, *seed)
         }
+        ModelCommand::Logits(args) => logits_command(args),
+    }
+}
+
+fn logits_command(args: &LogitsArgs) -> anyhow::Result<ExitCode> {
+    use tokbench_engine::logits::{compare, Logits};
+    args.format
+        .require("model logits", &[Format::Table, Format::Json])?;
+    if !(0.0..=1.0).contains(&args.min_top1) {
+        bail!(BadInput(format!(
+            "--min-top1 {}: a fraction, from 0 to 1",
+            args.min_top1
+        )));
+    }
+    if args.max_rel_rms.is_nan() || args.max_rel_rms < 0.0 {
+        bail!(BadInput(format!(
+            "--max-rel-rms {}: a fraction, 0 or more",
+            args.max_rel_rms
+        )));
+    }
+    // The reference first: a file that cannot be read is refused before minutes of GPU work.
+    let reference = args
+        .against
+        .as_ref()
+        .map(|p| {
+            std::fs::File::open(p)
+                .map_err(|e| e.to_string())
+                .and_then(Logits::read)
+                .map_err(|e| BadInput(format!("--against {}: {e}", p.display())))
+        })
+        .transpose()?;
+    if !args.file.is_file() {
+        bail!(BadInput(format!(
+            "model file not found: {}",
+            args.file.display()
+        )));
+    }
+    let got = tokbench_engine::bench::eval_logits(
+        &args.file,
+        args.n_gpu_layers,
+        args.tokens,
+        args.seed,
+        args.threads,
+        args.stepwise,
+        args.verbose,
+    )
+    .map_err(|e| BadInput(format!("{}: {e}", args.file.display())))?;
+    if let Some(out) = &args.out {
+        let f = std::fs::File::create(out)
+            .with_context(|| format!("cannot write {}", out.display()))?;
+        got.write(std::io::BufWriter::new(f))
+            .with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    let h = &got.header;
+    let offload = match (h.layers_offloaded, h.layers_total) {
+        (Some(n), Some(m)) => format!("{n}/{m} layers offloaded"),
+        _ => "no layers offloaded (a CPU build)".into(),
+    };
+    let agreement = match &reference {
+        Some(r) => Some(compare(r, &got).map_err(|e| {
+            BadInput(format!(
+                "--against {}: {e}",
+                args.against
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            ))
+        })?),
+        None => None,
+    };
+    let agrees = agreement
+        .as_ref()
+        .map(|a| a.top1_fraction() >= args.min_top1 && a.relative_rms() <= args.max_rel_rms);
+    if matches!(args.format, Format::Json) {
+        let v = serde_json::json!({
+            "header": h,
+            "reference": reference.as_ref().map(|r| &r.header),
+            "agreement": agreement.as_ref().map(|a| serde_json::json!({
+                "positions": a.positions,
+                "top1_same": a.top1_same,
+                "top1_fraction": a.top1_fraction(),
+                "max_abs_diff": a.max_abs_diff,
+                "rms_diff": a.rms_diff,
+                "rms_ref": a.rms_ref,
+                "relative_rms": a.relative_rms(),
+                "worst_top1_gap": a.worst_top1_gap,
+                "min_top1": args.min_top1,
+                "max_rel_rms": args.max_rel_rms,
+                "agrees": agrees,
+            })),
+        });
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
+    } else {
+        outln!(
+            "{}: {} positions × {} tokens{}, {} build, n_gpu_layers {}, {offload}{}",
+            args.file.display(),
+            h.tokens.len(),
+            h.n_vocab,
+            if h.stepwise {
+                " one at a time"
+            } else {
+                " in one batch"
+            },
+            h.accel,
+            h.n_gpu_layers,
+            match h.devices.as_slice() {
+                [] => String::new(),
+                d => format!(", on {}", d.join(", ")),
+            }
+        )?;
+        if let (Some(a), Some(r)) = (&agreement, &reference) {
+            outln!(
+                "against {} ({} build, n_gpu_layers {}): top-1 the same at {}/{} positions ({:.1}%, at least {:.1}% wanted); RMS difference {:.3e} = {:.3}% of the reference's spread {:.3} (at most {:.3}% wanted); largest difference {:.3e}; where the top tokens differ, the other's scored at most {:.3} below the reference's top",
+                args.against.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                r.header.accel,
+                r.header.n_gpu_layers,
+                a.top1_same,
+                a.positions,
+                100.0 * a.top1_fraction(),
+                100.0 * args.min_top1,
+                a.rms_diff,
+                100.0 * a.relative_rms(),
+                a.rms_ref,
+                100.0 * args.max_rel_rms,
+                a.max_abs_diff,
+                a.worst_top1_gap,
+            )?;
+        }
+    }
+    match agrees {
+        Some(false) => {
+            eprintln!("model logits: this build's logits disagree with the reference's");
+            Ok(ExitCode::Regression)
+        }
+        _ => Ok(ExitCode::Ok),
     }
 }
 

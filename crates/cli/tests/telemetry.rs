@@ -289,7 +289,11 @@ fn a_run_with_nvml_replayed_stores_gpu_power_energy_and_memory() {
     // recording, again and again: each copy later by its length, its counter higher by
     // the energy of one copy plus one loaded step, so the counter never stalls or jumps.
     let energy = |e: &serde_json::Value| e["devices"][0]["total_energy_mj"].as_u64();
-    let at = |t: u64| kept.iter().find(|e| e["t_ms"].as_u64() == Some(t - 5_000)).unwrap();
+    let at = |t: u64| {
+        kept.iter()
+            .find(|e| e["t_ms"].as_u64() == Some(t - 5_000))
+            .unwrap()
+    };
     let loop_ms = 115_000 - 6_000;
     let loop_mj = energy(at(114_900)).unwrap() - energy(at(6_000)).unwrap()
         + (energy(at(6_100)).unwrap() - energy(at(6_000)).unwrap());
@@ -317,8 +321,7 @@ fn a_run_with_nvml_replayed_stores_gpu_power_energy_and_memory() {
     let suite = write_suite(
         tmp.path(),
         "s.toml",
-        &quick_suite("\"Q8_0\"", "\"pp256\", \"tg64\"", "")
-            .replace("threads = 2", "threads = 1"),
+        &quick_suite("\"Q8_0\"", "\"pp256\", \"tg64\"", "").replace("threads = 2", "threads = 1"),
     );
     let db = tmp.path().join("t.db");
     let out = tokbench(&[

@@ -22,6 +22,7 @@ use tokbench_core::record::{AllocatedMemory, BufferBytes, DeviceUse};
 use tokbench_core::CacheType;
 
 use crate::fault::{Fault, FaultPhase};
+use crate::logits::Logits;
 use crate::protocol::{EngineEvent, EngineJob, EngineTest, PROTOCOL_VERSION};
 
 static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
@@ -169,7 +170,9 @@ unsafe extern "C" fn capture_log(
     }
     // SAFETY: llama.cpp passes a NUL-terminated string valid for the call.
     let bytes = unsafe { std::ffi::CStr::from_ptr(text) }.to_bytes();
-    let _ = std::io::stderr().write_all(bytes);
+    if ECHO_LOG.load(std::sync::atomic::Ordering::Relaxed) {
+        let _ = std::io::stderr().write_all(bytes);
+    }
     // Buffer sizes, devices and offload are logged at load and context creation only:
     // other lines (llama.cpp may log while it computes) pass without taking the lock or
     // being parsed.
@@ -184,6 +187,10 @@ unsafe extern "C" fn capture_log(
         note_log_line(line, &mut a);
     }
 }
+
+/// Whether llama.cpp's log goes on to stderr (the engine child's always does; `model
+/// logits` shows it only with `--verbose`).
+static ECHO_LOG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 const LOG_MARKS: [&[u8]; 3] = [b" buffer size = ", b": offloaded ", b": using device "];
 
@@ -554,6 +561,106 @@ fn run_test(
         }
     }
     Ok(())
+}
+
+/// Evaluates a fixed prompt — BOS, then `n_tokens − 1` tokens drawn from the vocabulary
+/// with `seed` — and returns every position's logits, with the devices and offload llama.cpp
+/// reported. In one batch (prompt processing's kernels: matrix × matrix), or with `stepwise`
+/// one token at a time against the KV cache (generation's: matrix × vector). `verbose`
+/// passes llama.cpp's log on to stderr.
+pub fn eval_logits(
+    model_path: &std::path::Path,
+    n_gpu_layers: u32,
+    n_tokens: u32,
+    seed: u64,
+    n_threads: u32,
+    stepwise: bool,
+    verbose: bool,
+) -> Result<Logits, String> {
+    use crate::logits::{LogitsHeader, FORMAT};
+    ECHO_LOG.store(verbose, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: capture_log is a valid callback for the process lifetime.
+    unsafe { llama_cpp_sys_2::llama_log_set(Some(capture_log), std::ptr::null_mut()) };
+    *allocated() = AllocatedMemory::default();
+    if n_tokens == 0 {
+        return Err("a prompt of 0 tokens has no logits".into());
+    }
+    if !model_path.is_file() {
+        return Err(format!("model file not found: {}", model_path.display()));
+    }
+    let params = LlamaModelParams::default().with_n_gpu_layers(n_gpu_layers);
+    let model = LlamaModel::load_from_file(backend(), model_path, &params)
+        .map_err(|e| format!("llama.cpp could not load {}: {e}", model_path.display()))?;
+    let threads = i32::try_from(n_threads).unwrap_or(i32::MAX);
+    let ctx_params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_tokens))
+        .with_n_batch(n_tokens)
+        .with_n_ubatch(n_tokens)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut ctx = model
+        .new_context(backend(), ctx_params)
+        .map_err(|e| format!("llama.cpp could not create a context of {n_tokens} tokens: {e}"))?;
+    let vocab = model.vocab();
+    let mut tok = Tokens {
+        rng: ChaCha8Rng::seed_from_u64(seed),
+        n_vocab: model.n_vocab(),
+        bos: vocab.should_add_bos().then(|| vocab.bos()),
+    };
+    let tokens: Vec<LlamaToken> = (0..n_tokens)
+        .map(|i| match (i, tok.bos) {
+            (0, Some(bos)) => bos,
+            _ => tok.random(),
+        })
+        .collect();
+    let n_vocab = model.n_vocab().max(0) as usize;
+    let mut logits = Vec::with_capacity(tokens.len() * n_vocab);
+    if stepwise {
+        let mut batch = LlamaBatch::new(1, 1);
+        for (pos, &t) in tokens.iter().enumerate() {
+            batch.clear();
+            batch
+                .add(t, pos as i32, &[0], true)
+                .map_err(|e| e.to_string())?;
+            ctx.decode(&mut batch)
+                .map_err(|e| format!("llama_decode failed at position {pos}: {e}"))?;
+            logits.extend_from_slice(&ctx.get_logits_ith(0)[..n_vocab]);
+        }
+    } else {
+        let mut batch = LlamaBatch::new(tokens.len(), 1);
+        for (pos, &t) in tokens.iter().enumerate() {
+            batch
+                .add(t, pos as i32, &[0], true)
+                .map_err(|e| e.to_string())?;
+        }
+        ctx.decode(&mut batch)
+            .map_err(|e| format!("llama_decode failed: {e}"))?;
+        for p in 0..tokens.len() {
+            logits.extend_from_slice(&ctx.get_logits_ith(p as i32)[..n_vocab]);
+        }
+    }
+    let a = allocated().clone();
+    Ok(Logits {
+        header: LogitsHeader {
+            format: FORMAT.into(),
+            model: model_path.display().to_string(),
+            accel: crate::accel().into(),
+            n_gpu_layers,
+            devices: a
+                .devices
+                .iter()
+                .map(|d| format!("{} ({})", d.name, d.description))
+                .collect(),
+            layers_offloaded: a.layers_offloaded,
+            layers_total: a.layers_total,
+            n_threads,
+            stepwise,
+            seed,
+            tokens: tokens.iter().map(|t| t.0).collect(),
+            n_vocab,
+        },
+        logits,
+    })
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! tokbench-engine: the embedded default backend. [`protocol`] is what a `tokbench engine`
 //! child and the runner say to each other; with the `llama` feature, [`bench`] runs the
 //! tests through llama.cpp the way llama-bench does and [`quantize`] calls llama.cpp's own
-//! quantizer.
+//! quantizer; [`logits`] compares what two builds compute.
 
 pub mod fault;
+pub mod logits;
 pub mod protocol;
 
 #[cfg(feature = "llama")]
