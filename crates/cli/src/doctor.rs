@@ -293,13 +293,23 @@ pub async fn doctor_command(args: &DbArgs) -> anyhow::Result<ExitCode> {
 /// `tokbench migrate`: applies the migrations a database lacks and says which.
 pub async fn migrate_command(args: &DbArgs) -> anyhow::Result<ExitCode> {
     let db = args.db.as_path();
-    let applied = Store::migrate(db).await?;
+    let applied = match db.to_str().filter(|d| tokbench_store::is_postgres_url(d)) {
+        Some(url) => {
+            let applied = tokbench_store::PgStore::migrate(url).await?;
+            let shown = tokbench_store::redacted_url(url);
+            return migrated(&shown, &applied);
+        }
+        None => Store::migrate(db).await?,
+    };
+    migrated(&db.display().to_string(), &applied)
+}
+
+fn migrated(db: &str, applied: &[String]) -> anyhow::Result<ExitCode> {
     if applied.is_empty() {
-        outln!("{}: schema up to date, nothing to migrate", db.display())?;
+        outln!("{db}: schema up to date, nothing to migrate")?;
     } else {
         outln!(
-            "{}: applied {} migration(s): {}",
-            db.display(),
+            "{db}: applied {} migration(s): {}",
             applied.len(),
             applied.join(", ")
         )?;

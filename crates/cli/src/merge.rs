@@ -100,11 +100,57 @@ pub fn redact_key(file: Option<&Path>) -> anyhow::Result<(Vec<u8>, String)> {
     Ok((key, path.display().to_string()))
 }
 
+/// `tokbench merge … --into postgres://…`: each SQLite source into the shared database,
+/// each in one transaction.
+async fn merge_into_postgres(sources: &[PathBuf], url: &str) -> anyhow::Result<ExitCode> {
+    let dst = tokbench_store::PgStore::open(url).await?;
+    for src in sources {
+        if src.to_str().is_some_and(tokbench_store::is_postgres_url) {
+            return Err(BadInput(format!(
+                "merge: {} is a PostgreSQL database; merge reads SQLite files into PostgreSQL so far",
+                tokbench_store::redacted_url(&src.display().to_string())
+            ))
+            .into());
+        }
+        let report = dst.merge_sqlite(src).await.map_err(|e| match e {
+            StoreError::Missing { .. }
+            | StoreError::NotTokbench { .. }
+            | StoreError::NewerSchema { .. }
+            | StoreError::OlderSchema { .. } => anyhow::Error::new(BadInput(e.to_string())),
+            other => anyhow::Error::new(other).context(format!("cannot merge {}", src.display())),
+        })?;
+        eprintln!(
+            "merge {} → {}: {} runs added, {} already there ({} extended), {} results added, {} repetitions, {} telemetry samples",
+            src.display(),
+            dst.url(),
+            report.runs_added,
+            report.runs_skipped,
+            report.runs_extended,
+            report.results_added,
+            report.repetitions_added,
+            report.telemetry_added,
+        );
+    }
+    eprintln!("merge: {}", dst.url());
+    dst.close().await;
+    Ok(ExitCode::Ok)
+}
+
 async fn merge_command(
     sources: &[PathBuf],
     into: &Path,
     redact: Option<(Vec<u8>, String)>,
 ) -> anyhow::Result<ExitCode> {
+    if let Some(url) = into.to_str().filter(|d| tokbench_store::is_postgres_url(d)) {
+        if redact.is_some() {
+            return Err(BadInput(
+                "--redact writes a new SQLite file to share: merge into a file, not PostgreSQL"
+                    .into(),
+            )
+            .into());
+        }
+        return merge_into_postgres(sources, url).await;
+    }
     let dst = Store::open(into)
         .await
         .with_context(|| format!("cannot open the destination {}", into.display()))?;

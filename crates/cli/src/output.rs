@@ -495,6 +495,15 @@ impl SqlTable {
     }
 }
 
+/// A `--db` as messages show it: a PostgreSQL URL without its password.
+pub fn display_db(db: &Path) -> String {
+    let shown = db.display().to_string();
+    match tokbench_store::is_postgres_url(&shown) {
+        true => tokbench_store::redacted_url(&shown),
+        false => shown,
+    }
+}
+
 async fn open_ro(db: &Path) -> anyhow::Result<Store> {
     match Store::open_read_only(db).await {
         Err(e @ StoreError::Missing { .. }) => Err(BadInput(e.to_string()).into()),
@@ -770,26 +779,42 @@ impl<W: std::io::Write> StdoutBuf<W> {
 }
 
 async fn query(db: &Path, sql: &str, format: Format) -> anyhow::Result<ExitCode> {
-    let store = open_ro(db).await?;
     let mut out = StdoutBuf::new();
     let mut sink = QuerySink::new(format);
     let mut failure = None;
-    let stepped = store
-        .query_each(sql, |event| {
-            let written = match event {
-                QueryEvent::Columns(c) => sink.columns(c, &mut out),
-                QueryEvent::Row(cells) => sink.row(cells, &mut out),
-            };
-            match written {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(e) => {
-                    failure = Some(e);
-                    ControlFlow::Break(())
-                }
+    let each = |event: QueryEvent<'_>| {
+        let written = match event {
+            QueryEvent::Columns(c) => sink.columns(c, &mut out),
+            QueryEvent::Row(cells) => sink.row(cells, &mut out),
+        };
+        match written {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failure = Some(e);
+                ControlFlow::Break(())
             }
-        })
-        .await;
-    store.close().await;
+        }
+    };
+    let stepped = match db.to_str().filter(|d| tokbench_store::is_postgres_url(d)) {
+        Some(url) => {
+            let store = match tokbench_store::PgStore::open_read_only(url).await {
+                Err(e @ (StoreError::NoSchema { .. } | StoreError::OlderSchema { .. })) => {
+                    return Err(BadInput(e.to_string()).into())
+                }
+                other => other?,
+            };
+            let stepped = store.query_each(sql, each).await;
+            store.close().await;
+            stepped
+        }
+        None => {
+            let store = open_ro(db).await?;
+            let stepped = store.query_each(sql, each).await;
+            store.close().await;
+            stepped
+        }
+    };
+    let db = display_db(db);
     match stepped {
         Err(e @ (StoreError::Refused(_) | StoreError::BadQuery(_))) => {
             return Err(BadInput(e.to_string()).into())
@@ -797,7 +822,7 @@ async fn query(db: &Path, sql: &str, format: Format) -> anyhow::Result<ExitCode>
         Err(e) => {
             // What was printed stays printed; the error says where it stopped.
             out.flush().ok();
-            return Err(anyhow::Error::new(e).context(format!("query on {} failed", db.display())));
+            return Err(anyhow::Error::new(e).context(format!("query on {db} failed")));
         }
         Ok(()) => {}
     }

@@ -20,6 +20,7 @@ use tokbench_core::{BackendBuild, CellResult, HostInfo, MetricSource, ModelRecor
 
 mod columns;
 mod merge;
+mod pg;
 mod points;
 mod prune;
 mod raw;
@@ -31,6 +32,7 @@ mod stream;
 mod write;
 
 pub use merge::{snapshot, MergeReport};
+pub use pg::{is_postgres_url, redacted_url, PgStore, PG_MIGRATOR};
 pub use points::{newest_points_statement, points_statement, PointFilter, StoredPoint};
 pub use prune::PruneReport;
 pub use redact::{RedactReport, Redactor};
@@ -88,6 +90,11 @@ pub enum StoreError {
     },
     #[error("cannot merge {path} into itself")]
     MergeIntoItself { path: PathBuf },
+    /// A PostgreSQL server that would not take the connection; `url` has no password.
+    #[error("cannot connect to {url}: {why}")]
+    Connect { url: String, why: String },
+    #[error("{url} has no tokbench schema: `tokbench migrate --db {url}` creates it")]
+    NoSchema { url: String },
     #[error("query refused: {0}")]
     Refused(String),
     /// The statement is not valid SQL, or names no table or column there is.

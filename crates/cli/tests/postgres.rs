@@ -1,0 +1,155 @@
+//! PostgreSQL as the shared database, through the real binary and a real server (a
+//! throwaway cluster): a run stored in SQLite and merged into PostgreSQL reads back the same
+//! through `v_results`, column by column and value by value, at the precision both hold
+//! (times to the microsecond, JSON as parsed values); merging again adds nothing; the
+//! password is never printed.
+
+mod common;
+#[path = "../../store/tests/common/pg.rs"]
+mod pg;
+
+use common::*;
+use pg::{PgCluster, PASSWORD};
+
+fn rows_of(out: &std::process::Output) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(out)
+        )
+    })
+}
+
+/// Nanoseconds since the epoch of an RFC 3339 time.
+fn ns(t: &str) -> i128 {
+    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{t}: {e}"))
+        .unix_timestamp_nanos()
+}
+
+#[test]
+fn a_run_merged_into_postgres_reads_back_the_same_and_merging_again_adds_nothing() {
+    let pg = PgCluster::start();
+    let url = pg.url("tokbench");
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        "s.toml",
+        &quick_suite("\"Q8_0\", \"Q4_K_M\"", "\"pp16\", \"tg4\"", ""),
+    );
+    let db = tmp.path().join("box-a.db");
+    let db_s = db.to_str().unwrap();
+    run_ok(&["run", suite.to_str().unwrap(), "--db", db_s, "--plain"]);
+
+    let merge = run_ok(&["merge", db_s, "--into", &url]);
+    let said = stderr(&merge);
+    assert!(
+        said.contains("1 runs added") && said.contains("4 results added"),
+        "{said}"
+    );
+    assert!(!said.contains(PASSWORD), "{said}");
+    assert!(
+        said.contains(&format!(
+            "postgres://tokbench@127.0.0.1:{}/tokbench",
+            pg.port
+        )),
+        "{said}"
+    );
+
+    let order = "SELECT * FROM v_results ORDER BY run_uuid, quant, test";
+    let sqlite = query(&db, order);
+    let out = run_ok(&["query", "--db", &url, "--format", "json", order]);
+    assert!(!stderr(&out).contains(PASSWORD));
+    let postgres = rows_of(&out);
+    assert_eq!(sqlite.len(), 4);
+    assert_eq!(postgres.len(), sqlite.len());
+    for (a, b) in sqlite.iter().zip(&postgres) {
+        let (ka, kb): (Vec<&String>, Vec<&String>) = (a.keys().collect(), b.keys().collect());
+        assert_eq!(ka, kb, "v_results columns");
+        for (col, va) in a {
+            let vb = &b[col];
+            match col.as_str() {
+                // Row ids are each database's own.
+                "result_id" => assert!(vb.as_i64().is_some(), "{col}: {vb}"),
+                // SQLite keeps the nanoseconds written, PostgreSQL microseconds.
+                "started_at" => {
+                    let (ta, tb) = (ns(va.as_str().unwrap()), ns(vb.as_str().unwrap()));
+                    assert!((ta - tb).abs() <= 500, "{col}: {va} vs {vb}");
+                }
+                // JSON as parsed values (jsonb normalises the text).
+                c if c.ends_with("_json") && !va.is_null() => {
+                    let pa: serde_json::Value = serde_json::from_str(va.as_str().unwrap()).unwrap();
+                    let pb: serde_json::Value = serde_json::from_str(vb.as_str().unwrap()).unwrap();
+                    assert_eq!(pa, pb, "{col}");
+                }
+                _ => assert_eq!(va, vb, "{col} of {}", a["test"]),
+            }
+        }
+    }
+    // The rows behind the view came too: every repetition and telemetry sample.
+    for table in [
+        "repetition",
+        "telemetry_sample",
+        "result",
+        "run",
+        "host",
+        "model",
+    ] {
+        let sql = format!("SELECT COUNT(*) AS n FROM {table}");
+        let n_sqlite = f(&query(&db, &sql)[0], "n");
+        let n_pg = f(
+            &rows_of(&run_ok(&["query", "--db", &url, "--format", "json", &sql]))[0],
+            "n",
+        );
+        assert_eq!(n_sqlite, n_pg, "{table}");
+        assert!(n_pg.unwrap() > 0.0, "{table}");
+    }
+
+    // Again: nothing to add; and a read-only query cannot write.
+    let again = run_ok(&["merge", db_s, "--into", &url]);
+    let said = stderr(&again);
+    assert!(
+        said.contains("0 runs added, 1 already there (0 extended), 0 results added"),
+        "{said}"
+    );
+    let out = tokbench(&["query", "--db", &url, "DELETE FROM run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("read-only"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains(PASSWORD));
+    assert_eq!(pg.psql("tokbench", "SELECT COUNT(*) FROM run"), "1");
+}
+
+#[test]
+fn migrate_creates_the_schema_and_a_bad_url_fails_in_one_line_without_the_password() {
+    let pg = PgCluster::start();
+    let url = pg.url("tokbench");
+    let out = run_ok(&["migrate", "--db", &url]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("applied 1 migration(s)"), "{said}");
+    assert!(!said.contains(PASSWORD), "{said}");
+    let out = run_ok(&["migrate", "--db", &url]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to migrate"));
+
+    let wrong = url.replace(PASSWORD, "wrong-one");
+    let out = tokbench(&["query", "--db", &wrong, "SELECT 1"])
+        .output()
+        .unwrap();
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(e.contains("password authentication failed"), "{e}");
+    assert!(!e.contains("wrong-one") && !e.contains(PASSWORD), "{e}");
+    // An empty database: query says how to create the schema.
+    pg.create_db("fresh");
+    let out = tokbench(&["query", "--db", &pg.url("fresh"), "SELECT 1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("tokbench migrate --db postgres://tokbench@"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,0 +1,847 @@
+//! PostgreSQL beside SQLite: one shared results database for a fleet (issue 19, its first
+//! part). What works on a `postgres://` URL so far: `migrate` (the schema of
+//! `migrations/postgres/`, versioned with SQLite's), `query` (read-only) and `merge` of
+//! SQLite files into it, so runners that write SQLite can pour their results into one
+//! server that dashboards read. Writing runs directly, and reading reports, still need
+//! SQLite.
+//!
+//! Decisions:
+//! - A URL is shown without its password, everywhere ([`redacted_url`]); sqlx's own error
+//!   messages never contain it.
+//! - Migrations run under sqlx's advisory lock, so two new runners cannot migrate at once;
+//!   a database migrated past what this tokbench knows is refused, as with SQLite.
+//! - `query` runs in a `READ ONLY` transaction (the server refuses any write), as one
+//!   statement (the extended protocol takes no more), which must be a `SELECT`, `WITH`,
+//!   `VALUES` or `TABLE`: rows come back through `row_to_json`, so every type PostgreSQL
+//!   has prints without a cast, in column order.
+//! - `merge` from SQLite is one transaction (all or nothing) and idempotent: runs are their
+//!   UUID, results (run, cell, metric source), catalog rows their natural keys, as in
+//!   SQLite's merge. Values travel as text and are cast by PostgreSQL to each column's
+//!   type, so a float keeps every bit (Rust prints the shortest text that reads back the
+//!   same) and a time keeps its microseconds.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use serde::de::{MapAccess, Visitor};
+use serde::Deserialize;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Column, Connection, Executor, Row, TypeInfo, ValueRef};
+
+use crate::{Cell, MergeReport, QueryEvent, Store, StoreError};
+
+/// Every PostgreSQL migration in `migrations/postgres/`, embedded at build time.
+pub static PG_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// True when `db` names a PostgreSQL database (`postgres://…` or `postgresql://…`).
+pub fn is_postgres_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// `url` without its password (in the user part or as a `password=` parameter): what every
+/// message shows.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{name}@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|p| !p.to_ascii_lowercase().starts_with("password="))
+                .collect();
+            match kept.is_empty() {
+                true => path.to_string(),
+                false => format!("{path}?{}", kept.join("&")),
+            }
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// An open PostgreSQL results database.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    /// The URL without its password.
+    shown: String,
+}
+
+/// What a PostgreSQL error means, in one line, for a connection to `shown`.
+fn connect_error(shown: &str, e: sqlx::Error) -> StoreError {
+    let why = match &e {
+        sqlx::Error::Database(d) => d.message().to_string(),
+        sqlx::Error::Io(io) => format!("cannot reach the server: {io}"),
+        sqlx::Error::Tls(t) => format!("TLS: {t}"),
+        sqlx::Error::PoolTimedOut => "no connection within 10 s".into(),
+        sqlx::Error::Configuration(c) => format!("not a usable PostgreSQL URL: {c}"),
+        other => other.to_string(),
+    };
+    StoreError::Connect {
+        url: shown.to_string(),
+        why,
+    }
+}
+
+impl PgStore {
+    async fn connect(url: &str) -> Result<Self, StoreError> {
+        let shown = redacted_url(url);
+        let options = PgConnectOptions::from_str(url).map_err(|e| connect_error(&shown, e))?;
+        // One connection first: the pool retries until its timeout and then reports only
+        // that, where a single attempt says why (refused, no such database, bad password).
+        sqlx::PgConnection::connect_with(&options)
+            .await
+            .map_err(|e| connect_error(&shown, e))?
+            .close()
+            .await
+            .map_err(|e| connect_error(&shown, e))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            // Times come back in UTC, whatever the server's default zone.
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("SET TIME ZONE 'UTC'").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|e| connect_error(&shown, e))?;
+        Ok(Self { pool, shown })
+    }
+
+    /// The URL this store was opened with, without its password.
+    pub fn url(&self) -> &str {
+        &self.shown
+    }
+
+    /// Opens the database at `url` for writing: refuses a newer schema, applies what is
+    /// pending (under sqlx's advisory lock: concurrent runners migrate one at a time).
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let store = Self::connect(url).await?;
+        store.check_not_newer().await?;
+        PG_MIGRATOR
+            .run(&store.pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                path: PathBuf::from(&store.shown),
+                source,
+            })?;
+        Ok(store)
+    }
+
+    /// Opens the database at `url` to read, never migrating: a database without tokbench's
+    /// schema, or at an older or newer one, is refused with what to do.
+    pub async fn open_read_only(url: &str) -> Result<Self, StoreError> {
+        let store = Self::connect(url).await?;
+        let applied = store.applied_versions().await?;
+        if applied.is_empty() {
+            return Err(StoreError::NoSchema {
+                url: store.shown.clone(),
+            });
+        }
+        store.check_not_newer().await?;
+        let latest = PG_MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let version = applied.iter().copied().max().unwrap_or(0);
+        if version < latest {
+            return Err(StoreError::OlderSchema {
+                path: PathBuf::from(&store.shown),
+                version,
+                latest,
+            });
+        }
+        Ok(store)
+    }
+
+    /// Brings the schema up to date (`tokbench migrate`): the migrations applied, `version
+    /// description` each, none when it was current.
+    pub async fn migrate(url: &str) -> Result<Vec<String>, StoreError> {
+        let store = Self::connect(url).await?;
+        let applied = store.applied_versions().await?;
+        store.check_not_newer().await?;
+        store.close().await;
+        let pending = PG_MIGRATOR
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| format!("{} {}", m.version, m.description))
+            .collect();
+        Self::open(url).await?.close().await;
+        Ok(pending)
+    }
+
+    /// The migrations applied (none when sqlx's migration table is missing).
+    async fn applied_versions(&self) -> Result<Vec<i64>, StoreError> {
+        let (exists,): (bool,) =
+            sqlx::query_as("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| connect_error(&self.shown, e))?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(i64,)> =
+            sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| connect_error(&self.shown, e))?;
+        Ok(rows.into_iter().map(|(v,)| v).collect())
+    }
+
+    async fn check_not_newer(&self) -> Result<(), StoreError> {
+        let known: Vec<i64> = PG_MIGRATOR.iter().map(|m| m.version).collect();
+        match self
+            .applied_versions()
+            .await?
+            .into_iter()
+            .find(|v| !known.contains(v))
+        {
+            Some(version) => Err(StoreError::NewerSchema {
+                path: PathBuf::from(&self.shown),
+                version,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+
+    /// Runs one read-only statement, handing `each` the column names once, then every row
+    /// (`each` stops early by returning `Break`). Values: integers, floats, text; `jsonb`
+    /// and arrays as JSON text; booleans as 0/1; times as RFC 3339 in UTC.
+    pub async fn query_each<F>(&self, statement: &str, mut each: F) -> Result<(), StoreError>
+    where
+        F: FnMut(QueryEvent<'_>) -> ControlFlow<()>,
+    {
+        let statement = statement.trim().trim_end_matches(';').trim_end();
+        let first = statement
+            .split(|c: char| c.is_whitespace() || c == '(')
+            .find(|w| !w.is_empty())
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        if !matches!(first.as_str(), "SELECT" | "WITH" | "VALUES" | "TABLE") {
+            return Err(StoreError::Refused(format!(
+                "`tokbench query` is read-only: on PostgreSQL one SELECT, WITH, VALUES or TABLE statement, not `{first}`"
+            )));
+        }
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| connect_error(&self.shown, e))?;
+        // The server itself refuses any write from here on.
+        sqlx::query("SET TRANSACTION READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| connect_error(&self.shown, e))?;
+        let described = (&mut *tx)
+            .describe(statement)
+            .await
+            .map_err(|e| pg_query_error(&e))?;
+        let names: Vec<String> = described
+            .columns()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect();
+        let times: Vec<bool> = described
+            .columns()
+            .iter()
+            .map(|c| matches!(c.type_info().name(), "TIMESTAMPTZ" | "TIMESTAMP"))
+            .collect();
+        if each(QueryEvent::Columns(&names)).is_break() {
+            return Ok(());
+        }
+        let wrapped = format!("SELECT row_to_json(q)::text FROM ({statement}) AS q");
+        let mut rows = sqlx::query_scalar::<_, String>(&wrapped).fetch(&mut *tx);
+        let mut texts: Vec<Option<String>> = Vec::with_capacity(names.len());
+        while let Some(json) = rows.try_next().await.map_err(|e| pg_query_error(&e))? {
+            let OrderedRow(values) = serde_json::from_str(&json).map_err(|e| {
+                StoreError::BadQuery(format!("a row PostgreSQL returned did not parse: {e}"))
+            })?;
+            texts.clear();
+            for (i, v) in values.iter().enumerate() {
+                texts.push(match v {
+                    serde_json::Value::String(s) if times.get(i) == Some(&true) => {
+                        Some(rfc3339_utc(s))
+                    }
+                    serde_json::Value::Object(_) | serde_json::Value::Array(_) => {
+                        Some(v.to_string())
+                    }
+                    _ => None,
+                });
+            }
+            let cells: Vec<Cell<'_>> = values
+                .iter()
+                .zip(&texts)
+                .map(|(v, text)| match (v, text) {
+                    (_, Some(t)) => Cell::Text(t),
+                    (serde_json::Value::Null, _) => Cell::Null,
+                    (serde_json::Value::Bool(b), _) => Cell::Int(i64::from(*b)),
+                    (serde_json::Value::Number(n), _) => match n.as_i64() {
+                        Some(i) => Cell::Int(i),
+                        None => Cell::Real(n.as_f64().unwrap_or(f64::NAN)),
+                    },
+                    (serde_json::Value::String(s), _) => Cell::Text(s),
+                    _ => Cell::Null,
+                })
+                .collect();
+            if each(QueryEvent::Row(&cells)).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies every run of the SQLite database at `src` into this one, in one transaction;
+    /// what is already here (by run UUID, and result by cell) is left as it is.
+    pub async fn merge_sqlite(&self, src: &Path) -> Result<MergeReport, StoreError> {
+        let source = Store::open_read_only(src).await?;
+        let mut report = MergeReport {
+            source: src.to_path_buf(),
+            ..MergeReport::default()
+        };
+        let result = self.merge_from(&source, &mut report).await;
+        source.close().await;
+        result.map(|()| report)
+    }
+
+    async fn merge_from(&self, source: &Store, report: &mut MergeReport) -> Result<(), StoreError> {
+        let fail = |what: &str| {
+            let what = format!("merge into {}: {what}", self.shown);
+            move |e: sqlx::Error| StoreError::Sql { what, source: e }
+        };
+        let mut tx = self.pool.begin().await.map_err(fail("begin"))?;
+        let mut copier = Copier::default();
+        // Catalog rows by natural key: the source's id → ours.
+        let hardware = copier
+            .catalog(&mut tx, source, "hardware", &["name"], &HashMap::new())
+            .await?;
+        report.hardware_added = copier.added;
+        let hosts = copier
+            .catalog(
+                &mut tx,
+                source,
+                "host",
+                &["identity"],
+                &HashMap::from([("hardware_id", &hardware)]),
+            )
+            .await?;
+        report.hosts_added = copier.added;
+        let builds = copier
+            .catalog(
+                &mut tx,
+                source,
+                "backend_build",
+                &["name", "version", "commit_sha", "accel", "flags"],
+                &HashMap::new(),
+            )
+            .await?;
+        report.builds_added = copier.added;
+        let models = copier
+            .catalog(
+                &mut tx,
+                source,
+                "model",
+                &["file_sha256", "name"],
+                &HashMap::new(),
+            )
+            .await?;
+        report.models_added = copier.added;
+        let workloads = copier
+            .catalog(
+                &mut tx,
+                source,
+                "workload",
+                &["kind", "n_prompt", "n_gen", "n_depth"],
+                &HashMap::new(),
+            )
+            .await?;
+        report.workloads_added = copier.added;
+
+        let runs = source_rows(source, "SELECT * FROM run ORDER BY id").await?;
+        let run_cols = copier.columns(&mut tx, "run").await?;
+        let result_cols = copier.columns(&mut tx, "result").await?;
+        for run in &runs {
+            let src_run = run.int("id");
+            let uuid = run.text("uuid").unwrap_or_default();
+            let existing: Option<(i64,)> = sqlx::query_as("SELECT id FROM run WHERE uuid = $1")
+                .bind(&uuid)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(fail("find a run"))?;
+            let dst_run = match existing {
+                Some((id,)) => {
+                    report.runs_skipped += 1;
+                    id
+                }
+                None => {
+                    let maps = HashMap::from([("host_id", &hosts)]);
+                    let ids = insert_rows(
+                        &mut tx,
+                        "run",
+                        &run_cols,
+                        std::slice::from_ref(run),
+                        &maps,
+                        "",
+                        "id",
+                    )
+                    .await?;
+                    report.runs_added += 1;
+                    ids[0].expect("a new run is inserted")
+                }
+            };
+            // Its results the destination lacks.
+            let results = source_rows(
+                source,
+                &format!("SELECT * FROM result WHERE run_id = {src_run} ORDER BY id"),
+            )
+            .await?;
+            let run_map = HashMap::from([(src_run, dst_run)]);
+            let maps = HashMap::from([
+                ("run_id", &run_map),
+                ("backend_build_id", &builds),
+                ("model_id", &models),
+                ("workload_id", &workloads),
+            ]);
+            let mut result_map = HashMap::new();
+            for chunk in results.chunks(200) {
+                let ids = insert_rows(
+                    &mut tx,
+                    "result",
+                    &result_cols,
+                    chunk,
+                    &maps,
+                    "ON CONFLICT (run_id, cell_index, metric_source) DO NOTHING",
+                    "id",
+                )
+                .await?;
+                for (row, id) in chunk.iter().zip(ids) {
+                    if let Some(id) = id {
+                        result_map.insert(row.int("id"), id);
+                    }
+                }
+            }
+            if result_map.is_empty() {
+                continue;
+            }
+            report.results_added += result_map.len() as u64;
+            if existing.is_some() {
+                report.runs_extended += 1;
+            }
+            let maps = HashMap::from([("result_id", &result_map), ("run_id", &run_map)]);
+            for table in ["repetition", "telemetry_sample", "request", "verdict"] {
+                let cols = copier.columns(&mut tx, table).await?;
+                let rows = source_rows(
+                    source,
+                    &format!(
+                        "SELECT c.* FROM {table} c JOIN result r ON r.id = c.result_id WHERE r.run_id = {src_run}"
+                    ),
+                )
+                .await?;
+                let rows: Vec<SourceRow> = rows
+                    .into_iter()
+                    .filter(|r| result_map.contains_key(&r.int("result_id")))
+                    .collect();
+                let per = (60_000 / cols.len().max(1)).clamp(1, 1000);
+                for chunk in rows.chunks(per) {
+                    insert_rows(&mut tx, table, &cols, chunk, &maps, "", "").await?;
+                }
+                let n = rows.len() as u64;
+                match table {
+                    "repetition" => report.repetitions_added += n,
+                    "telemetry_sample" => report.telemetry_added += n,
+                    "verdict" => report.verdicts_added += n,
+                    // Requests are counted with their results (MergeReport has no column).
+                    _ => {}
+                }
+            }
+        }
+        // Change points: once per (series, time, note).
+        let cols = copier.columns(&mut tx, "change_point").await?;
+        for row in source_rows(source, "SELECT * FROM change_point ORDER BY id").await? {
+            let (seen,): (bool,) = sqlx::query_as(
+                "SELECT EXISTS (SELECT 1 FROM change_point WHERE series_key = $1 AND at = CAST($2 AS timestamptz) AND note = $3)",
+            )
+            .bind(row.text("series_key"))
+            .bind(row.text("at"))
+            .bind(row.text("note"))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(fail("find a change point"))?;
+            if !seen {
+                insert_rows(
+                    &mut tx,
+                    "change_point",
+                    &cols,
+                    std::slice::from_ref(&row),
+                    &HashMap::new(),
+                    "",
+                    "",
+                )
+                .await?;
+                report.change_points_added += 1;
+            }
+        }
+        tx.commit().await.map_err(fail("commit"))?;
+        Ok(())
+    }
+}
+
+/// A PostgreSQL error from the user's statement: a refusal (a write in the read-only
+/// transaction) or a bad query.
+fn pg_query_error(e: &sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("25006") => {
+            StoreError::Refused(format!(
+                "`tokbench query` is read-only; PostgreSQL said: {}",
+                d.message()
+            ))
+        }
+        sqlx::Error::Database(d) => StoreError::BadQuery(d.message().to_string()),
+        other => StoreError::BadQuery(other.to_string()),
+    }
+}
+
+/// `2026-12-07T01:02:03.123456+00:00` (row_to_json's time in UTC) → `…03.123456Z`.
+fn rfc3339_utc(s: &str) -> String {
+    match s.strip_suffix("+00:00") {
+        Some(t) => format!("{t}Z"),
+        None => s.to_string(),
+    }
+}
+
+/// A JSON object's values in the order written (`row_to_json` writes the columns in order,
+/// duplicate names included, which a map would merge).
+struct OrderedRow(Vec<serde_json::Value>);
+
+impl<'de> Deserialize<'de> for OrderedRow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OrderedRow;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<OrderedRow, A::Error> {
+                let mut values = Vec::new();
+                while let Some((_, v)) = m.next_entry::<String, serde_json::Value>()? {
+                    values.push(v);
+                }
+                Ok(OrderedRow(values))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// One row of a source (SQLite) table: each column's value as the text PostgreSQL casts
+/// to the destination column's type.
+#[derive(Debug, Clone)]
+struct SourceRow(Vec<(String, Option<String>)>);
+
+impl SourceRow {
+    fn get(&self, column: &str) -> Option<&Option<String>> {
+        self.0.iter().find(|(c, _)| c == column).map(|(_, v)| v)
+    }
+
+    fn text(&self, column: &str) -> Option<String> {
+        self.get(column).cloned().flatten()
+    }
+
+    fn int(&self, column: &str) -> i64 {
+        self.text(column).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+}
+
+/// A SQLite value as text that reads back the same: integers exactly, floats as the
+/// shortest decimal that parses to the same bits (`Infinity`, `NaN` spelled as PostgreSQL
+/// reads them).
+fn sqlite_text(row: &SqliteRow, i: usize) -> Result<Option<String>, sqlx::Error> {
+    let raw = row.try_get_raw(i)?;
+    if raw.is_null() {
+        return Ok(None);
+    }
+    let kind = raw.type_info().name().to_string();
+    Ok(Some(match kind.as_str() {
+        "INTEGER" => row.try_get::<i64, _>(i)?.to_string(),
+        "REAL" => {
+            let f = row.try_get::<f64, _>(i)?;
+            match f {
+                f if f.is_nan() => "NaN".into(),
+                f if f == f64::INFINITY => "Infinity".into(),
+                f if f == f64::NEG_INFINITY => "-Infinity".into(),
+                f => format!("{f:?}"),
+            }
+        }
+        "BLOB" => {
+            return Err(sqlx::Error::Protocol(format!(
+                "column {} holds a blob, which no tokbench column stores",
+                row.column(i).name()
+            )))
+        }
+        _ => row.try_get::<String, _>(i)?,
+    }))
+}
+
+async fn source_rows(source: &Store, sql: &str) -> Result<Vec<SourceRow>, StoreError> {
+    let rows = sqlx::query(sql)
+        .fetch_all(&source.pool)
+        .await
+        .map_err(crate::sql(format!("read the source: {sql}")))?;
+    rows.iter()
+        .map(|row| {
+            (0..row.columns().len())
+                .map(|i| Ok((row.column(i).name().to_string(), sqlite_text(row, i)?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map(SourceRow)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(crate::sql("read the source"))
+}
+
+/// The destination's columns of each table, with their types; and how many rows the last
+/// catalog copy added.
+#[derive(Default)]
+struct Copier {
+    columns: HashMap<String, Vec<(String, String)>>,
+    added: u64,
+}
+
+impl Copier {
+    /// `table`'s columns in the destination but `id`, each with its type.
+    async fn columns(
+        &mut self,
+        tx: &mut sqlx::PgConnection,
+        table: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        if let Some(c) = self.columns.get(table) {
+            return Ok(c.clone());
+        }
+        let cols: Vec<(String, String)> = sqlx::query_as(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name = $1 AND column_name <> 'id'
+             ORDER BY ordinal_position",
+        )
+        .bind(table)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(crate::sql(format!("read the columns of {table}")))?;
+        self.columns.insert(table.to_string(), cols.clone());
+        Ok(cols)
+    }
+
+    /// Copies `table`'s rows the destination lacks (by the `key` columns) and returns the
+    /// source's id → the destination's for every row; `maps` remaps foreign keys.
+    async fn catalog(
+        &mut self,
+        tx: &mut sqlx::PgConnection,
+        source: &Store,
+        table: &str,
+        key: &[&str],
+        maps: &HashMap<&str, &HashMap<i64, i64>>,
+    ) -> Result<HashMap<i64, i64>, StoreError> {
+        let cols = self.columns(tx, table).await?;
+        let rows = source_rows(source, &format!("SELECT * FROM {table} ORDER BY id")).await?;
+        let types: HashMap<&str, &str> =
+            cols.iter().map(|(c, t)| (c.as_str(), t.as_str())).collect();
+        let find = format!(
+            "SELECT id FROM {table} WHERE {}",
+            key.iter()
+                .enumerate()
+                .map(|(i, k)| format!(
+                    "COALESCE({k}::text, '') = COALESCE(CAST(CAST(${} AS text) AS {})::text, '')",
+                    i + 1,
+                    types.get(k).copied().unwrap_or("text")
+                ))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        );
+        let mut ids = HashMap::new();
+        self.added = 0;
+        for row in &rows {
+            let mut q = sqlx::query_as::<_, (i64,)>(&find);
+            for k in key {
+                q = q.bind(row.text(k));
+            }
+            let found = q
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(crate::sql(format!("find a {table} row")))?;
+            let id = match found {
+                Some((id,)) => id,
+                None => {
+                    self.added += 1;
+                    insert_rows(tx, table, &cols, std::slice::from_ref(row), maps, "", "id").await?
+                        [0]
+                    .expect("a new catalog row is inserted")
+                }
+            };
+            ids.insert(row.int("id"), id);
+        }
+        Ok(ids)
+    }
+}
+
+/// Inserts `rows` into `table` (the destination's columns `cols` the source has; foreign
+/// keys through `maps`), with `conflict` after the values; returns `returning` of each row
+/// in order (None where the conflict clause skipped it), or nothing when `returning` is "".
+async fn insert_rows(
+    tx: &mut sqlx::PgConnection,
+    table: &str,
+    cols: &[(String, String)],
+    rows: &[SourceRow],
+    maps: &HashMap<&str, &HashMap<i64, i64>>,
+    conflict: &str,
+    returning: &str,
+) -> Result<Vec<Option<i64>>, StoreError> {
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    // Only the columns the source has: an older source's missing ones take their default.
+    let cols: Vec<&(String, String)> = cols
+        .iter()
+        .filter(|(c, _)| first.get(c).is_some())
+        .collect();
+    let mut sql = format!(
+        "INSERT INTO {table} ({}) VALUES ",
+        cols.iter()
+            .map(|(c, _)| c.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut n = 0;
+    for (r, _) in rows.iter().enumerate() {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for (i, (_, ty)) in cols.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            n += 1;
+            sql.push_str(&format!("CAST(CAST(${n} AS text) AS {ty})"));
+        }
+        sql.push(')');
+    }
+    if !conflict.is_empty() {
+        sql.push(' ');
+        sql.push_str(conflict);
+    }
+    // With ON CONFLICT DO NOTHING, RETURNING names only the rows inserted: return the key
+    // the caller matches them by.
+    let keyed = !returning.is_empty() && !conflict.is_empty();
+    if !returning.is_empty() {
+        sql.push_str(&format!(" RETURNING {returning}"));
+        if keyed {
+            sql.push_str(", cell_index, metric_source");
+        }
+    }
+    let mut q = sqlx::query(&sql);
+    for row in rows {
+        for (c, _) in &cols {
+            let v = row.text(c);
+            let v = match (maps.get(c.as_str()), v) {
+                (Some(map), Some(v)) => {
+                    let src: i64 = v.parse().unwrap_or(-1);
+                    Some(
+                        map.get(&src)
+                            .ok_or_else(|| StoreError::Sql {
+                                what: format!(
+                                    "merge: {table}.{c} = {src} names no row the source has"
+                                ),
+                                source: sqlx::Error::RowNotFound,
+                            })?
+                            .to_string(),
+                    )
+                }
+                (_, v) => v,
+            };
+            q = q.bind(v);
+        }
+    }
+    let what = format!("insert into {table}");
+    if returning.is_empty() {
+        q.execute(&mut *tx).await.map_err(crate::sql(what))?;
+        return Ok(Vec::new());
+    }
+    let out = q.fetch_all(&mut *tx).await.map_err(crate::sql(what))?;
+    if !keyed {
+        return out
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0).map(Some))
+            .collect::<Result<_, _>>()
+            .map_err(crate::sql("read the ids inserted"));
+    }
+    let mut by_key = HashMap::new();
+    for r in &out {
+        let id: i64 = r.try_get(0).map_err(crate::sql("read the ids inserted"))?;
+        let cell: i64 = r.try_get(1).map_err(crate::sql("read the ids inserted"))?;
+        let source: String = r.try_get(2).map_err(crate::sql("read the ids inserted"))?;
+        by_key.insert((cell, source), id);
+    }
+    Ok(rows
+        .iter()
+        .map(|row| {
+            by_key
+                .get(&(
+                    row.int("cell_index"),
+                    row.text("metric_source").unwrap_or_default(),
+                ))
+                .copied()
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_shown_without_its_password() {
+        assert_eq!(
+            redacted_url("postgres://tok:s3cr3t@db.example:5433/results"),
+            "postgres://tok@db.example:5433/results"
+        );
+        assert_eq!(
+            redacted_url("postgresql://tok:p%40ss@h/r?sslmode=require&password=x2"),
+            "postgresql://tok@h/r?sslmode=require"
+        );
+        assert_eq!(redacted_url("postgres://h/r?password=x2"), "postgres://h/r");
+        assert_eq!(redacted_url("postgres://tok@h/r"), "postgres://tok@h/r");
+        // An @ in the password: the host is after the last one.
+        assert_eq!(
+            redacted_url("postgres://tok:a@b@h:1/r"),
+            "postgres://tok@h:1/r"
+        );
+        assert!(is_postgres_url("postgresql://h/r") && !is_postgres_url("results.db"));
+    }
+
+    #[test]
+    fn row_to_json_times_become_rfc3339_in_utc() {
+        assert_eq!(
+            rfc3339_utc("2026-12-07T01:02:03.123456+00:00"),
+            "2026-12-07T01:02:03.123456Z"
+        );
+        let OrderedRow(v) = serde_json::from_str(r#"{"b":1,"a":2,"b":3}"#).unwrap();
+        assert_eq!(v, [1, 2, 3].map(serde_json::Value::from));
+    }
+}
