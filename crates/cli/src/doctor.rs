@@ -38,7 +38,60 @@ fn fix(what: impl Into<String>, fix: impl Into<String>) -> Finding {
     }
 }
 
+/// A PostgreSQL database: reachable, at this tokbench's schema, and what it holds.
+async fn postgres_database(url: &str) -> Vec<Finding> {
+    let shown = tokbench_store::redacted_url(url);
+    let store = match tokbench_store::PgStore::open_read_only(url).await {
+        Ok(s) => s,
+        Err(e @ (StoreError::NoSchema { .. } | StoreError::OlderSchema { .. })) => {
+            return vec![fix(
+                e.to_string(),
+                format!("`tokbench migrate --db {shown}` (runs, merges and migrate apply it)"),
+            )]
+        }
+        Err(e @ StoreError::NewerSchema { .. }) => {
+            return vec![fix(
+                e.to_string(),
+                "use the newer tokbench that migrated it (this one refuses to write to it)",
+            )]
+        }
+        Err(e) => {
+            return vec![fix(
+                e.to_string(),
+                "check the URL, the server and the role's password (or ~/.pgpass)",
+            )]
+        }
+    };
+    let mut counts = Vec::new();
+    let counted = store
+        .query_each(
+            "SELECT (SELECT COUNT(*) FROM run), (SELECT COUNT(*) FROM result)",
+            |e| {
+                if let tokbench_store::QueryEvent::Row(cells) = e {
+                    counts = cells.iter().map(|c| c.to_json()).collect();
+                }
+                std::ops::ControlFlow::Continue(())
+            },
+        )
+        .await;
+    store.close().await;
+    match counted {
+        Ok(()) => vec![ok(format!(
+            "database {shown}: PostgreSQL, schema current, {} runs, {} results",
+            counts.first().cloned().unwrap_or_default(),
+            counts.get(1).cloned().unwrap_or_default()
+        ))],
+        Err(e) => vec![fix(
+            format!("database {shown} cannot be read ({e})"),
+            "check the role's privileges on the tokbench tables",
+        )],
+    }
+}
+
 async fn database(db: &Path) -> Vec<Finding> {
+    if let Some(url) = db.to_str().filter(|d| tokbench_store::is_postgres_url(d)) {
+        return postgres_database(url).await;
+    }
     let shown = db.display();
     match Store::inspect(db).await {
         Err(StoreError::Missing { .. }) => vec![note(

@@ -131,9 +131,14 @@ pub struct RunArgs {
     /// Print the run's results to stdout when it ends (progress stays on stderr).
     #[arg(short = 'o', long = "output", value_enum, value_name = "FORMAT")]
     pub output: Option<Format>,
-    /// The results database (created if missing).
+    /// The results database (created if missing): a SQLite file, or a PostgreSQL URL
+    /// (`postgres://user@host/db`), which the run reaches through a local journal.
     #[arg(long, default_value = "tokbench.db", env = "TOKBENCH_DB")]
     pub db: PathBuf,
+    /// With a PostgreSQL --db: the SQLite file every cell is stored in first, and forwarded
+    /// from (default: $XDG_DATA_HOME/tokbench/journal.db, else ~/.local/share/…).
+    #[arg(long, value_name = "FILE", env = "TOKBENCH_JOURNAL")]
+    pub journal: Option<PathBuf>,
     /// Finish the run with this UUID: only its cells without a stored result run.
     #[arg(long, value_name = "RUN_UUID")]
     pub resume: Option<String>,
@@ -175,6 +180,13 @@ pub async fn command(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     let source = suite_source(args)?;
+    if let Some(url) = args
+        .db
+        .to_str()
+        .filter(|d| tokbench_store::is_postgres_url(d))
+    {
+        return run_into_postgres(args, &source, telemetry, url).await;
+    }
     if !args.targets.is_empty() {
         return crate::targets::run_on_targets(args, &source).await;
     }
@@ -188,6 +200,113 @@ pub async fn command(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(code)
+}
+
+/// The journal a run into PostgreSQL stores its cells in first: `--journal`, else
+/// `$XDG_DATA_HOME/tokbench/journal.db`, else `~/.local/share/tokbench/journal.db`.
+fn journal_path(args: &RunArgs) -> anyhow::Result<PathBuf> {
+    if let Some(j) = &args.journal {
+        return Ok(j.clone());
+    }
+    let base = match std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        Some(x) => PathBuf::from(x),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").context("neither --journal nor HOME is set")?)
+                .join(".local/share")
+        }
+    };
+    let dir = base.join("tokbench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir.join("journal.db"))
+}
+
+/// `tokbench run --db postgres://…`: the run stores every cell in the local journal (a
+/// SQLite file), as any run does, so a server that is down or restarts costs nothing
+/// measured; when the run ends, it is forwarded to the server in one transaction (merge:
+/// idempotent by run UUID and cell). A server that cannot be reached then leaves it in the
+/// journal, with the command that forwards it later.
+async fn run_into_postgres(
+    args: &RunArgs,
+    source: &(PathBuf, String),
+    telemetry: Option<std::time::Duration>,
+    url: &str,
+) -> anyhow::Result<ExitCode> {
+    let shown = tokbench_store::redacted_url(url);
+    if !args.targets.is_empty() {
+        return Err(BadInput(
+            "--target with a PostgreSQL --db: run the targets into a SQLite file and merge it into the server".into(),
+        )
+        .into());
+    }
+    let journal = journal_path(args)?;
+    // The server first: a schema it is migrated past is refused before anything runs; one
+    // that does not answer is only reported, the run goes on into the journal.
+    match tokbench_store::PgStore::open(url).await {
+        Ok(s) => s.close().await,
+        Err(e @ tokbench_store::StoreError::NewerSchema { .. }) => {
+            return Err(BadInput(e.to_string()).into())
+        }
+        Err(e) => eprintln!(
+            "run: {e}; storing in the journal {} and forwarding when the run ends",
+            journal.display()
+        ),
+    }
+    let local = RunArgs {
+        db: journal.clone(),
+        output: None,
+        ..args.clone()
+    };
+    let (code, uuid) = run_command(source, &local, telemetry).await?;
+    let forwarded = forward_run(url, &journal, &uuid).await;
+    match &forwarded {
+        Ok(r) => eprintln!(
+            "run {uuid}: forwarded to {shown} ({} results added, {} already there)",
+            r.results_added,
+            r.runs_skipped + r.runs_extended
+        ),
+        Err(e) => eprintln!(
+            "run {uuid}: not forwarded to {shown}: {e:#}; it is kept in the journal {j}: `tokbench merge {j} --into {shown}` forwards it",
+            j = journal.display()
+        ),
+    }
+    if let Some(format) = args.output {
+        let sel = tokbench_core::RunSelector::Uuid(uuid);
+        match crate::output::print_results(&journal, &sel, format).await {
+            Err(e) if !crate::exit::stdout_closed(&e) => return Err(e),
+            _ => {}
+        }
+    }
+    match (forwarded, code) {
+        (Err(_), ExitCode::Ok) => Ok(ExitCode::ToolError),
+        (_, code) => Ok(code),
+    }
+}
+
+/// Forwards run `uuid` of the journal to the server, trying 3 times 2 s apart (a server
+/// restarting takes a moment).
+async fn forward_run(
+    url: &str,
+    journal: &Path,
+    uuid: &str,
+) -> Result<tokbench_store::MergeReport, tokbench_store::StoreError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let attempt = async {
+            let server = tokbench_store::PgStore::open(url).await?;
+            let r = server.merge_sqlite_run(journal, Some(uuid)).await;
+            server.close().await;
+            r
+        };
+        match attempt.await {
+            Ok(r) => return Ok(r),
+            Err(e @ tokbench_store::StoreError::Connect { .. }) if tries < 3 => {
+                eprintln!("run {uuid}: forwarding: {e}; trying again in 2 s");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// What a run started by a controller over SSH (or with `--hardware`) is told.

@@ -132,6 +132,13 @@ fn migrate_creates_the_schema_and_a_bad_url_fails_in_one_line_without_the_passwo
     assert!(!said.contains(PASSWORD), "{said}");
     let out = run_ok(&["migrate", "--db", &url]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to migrate"));
+    let out = tokbench(&["doctor", "--db", &url]).output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(
+        said.contains("PostgreSQL, schema current, 0 runs, 0 results"),
+        "{said}"
+    );
+    assert!(!said.contains(PASSWORD), "{said}");
 
     let wrong = url.replace(PASSWORD, "wrong-one");
     let out = tokbench(&["query", "--db", &wrong, "SELECT 1"])
@@ -151,5 +158,156 @@ fn migrate_creates_the_schema_and_a_bad_url_fails_in_one_line_without_the_passwo
         stderr(&out).contains("tokbench migrate --db postgres://tokbench@"),
         "{}",
         stderr(&out)
+    );
+    let out = tokbench(&["doctor", "--db", &pg.url("fresh")])
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(said.contains("has no tokbench schema"), "{said}");
+}
+
+/// A suite of one quick cell: 8 of these run at once on 2 cores.
+fn one_cell_suite(dir: &std::path::Path) -> std::path::PathBuf {
+    write_suite(
+        dir,
+        "one.toml",
+        "name = \"one\"\n[[model]]\nsynth = \"tiny\"\nquants = [\"Q8_0\"]\n[engine]\nthreads = 1\n[workload]\ntests = [\"tg2\"]\nrepetitions = 1\nwarmup = false\ntimeout_s = 120\n",
+    )
+}
+
+#[test]
+fn eight_runners_write_into_one_postgres_at_once_none_lost_none_doubled() {
+    let pg = PgCluster::start();
+    let url = pg.url("tokbench");
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = one_cell_suite(tmp.path());
+    // The model synthesized once, before the runners race for it.
+    run_ok(&["model", "synth", "--arch", "tiny", "--quant", "Q8_0"]);
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            let journal = tmp.path().join(format!("journal-{i}.db"));
+            tokbench(&[
+                "run",
+                suite.to_str().unwrap(),
+                "--db",
+                &url,
+                "--journal",
+                journal.to_str().unwrap(),
+                "--plain",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let e = stderr(&out);
+        assert!(out.status.success(), "{e}");
+        assert!(
+            e.contains("forwarded to postgres://tokbench@127.0.0.1:"),
+            "{e}"
+        );
+        assert!(!e.contains(PASSWORD), "{e}");
+    }
+    // 8 runs of one cell each, every one once; one host, one model, one workload.
+    assert_eq!(
+        pg.psql(
+            "tokbench",
+            "SELECT COUNT(DISTINCT uuid), COUNT(*), (SELECT COUNT(*) FROM result),
+                    (SELECT COUNT(*) FROM host), (SELECT COUNT(*) FROM model),
+                    (SELECT COUNT(*) FROM workload), (SELECT COUNT(*) FROM repetition)
+             FROM run WHERE status = 'ok'"
+        ),
+        "8|8|8|1|1|1|8"
+    );
+}
+
+#[test]
+fn a_run_while_the_server_is_down_is_kept_in_the_journal_and_forwarded_once() {
+    let pg = PgCluster::start();
+    let url = pg.url("tokbench");
+    run_ok(&["migrate", "--db", &url]);
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = one_cell_suite(tmp.path());
+    let journal = tmp.path().join("journal.db");
+    let j = journal.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut a = vec![
+            "run",
+            suite.to_str().unwrap(),
+            "--db",
+            &url,
+            "--journal",
+            j,
+            "--plain",
+        ];
+        a.extend_from_slice(extra);
+        tokbench(&a).output().unwrap()
+    };
+
+    // Down for the whole run: measured and kept, exit 1, and how to forward it.
+    pg.stop_server();
+    let out = run(&[]);
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(e.contains("cannot reach the server"), "{e}");
+    assert!(
+        e.contains(&format!(
+            "tokbench merge {j} --into postgres://tokbench@127.0.0.1:"
+        )),
+        "{e}"
+    );
+    assert!(!e.contains(PASSWORD), "{e}");
+    assert_eq!(
+        f(
+            &query(
+                &journal,
+                "SELECT COUNT(*) AS n FROM v_results WHERE status = 'ok'"
+            )[0],
+            "n"
+        ),
+        Some(1.0)
+    );
+
+    // Down when the run starts, back before it ends: forwarded at the end.
+    let child = {
+        let a = [
+            "run",
+            suite.to_str().unwrap(),
+            "--db",
+            &url,
+            "--journal",
+            j,
+            "--plain",
+        ];
+        tokbench(&a)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    pg.start_server();
+    let out = child.wait_with_output().unwrap();
+    let e = stderr(&out);
+    assert!(out.status.success(), "{e}");
+    assert!(e.contains("1 results added"), "{e}");
+
+    // The first run, forwarded by hand; then everything again: nothing doubles.
+    run_ok(&["merge", j, "--into", &url]);
+    let again = run_ok(&["merge", j, "--into", &url]);
+    assert!(
+        stderr(&again).contains("0 runs added, 2 already there"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(
+        pg.psql(
+            "tokbench",
+            "SELECT COUNT(*), (SELECT COUNT(*) FROM result), (SELECT COUNT(*) FROM repetition) FROM run WHERE status = 'ok'"
+        ),
+        "2|2|2"
     );
 }

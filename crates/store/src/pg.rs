@@ -313,17 +313,31 @@ impl PgStore {
     /// Copies every run of the SQLite database at `src` into this one, in one transaction;
     /// what is already here (by run UUID, and result by cell) is left as it is.
     pub async fn merge_sqlite(&self, src: &Path) -> Result<MergeReport, StoreError> {
+        self.merge_sqlite_run(src, None).await
+    }
+
+    /// [`PgStore::merge_sqlite`] of one run (by UUID), or of every run.
+    pub async fn merge_sqlite_run(
+        &self,
+        src: &Path,
+        only: Option<&str>,
+    ) -> Result<MergeReport, StoreError> {
         let source = Store::open_read_only(src).await?;
         let mut report = MergeReport {
             source: src.to_path_buf(),
             ..MergeReport::default()
         };
-        let result = self.merge_from(&source, &mut report).await;
+        let result = self.merge_from(&source, only, &mut report).await;
         source.close().await;
         result.map(|()| report)
     }
 
-    async fn merge_from(&self, source: &Store, report: &mut MergeReport) -> Result<(), StoreError> {
+    async fn merge_from(
+        &self,
+        source: &Store,
+        only: Option<&str>,
+        report: &mut MergeReport,
+    ) -> Result<(), StoreError> {
         let fail = |what: &str| {
             let what = format!("merge into {}: {what}", self.shown);
             move |e: sqlx::Error| StoreError::Sql { what, source: e }
@@ -377,20 +391,43 @@ impl PgStore {
         report.workloads_added = copier.added;
 
         let runs = source_rows(source, "SELECT * FROM run ORDER BY id").await?;
+        let runs: Vec<SourceRow> = runs
+            .into_iter()
+            .filter(|r| only.is_none() || r.text("uuid").as_deref() == only)
+            .collect();
         let run_cols = copier.columns(&mut tx, "run").await?;
         let result_cols = copier.columns(&mut tx, "result").await?;
         for run in &runs {
             let src_run = run.int("id");
             let uuid = run.text("uuid").unwrap_or_default();
-            let existing: Option<(i64,)> = sqlx::query_as("SELECT id FROM run WHERE uuid = $1")
-                .bind(&uuid)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(fail("find a run"))?;
-            let dst_run = match existing {
-                Some((id,)) => {
+            let existing: Option<(i64, String)> =
+                sqlx::query_as("SELECT id, status FROM run WHERE uuid = $1")
+                    .bind(&uuid)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(fail("find a run"))?;
+            let mut extended = false;
+            let dst_run = match &existing {
+                Some((id, status)) => {
                     report.runs_skipped += 1;
-                    id
+                    // Forwarded while it ran (or cut short) and finished since: it takes the
+                    // source's status and finish time, as a resume would have.
+                    let src_status = run.text("status").unwrap_or_default();
+                    if matches!(status.as_str(), "running" | "interrupted")
+                        && matches!(src_status.as_str(), "ok" | "failed")
+                    {
+                        sqlx::query(
+                            "UPDATE run SET status = $1, finished_at = CAST($2 AS timestamptz) WHERE id = $3",
+                        )
+                        .bind(&src_status)
+                        .bind(run.text("finished_at"))
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(fail("update a run's status"))?;
+                        extended = true;
+                    }
+                    *id
                 }
                 None => {
                     let maps = HashMap::from([("host_id", &hosts)]);
@@ -439,13 +476,13 @@ impl PgStore {
                     }
                 }
             }
+            if existing.is_some() && (extended || !result_map.is_empty()) {
+                report.runs_extended += 1;
+            }
             if result_map.is_empty() {
                 continue;
             }
             report.results_added += result_map.len() as u64;
-            if existing.is_some() {
-                report.runs_extended += 1;
-            }
             let maps = HashMap::from([("result_id", &result_map), ("run_id", &run_map)]);
             for table in ["repetition", "telemetry_sample", "request", "verdict"] {
                 let cols = copier.columns(&mut tx, table).await?;
@@ -677,27 +714,53 @@ impl Copier {
         let mut ids = HashMap::new();
         self.added = 0;
         for row in &rows {
-            let mut q = sqlx::query_as::<_, (i64,)>(&find);
-            for k in key {
-                q = q.bind(row.text(k));
-            }
-            let found = q
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(crate::sql(format!("find a {table} row")))?;
+            let found = find_id(tx, &find, key, row, table).await?;
             let id = match found {
-                Some((id,)) => id,
+                Some(id) => id,
                 None => {
+                    // Another writer may add the same row meanwhile: its insert wins (ours
+                    // waits for it, then does nothing) and both find the one row.
+                    insert_rows(
+                        tx,
+                        table,
+                        &cols,
+                        std::slice::from_ref(row),
+                        maps,
+                        "ON CONFLICT DO NOTHING",
+                        "",
+                    )
+                    .await?;
                     self.added += 1;
-                    insert_rows(tx, table, &cols, std::slice::from_ref(row), maps, "", "id").await?
-                        [0]
-                    .expect("a new catalog row is inserted")
+                    find_id(tx, &find, key, row, table)
+                        .await?
+                        .ok_or_else(|| StoreError::Sql {
+                            what: format!("merge: the {table} row just inserted is not there"),
+                            source: sqlx::Error::RowNotFound,
+                        })?
                 }
             };
             ids.insert(row.int("id"), id);
         }
         Ok(ids)
     }
+}
+
+/// The id of the row `find` (a statement over the `key` columns) finds for `row`.
+async fn find_id(
+    tx: &mut sqlx::PgConnection,
+    find: &str,
+    key: &[&str],
+    row: &SourceRow,
+    table: &str,
+) -> Result<Option<i64>, StoreError> {
+    let mut q = sqlx::query_as::<_, (i64,)>(find);
+    for k in key {
+        q = q.bind(row.text(k));
+    }
+    Ok(q.fetch_optional(&mut *tx)
+        .await
+        .map_err(crate::sql(format!("find a {table} row")))?
+        .map(|(id,)| id))
 }
 
 /// Inserts `rows` into `table` (the destination's columns `cols` the source has; foreign
@@ -748,7 +811,7 @@ async fn insert_rows(
     }
     // With ON CONFLICT DO NOTHING, RETURNING names only the rows inserted: return the key
     // the caller matches them by.
-    let keyed = !returning.is_empty() && !conflict.is_empty();
+    let keyed = !returning.is_empty() && table == "result";
     if !returning.is_empty() {
         sql.push_str(&format!(" RETURNING {returning}"));
         if keyed {
