@@ -120,6 +120,48 @@ fn a_run_merged_into_postgres_reads_back_the_same_and_merging_again_adds_nothing
     assert!(stderr(&out).contains("read-only"), "{}", stderr(&out));
     assert!(!stderr(&out).contains(PASSWORD));
     assert_eq!(pg.psql("tokbench", "SELECT COUNT(*) FROM run"), "1");
+
+    // All or nothing: a value PostgreSQL will not take (a time SQLite kept as any text),
+    // in the last result, after the catalog rows and the run went in: nothing stays.
+    let bad = tmp.path().join("bad.db");
+    std::fs::copy(&db, &bad).unwrap();
+    sqlite_exec(
+        &bad,
+        "UPDATE result SET started_at = 'not a time' WHERE id = (SELECT MAX(id) FROM result)",
+    );
+    pg.create_db("atomic");
+    let out = tokbench(&["merge", bad.to_str().unwrap(), "--into", &pg.url("atomic")])
+        .output()
+        .unwrap();
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(e.contains("not a time"), "{e}");
+    assert_eq!(
+        pg.psql(
+            "atomic",
+            "SELECT (SELECT COUNT(*) FROM run), (SELECT COUNT(*) FROM host), (SELECT COUNT(*) FROM model), (SELECT COUNT(*) FROM result)"
+        ),
+        "0|0|0|0"
+    );
+}
+
+/// Runs one writing statement on a SQLite file.
+fn sqlite_exec(db: &std::path::Path, sql: &str) {
+    let (db, sql) = (db.to_path_buf(), sql.to_string());
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async move {
+            use sqlx::{ConnectOptions, Connection};
+            let mut c = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&db)
+                .connect()
+                .await
+                .unwrap();
+            sqlx::query(&sql).execute(&mut c).await.unwrap();
+            c.close().await.unwrap();
+        });
 }
 
 #[test]
