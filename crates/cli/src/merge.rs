@@ -25,6 +25,18 @@ pub struct MergeArgs {
     /// kept in ~/.config/tokbench/redact.key): the same key gives the same ids.
     #[arg(long, requires = "redact")]
     pub redact_key: Option<PathBuf>,
+    /// From a PostgreSQL source: only the run with this UUID (repeatable).
+    #[arg(long = "run", value_name = "UUID")]
+    pub runs: Vec<String>,
+    /// From a PostgreSQL source: only runs on this host (repeatable).
+    #[arg(long = "host", value_name = "NAME")]
+    pub hosts: Vec<String>,
+    /// From a PostgreSQL source: only runs started on or after this day (YYYY-MM-DD, UTC).
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// From a PostgreSQL source: only runs started on or before this day (YYYY-MM-DD, UTC).
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
 }
 
 /// `tokbench merge`: every source into the destination.
@@ -42,7 +54,78 @@ pub async fn command(args: &MergeArgs) -> anyhow::Result<ExitCode> {
         }
         false => None,
     };
-    merge_command(&args.sources, &args.into, key).await
+    let filter = tokbench_store::RunFilter {
+        runs: args.runs.clone(),
+        hosts: args.hosts.clone(),
+        since: args
+            .since
+            .as_deref()
+            .map(|d| day(d, "--since"))
+            .transpose()?,
+        until: args
+            .until
+            .as_deref()
+            .map(|d| day(d, "--until"))
+            .transpose()?,
+    };
+    let from_postgres = args
+        .sources
+        .iter()
+        .any(|s| s.to_str().is_some_and(tokbench_store::is_postgres_url));
+    if filter != tokbench_store::RunFilter::default() && !from_postgres {
+        return Err(BadInput(
+            "--run, --host, --since and --until pick runs out of a PostgreSQL source; merge copies every run of a SQLite file".into(),
+        )
+        .into());
+    }
+    merge_command(&args.sources, &args.into, key, &filter).await
+}
+
+/// A day as `YYYY-MM-DD`, checked.
+fn day(d: &str, flag: &str) -> anyhow::Result<String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(d.trim(), &format)
+        .map(|_| d.trim().to_string())
+        .map_err(|_| BadInput(format!("{flag} {d}: a day, YYYY-MM-DD")).into())
+}
+
+/// A PostgreSQL source, as a SQLite file beside the destination (removed when done):
+/// the runs `filter` picks, read in one snapshot.
+async fn postgres_snapshot(
+    url: &str,
+    into: &Path,
+    filter: &tokbench_store::RunFilter,
+) -> anyhow::Result<PathBuf> {
+    let server = tokbench_store::PgStore::open_read_only(url)
+        .await
+        .map_err(|e| match e {
+            StoreError::NoSchema { .. }
+            | StoreError::OlderSchema { .. }
+            | StoreError::NewerSchema { .. } => anyhow::Error::new(BadInput(e.to_string())),
+            other => anyhow::Error::new(other),
+        })?;
+    let name = format!(
+        "{}.from-postgres-{}.db",
+        into.file_name().and_then(|n| n.to_str()).unwrap_or("merge"),
+        uuid::Uuid::new_v4().simple()
+    );
+    let tmp = into.with_file_name(name);
+    let written = server.export_sqlite(filter, &tmp).await;
+    server.close().await;
+    if let Err(e) = written {
+        remove_db(&tmp);
+        return Err(e.into());
+    }
+    Ok(tmp)
+}
+
+/// A SQLite file and its -wal and -shm.
+fn remove_db(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
 }
 
 /// The redaction key: the file given, else `$TOKBENCH_REDACT_KEY`, else the user's key file
@@ -140,6 +223,7 @@ async fn merge_command(
     sources: &[PathBuf],
     into: &Path,
     redact: Option<(Vec<u8>, String)>,
+    filter: &tokbench_store::RunFilter,
 ) -> anyhow::Result<ExitCode> {
     if let Some(url) = into.to_str().filter(|d| tokbench_store::is_postgres_url(d)) {
         if redact.is_some() {
@@ -155,16 +239,29 @@ async fn merge_command(
         .await
         .with_context(|| format!("cannot open the destination {}", into.display()))?;
     for src in sources {
-        let report = dst.merge_from(src).await.map_err(|e| match e {
+        let url = src.to_str().filter(|s| tokbench_store::is_postgres_url(s));
+        let snapshot = match url {
+            Some(url) => Some(postgres_snapshot(url, into, filter).await?),
+            None => None,
+        };
+        let merged = dst.merge_from(snapshot.as_deref().unwrap_or(src)).await;
+        if let Some(tmp) = &snapshot {
+            remove_db(tmp);
+        }
+        let shown = match url {
+            Some(url) => tokbench_store::redacted_url(url),
+            None => src.display().to_string(),
+        };
+        let report = merged.map_err(|e| match e {
             StoreError::Missing { .. }
             | StoreError::NotTokbench { .. }
             | StoreError::NewerSchema { .. }
             | StoreError::MergeIntoItself { .. } => anyhow::Error::new(BadInput(e.to_string())),
-            other => anyhow::Error::new(other).context(format!("cannot merge {}", src.display())),
+            other => anyhow::Error::new(other).context(format!("cannot merge {shown}")),
         })?;
         eprintln!(
             "merge {} → {}: {} runs added, {} already there ({} extended), {} results added, {} replaced, {} repetitions, {} telemetry samples",
-            src.display(),
+            shown,
             into.display(),
             report.runs_added,
             report.runs_skipped,

@@ -106,6 +106,63 @@ fn a_run_merged_into_postgres_reads_back_the_same_and_merging_again_adds_nothing
         assert!(n_pg.unwrap() > 0.0, "{table}");
     }
 
+    // And back: the server's runs into a SQLite file (one snapshot, merged like any
+    // source), the same v_results as the file they came from, to the microsecond.
+    let back = tmp.path().join("back.db");
+    let out = run_ok(&["merge", &url, "--into", back.to_str().unwrap()]);
+    assert!(!stderr(&out).contains(PASSWORD), "{}", stderr(&out));
+    let returned = query(&back, order);
+    assert_eq!(returned.len(), sqlite.len());
+    for (a, b) in sqlite.iter().zip(&returned) {
+        for (col, va) in a {
+            let vb = &b[col];
+            match col.as_str() {
+                "result_id" => {}
+                "started_at" => assert!(
+                    (ns(va.as_str().unwrap()) - ns(vb.as_str().unwrap())).abs() <= 500,
+                    "{va} vs {vb}"
+                ),
+                c if c.ends_with("_json") && !va.is_null() => assert_eq!(
+                    serde_json::from_str::<serde_json::Value>(va.as_str().unwrap()).unwrap(),
+                    serde_json::from_str::<serde_json::Value>(vb.as_str().unwrap()).unwrap(),
+                    "{col}"
+                ),
+                _ => assert_eq!(va, vb, "{col} back from PostgreSQL"),
+            }
+        }
+    }
+    let uuid = s(&sqlite[0], "run_uuid").to_string();
+    for (flags, runs) in [
+        (vec!["--run", uuid.as_str()], 1),
+        (vec!["--host", "no-such-host"], 0),
+        (vec!["--since", "2000-01-01", "--until", "2000-12-31"], 0),
+    ] {
+        let part = tmp.path().join(format!("part-{}.db", flags.join("_")));
+        let mut args = vec!["merge", url.as_str(), "--into", part.to_str().unwrap()];
+        args.extend(flags.iter().copied());
+        run_ok(&args);
+        let n = query(&part, "SELECT COUNT(*) AS n FROM run");
+        assert_eq!(f(&n[0], "n"), Some(runs as f64), "{flags:?}");
+    }
+    let out = tokbench(&[
+        "merge",
+        db_s,
+        "--into",
+        back.to_str().unwrap(),
+        "--host",
+        "x",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // No snapshot file is left beside the destination.
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("from-postgres"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
     // Again: nothing to add; and a read-only query cannot write.
     let again = run_ok(&["merge", db_s, "--into", &url]);
     let said = stderr(&again);

@@ -32,7 +32,7 @@ mod stream;
 mod write;
 
 pub use merge::{snapshot, MergeReport};
-pub use pg::{is_postgres_url, redacted_url, PgStore, PG_MIGRATOR};
+pub use pg::{is_postgres_url, redacted_url, PgStore, RunFilter, PG_MIGRATOR};
 pub use points::{newest_points_statement, points_statement, PointFilter, StoredPoint};
 pub use prune::PruneReport;
 pub use redact::{RedactReport, Redactor};

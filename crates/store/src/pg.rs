@@ -536,6 +536,182 @@ impl PgStore {
     }
 }
 
+/// Which runs `merge` copies out of a PostgreSQL database: all of them, or those with one
+/// of `runs`' UUIDs, on one of `hosts`, started on or after `since` and on or before
+/// `until` (days, `YYYY-MM-DD`, UTC). Empty lists and `None` do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    pub runs: Vec<String>,
+    pub hosts: Vec<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+impl PgStore {
+    /// Writes the runs `filter` picks, with everything they refer to, into a new SQLite
+    /// database at `out` (the same ids, read in one snapshot): what `merge postgres://… --into
+    /// FILE` then merges like any SQLite source. Returns the runs written.
+    pub async fn export_sqlite(&self, filter: &RunFilter, out: &Path) -> Result<u64, StoreError> {
+        let dst = Store::open(out).await?;
+        let result = self.export_into(filter, &dst).await;
+        dst.close().await;
+        result
+    }
+
+    async fn export_into(&self, filter: &RunFilter, dst: &Store) -> Result<u64, StoreError> {
+        let fail = |what: &str| {
+            let what = format!("read {}: {what}", self.shown);
+            move |e: sqlx::Error| StoreError::Sql { what, source: e }
+        };
+        let mut tx = self.pool.begin().await.map_err(fail("begin"))?;
+        // One snapshot for every table, and nothing written on the server.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(fail("begin a snapshot"))?;
+        let runs = "SELECT run.id FROM run WHERE \
+             (cardinality($1::text[]) = 0 OR run.uuid = ANY($1)) \
+             AND (cardinality($2::text[]) = 0 OR run.host_id IN (SELECT id FROM host WHERE hostname = ANY($2))) \
+             AND ($3::text IS NULL OR run.started_at >= CAST($3 AS date)) \
+             AND ($4::text IS NULL OR run.started_at < CAST($4 AS date) + 1)";
+        let results = format!("SELECT id FROM result WHERE run_id IN ({runs})");
+        let tables: [(&str, String); 12] = [
+            (
+                "hardware",
+                format!("id IN (SELECT hardware_id FROM host WHERE id IN (SELECT host_id FROM run WHERE id IN ({runs})))"),
+            ),
+            ("host", format!("id IN (SELECT host_id FROM run WHERE id IN ({runs}))")),
+            (
+                "backend_build",
+                format!("id IN (SELECT backend_build_id FROM result WHERE run_id IN ({runs}))"),
+            ),
+            ("model", format!("id IN (SELECT model_id FROM result WHERE run_id IN ({runs}))")),
+            (
+                "workload",
+                format!("id IN (SELECT workload_id FROM result WHERE run_id IN ({runs}))"),
+            ),
+            ("run", format!("id IN ({runs})")),
+            ("result", format!("run_id IN ({runs})")),
+            ("repetition", format!("result_id IN ({results})")),
+            ("telemetry_sample", format!("result_id IN ({results})")),
+            ("request", format!("result_id IN ({results})")),
+            ("verdict", format!("run_id IN ({runs})")),
+            ("change_point", "true".to_string()),
+        ];
+        let mut sqlite = dst.pool.begin().await.map_err(crate::sql("begin"))?;
+        let mut n_runs = 0;
+        for (table, filter_sql) in &tables {
+            // How each column comes back from row_to_json: jsonb as JSON (written as its
+            // text), times as RFC 3339 with +00:00 (written with Z, as tokbench writes them).
+            let kinds: Vec<(String, String)> = sqlx::query_as(
+                "SELECT column_name::text, data_type::text FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND table_name = $1",
+            )
+            .bind(table)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(fail("read the columns"))?;
+            let kind_of: HashMap<String, String> = kinds.into_iter().collect();
+            let sql = format!("SELECT row_to_json(t)::text FROM {table} t WHERE {filter_sql}");
+            let mut rows = sqlx::query_scalar::<_, String>(&sql)
+                .bind(&filter.runs)
+                .bind(&filter.hosts)
+                .bind(&filter.since)
+                .bind(&filter.until)
+                .fetch(&mut *tx);
+            let mut batch: Vec<KeyedRow> = Vec::new();
+            while let Some(json) = rows
+                .try_next()
+                .await
+                .map_err(fail(&format!("read {table}")))?
+            {
+                if *table == "run" {
+                    n_runs += 1;
+                }
+                let row: KeyedRow = serde_json::from_str(&json).map_err(|e| StoreError::Sql {
+                    what: format!("read {table}: a row did not parse: {e}"),
+                    source: sqlx::Error::Protocol(e.to_string()),
+                })?;
+                batch.push(row);
+                if batch.len() * batch[0].0.len() >= 8_000 {
+                    write_sqlite_rows(&mut sqlite, table, &batch, &kind_of).await?;
+                    batch.clear();
+                }
+            }
+            write_sqlite_rows(&mut sqlite, table, &batch, &kind_of).await?;
+        }
+        sqlite.commit().await.map_err(crate::sql("commit"))?;
+        Ok(n_runs)
+    }
+}
+
+/// A JSON object's entries in the order written.
+struct KeyedRow(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for KeyedRow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = KeyedRow;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<KeyedRow, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(e) = m.next_entry::<String, serde_json::Value>()? {
+                    entries.push(e);
+                }
+                Ok(KeyedRow(entries))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Writes `rows` (all of one table, with the same columns) into the SQLite `table`, values
+/// as SQLite keeps them: jsonb as its text, times as RFC 3339 UTC with Z.
+async fn write_sqlite_rows(
+    conn: &mut sqlx::SqliteConnection,
+    table: &str,
+    rows: &[KeyedRow],
+    kind_of: &HashMap<String, String>,
+) -> Result<(), StoreError> {
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    let cols: Vec<&str> = first.0.iter().map(|(c, _)| c.as_str()).collect();
+    let one = format!("({})", vec!["?"; cols.len()].join(", "));
+    let sql = format!(
+        "INSERT INTO {table} ({}) VALUES {}",
+        cols.join(", "),
+        vec![one.as_str(); rows.len()].join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for row in rows {
+        for (c, v) in &row.0 {
+            let kind = kind_of.get(c).map(String::as_str).unwrap_or("");
+            q = match v {
+                serde_json::Value::Null => q.bind(None::<String>),
+                _ if kind == "jsonb" => q.bind(v.to_string()),
+                serde_json::Value::String(t) if kind.starts_with("timestamp") => {
+                    q.bind(rfc3339_utc(t))
+                }
+                serde_json::Value::String(t) => q.bind(t.clone()),
+                serde_json::Value::Bool(b) => q.bind(i64::from(*b)),
+                serde_json::Value::Number(n) => match n.as_i64() {
+                    Some(i) => q.bind(i),
+                    None => q.bind(n.as_f64().unwrap_or(f64::NAN)),
+                },
+                other => q.bind(other.to_string()),
+            };
+        }
+    }
+    q.execute(&mut *conn)
+        .await
+        .map_err(crate::sql(format!("write {table}")))?;
+    Ok(())
+}
+
 /// A PostgreSQL error from the user's statement: a refusal (a write in the read-only
 /// transaction) or a bad query.
 fn pg_query_error(e: &sqlx::Error) -> StoreError {
