@@ -444,6 +444,31 @@ impl PgStore {
                     ids[0].expect("a new run is inserted")
                 }
             };
+            // A run the destination has whole (as many results as the source, finished in
+            // both) is not read again: a nightly merge of a machine's whole history reads
+            // only what is new.
+            if let Some((id, status)) = &existing {
+                let (have,): (i64,) =
+                    sqlx::query_as("SELECT COUNT(*) FROM result WHERE run_id = $1")
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(fail("count a run's results"))?;
+                let src_status = run.text("status").unwrap_or_default();
+                let src_have = source_rows(
+                    source,
+                    &format!("SELECT COUNT(*) FROM result WHERE run_id = {src_run}"),
+                )
+                .await?
+                .first()
+                .map(|r| r.values.first().cloned().flatten())
+                .flatten()
+                .and_then(|n| n.parse::<i64>().ok())
+                .unwrap_or(-1);
+                if have == src_have && !extended && *status == src_status {
+                    continue;
+                }
+            }
             // Its results the destination lacks.
             let results = source_rows(
                 source,
