@@ -222,7 +222,32 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     r
 }
 
+/// The commands that read or write only SQLite so far, given a PostgreSQL URL: refused
+/// before they open anything (their messages would print the URL whole).
+fn sqlite_only(command: &Command) -> anyhow::Result<()> {
+    let (name, db) = match command {
+        Command::Results(a) => ("results", Some(&a.db)),
+        Command::Fit(a) => ("fit", a.db.as_ref()),
+        Command::Report(a) => ("report", Some(&a.db)),
+        Command::Check(a) => ("check", Some(&a.db)),
+        Command::Compare(a) => ("compare", Some(&a.db)),
+        Command::Import(a) => ("import", Some(&a.db)),
+        Command::Prune(a) => ("prune", Some(&a.db)),
+        _ => return Ok(()),
+    };
+    match db.and_then(|d| d.to_str()).filter(|d| tokbench_store::is_postgres_url(d)) {
+        Some(url) => Err(exit::BadInput(format!(
+            "--db {}: `tokbench {name}` reads and writes SQLite files so far; `tokbench merge {} --into FILE` copies the server's runs into one",
+            tokbench_store::redacted_url(url),
+            tokbench_store::redacted_url(url)
+        ))
+        .into()),
+        None => Ok(()),
+    }
+}
+
 async fn async_dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    sqlite_only(&command)?;
     match command {
         Command::Run(a) => run::command(&a).await,
         Command::Results(a) => output::results_command(&a).await,

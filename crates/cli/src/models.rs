@@ -456,7 +456,7 @@ pub enum ModelCommand {
     /// position's logits; with --against, compare them with another build's and fail when
     /// they disagree (a GPU offload that computes something else).
     #[command(
-        after_help = "Examples:\n  tokbench model logits tiny-Q8_0.gguf --out cpu.logits\n  GGML_VK_VISIBLE_DEVICES=0 tokbench-vulkan model logits tiny-Q8_0.gguf -ngl 99 --against cpu.logits\n\nExit codes: 0 agree (or no --against), 1 tool error, 2 bad input, 3 they disagree.\nAgreeing means the same top token at --min-top1 of the positions and a root-mean-square\ndifference of at most --max-rel-rms of the reference's spread (its logits' RMS about each\nposition's mean)."
+        after_help = "Examples:\n  tokbench model logits tiny-Q8_0.gguf --out cpu.logits\n  GGML_VK_VISIBLE_DEVICES=0 tokbench-vulkan model logits tiny-Q8_0.gguf --ngl 99 --against cpu.logits\n\nExit codes: 0 agree (or no --against), 1 tool error, 2 bad input, 3 they disagree.\nAgreeing means the same top token at --min-top1 of the positions and a root-mean-square\ndifference of at most --max-rel-rms of the reference's spread (its logits' RMS about each\nposition's mean)."
     )]
     Logits(LogitsArgs),
 }
@@ -564,7 +564,9 @@ fn logits_command(args: &LogitsArgs) -> anyhow::Result<ExitCode> {
         args.stepwise,
         args.verbose,
     )
-    .map_err(|e| BadInput(format!("{}: {e}", args.file.display())))?;
+    // The file was checked above: what fails now is llama.cpp's (a load, a device out of
+    // memory), a tool error.
+    .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
     if let Some(out) = &args.out {
         let f = std::fs::File::create(out)
             .with_context(|| format!("cannot write {}", out.display()))?;
@@ -588,6 +590,15 @@ fn logits_command(args: &LogitsArgs) -> anyhow::Result<ExitCode> {
         })?),
         None => None,
     };
+    if let Some(r) = &reference {
+        if r.header.stepwise != got.header.stepwise {
+            eprintln!(
+                "model logits: the reference was evaluated {}, this {}: their kernels round differently (the CPU build differs from itself by about 2.4%), compare like with like",
+                if r.header.stepwise { "one token at a time" } else { "in one batch" },
+                if got.header.stepwise { "one token at a time" } else { "in one batch" },
+            );
+        }
+    }
     let agrees = agreement
         .as_ref()
         .map(|a| a.top1_fraction() >= args.min_top1 && a.relative_rms() <= args.max_rel_rms);

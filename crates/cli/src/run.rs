@@ -260,9 +260,12 @@ async fn run_into_postgres(
     let forwarded = forward_run(url, &journal, &uuid).await;
     match &forwarded {
         Ok(r) => eprintln!(
-            "run {uuid}: forwarded to {shown} ({} results added, {} already there)",
+            "run {uuid}: forwarded to {shown} ({} results added{})",
             r.results_added,
-            r.runs_skipped + r.runs_extended
+            match r.runs_skipped {
+                0 => "",
+                _ => ", the run was there already",
+            }
         ),
         Err(e) => eprintln!(
             "run {uuid}: not forwarded to {shown}: {e:#}; it is kept in the journal {j}: `tokbench merge {j} --into {shown}` forwards it",

@@ -370,7 +370,8 @@ fn a_run_while_the_server_is_down_is_kept_in_the_journal_and_forwarded_once() {
         Some(1.0)
     );
 
-    // Down when the run starts, back before it ends: forwarded at the end.
+    // Down when the run starts, back before it ends: forwarded at the end (the test's
+    // half second is shorter than the run, and the forward tries for 4 s more).
     let child = {
         let a = [
             "run",
@@ -392,6 +393,7 @@ fn a_run_while_the_server_is_down_is_kept_in_the_journal_and_forwarded_once() {
     let out = child.wait_with_output().unwrap();
     let e = stderr(&out);
     assert!(out.status.success(), "{e}");
+    assert!(e.contains("storing in the journal"), "{e}");
     assert!(e.contains("1 results added"), "{e}");
 
     // The first run, forwarded by hand; then everything again: nothing doubles.
@@ -409,4 +411,79 @@ fn a_run_while_the_server_is_down_is_kept_in_the_journal_and_forwarded_once() {
         ),
         "2|2|2"
     );
+}
+
+#[test]
+fn a_finished_cell_replaces_an_interrupted_one_and_later_verdicts_follow() {
+    let pg = PgCluster::start();
+    let url = pg.url("tokbench");
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        "s.toml",
+        &quick_suite("\"Q8_0\"", "\"pp16\", \"tg4\"", ""),
+    );
+    let db = tmp.path().join("box.db");
+    let db_s = db.to_str().unwrap();
+    run_ok(&["run", suite.to_str().unwrap(), "--db", db_s, "--plain"]);
+
+    // What a forward of the run cut short held: the run and its last cell interrupted,
+    // that cell without repetitions.
+    let cut = tmp.path().join("cut.db");
+    std::fs::copy(&db, &cut).unwrap();
+    for sql in [
+        "UPDATE run SET status = 'interrupted', finished_at = NULL",
+        "DELETE FROM repetition WHERE result_id = (SELECT MAX(id) FROM result)",
+        "UPDATE result SET status = 'interrupted', decode_tps = NULL, prefill_tps = NULL WHERE id = (SELECT MAX(id) FROM result)",
+    ] {
+        sqlite_exec(&cut, sql);
+    }
+    run_ok(&["merge", cut.to_str().unwrap(), "--into", &url]);
+    assert_eq!(pg.psql("tokbench", "SELECT status FROM run"), "interrupted");
+
+    // The run resumed and finished: its finished cell replaces the interrupted one.
+    let out = run_ok(&["merge", db_s, "--into", &url]);
+    assert!(
+        stderr(&out).contains("1 already there (1 extended)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        pg.psql(
+            "tokbench",
+            "SELECT (SELECT status FROM run), (SELECT COUNT(*) FROM result WHERE status = 'ok'),
+                    (SELECT COUNT(*) FROM result), (SELECT COUNT(*) FROM repetition)"
+        ),
+        format!(
+            "ok|2|2|{}",
+            raw_column(&db, "SELECT COUNT(*) FROM repetition").unwrap()[0]
+        )
+    );
+
+    // A check after the run was forwarded: its verdicts follow, once.
+    let _ = tokbench(&["check", "--db", db_s]).output().unwrap();
+    let verdicts = raw_column(&db, "SELECT COUNT(*) FROM verdict").unwrap()[0].clone();
+    assert_ne!(verdicts, "0");
+    run_ok(&["merge", db_s, "--into", &url]);
+    run_ok(&["merge", db_s, "--into", &url]);
+    assert_eq!(
+        pg.psql("tokbench", "SELECT COUNT(*) FROM verdict"),
+        verdicts
+    );
+
+    // The commands that read SQLite only refuse the URL, without printing its password.
+    for cmd in ["results", "report", "check", "compare"] {
+        let mut args = vec![cmd, "--db", url.as_str()];
+        if cmd == "compare" {
+            args.extend(["previous", "latest"]);
+        }
+        let out = tokbench(&args).output().unwrap();
+        let e = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {e}");
+        assert!(
+            e.contains("reads and writes SQLite files so far"),
+            "{cmd}: {e}"
+        );
+        assert!(!e.contains(PASSWORD), "{cmd}: {e}");
+    }
 }

@@ -321,7 +321,9 @@ fn a_run_with_nvml_replayed_stores_gpu_power_energy_and_memory() {
     let suite = write_suite(
         tmp.path(),
         "s.toml",
-        &quick_suite("\"Q8_0\"", "\"pp256\", \"tg64\"", "").replace("threads = 2", "threads = 1"),
+        &quick_suite("\"Q8_0\"", "\"pp256\", \"tg64\"", "")
+            .replace("threads = 2", "threads = 1")
+            .replace("timeout_s = 120", "timeout_s = 600"),
     );
     let db = tmp.path().join("t.db");
     let out = tokbench(&[

@@ -38,40 +38,71 @@ use crate::{Cell, MergeReport, QueryEvent, Store, StoreError};
 /// Every PostgreSQL migration in `migrations/postgres/`, embedded at build time.
 pub static PG_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 
-/// True when `db` names a PostgreSQL database (`postgres://…` or `postgresql://…`).
+/// True when `db` names a PostgreSQL database (`postgres://…` or `postgresql://…`, in any
+/// case).
 pub fn is_postgres_url(db: &str) -> bool {
-    db.starts_with("postgres://") || db.starts_with("postgresql://")
+    let lower = db.get(..13).unwrap_or(db).to_ascii_lowercase();
+    lower.starts_with("postgres://") || lower.starts_with("postgresql://")
 }
 
-/// `url` without its password (in the user part or as a `password=` parameter): what every
-/// message shows.
+/// `url` without its password (in the user part, or as a query parameter whose name ends
+/// in `password`, percent-encoded or not): what every message shows. The user part ends at
+/// the last `@`, so a password holding `/`, `?`, `#` or `@` is dropped whole.
 pub fn redacted_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let authority = match authority.rsplit_once('@') {
-        Some((user, host)) => match user.split_once(':') {
-            Some((name, _)) => format!("{name}@{host}"),
-            None => authority.to_string(),
-        },
-        None => authority.to_string(),
+    let (user, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, after)) => {
+            let name = userinfo.split(':').next().unwrap_or("");
+            (format!("{name}@"), after)
+        }
+        None => (String::new(), rest),
     };
-    let tail = match tail.split_once('?') {
+    let rest = match rest.split_once('?') {
         Some((path, query)) => {
             let kept: Vec<&str> = query
                 .split('&')
-                .filter(|p| !p.to_ascii_lowercase().starts_with("password="))
+                .filter(|p| {
+                    let key = p.split('=').next().unwrap_or("");
+                    !percent_decoded(key)
+                        .to_ascii_lowercase()
+                        .ends_with("password")
+                })
                 .collect();
             match kept.is_empty() {
                 true => path.to_string(),
                 false => format!("{path}?{}", kept.join("&")),
             }
         }
-        None => tail.to_string(),
+        None => rest.to_string(),
     };
-    format!("{scheme}://{authority}{tail}")
+    format!("{scheme}://{user}{rest}")
+}
+
+/// `%xx` escapes decoded (an invalid one kept as written).
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    let hex = |c: u8| (c as char).to_digit(16);
+    while i < b.len() {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// An open PostgreSQL results database.
@@ -230,7 +261,7 @@ impl PgStore {
     where
         F: FnMut(QueryEvent<'_>) -> ControlFlow<()>,
     {
-        let statement = statement.trim().trim_end_matches(';').trim_end();
+        let statement = without_final_semicolon(statement);
         let first = statement
             .split(|c: char| c.is_whitespace() || c == '(')
             .find(|w| !w.is_empty())
@@ -260,6 +291,13 @@ impl PgStore {
             .iter()
             .map(|c| c.name().to_string())
             .collect();
+        // row_to_json writes a float with no fraction as an integer (100.0 as 100): the
+        // column's type says it is a float, as SQLite would give it.
+        let floats: Vec<bool> = described
+            .columns()
+            .iter()
+            .map(|c| matches!(c.type_info().name(), "FLOAT4" | "FLOAT8"))
+            .collect();
         let times: Vec<bool> = described
             .columns()
             .iter()
@@ -268,7 +306,8 @@ impl PgStore {
         if each(QueryEvent::Columns(&names)).is_break() {
             return Ok(());
         }
-        let wrapped = format!("SELECT row_to_json(q)::text FROM ({statement}) AS q");
+        // On lines of its own: a trailing `-- comment` must not swallow the parenthesis.
+        let wrapped = format!("SELECT row_to_json(q)::text FROM (\n{statement}\n) AS q");
         let mut rows = sqlx::query_scalar::<_, String>(&wrapped).fetch(&mut *tx);
         let mut texts: Vec<Option<String>> = Vec::with_capacity(names.len());
         while let Some(json) = rows.try_next().await.map_err(|e| pg_query_error(&e))? {
@@ -290,10 +329,14 @@ impl PgStore {
             let cells: Vec<Cell<'_>> = values
                 .iter()
                 .zip(&texts)
-                .map(|(v, text)| match (v, text) {
+                .enumerate()
+                .map(|(i, (v, text))| match (v, text) {
                     (_, Some(t)) => Cell::Text(t),
                     (serde_json::Value::Null, _) => Cell::Null,
                     (serde_json::Value::Bool(b), _) => Cell::Int(i64::from(*b)),
+                    (serde_json::Value::Number(n), _) if floats.get(i) == Some(&true) => {
+                        Cell::Real(n.as_f64().unwrap_or(f64::NAN))
+                    }
                     (serde_json::Value::Number(n), _) => match n.as_i64() {
                         Some(i) => Cell::Int(i),
                         None => Cell::Real(n.as_f64().unwrap_or(f64::NAN)),
@@ -322,13 +365,27 @@ impl PgStore {
         only: Option<&str>,
     ) -> Result<MergeReport, StoreError> {
         let source = Store::open_read_only(src).await?;
-        let mut report = MergeReport {
-            source: src.to_path_buf(),
-            ..MergeReport::default()
+        // A deadlock or serialization failure against another writer is retried: the
+        // transaction was rolled back whole.
+        let mut tries = 0;
+        let result = loop {
+            tries += 1;
+            let mut attempt = MergeReport {
+                source: src.to_path_buf(),
+                ..MergeReport::default()
+            };
+            match self.merge_from(&source, only, &mut attempt).await {
+                Err(StoreError::Sql {
+                    source: sqlx::Error::Database(d),
+                    ..
+                }) if tries < 3 && matches!(d.code().as_deref(), Some("40P01" | "40001")) => {
+                    continue
+                }
+                other => break other.map(|()| attempt),
+            }
         };
-        let result = self.merge_from(&source, only, &mut report).await;
         source.close().await;
-        result.map(|()| report)
+        result
     }
 
     async fn merge_from(
@@ -342,6 +399,12 @@ impl PgStore {
             move |e: sqlx::Error| StoreError::Sql { what, source: e }
         };
         let mut tx = self.pool.begin().await.map_err(fail("begin"))?;
+        // Finding a catalog row again after another writer's insert won needs each
+        // statement's own snapshot, whatever the server's default.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            .execute(&mut *tx)
+            .await
+            .map_err(fail("begin"))?;
         let mut copier = Copier::default();
         // Catalog rows by natural key: the source's id → ours.
         let hardware = copier
@@ -455,17 +518,27 @@ impl PgStore {
                         .await
                         .map_err(fail("count a run's results"))?;
                 let src_status = run.text("status").unwrap_or_default();
-                let src_have = source_rows(
+                let src_have = count(
                     source,
                     &format!("SELECT COUNT(*) FROM result WHERE run_id = {src_run}"),
                 )
-                .await?
-                .first()
-                .map(|r| r.values.first().cloned().flatten())
-                .flatten()
-                .and_then(|n| n.parse::<i64>().ok())
-                .unwrap_or(-1);
-                if have == src_have && !extended && *status == src_status {
+                .await?;
+                let (have_verdicts,): (i64,) =
+                    sqlx::query_as("SELECT COUNT(*) FROM verdict WHERE run_id = $1")
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(fail("count a run's verdicts"))?;
+                let src_verdicts = count(
+                    source,
+                    &format!("SELECT COUNT(*) FROM verdict WHERE run_id = {src_run}"),
+                )
+                .await?;
+                if have == src_have
+                    && have_verdicts == src_verdicts
+                    && !extended
+                    && *status == src_status
+                {
                     continue;
                 }
             }
@@ -482,6 +555,32 @@ impl PgStore {
                 ("model_id", &models),
                 ("workload_id", &workloads),
             ]);
+            // A cell the destination has as `interrupted` and the source finished (a run
+            // forwarded, then resumed): the source's replaces it, as a resume would have.
+            if existing.is_some() {
+                let (cells, sources): (Vec<i64>, Vec<String>) = results
+                    .iter()
+                    .filter(|r| r.text("status").as_deref() != Some("interrupted"))
+                    .map(|r| {
+                        (
+                            r.int("cell_index"),
+                            r.text("metric_source").unwrap_or_default(),
+                        )
+                    })
+                    .unzip();
+                let replaced = sqlx::query(
+                    "DELETE FROM result WHERE run_id = $1 AND status = 'interrupted'
+                     AND (cell_index, metric_source) IN (SELECT * FROM unnest($2::bigint[], $3::text[]))",
+                )
+                .bind(dst_run)
+                .bind(&cells)
+                .bind(&sources)
+                .execute(&mut *tx)
+                .await
+                .map_err(fail("replace interrupted results"))?
+                .rows_affected();
+                report.results_replaced += replaced;
+            }
             let mut result_map = HashMap::new();
             let ids = copy_rows(
                 &mut tx,
@@ -501,12 +600,46 @@ impl PgStore {
             if existing.is_some() && (extended || !result_map.is_empty()) {
                 report.runs_extended += 1;
             }
-            if result_map.is_empty() {
-                continue;
-            }
             report.results_added += result_map.len() as u64;
+            // Verdicts belong to any of the run's results, new or not (a `check` after the
+            // run was first forwarded): every source result's id here, by its cell.
+            let mut all_results = result_map.clone();
+            if existing.is_some() {
+                let here: Vec<(i64, i64, String)> = sqlx::query_as(
+                    "SELECT id, cell_index, metric_source FROM result WHERE run_id = $1",
+                )
+                .bind(dst_run)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(fail("read a run's results"))?;
+                let by_cell: HashMap<(i64, String), i64> =
+                    here.into_iter().map(|(id, c, m)| ((c, m), id)).collect();
+                for r in &results {
+                    let key = (
+                        r.int("cell_index"),
+                        r.text("metric_source").unwrap_or_default(),
+                    );
+                    if let Some(id) = by_cell.get(&key) {
+                        all_results.insert(r.int("id"), *id);
+                    }
+                }
+            }
             let maps = HashMap::from([("result_id", &result_map), ("run_id", &run_map)]);
+            let verdict_maps = HashMap::from([("result_id", &all_results), ("run_id", &run_map)]);
             for table in ["repetition", "telemetry_sample", "request", "verdict"] {
+                let (maps, wanted, dedupe) = match table {
+                    // Once per (check, result, metric), as SQLite's merge.
+                    "verdict" => (
+                        &verdict_maps,
+                        &all_results,
+                        "WHERE NOT EXISTS (SELECT 1 FROM verdict v WHERE v.check_uuid = s.check_uuid
+                         AND v.result_id = s.result_id AND v.metric = s.metric)",
+                    ),
+                    _ => (&maps, &result_map, ""),
+                };
+                if wanted.is_empty() {
+                    continue;
+                }
                 let cols = copier.columns(&mut tx, table).await?;
                 let rows = source_rows(
                     source,
@@ -517,10 +650,11 @@ impl PgStore {
                 .await?;
                 let rows: Vec<SourceRow> = rows
                     .into_iter()
-                    .filter(|r| result_map.contains_key(&r.int("result_id")))
+                    .filter(|r| wanted.contains_key(&r.int("result_id")))
                     .collect();
-                copy_rows(&mut tx, table, &cols, &rows, &maps, "", false).await?;
-                let n = rows.len() as u64;
+                let n = copy_rows(&mut tx, table, &cols, &rows, maps, dedupe, false)
+                    .await?
+                    .len() as u64;
                 match table {
                     "repetition" => report.repetitions_added += n,
                     "telemetry_sample" => report.telemetry_added += n,
@@ -737,6 +871,39 @@ async fn write_sqlite_rows(
     Ok(())
 }
 
+/// `statement` without a final `;` and what follows it when that is only white space and
+/// comments (`SELECT 1; -- done`): query wraps the statement in a subquery, where neither
+/// may stand. A `;` followed by anything else (a second statement) stays, for the server
+/// to refuse.
+fn without_final_semicolon(statement: &str) -> &str {
+    let mut s = statement.trim();
+    while let Some(i) = s.rfind(';') {
+        if !only_comments(&s[i + 1..]) {
+            break;
+        }
+        s = s[..i].trim_end();
+    }
+    s
+}
+
+/// True when `tail` holds nothing but white space, `-- …` lines and `/* … */` blocks.
+fn only_comments(tail: &str) -> bool {
+    let mut t = tail.trim_start();
+    while !t.is_empty() {
+        if let Some(rest) = t.strip_prefix("--") {
+            t = rest.split_once('\n').map_or("", |(_, r)| r).trim_start();
+        } else if let Some(rest) = t.strip_prefix("/*") {
+            match rest.split_once("*/") {
+                Some((_, r)) => t = r.trim_start(),
+                None => return false,
+            }
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
 /// A PostgreSQL error from the user's statement: a refusal (a write in the read-only
 /// transaction) or a bad query.
 fn pg_query_error(e: &sqlx::Error) -> StoreError {
@@ -866,6 +1033,16 @@ fn float_text(f: f64) -> String {
     }
 }
 
+/// The single integer `sql` (a `SELECT COUNT(*) …`) gives on the source.
+async fn count(source: &Store, sql: &str) -> Result<i64, StoreError> {
+    Ok(source_rows(source, sql)
+        .await?
+        .first()
+        .and_then(|r| r.values.first().cloned().flatten())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(-1))
+}
+
 /// The destination's columns of each table, with their types; and how many rows the last
 /// catalog copy added.
 #[derive(Default)]
@@ -908,7 +1085,10 @@ impl Copier {
         maps: &HashMap<&str, &HashMap<i64, i64>>,
     ) -> Result<HashMap<i64, i64>, StoreError> {
         let cols = self.columns(tx, table).await?;
-        let rows = source_rows(source, &format!("SELECT * FROM {table} ORDER BY id")).await?;
+        // In the order of their keys: two writers adding the same rows take their locks in
+        // the same order, so neither waits for the other while holding what it needs.
+        let mut rows = source_rows(source, &format!("SELECT * FROM {table} ORDER BY id")).await?;
+        rows.sort_by_key(|r| key.iter().map(|k| r.text(k)).collect::<Vec<_>>());
         let types: HashMap<&str, &str> =
             cols.iter().map(|(c, t)| (c.as_str(), t.as_str())).collect();
         let find = format!(
@@ -1059,6 +1239,8 @@ async fn copy_rows(
                 Some(v) => {
                     for b in v.bytes() {
                         match b {
+                            // PostgreSQL's text holds no NUL (a crashed tool's log might).
+                            0 => {}
                             b'\\' => data.extend_from_slice(b"\\\\"),
                             b'\t' => data.extend_from_slice(b"\\t"),
                             b'\n' => data.extend_from_slice(b"\\n"),
@@ -1081,13 +1263,16 @@ async fn copy_rows(
     copy.finish()
         .await
         .map_err(crate::sql(format!("copy rows for {table}")))?;
-    let mut sql = format!("INSERT INTO {table} ({list}) SELECT {list} FROM {stage} {conflict}");
+    let mut sql =
+        format!("INSERT INTO {table} ({list}) SELECT {list} FROM {stage} AS s {conflict}");
     if !keyed {
-        sqlx::query(&sql)
+        // Not keyed: as many Nones as rows inserted.
+        let n = sqlx::query(&sql)
             .execute(&mut *tx)
             .await
-            .map_err(crate::sql(format!("insert into {table}")))?;
-        return Ok(Vec::new());
+            .map_err(crate::sql(format!("insert into {table}")))?
+            .rows_affected();
+        return Ok(vec![None; n as usize]);
     }
     sql.push_str(" RETURNING id, cell_index, metric_source");
     let out = sqlx::query(&sql)
@@ -1199,12 +1384,41 @@ mod tests {
         );
         assert_eq!(redacted_url("postgres://h/r?password=x2"), "postgres://h/r");
         assert_eq!(redacted_url("postgres://tok@h/r"), "postgres://tok@h/r");
+        // A /, ? or # in the password: the host is after the last @.
+        assert_eq!(
+            redacted_url("postgres://tok:ab/cd+e?f#g@h:1/r"),
+            "postgres://tok@h:1/r"
+        );
+        // Parameter names percent-encoded, or other passwords (sslpassword).
+        assert_eq!(
+            redacted_url("postgres://h/r?%70assword=x&sslpassword=y&sslmode=require"),
+            "postgres://h/r?sslmode=require"
+        );
+        assert!(is_postgres_url("POSTGRES://h/r"));
         // An @ in the password: the host is after the last one.
         assert_eq!(
             redacted_url("postgres://tok:a@b@h:1/r"),
             "postgres://tok@h:1/r"
         );
         assert!(is_postgres_url("postgresql://h/r") && !is_postgres_url("results.db"));
+    }
+
+    #[test]
+    fn a_final_semicolon_and_comments_after_it_are_dropped_a_second_statement_is_not() {
+        assert_eq!(without_final_semicolon("SELECT 1;"), "SELECT 1");
+        assert_eq!(
+            without_final_semicolon("SELECT 1; -- done\n /* really */ ;"),
+            "SELECT 1"
+        );
+        assert_eq!(without_final_semicolon("SELECT ';'"), "SELECT ';'");
+        assert_eq!(
+            without_final_semicolon("SELECT 1; DELETE FROM run"),
+            "SELECT 1; DELETE FROM run"
+        );
+        assert_eq!(
+            without_final_semicolon("SELECT 1 -- note"),
+            "SELECT 1 -- note"
+        );
     }
 
     #[test]

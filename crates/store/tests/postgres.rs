@@ -219,7 +219,7 @@ async fn query_on_postgres_reads_and_never_writes() {
     let mut rows = Vec::new();
     store
         .query_each(
-            "SELECT name, memory_bytes, tdp_w, sources_json, TIMESTAMPTZ '2026-12-07 01:02:03.123456+01' AS t, true AS yes, SUM(memory_bytes) AS total, name AS name FROM hardware GROUP BY 1, 2, 3, 4;",
+            "SELECT name, memory_bytes, tdp_w, sources_json, TIMESTAMPTZ '2026-12-07 01:02:03.123456+01' AS t, true AS yes, SUM(memory_bytes) AS total, name AS name, 100.0::float8 AS whole FROM hardware GROUP BY 1, 2, 3, 4; -- a comment after",
             |e| {
                 match e {
                     QueryEvent::Columns(c) => columns = c.to_vec(),
@@ -242,7 +242,8 @@ async fn query_on_postgres_reads_and_never_writes() {
             "t",
             "yes",
             "total",
-            "name"
+            "name",
+            "whole"
         ]
     );
     assert_eq!(rows.len(), 1);
@@ -256,6 +257,8 @@ async fn query_on_postgres_reads_and_never_writes() {
     assert_eq!(r[5], 1);
     assert_eq!(r[6], 17179869184i64);
     assert_eq!(r[7], "X");
+    // A float with no fraction stays a float (row_to_json writes it as 100).
+    assert!(r[8].is_f64() && r[8].as_f64() == Some(100.0), "{:?}", r[8]);
 
     // Refused before it runs (not a query), by the read-only transaction, or as a statement
     // PostgreSQL will not run where query puts it (a data-modifying WITH is only allowed at
