@@ -19,6 +19,21 @@ pub fn runtime_dir() -> PathBuf {
     }
 }
 
+/// tokbench's directory of one XDG kind: `$XDG_VAR/tokbench`, else `~/HOME_REL/tokbench`
+/// (`XDG_CACHE_HOME` and `.cache`, `XDG_CONFIG_HOME` and `.config`, `XDG_DATA_HOME` and
+/// `.local/share`); `given` names what would have made it unneeded, for the error.
+pub fn user_dir(xdg_var: &str, home_rel: &str, given: &str) -> anyhow::Result<PathBuf> {
+    use anyhow::Context;
+    Ok(match std::env::var_os(xdg_var).filter(|x| !x.is_empty()) {
+        Some(x) => PathBuf::from(x),
+        None => PathBuf::from(
+            std::env::var_os("HOME").with_context(|| format!("neither {given} nor HOME is set"))?,
+        )
+        .join(home_rel),
+    }
+    .join("tokbench"))
+}
+
 /// This process's claim that it is measuring: an exclusive lock on `run-PID.lock`, held
 /// until the value is dropped (or the process dies: the kernel drops the lock with it).
 pub struct RunClaim {

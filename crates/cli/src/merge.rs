@@ -149,14 +149,7 @@ pub fn redact_key(file: Option<&Path>) -> anyhow::Result<(Vec<u8>, String)> {
             "$TOKBENCH_REDACT_KEY".into(),
         ));
     }
-    let dir = match std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
-        Some(x) => PathBuf::from(x),
-        None => PathBuf::from(
-            std::env::var_os("HOME").context("neither TOKBENCH_REDACT_KEY nor HOME is set")?,
-        )
-        .join(".config"),
-    }
-    .join("tokbench");
+    let dir = crate::machine::user_dir("XDG_CONFIG_HOME", ".config", "TOKBENCH_REDACT_KEY")?;
     let path = dir.join("redact.key");
     if let Ok(key) = std::fs::read(&path) {
         if !key.is_empty() {

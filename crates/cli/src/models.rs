@@ -38,14 +38,7 @@ impl ModelCache {
     pub fn new(dir: Option<PathBuf>) -> anyhow::Result<ModelCache> {
         let dir = match dir {
             Some(d) => d,
-            None => match std::env::var_os("XDG_CACHE_HOME") {
-                Some(x) if !x.is_empty() => PathBuf::from(x).join("tokbench"),
-                _ => {
-                    let home = std::env::var_os("HOME")
-                        .context("neither TOKBENCH_CACHE nor HOME is set")?;
-                    PathBuf::from(home).join(".cache").join("tokbench")
-                }
-            },
+            None => crate::machine::user_dir("XDG_CACHE_HOME", ".cache", "TOKBENCH_CACHE")?,
         };
         let dir = dir.join("models");
         std::fs::create_dir_all(&dir)

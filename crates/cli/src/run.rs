@@ -208,14 +208,7 @@ fn journal_path(args: &RunArgs) -> anyhow::Result<PathBuf> {
     if let Some(j) = &args.journal {
         return Ok(j.clone());
     }
-    let base = match std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
-        Some(x) => PathBuf::from(x),
-        None => {
-            PathBuf::from(std::env::var_os("HOME").context("neither --journal nor HOME is set")?)
-                .join(".local/share")
-        }
-    };
-    let dir = base.join("tokbench");
+    let dir = crate::machine::user_dir("XDG_DATA_HOME", ".local/share", "--journal")?;
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir.join("journal.db"))
 }

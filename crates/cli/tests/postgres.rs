@@ -28,6 +28,39 @@ fn ns(t: &str) -> i128 {
         .unix_timestamp_nanos()
 }
 
+/// `got` holds the same `v_results` rows as `want`, column by column and value by value, at
+/// the precision both databases hold; `what` says where `got` came from.
+fn assert_same_results(
+    want: &[serde_json::Map<String, serde_json::Value>],
+    got: &[serde_json::Map<String, serde_json::Value>],
+    what: &str,
+) {
+    assert_eq!(want.len(), got.len(), "{what}");
+    for (a, b) in want.iter().zip(got) {
+        let (ka, kb): (Vec<&String>, Vec<&String>) = (a.keys().collect(), b.keys().collect());
+        assert_eq!(ka, kb, "v_results columns {what}");
+        for (col, va) in a {
+            let vb = &b[col];
+            match col.as_str() {
+                // Row ids are each database's own.
+                "result_id" => assert!(vb.as_i64().is_some(), "{col} {what}: {vb}"),
+                // SQLite keeps the nanoseconds written, PostgreSQL microseconds.
+                "started_at" => {
+                    let (ta, tb) = (ns(va.as_str().unwrap()), ns(vb.as_str().unwrap()));
+                    assert!((ta - tb).abs() <= 500, "{col} {what}: {va} vs {vb}");
+                }
+                // JSON as parsed values (jsonb normalises the text).
+                c if c.ends_with("_json") && !va.is_null() => {
+                    let pa: serde_json::Value = serde_json::from_str(va.as_str().unwrap()).unwrap();
+                    let pb: serde_json::Value = serde_json::from_str(vb.as_str().unwrap()).unwrap();
+                    assert_eq!(pa, pb, "{col} {what}");
+                }
+                _ => assert_eq!(va, vb, "{col} of {} {what}", a["test"]),
+            }
+        }
+    }
+}
+
 #[test]
 fn a_run_merged_into_postgres_reads_back_the_same_and_merging_again_adds_nothing() {
     let pg = PgCluster::start();
@@ -64,29 +97,7 @@ fn a_run_merged_into_postgres_reads_back_the_same_and_merging_again_adds_nothing
     let postgres = rows_of(&out);
     assert_eq!(sqlite.len(), 4);
     assert_eq!(postgres.len(), sqlite.len());
-    for (a, b) in sqlite.iter().zip(&postgres) {
-        let (ka, kb): (Vec<&String>, Vec<&String>) = (a.keys().collect(), b.keys().collect());
-        assert_eq!(ka, kb, "v_results columns");
-        for (col, va) in a {
-            let vb = &b[col];
-            match col.as_str() {
-                // Row ids are each database's own.
-                "result_id" => assert!(vb.as_i64().is_some(), "{col}: {vb}"),
-                // SQLite keeps the nanoseconds written, PostgreSQL microseconds.
-                "started_at" => {
-                    let (ta, tb) = (ns(va.as_str().unwrap()), ns(vb.as_str().unwrap()));
-                    assert!((ta - tb).abs() <= 500, "{col}: {va} vs {vb}");
-                }
-                // JSON as parsed values (jsonb normalises the text).
-                c if c.ends_with("_json") && !va.is_null() => {
-                    let pa: serde_json::Value = serde_json::from_str(va.as_str().unwrap()).unwrap();
-                    let pb: serde_json::Value = serde_json::from_str(vb.as_str().unwrap()).unwrap();
-                    assert_eq!(pa, pb, "{col}");
-                }
-                _ => assert_eq!(va, vb, "{col} of {}", a["test"]),
-            }
-        }
-    }
+    assert_same_results(&sqlite, &postgres, "in PostgreSQL");
     // The rows behind the view came too: every repetition and telemetry sample.
     for table in [
         "repetition",
@@ -113,24 +124,7 @@ fn a_run_merged_into_postgres_reads_back_the_same_and_merging_again_adds_nothing
     assert!(!stderr(&out).contains(PASSWORD), "{}", stderr(&out));
     let returned = query(&back, order);
     assert_eq!(returned.len(), sqlite.len());
-    for (a, b) in sqlite.iter().zip(&returned) {
-        for (col, va) in a {
-            let vb = &b[col];
-            match col.as_str() {
-                "result_id" => {}
-                "started_at" => assert!(
-                    (ns(va.as_str().unwrap()) - ns(vb.as_str().unwrap())).abs() <= 500,
-                    "{va} vs {vb}"
-                ),
-                c if c.ends_with("_json") && !va.is_null() => assert_eq!(
-                    serde_json::from_str::<serde_json::Value>(va.as_str().unwrap()).unwrap(),
-                    serde_json::from_str::<serde_json::Value>(vb.as_str().unwrap()).unwrap(),
-                    "{col}"
-                ),
-                _ => assert_eq!(va, vb, "{col} back from PostgreSQL"),
-            }
-        }
-    }
+    assert_same_results(&sqlite, &returned, "back from PostgreSQL");
     let uuid = s(&sqlite[0], "run_uuid").to_string();
     for (flags, runs) in [
         (vec!["--run", uuid.as_str()], 1),

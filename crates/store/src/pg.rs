@@ -135,12 +135,21 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url).map_err(|e| connect_error(&shown, e))?;
         // One connection first: the pool retries until its timeout and then reports only
         // that, where a single attempt says why (refused, no such database, bad password).
-        sqlx::PgConnection::connect_with(&options)
-            .await
-            .map_err(|e| connect_error(&shown, e))?
-            .close()
-            .await
-            .map_err(|e| connect_error(&shown, e))?;
+        // Bounded: a host that drops packets would otherwise hold a run before its first
+        // cell for the system's TCP timeout (minutes).
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            sqlx::PgConnection::connect_with(&options),
+        )
+        .await
+        .map_err(|_| StoreError::Connect {
+            url: shown.clone(),
+            why: "no answer within 10 s".into(),
+        })?
+        .map_err(|e| connect_error(&shown, e))?
+        .close()
+        .await
+        .map_err(|e| connect_error(&shown, e))?;
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
@@ -311,9 +320,11 @@ impl PgStore {
         let mut rows = sqlx::query_scalar::<_, String>(&wrapped).fetch(&mut *tx);
         let mut texts: Vec<Option<String>> = Vec::with_capacity(names.len());
         while let Some(json) = rows.try_next().await.map_err(|e| pg_query_error(&e))? {
-            let OrderedRow(values) = serde_json::from_str(&json).map_err(|e| {
-                StoreError::BadQuery(format!("a row PostgreSQL returned did not parse: {e}"))
-            })?;
+            let values = serde_json::from_str::<KeyedRow>(&json)
+                .map(KeyedRow::values)
+                .map_err(|e| {
+                    StoreError::BadQuery(format!("a row PostgreSQL returned did not parse: {e}"))
+                })?;
             texts.clear();
             for (i, v) in values.iter().enumerate() {
                 texts.push(match v {
@@ -804,8 +815,15 @@ impl PgStore {
     }
 }
 
-/// A JSON object's entries in the order written.
+/// A JSON object's entries in the order written: `row_to_json` writes a row's columns in
+/// order, duplicate names included, which a map would merge.
 struct KeyedRow(Vec<(String, serde_json::Value)>);
+
+impl KeyedRow {
+    fn values(self) -> Vec<serde_json::Value> {
+        self.0.into_iter().map(|(_, v)| v).collect()
+    }
+}
 
 impl<'de> Deserialize<'de> for KeyedRow {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -924,30 +942,6 @@ fn rfc3339_utc(s: &str) -> String {
     match s.strip_suffix("+00:00") {
         Some(t) => format!("{t}Z"),
         None => s.to_string(),
-    }
-}
-
-/// A JSON object's values in the order written (`row_to_json` writes the columns in order,
-/// duplicate names included, which a map would merge).
-struct OrderedRow(Vec<serde_json::Value>);
-
-impl<'de> Deserialize<'de> for OrderedRow {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = OrderedRow;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<OrderedRow, A::Error> {
-                let mut values = Vec::new();
-                while let Some((_, v)) = m.next_entry::<String, serde_json::Value>()? {
-                    values.push(v);
-                }
-                Ok(OrderedRow(values))
-            }
-        }
-        d.deserialize_map(V)
     }
 }
 
@@ -1427,7 +1421,9 @@ mod tests {
             rfc3339_utc("2026-12-07T01:02:03.123456+00:00"),
             "2026-12-07T01:02:03.123456Z"
         );
-        let OrderedRow(v) = serde_json::from_str(r#"{"b":1,"a":2,"b":3}"#).unwrap();
+        let v = serde_json::from_str::<KeyedRow>(r#"{"b":1,"a":2,"b":3}"#)
+            .unwrap()
+            .values();
         assert_eq!(v, [1, 2, 3].map(serde_json::Value::from));
     }
 }
