@@ -233,6 +233,10 @@ fn sqlite_only(command: &Command) -> anyhow::Result<()> {
         Command::Compare(a) => ("compare", Some(&a.db)),
         Command::Import(a) => ("import", Some(&a.db)),
         Command::Prune(a) => ("prune", Some(&a.db)),
+        Command::Targets(targets::TargetsArgs {
+            action: Some(targets::TargetsAction::Sync { db, .. }),
+            ..
+        }) => ("targets sync", Some(db)),
         _ => return Ok(()),
     };
     match db.and_then(|d| d.to_str()).filter(|d| tokbench_store::is_postgres_url(d)) {

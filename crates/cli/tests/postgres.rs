@@ -466,10 +466,12 @@ fn a_finished_cell_replaces_an_interrupted_one_and_later_verdicts_follow() {
     );
 
     // The commands that read SQLite only refuse the URL, without printing its password.
-    for cmd in ["results", "report", "check", "compare"] {
+    for cmd in ["results", "report", "check", "compare", "targets"] {
         let mut args = vec![cmd, "--db", url.as_str()];
-        if cmd == "compare" {
-            args.extend(["previous", "latest"]);
+        match cmd {
+            "compare" => args.extend(["previous", "latest"]),
+            "targets" => args.insert(1, "sync"),
+            _ => {}
         }
         let out = tokbench(&args).output().unwrap();
         let e = stderr(&out);
