@@ -263,6 +263,18 @@ impl PgStore {
         self.pool.close().await;
     }
 
+    /// The status of the run with this UUID (`ok`, `running`, …), if the server has it.
+    pub async fn run_status(&self, uuid: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT status FROM run WHERE uuid = $1")
+            .bind(uuid)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| StoreError::Sql {
+                what: format!("read {}: find run {uuid}", self.shown),
+                source: e,
+            })
+    }
+
     /// Runs one read-only statement, handing `each` the column names once, then every row
     /// (`each` stops early by returning `Break`). Values: integers, floats, text; `jsonb`
     /// and arrays as JSON text; booleans as 0/1; times as RFC 3339 in UTC.
@@ -1365,6 +1377,25 @@ async fn insert_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_row_keeps_every_bit_of_its_floats() {
+        // Doubles as PostgreSQL's row_to_json writes them (the shortest text that reads
+        // back exactly); serde_json's default parser read the first as 441.56958.
+        let row: KeyedRow = serde_json::from_str(
+            r#"{"ttft_ms": 441.56958000000003, "prefill_tps": 122.59035061783979, "x": 5e-324}"#,
+        )
+        .unwrap();
+        let got: Vec<f64> = row.values().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(
+            got.iter().map(|f| f.to_bits()).collect::<Vec<_>>(),
+            [441.56958000000003_f64, 122.59035061783979, 5e-324]
+                .iter()
+                .map(|f| f.to_bits())
+                .collect::<Vec<_>>()
+        );
+        assert_ne!(441.56958000000003_f64.to_bits(), 441.56958_f64.to_bits());
+    }
 
     #[test]
     fn a_url_is_shown_without_its_password() {
