@@ -179,8 +179,40 @@ fn judge_run(
 
 /// `tokbench check`: judges the run, or with `--accept` records a change point.
 pub async fn check_command(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let Some(url) = args
+        .db
+        .to_str()
+        .filter(|d| tokbench_store::is_postgres_url(d))
+    else {
+        return check_file(args, &args.db.display().to_string()).await;
+    };
+    // A server: judged on a snapshot of it (one consistent moment, however many runners
+    // write meanwhile); what the check stored there (its verdicts, a change point, the
+    // re-measured runs) is then merged into the server in one transaction.
+    let local = crate::snapshot::local(&args.db, "check").await?;
+    let on_snapshot = CheckArgs {
+        db: local.path().to_path_buf(),
+        ..args.clone()
+    };
+    let code = check_file(&on_snapshot, local.shown()).await?;
+    let server = tokbench_store::PgStore::open(url).await?;
+    let merged = server.merge_sqlite(local.path()).await;
+    server.close().await;
+    let r = merged.with_context(|| format!("cannot store the check on {}", local.shown()))?;
+    eprintln!(
+        "check: stored on {}: {} verdicts, {} change points, {} re-measured runs",
+        local.shown(),
+        r.verdicts_added,
+        r.change_points_added,
+        r.runs_added
+    );
+    Ok(code)
+}
+
+/// [`check_command`] on the SQLite file `args.db`, which messages call `shown`.
+async fn check_file(args: &CheckArgs, shown: &str) -> anyhow::Result<ExitCode> {
     if let Some(run) = &args.accept {
-        return accept_command(&args.db, run, &args.note).await;
+        return accept_command(&args.db, shown, run, &args.note).await;
     }
     args.format
         .require("check", &[Format::Table, Format::Md, Format::Json])?;
@@ -190,9 +222,9 @@ pub async fn check_command(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     crate::output::existing_db(&args.db)?;
     let store = Store::open(&args.db)
         .await
-        .with_context(|| format!("cannot open the results database {}", args.db.display()))?;
+        .with_context(|| format!("cannot open the results database {shown}"))?;
     let Some((run_uuid, started_at)) = store.resolve_run(&args.run).await? else {
-        return Err(crate::output::no_run(&args.run, &args.db).into());
+        return Err(crate::output::no_run(&args.run, shown).into());
     };
     let run_started = parse_time(&started_at)?;
     let since = fmt_time(run_started - time::Duration::seconds_f64(cfg.window_days * 86_400.0));
@@ -473,15 +505,16 @@ fn render(run: &str, judged: &[Judged], failed: i64, format: Format) -> String {
 /// `tokbench check --accept RUN`: every series of RUN restarts its baseline at RUN.
 async fn accept_command(
     db: &std::path::Path,
+    shown: &str,
     run: &RunSelector,
     note: &str,
 ) -> anyhow::Result<ExitCode> {
     crate::output::existing_db(db)?;
     let store = Store::open(db)
         .await
-        .with_context(|| format!("cannot open the results database {}", db.display()))?;
+        .with_context(|| format!("cannot open the results database {shown}"))?;
     let Some((run_uuid, started_at)) = store.resolve_run(run).await? else {
-        return Err(crate::output::no_run(run, db).into());
+        return Err(crate::output::no_run(run, shown).into());
     };
     let keys: BTreeSet<String> = store
         .run_series(&run_uuid)

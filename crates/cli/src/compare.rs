@@ -138,7 +138,8 @@ fn pair<'a>(
 pub async fn compare_command(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     args.format
         .require("compare", &[Format::Table, Format::Md, Format::Json])?;
-    let store = Store::open_read_only(&args.db)
+    let local = crate::snapshot::local(&args.db, "compare").await?;
+    let store = Store::open_read_only(local.path())
         .await
         .map_err(|e| BadInput(e.to_string()))?;
     let (name_a, a) = side(&store, &args.a).await?;

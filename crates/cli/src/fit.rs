@@ -307,7 +307,8 @@ pub async fn fit_command(args: &FitArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn validate_command(db: &Path, format: Format, units: Units) -> anyhow::Result<ExitCode> {
-    let store = tokbench_store::Store::open_read_only(db)
+    let local = crate::snapshot::local(db, "fit").await?;
+    let store = tokbench_store::Store::open_read_only(local.path())
         .await
         .map_err(|e| BadInput(e.to_string()))?;
     let (out, skipped) = validations(&store).await?;
@@ -318,7 +319,7 @@ async fn validate_command(db: &Path, format: Format, units: Units) -> anyhow::Re
     if out.is_empty() {
         eprintln!(
             "{} has no ok results with a measured memory peak to compare",
-            db.display()
+            local.shown()
         );
         return Ok(ExitCode::Ok);
     }

@@ -157,9 +157,36 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     let parsed = read_all(&args.files, date.as_deref())?;
     let t_parsed = t0.elapsed();
     let mut stored_total = 0usize;
-    let store = Store::open(&args.db)
-        .await
-        .with_context(|| format!("cannot open the results database {}", args.db.display()))?;
+    // Into a server: the files are imported into a scratch SQLite file, which is then merged
+    // into the server in one transaction (run UUIDs come from the records, so importing a
+    // file twice stores it once there too).
+    let url = args
+        .db
+        .to_str()
+        .filter(|d| tokbench_store::is_postgres_url(d));
+    let (server, scratch) = match url {
+        Some(url) => (
+            Some(
+                tokbench_store::PgStore::open(url)
+                    .await
+                    .map_err(|e| match e {
+                        tokbench_store::StoreError::NewerSchema { .. } => {
+                            anyhow::Error::new(BadInput(e.to_string()))
+                        }
+                        other => anyhow::Error::new(other),
+                    })?,
+            ),
+            Some(crate::snapshot::scratch(url)?),
+        ),
+        None => (None, None),
+    };
+    let db = scratch.as_ref().map_or(args.db.as_path(), |s| s.path());
+    let store = Store::open(db).await.with_context(|| {
+        format!(
+            "cannot open the results database {}",
+            crate::output::display_db(&args.db)
+        )
+    })?;
     'files: for (file, parsed) in parsed {
         let Parsed {
             uuid,
@@ -172,8 +199,15 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
         let first = &records[0];
         // A run imported before UUIDs came from the records has its file's bytes' UUID.
         for seen in [&uuid, &bytes_uuid] {
-            if let Some(prev) = store.run_by_uuid(seen).await? {
-                if prev.status == tokbench_store::RunStatus::Ok {
+            let status = match &server {
+                Some(server) => server.run_status(seen).await?,
+                None => store
+                    .run_by_uuid(seen)
+                    .await?
+                    .map(|prev| prev.status.as_str().to_string()),
+            };
+            if let Some(status) = status {
+                if status == tokbench_store::RunStatus::Ok.as_str() {
                     eprintln!(
                         "import {}: already imported as run {seen}; nothing to do",
                         file.display()
@@ -389,14 +423,33 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
         .integrity_check_up_to(tokbench_store::CLOSING_CHECK_MAX_BYTES)
         .await?;
     store.close().await;
+    if let Some(server) = server {
+        let merged = server.merge_sqlite(db).await;
+        server.close().await;
+        let report = merged.context("cannot merge the imported runs into the server")?;
+        eprintln!(
+            "import: merged into {}: {} runs added, {} already there ({} extended), {} results added",
+            crate::output::display_db(&args.db),
+            report.runs_added,
+            report.runs_skipped,
+            report.runs_extended,
+            report.results_added,
+        );
+    }
     let t_done = t0.elapsed();
-    eprintln!("import: database integrity {integrity}");
+    if url.is_none() {
+        eprintln!("import: database integrity {integrity}");
+    }
     eprintln!(
-        "import: {stored_total} results in {:.2} s ({:.0} results/s): read and parse {:.2} s, store {:.2} s, check {:.2} s",
+        "import: {stored_total} results in {:.2} s ({:.0} results/s): read and parse {:.2} s, store {:.2} s, {} {:.2} s",
         t_done.as_secs_f64(),
         stored_total as f64 / t_done.as_secs_f64().max(1e-9),
         t_parsed.as_secs_f64(),
         (t_stored - t_parsed).as_secs_f64(),
+        match url {
+            Some(_) => "check and merge into the server",
+            None => "check",
+        },
         (t_done - t_stored).as_secs_f64(),
     );
     Ok(ExitCode::Ok)

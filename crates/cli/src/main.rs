@@ -38,6 +38,7 @@ mod prune;
 mod remote;
 mod report;
 mod run;
+mod snapshot;
 mod targets;
 mod telemetry;
 
@@ -226,12 +227,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 /// before they open anything (their messages would print the URL whole).
 fn sqlite_only(command: &Command) -> anyhow::Result<()> {
     let (name, db) = match command {
-        Command::Results(a) => ("results", Some(&a.db)),
-        Command::Fit(a) => ("fit", a.db.as_ref()),
-        Command::Report(a) => ("report", Some(&a.db)),
-        Command::Check(a) => ("check", Some(&a.db)),
-        Command::Compare(a) => ("compare", Some(&a.db)),
-        Command::Import(a) => ("import", Some(&a.db)),
         Command::Prune(a) => ("prune", Some(&a.db)),
         Command::Targets(targets::TargetsArgs {
             action: Some(targets::TargetsAction::Sync { db, .. }),
@@ -241,7 +236,7 @@ fn sqlite_only(command: &Command) -> anyhow::Result<()> {
     };
     match db.and_then(|d| d.to_str()).filter(|d| tokbench_store::is_postgres_url(d)) {
         Some(url) => Err(exit::BadInput(format!(
-            "--db {}: `tokbench {name}` reads and writes SQLite files so far; `tokbench merge {} --into FILE` copies the server's runs into one",
+            "--db {}: `tokbench {name}` writes SQLite files only so far; `tokbench merge {} --into FILE` copies the server's runs into one",
             tokbench_store::redacted_url(url),
             tokbench_store::redacted_url(url)
         ))

@@ -96,36 +96,14 @@ async fn postgres_snapshot(
     into: &Path,
     filter: &tokbench_store::RunFilter,
 ) -> anyhow::Result<PathBuf> {
-    let server = tokbench_store::PgStore::open_read_only(url)
-        .await
-        .map_err(|e| match e {
-            StoreError::NoSchema { .. }
-            | StoreError::OlderSchema { .. }
-            | StoreError::NewerSchema { .. } => anyhow::Error::new(BadInput(e.to_string())),
-            other => anyhow::Error::new(other),
-        })?;
     let name = format!(
         "{}.from-postgres-{}.db",
         into.file_name().and_then(|n| n.to_str()).unwrap_or("merge"),
         uuid::Uuid::new_v4().simple()
     );
     let tmp = into.with_file_name(name);
-    let written = server.export_sqlite(filter, &tmp).await;
-    server.close().await;
-    if let Err(e) = written {
-        remove_db(&tmp);
-        return Err(e.into());
-    }
+    crate::snapshot::export(url, filter, &tmp).await?;
     Ok(tmp)
-}
-
-/// A SQLite file and its -wal and -shm.
-fn remove_db(path: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
-    }
 }
 
 /// The redaction key: the file given, else `$TOKBENCH_REDACT_KEY`, else the user's key file
@@ -239,7 +217,7 @@ async fn merge_command(
         };
         let merged = dst.merge_from(snapshot.as_deref().unwrap_or(src)).await;
         if let Some(tmp) = &snapshot {
-            remove_db(tmp);
+            crate::snapshot::remove_db(tmp);
         }
         let shown = match url {
             Some(url) => tokbench_store::redacted_url(url),

@@ -276,10 +276,9 @@ pub fn existing_db(db: &Path) -> Result<(), BadInput> {
 }
 
 /// The error for a run selector that names no run in `db`.
-pub fn no_run(sel: &RunSelector, db: &Path) -> BadInput {
+pub fn no_run(sel: &RunSelector, db: impl std::fmt::Display) -> BadInput {
     BadInput(format!(
-        "no run `{sel}` in {} (give `latest`, `previous`, `latest~N`, a run UUID or a unique prefix of one, `host:NAME` or `build:VERSION`)",
-        db.display()
+        "no run `{sel}` in {db} (give `latest`, `previous`, `latest~N`, a run UUID or a unique prefix of one, `host:NAME` or `build:VERSION`)"
     ))
 }
 
@@ -309,7 +308,8 @@ pub struct QueryArgs {
 
 /// `tokbench results`: a run's results.
 pub async fn results_command(args: &ResultsArgs) -> anyhow::Result<ExitCode> {
-    print_results(&args.db, &args.run, args.format).await
+    let local = crate::snapshot::local(&args.db, "results").await?;
+    print_results_in(local.path(), local.shown(), &args.run, args.format).await
 }
 
 /// `tokbench query`: one read-only statement.
@@ -323,16 +323,24 @@ pub async fn print_results(
     run: &RunSelector,
     format: Format,
 ) -> anyhow::Result<ExitCode> {
+    print_results_in(db, &db.display().to_string(), run, format).await
+}
+
+/// [`print_results`] from the SQLite file `db`, which messages call `shown` (a server's
+/// snapshot is named after the server).
+async fn print_results_in(
+    db: &Path,
+    shown: &str,
+    run: &RunSelector,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
     let store = open_ro(db).await?;
     let Some((uuid, _)) = store.resolve_run(run).await? else {
         if *run == (RunSelector::Newest { skip: 0 }) {
-            eprintln!(
-                "{} holds no results yet; run `tokbench run` first",
-                db.display()
-            );
+            eprintln!("{shown} holds no results yet; run `tokbench run` first");
             return Ok(ExitCode::Ok);
         }
-        return Err(no_run(run, db).into());
+        return Err(no_run(run, shown).into());
     };
     // `latest` and `previous` name a command: every run it started (one per remote
     // target), each a table of its own.
@@ -352,7 +360,7 @@ pub async fn print_results(
     }
     store.close().await;
     if groups.is_empty() {
-        eprintln!("run {uuid} in {} has no results", db.display());
+        eprintln!("run {uuid} in {shown} has no results");
         return Ok(ExitCode::Ok);
     }
     if matches!(format, Format::Table | Format::Md) {

@@ -88,7 +88,8 @@ pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     let catalog = crate::hardware::load_catalog(args.catalog.as_deref())?;
-    let store = Store::open_read_only(&args.db)
+    let local = crate::snapshot::local(&args.db, "report").await?;
+    let store = Store::open_read_only(local.path())
         .await
         .map_err(|e| BadInput(e.to_string()))?;
     // Reduced to the newest result per series: first by the database, which hands over
@@ -129,7 +130,7 @@ pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         store.close().await;
         return Err(BadInput(format!(
             "no result in {} matches the filters (--model, --quant, --backend, --host, --since, --until); nothing written. What is there: tokbench query \"SELECT DISTINCT model, quant, backend, host FROM v_results\"",
-            args.db.display()
+            local.shown()
         ))
         .into());
     }
@@ -151,8 +152,8 @@ pub async fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         &ReportOptions {
             budgets_usd: args.budget.clone(),
             source: match &redactor {
-                Some(r) => r.text(&args.db.display().to_string()),
-                None => args.db.display().to_string(),
+                Some(r) => r.text(local.shown()),
+                None => local.shown().to_string(),
             },
             extra_tables: guide.tables,
         },

@@ -465,21 +465,190 @@ fn a_finished_cell_replaces_an_interrupted_one_and_later_verdicts_follow() {
         verdicts
     );
 
-    // The commands that read SQLite only refuse the URL, without printing its password.
-    for cmd in ["results", "report", "check", "compare", "targets"] {
+    // The commands that write SQLite only refuse the URL, without printing its password.
+    for cmd in ["prune", "targets"] {
         let mut args = vec![cmd, "--db", url.as_str()];
         match cmd {
-            "compare" => args.extend(["previous", "latest"]),
+            "prune" => args.extend(["--older-than", "1"]),
             "targets" => args.insert(1, "sync"),
             _ => {}
         }
         let out = tokbench(&args).output().unwrap();
         let e = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{cmd}: {e}");
-        assert!(
-            e.contains("reads and writes SQLite files so far"),
-            "{cmd}: {e}"
-        );
+        assert!(e.contains("writes SQLite files only so far"), "{cmd}: {e}");
         assert!(!e.contains(PASSWORD), "{cmd}: {e}");
     }
+}
+
+/// `s` with every time's fraction of a second dropped (`12:34:56.789Z` → `12:34:56Z`):
+/// SQLite keeps the nanoseconds tokbench wrote, PostgreSQL rounds them to microseconds.
+fn whole_seconds(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        let is_fraction = b[i] == b'.'
+            && i >= 3
+            && b[i - 3] == b':'
+            && b[i - 2].is_ascii_digit()
+            && b[i - 1].is_ascii_digit()
+            && b.get(i + 1).is_some_and(u8::is_ascii_digit);
+        if is_fraction {
+            i += 1;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            continue;
+        }
+        let c = s[i..].chars().next().unwrap();
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
+#[test]
+fn whole_seconds_drops_only_the_fractions_of_times() {
+    assert_eq!(
+        whole_seconds("2026-12-07T05:30:01.123456789Z,0.5,12:3.25,t 01:02:03.5+00:00"),
+        "2026-12-07T05:30:01Z,0.5,12:3.25,t 01:02:03+00:00"
+    );
+}
+
+/// `tokbench ARGS` with `$TMPDIR` at `tmpdir` (where a server's snapshot goes): its
+/// output, after checking it succeeded (or exited `code`) and never printed the password.
+fn on(tmpdir: &std::path::Path, args: &[&str], code: i32) -> std::process::Output {
+    let out = tokbench(args).env("TMPDIR", tmpdir).output().unwrap();
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {e}");
+    assert!(!e.contains(PASSWORD), "{args:?}: {e}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(PASSWORD));
+    out
+}
+
+#[test]
+fn every_command_reads_a_server_as_it_reads_the_file_it_came_from() {
+    let pg = PgCluster::start();
+    let url = pg.url("tokbench");
+    let tmp = tempfile::tempdir().unwrap();
+    let snapshots = tmp.path().join("tmpdir");
+    std::fs::create_dir(&snapshots).unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        "s.toml",
+        &quick_suite("\"Q8_0\"", "\"pp16\", \"tg4\"", ""),
+    );
+    let db = tmp.path().join("box.db");
+    let db_s = db.to_str().unwrap();
+    // Two runs (for compare and check) and a llama-bench import, in the file; the import
+    // into the server directly, then the file merged there.
+    for _ in 0..2 {
+        run_ok(&["run", suite.to_str().unwrap(), "--db", db_s, "--plain"]);
+    }
+    let imported = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../core/tests/fixtures/llama-bench/r1.json");
+    let imported = imported.to_str().unwrap();
+    run_ok(&["import", imported, "--db", db_s]);
+    let out = on(&snapshots, &["import", imported, "--db", &url], 0);
+    let said = stderr(&out);
+    assert!(said.contains("1 runs added"), "{said}");
+    let out = on(&snapshots, &["import", imported, "--db", &url], 0);
+    assert!(
+        stderr(&out).contains("already imported"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_ok(&["merge", db_s, "--into", &url]);
+    let said = stderr(&out);
+    assert!(said.contains("2 runs added, 1 already there"), "{said}");
+
+    // The same answer from the server as from the file, command by command.
+    let same = |args: &[&str]| {
+        let mut on_file = args.to_vec();
+        on_file.extend(["--db", db_s]);
+        let mut on_server = args.to_vec();
+        on_server.extend(["--db", url.as_str()]);
+        let a = run_ok(&on_file);
+        let b = on(&snapshots, &on_server, 0);
+        let (a, b) = (
+            whole_seconds(&String::from_utf8_lossy(&a.stdout)),
+            whole_seconds(&String::from_utf8_lossy(&b.stdout)),
+        );
+        assert!(!a.trim().is_empty(), "{args:?}");
+        assert_eq!(a, b, "{args:?}");
+        assert!(
+            stderr(&on(&snapshots, &on_server, 0)).contains("read in one snapshot"),
+            "{args:?}"
+        );
+    };
+    same(&["results", "-o", "csv"]);
+    same(&["results", "--run", "previous", "-o", "md"]);
+    same(&["compare", "previous", "latest", "-o", "json"]);
+    same(&["fit", "-o", "json"]);
+
+    // report: the same results and tables, from the server's name instead of the file's.
+    let (dir_a, dir_b) = (tmp.path().join("rep-file"), tmp.path().join("rep-server"));
+    run_ok(&["report", "--db", db_s, "--out", dir_a.to_str().unwrap()]);
+    on(
+        &snapshots,
+        &["report", "--db", &url, "--out", dir_b.to_str().unwrap()],
+        0,
+    );
+    let shown = format!("postgres://tokbench@127.0.0.1:{}/tokbench", pg.port);
+    for file in ["results.csv", "leaderboard.md", "results.json"] {
+        let a = std::fs::read_to_string(dir_a.join(file)).unwrap();
+        let b = std::fs::read_to_string(dir_b.join(file)).unwrap();
+        assert!(!b.contains(PASSWORD), "{file}");
+        assert_eq!(
+            whole_seconds(&a.replace(db_s, &shown)),
+            whole_seconds(&b),
+            "{file}"
+        );
+    }
+
+    // check: judged on the server's snapshot, its verdicts stored on the server, the same
+    // as the file's own check stores there.
+    let code = tokbench(&["check", "--db", db_s, "--remeasure", "0"])
+        .output()
+        .unwrap()
+        .status
+        .code()
+        .unwrap();
+    let out = on(
+        &snapshots,
+        &["check", "--db", &url, "--remeasure", "0", "-o", "json"],
+        code,
+    );
+    assert!(stderr(&out).contains("verdicts"), "{}", stderr(&out));
+    let verdicts = "SELECT metric, kind FROM verdict ORDER BY metric, kind";
+    let want: Vec<String> = raw_column(
+        &db,
+        &verdicts.replace("metric, kind", "metric || '|' || kind"),
+    )
+    .unwrap();
+    assert!(!want.is_empty());
+    assert_eq!(
+        pg.psql("tokbench", verdicts).lines().collect::<Vec<_>>(),
+        want.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    on(
+        &snapshots,
+        &["check", "--db", &url, "--accept", "latest"],
+        0,
+    );
+    assert_eq!(
+        pg.psql("tokbench", "SELECT COUNT(*) FROM change_point"),
+        "2"
+    );
+    // A run the server lacks is named with the server's URL, not the snapshot's file.
+    let out = on(
+        &snapshots,
+        &["results", "--db", &url, "--run", "ffffffff"],
+        2,
+    );
+    assert!(stderr(&out).contains(&shown), "{}", stderr(&out));
+    // Every snapshot is gone.
+    let left: Vec<_> = std::fs::read_dir(&snapshots).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
 }
