@@ -188,7 +188,7 @@ pub async fn command(args: &RunArgs) -> anyhow::Result<ExitCode> {
         return run_into_postgres(args, &source, telemetry, url).await;
     }
     if !args.targets.is_empty() {
-        return crate::targets::run_on_targets(args, &source).await;
+        return Ok(crate::targets::run_on_targets(args, &source).await?.0);
     }
     let (code, uuid) = run_command(&source, args, telemetry).await?;
     if let Some(format) = args.output {
@@ -225,12 +225,6 @@ async fn run_into_postgres(
     url: &str,
 ) -> anyhow::Result<ExitCode> {
     let shown = tokbench_store::redacted_url(url);
-    if !args.targets.is_empty() {
-        return Err(BadInput(
-            "--target with a PostgreSQL --db: run the targets into a SQLite file and merge it into the server".into(),
-        )
-        .into());
-    }
     let journal = journal_path(args)?;
     // The server first: a schema it is migrated past is refused before anything runs; one
     // that does not answer is only reported, the run goes on into the journal.
@@ -249,31 +243,46 @@ async fn run_into_postgres(
         output: None,
         ..args.clone()
     };
-    let (code, uuid) = run_command(source, &local, telemetry).await?;
-    let forwarded = forward_run(url, &journal, &uuid).await;
-    match &forwarded {
-        Ok(r) => eprintln!(
-            "run {uuid}: forwarded to {shown} ({} results added{})",
-            r.results_added,
-            match r.runs_skipped {
-                0 => "",
-                _ => ", the run was there already",
+    // On remote targets: each target's run comes home into the journal as it is measured,
+    // then each is forwarded.
+    let (code, uuids) = match args.targets.is_empty() {
+        true => {
+            let (code, uuid) = run_command(source, &local, telemetry).await?;
+            (code, vec![uuid])
+        }
+        false => crate::targets::run_on_targets(&local, source).await?,
+    };
+    let mut kept = false;
+    for uuid in &uuids {
+        match forward_run(url, &journal, uuid).await {
+            Ok(r) => eprintln!(
+                "run {uuid}: forwarded to {shown} ({} results added{})",
+                r.results_added,
+                match r.runs_skipped {
+                    0 => "",
+                    _ => ", the run was there already",
+                }
+            ),
+            Err(e) => {
+                kept = true;
+                eprintln!(
+                    "run {uuid}: not forwarded to {shown}: {e:#}; it is kept in the journal {j}: `tokbench merge {j} --into {shown}` forwards it",
+                    j = journal.display()
+                )
             }
-        ),
-        Err(e) => eprintln!(
-            "run {uuid}: not forwarded to {shown}: {e:#}; it is kept in the journal {j}: `tokbench merge {j} --into {shown}` forwards it",
-            j = journal.display()
-        ),
-    }
-    if let Some(format) = args.output {
-        let sel = tokbench_core::RunSelector::Uuid(uuid);
-        match crate::output::print_results(&journal, &sel, format).await {
-            Err(e) if !crate::exit::stdout_closed(&e) => return Err(e),
-            _ => {}
         }
     }
-    match (forwarded, code) {
-        (Err(_), ExitCode::Ok) => Ok(ExitCode::ToolError),
+    if let Some(format) = args.output {
+        for uuid in uuids {
+            let sel = tokbench_core::RunSelector::Uuid(uuid);
+            match crate::output::print_results(&journal, &sel, format).await {
+                Err(e) if !crate::exit::stdout_closed(&e) => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    match (kept, code) {
+        (true, ExitCode::Ok) => Ok(ExitCode::ToolError),
         (_, code) => Ok(code),
     }
 }

@@ -668,11 +668,12 @@ enum Event {
 }
 
 /// Runs `source` (the suite, as `run` resolved it) on each target of `args.targets` at
-/// once, each into its own database, storing every cell here as it arrives.
+/// once, each into its own database, storing every cell here as it arrives. Returns the
+/// worst exit code and the targets' run UUIDs.
 pub async fn run_on_targets(
     args: &crate::run::RunArgs,
     (suite_path, suite_text): &(PathBuf, String),
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<(ExitCode, Vec<String>)> {
     if args.resume.is_some() {
         return Err(BadInput(
             "--resume with --target: resume on the target itself, then `tokbench targets sync`"
@@ -857,19 +858,19 @@ pub async fn run_on_targets(
         "invocation {invocation}: database integrity {integrity}; see `tokbench results --db {}`",
         args.db.display()
     );
+    let uuids: Vec<String> = state.iter().filter_map(|w| w.uuid.clone()).collect();
     if let Some(format) = args.output {
         // Each target's run, a table each, as `results --run latest` shows them.
-        for uuid in state.iter().filter_map(|w| w.uuid.clone()) {
-            let sel = tokbench_core::RunSelector::Uuid(uuid);
+        for uuid in &uuids {
+            let sel = tokbench_core::RunSelector::Uuid(uuid.clone());
             match crate::output::print_results(&args.db, &sel, format).await {
                 Err(e) if !crate::exit::stdout_closed(&e) => return Err(e),
                 _ => {}
             }
         }
     }
-    Ok(worst(
-        codes.into_iter().map(|c| c.unwrap_or(ExitCode::ToolError)),
-    ))
+    let code = worst(codes.into_iter().map(|c| c.unwrap_or(ExitCode::ToolError)));
+    Ok((code, uuids))
 }
 
 /// The warning for two targets that report one host name: two runs on one machine share

@@ -6,6 +6,8 @@
 //! the tests' model cache.
 
 mod common;
+#[path = "../../store/tests/common/pg.rs"]
+mod pg;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -673,4 +675,65 @@ fn a_run_the_target_refuses_ends_the_command_with_its_reason() {
         ),
         "{e}"
     );
+}
+
+/// `run --target … --db postgres://…`: each target's cells come home into the local
+/// journal as they are measured, and each target's run is then forwarded to the server,
+/// once; the password is never printed.
+#[test]
+fn a_run_on_two_targets_into_postgres_forwards_each_targets_run() {
+    let pg = pg::PgCluster::start();
+    let url = pg.url("tokbench");
+    let tmp = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(tmp.path());
+    let tb = target_tokbench(tmp.path());
+    let targets = tmp.path().join("targets.toml");
+    std::fs::write(
+        &targets,
+        format!(
+            "[target.a]\nssh = \"good\"\ntokbench = \"{tb}\"\nworkdir = \"{wa}\"\n\n[target.b]\nssh = \"good\"\ntokbench = \"{tb}\"\nworkdir = \"{wb}\"\n",
+            tb = tb.display(),
+            wa = tmp.path().join("wa").display(),
+            wb = tmp.path().join("wb").display(),
+        ),
+    )
+    .unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        "s.toml",
+        &quick_suite("\"Q8_0\"", "\"tg4\"", ""),
+    );
+    let journal = tmp.path().join("journal.db");
+    let out = controller(
+        &sshd,
+        &[
+            "run",
+            suite.to_str().unwrap(),
+            "--target",
+            "all",
+            "--targets",
+            targets.to_str().unwrap(),
+            "--db",
+            &url,
+            "--journal",
+            journal.to_str().unwrap(),
+            "--plain",
+        ],
+    )
+    .output()
+    .unwrap();
+    let e = stderr(&out);
+    assert!(out.status.success(), "{e}");
+    assert!(!e.contains(pg::PASSWORD), "{e}");
+    assert_eq!(e.matches("forwarded to postgres://").count(), 2, "{e}");
+    // Two runs, one per target, of one invocation; each cell once.
+    assert_eq!(
+        pg.psql(
+            "tokbench",
+            "SELECT COUNT(*), COUNT(DISTINCT invocation), (SELECT COUNT(*) FROM result WHERE status = 'ok')
+             FROM run WHERE status = 'ok'"
+        ),
+        "2|1|2"
+    );
+    assert_eq!(count(&journal, "SELECT COUNT(*) AS n FROM result"), 2);
 }
