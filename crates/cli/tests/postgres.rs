@@ -652,3 +652,93 @@ fn every_command_reads_a_server_as_it_reads_the_file_it_came_from() {
     let left: Vec<_> = std::fs::read_dir(&snapshots).unwrap().flatten().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A runner SIGKILLed while it forwards its run (held mid-transaction by another session's
+/// lock on `result`): nothing of the run is on the server, the journal holds it whole, and
+/// forwarding it again stores it once.
+#[test]
+fn a_runner_killed_mid_forward_leaves_nothing_half_stored_and_forwards_once_later() {
+    let pg = PgCluster::start();
+    let url = pg.url("tokbench");
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = one_cell_suite(tmp.path());
+    let journal = tmp.path().join("journal.db");
+    let j = journal.to_str().unwrap();
+    run_ok(&["migrate", "--db", &url]);
+    // SHARE blocks inserts, not reads: the runner starts, measures, and stops at its
+    // forward's first insert into `result`.
+    let mut holder = pg.psql_child(
+        "tokbench",
+        "BEGIN; LOCK TABLE result IN SHARE MODE; SELECT pg_sleep(300); COMMIT;",
+    );
+    let mut runner = tokbench(&[
+        "run",
+        suite.to_str().unwrap(),
+        "--db",
+        &url,
+        "--journal",
+        j,
+        "--plain",
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let waiting = "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'";
+    let t0 = std::time::Instant::now();
+    while pg.psql("tokbench", waiting) != "1" {
+        assert!(
+            runner.try_wait().unwrap().is_none(),
+            "the runner ended before its forward waited on the lock"
+        );
+        assert!(
+            t0.elapsed().as_secs() < 120,
+            "the forward never reached the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    pg.psql(
+        "tokbench",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(300)%' AND pid <> pg_backend_pid()",
+    );
+    let _ = holder.wait();
+    // The killed runner's session ends (its transaction rolled back) once it gets the lock
+    // and finds its client gone.
+    let others = "SELECT COUNT(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()";
+    let t0 = std::time::Instant::now();
+    while pg.psql("tokbench", others) != "0" {
+        assert!(
+            t0.elapsed().as_secs() < 60,
+            "the killed runner's session stays"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        pg.psql(
+            "tokbench",
+            "SELECT (SELECT COUNT(*) FROM run), (SELECT COUNT(*) FROM result), (SELECT COUNT(*) FROM repetition)"
+        ),
+        "0|0|0"
+    );
+    assert_eq!(
+        raw_column(&journal, "SELECT COUNT(*) FROM result WHERE status = 'ok'").unwrap(),
+        ["1"]
+    );
+    // Restarted: the forward the message names, twice.
+    run_ok(&["merge", j, "--into", &url]);
+    let again = run_ok(&["merge", j, "--into", &url]);
+    assert!(
+        stderr(&again).contains("0 runs added, 1 already there"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(
+        pg.psql(
+            "tokbench",
+            "SELECT (SELECT COUNT(*) FROM run WHERE status = 'ok'), (SELECT COUNT(*) FROM result), (SELECT COUNT(*) FROM repetition)"
+        ),
+        "1|1|1"
+    );
+}

@@ -104,9 +104,8 @@ impl PgCluster {
         self.dir.path().join("data")
     }
 
-    /// Runs one of the server's programs (as the postgres user when root); panics with its
-    /// output if it fails.
-    fn tool(&self, name: &str, args: &[&str]) -> Output {
+    /// One of the server's programs with `args`, to run as the postgres user when root.
+    fn command(&self, name: &str, args: &[&str]) -> Command {
         let program = self.bindir.join(name);
         let mut cmd = match self.as_user {
             Some(user) => {
@@ -116,12 +115,16 @@ impl PgCluster {
             }
             None => Command::new(&program),
         };
-        let out = cmd
-            .args(args)
+        cmd.args(args)
             .env("PGPASSWORD", PASSWORD)
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap();
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    /// Runs one of the server's programs (as the postgres user when root); panics with its
+    /// output if it fails.
+    fn tool(&self, name: &str, args: &[&str]) -> Output {
+        let out = self.command(name, args).output().unwrap();
         assert!(
             out.status.success(),
             "{name} {args:?}: {}{}",
@@ -205,6 +208,35 @@ impl PgCluster {
             ],
         );
         String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+    }
+
+    /// psql running `sql` on `db` in the background (a session that holds a lock, say);
+    /// the caller waits for it or kills it.
+    pub fn psql_child(&self, db: &str, sql: &str) -> std::process::Child {
+        let port = self.port.to_string();
+        self.command(
+            "psql",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                USER,
+                "-d",
+                db,
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ],
+        )
+        .stdout(std::process::Stdio::null())
+        // Its FATAL when the test ends its session is expected.
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
     }
 
     /// The URL of database `db`, with the password.
