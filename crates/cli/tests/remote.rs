@@ -191,6 +191,24 @@ fn run_on(sshd: &Sshd, suite: &Path, target: &str, targets: &Path, db: &Path) ->
     )
 }
 
+/// A targets file in `dir` naming `names`, each reached as `good` with the tokbench `tb`
+/// and working in `dir/w{name}`.
+fn good_targets(dir: &Path, tb: &Path, names: &[&str]) -> PathBuf {
+    let text: String = names
+        .iter()
+        .map(|n| {
+            format!(
+                "[target.{n}]\nssh = \"good\"\ntokbench = \"{}\"\nworkdir = \"{}\"\n\n",
+                tb.display(),
+                dir.join(format!("w{n}")).display()
+            )
+        })
+        .collect();
+    let p = dir.join("targets.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
 fn count(db: &Path, sql: &str) -> i64 {
     query(db, sql)[0]
         .values()
@@ -497,16 +515,7 @@ async fn check_re_measures_a_remote_suspect_on_its_target() {
     let sshd = Sshd::start(tmp.path());
     let tb = target_tokbench(tmp.path());
     let wa = tmp.path().join("wa");
-    let targets = tmp.path().join("targets.toml");
-    std::fs::write(
-        &targets,
-        format!(
-            "[target.a]\nssh = \"good\"\ntokbench = \"{}\"\nworkdir = \"{}\"\n",
-            tb.display(),
-            wa.display()
-        ),
-    )
-    .unwrap();
+    let targets = good_targets(tmp.path(), &tb, &["a"]);
     let suite = write_suite(
         tmp.path(),
         "s.toml",
@@ -635,16 +644,7 @@ fn a_run_the_target_refuses_ends_the_command_with_its_reason() {
     let tmp = tempfile::tempdir().unwrap();
     let sshd = Sshd::start(tmp.path());
     let tb = target_tokbench(tmp.path());
-    let targets = tmp.path().join("targets.toml");
-    std::fs::write(
-        &targets,
-        format!(
-            "[target.a]\nssh = \"good\"\ntokbench = \"{}\"\nworkdir = \"{}\"\n",
-            tb.display(),
-            tmp.path().join("wa").display()
-        ),
-    )
-    .unwrap();
+    let targets = good_targets(tmp.path(), &tb, &["a"]);
     let suite = write_suite(
         tmp.path(),
         "s.toml",
@@ -687,17 +687,7 @@ fn a_run_on_two_targets_into_postgres_forwards_each_targets_run() {
     let tmp = tempfile::tempdir().unwrap();
     let sshd = Sshd::start(tmp.path());
     let tb = target_tokbench(tmp.path());
-    let targets = tmp.path().join("targets.toml");
-    std::fs::write(
-        &targets,
-        format!(
-            "[target.a]\nssh = \"good\"\ntokbench = \"{tb}\"\nworkdir = \"{wa}\"\n\n[target.b]\nssh = \"good\"\ntokbench = \"{tb}\"\nworkdir = \"{wb}\"\n",
-            tb = tb.display(),
-            wa = tmp.path().join("wa").display(),
-            wb = tmp.path().join("wb").display(),
-        ),
-    )
-    .unwrap();
+    let targets = good_targets(tmp.path(), &tb, &["a", "b"]);
     let suite = write_suite(
         tmp.path(),
         "s.toml",
