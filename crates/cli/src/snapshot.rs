@@ -3,8 +3,8 @@
 //! they read a snapshot of it: its runs copied, in one REPEATABLE READ, READ ONLY
 //! transaction, into a SQLite file in a temporary directory that goes when the command
 //! ends. What they show is one consistent moment of the server, however many runners
-//! write meanwhile, and nothing is written there. The copy costs about 10 s per 100,000
-//! results (see docs/database.md).
+//! write meanwhile, and nothing is written there. The copy costs about 5 s per 100,000
+//! results here (see docs/database.md).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
