@@ -317,6 +317,17 @@ fn eight_runners_write_into_one_postgres_at_once_none_lost_none_doubled() {
     );
 }
 
+/// `journal` merged into the server at `url` twice: the second time adds nothing, and finds
+/// its `runs` runs there.
+fn merge_twice(journal: &str, url: &str, runs: usize) {
+    run_ok(&["merge", journal, "--into", url]);
+    let again = stderr(&run_ok(&["merge", journal, "--into", url]));
+    assert!(
+        again.contains(&format!("0 runs added, {runs} already there")),
+        "{again}"
+    );
+}
+
 #[test]
 fn a_run_while_the_server_is_down_is_kept_in_the_journal_and_forwarded_once() {
     let pg = PgCluster::start();
@@ -391,13 +402,7 @@ fn a_run_while_the_server_is_down_is_kept_in_the_journal_and_forwarded_once() {
     assert!(e.contains("1 results added"), "{e}");
 
     // The first run, forwarded by hand; then everything again: nothing doubles.
-    run_ok(&["merge", j, "--into", &url]);
-    let again = run_ok(&["merge", j, "--into", &url]);
-    assert!(
-        stderr(&again).contains("0 runs added, 2 already there"),
-        "{}",
-        stderr(&again)
-    );
+    merge_twice(j, &url, 2);
     assert_eq!(
         pg.psql(
             "tokbench",
@@ -727,13 +732,7 @@ fn a_runner_killed_mid_forward_leaves_nothing_half_stored_and_forwards_once_late
         ["1"]
     );
     // Restarted: the forward the message names, twice.
-    run_ok(&["merge", j, "--into", &url]);
-    let again = run_ok(&["merge", j, "--into", &url]);
-    assert!(
-        stderr(&again).contains("0 runs added, 1 already there"),
-        "{}",
-        stderr(&again)
-    );
+    merge_twice(j, &url, 1);
     assert_eq!(
         pg.psql(
             "tokbench",

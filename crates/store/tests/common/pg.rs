@@ -187,32 +187,8 @@ impl PgCluster {
         );
     }
 
-    /// Runs SQL through psql on `db`, returning its unaligned output.
-    pub fn psql(&self, db: &str, sql: &str) -> String {
-        let out = self.tool(
-            "psql",
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                USER,
-                "-d",
-                db,
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ],
-        );
-        String::from_utf8_lossy(&out.stdout).trim_end().to_string()
-    }
-
-    /// psql running `sql` on `db` in the background (a session that holds a lock, say);
-    /// the caller waits for it or kills it.
-    pub fn psql_child(&self, db: &str, sql: &str) -> std::process::Child {
+    /// psql running `sql` on `db`, unaligned, stopping at the first error.
+    fn psql_command(&self, db: &str, sql: &str) -> Command {
         let port = self.port.to_string();
         self.command(
             "psql",
@@ -232,11 +208,29 @@ impl PgCluster {
                 sql,
             ],
         )
-        .stdout(std::process::Stdio::null())
-        // Its FATAL when the test ends its session is expected.
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
+    }
+
+    /// Runs SQL through psql on `db`, returning its unaligned output.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = self.psql_command(db, sql).output().unwrap();
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+    }
+
+    /// psql running `sql` on `db` in the background (a session that holds a lock, say);
+    /// the caller waits for it or ends its session.
+    pub fn psql_child(&self, db: &str, sql: &str) -> std::process::Child {
+        self.psql_command(db, sql)
+            .stdout(std::process::Stdio::null())
+            // Its FATAL when the test ends its session is expected.
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
     }
 
     /// The URL of database `db`, with the password.
