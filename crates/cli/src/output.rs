@@ -304,6 +304,21 @@ pub struct QueryArgs {
     pub db: PathBuf,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Stop the statement after this many seconds (on PostgreSQL the server's own
+    /// statement_timeout, for this statement only); the rows printed by then stay printed.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// A positive number of seconds, as `30`, `2.5` or `30s`.
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let n = s.strip_suffix('s').unwrap_or(s);
+    match n.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 && x < 1e9 => Ok(std::time::Duration::from_secs_f64(x)),
+        _ => Err(format!(
+            "`{s}` is not a number of seconds (more than 0, as `30`, `2.5` or `30s`)"
+        )),
+    }
 }
 
 /// `tokbench results`: a run's results.
@@ -314,7 +329,7 @@ pub async fn results_command(args: &ResultsArgs) -> anyhow::Result<ExitCode> {
 
 /// `tokbench query`: one read-only statement.
 pub async fn query_command(args: &QueryArgs) -> anyhow::Result<ExitCode> {
-    query(&args.db, &args.sql, args.format).await
+    query(&args.db, &args.sql, args.format, args.timeout).await
 }
 
 /// Prints the results of the run `run` names (also `tokbench run -o FORMAT`'s output).
@@ -786,7 +801,12 @@ impl<W: std::io::Write> StdoutBuf<W> {
     }
 }
 
-async fn query(db: &Path, sql: &str, format: Format) -> anyhow::Result<ExitCode> {
+async fn query(
+    db: &Path,
+    sql: &str,
+    format: Format,
+    limit: Option<std::time::Duration>,
+) -> anyhow::Result<ExitCode> {
     let mut out = StdoutBuf::new();
     let mut sink = QuerySink::new(format);
     let mut failure = None;
@@ -811,13 +831,13 @@ async fn query(db: &Path, sql: &str, format: Format) -> anyhow::Result<ExitCode>
                 }
                 other => other?,
             };
-            let stepped = store.query_each(sql, each).await;
+            let stepped = store.query_each_within(sql, limit, each).await;
             store.close().await;
             stepped
         }
         None => {
             let store = open_ro(db).await?;
-            let stepped = store.query_each(sql, each).await;
+            let stepped = store.query_each_within(sql, limit, each).await;
             store.close().await;
             stepped
         }

@@ -103,6 +103,34 @@ fn query_is_read_only_and_keeps_what_is_stored() {
         "SELECT 1",
     ]);
     assert!(err.contains("does not exist"), "{err}");
+    // A time limit: a statement that would never end is stopped, with a line that says so
+    // and the rows printed by then; a limit that is not a number of seconds is refused.
+    let out = tokbench(&[
+        "query",
+        "--db",
+        dbs,
+        "--format",
+        "csv",
+        "--timeout",
+        "0.3",
+        "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k) SELECT i FROM k",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("time limit of 0.3 s"), "{err}");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.starts_with("i\n1\n2\n"),
+        "{}",
+        &printed[..printed.len().min(40)]
+    );
+    for bad in ["0", "-1", "soon", "inf"] {
+        let flag = format!("--timeout={bad}");
+        let err = fails_with_2(&["query", "--db", dbs, &flag, "SELECT 1"]);
+        assert!(err.contains("number of seconds"), "{bad}: {err}");
+    }
 }
 
 #[test]

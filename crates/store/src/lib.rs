@@ -100,12 +100,21 @@ pub enum StoreError {
     /// The statement is not valid SQL, or names no table or column there is.
     #[error("query failed: {0}")]
     BadQuery(String),
+    /// The statement ran past the time it was given and was stopped (its rows so far were
+    /// handed out).
+    #[error("query stopped: it ran past its time limit of {}", crate::shown_seconds(*limit))]
+    TimedOut { limit: std::time::Duration },
     #[error("{what}")]
     Sql {
         what: String,
         #[source]
         source: sqlx::Error,
     },
+}
+
+/// A duration as people write it in a message: "2.5 s", "30 s".
+pub(crate) fn shown_seconds(d: std::time::Duration) -> String {
+    format!("{} s", d.as_secs_f64())
 }
 
 fn sql(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StoreError {

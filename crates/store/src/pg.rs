@@ -278,10 +278,26 @@ impl PgStore {
     /// Runs one read-only statement, handing `each` the column names once, then every row
     /// (`each` stops early by returning `Break`). Values: integers, floats, text; `jsonb`
     /// and arrays as JSON text; booleans as 0/1; times as RFC 3339 in UTC.
-    pub async fn query_each<F>(&self, statement: &str, mut each: F) -> Result<(), StoreError>
+    pub async fn query_each<F>(&self, statement: &str, each: F) -> Result<(), StoreError>
     where
         F: FnMut(QueryEvent<'_>) -> ControlFlow<()>,
     {
+        self.query_each_within(statement, None, each).await
+    }
+
+    /// [`PgStore::query_each`], stopped with [`StoreError::TimedOut`] once `limit` has
+    /// passed since it began: the server's own `statement_timeout`, set for this
+    /// transaction only, cancels the statement there.
+    pub async fn query_each_within<F>(
+        &self,
+        statement: &str,
+        limit: Option<std::time::Duration>,
+        mut each: F,
+    ) -> Result<(), StoreError>
+    where
+        F: FnMut(QueryEvent<'_>) -> ControlFlow<()>,
+    {
+        let began = std::time::Instant::now();
         let statement = without_final_semicolon(statement);
         let first = statement
             .split(|c: char| c.is_whitespace() || c == '(')
@@ -306,7 +322,7 @@ impl PgStore {
         let described = (&mut *tx)
             .describe(statement)
             .await
-            .map_err(|e| pg_query_error(&e))?;
+            .map_err(|e| pg_query_error(&e, limit))?;
         let names: Vec<String> = described
             .columns()
             .iter()
@@ -329,9 +345,21 @@ impl PgStore {
         }
         // On lines of its own: a trailing `-- comment` must not swallow the parenthesis.
         let wrapped = format!("SELECT row_to_json(q)::text FROM (\n{statement}\n) AS q");
+        if let Some(limit) = limit {
+            // What is left of the limit; a whole millisecond at least (0 means none).
+            let left = limit.saturating_sub(began.elapsed()).as_millis().max(1);
+            sqlx::query(&format!("SET LOCAL statement_timeout = {left}"))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| connect_error(&self.shown, e))?;
+        }
         let mut rows = sqlx::query_scalar::<_, String>(&wrapped).fetch(&mut *tx);
         let mut texts: Vec<Option<String>> = Vec::with_capacity(names.len());
-        while let Some(json) = rows.try_next().await.map_err(|e| pg_query_error(&e))? {
+        while let Some(json) = rows
+            .try_next()
+            .await
+            .map_err(|e| pg_query_error(&e, limit))?
+        {
             let values = serde_json::from_str::<KeyedRow>(&json)
                 .map(KeyedRow::values)
                 .map_err(|e| {
@@ -936,8 +964,16 @@ fn only_comments(tail: &str) -> bool {
 
 /// A PostgreSQL error from the user's statement: a refusal (a write in the read-only
 /// transaction) or a bad query.
-fn pg_query_error(e: &sqlx::Error) -> StoreError {
+fn pg_query_error(e: &sqlx::Error, limit: Option<std::time::Duration>) -> StoreError {
     match e {
+        // query_canceled: by the statement_timeout `limit` set (or by someone's
+        // pg_cancel_backend, which the message then says).
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("57014") => match limit {
+            Some(limit) if d.message().contains("statement timeout") => {
+                StoreError::TimedOut { limit }
+            }
+            _ => StoreError::BadQuery(d.message().to_string()),
+        },
         sqlx::Error::Database(d) if d.code().as_deref() == Some("25006") => {
             StoreError::Refused(format!(
                 "`tokbench query` is read-only; PostgreSQL said: {}",

@@ -82,13 +82,27 @@ impl Store {
     where
         F: FnMut(QueryEvent<'_>) -> ControlFlow<()>,
     {
+        self.query_each_within(statement, None, each).await
+    }
+
+    /// [`Store::query_each`], stopped with [`StoreError::TimedOut`] once `limit` has passed
+    /// since it began (the rows handed out by then stay handed out).
+    pub async fn query_each_within<F>(
+        &self,
+        statement: &str,
+        limit: Option<std::time::Duration>,
+        each: F,
+    ) -> Result<(), StoreError>
+    where
+        F: FnMut(QueryEvent<'_>) -> ControlFlow<()>,
+    {
         let mut conn = self
             .pool
             .acquire()
             .await
             .map_err(sql("open a connection"))?;
         let mut handle = conn.lock_handle().await.map_err(sql("open a connection"))?;
-        crate::stream::step_each(handle.as_raw_handle(), statement, each)
+        crate::stream::step_each(handle.as_raw_handle(), statement, limit, each)
     }
 
     /// The check a writing command ends with: SQLite's `quick_check` where the file is at

@@ -4,6 +4,7 @@
 use std::ffi::{c_int, CStr, CString};
 use std::ops::ControlFlow;
 use std::ptr::NonNull;
+use std::time::{Duration, Instant};
 
 use libsqlite3_sys as ffi;
 
@@ -43,6 +44,53 @@ fn failure(db: *mut ffi::sqlite3, rc: c_int) -> StoreError {
         what: format!("query failed: {msg}"),
         source: sqlx::Error::Protocol(format!("SQLite result code {rc}")),
     }
+}
+
+/// A time limit on a connection's statements: SQLite's progress handler, called every
+/// [`Deadline::EVERY`] virtual-machine instructions, interrupts the statement once the
+/// deadline has passed (its step returns `SQLITE_INTERRUPT`). Removed when dropped.
+struct Deadline {
+    db: *mut ffi::sqlite3,
+    /// Boxed: SQLite holds its address until the handler is removed.
+    at: Box<Instant>,
+}
+
+impl Deadline {
+    /// About a millisecond of work between looks at the clock.
+    const EVERY: c_int = 10_000;
+
+    fn new(db: *mut ffi::sqlite3, limit: Duration) -> Deadline {
+        let at = Box::new(Instant::now() + limit);
+        // SAFETY: `db` is open and held by the caller for the deadline's life; `at` lives
+        // until `drop` removes the handler.
+        unsafe {
+            ffi::sqlite3_progress_handler(
+                db,
+                Self::EVERY,
+                Some(past_deadline),
+                (&*at as *const Instant).cast_mut().cast(),
+            )
+        };
+        Deadline { db, at }
+    }
+
+    fn passed(&self) -> bool {
+        Instant::now() >= *self.at
+    }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        // SAFETY: the connection is still held by the caller (see `step_each`).
+        unsafe { ffi::sqlite3_progress_handler(self.db, 0, None, std::ptr::null_mut()) };
+    }
+}
+
+/// SQLite's progress handler for [`Deadline`]: non-zero interrupts the statement.
+extern "C" fn past_deadline(at: *mut std::ffi::c_void) -> c_int {
+    // SAFETY: `at` is the `Instant` a live `Deadline` boxed.
+    let at = unsafe { &*(at as *const Instant) };
+    c_int::from(Instant::now() >= *at)
 }
 
 /// Prepares the first statement of `sql` (what `tail` points past); `None` for text that
@@ -116,12 +164,16 @@ unsafe fn cell<'r>(stmt: *mut ffi::sqlite3_stmt, i: c_int) -> Result<Cell<'r>, S
 pub(crate) fn step_each<F>(
     db: NonNull<ffi::sqlite3>,
     statement: &str,
+    limit: Option<Duration>,
     mut each: F,
 ) -> Result<(), StoreError>
 where
     F: FnMut(QueryEvent<'_>) -> ControlFlow<()>,
 {
     let db = db.as_ptr();
+    // Declared before the statement, so it is dropped (the handler removed) after the
+    // statement is finalized, and before the connection goes back to its pool.
+    let deadline = limit.map(|l| Deadline::new(db, l));
     let text = CString::new(statement)
         .map_err(|_| StoreError::BadQuery("the statement holds a NUL character".into()))?;
     let mut tail = std::ptr::null();
@@ -163,6 +215,11 @@ where
         match rc {
             ffi::SQLITE_ROW => {}
             ffi::SQLITE_DONE => return Ok(()),
+            ffi::SQLITE_INTERRUPT if deadline.as_ref().is_some_and(|d| d.passed()) => {
+                return Err(StoreError::TimedOut {
+                    limit: limit.unwrap_or_default(),
+                })
+            }
             _ => return Err(failure(db, rc)),
         }
         for i in 0..n {

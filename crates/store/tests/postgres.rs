@@ -283,5 +283,51 @@ async fn query_on_postgres_reads_and_never_writes() {
         }
     }
     assert_eq!(pg.psql("tokbench", "SELECT COUNT(*) FROM hardware"), "1");
+
+    // A time limit: the server cancels a statement that runs past it, and says so as a
+    // timeout; a quick statement under a limit runs whole; a later statement on the same
+    // pool has no limit left over (SET LOCAL ends with the transaction).
+    let limit = std::time::Duration::from_millis(300);
+    let t0 = std::time::Instant::now();
+    let e = store
+        .query_each_within("SELECT pg_sleep(20)", Some(limit), |_| {
+            ControlFlow::Continue(())
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::TimedOut { limit: l } if l == limit),
+        "{e}"
+    );
+    assert!(e.to_string().contains("0.3 s"), "{e}");
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        t0.elapsed()
+    );
+    let mut n = 0;
+    store
+        .query_each_within(
+            "SELECT generate_series(1, 1000)",
+            Some(std::time::Duration::from_secs(60)),
+            |e| {
+                n += matches!(e, QueryEvent::Row(_)) as usize;
+                ControlFlow::Continue(())
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1000);
+    let mut timeout = String::new();
+    store
+        .query_each("SELECT current_setting('statement_timeout') AS t", |e| {
+            if let QueryEvent::Row(cells) = e {
+                timeout = cells[0].to_json().as_str().unwrap().to_string();
+            }
+            ControlFlow::Continue(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(timeout, "0");
     store.close().await;
 }

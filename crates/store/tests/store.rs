@@ -350,6 +350,39 @@ async fn a_query_streams_its_rows_with_every_type_and_says_what_is_wrong() {
     .await
     .unwrap();
     assert_eq!(seen, [1, 2, 3, 4, 5]);
+    // A time limit stops a statement that would never end, as a timeout, after handing out
+    // the rows it had; the connection it ran on has no limit left over afterwards.
+    let limit = std::time::Duration::from_millis(200);
+    let mut rows = 0u64;
+    let t0 = std::time::Instant::now();
+    let e = ro
+        .query_each_within(
+            "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k) SELECT i FROM k",
+            Some(limit),
+            |event| {
+                rows += matches!(event, QueryEvent::Row(_)) as u64;
+                ControlFlow::Continue(())
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::TimedOut { limit: l } if l == limit),
+        "{e}"
+    );
+    assert!(rows > 0);
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        t0.elapsed()
+    );
+    let count = "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 300000) SELECT COUNT(*) FROM k";
+    for _ in 0..3 {
+        assert_eq!(
+            ro.query(count).await.unwrap().rows,
+            vec![vec![serde_json::json!(300000)]]
+        );
+    }
     for (sql, says) in [
         ("SELEC 1", "syntax error"),
         (
