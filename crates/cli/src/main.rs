@@ -227,7 +227,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 /// before they open anything (their messages would print the URL whole).
 fn sqlite_only(command: &Command) -> anyhow::Result<()> {
     let (name, db) = match command {
-        Command::Prune(a) => ("prune", Some(&a.db)),
         Command::Targets(targets::TargetsArgs {
             action: Some(targets::TargetsAction::Sync { db, .. }),
             ..

@@ -1,11 +1,12 @@
 //! `tokbench prune --older-than DAYS`: the raw telemetry samples of runs older than DAYS
 //! reduced to their per-phase summaries (see the store's `prune_samples`), so a years-long
-//! fleet history stays small. Results are never deleted.
+//! fleet history stays small, in a SQLite file or on a PostgreSQL server. Results are never
+//! deleted.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use tokbench_store::Store;
+use tokbench_store::{PgStore, PruneReport, Store, StoreError};
 
 use crate::exit::{BadInput, ExitCode};
 
@@ -36,8 +37,12 @@ fn parse_days(s: &str) -> Result<f64, String> {
 }
 
 pub async fn command(args: &PruneArgs) -> anyhow::Result<ExitCode> {
+    let url = args
+        .db
+        .to_str()
+        .filter(|d| tokbench_store::is_postgres_url(d));
     // Pruning a database that is not there would create an empty one and report nothing.
-    if !args.db.exists() {
+    if url.is_none() && !args.db.exists() {
         return Err(BadInput(format!("no database at {}", args.db.display())).into());
     }
     let cutoff =
@@ -45,37 +50,57 @@ pub async fn command(args: &PruneArgs) -> anyhow::Result<ExitCode> {
     let cutoff = cutoff
         .format(&time::format_description::well_known::Rfc3339)
         .context("format the cutoff time")?;
-    let store = Store::open(&args.db)
-        .await
-        .with_context(|| format!("cannot open the results database {}", args.db.display()))?;
-    let r = store.prune_samples(&cutoff, args.dry_run).await?;
-    let verb = if args.dry_run {
-        "would reduce"
-    } else {
-        "reduced"
-    };
-    eprintln!(
-        "prune {}: {verb} {} telemetry samples of {} results in {} runs started before {cutoff} to per-phase summaries; {} samples kept; no result deleted",
-        args.db.display(),
-        r.samples,
-        r.results,
-        r.runs,
-        r.samples_kept,
-    );
-    if args.vacuum && !args.dry_run {
-        let (before, after) = store.vacuum().await?;
+    let shown = crate::output::display_db(&args.db);
+    let say = |r: &PruneReport| {
+        let verb = match args.dry_run {
+            true => "would reduce",
+            false => "reduced",
+        };
         eprintln!(
-            "prune {}: vacuumed, {:.1} MB → {:.1} MB",
-            args.db.display(),
+            "prune {shown}: {verb} {} telemetry samples of {} results in {} runs started before {cutoff} to per-phase summaries; {} samples kept; no result deleted",
+            r.samples, r.results, r.runs, r.samples_kept,
+        );
+    };
+    let vacuumed = |(before, after): (u64, u64)| {
+        eprintln!(
+            "prune {shown}: vacuumed, {:.1} MB → {:.1} MB",
             before as f64 / 1e6,
             after as f64 / 1e6
-        );
-    } else if !args.dry_run && r.samples > 0 {
-        eprintln!(
-            "prune {}: the freed pages are reused by later runs; `--vacuum` shrinks the file now",
-            args.db.display()
-        );
+        )
+    };
+    let vacuum = args.vacuum && !args.dry_run;
+    match url {
+        Some(url) => {
+            let store = PgStore::open(url).await.map_err(|e| match e {
+                StoreError::NewerSchema { .. } => anyhow::Error::new(BadInput(e.to_string())),
+                other => anyhow::Error::new(other),
+            })?;
+            let r = store.prune_samples(&cutoff, args.dry_run).await?;
+            say(&r);
+            if vacuum {
+                vacuumed(store.vacuum().await?);
+            } else if !args.dry_run && r.samples > 0 {
+                eprintln!(
+                    "prune {shown}: the server's autovacuum makes the freed space reusable; `--vacuum` rewrites the samples table now (VACUUM FULL, which holds runners' forwards until it is done)"
+                );
+            }
+            store.close().await;
+        }
+        None => {
+            let store = Store::open(&args.db).await.with_context(|| {
+                format!("cannot open the results database {}", args.db.display())
+            })?;
+            let r = store.prune_samples(&cutoff, args.dry_run).await?;
+            say(&r);
+            if vacuum {
+                vacuumed(store.vacuum().await?);
+            } else if !args.dry_run && r.samples > 0 {
+                eprintln!(
+                    "prune {shown}: the freed pages are reused by later runs; `--vacuum` shrinks the file now"
+                );
+            }
+            store.close().await;
+        }
     }
-    store.close().await;
     Ok(ExitCode::Ok)
 }

@@ -53,12 +53,56 @@ fn assert_same_results(
                 c if c.ends_with("_json") && !va.is_null() => {
                     let pa: serde_json::Value = serde_json::from_str(va.as_str().unwrap()).unwrap();
                     let pb: serde_json::Value = serde_json::from_str(vb.as_str().unwrap()).unwrap();
-                    assert_eq!(pa, pb, "{col} {what}");
+                    assert!(same_json(&pa, &pb), "{col} {what}:\n{pa}\n{pb}");
                 }
                 _ => assert_eq!(va, vb, "{col} of {} {what}", a["test"]),
             }
         }
     }
+}
+
+/// JSON values equal as values: a number is its value, whether written `100` or `100.0`
+/// (jsonb writes a whole float without its fraction; SQLite's JSON keeps it).
+fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    close_json(a, b, 0.0)
+}
+
+/// [`same_json`], numbers equal to within `rel` of their size: SQLite's JSON functions write
+/// a float with 15 significant digits (`6088021.33333333`), PostgreSQL's jsonb with all 17.
+fn close_json(a: &serde_json::Value, b: &serde_json::Value, rel: f64) -> bool {
+    use serde_json::Value::*;
+    match (a, b) {
+        (Number(x), Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(x), Some(y)) => x == y || (x - y).abs() <= rel * x.abs().max(y.abs()),
+            _ => false,
+        },
+        (Array(x), Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| close_json(x, y, rel))
+        }
+        (Object(x), Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| close_json(v, w, rel)))
+        }
+        _ => a == b,
+    }
+}
+
+#[test]
+fn same_json_takes_numbers_as_values_and_nothing_else() {
+    let v = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap();
+    assert!(same_json(
+        &v(r#"{"a": [100.0, "x"]}"#),
+        &v(r#"{"a": [100, "x"]}"#)
+    ));
+    assert!(!same_json(&v(r#"{"a": [100.5]}"#), &v(r#"{"a": [100]}"#)));
+    assert!(!same_json(&v(r#"{"a": 1}"#), &v(r#"{"a": 1, "b": 1}"#)));
+    assert!(!same_json(&v(r#"[1, 2]"#), &v(r#"[2, 1]"#)));
+    assert!(!same_json(&v(r#""1""#), &v("1")));
+    let (fifteen, seventeen) = (v("6088021.33333333"), v("6088021.333333333"));
+    assert!(!same_json(&fifteen, &seventeen));
+    assert!(close_json(&fifteen, &seventeen, 1e-14));
+    assert!(!close_json(&v("6088021.3333"), &seventeen, 1e-14));
 }
 
 #[test]
@@ -470,20 +514,108 @@ fn a_finished_cell_replaces_an_interrupted_one_and_later_verdicts_follow() {
         verdicts
     );
 
-    // The commands that write SQLite only refuse the URL, without printing its password.
-    for cmd in ["prune", "targets"] {
-        let mut args = vec![cmd, "--db", url.as_str()];
-        match cmd {
-            "prune" => args.extend(["--older-than", "1"]),
-            "targets" => args.insert(1, "sync"),
-            _ => {}
-        }
-        let out = tokbench(&args).output().unwrap();
-        let e = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{cmd}: {e}");
-        assert!(e.contains("writes SQLite files only so far"), "{cmd}: {e}");
-        assert!(!e.contains(PASSWORD), "{cmd}: {e}");
+    // `targets sync` writes SQLite only: it refuses the URL, without printing its password.
+    let out = tokbench(&["targets", "sync", "--db", url.as_str()])
+        .output()
+        .unwrap();
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(e.contains("writes SQLite files only so far"), "{e}");
+    assert!(!e.contains(PASSWORD), "{e}");
+}
+
+#[test]
+fn prune_on_the_server_leaves_what_prune_on_the_file_leaves() {
+    let pg = PgCluster::start();
+    let url = pg.url("tokbench");
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        "s.toml",
+        &quick_suite("\"Q8_0\"", "\"pp64\", \"tg16\"", ""),
+    );
+    let db = tmp.path().join("box.db");
+    let db_s = db.to_str().unwrap();
+    run_ok(&[
+        "run",
+        suite.to_str().unwrap(),
+        "--db",
+        db_s,
+        "--plain",
+        "--telemetry-interval-ms",
+        "20",
+    ]);
+    run_ok(&["merge", db_s, "--into", &url]);
+    let samples = raw_column(&db, "SELECT COUNT(*) FROM telemetry_sample").unwrap()[0].clone();
+    assert_ne!(samples, "0", "the run took no telemetry samples");
+    assert_eq!(
+        pg.psql("tokbench", "SELECT COUNT(*) FROM telemetry_sample"),
+        samples
+    );
+
+    // A dry run counts and changes nothing; its count is the file's.
+    let dry = |db: &str| {
+        let out = run_ok(&["prune", "--older-than", "0", "--dry-run", "--db", db]);
+        let said = stderr(&out);
+        said[said.find("would reduce").expect(&said)..]
+            .split(" started before")
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(dry(&url), dry(db_s));
+    assert!(dry(&url).contains(&format!("would reduce {samples} telemetry samples")));
+    assert_eq!(
+        pg.psql("tokbench", "SELECT COUNT(*) FROM telemetry_sample"),
+        samples
+    );
+
+    // Pruned on each side, the two read back the same (the summaries included), and no
+    // sample is left on either.
+    run_ok(&["prune", "--older-than", "0", "--db", db_s]);
+    let out = run_ok(&["prune", "--older-than", "0", "--vacuum", "--db", &url]);
+    let said = stderr(&out);
+    assert!(said.contains("vacuumed"), "{said}");
+    assert!(!said.contains(PASSWORD), "{said}");
+    assert_eq!(
+        pg.psql("tokbench", "SELECT COUNT(*) FROM telemetry_sample"),
+        "0"
+    );
+    assert_eq!(
+        raw_column(&db, "SELECT COUNT(*) FROM telemetry_sample").unwrap()[0],
+        "0"
+    );
+    let order = "SELECT * FROM v_results ORDER BY run_uuid, quant, test";
+    let file = rows_of(&run_ok(&["query", "--db", db_s, "--format", "json", order]));
+    let server = rows_of(&run_ok(&["query", "--db", &url, "--format", "json", order]));
+    assert_same_results(&file, &server, "after prune on each");
+    // The summaries themselves (not in v_results): the same entries, in the same order, the
+    // same figures at the 15 digits SQLite's JSON keeps.
+    let parse = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap();
+    let file_summaries = raw_column(
+        &db,
+        "SELECT json_extract(telemetry_json, '$.samples_pruned') FROM result ORDER BY cell_index",
+    )
+    .unwrap();
+    let server_summaries = pg.psql(
+        "tokbench",
+        "SELECT telemetry_json->'samples_pruned' FROM result ORDER BY cell_index",
+    );
+    let server_summaries: Vec<&str> = server_summaries.lines().collect();
+    assert_eq!(file_summaries.len(), 2);
+    assert_eq!(file_summaries.len(), server_summaries.len());
+    for (a, b) in file_summaries.iter().zip(&server_summaries) {
+        let (a, b) = (parse(a), parse(b));
+        assert!(!a.as_array().unwrap().is_empty(), "{a}");
+        assert!(close_json(&a, &b, 1e-14), "\n{a}\n{b}");
     }
+    // A second prune finds nothing to do.
+    let out = run_ok(&["prune", "--older-than", "0", "--db", &url]);
+    assert!(
+        stderr(&out).contains("reduced 0 telemetry samples"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// `s` with every time's fraction of a second dropped (`12:34:56.789Z` → `12:34:56Z`):

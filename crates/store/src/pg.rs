@@ -108,7 +108,7 @@ fn percent_decoded(s: &str) -> String {
 /// An open PostgreSQL results database.
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     /// The URL without its password.
     shown: String,
 }
