@@ -36,71 +36,93 @@ fn parse_days(s: &str) -> Result<f64, String> {
     }
 }
 
-pub async fn command(args: &PruneArgs) -> anyhow::Result<ExitCode> {
-    let url = args
-        .db
-        .to_str()
-        .filter(|d| tokbench_store::is_postgres_url(d));
-    // Pruning a database that is not there would create an empty one and report nothing.
-    if url.is_none() && !args.db.exists() {
-        return Err(BadInput(format!("no database at {}", args.db.display())).into());
+/// The database a prune works on: a SQLite file or a PostgreSQL server.
+enum Db {
+    File(Store),
+    Server(PgStore),
+}
+
+impl Db {
+    async fn open(db: &std::path::Path) -> anyhow::Result<Db> {
+        match db.to_str().filter(|d| tokbench_store::is_postgres_url(d)) {
+            Some(url) => PgStore::open(url)
+                .await
+                .map(Db::Server)
+                .map_err(|e| match e {
+                    StoreError::NewerSchema { .. } => anyhow::Error::new(BadInput(e.to_string())),
+                    other => anyhow::Error::new(other),
+                }),
+            None => {
+                // Pruning a file that is not there would create an empty one and report
+                // nothing.
+                if !db.exists() {
+                    return Err(BadInput(format!("no database at {}", db.display())).into());
+                }
+                Store::open(db)
+                    .await
+                    .map(Db::File)
+                    .with_context(|| format!("cannot open the results database {}", db.display()))
+            }
+        }
     }
+
+    async fn prune_samples(&self, cutoff: &str, dry_run: bool) -> anyhow::Result<PruneReport> {
+        Ok(match self {
+            Db::File(s) => s.prune_samples(cutoff, dry_run).await?,
+            Db::Server(s) => s.prune_samples(cutoff, dry_run).await?,
+        })
+    }
+
+    async fn vacuum(&self) -> anyhow::Result<(u64, u64)> {
+        Ok(match self {
+            Db::File(s) => s.vacuum().await?,
+            Db::Server(s) => s.vacuum().await?,
+        })
+    }
+
+    /// What becomes of the freed space without `--vacuum`.
+    fn without_vacuum(&self) -> &'static str {
+        match self {
+            Db::File(_) => "the freed pages are reused by later runs; `--vacuum` shrinks the file now",
+            Db::Server(_) => "the server's autovacuum makes the freed space reusable; `--vacuum` rewrites the samples table now (VACUUM FULL, which holds runners' forwards until it is done)",
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Db::File(s) => s.close().await,
+            Db::Server(s) => s.close().await,
+        }
+    }
+}
+
+pub async fn command(args: &PruneArgs) -> anyhow::Result<ExitCode> {
+    let db = Db::open(&args.db).await?;
+    let shown = crate::output::display_db(&args.db);
     let cutoff =
         time::OffsetDateTime::now_utc() - time::Duration::seconds_f64(args.older_than * 86_400.0);
     let cutoff = cutoff
         .format(&time::format_description::well_known::Rfc3339)
         .context("format the cutoff time")?;
-    let shown = crate::output::display_db(&args.db);
-    let say = |r: &PruneReport| {
-        let verb = match args.dry_run {
-            true => "would reduce",
-            false => "reduced",
-        };
-        eprintln!(
-            "prune {shown}: {verb} {} telemetry samples of {} results in {} runs started before {cutoff} to per-phase summaries; {} samples kept; no result deleted",
-            r.samples, r.results, r.runs, r.samples_kept,
-        );
+    let r = db.prune_samples(&cutoff, args.dry_run).await?;
+    let verb = match args.dry_run {
+        true => "would reduce",
+        false => "reduced",
     };
-    let vacuumed = |(before, after): (u64, u64)| {
+    eprintln!(
+        "prune {shown}: {verb} {} telemetry samples of {} results in {} runs started before {cutoff} to per-phase summaries; {} samples kept; no result deleted",
+        r.samples, r.results, r.runs, r.samples_kept,
+    );
+    if args.vacuum && !args.dry_run {
+        let (before, after) = db.vacuum().await?;
         eprintln!(
             "prune {shown}: vacuumed, {:.1} MB → {:.1} MB",
             before as f64 / 1e6,
             after as f64 / 1e6
-        )
-    };
-    let vacuum = args.vacuum && !args.dry_run;
-    match url {
-        Some(url) => {
-            let store = PgStore::open(url).await.map_err(|e| match e {
-                StoreError::NewerSchema { .. } => anyhow::Error::new(BadInput(e.to_string())),
-                other => anyhow::Error::new(other),
-            })?;
-            let r = store.prune_samples(&cutoff, args.dry_run).await?;
-            say(&r);
-            if vacuum {
-                vacuumed(store.vacuum().await?);
-            } else if !args.dry_run && r.samples > 0 {
-                eprintln!(
-                    "prune {shown}: the server's autovacuum makes the freed space reusable; `--vacuum` rewrites the samples table now (VACUUM FULL, which holds runners' forwards until it is done)"
-                );
-            }
-            store.close().await;
-        }
-        None => {
-            let store = Store::open(&args.db).await.with_context(|| {
-                format!("cannot open the results database {}", args.db.display())
-            })?;
-            let r = store.prune_samples(&cutoff, args.dry_run).await?;
-            say(&r);
-            if vacuum {
-                vacuumed(store.vacuum().await?);
-            } else if !args.dry_run && r.samples > 0 {
-                eprintln!(
-                    "prune {shown}: the freed pages are reused by later runs; `--vacuum` shrinks the file now"
-                );
-            }
-            store.close().await;
-        }
+        );
+    } else if !args.dry_run && r.samples > 0 {
+        eprintln!("prune {shown}: {}", db.without_vacuum());
     }
+    db.close().await;
     Ok(ExitCode::Ok)
 }

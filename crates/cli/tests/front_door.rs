@@ -354,6 +354,7 @@ fn failed_commands_leave_no_database_behind() {
         vec!["compare", "previous", "latest", "--db", dbs],
         vec!["import", bad_suite.to_str().unwrap(), "--db", dbs],
         vec!["report", "--db", dbs, "--out", out_dir.to_str().unwrap()],
+        vec!["prune", "--older-than", "90", "--db", dbs],
     ];
     for args in cases {
         let out = tokbench(&args).output().unwrap();
