@@ -223,29 +223,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     r
 }
 
-/// The commands that read or write only SQLite so far, given a PostgreSQL URL: refused
-/// before they open anything (their messages would print the URL whole).
-fn sqlite_only(command: &Command) -> anyhow::Result<()> {
-    let (name, db) = match command {
-        Command::Targets(targets::TargetsArgs {
-            action: Some(targets::TargetsAction::Sync { db, .. }),
-            ..
-        }) => ("targets sync", Some(db)),
-        _ => return Ok(()),
-    };
-    match db.and_then(|d| d.to_str()).filter(|d| tokbench_store::is_postgres_url(d)) {
-        Some(url) => Err(exit::BadInput(format!(
-            "--db {}: `tokbench {name}` writes SQLite files only so far; `tokbench merge {} --into FILE` copies the server's runs into one",
-            tokbench_store::redacted_url(url),
-            tokbench_store::redacted_url(url)
-        ))
-        .into()),
-        None => Ok(()),
-    }
-}
-
 async fn async_dispatch(command: Command) -> anyhow::Result<ExitCode> {
-    sqlite_only(&command)?;
     match command {
         Command::Run(a) => run::command(&a).await,
         Command::Results(a) => output::results_command(&a).await,

@@ -469,7 +469,8 @@ pub struct TargetsArgs {
 pub enum TargetsAction {
     /// Bring home every result a target has that this database lacks (after a dropped
     /// connection, or a controller stopped mid-run): the target's database is copied
-    /// over SSH and merged, run by run, as `tokbench merge` does.
+    /// over SSH and merged, run by run, as `tokbench merge` does, into a file or a
+    /// PostgreSQL server.
     Sync {
         /// Targets to sync (default: every one).
         names: Vec<String>,
@@ -559,11 +560,54 @@ async fn futures_join<F: Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> 
         .collect()
 }
 
-/// `targets sync`: each target's database, copied consistently over SSH, merged here.
+/// Where `targets sync` merges what it brings home: a SQLite file or a PostgreSQL server.
+enum SyncInto {
+    File(Store),
+    Server(tokbench_store::PgStore),
+}
+
+impl SyncInto {
+    async fn open(db: &Path) -> anyhow::Result<SyncInto> {
+        match db.to_str().filter(|d| tokbench_store::is_postgres_url(d)) {
+            Some(url) => tokbench_store::PgStore::open(url)
+                .await
+                .map(SyncInto::Server)
+                .map_err(|e| match e {
+                    tokbench_store::StoreError::NewerSchema { .. } => {
+                        anyhow::Error::new(BadInput(e.to_string()))
+                    }
+                    other => anyhow::Error::new(other),
+                }),
+            None => Store::open(db)
+                .await
+                .map(SyncInto::File)
+                .with_context(|| format!("cannot open the results database {}", db.display())),
+        }
+    }
+
+    async fn merge_from_target(
+        &self,
+        copy: &Path,
+        target: &str,
+    ) -> Result<tokbench_store::MergeReport, tokbench_store::StoreError> {
+        match self {
+            SyncInto::File(s) => s.merge_from_target(copy, Some(target)).await,
+            SyncInto::Server(s) => s.merge_sqlite_from_target(copy, target).await,
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            SyncInto::File(s) => s.close().await,
+            SyncInto::Server(s) => s.close().await,
+        }
+    }
+}
+
+/// `targets sync`: each target's database, copied consistently over SSH, merged here (into
+/// a file or a server).
 async fn sync(targets: &[Target], db: &Path) -> anyhow::Result<ExitCode> {
-    let store = Store::open(db)
-        .await
-        .with_context(|| format!("cannot open the results database {}", db.display()))?;
+    let store = SyncInto::open(db).await?;
     let tmp = tempfile::tempdir().context("cannot make a temporary directory")?;
     let mut worst = ExitCode::Ok;
     for (i, t) in targets.iter().enumerate() {
@@ -586,7 +630,7 @@ async fn sync(targets: &[Target], db: &Path) -> anyhow::Result<ExitCode> {
         let merged = async {
             std::fs::write(&copy, &bytes).context("cannot write its database here")?;
             // Runs that come home only now, never streamed, were measured on this target.
-            anyhow::Ok(store.merge_from_target(&copy, Some(&t.name)).await?)
+            anyhow::Ok(store.merge_from_target(&copy, &t.name).await?)
         }
         .await;
         let _ = std::fs::remove_file(&copy);

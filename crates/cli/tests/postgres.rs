@@ -513,15 +513,6 @@ fn a_finished_cell_replaces_an_interrupted_one_and_later_verdicts_follow() {
         pg.psql("tokbench", "SELECT COUNT(*) FROM verdict"),
         verdicts
     );
-
-    // `targets sync` writes SQLite only: it refuses the URL, without printing its password.
-    let out = tokbench(&["targets", "sync", "--db", url.as_str()])
-        .output()
-        .unwrap();
-    let e = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{e}");
-    assert!(e.contains("writes SQLite files only so far"), "{e}");
-    assert!(!e.contains(PASSWORD), "{e}");
 }
 
 #[test]

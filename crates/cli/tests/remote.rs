@@ -726,4 +726,59 @@ fn a_run_on_two_targets_into_postgres_forwards_each_targets_run() {
         "2|1|2"
     );
     assert_eq!(count(&journal, "SELECT COUNT(*) AS n FROM result"), 2);
+
+    // A run made on target a by hand, never streamed: `targets sync` into the server brings
+    // it home once (twice run, nothing doubles), named as measured on a, and the runs the
+    // server had keep their targets.
+    let theirs = tmp.path().join("wa/tokbench.db");
+    let out = tokbench(&[
+        "run",
+        suite.to_str().unwrap(),
+        "--db",
+        theirs.to_str().unwrap(),
+        "--plain",
+    ])
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for round in 0..2 {
+        let out = controller(
+            &sshd,
+            &[
+                "targets",
+                "--targets",
+                targets.to_str().unwrap(),
+                "sync",
+                "--db",
+                &url,
+            ],
+        )
+        .output()
+        .unwrap();
+        let e = stderr(&out);
+        assert!(out.status.success(), "{e}");
+        assert!(!e.contains(pg::PASSWORD), "{e}");
+        let new = if round == 0 {
+            "1 runs new"
+        } else {
+            "0 runs new"
+        };
+        assert!(e.contains(&format!("target a: {new}")), "{e}");
+        assert!(e.contains("target b: 0 runs new"), "{e}");
+    }
+    assert_eq!(
+        pg.psql(
+            "tokbench",
+            "SELECT target, COUNT(*) FROM run GROUP BY target ORDER BY target"
+        ),
+        "a|2\nb|1"
+    );
+    assert_eq!(
+        pg.psql(
+            "tokbench",
+            "SELECT COUNT(*) FROM (SELECT run_id, cell_index FROM result GROUP BY 1, 2 HAVING COUNT(*) > 1) d"
+        ),
+        "0"
+    );
+    assert_eq!(pg.psql("tokbench", "SELECT COUNT(*) FROM result"), "3");
 }

@@ -415,6 +415,26 @@ impl PgStore {
         src: &Path,
         only: Option<&str>,
     ) -> Result<MergeReport, StoreError> {
+        self.merge_sqlite_as(src, only, None).await
+    }
+
+    /// [`PgStore::merge_sqlite`] of a remote target's database (what `tokbench targets
+    /// sync` brought home): in the same transaction, every source run here that names no
+    /// target yet is named as measured on `target` (as [`Store::merge_from_target`]).
+    pub async fn merge_sqlite_from_target(
+        &self,
+        src: &Path,
+        target: &str,
+    ) -> Result<MergeReport, StoreError> {
+        self.merge_sqlite_as(src, None, Some(target)).await
+    }
+
+    async fn merge_sqlite_as(
+        &self,
+        src: &Path,
+        only: Option<&str>,
+        target: Option<&str>,
+    ) -> Result<MergeReport, StoreError> {
         let source = Store::open_read_only(src).await?;
         // A deadlock or serialization failure against another writer is retried: the
         // transaction was rolled back whole.
@@ -425,7 +445,7 @@ impl PgStore {
                 source: src.to_path_buf(),
                 ..MergeReport::default()
             };
-            match self.merge_from(&source, only, &mut attempt).await {
+            match self.merge_from(&source, only, target, &mut attempt).await {
                 Err(StoreError::Sql {
                     source: sqlx::Error::Database(d),
                     ..
@@ -443,6 +463,7 @@ impl PgStore {
         &self,
         source: &Store,
         only: Option<&str>,
+        target: Option<&str>,
         report: &mut MergeReport,
     ) -> Result<(), StoreError> {
         let fail = |what: &str| {
@@ -558,6 +579,14 @@ impl PgStore {
                     ids[0].expect("a new run is inserted")
                 }
             };
+            if let Some(target) = target {
+                sqlx::query("UPDATE run SET target = $1 WHERE id = $2 AND target IS NULL")
+                    .bind(target)
+                    .bind(dst_run)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(fail("record the run's target"))?;
+            }
             // A run the destination has whole (as many results as the source, finished in
             // both) is not read again: a nightly merge of a machine's whole history reads
             // only what is new.
