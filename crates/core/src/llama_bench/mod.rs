@@ -483,19 +483,18 @@ fn record_from_json(
     start: usize,
     object: JsonObject<'_>,
 ) -> Result<LlamaBenchRecord, LlamaBenchError> {
-    let mut fields = Fields {
-        line: index.line(start),
-        map: BTreeMap::new(),
-    };
+    let mut fields = Fields::new(index.line(start));
+    fields.slots.reserve(object.0.len());
+    // JsonObject has refused duplicate names: each is new.
     for (name, raw) in object.0 {
         let line = offset_in(input, raw.get()).map_or(fields.line, |o| index.line(o));
-        fields.map.insert(
+        fields.slots.push((
             name,
-            Field {
+            Some(Field {
                 line,
                 value: Value::Json(raw),
-            },
-        );
+            }),
+        ));
     }
     fields.into_record()
 }
@@ -677,13 +676,50 @@ fn convert<T: FieldType>(name: &str, field: &Field<'_>) -> Result<T, LlamaBenchE
 struct Fields<'a> {
     /// Where the test starts.
     line: usize,
-    map: BTreeMap<Cow<'a, str>, Field<'a>>,
+    /// Each field by name in the order written, `None` once taken. A list, not a map: a
+    /// test's ~45 names are taken in about the order llama-bench writes them, so the search
+    /// from where the last one was found mostly stops at once (a BTreeMap's inserts and
+    /// removes were a quarter of parsing a test).
+    slots: Vec<(Cow<'a, str>, Option<Field<'a>>)>,
+    /// Where the next search starts.
+    next: usize,
 }
 
-impl Fields<'_> {
+impl<'a> Fields<'a> {
+    fn new(line: usize) -> Self {
+        Self {
+            line,
+            slots: Vec::new(),
+            next: 0,
+        }
+    }
+
+    /// Sets `name` (a later value of the same name replaces the earlier, as SQLite's last
+    /// column of a name would be read).
+    fn set(&mut self, name: Cow<'a, str>, field: Field<'a>) {
+        match self.slots.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, slot)) => *slot = Some(field),
+            None => self.slots.push((name, Some(field))),
+        }
+    }
+
+    /// Takes the field `name`, if there is one not taken yet.
+    fn take(&mut self, name: &str) -> Option<Field<'a>> {
+        let n = self.slots.len();
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            let (slot_name, slot) = &mut self.slots[i];
+            if slot.is_some() && slot_name == name {
+                self.next = i + 1;
+                return slot.take();
+            }
+        }
+        None
+    }
+
     /// A field some builds do not print: absent or null is `None`.
     fn opt<T: FieldType>(&mut self, name: &'static str) -> Result<Option<T>, LlamaBenchError> {
-        match self.map.remove(name) {
+        match self.take(name) {
             Some(field) if !field.is_null() => convert(name, &field).map(Some),
             _ => Ok(None),
         }
@@ -691,7 +727,7 @@ impl Fields<'_> {
 
     /// A field every build prints: absent or null is an error.
     fn req<T: FieldType>(&mut self, name: &'static str) -> Result<T, LlamaBenchError> {
-        match self.map.remove(name) {
+        match self.take(name) {
             Some(field) => convert(name, &field),
             None => Err(LlamaBenchError::MissingField {
                 line: self.line,
@@ -751,7 +787,13 @@ impl Fields<'_> {
             extra: BTreeMap::new(),
             unknown: ParamSet::default(),
         };
-        let extra = std::mem::take(&mut self.map)
+        // The fields left, by name (the first bad one reported is the first by name).
+        let mut left: Vec<(Cow<'_, str>, Field<'_>)> = std::mem::take(&mut self.slots)
+            .into_iter()
+            .filter_map(|(name, field)| Some((name, field?)))
+            .collect();
+        left.sort_by(|(a, _), (b, _)| a.cmp(b));
+        let extra = left
             .into_iter()
             .map(|(name, field)| {
                 let value = extra_value(&name, &field)?;

@@ -367,16 +367,13 @@ impl<'a> SqlParser<'a, '_> {
         loop {
             let open = self.expect(TokKind::LParen, "`(`")?;
             let row_line = self.lexer.index.line(open.offset);
-            let mut fields = Fields {
-                line: row_line,
-                map: BTreeMap::new(),
-            };
+            let mut fields = Fields::new(row_line);
             let mut n = 0;
             loop {
                 let (value, offset) = self.value()?;
                 if let (Some((name, _)), Some(affinity)) = (columns.get(n), affinities.get(n)) {
                     let line = self.lexer.index.line(offset);
-                    fields.map.insert(
+                    fields.set(
                         name.clone().into(),
                         Field {
                             line,

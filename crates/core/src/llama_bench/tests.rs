@@ -62,3 +62,42 @@ fn iq_file_types_are_named_by_their_preset() {
     assert_eq!(quant_of("llama 8B Q2_K - Small"), "Q2_K_S");
     assert_eq!(quant_of("llama 7B mostly Q4_0"), "Q4_0");
 }
+
+#[test]
+fn fields_are_taken_by_name_in_any_order_once_and_a_later_sql_column_wins() {
+    let field = |line| Field {
+        line,
+        value: Value::Sql(SqlValue::Null, Affinity::Text),
+    };
+    let mut f = Fields::new(1);
+    for (name, line) in [("a", 1), ("b", 2), ("c", 3), ("b", 4)] {
+        f.set(name.into(), field(line));
+    }
+    assert_eq!(f.slots.len(), 3, "b once");
+    // Out of the written order, and from where the last search stopped.
+    assert_eq!(f.take("c").map(|x| x.line), Some(3));
+    assert_eq!(f.take("b").map(|x| x.line), Some(4));
+    assert!(f.take("b").is_none(), "taken once");
+    assert!(f.take("z").is_none());
+    assert_eq!(f.take("a").map(|x| x.line), Some(1));
+    assert!(f.take("a").is_none());
+    assert!(Fields::new(1).take("a").is_none(), "nothing to take");
+}
+
+#[test]
+fn unknown_fields_are_kept_whatever_their_order() {
+    let with_extra = record(512, 0, 0).replace(
+        "\"build_commit\"",
+        "\"zeta\": [1, 2], \"alpha\": \"x\", \"build_commit\"",
+    );
+    let r = &parse_json(&format!("[{with_extra}]")).unwrap()[0];
+    assert_eq!(
+        r.extra.keys().collect::<Vec<_>>(),
+        ["alpha", "zeta"],
+        "{:?}",
+        r.extra
+    );
+    assert_eq!(r.extra["zeta"], serde_json::json!([1, 2]));
+    assert_eq!(r.n_prompt, 512);
+    assert_eq!(r.build_commit, "abc");
+}
