@@ -152,6 +152,23 @@ for mode in batch stepwise; do
 done
 logits=$(($(date +%s) - t2))
 
+# doctor lists the devices the engine's llama.cpp sees: lavapipe where GGML_VK_VISIBLE_DEVICES
+# names it; without it, none of Vulkan's, which a Vulkan build is told to fix.
+seen=$("$TB" doctor --db "$WORK/check.db" | grep "engine devices" || true)
+if [[ $seen == *llvmpipe* ]]; then
+    echo "ok    doctor: ${seen#*] }"
+else
+    echo "FAIL  doctor names no llvmpipe device: '$seen'"
+    fails=$((fails + 1))
+fi
+hidden=$(env -u GGML_VK_VISIBLE_DEVICES "$TB" doctor --db "$WORK/check.db" || true)
+if [[ $hidden == *"llama.cpp sees no Vulkan device"*GGML_VK_VISIBLE_DEVICES* ]]; then
+    echo "ok    doctor, lavapipe hidden: says llama.cpp sees no Vulkan device, and how to show it"
+else
+    echo "FAIL  doctor, lavapipe hidden, did not say so: $hidden"
+    fails=$((fails + 1))
+fi
+
 "$TB" query "SELECT r.backend, r.test, r.n_gpu_layers AS ngl,
         r.n_layers_offloaded || '/' || r.n_layers_total AS offloaded,
         ROUND(r.prefill_tps, 1) AS pp_tps, ROUND(r.decode_tps, 2) AS tg_tps,

@@ -293,11 +293,74 @@ fn accelerator(built: &str, d: &Devices) -> Vec<Finding> {
             "built for CUDA, but no NVIDIA GPU is seen: every cell would fail or fall back to the CPU",
             "run it on the GPU machine, or build without `--features cuda` here",
         )),
-        ("vulkan", true, true) => out.push(note(
-            "built for Vulkan, and no GPU is seen (a software Vulkan device may still be there)",
-            "`vulkaninfo --summary` lists the Vulkan devices; llama.cpp skips CPU-type devices unless GGML_VK_VISIBLE_DEVICES names them",
-        )),
+        // A Vulkan build with no GPU in sysfs may still have a Vulkan device (a software
+        // one, lavapipe): what llama.cpp itself sees is the next finding.
         _ => {}
+    }
+    out
+}
+
+/// The devices the engine's llama.cpp sees (the engine started once with no work), and,
+/// in a GPU build, whether one of them is the accelerator it was built for.
+async fn engine_devices(built: &str) -> Vec<Finding> {
+    let engine = match std::env::current_exe() {
+        Ok(program) => tokbench_runner::EngineCommand {
+            program,
+            args: vec!["engine".into()],
+            envs: Vec::new(),
+        },
+        Err(e) => {
+            return vec![fix(
+                format!("cannot find this tokbench to start its engine: {e}"),
+                "run tokbench from its file, not a deleted or moved one",
+            )]
+        }
+    };
+    let devices = match tokbench_runner::probe_engine_devices(&engine).await {
+        Ok(d) => d,
+        Err(e) => {
+            return vec![fix(
+            format!("the engine does not start: {e}"),
+            "`tokbench engine` is this binary's own; a build that cannot start it cannot measure",
+        )]
+        }
+    };
+    let shown: Vec<String> = devices
+        .iter()
+        .map(|d| match d.memory_total {
+            0 => format!("{} ({})", d.name, d.description),
+            m => format!(
+                "{} ({}, {:.1} GiB)",
+                d.name,
+                d.description,
+                m as f64 / f64::from(1u32 << 30)
+            ),
+        })
+        .collect();
+    let mut out = vec![ok(format!(
+        "engine devices (llama.cpp): {}",
+        match shown.is_empty() {
+            true => "none".to_string(),
+            false => shown.join(", "),
+        }
+    ))];
+    let backend = match built {
+        "cuda" => Some("CUDA"),
+        "vulkan" => Some("Vulkan"),
+        "metal" => Some("Metal"),
+        _ => None,
+    };
+    if let Some(b) = backend {
+        if !devices.iter().any(|d| d.backend.eq_ignore_ascii_case(b)) {
+            out.push(fix(
+                format!("built for {built}, but llama.cpp sees no {b} device: every layer would run on the CPU"),
+                match built {
+                    "vulkan" => "`vulkaninfo --summary` lists the Vulkan devices; llama.cpp skips CPU-type ones (lavapipe) unless GGML_VK_VISIBLE_DEVICES names them (`GGML_VK_VISIBLE_DEVICES=0`)",
+                    "cuda" => "`nvidia-smi` should list the GPU; CUDA_VISIBLE_DEVICES may hide it",
+                    _ => "check the GPU's driver",
+                },
+            ));
+        }
     }
     out
 }
@@ -315,10 +378,11 @@ pub async fn doctor_command(args: &DbArgs) -> anyhow::Result<ExitCode> {
     let sections = [
         ("database", database(db).await),
         ("backends", backends()),
-        (
-            "accelerator",
-            accelerator(tokbench_engine::accel(), &devices()),
-        ),
+        ("accelerator", {
+            let mut found = accelerator(tokbench_engine::accel(), &devices());
+            found.extend(engine_devices(tokbench_engine::accel()).await);
+            found
+        }),
         ("telemetry", telemetry()),
     ];
     let mut to_fix = 0;

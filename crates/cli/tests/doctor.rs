@@ -105,6 +105,12 @@ fn doctor_matches_the_build_against_the_gpus_it_sees() {
     }
     assert!(text.contains("engine built for: cpu"), "{text}");
     assert!(text.contains("GPUs seen: NVIDIA H200"), "{text}");
+    // What the engine's llama.cpp sees: the CPU (a CPU build lists no GPU device).
+    let line = text
+        .lines()
+        .find(|l| l.contains("engine devices (llama.cpp): "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("[ok]") && line.contains("CPU ("), "{line}");
     assert!(
         text.contains("[fix] this is a CPU build on a machine with NVIDIA H200")
             && text.contains("--features cuda"),

@@ -24,7 +24,9 @@ use tokbench_core::{
 };
 use tokio::sync::{mpsc, watch};
 
-pub use crate::backend::engine::{probe_engine, probe_engine_with, EngineCommand, ProbeError};
+pub use crate::backend::engine::{
+    probe_engine, probe_engine_devices, probe_engine_with, EngineCommand, EngineDevice, ProbeError,
+};
 use crate::backend::unmeasured;
 
 /// A model ready to load: the file and what it is.

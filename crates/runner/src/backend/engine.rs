@@ -60,11 +60,58 @@ pub async fn probe_engine(engine: &EngineCommand) -> Result<BackendBuild, ProbeE
     probe_engine_with(&RealProcesses, engine).await
 }
 
+/// A device llama.cpp's backends list in the engine (`backend:name:description:bytes` in
+/// its hello).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineDevice {
+    /// The ggml backend: `CPU`, `Vulkan`, `CUDA`, `Metal`, …
+    pub backend: String,
+    /// `Vulkan0`, `CUDA0`, `CPU`.
+    pub name: String,
+    /// The driver's name for it: `llvmpipe (LLVM 15.0.6, 256 bits)`, `NVIDIA H200`.
+    pub description: String,
+    /// The memory llama.cpp says it has.
+    pub memory_total: u64,
+}
+
+impl EngineDevice {
+    /// One device of the engine's hello; a description may hold `:`.
+    pub fn parse(s: &str) -> Option<EngineDevice> {
+        let (backend, rest) = s.split_once(':')?;
+        let (name, rest) = rest.split_once(':')?;
+        let (description, memory) = rest.rsplit_once(':')?;
+        Some(EngineDevice {
+            backend: backend.to_string(),
+            name: name.to_string(),
+            description: description.to_string(),
+            memory_total: memory.parse().ok()?,
+        })
+    }
+}
+
+/// The devices the engine's llama.cpp sees (what `tokbench doctor` lists): it is started
+/// once with no work, as [`probe_engine`] does.
+pub async fn probe_engine_devices(engine: &EngineCommand) -> Result<Vec<EngineDevice>, ProbeError> {
+    let (_, devices) = hello(&RealProcesses, engine).await?;
+    Ok(devices
+        .iter()
+        .filter_map(|d| EngineDevice::parse(d))
+        .collect())
+}
+
 /// [`probe_engine`], starting the engine through `launcher`.
 pub async fn probe_engine_with(
     launcher: &dyn Launcher,
     engine: &EngineCommand,
 ) -> Result<BackendBuild, ProbeError> {
+    hello(launcher, engine).await.map(|(build, _)| build)
+}
+
+/// The engine's hello: its build, and its devices as it wrote them.
+async fn hello(
+    launcher: &dyn Launcher,
+    engine: &EngineCommand,
+) -> Result<(BackendBuild, Vec<String>), ProbeError> {
     let job = EngineJob {
         protocol: PROTOCOL_VERSION,
         model_path: PathBuf::new(),
@@ -89,17 +136,20 @@ pub async fn probe_engine_with(
                 accel,
                 system_info,
                 devices,
-            }) if protocol == PROTOCOL_VERSION => Ok(BackendBuild {
-                name: "engine".into(),
-                version: format!("tokbench {} / {version}", env!("CARGO_PKG_VERSION")),
-                commit: None,
-                accel,
-                flags: if devices.is_empty() {
-                    system_info
-                } else {
-                    format!("{system_info} | devices: {}", devices.join(", "))
+            }) if protocol == PROTOCOL_VERSION => Ok((
+                BackendBuild {
+                    name: "engine".into(),
+                    version: format!("tokbench {} / {version}", env!("CARGO_PKG_VERSION")),
+                    commit: None,
+                    accel,
+                    flags: if devices.is_empty() {
+                        system_info
+                    } else {
+                        format!("{system_info} | devices: {}", devices.join(", "))
+                    },
                 },
-            }),
+                devices,
+            )),
             Ok(EngineEvent::Hello { protocol, .. }) => {
                 Err(ProbeError::Protocol { theirs: protocol })
             }
@@ -614,5 +664,31 @@ impl Engine {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod device_tests {
+    use super::EngineDevice;
+
+    #[test]
+    fn an_engine_device_is_read_from_its_hello_whatever_its_description_holds() {
+        let d = EngineDevice::parse("Vulkan:Vulkan0:llvmpipe (LLVM 15.0.6, 256 bits):2147483648");
+        assert_eq!(
+            d,
+            Some(EngineDevice {
+                backend: "Vulkan".into(),
+                name: "Vulkan0".into(),
+                description: "llvmpipe (LLVM 15.0.6, 256 bits)".into(),
+                memory_total: 2147483648,
+            })
+        );
+        let d = EngineDevice::parse("CPU:CPU:Model: X 9000:0").unwrap();
+        assert_eq!(
+            (d.description.as_str(), d.memory_total),
+            ("Model: X 9000", 0)
+        );
+        assert_eq!(EngineDevice::parse("CPU:CPU:no size"), None);
+        assert_eq!(EngineDevice::parse("garbage"), None);
     }
 }
