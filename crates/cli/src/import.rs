@@ -166,16 +166,7 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
         .filter(|d| tokbench_store::is_postgres_url(d));
     let (server, scratch) = match url {
         Some(url) => (
-            Some(
-                tokbench_store::PgStore::open(url)
-                    .await
-                    .map_err(|e| match e {
-                        tokbench_store::StoreError::NewerSchema { .. } => {
-                            anyhow::Error::new(BadInput(e.to_string()))
-                        }
-                        other => anyhow::Error::new(other),
-                    })?,
-            ),
+            Some(crate::snapshot::open_server(url).await?),
             Some(crate::snapshot::scratch(url)?),
         ),
         None => (None, None),

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use tokbench_store::{PgStore, PruneReport, Store, StoreError};
+use tokbench_store::{PgStore, PruneReport, Store};
 
 use crate::exit::{BadInput, ExitCode};
 
@@ -45,13 +45,7 @@ enum Db {
 impl Db {
     async fn open(db: &std::path::Path) -> anyhow::Result<Db> {
         match db.to_str().filter(|d| tokbench_store::is_postgres_url(d)) {
-            Some(url) => PgStore::open(url)
-                .await
-                .map(Db::Server)
-                .map_err(|e| match e {
-                    StoreError::NewerSchema { .. } => anyhow::Error::new(BadInput(e.to_string())),
-                    other => anyhow::Error::new(other),
-                }),
+            Some(url) => crate::snapshot::open_server(url).await.map(Db::Server),
             None => {
                 // Pruning a file that is not there would create an empty one and report
                 // nothing.

@@ -79,6 +79,15 @@ fn tempdir() -> anyhow::Result<tempfile::TempDir> {
         .context("cannot create a temporary directory for the server's snapshot ($TMPDIR)")
 }
 
+/// The PostgreSQL database at `url`, opened to write (migrated): one at a newer schema than
+/// this tokbench is bad input (exit 2), as a SQLite file's is.
+pub async fn open_server(url: &str) -> anyhow::Result<PgStore> {
+    PgStore::open(url).await.map_err(|e| match e {
+        StoreError::NewerSchema { .. } => anyhow::Error::new(BadInput(e.to_string())),
+        other => anyhow::Error::new(other),
+    })
+}
+
 /// The runs `filter` picks out of the PostgreSQL database at `url`, into a new SQLite file
 /// at `out` (removed again when the copy fails). Returns the runs copied.
 pub async fn export(url: &str, filter: &RunFilter, out: &Path) -> anyhow::Result<u64> {

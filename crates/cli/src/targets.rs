@@ -569,15 +569,9 @@ enum SyncInto {
 impl SyncInto {
     async fn open(db: &Path) -> anyhow::Result<SyncInto> {
         match db.to_str().filter(|d| tokbench_store::is_postgres_url(d)) {
-            Some(url) => tokbench_store::PgStore::open(url)
+            Some(url) => crate::snapshot::open_server(url)
                 .await
-                .map(SyncInto::Server)
-                .map_err(|e| match e {
-                    tokbench_store::StoreError::NewerSchema { .. } => {
-                        anyhow::Error::new(BadInput(e.to_string()))
-                    }
-                    other => anyhow::Error::new(other),
-                }),
+                .map(SyncInto::Server),
             None => Store::open(db)
                 .await
                 .map(SyncInto::File)
