@@ -531,6 +531,9 @@ impl PgStore {
             .collect();
         let run_cols = copier.columns(&mut tx, "run").await?;
         let result_cols = copier.columns(&mut tx, "result").await?;
+        // Every source run's id here, added or already here: a sync names them after its
+        // target at the end, in one statement.
+        let mut merged_runs = Vec::with_capacity(runs.len());
         for run in &runs {
             let src_run = run.int("id");
             let uuid = run.text("uuid").unwrap_or_default();
@@ -579,14 +582,7 @@ impl PgStore {
                     ids[0].expect("a new run is inserted")
                 }
             };
-            if let Some(target) = target {
-                sqlx::query("UPDATE run SET target = $1 WHERE id = $2 AND target IS NULL")
-                    .bind(target)
-                    .bind(dst_run)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(fail("record the run's target"))?;
-            }
+            merged_runs.push(dst_run);
             // A run the destination has whole (as many results as the source, finished in
             // both) is not read again: a nightly merge of a machine's whole history reads
             // only what is new.
@@ -769,6 +765,14 @@ impl PgStore {
                 .await?;
                 report.change_points_added += 1;
             }
+        }
+        if let Some(target) = target {
+            sqlx::query("UPDATE run SET target = $1 WHERE target IS NULL AND id = ANY($2)")
+                .bind(target)
+                .bind(&merged_runs)
+                .execute(&mut *tx)
+                .await
+                .map_err(fail("record the runs' target"))?;
         }
         tx.commit().await.map_err(fail("commit"))?;
         Ok(())
