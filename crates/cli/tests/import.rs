@@ -161,6 +161,56 @@ fn a_test_tokbench_cannot_store_is_refused_before_the_database_is_made() {
     let e = stderr(&out);
     assert!(e.contains("odd.json") && e.contains("q9_9"), "{e}");
     assert!(!db.exists(), "a refused import made {}", db.display());
+    // Nor is anything left beside it: the new database was being written under another
+    // name, removed when the import failed.
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "odd.json")
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn a_bad_file_after_good_ones_leaves_an_existing_database_as_it_was() {
+    // Files are stored while later ones are still parsed, all in one transaction: a bad
+    // last file undoes what the good ones before it wrote.
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("i.db");
+    let dbs = db.to_str().unwrap();
+    run_ok(&["import", fixture("r3.sql").to_str().unwrap(), "--db", dbs]);
+    let count = |db: &Path| {
+        let n = query(
+            db,
+            "SELECT (SELECT COUNT(*) FROM run) AS runs, (SELECT COUNT(*) FROM result) AS results,
+                    (SELECT COUNT(*) FROM repetition) AS reps, (SELECT COUNT(*) FROM model) AS models",
+        );
+        ["runs", "results", "reps", "models"].map(|c| f(&n[0], c).unwrap())
+    };
+    let before = count(&db);
+    assert_eq!(before[..2], [1.0, 4.0]);
+    let (out, same) = import_altered(
+        tmp.path(),
+        "odd.json",
+        "\"type_k\": \"f16\"",
+        "\"type_k\": \"q9_9\"",
+        &[fixture("r1.json"), fixture("r4.json")],
+    );
+    assert_eq!(same, db);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(e.contains("odd.json") && e.contains("q9_9"), "{e}");
+    assert_eq!(count(&db), before, "{e}");
+    assert_eq!(integrity(&db), "ok");
+    // The good files alone import whole afterwards.
+    let out = run_ok(&[
+        "import",
+        fixture("r1.json").to_str().unwrap(),
+        fixture("r4.json").to_str().unwrap(),
+        "--db",
+        dbs,
+    ]);
+    assert_eq!(count(&db)[0], 3.0, "{}", stderr(&out));
 }
 
 #[test]
@@ -525,4 +575,51 @@ fn the_community_dataset_imports_whole() {
             stderr(&out).contains("compare-llama-bench") || stderr(&out).contains("-bench table")
         );
     }
+}
+
+#[test]
+fn a_new_database_needs_its_directory_and_clears_what_killed_imports_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r1 = fixture("r1.json");
+    // A directory that is not there: said, exit 2, nothing made.
+    let nowhere = tmp.path().join("nowhere").join("i.db");
+    let out = tokbench(&[
+        "import",
+        r1.to_str().unwrap(),
+        "--db",
+        nowhere.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nowhere does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    // What an import killed mid-way left (its process gone) is removed by the next import
+    // of that database; a running import's files are not.
+    let gone = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    };
+    let stale = [
+        tmp.path().join(format!(".i.db.import-{gone}")),
+        tmp.path().join(format!(".i.db.import-{gone}-wal")),
+    ];
+    let live = tmp
+        .path()
+        .join(format!(".i.db.import-{}", std::process::id()));
+    for f in stale.iter().chain([&live]) {
+        std::fs::write(f, "half").unwrap();
+    }
+    let db = tmp.path().join("i.db");
+    run_ok(&["import", r1.to_str().unwrap(), "--db", db.to_str().unwrap()]);
+    assert_eq!(integrity(&db), "ok");
+    for f in &stale {
+        assert!(!f.exists(), "{} stays", f.display());
+    }
+    assert!(live.exists());
 }

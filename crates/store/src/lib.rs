@@ -38,7 +38,7 @@ pub use prune::PruneReport;
 pub use redact::{RedactReport, Redactor};
 pub use series::{history_statement, run_statement, NewVerdict, SeriesColumn, SeriesResult};
 pub use tokbench_core::fit::FitInput;
-pub use write::{BatchCell, Rate};
+pub use write::{Batch, BatchCell, Rate};
 
 /// The largest database that `run`, `import` and `merge` check whole when they finish (see
 /// [`Store::integrity_check_up_to`]): about 0.4 s of SQLite's integrity check here, some

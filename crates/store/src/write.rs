@@ -4,71 +4,15 @@
 use super::*;
 use crate::columns::{Insert, Value};
 use crate::raw::Writer;
+use sqlx::SqliteConnection;
 
 impl Store {
     /// Records the host (once per identity) and a new run on it.
     pub async fn begin_run(&self, run: &NewRun, host: &HostInfo) -> Result<RunId, StoreError> {
         let mut tx = self.pool.begin().await.map_err(sql("begin a run"))?;
-        let HostInfo {
-            hostname,
-            cpu_model,
-            cpu_cores_logical,
-            cpu_cores_physical,
-            memory_total_bytes,
-            os,
-            kernel,
-            arch,
-            gpus,
-        } = host;
-        let gpus_json = serde_json::to_string(gpus).unwrap_or_else(|_| "[]".into());
-        sqlx::query(
-            "INSERT INTO host (identity, hostname, cpu_model, cpu_cores_logical, cpu_cores_physical,
-                               memory_total_bytes, os, kernel, arch, gpus_json, first_seen_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (identity) DO UPDATE SET os = excluded.os, kernel = excluded.kernel",
-        )
-        .bind(host.identity())
-        .bind(hostname)
-        .bind(cpu_model)
-        .bind(cpu_cores_logical)
-        .bind(cpu_cores_physical)
-        .bind(memory_total_bytes.map(|b| b as i64))
-        .bind(os)
-        .bind(kernel)
-        .bind(arch)
-        .bind(gpus_json)
-        .bind(&run.started_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(sql("record the host"))?;
-        let (host_id,): (i64,) = sqlx::query_as("SELECT id FROM host WHERE identity = ?")
-            .bind(host.identity())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(sql("record the host"))?;
-        let id = sqlx::query(
-            "INSERT INTO run (uuid, started_at, suite_name, suite_path, config_text,
-                              tokbench_version, trigger, status, cells_total, host_id, source,
-                              hardware)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
-        )
-        .bind(&run.uuid)
-        .bind(&run.started_at)
-        .bind(&run.suite_name)
-        .bind(&run.suite_path)
-        .bind(&run.config_text)
-        .bind(&run.tokbench_version)
-        .bind(&run.trigger)
-        .bind(run.cells_total as i64)
-        .bind(host_id)
-        .bind(&run.source)
-        .bind(&run.hardware)
-        .execute(&mut *tx)
-        .await
-        .map_err(sql("record the run"))?
-        .last_insert_rowid();
+        let id = begin_run(&mut tx, run, host).await?;
         tx.commit().await.map_err(sql("record the run"))?;
-        Ok(RunId(id))
+        Ok(id)
     }
 
     /// Marks a run finished.
@@ -78,14 +22,8 @@ impl Store {
         status: RunStatus,
         finished_at: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE run SET status = ?, finished_at = ? WHERE id = ?")
-            .bind(status.as_str())
-            .bind(finished_at)
-            .bind(run.0)
-            .execute(&self.pool)
-            .await
-            .map_err(sql("finish the run"))?;
-        Ok(())
+        let mut conn = self.pool.acquire().await.map_err(sql("finish the run"))?;
+        finish_run(&mut conn, run, status, finished_at).await
     }
 
     /// Records where a run came from: the command that started it with others (one run
@@ -140,53 +78,18 @@ impl Store {
 
     /// A stored run, by UUID.
     pub async fn run_by_uuid(&self, uuid: &str) -> Result<Option<StoredRun>, StoreError> {
-        #[derive(sqlx::FromRow)]
-        struct Row {
-            id: i64,
-            uuid: String,
-            suite_path: Option<String>,
-            config_text: Option<String>,
-            status: String,
-        }
-        let row: Option<Row> = sqlx::query_as(
-            "SELECT id, uuid, suite_path, config_text, status FROM run WHERE uuid = ?",
-        )
-        .bind(uuid)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(sql("look up the run"))?;
-        let Some(Row {
-            id,
-            uuid,
-            suite_path,
-            config_text,
-            status,
-        }) = row
-        else {
-            return Ok(None);
-        };
-        let status = status.parse::<RunStatus>().map_err(|e| StoreError::Sql {
-            what: format!("read run {uuid}"),
-            source: sqlx::Error::Decode(Box::new(e)),
-        })?;
-        Ok(Some(StoredRun {
-            id: RunId(id),
-            uuid,
-            suite_path,
-            config_text,
-            status,
-        }))
+        let mut conn = self.pool.acquire().await.map_err(sql("look up the run"))?;
+        run_by_uuid(&mut conn, uuid).await
     }
 
     /// The cell indices of a run that have a stored result.
     pub async fn stored_cells(&self, run: RunId) -> Result<Vec<usize>, StoreError> {
-        let rows: Vec<(i64,)> =
-            sqlx::query_as("SELECT DISTINCT cell_index FROM result WHERE run_id = ? ORDER BY 1")
-                .bind(run.0)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(sql("read the run's cells"))?;
-        Ok(rows.into_iter().map(|(i,)| i as usize).collect())
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(sql("read the run's cells"))?;
+        stored_cells(&mut conn, run).await
     }
 
     /// Removes a run's results that were cut short by an interrupt, so a resume measures
@@ -295,53 +198,249 @@ impl Store {
     }
 
     /// Stores many cells of one run, each with the build and model it ran on, in one
-    /// transaction (all or none), every statement prepared once: what `import` writes
-    /// through.
+    /// transaction (all or none), every statement prepared once.
     pub async fn insert_batch(
         &self,
         run: RunId,
         cells: &[BatchCell<'_>],
     ) -> Result<Vec<ResultId>, StoreError> {
+        let mut batch = self.begin_batch().await?;
+        let ids = batch.insert_cells(run, cells).await?;
+        batch.commit().await?;
+        Ok(ids)
+    }
+
+    /// A transaction for many runs' writes, all or none: what `import` writes through, so
+    /// that a bad file among many leaves the database as it was. It holds the store's one
+    /// connection, and SQLite's write lock, until [`Batch::commit`] or until dropped (which
+    /// rolls back): no other call on this store may be made meanwhile.
+    pub async fn begin_batch(&self) -> Result<Batch, StoreError> {
         // IMMEDIATE: the write lock first, since [`ResultRows`] reads the largest id before
         // it writes (a deferred transaction's read could go stale under another writer).
-        let mut tx = self
+        let tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(sql("store results"))?;
-        let ids = {
-            let mut handle = tx.lock_handle().await.map_err(sql("store results"))?;
-            let mut w = Writer::new(handle.as_raw_handle());
-            let mut ids = Vec::with_capacity(cells.len());
-            let mut batch = ResultRows::new(&mut w)?;
-            // A batch names a few builds and models, each found or recorded once.
-            let mut builds = Vec::new();
-            let mut models = Vec::new();
-            for c in cells {
-                let build = seen(&mut builds, c.build, || build_id(&mut w, c.build))?;
-                let model = c
-                    .model
-                    .map(|m| seen(&mut models, m, || model_id(&mut w, m)))
-                    .transpose()?;
-                ids.push(batch.push(
-                    &mut w,
-                    run,
-                    build,
-                    model,
-                    Row {
-                        model_name: c.model_name,
-                        repetitions_expected: c.repetitions_expected,
-                        result: c.result,
-                        rate_summary: c.rate_summary,
-                    },
-                )?);
-            }
-            batch.finish(&mut w)?;
-            ids
-        };
-        tx.commit().await.map_err(sql("store results"))?;
+        Ok(Batch { tx })
+    }
+}
+
+/// Writes of many runs in one transaction: see [`Store::begin_batch`].
+pub struct Batch {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch").finish_non_exhaustive()
+    }
+}
+
+impl Batch {
+    /// [`Store::run_by_uuid`], seeing what this batch wrote.
+    pub async fn run_by_uuid(&mut self, uuid: &str) -> Result<Option<StoredRun>, StoreError> {
+        run_by_uuid(&mut self.tx, uuid).await
+    }
+
+    /// [`Store::begin_run`], in this batch.
+    pub async fn begin_run(&mut self, run: &NewRun, host: &HostInfo) -> Result<RunId, StoreError> {
+        begin_run(&mut self.tx, run, host).await
+    }
+
+    /// [`Store::stored_cells`], seeing what this batch wrote.
+    pub async fn stored_cells(&mut self, run: RunId) -> Result<Vec<usize>, StoreError> {
+        stored_cells(&mut self.tx, run).await
+    }
+
+    /// [`Store::finish_run`], in this batch.
+    pub async fn finish_run(
+        &mut self,
+        run: RunId,
+        status: RunStatus,
+        finished_at: &str,
+    ) -> Result<(), StoreError> {
+        finish_run(&mut self.tx, run, status, finished_at).await
+    }
+
+    /// Stores many cells of one run, each with the build and model it ran on, every
+    /// statement prepared once (for this call).
+    pub async fn insert_cells(
+        &mut self,
+        run: RunId,
+        cells: &[BatchCell<'_>],
+    ) -> Result<Vec<ResultId>, StoreError> {
+        let mut handle = self.tx.lock_handle().await.map_err(sql("store results"))?;
+        let mut w = Writer::new(handle.as_raw_handle());
+        let mut ids = Vec::with_capacity(cells.len());
+        let mut batch = ResultRows::new(&mut w)?;
+        // A batch names a few builds and models, each found or recorded once.
+        let mut builds = Vec::new();
+        let mut models = Vec::new();
+        for c in cells {
+            let build = seen(&mut builds, c.build, || build_id(&mut w, c.build))?;
+            let model = c
+                .model
+                .map(|m| seen(&mut models, m, || model_id(&mut w, m)))
+                .transpose()?;
+            ids.push(batch.push(
+                &mut w,
+                run,
+                build,
+                model,
+                Row {
+                    model_name: c.model_name,
+                    repetitions_expected: c.repetitions_expected,
+                    result: c.result,
+                    rate_summary: c.rate_summary,
+                },
+            )?);
+        }
+        batch.finish(&mut w)?;
         Ok(ids)
     }
+
+    /// Makes every write of the batch durable at once.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await.map_err(sql("store results"))
+    }
+}
+
+/// [`Store::begin_run`] on `conn`, in the caller's transaction.
+async fn begin_run(
+    conn: &mut SqliteConnection,
+    run: &NewRun,
+    host: &HostInfo,
+) -> Result<RunId, StoreError> {
+    let HostInfo {
+        hostname,
+        cpu_model,
+        cpu_cores_logical,
+        cpu_cores_physical,
+        memory_total_bytes,
+        os,
+        kernel,
+        arch,
+        gpus,
+    } = host;
+    let gpus_json = serde_json::to_string(gpus).unwrap_or_else(|_| "[]".into());
+    sqlx::query(
+        "INSERT INTO host (identity, hostname, cpu_model, cpu_cores_logical, cpu_cores_physical,
+                           memory_total_bytes, os, kernel, arch, gpus_json, first_seen_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (identity) DO UPDATE SET os = excluded.os, kernel = excluded.kernel",
+    )
+    .bind(host.identity())
+    .bind(hostname)
+    .bind(cpu_model)
+    .bind(cpu_cores_logical)
+    .bind(cpu_cores_physical)
+    .bind(memory_total_bytes.map(|b| b as i64))
+    .bind(os)
+    .bind(kernel)
+    .bind(arch)
+    .bind(gpus_json)
+    .bind(&run.started_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(sql("record the host"))?;
+    let (host_id,): (i64,) = sqlx::query_as("SELECT id FROM host WHERE identity = ?")
+        .bind(host.identity())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(sql("record the host"))?;
+    let id = sqlx::query(
+        "INSERT INTO run (uuid, started_at, suite_name, suite_path, config_text,
+                          tokbench_version, trigger, status, cells_total, host_id, source,
+                          hardware)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+    )
+    .bind(&run.uuid)
+    .bind(&run.started_at)
+    .bind(&run.suite_name)
+    .bind(&run.suite_path)
+    .bind(&run.config_text)
+    .bind(&run.tokbench_version)
+    .bind(&run.trigger)
+    .bind(run.cells_total as i64)
+    .bind(host_id)
+    .bind(&run.source)
+    .bind(&run.hardware)
+    .execute(&mut *conn)
+    .await
+    .map_err(sql("record the run"))?
+    .last_insert_rowid();
+    Ok(RunId(id))
+}
+
+/// [`Store::finish_run`] on `conn`.
+async fn finish_run(
+    conn: &mut SqliteConnection,
+    run: RunId,
+    status: RunStatus,
+    finished_at: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE run SET status = ?, finished_at = ? WHERE id = ?")
+        .bind(status.as_str())
+        .bind(finished_at)
+        .bind(run.0)
+        .execute(conn)
+        .await
+        .map_err(sql("finish the run"))?;
+    Ok(())
+}
+
+/// [`Store::run_by_uuid`] on `conn`.
+async fn run_by_uuid(
+    conn: &mut SqliteConnection,
+    uuid: &str,
+) -> Result<Option<StoredRun>, StoreError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id: i64,
+        uuid: String,
+        suite_path: Option<String>,
+        config_text: Option<String>,
+        status: String,
+    }
+    let row: Option<Row> =
+        sqlx::query_as("SELECT id, uuid, suite_path, config_text, status FROM run WHERE uuid = ?")
+            .bind(uuid)
+            .fetch_optional(conn)
+            .await
+            .map_err(sql("look up the run"))?;
+    let Some(Row {
+        id,
+        uuid,
+        suite_path,
+        config_text,
+        status,
+    }) = row
+    else {
+        return Ok(None);
+    };
+    let status = status.parse::<RunStatus>().map_err(|e| StoreError::Sql {
+        what: format!("read run {uuid}"),
+        source: sqlx::Error::Decode(Box::new(e)),
+    })?;
+    Ok(Some(StoredRun {
+        id: RunId(id),
+        uuid,
+        suite_path,
+        config_text,
+        status,
+    }))
+}
+
+/// [`Store::stored_cells`] on `conn`.
+async fn stored_cells(conn: &mut SqliteConnection, run: RunId) -> Result<Vec<usize>, StoreError> {
+    let rows: Vec<(i64,)> =
+        sqlx::query_as("SELECT DISTINCT cell_index FROM result WHERE run_id = ? ORDER BY 1")
+            .bind(run.0)
+            .fetch_all(conn)
+            .await
+            .map_err(sql("read the run's cells"))?;
+    Ok(rows.into_iter().map(|(i,)| i as usize).collect())
 }
 
 /// One cell of [`Store::insert_batch`]: its result, with the build and model it ran on.
@@ -451,7 +550,15 @@ pub(crate) fn model_id(w: &mut Writer, m: &ModelRecord) -> Result<ModelId, Store
         .set("n_params", not_past_i64("n_params", *n_params)?)
         .set("file_bytes", not_past_i64("file_bytes", *file_bytes)?)
         .set("file_sha256", file_sha256.as_str())
-        .set("shape_json", shape_json.as_str())
+        // Nothing known of the shape is `{}` (the column's default), never empty text,
+        // which is not JSON (a server's jsonb refuses it).
+        .set(
+            "shape_json",
+            match shape_json.trim() {
+                "" => "{}",
+                shape => shape,
+            },
+        )
         .set("origin", origin.as_str())
         .on_conflict_do_nothing();
     find_or_insert(
