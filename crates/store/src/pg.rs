@@ -263,6 +263,20 @@ impl PgStore {
         self.pool.close().await;
     }
 
+    /// How many results the run with this UUID has here (0 for a run the server lacks).
+    pub async fn run_results(&self, uuid: &str) -> Result<i64, StoreError> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM result JOIN run ON run.id = result.run_id WHERE run.uuid = $1",
+        )
+        .bind(uuid)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| StoreError::Sql {
+            what: format!("count the run's results on {}", self.shown),
+            source: e,
+        })
+    }
+
     /// The status of the run with this UUID (`ok`, `running`, …), if the server has it.
     pub async fn run_status(&self, uuid: &str) -> Result<Option<String>, StoreError> {
         sqlx::query_scalar("SELECT status FROM run WHERE uuid = $1")
@@ -1233,10 +1247,29 @@ async fn find_id(
 /// A source value of column `c` of `table`, its foreign key mapped through `maps`.
 fn mapped(
     table: &str,
-    c: &str,
+    (c, ty): &(String, String),
     v: Option<String>,
     maps: &HashMap<&str, &HashMap<i64, i64>>,
 ) -> Result<Option<String>, StoreError> {
+    // SQLite keeps any text in a JSON column; PostgreSQL's jsonb takes only JSON. Said here
+    // with the column and value, not as the server's "invalid input syntax for type json".
+    if let Some(text) = v.as_deref().filter(|_| ty == "jsonb") {
+        // Empty text is nothing known: a model's shape `{}` (its default, what the store
+        // writes since), any other JSON column NULL.
+        if text.trim().is_empty() {
+            return Ok((c == "shape_json").then(|| "{}".to_string()));
+        }
+        if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
+            let shown: String = text.chars().take(60).collect();
+            return Err(StoreError::Sql {
+                what: format!("merge: {table}.{c} holds `{shown}`, which is not JSON"),
+                source: sqlx::Error::Protocol(
+                    "PostgreSQL keeps this column as jsonb, which takes only JSON".into(),
+                ),
+            });
+        }
+    }
+    let c = c.as_str();
     match (maps.get(c), v) {
         (Some(map), Some(v)) => {
             let src: i64 = v.parse().unwrap_or(-1);
@@ -1304,11 +1337,11 @@ async fn copy_rows(
     // COPY's text format: tab between values, \N for NULL, backslash escapes.
     let mut data = Vec::with_capacity(rows.len() * cols.len() * 8);
     for row in rows {
-        for (k, ((c, _), &i)) in cols.iter().zip(&at).enumerate() {
+        for (k, (col, &i)) in cols.iter().zip(&at).enumerate() {
             if k > 0 {
                 data.push(b'\t');
             }
-            let v = mapped(table, c, row.values.get(i).cloned().flatten(), maps)?;
+            let v = mapped(table, col, row.values.get(i).cloned().flatten(), maps)?;
             match v {
                 None => data.extend_from_slice(b"\\N"),
                 Some(v) => {
@@ -1425,8 +1458,8 @@ async fn insert_rows(
     }
     let mut q = sqlx::query(&sql);
     for row in rows {
-        for (c, _) in &cols {
-            q = q.bind(mapped(table, c, row.text(c), maps)?);
+        for col in &cols {
+            q = q.bind(mapped(table, col, row.text(&col.0), maps)?);
         }
     }
     let what = format!("insert into {table}");

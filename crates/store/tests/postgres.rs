@@ -331,3 +331,55 @@ async fn query_on_postgres_reads_and_never_writes() {
     assert_eq!(timeout, "0");
     store.close().await;
 }
+
+/// A new SQLite database at `db` holding one model, `name`, whose shape_json is `shape` as
+/// written (SQLite keeps any text there).
+async fn model_with_shape(db: &std::path::Path, name: &str, shape: &str) {
+    use sqlx::Connection;
+    Store::open(db).await.unwrap().close().await;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO model (name, architecture, quant, n_params, file_bytes, file_sha256, shape_json, origin)
+         VALUES (?, 'llama', 'Q8_0', 1, 1, ?, ?, 'x')",
+    )
+    .bind(name)
+    .bind(name)
+    .bind(shape)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn text_that_is_not_json_is_refused_by_name_and_nothing_is_merged() {
+    // SQLite keeps any text in a JSON column; the server's jsonb does not. The merge says
+    // which column holds what, and stores nothing of the source.
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("t.db");
+    model_with_shape(&db, "m", "tensors: 9").await;
+    let pg = PgCluster::start();
+    let server = PgStore::open(&pg.url("tokbench")).await.unwrap();
+    // Empty text (an older tokbench's model with no shape) is nothing known: `{}`.
+    let older = tmp.path().join("older.db");
+    model_with_shape(&older, "old", "").await;
+    server.merge_sqlite(&older).await.unwrap();
+    assert_eq!(
+        pg.psql(
+            "tokbench",
+            "SELECT shape_json::text FROM model WHERE name = 'old'"
+        ),
+        "{}"
+    );
+    let err = server.merge_sqlite(&db).await.unwrap_err().to_string();
+    assert!(
+        err.contains("model.shape_json")
+            && err.contains("`tensors: 9`")
+            && err.contains("not JSON"),
+        "{err}"
+    );
+    assert_eq!(pg.psql("tokbench", "SELECT COUNT(*) FROM model"), "1");
+    server.close().await;
+}

@@ -1,7 +1,11 @@
 //! The store on real SQLite files: migrations, a run written cell by cell and read back,
 //! summaries computed from the repetitions, a newer schema refused, read-only enforced.
+//! What is written is read back from the file and, in each test that `on_both!` names,
+//! from a real PostgreSQL server too.
 
 mod common;
+#[path = "common/pg.rs"]
+mod pg;
 
 use tokbench_core::record::AllocatedMemory;
 use tokbench_core::{
@@ -118,6 +122,79 @@ fn engine_build(version: &str, accel: &str) -> BackendBuild {
     }
 }
 
+/// Where a test reads back what it wrote: the SQLite file itself; or a PostgreSQL server,
+/// written the way runs reach one (the file merged into it, as a run's journal is
+/// forwarded) and read the way every command reads one (a snapshot of it in a SQLite file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum On {
+    Sqlite,
+    Postgres,
+}
+
+/// What a test reads back from: the store, its file, and the server it came through.
+struct ReadBack {
+    store: Store,
+    path: std::path::PathBuf,
+    _server: Option<pg::PgCluster>,
+}
+
+/// The writes in `db` (its store closed), read back `on` SQLite or PostgreSQL.
+async fn read_back(on: On, db: &std::path::Path) -> ReadBack {
+    match on {
+        On::Sqlite => ReadBack {
+            store: Store::open(db).await.unwrap(),
+            path: db.to_path_buf(),
+            _server: None,
+        },
+        On::Postgres => {
+            let pg = pg::PgCluster::start();
+            let server = tokbench_store::PgStore::open(&pg.url("tokbench"))
+                .await
+                .unwrap();
+            let merged = server.merge_sqlite(db).await.unwrap();
+            assert!(merged.runs_added > 0, "{merged:?}");
+            let path = db.with_file_name("from-server.db");
+            server
+                .export_sqlite(&tokbench_store::RunFilter::default(), &path)
+                .await
+                .unwrap();
+            server.close().await;
+            ReadBack {
+                store: Store::open(&path).await.unwrap(),
+                path,
+                _server: Some(pg),
+            }
+        }
+    }
+}
+
+/// Runs each named test, an `async fn(On)`, twice: reading back from SQLite, and from
+/// PostgreSQL.
+macro_rules! on_both {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$test(super::On::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$test(super::On::Postgres).await
+            }
+        }
+    )*};
+}
+
+on_both!(
+    a_run_round_trips_through_v_results,
+    telemetry_is_stored_per_phase_with_its_raw_samples,
+    noisy_and_throttled_are_stored_and_older_results_get_the_flag_their_figures_imply,
+    what_telemetry_cannot_measure_is_stored_once_per_run,
+    long_runs_of_repetitions_and_samples_are_stored_whole_and_in_order,
+    a_batch_of_many_statements_keeps_every_row_with_its_own_result,
+    where_the_memory_went_is_stored_by_device_with_the_layers_offloaded,
+);
+
 /// A temporary directory and the path of a database in it.
 fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
@@ -151,8 +228,7 @@ fn new_run(uuid: &str) -> NewRun {
     }
 }
 
-#[tokio::test]
-async fn a_run_round_trips_through_v_results() {
+async fn a_run_round_trips_through_v_results(on: On) {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("t.db");
     let store = Store::open(&db).await.unwrap();
@@ -215,7 +291,12 @@ async fn a_run_round_trips_through_v_results() {
         .finish_run(run, RunStatus::Failed, "2026-11-29T00:01:00Z")
         .await
         .unwrap();
+    store.close().await;
 
+    let ReadBack { store, _server, .. } = read_back(on, &db).await;
+    let run = store.run_by_uuid("u1").await.unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    let run = run.id;
     let rows = store.results(None).await.unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0].decode_tps, Some(20.0));
@@ -471,11 +552,11 @@ async fn sqlx_sqlite_exec(db: &std::path::Path, statement: &str) -> Result<(), S
     Ok(())
 }
 
-#[tokio::test]
-async fn telemetry_is_stored_per_phase_with_its_raw_samples() {
+async fn telemetry_is_stored_per_phase_with_its_raw_samples(on: On) {
     use tokbench_core::record::{CellTelemetry, PhaseFigures, TelemetrySample};
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(&tmp.path().join("t.db")).await.unwrap();
+    let db = tmp.path().join("t.db");
+    let store = Store::open(&db).await.unwrap();
     let run = store.begin_run(&new_run("tel"), &host()).await.unwrap();
     let build = store
         .backend_build(&engine_build("1", "cuda"))
@@ -515,6 +596,8 @@ async fn telemetry_is_stored_per_phase_with_its_raw_samples() {
         .insert_result(run, build, None, "m", 2, &r)
         .await
         .unwrap();
+    store.close().await;
+    let ReadBack { store, _server, .. } = read_back(on, &db).await;
     let q = store
         .query("SELECT decode_power_avg_w, decode_power_peak_w, decode_energy_j, decode_tokens_per_joule, energy_method, vram_peak_bytes, prefill_power_avg_w FROM v_results")
         .await
@@ -798,8 +881,7 @@ async fn read_only_opening_refuses_an_older_schema_and_migrate_brings_it_up() {
     );
 }
 
-#[tokio::test]
-async fn noisy_and_throttled_are_stored_and_older_results_get_the_flag_their_figures_imply() {
+async fn noisy_and_throttled_are_stored_and_older_results_get_the_flag_their_figures_imply(on: On) {
     let (_tmp, db) = temp_db();
     let (store, run, build) = one_run(&db).await;
     // Steady (CV 1%), noisy (CV ~58%), one repetition (cannot tell), throttled.
@@ -821,6 +903,8 @@ async fn noisy_and_throttled_are_stored_and_older_results_get_the_flag_their_fig
             .await
             .unwrap();
     }
+    store.close().await;
+    let ReadBack { store, _server, .. } = read_back(on, &db).await;
     let rows = store.results(Some("u1")).await.unwrap();
     let flags: Vec<_> = rows.iter().map(|r| (r.noisy, r.throttled)).collect();
     assert_eq!(
@@ -838,6 +922,10 @@ async fn noisy_and_throttled_are_stored_and_older_results_get_the_flag_their_fig
     );
     assert_eq!(rows[0].cpu_governor.as_deref(), Some("performance"));
     store.close().await;
+    if on == On::Postgres {
+        // What follows undoes a migration of the SQLite file.
+        return;
+    }
 
     // A database from before the flag: migration 7 undone, the rows kept.
     {
@@ -1126,8 +1214,7 @@ async fn run_unavailable(db: &std::path::Path) -> Option<String> {
     u
 }
 
-#[tokio::test]
-async fn what_telemetry_cannot_measure_is_stored_once_per_run() {
+async fn what_telemetry_cannot_measure_is_stored_once_per_run(on: On) {
     let (_tmp, db) = temp_db();
     let (store, run, build) = one_run(&db).await;
     let usual = [
@@ -1148,11 +1235,13 @@ async fn what_telemetry_cannot_measure_is_stored_once_per_run() {
             .unwrap();
     }
     store.close().await;
-    assert_eq!(
-        run_unavailable(&db).await.as_deref(),
-        Some(serde_json::to_string(&usual).unwrap().as_str())
-    );
-    let t = telemetry_json_of(&db).await;
+    let back = read_back(on, &db).await;
+    back.store.close().await;
+    // PostgreSQL keeps JSON as parsed values: compared as values.
+    let unavailable: serde_json::Value =
+        serde_json::from_str(&run_unavailable(&back.path).await.unwrap()).unwrap();
+    assert_eq!(unavailable, serde_json::json!(usual));
+    let t = telemetry_json_of(&back.path).await;
     assert_eq!(t.len(), 3, "the cell without telemetry stores none");
     assert!(t[0].get("unavailable").is_none(), "{}", t[0]);
     assert!(t[1].get("unavailable").is_none(), "{}", t[1]);
@@ -1163,6 +1252,10 @@ async fn what_telemetry_cannot_measure_is_stored_once_per_run() {
         serde_json::json!([{"phase": "decode", "n_samples": 12, "rss_peak_bytes": 3 << 20,
                             "flags": ["too_short"]}])
     );
+    if on == On::Postgres {
+        // What follows undoes a migration of the SQLite file.
+        return;
+    }
 
     // A database written before migration 9 (the list in every result) is moved over:
     // put the lists back where they were, undo the column, and open it again.
@@ -1260,8 +1353,7 @@ async fn a_writing_command_checks_a_small_database_whole_and_says_when_it_did_no
     store.close().await;
 }
 
-#[tokio::test]
-async fn long_runs_of_repetitions_and_samples_are_stored_whole_and_in_order() {
+async fn long_runs_of_repetitions_and_samples_are_stored_whole_and_in_order(on: On) {
     // Repetitions and telemetry samples go in as multi-row statements of 64: 130 and 150
     // rows cross two chunk boundaries and end on a short chunk.
     use tokbench_core::record::{CellTelemetry, TelemetrySample};
@@ -1286,6 +1378,8 @@ async fn long_runs_of_repetitions_and_samples_are_stored_whole_and_in_order() {
         .insert_result(run, build, None, "m", 130, &r)
         .await
         .unwrap();
+    store.close().await;
+    let ReadBack { store, _server, .. } = read_back(on, &db).await;
     let q = store
         .query("SELECT rep, decode_tps FROM repetition ORDER BY rep")
         .await
@@ -1302,7 +1396,7 @@ async fn long_runs_of_repetitions_and_samples_are_stored_whole_and_in_order() {
         .collect();
     assert_eq!(got, want);
     let q = store
-        .query("SELECT t_ms, value FROM telemetry_sample ORDER BY id")
+        .query("SELECT t_ms, value FROM telemetry_sample ORDER BY t_ms")
         .await
         .unwrap();
     assert_eq!(q.rows.len(), 150);
@@ -1339,8 +1433,7 @@ fn batch_result(i: usize) -> CellResult {
     r
 }
 
-#[tokio::test]
-async fn a_batch_of_many_statements_keeps_every_row_with_its_own_result() {
+async fn a_batch_of_many_statements_keeps_every_row_with_its_own_result(on: On) {
     let (_tmp, db) = temp_db();
     let (store, run, _) = one_run(&db).await;
     let build = engine_build("1", "cpu");
@@ -1379,6 +1472,10 @@ async fn a_batch_of_many_statements_keeps_every_row_with_its_own_result() {
             "ids in order, after the first"
         );
     }
+    let written = db.clone();
+    let back = read_back(on, &written).await;
+    back.store.close().await;
+    let db = back.path.clone();
     // Every repetition and sample belongs to the result whose cell its value names.
     let misplaced = |table: &str, column: &str| {
         format!(
@@ -1424,6 +1521,7 @@ async fn a_batch_of_many_statements_keeps_every_row_with_its_own_result() {
     );
 
     // A batch that fails on its last row stores none of its rows.
+    let db = written;
     let again: Vec<CellResult> = (300..340).chain([5]).map(batch_result).collect();
     let cells: Vec<tokbench_store::BatchCell> = again
         .iter()
@@ -1449,8 +1547,7 @@ async fn a_batch_of_many_statements_keeps_every_row_with_its_own_result() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn where_the_memory_went_is_stored_by_device_with_the_layers_offloaded() {
+async fn where_the_memory_went_is_stored_by_device_with_the_layers_offloaded(on: On) {
     use tokbench_core::record::{BufferBytes, DeviceUse};
     let (_tmp, db) = temp_db();
     let (store, run, build) = one_run(&db).await;
@@ -1488,6 +1585,8 @@ async fn where_the_memory_went_is_stored_by_device_with_the_layers_offloaded() {
         .insert_result(run, build, None, "m", 1, &cpu)
         .await
         .unwrap();
+    store.close().await;
+    let ReadBack { store, _server, .. } = read_back(on, &db).await;
     let q = store
         .query(
             "SELECT n_layers_offloaded, n_layers_total, placement_json FROM v_results
