@@ -303,15 +303,11 @@ fn accelerator(built: &str, d: &Devices) -> Vec<Finding> {
 /// The devices the engine's llama.cpp sees (the engine started once with no work), and,
 /// in a GPU build, whether one of them is the accelerator it was built for.
 async fn engine_devices(built: &str) -> Vec<Finding> {
-    let engine = match std::env::current_exe() {
-        Ok(program) => tokbench_runner::EngineCommand {
-            program,
-            args: vec!["engine".into()],
-            envs: Vec::new(),
-        },
+    let engine = match crate::run::own_engine() {
+        Ok(engine) => engine,
         Err(e) => {
             return vec![fix(
-                format!("cannot find this tokbench to start its engine: {e}"),
+                format!("cannot find this tokbench to start its engine: {e:#}"),
                 "run tokbench from its file, not a deleted or moved one",
             )]
         }

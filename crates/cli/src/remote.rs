@@ -410,11 +410,7 @@ async fn info(workdir: &Path) -> anyhow::Result<TargetInfo> {
         .map(|e| e.to_string());
     let absolute = std::fs::canonicalize(workdir).unwrap_or_else(|_| workdir.to_path_buf());
     let host = tokbench_runner::host::detect();
-    let engine = tokbench_runner::EngineCommand {
-        program: std::env::current_exe().context("cannot find the tokbench executable")?,
-        args: vec!["engine".into()],
-        envs: Vec::new(),
-    };
+    let engine = crate::run::own_engine()?;
     let accel = match tokbench_runner::probe_engine(&engine).await {
         Ok(b) => b.accel,
         Err(e) => format!("unknown (the engine does not start: {e})"),

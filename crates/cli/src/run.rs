@@ -142,6 +142,10 @@ pub struct RunArgs {
     /// Finish the run with this UUID: only its cells without a stored result run.
     #[arg(long, value_name = "RUN_UUID")]
     pub resume: Option<String>,
+    /// The PostgreSQL server the journal (`db`) forwards each cell to as it is stored: set
+    /// by a run into a server, never on the command line.
+    #[arg(skip)]
+    pub forward_to: Option<String>,
     /// Plain lines even on a terminal.
     #[arg(long)]
     pub plain: bool,
@@ -202,6 +206,15 @@ pub async fn command(args: &RunArgs) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
+/// The embedded engine: this tokbench's own `engine` subcommand, as a child process.
+pub(crate) fn own_engine() -> anyhow::Result<EngineCommand> {
+    Ok(EngineCommand {
+        program: std::env::current_exe().context("cannot find the tokbench executable")?,
+        args: vec!["engine".into()],
+        envs: Vec::new(),
+    })
+}
+
 /// The journal a run into PostgreSQL stores its cells in first: `--journal`, else
 /// `$XDG_DATA_HOME/tokbench/journal.db`, else `~/.local/share/tokbench/journal.db`.
 fn journal_path(args: &RunArgs) -> anyhow::Result<PathBuf> {
@@ -215,9 +228,10 @@ fn journal_path(args: &RunArgs) -> anyhow::Result<PathBuf> {
 
 /// `tokbench run --db postgres://…`: the run stores every cell in the local journal (a
 /// SQLite file), as any run does, so a server that is down or restarts costs nothing
-/// measured; when the run ends, it is forwarded to the server in one transaction (merge:
-/// idempotent by run UUID and cell). A server that cannot be reached then leaves it in the
-/// journal, with the command that forwards it later.
+/// measured. Each cell is forwarded to the server once stored (merge: idempotent by run
+/// UUID and cell), and the whole run again when it ends, in one transaction, which adds
+/// what the server missed. A server that cannot be reached then leaves it in the journal,
+/// with the command that forwards it later.
 async fn run_into_postgres(
     args: &RunArgs,
     source: &(PathBuf, String),
@@ -234,13 +248,14 @@ async fn run_into_postgres(
             return Err(BadInput(e.to_string()).into())
         }
         Err(e) => eprintln!(
-            "run: {e}; storing in the journal {} and forwarding when the run ends",
+            "run: {e}; storing in the journal {} and forwarding each cell once the server answers",
             journal.display()
         ),
     }
     let local = RunArgs {
         db: journal.clone(),
         output: None,
+        forward_to: Some(url.to_string()),
         ..args.clone()
     };
     // On remote targets: each target's run comes home into the journal as it is measured,
@@ -255,14 +270,24 @@ async fn run_into_postgres(
     let mut kept = false;
     for uuid in &uuids {
         match forward_run(url, &journal, uuid).await {
-            Ok(r) => eprintln!(
-                "run {uuid}: forwarded to {shown} ({} results added{})",
-                r.results_added,
-                match r.runs_skipped {
-                    0 => "",
-                    _ => ", the run was there already",
-                }
-            ),
+            Ok((r, there)) => match there {
+                Some(n) if n != r.results_added as i64 => eprintln!(
+                    "run {uuid}: forwarded to {shown}: its {n} results are there ({})",
+                    match r.results_added {
+                        0 => "each forwarded as it was stored".to_string(),
+                        k =>
+                            format!("{k} added as the run ended, the rest as each cell was stored"),
+                    }
+                ),
+                _ => eprintln!(
+                    "run {uuid}: forwarded to {shown} ({} results added{})",
+                    r.results_added,
+                    match r.runs_skipped {
+                        0 => "",
+                        _ => ", the run was there already",
+                    }
+                ),
+            },
             Err(e) => {
                 kept = true;
                 eprintln!(
@@ -288,18 +313,23 @@ async fn run_into_postgres(
 }
 
 /// Forwards run `uuid` of the journal to the server, trying 3 times 2 s apart (a server
-/// restarting takes a moment).
+/// restarting takes a moment): what the merge did, and how many results of the run the
+/// server then has (where that could be read).
 async fn forward_run(
     url: &str,
     journal: &Path,
     uuid: &str,
-) -> Result<tokbench_store::MergeReport, tokbench_store::StoreError> {
+) -> Result<(tokbench_store::MergeReport, Option<i64>), tokbench_store::StoreError> {
     let mut tries = 0;
     loop {
         tries += 1;
         let attempt = async {
             let server = tokbench_store::PgStore::open(url).await?;
-            let r = server.merge_sqlite_run(journal, Some(uuid)).await;
+            let r = match server.merge_sqlite_run(journal, Some(uuid)).await {
+                // Merged: the count is only told, never a reason to forward again.
+                Ok(r) => Ok((r, server.run_results(uuid).await.ok())),
+                Err(e) => Err(e),
+            };
             server.close().await;
             r
         };
@@ -310,6 +340,89 @@ async fn forward_run(
                 tokio::time::sleep(std::time::Duration::from_secs(2)).await;
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Forwards a run's cells from its journal to a PostgreSQL server as each is stored, so
+/// the server shows a long run as it goes. Forwarding happens while the next cell runs; it
+/// reads one run of the journal and writes what the server lacks. A server that fails is
+/// left alone for [`Forwarder::PAUSE`] (the run goes on, the cells wait in the journal) and
+/// tried again at the next cell after that; the run's end forwards whatever is left.
+struct Forwarder {
+    url: String,
+    journal: PathBuf,
+    server: Option<tokbench_store::PgStore>,
+    /// No try before this, after a failure.
+    paused_until: Option<Instant>,
+}
+
+impl Forwarder {
+    const PAUSE: std::time::Duration = std::time::Duration::from_secs(30);
+    /// The longest one cell's forward may take.
+    const LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+    fn new(url: String, journal: &Path) -> Forwarder {
+        Forwarder {
+            url,
+            journal: journal.to_path_buf(),
+            server: None,
+            paused_until: None,
+        }
+    }
+
+    /// Forwards what run `uuid` has stored so far; a failure is said once per pause.
+    async fn cell_stored(&mut self, uuid: &str) {
+        if self.paused_until.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        let held = self.server.take();
+        let attempt = async {
+            let server = match held {
+                Some(s) => s,
+                None => tokbench_store::PgStore::open(&self.url)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            };
+            match server.merge_sqlite_run(&self.journal, Some(uuid)).await {
+                Ok(_) => Ok(server),
+                Err(e) => {
+                    server.close().await;
+                    Err(e.to_string())
+                }
+            }
+        };
+        // A server that hangs (a lock another session holds, a connection gone half-open)
+        // holds up the run's event loop no longer than this; dropping the attempt closes
+        // its connection, and the server rolls its transaction back.
+        let outcome = match tokio::time::timeout(Self::LIMIT, attempt).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!("no answer in {} s", Self::LIMIT.as_secs())),
+        };
+        match outcome {
+            Ok(server) => {
+                self.server = Some(server);
+                if self.paused_until.take().is_some() {
+                    eprintln!(
+                        "run {uuid}: {} answers again: forwarding each cell as it is stored",
+                        tokbench_store::redacted_url(&self.url)
+                    );
+                }
+            }
+            Err(e) => {
+                eprintln!(
+                    "run {uuid}: cannot forward this cell yet ({e}); it stays in the journal {}, and forwarding is tried again at a cell {} s from now and when the run ends",
+                    self.journal.display(),
+                    Self::PAUSE.as_secs()
+                );
+                self.paused_until = Some(Instant::now() + Self::PAUSE);
+            }
+        }
+    }
+
+    async fn close(self) {
+        if let Some(server) = self.server {
+            server.close().await;
         }
     }
 }
@@ -482,6 +595,7 @@ async fn run_command(
             trigger: trigger.to_string(),
             telemetry,
             remote,
+            forward_to: args.forward_to.clone(),
         },
     )
     .await
@@ -503,6 +617,8 @@ struct Execution {
     /// Telemetry's sampling interval (`None`: off).
     telemetry: Option<std::time::Duration>,
     remote: Remote,
+    /// The server each stored cell is forwarded to (the store is its journal).
+    forward_to: Option<String>,
 }
 
 /// Runs only `cells` of the suite an earlier run used (read from that run, as it was), as a
@@ -544,6 +660,7 @@ pub async fn rerun_cells(
             trigger: trigger.to_string(),
             telemetry: Some(DEFAULT_TELEMETRY_INTERVAL),
             remote,
+            forward_to: None,
         },
     )
     .await?;
@@ -567,7 +684,9 @@ async fn execute(
         trigger,
         telemetry,
         remote,
+        forward_to,
     } = run;
+    let mut forward = forward_to.map(|url| Forwarder::new(url, db));
     let trigger = trigger.as_str();
     let mut stream = remote
         .stream
@@ -576,11 +695,7 @@ async fn execute(
         .transpose()?;
     preflight(&suite)?;
     let host = tokbench_runner::host::detect();
-    let engine = EngineCommand {
-        program: std::env::current_exe().context("cannot find the tokbench executable")?,
-        args: vec!["engine".into()],
-        envs: Vec::new(),
-    };
+    let engine = own_engine()?;
     let build = tokbench_runner::probe_engine(&engine)
         .await
         .map_err(|e| anyhow::anyhow!("the embedded engine does not start: {e}"))?;
@@ -867,6 +982,9 @@ async fn execute(
                         results: rows.iter().map(|r| (*r).clone()).collect(),
                     })?;
                 }
+                if let Some(f) = &mut forward {
+                    f.cell_stored(&uuid).await;
+                }
                 done += 1;
                 if result.status != ResultStatus::Ok {
                     failed += 1;
@@ -991,6 +1109,9 @@ async fn execute(
         .integrity_check_up_to(tokbench_store::CLOSING_CHECK_MAX_BYTES)
         .await?;
     store.close().await;
+    if let Some(f) = forward {
+        f.close().await;
+    }
     eprintln!(
         "run {uuid} {}: {} ok, {failed} failed of {to_run} in {:.1} s (database integrity: {integrity}); see `tokbench results --db {}`",
         status.as_str(),

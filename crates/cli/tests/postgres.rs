@@ -443,7 +443,11 @@ fn a_run_while_the_server_is_down_is_kept_in_the_journal_and_forwarded_once() {
     let e = stderr(&out);
     assert!(out.status.success(), "{e}");
     assert!(e.contains("storing in the journal"), "{e}");
-    assert!(e.contains("1 results added"), "{e}");
+    // Forwarded when its cell was stored, or at the end, if the server was not back yet.
+    assert!(
+        e.contains("its 1 results are there") || e.contains("1 results added"),
+        "{e}"
+    );
 
     // The first run, forwarded by hand; then everything again: nothing doubles.
     merge_twice(j, &url, 2);
@@ -453,6 +457,121 @@ fn a_run_while_the_server_is_down_is_kept_in_the_journal_and_forwarded_once() {
             "SELECT COUNT(*), (SELECT COUNT(*) FROM result), (SELECT COUNT(*) FROM repetition) FROM run WHERE status = 'ok'"
         ),
         "2|2|2"
+    );
+}
+
+/// A run of six quick cells with `reps` repetitions each into the server at `url`, through
+/// a journal in `dir`, started: the process and the journal's path.
+fn start_six_cells(
+    dir: &std::path::Path,
+    url: &str,
+    reps: u32,
+) -> (std::process::Child, std::path::PathBuf) {
+    let suite = write_suite(
+        dir,
+        "six.toml",
+        &format!("name = \"six\"\n[[model]]\nsynth = \"tiny\"\nquants = [\"Q8_0\"]\n[engine]\nthreads = 1\n[workload]\ntests = [\"pp16\", \"tg4\", \"pp32\", \"tg8\", \"pp64\", \"tg16\"]\nrepetitions = {reps}\nwarmup = false\ntimeout_s = 120\n"),
+    );
+    let journal = dir.join("journal.db");
+    let child = tokbench(&[
+        "run",
+        suite.to_str().unwrap(),
+        "--db",
+        url,
+        "--journal",
+        journal.to_str().unwrap(),
+        "--plain",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    (child, journal)
+}
+
+#[test]
+fn each_cell_reaches_the_server_while_the_run_goes_on() {
+    // A run of six cells: the server shows it running, with its results so far, before it
+    // ends; at the end, every cell once, and the run finished there too.
+    let pg = PgCluster::start();
+    let url = pg.url("tokbench");
+    run_ok(&["migrate", "--db", &url]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, journal) = start_six_cells(tmp.path(), &url, 2);
+    // What the server holds of a running run, looked at until the run ends.
+    let mut seen_running = std::collections::BTreeSet::new();
+    while child.try_wait().unwrap().is_none() {
+        let n = pg.psql(
+            "tokbench",
+            "SELECT COUNT(*) FROM result JOIN run ON run.id = result.run_id WHERE run.status = 'running'",
+        );
+        seen_running.insert(n.trim().parse::<u32>().unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let e = stderr(&out);
+    assert!(out.status.success(), "{e}");
+    assert!(
+        seen_running.iter().any(|&n| (1..6).contains(&n)),
+        "the server never showed the run part done: {seen_running:?}\n{e}"
+    );
+    assert!(e.contains("its 6 results are there"), "{e}");
+    assert_eq!(
+        pg.psql(
+            "tokbench",
+            "SELECT COUNT(*), (SELECT COUNT(*) FROM result), (SELECT COUNT(DISTINCT cell_index) FROM result), (SELECT COUNT(*) FROM repetition) FROM run WHERE status = 'ok' AND finished_at IS NOT NULL"
+        ),
+        "1|6|6|12"
+    );
+    // Merging the journal again adds nothing.
+    merge_twice(journal.to_str().unwrap(), &url, 1);
+}
+
+#[test]
+fn a_server_that_stops_mid_run_and_comes_back_ends_with_every_cell_once() {
+    // The server stops after the first cell reaches it and restarts once another cell was
+    // stored: the run is not disturbed, the cells stored meanwhile wait in the journal, and
+    // the run's end forwards them; nothing is doubled.
+    let pg = PgCluster::start();
+    let url = pg.url("tokbench");
+    run_ok(&["migrate", "--db", &url]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, journal) = start_six_cells(tmp.path(), &url, 3);
+    let t0 = std::time::Instant::now();
+    while pg.psql("tokbench", "SELECT COUNT(*) FROM result") == "0" {
+        assert!(t0.elapsed().as_secs() < 120, "no cell reached the server");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Back once a cell was stored while it was down (or the run ended).
+    let stored = || {
+        raw_column(&journal, "SELECT COUNT(*) FROM result").unwrap()[0]
+            .parse::<u32>()
+            .unwrap()
+    };
+    let at_stop = stored();
+    pg.stop_server();
+    let t0 = std::time::Instant::now();
+    while stored() == at_stop && child.try_wait().unwrap().is_none() {
+        assert!(
+            t0.elapsed().as_secs() < 120,
+            "no cell was stored after the stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    pg.start_server();
+    let out = child.wait_with_output().unwrap();
+    let e = stderr(&out);
+    assert!(out.status.success(), "{e}");
+    // The cell stored while the server was down was forwarded once it came back (a
+    // forward waits up to 10 s for a connection), or at the run's end.
+    assert!(e.contains("its 6 results are there"), "{e}");
+    assert!(!e.contains(PASSWORD), "{e}");
+    assert_eq!(
+        pg.psql(
+            "tokbench",
+            "SELECT COUNT(*), (SELECT COUNT(*) FROM result), (SELECT COUNT(DISTINCT cell_index) FROM result), (SELECT COUNT(*) FROM repetition) FROM run WHERE status = 'ok'"
+        ),
+        "1|6|6|18"
     );
 }
 
@@ -781,9 +900,9 @@ fn every_command_reads_a_server_as_it_reads_the_file_it_came_from() {
     assert!(left.is_empty(), "{left:?}");
 }
 
-/// A runner SIGKILLed while it forwards its run (held mid-transaction by another session's
-/// lock on `result`): nothing of the run is on the server, the journal holds it whole, and
-/// forwarding it again stores it once.
+/// A runner SIGKILLed while it forwards its cell (held mid-transaction by another session's
+/// lock on `result`): nothing of the run is on the server, the journal holds what was
+/// measured, and forwarding it again stores it once, as it was when the runner died.
 #[test]
 fn a_runner_killed_mid_forward_leaves_nothing_half_stored_and_forwards_once_later() {
     let pg = PgCluster::start();
@@ -854,12 +973,17 @@ fn a_runner_killed_mid_forward_leaves_nothing_half_stored_and_forwards_once_late
         raw_column(&journal, "SELECT COUNT(*) FROM result WHERE status = 'ok'").unwrap(),
         ["1"]
     );
+    // Killed before it could mark the run finished: the journal says it is still running.
+    assert_eq!(
+        raw_column(&journal, "SELECT status FROM run").unwrap(),
+        ["running"]
+    );
     // Restarted: the forward the message names, twice.
     merge_twice(j, &url, 1);
     assert_eq!(
         pg.psql(
             "tokbench",
-            "SELECT (SELECT COUNT(*) FROM run WHERE status = 'ok'), (SELECT COUNT(*) FROM result), (SELECT COUNT(*) FROM repetition)"
+            "SELECT (SELECT COUNT(*) FROM run WHERE status = 'running'), (SELECT COUNT(*) FROM result), (SELECT COUNT(*) FROM repetition)"
         ),
         "1|1|1"
     );

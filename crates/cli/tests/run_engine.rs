@@ -122,8 +122,10 @@ fn a_killed_engine_fails_that_cell_and_the_next_still_runs() {
 #[test]
 fn a_hung_engine_times_out_and_the_next_cell_runs() {
     let tmp = tempfile::tempdir().unwrap();
+    // Long enough for the healthy cell on a loaded machine (a new engine, the model loaded
+    // again): at 3 s a cold CI run once timed it out too.
     let text = quick_suite("\"Q4_K_M\"", "\"pp64\", \"tg16\"", "")
-        .replace("timeout_s = 120", "timeout_s = 3");
+        .replace("timeout_s = 120", "timeout_s = 10");
     let suite = write_suite(tmp.path(), "s.toml", &text);
     let db = tmp.path().join("r.db");
     let out = tokbench(&["run", suite.to_str().unwrap(), "--db", db.to_str().unwrap()])
@@ -136,7 +138,11 @@ fn a_hung_engine_times_out_and_the_next_cell_runs() {
         "SELECT test, status, error FROM v_results ORDER BY test",
     );
     assert_eq!(s(&rows[0], "status"), "timeout");
-    assert!(s(&rows[0], "error").contains("within 3 s"), "{:?}", rows[0]);
+    assert!(
+        s(&rows[0], "error").contains("within 10 s"),
+        "{:?}",
+        rows[0]
+    );
     assert_eq!(s(&rows[1], "status"), "ok");
 }
 
