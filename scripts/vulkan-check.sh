@@ -161,6 +161,15 @@ else
     echo "FAIL  doctor names no llvmpipe device: '$seen'"
     fails=$((fails + 1))
 fi
+# The telemetry probe lists the device with what it measures there: llama.cpp's buffers,
+# and no process memory or power (no vendor library), each with why.
+probe=$("$TB" telemetry probe --format json || true)
+if [[ $probe == *'"source": "llama.cpp Vulkan0"'* && $probe == *"no vendor library reads this device's power (llvmpipe"* ]]; then
+    echo "ok    telemetry probe: lists Vulkan0 (llvmpipe): device buffers ok, power and process memory not supported, with why"
+else
+    echo "FAIL  telemetry probe does not list the lavapipe device: $probe"
+    fails=$((fails + 1))
+fi
 hidden=$(env -u GGML_VK_VISIBLE_DEVICES "$TB" doctor --db "$WORK/check.db" || true)
 if [[ $hidden == *"llama.cpp sees no Vulkan device"*GGML_VK_VISIBLE_DEVICES* ]]; then
     echo "ok    doctor, lavapipe hidden: says llama.cpp sees no Vulkan device, and how to show it"

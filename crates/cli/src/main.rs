@@ -236,7 +236,7 @@ async fn async_dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Merge(a) => merge::command(&a).await,
         Command::Import(a) => import::import_command(&a).await,
         Command::Prune(a) => prune::command(&a).await,
-        Command::Telemetry(c) => telemetry::command(&c),
+        Command::Telemetry(c) => telemetry::command(&c).await,
         Command::Hardware(a) => hardware::command(&a),
         Command::Backends(a) => backends::command(&a),
         Command::Doctor(a) => doctor::doctor_command(&a).await,

@@ -11,17 +11,6 @@ use crate::exit::{BadInput, ExitCode};
 use crate::output::table;
 use crate::Format;
 
-fn kind_name(k: tokbench_telemetry::UnavailableKind) -> &'static str {
-    use tokbench_telemetry::UnavailableKind as K;
-    match k {
-        K::NoDevice => "no device",
-        K::LibraryMissing => "library missing",
-        K::NotSupported => "not supported",
-        K::NoPermission => "no permission",
-        K::NotApplicable => "not applicable",
-    }
-}
-
 /// `tokbench telemetry`'s subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum TelemetryCommand {
@@ -59,9 +48,9 @@ pub struct Recording {
 }
 
 /// `tokbench telemetry …`.
-pub fn command(cmd: &TelemetryCommand) -> anyhow::Result<ExitCode> {
+pub async fn command(cmd: &TelemetryCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        TelemetryCommand::Probe { format } => probe_command(*format),
+        TelemetryCommand::Probe { format } => probe_command(*format).await,
         TelemetryCommand::Capture(r) => capture_command(r),
         TelemetryCommand::NvmlRecord(r) => nvml_record_command(r),
     }
@@ -127,12 +116,23 @@ fn nvml_record_command(r: &Recording) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-fn probe_command(format: Format) -> anyhow::Result<ExitCode> {
+async fn probe_command(format: Format) -> anyhow::Result<ExitCode> {
     format.require(
         "telemetry probe",
         &[Format::Table, Format::Csv, Format::Json],
     )?;
-    let reports = tokbench_telemetry::probe_all();
+    // The sources, then each accelerator the engine's llama.cpp sees, in one shape.
+    let mut reports: Vec<serde_json::Value> = tokbench_telemetry::probe_all()
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()?;
+    let engine = crate::run::own_engine()?;
+    match tokbench_runner::probe_engine_devices(&engine).await {
+        Ok(devices) => reports.extend(device_reports(&devices)),
+        Err(e) => eprintln!(
+            "telemetry: the engine's devices are not listed: the engine does not start: {e}"
+        ),
+    }
     if let Format::Json = format {
         outln!("{}", serde_json::to_string_pretty(&reports)?)?;
         return Ok(ExitCode::Ok);
@@ -140,31 +140,116 @@ fn probe_command(format: Format) -> anyhow::Result<ExitCode> {
     let cols: Vec<String> = ["source", "metric", "status", "why not"]
         .map(String::from)
         .to_vec();
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
     let mut rows = Vec::new();
+    let mut environment = Vec::new();
     for r in &reports {
-        for (m, a) in &r.metrics {
-            let (status, why) = match a {
-                Ok(()) => ("ok".to_string(), String::new()),
-                Err(u) => (kind_name(u.kind).to_string(), u.reason.clone()),
+        let source = text(&r["source"]);
+        for (metric, status) in r["metrics"].as_object().into_iter().flatten() {
+            let (status, why) = match status.as_str() {
+                Some(s) => (s.to_string(), String::new()),
+                None => (
+                    text(&status["kind"]).replace('_', " "),
+                    text(&status["reason"]),
+                ),
             };
-            rows.push(vec![
-                r.source.to_string(),
-                m.name().to_string(),
-                status,
-                why,
-            ]);
+            rows.push(vec![source.clone(), metric.clone(), status, why]);
+        }
+        for (k, v) in r["environment"].as_object().into_iter().flatten() {
+            environment.push(format!("{source} {k}: {}", v.as_str().unwrap_or_default()));
         }
     }
     match format {
         Format::Csv => out!("{}", crate::output::csv(&cols, &rows))?,
         _ => out!("{}", table(&cols, &rows))?,
     }
-    for r in &reports {
-        for (k, v) in &r.environment {
-            outln!("{} {k}: {v}", r.source)?;
-        }
+    for line in environment {
+        outln!("{line}")?;
     }
     Ok(ExitCode::Ok)
+}
+
+/// What telemetry measures of each accelerator the engine's llama.cpp sees, in the
+/// sources' shape (`source`, `metrics`, `environment`): the device buffers llama.cpp
+/// reports (model, KV, compute; from a llama-bench's or server's log likewise) always;
+/// process memory and power only where a vendor library reads them, which for NVIDIA
+/// GPUs is the `nvml` source.
+fn device_reports(devices: &[tokbench_runner::EngineDevice]) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let no = |kind: &str, reason: String| json!({ "kind": kind, "reason": reason });
+    devices
+        .iter()
+        .filter(|d| !d.backend.eq_ignore_ascii_case("CPU"))
+        .map(|d| {
+            let backend = d.backend.as_str();
+            let vendor = d.description.to_ascii_lowercase();
+            let by_vendor = if vendor.contains("nvidia") {
+                Some("nvml")
+            } else if vendor.contains("amd") || vendor.contains("radeon") {
+                Some("amdgpu")
+            } else {
+                None
+            };
+            let (memory, power) = match backend.to_ascii_lowercase().as_str() {
+                // An NVIDIA or AMD GPU, through whatever API: its vendor's source reads it.
+                _ if by_vendor.is_some() || backend.eq_ignore_ascii_case("cuda") => {
+                    let source = by_vendor.unwrap_or("nvml");
+                    let why = format!("measured by the {source} source (its rows above)");
+                    (no("not_applicable", why.clone()), no("not_applicable", why))
+                }
+                "rocm" | "hip" => {
+                    let why = "measured by the amdgpu source (its rows above)".to_string();
+                    (no("not_applicable", why.clone()), no("not_applicable", why))
+                }
+                "cuda" => (
+                    no("not_applicable", "measured by the nvml source (its rows above)".into()),
+                    no("not_applicable", "measured by the nvml source (its rows above)".into()),
+                ),
+                "vulkan" => (
+                    no(
+                        "not_supported",
+                        "Vulkan tells only the process that allocates (VK_EXT_memory_budget, where the driver has it) how much it uses, and the engine's child process allocates: llama.cpp's buffer sizes per device are stored instead".into(),
+                    ),
+                    no(
+                        "not_supported",
+                        format!("no vendor library reads this device's power ({}); NVML covers NVIDIA GPUs only", d.description),
+                    ),
+                ),
+                "metal" => (
+                    no(
+                        "not_supported",
+                        "Metal's per-process GPU memory is not read: llama.cpp's buffer sizes per device are stored instead".into(),
+                    ),
+                    no(
+                        "not_supported",
+                        "macOS gives GPU power only to root (powermetrics)".into(),
+                    ),
+                ),
+                _ => (
+                    no(
+                        "not_supported",
+                        format!("no library reads a {backend} device's memory use: llama.cpp's buffer sizes per device are stored instead"),
+                    ),
+                    no(
+                        "not_supported",
+                        format!("no library reads a {backend} device's power"),
+                    ),
+                ),
+            };
+            json!({
+                "source": format!("llama.cpp {}", d.name),
+                "metrics": {
+                    "device_buffer_bytes": "ok",
+                    "vram_used_bytes": memory,
+                    "power_w": power,
+                },
+                "environment": {
+                    "description": d.description,
+                    "memory_total_bytes": d.memory_total.to_string(),
+                },
+            })
+        })
+        .collect()
 }
 
 fn capture_command(r: &Recording) -> anyhow::Result<ExitCode> {
@@ -214,4 +299,42 @@ fn capture_command(r: &Recording) -> anyhow::Result<ExitCode> {
         out.display()
     );
     Ok(ExitCode::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_accelerator_says_what_it_measures_and_the_cpu_is_left_to_the_sources() {
+        let devices: Vec<_> = [
+            "CPU:CPU:Intel(R) Xeon(R):25274019840",
+            "Vulkan:Vulkan0:llvmpipe (LLVM 15.0.6, 256 bits):2147483648",
+            "CUDA:CUDA0:NVIDIA H200:150754820096",
+            "Vulkan:Vulkan1:NVIDIA GeForce RTX 3090:25769803776",
+        ]
+        .iter()
+        .map(|s| tokbench_runner::EngineDevice::parse(s).unwrap())
+        .collect();
+        let r = device_reports(&devices);
+        assert_eq!(r.len(), 3, "{r:?}");
+        assert_eq!(r[0]["source"], "llama.cpp Vulkan0");
+        assert_eq!(r[0]["metrics"]["device_buffer_bytes"], "ok");
+        assert_eq!(r[0]["metrics"]["power_w"]["kind"], "not_supported");
+        assert!(r[0]["metrics"]["power_w"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("llvmpipe"));
+        assert!(r[0]["metrics"]["vram_used_bytes"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("VK_EXT_memory_budget"));
+        assert_eq!(r[0]["environment"]["memory_total_bytes"], "2147483648");
+        assert_eq!(r[1]["metrics"]["power_w"]["kind"], "not_applicable");
+        // An NVIDIA GPU through Vulkan is NVML's to measure.
+        assert!(r[2]["metrics"]["power_w"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("nvml"));
+    }
 }
