@@ -76,10 +76,11 @@ t1=$(date +%s)
 ran=$(($(date +%s) - t1))
 
 fails=0
-# check WHAT SQL: the statement counts the rows that break WHAT; 0 passes.
+# check WHAT SQL: the statement counts the rows that break WHAT; 0 passes. On $CHECK_DB,
+# the suite's database unless it names another.
 check() {
     local n
-    n=$("$TB" query "$2" --db "$WORK/check.db" --format csv | tail -1)
+    n=$("$TB" query "$2" --db "${CHECK_DB:-$WORK/check.db}" --format csv | tail -1)
     if [[ $n == 0 ]]; then
         echo "ok    $1"
     else
@@ -177,6 +178,51 @@ else
     echo "FAIL  doctor, lavapipe hidden, did not say so: $hidden"
     fails=$((fails + 1))
 fi
+
+# A device that cannot hold the model (issue 16's faults): ggml's Vulkan backend told that
+# its largest buffer is OOM_LIMIT bytes, less than the offloaded weights' buffer (26.8 MB
+# at ngl 99) and more than ngl 0's compute buffer (2.6 MB for pp64). The cell at ngl 99 is
+# `oom`, with llama.cpp's own lines on which buffer failed ("failed to allocate Vulkan0
+# buffer of size …"), and the run goes on to ngl 0, which is measured. (lavapipe ignores
+# GGML_VK_FORCE_MAX_ALLOCATION_SIZE: every allocation still succeeded under a 1 MiB one.)
+OOM_LIMIT=8388608
+cat > "$WORK/oom.toml" <<'EOF'
+name = "vulkan-oom"
+description = "the tiny model at ngl 99 on a device whose largest allocation is too small"
+
+[[model]]
+synth = "tiny"
+seed = 0
+quants = ["Q8_0"]
+
+[engine]
+threads = 2
+n_gpu_layers = [99, 0]
+
+[workload]
+tests = ["pp64"]
+repetitions = 1
+warmup = false
+timeout_s = 120
+EOF
+rm -f "$WORK"/oom.db*
+oom_rc=0
+GGML_VK_FORCE_MAX_BUFFER_SIZE=$OOM_LIMIT "$TB" run "$WORK/oom.toml" --db "$WORK/oom.db" \
+    --plain >"$WORK/oom.log" 2>&1 || oom_rc=$?
+if [[ $oom_rc == 4 ]]; then
+    echo "ok    a device too small: the run ended with exit 4 (a cell not measured)"
+else
+    echo "FAIL  a device too small: the run's exit code was $oom_rc, not 4; its output:"
+    tail -20 "$WORK/oom.log"
+    fails=$((fails + 1))
+fi
+CHECK_DB=$WORK/oom.db check "a device too small: ngl 99 is oom, with llama.cpp's line naming Vulkan0" \
+    "SELECT 1 - COUNT(*) FROM v_results WHERE n_gpu_layers = 99 AND status = 'oom'
+        AND error LIKE '%llama.cpp said:%Vulkan0%'"
+CHECK_DB=$WORK/oom.db check "a device too small: the run went on, ngl 0 measured" \
+    "SELECT 1 - COUNT(*) FROM v_results WHERE n_gpu_layers = 0 AND status = 'ok'"
+"$TB" query "SELECT n_gpu_layers AS ngl, status, error FROM v_results ORDER BY n_gpu_layers DESC" \
+    --db "$WORK/oom.db" --format md
 
 "$TB" query "SELECT r.backend, r.test, r.n_gpu_layers AS ngl,
         r.n_layers_offloaded || '/' || r.n_layers_total AS offloaded,

@@ -348,7 +348,8 @@ pub enum ResultStatus {
     Unavailable,
     /// The run was interrupted (SIGINT/SIGTERM) while this cell was in flight.
     Interrupted,
-    /// The backend passed the suite's memory limit and was stopped.
+    /// Out of memory: the backend passed the suite's memory limit and was stopped, or its
+    /// llama.cpp could not allocate a buffer (a model or context the device cannot hold).
     Oom,
 }
 

@@ -54,6 +54,33 @@ static ALLOCATED: std::sync::Mutex<AllocatedMemory> = std::sync::Mutex::new(Allo
     layers_total: None,
 });
 
+/// llama.cpp's and ggml's last error lines, newest last: their own words for why a load,
+/// a context or a decode failed (`alloc_tensor_range: failed to allocate Vulkan0 buffer of
+/// size 17432576`), which the generic error the bindings return does not carry.
+static LLAMA_ERRORS: std::sync::Mutex<std::collections::VecDeque<String>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+
+/// How many error lines [`LLAMA_ERRORS`] keeps: a failed load logs three or four.
+const KEPT_ERRORS: usize = 6;
+
+/// `error`, followed by what llama.cpp logged as errors since the last call (which it
+/// clears): `llama.cpp could not load m.gguf: null result from llama cpp; llama.cpp said:
+/// alloc_tensor_range: failed to allocate Vulkan0 buffer of size 17432576 | …`.
+fn with_llama_errors(error: String) -> String {
+    let lines: Vec<String> = llama_errors().drain(..).collect();
+    if lines.is_empty() {
+        error
+    } else {
+        format!("{error}; llama.cpp said: {}", lines.join(" | "))
+    }
+}
+
+fn llama_errors() -> std::sync::MutexGuard<'static, std::collections::VecDeque<String>> {
+    LLAMA_ERRORS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Adds what one log line reports to `into`: a buffer's size, a device used, or the layers
 /// offloaded; false if the line reports none of them.
 fn note_log_line(line: &str, into: &mut AllocatedMemory) -> bool {
@@ -161,7 +188,7 @@ fn note_buffer_line(line: &str, into: &mut AllocatedMemory) -> bool {
 /// llama.cpp's log, passed on to stderr (the runner keeps its tail) and read for the
 /// buffer sizes it reports.
 unsafe extern "C" fn capture_log(
-    _level: llama_cpp_sys_2::ggml_log_level,
+    level: llama_cpp_sys_2::ggml_log_level,
     text: *const std::os::raw::c_char,
     _user_data: *mut std::os::raw::c_void,
 ) {
@@ -172,6 +199,18 @@ unsafe extern "C" fn capture_log(
     let bytes = unsafe { std::ffi::CStr::from_ptr(text) }.to_bytes();
     if ECHO_LOG.load(std::sync::atomic::Ordering::Relaxed) {
         let _ = std::io::stderr().write_all(bytes);
+    }
+    if level == llama_cpp_sys_2::GGML_LOG_LEVEL_ERROR {
+        let mut kept = llama_errors();
+        for line in String::from_utf8_lossy(bytes).lines() {
+            let line = line.trim();
+            if !line.is_empty() {
+                if kept.len() == KEPT_ERRORS {
+                    kept.pop_front();
+                }
+                kept.push_back(line.to_string());
+            }
+        }
     }
     // Buffer sizes, devices and offload are logged at load and context creation only:
     // other lines (llama.cpp may log while it computes) pass without taking the lock or
@@ -356,13 +395,18 @@ pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
     let params = LlamaModelParams::default()
         .with_n_gpu_layers(job.n_gpu_layers)
         .with_use_mmap(job.use_mmap);
+    llama_errors().clear();
     let t_load = Instant::now();
     let load_start = monotonic_ns();
     let model = match LlamaModel::load_from_file(backend, &job.model_path, &params) {
         Ok(m) => m,
         Err(e) => {
             emit(EngineEvent::Fatal {
-                error: format!("llama.cpp could not load {}: {e}", job.model_path.display()),
+                error: with_llama_errors(format!(
+                    "llama.cpp could not load {} (n_gpu_layers {}): {e}",
+                    job.model_path.display(),
+                    job.n_gpu_layers
+                )),
             })?;
             return Ok(());
         }
@@ -399,6 +443,7 @@ pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
     };
     for test in &job.tests {
         reset_rss_peak();
+        llama_errors().clear();
         *allocated() = loaded.clone();
         match run_test(&model, test, &fault, &mut emit) {
             Ok(()) => emit(EngineEvent::TestFinished {
@@ -407,7 +452,10 @@ pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
                 allocated: Some(allocated().clone()),
             })?,
             Err(TestError::Io(e)) => return Err(e),
-            Err(TestError::Llama(error)) => emit(EngineEvent::TestFailed { id: test.id, error })?,
+            Err(TestError::Llama(error)) => emit(EngineEvent::TestFailed {
+                id: test.id,
+                error: with_llama_errors(error),
+            })?,
         }
     }
     trigger(&fault, FaultPhase::Finish, 0, 0);
@@ -589,8 +637,13 @@ pub fn eval_logits(
         return Err(format!("model file not found: {}", model_path.display()));
     }
     let params = LlamaModelParams::default().with_n_gpu_layers(n_gpu_layers);
-    let model = LlamaModel::load_from_file(backend(), model_path, &params)
-        .map_err(|e| format!("llama.cpp could not load {}: {e}", model_path.display()))?;
+    llama_errors().clear();
+    let model = LlamaModel::load_from_file(backend(), model_path, &params).map_err(|e| {
+        with_llama_errors(format!(
+            "llama.cpp could not load {}: {e}",
+            model_path.display()
+        ))
+    })?;
     let threads = i32::try_from(n_threads).unwrap_or(i32::MAX);
     let ctx_params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(n_tokens))
@@ -598,9 +651,11 @@ pub fn eval_logits(
         .with_n_ubatch(n_tokens)
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
-    let mut ctx = model
-        .new_context(backend(), ctx_params)
-        .map_err(|e| format!("llama.cpp could not create a context of {n_tokens} tokens: {e}"))?;
+    let mut ctx = model.new_context(backend(), ctx_params).map_err(|e| {
+        with_llama_errors(format!(
+            "llama.cpp could not create a context of {n_tokens} tokens: {e}"
+        ))
+    })?;
     let vocab = model.vocab();
     let mut tok = Tokens {
         rng: ChaCha8Rng::seed_from_u64(seed),
@@ -750,4 +805,47 @@ mod buffer_log_tests {
     }
 
     const VULKAN_LOAD: &str = include_str!("../tests/fixtures/vulkan-load.log");
+
+    #[test]
+    fn llama_cpp_error_lines_follow_the_error_they_explain() {
+        let log = |level, text: &str| {
+            let c = std::ffi::CString::new(text).unwrap();
+            // SAFETY: a valid NUL-terminated string, as llama.cpp passes.
+            unsafe { capture_log(level, c.as_ptr(), std::ptr::null_mut()) };
+        };
+        ECHO_LOG.store(false, std::sync::atomic::Ordering::Relaxed);
+        llama_errors().clear();
+        // Lines of other levels are not kept; error lines are, one per line, newest last,
+        // the oldest dropped past KEPT_ERRORS.
+        log(
+            llama_cpp_sys_2::GGML_LOG_LEVEL_INFO,
+            "llama_model_loader: loaded meta data with 30 key-value pairs\n",
+        );
+        log(
+            llama_cpp_sys_2::GGML_LOG_LEVEL_WARN,
+            "llama_context: n_ctx_seq (65) < n_ctx_train\n",
+        );
+        for i in 0..KEPT_ERRORS {
+            log(
+                llama_cpp_sys_2::GGML_LOG_LEVEL_ERROR,
+                &format!("old error {i}\n"),
+            );
+        }
+        log(
+            llama_cpp_sys_2::GGML_LOG_LEVEL_ERROR,
+            "ggml_backend_buft_alloc_buffer_n_default: failed to allocate Vulkan0 buffer of size 26773504\n",
+        );
+        log(
+            llama_cpp_sys_2::GGML_LOG_LEVEL_ERROR,
+            "llama_model_load: error loading model: unable to allocate Vulkan0 buffer\nllama_model_load_from_file_impl: failed to load model\n",
+        );
+        let said = with_llama_errors("llama.cpp could not load m.gguf: null result".into());
+        assert_eq!(
+            said,
+            "llama.cpp could not load m.gguf: null result; llama.cpp said: old error 3 | old error 4 | old error 5 | ggml_backend_buft_alloc_buffer_n_default: failed to allocate Vulkan0 buffer of size 26773504 | llama_model_load: error loading model: unable to allocate Vulkan0 buffer | llama_model_load_from_file_impl: failed to load model"
+        );
+        // Taken once: the next failure does not repeat them.
+        assert_eq!(with_llama_errors("decode failed".into()), "decode failed");
+        ECHO_LOG.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }

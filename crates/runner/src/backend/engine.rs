@@ -11,8 +11,8 @@ use tokbench_engine::protocol::{EngineEvent, EngineJob, EngineTest, PROTOCOL_VER
 use tokio::time::Instant;
 
 use super::{
-    exit_failure, next_output, stop_reason, unmeasured, watch_memory, Backend, Group, Output,
-    GRACE, INTERRUPTED, LOG_LINES,
+    exit_failure, failed_status, next_output, stop_reason, unmeasured, watch_memory, Backend,
+    Group, Output, GRACE, INTERRUPTED, LOG_LINES,
 };
 use crate::child::{describe_exit, BoxFuture, Launcher, Line, RealProcesses, Spawn};
 use crate::{now_rfc3339, telemetry, until_cancelled, Ctx, PreparedModel, RunEvent};
@@ -511,7 +511,7 @@ impl Engine {
                         let mut r = unmeasured(
                             &cell,
                             params,
-                            ResultStatus::Failed,
+                            failed_status(&error),
                             error,
                             Some(child.log_tail_now(LOG_LINES)),
                         );
@@ -532,11 +532,14 @@ impl Engine {
                             self.finish(ctx, r, name, model).await;
                         }
                         let tail = child.log_tail(LOG_LINES).await;
+                        // A model the device could not hold: every cell of its load
+                        // did not fit.
+                        let status = failed_status(&error);
                         for (cell, params) in queue.drain(..) {
                             let r = unmeasured(
                                 &cell,
                                 params,
-                                ResultStatus::Failed,
+                                status,
                                 error.clone(),
                                 Some(tail.clone()),
                             );

@@ -7,8 +7,8 @@ use tokbench_core::{BackendBuild, BackendKind, Cell, CellResult, EngineParams, R
 use tokio::time::Instant;
 
 use super::{
-    exit_failure, next_output, stop_reason, unmeasured, watch_memory, Backend, BackendTarget,
-    Group, Output, GRACE, INTERRUPTED, LOG_LINES,
+    allocation_failure, exit_failure, next_output, stop_reason, unmeasured, watch_memory, Backend,
+    BackendTarget, Group, Output, GRACE, INTERRUPTED, LOG_LINES,
 };
 use crate::child::{BoxFuture, Spawn};
 use crate::serve::llama_engine_args;
@@ -195,7 +195,14 @@ async fn llama_bench_cell(
     match ended.status {
         Some(s) if !s.success() => {
             let (status, reason) = exit_failure("llama-bench", &s);
-            return fail(status, reason);
+            // An exit after llama.cpp could not allocate (a model or context too large for
+            // the device) is a cell that did not fit: `oom`, with llama.cpp's line.
+            return match allocation_failure(&tail) {
+                Some(line) if status == ResultStatus::Failed => {
+                    fail(ResultStatus::Oom, format!("{reason}: {line}"))
+                }
+                _ => fail(status, reason),
+            };
         }
         None => {
             return fail(

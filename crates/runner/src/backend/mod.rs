@@ -232,6 +232,43 @@ pub(crate) fn exit_failure(
     }
 }
 
+/// The first line of `said` (an error, a log tail) in which llama.cpp or ggml reports
+/// memory it could not allocate: a model, KV-cache or compute buffer the device (or the
+/// host) could not hold, a tensor larger than the device's largest buffer. A cell that
+/// failed so did not fit: its status is `oom`, with llama.cpp's words.
+pub(crate) fn allocation_failure(said: &str) -> Option<&str> {
+    const MARKS: [&str; 6] = [
+        "failed to allocate",
+        "unable to allocate",
+        "out of memory",
+        "outofdevicememory",
+        "cudamalloc failed",
+        "too large to fit in a",
+    ];
+    // An engine's error holds llama.cpp's lines after "llama.cpp said: ", " | " apart.
+    said.lines()
+        .flat_map(|l| l.split(" | "))
+        .map(|l| {
+            l.rsplit_once("llama.cpp said: ")
+                .map_or(l, |(_, line)| line)
+                .trim()
+        })
+        .find(|l| {
+            let l = l.to_ascii_lowercase();
+            MARKS.iter().any(|m| l.contains(m))
+        })
+}
+
+/// A failed cell's status from what its backend said: `oom` where an allocation failed
+/// ([`allocation_failure`]), else `failed`.
+pub(crate) fn failed_status(said: &str) -> ResultStatus {
+    if allocation_failure(said).is_some() {
+        ResultStatus::Oom
+    } else {
+        ResultStatus::Failed
+    }
+}
+
 /// Why a backend stopped when tokbench knows: its memory limit first (unless the run was
 /// interrupted), then `failure`, what tokbench saw it do.
 pub(crate) fn stop_reason(
@@ -271,5 +308,48 @@ pub(crate) fn unmeasured(
         started_at: now_rfc3339(),
         duration_ms: 0.0,
         conditions: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocation_failures_are_told_from_other_failures() {
+        // What the engine reported on lavapipe with GGML_VK_FORCE_MAX_BUFFER_SIZE=8388608 at
+        // ngl 99 (scripts/vulkan-check.sh): the bindings' generic error, then llama.cpp's
+        // error lines, as captured.
+        let load = "llama.cpp could not load m.gguf (n_gpu_layers 99): null result from llama cpp; llama.cpp said: ggml_backend_buft_alloc_buffer_n_default: failed to allocate Vulkan0 buffer of size 26773504 | llama_model_load: error loading model: unable to allocate Vulkan0 buffer | llama_model_load_from_file_impl: failed to load model";
+        assert_eq!(
+            allocation_failure(load),
+            Some("ggml_backend_buft_alloc_buffer_n_default: failed to allocate Vulkan0 buffer of size 26773504")
+        );
+        assert_eq!(failed_status(load), ResultStatus::Oom);
+        // The same device at 1 MiB, ngl 0: the context's compute buffer, in a log tail
+        // (ggml-vulkan's own lines go to stderr, not through llama.cpp's log).
+        let tail = "ggml_vulkan: Device memory allocation of size 2578960 failed.\nggml_vulkan: Requested buffer size exceeds device buffer size limit: ErrorOutOfDeviceMemory\nggml_gallocr_reserve_n_impl: failed to allocate Vulkan0 buffer of size 2578960\ngraph_reserve: failed to allocate compute buffers";
+        assert_eq!(
+            allocation_failure(tail),
+            Some("ggml_vulkan: Requested buffer size exceeds device buffer size limit: ErrorOutOfDeviceMemory")
+        );
+        // CUDA's wording (ggml-cuda's format), and a tensor larger than the largest buffer.
+        assert_eq!(
+            failed_status("ggml_backend_cuda_buffer_type_alloc_buffer: allocating 4403.49 MiB on device 0: cudaMalloc failed: out of memory"),
+            ResultStatus::Oom
+        );
+        assert_eq!(
+            failed_status("ggml_backend_alloc_ctx_tensors_from_buft: tensor output.weight is too large to fit in a Vulkan0 buffer (tensor size: 17432576, max buffer size: 8388608)"),
+            ResultStatus::Oom
+        );
+        // Not memory: a missing file, a bad architecture, a decode error.
+        for other in [
+            "model file not found: /x.gguf",
+            "llama.cpp could not load m.gguf (n_gpu_layers 0): null result from llama cpp; llama.cpp said: llama_model_load: error loading model: error loading model architecture: unknown model architecture: 'xyz'",
+            "llama_decode failed: Decode Error 1: NoKvCacheSlot",
+        ] {
+            assert_eq!(allocation_failure(other), None, "{other}");
+            assert_eq!(failed_status(other), ResultStatus::Failed, "{other}");
+        }
     }
 }

@@ -15,8 +15,8 @@ use tokio::time::Instant;
 
 use self::dialect::{Dialect, Start};
 use super::{
-    exit_failure, memory_failure, stop_reason, unmeasured, watch_memory, Backend, BackendTarget,
-    Group, GRACE, LOG_LINES,
+    allocation_failure, exit_failure, memory_failure, stop_reason, unmeasured, watch_memory,
+    Backend, BackendTarget, Group, GRACE, LOG_LINES,
 };
 use crate::child::{BoxFuture, Process, Spawn};
 use crate::serve::client::Endpoint;
@@ -248,7 +248,15 @@ impl Server {
                     }
                     None => (None, None),
                 };
-                let (status, reason) = oom.unwrap_or((nr.status, nr.reason));
+                // A server that exited after llama.cpp could not allocate the model or
+                // its context on the device: the cells did not fit (`oom`, its line).
+                let (status, reason) =
+                    oom.unwrap_or_else(|| match tail.as_deref().and_then(allocation_failure) {
+                        Some(line) if nr.status == ResultStatus::Failed => {
+                            (ResultStatus::Oom, format!("{}: {line}", nr.reason))
+                        }
+                        _ => (nr.status, nr.reason),
+                    });
                 for (cell, p) in cells {
                     let r = server_failure(&cell, p, status, reason.clone(), tail.clone());
                     let expected = requests_of(&ctx.plan.suite, &cell);
