@@ -32,6 +32,18 @@ fn an_invalid_suite_names_file_line_and_key() {
         "{err}"
     );
 
+    // A depth past llama.cpp's 32-bit positions (a typo of a few zeros): refused before
+    // anything runs, where it once made the engine allocate until memory ran out.
+    let text = quick_suite("\"Q8_0\"", "\"pp16 @ d4000000000\"", "");
+    let suite = write_suite(tmp.path(), "deep.toml", &text);
+    let err = fails_with_2(&["run", suite.to_str().unwrap(), "--db", db.to_str().unwrap()]);
+    assert!(
+        err.contains("deep.toml")
+            && err.contains("pp16 @ d4000000000")
+            && err.contains("4000000018 tokens"),
+        "{err}"
+    );
+
     let err = fails_with_2(&[
         "run",
         tmp.path().join("nope.toml").to_str().unwrap(),

@@ -33,9 +33,12 @@ impl TestSpec {
         s
     }
 
-    /// Tokens the context must hold for this test.
+    /// Tokens the context must hold for this test (saturating: an imported record's
+    /// numbers are not checked as a suite's test labels are).
     pub fn n_ctx_needed(&self) -> u32 {
-        self.n_depth + self.n_prompt + self.n_gen.max(1)
+        self.n_depth
+            .saturating_add(self.n_prompt)
+            .saturating_add(self.n_gen.max(1))
     }
 }
 
@@ -45,16 +48,26 @@ impl fmt::Display for TestSpec {
     }
 }
 
-/// A test label that does not parse.
+/// A test label that does not parse, or asks for more positions than llama.cpp has.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("invalid test `{0}`: expected `ppN`, `tgN` or `ppN+tgN`, optionally followed by ` @ dN` (e.g. `pp512`, `tg128`, `pp512 @ d4096`), with N > 0")]
-pub struct InvalidTest(pub String);
+pub enum InvalidTest {
+    #[error("invalid test `{0}`: expected `ppN`, `tgN` or `ppN+tgN`, optionally followed by ` @ dN` (e.g. `pp512`, `tg128`, `pp512 @ d4096`), with N > 0")]
+    Syntax(String),
+    /// llama.cpp's token positions (`llama_pos`) are 32-bit signed: a context past
+    /// 2,147,483,647 tokens cannot be evaluated, and the sum would overflow tokbench's own
+    /// 32-bit counts.
+    #[error("invalid test `{0}`: it needs a context of {1} tokens (depth + prompt + generated + 1); llama.cpp's token positions stop at {max}", max = MAX_CONTEXT)]
+    TooLong(String, u64),
+}
+
+/// The most tokens a test's context may hold: llama.cpp's `llama_pos` is an `int32_t`.
+pub const MAX_CONTEXT: u64 = i32::MAX as u64;
 
 impl FromStr for TestSpec {
     type Err = InvalidTest;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || InvalidTest(s.to_string());
+        let err = || InvalidTest::Syntax(s.to_string());
         let (body, depth) = match s.split_once('@') {
             Some((b, d)) => {
                 let d = d.trim().strip_prefix('d').ok_or_else(err)?;
@@ -78,6 +91,11 @@ impl FromStr for TestSpec {
             None if body.starts_with("pp") => (num(body, "pp")?, 0),
             None => (0, num(body, "tg")?),
         };
+        // The engine's context: the depth, the prompt, the generated tokens and one more.
+        let n_ctx = u64::from(depth) + u64::from(n_prompt) + u64::from(n_gen.max(1)) + 1;
+        if n_ctx > MAX_CONTEXT {
+            return Err(InvalidTest::TooLong(s.to_string(), n_ctx));
+        }
         Ok(TestSpec {
             n_prompt,
             n_gen,
@@ -493,6 +511,36 @@ mod tests {
         ] {
             assert!(bad.parse::<TestSpec>().is_err(), "{bad:?} parsed");
         }
+    }
+
+    #[test]
+    fn a_context_past_llama_cpps_positions_is_refused_with_its_size() {
+        // 2^31 - 1 positions: the longest context still fits.
+        let longest = "pp1 @ d2147483644".parse::<TestSpec>().unwrap();
+        assert_eq!(longest.n_ctx_needed(), 2_147_483_646);
+        let e = "pp16 @ d2147483640"
+            .parse::<TestSpec>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`pp16 @ d2147483640`")
+                && e.contains("2147483658 tokens")
+                && e.contains("2147483647"),
+            "{e}"
+        );
+        // A sum past u32 is refused too, not wrapped.
+        let e = "pp4000000000+tg4000000000 @ d4000000000"
+            .parse::<TestSpec>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("12000000001 tokens"), "{e}");
+        // An imported record's numbers saturate instead of wrapping.
+        let t = TestSpec {
+            n_prompt: u32::MAX,
+            n_gen: 1,
+            n_depth: u32::MAX,
+        };
+        assert_eq!(t.n_ctx_needed(), u32::MAX);
     }
 
     #[test]
