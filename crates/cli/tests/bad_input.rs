@@ -40,7 +40,7 @@ fn an_invalid_suite_names_file_line_and_key() {
     assert!(
         err.contains("deep.toml")
             && err.contains("pp16 @ d4000000000")
-            && err.contains("4000000018 tokens"),
+            && err.contains("4000000017 tokens"),
         "{err}"
     );
 

@@ -33,13 +33,18 @@ impl TestSpec {
         s
     }
 
-    /// Tokens the context must hold for this test (saturating: an imported record's
-    /// numbers are not checked as a suite's test labels are).
-    pub fn n_ctx_needed(&self) -> u32 {
-        self.n_depth
-            .saturating_add(self.n_prompt)
-            .saturating_add(self.n_gen.max(1))
+    /// The context the engine creates for this test: [`engine_ctx`].
+    pub fn engine_ctx(&self) -> u64 {
+        engine_ctx(self.n_depth, self.n_prompt, self.n_gen)
     }
+}
+
+/// The context the engine creates for a test, in tokens: the depth, the prompt, the
+/// generated tokens and one more (the first token's, timed for TTFT). Exact: three `u32`
+/// may pass `u32` (an imported record's numbers are not checked as a suite's labels are).
+/// The one definition: the suite's check, the engine and `fit` all use it.
+pub fn engine_ctx(n_depth: u32, n_prompt: u32, n_gen: u32) -> u64 {
+    u64::from(n_depth) + u64::from(n_prompt) + u64::from(n_gen) + 1
 }
 
 impl fmt::Display for TestSpec {
@@ -91,8 +96,7 @@ impl FromStr for TestSpec {
             None if body.starts_with("pp") => (num(body, "pp")?, 0),
             None => (0, num(body, "tg")?),
         };
-        // The engine's context: the depth, the prompt, the generated tokens and one more.
-        let n_ctx = u64::from(depth) + u64::from(n_prompt) + u64::from(n_gen.max(1)) + 1;
+        let n_ctx = engine_ctx(depth, n_prompt, n_gen);
         if n_ctx > MAX_CONTEXT {
             return Err(InvalidTest::TooLong(s.to_string(), n_ctx));
         }
@@ -515,16 +519,21 @@ mod tests {
 
     #[test]
     fn a_context_past_llama_cpps_positions_is_refused_with_its_size() {
-        // 2^31 - 1 positions: the longest context still fits.
-        let longest = "pp1 @ d2147483644".parse::<TestSpec>().unwrap();
-        assert_eq!(longest.n_ctx_needed(), 2_147_483_646);
+        // 2^31 - 1 positions: the longest context still fits, one more does not.
+        let longest = "pp1 @ d2147483645".parse::<TestSpec>().unwrap();
+        assert_eq!(longest.engine_ctx(), 2_147_483_647);
+        let e = "pp2 @ d2147483645"
+            .parse::<TestSpec>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("2147483648 tokens"), "{e}");
         let e = "pp16 @ d2147483640"
             .parse::<TestSpec>()
             .unwrap_err()
             .to_string();
         assert!(
             e.contains("`pp16 @ d2147483640`")
-                && e.contains("2147483658 tokens")
+                && e.contains("2147483657 tokens")
                 && e.contains("2147483647"),
             "{e}"
         );
@@ -534,13 +543,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("12000000001 tokens"), "{e}");
-        // An imported record's numbers saturate instead of wrapping.
+        // An imported record's numbers are summed exactly, not wrapped.
         let t = TestSpec {
             n_prompt: u32::MAX,
             n_gen: 1,
             n_depth: u32::MAX,
         };
-        assert_eq!(t.n_ctx_needed(), u32::MAX);
+        assert_eq!(t.engine_ctx(), 2 * u64::from(u32::MAX) + 2);
     }
 
     #[test]

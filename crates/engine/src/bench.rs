@@ -489,13 +489,12 @@ fn run_test(
 ) -> Result<(), TestError> {
     let t_ctx = Instant::now();
     // Room for the depth, the prompt, the generated tokens and the TTFT token.
-    // (Saturating: a suite's tests are refused past llama.cpp's 2^31 - 1 positions, and a
-    // job from elsewhere gets llama.cpp's own refusal, not a wrapped size.)
-    let n_ctx = t
-        .n_depth
-        .saturating_add(t.n_prompt)
-        .saturating_add(t.n_gen)
-        .saturating_add(1);
+    // (A suite's tests are refused past llama.cpp's 2^31 - 1 positions; a job from
+    // elsewhere gets llama.cpp's own refusal, not a wrapped size.)
+    let n_ctx = u32::try_from(tokbench_core::bench::engine_ctx(
+        t.n_depth, t.n_prompt, t.n_gen,
+    ))
+    .unwrap_or(u32::MAX);
     let threads = i32::try_from(t.n_threads).unwrap_or(i32::MAX);
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(n_ctx))

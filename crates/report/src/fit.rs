@@ -504,10 +504,10 @@ pub struct Allocated {
     pub total_bytes: u64,
 }
 
-/// The context the engine created for a cell (depth + prompt + generated + 1, as the
-/// engine sizes it; llama.cpp pads it to 256).
+/// The context the engine created for a cell ([`tokbench_core::bench::engine_ctx`];
+/// llama.cpp pads it to 256), at most `u32::MAX` (a stored record's numbers may sum past it).
 fn engine_ctx(n_prompt: u32, n_gen: u32, n_depth: u32) -> u32 {
-    n_depth + n_prompt + n_gen + 1
+    u32::try_from(tokbench_core::bench::engine_ctx(n_depth, n_prompt, n_gen)).unwrap_or(u32::MAX)
 }
 
 /// MiB when every figure is small (the synthetic models), else GiB.

@@ -245,6 +245,9 @@ pub(crate) fn allocation_failure(said: &str) -> Option<&str> {
         "cudamalloc failed",
         "too large to fit in a",
     ];
+    // Warnings of an allocation llama.cpp recovers from (pinned host memory it replaces
+    // with ordinary memory, a reorder it skips): not why anything failed.
+    const RECOVERED: [&str; 3] = ["pinned memory", "skipping", "falling back"];
     // An engine's error holds llama.cpp's lines after "llama.cpp said: ", " | " apart.
     said.lines()
         .flat_map(|l| l.split(" | "))
@@ -255,7 +258,7 @@ pub(crate) fn allocation_failure(said: &str) -> Option<&str> {
         })
         .find(|l| {
             let l = l.to_ascii_lowercase();
-            MARKS.iter().any(|m| l.contains(m))
+            MARKS.iter().any(|m| l.contains(m)) && !RECOVERED.iter().any(|m| l.contains(m))
         })
 }
 
@@ -342,8 +345,11 @@ mod tests {
             failed_status("ggml_backend_alloc_ctx_tensors_from_buft: tensor output.weight is too large to fit in a Vulkan0 buffer (tensor size: 17432576, max buffer size: 8388608)"),
             ResultStatus::Oom
         );
-        // Not memory: a missing file, a bad architecture, a decode error.
+        // Not memory: a missing file, a bad architecture, a decode error; nor a server that
+        // warned of pinned memory (ggml-vulkan's warning, as it formats it; it goes on
+        // with ordinary memory) and then failed for another reason.
         for other in [
+            "ggml_vulkan: Failed to allocate pinned memory (vk::Device::allocateMemory: ErrorOutOfDeviceMemory)\nllama_model_load: error loading model: error loading model architecture: unknown model architecture: 'xyz'",
             "model file not found: /x.gguf",
             "llama.cpp could not load m.gguf (n_gpu_layers 0): null result from llama cpp; llama.cpp said: llama_model_load: error loading model: error loading model architecture: unknown model architecture: 'xyz'",
             "llama_decode failed: Decode Error 1: NoKvCacheSlot",
