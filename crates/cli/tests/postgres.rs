@@ -489,6 +489,15 @@ fn start_six_cells(
     (child, journal)
 }
 
+/// Polls `done` every 20 ms until it holds; fails the test, naming `what`, after `secs`.
+fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !done() {
+        assert!(t0.elapsed().as_secs() < secs, "waited {secs} s for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn each_cell_reaches_the_server_while_the_run_goes_on() {
     // A run of six cells: the server shows it running, with its results so far, before it
@@ -537,11 +546,9 @@ fn a_server_that_stops_mid_run_and_comes_back_ends_with_every_cell_once() {
     run_ok(&["migrate", "--db", &url]);
     let tmp = tempfile::tempdir().unwrap();
     let (mut child, journal) = start_six_cells(tmp.path(), &url, 3);
-    let t0 = std::time::Instant::now();
-    while pg.psql("tokbench", "SELECT COUNT(*) FROM result") == "0" {
-        assert!(t0.elapsed().as_secs() < 120, "no cell reached the server");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until("a cell reached the server", 120, || {
+        pg.psql("tokbench", "SELECT COUNT(*) FROM result") != "0"
+    });
     // Back once a cell was stored while it was down (or the run ended).
     let stored = || {
         raw_column(&journal, "SELECT COUNT(*) FROM result").unwrap()[0]
@@ -550,14 +557,11 @@ fn a_server_that_stops_mid_run_and_comes_back_ends_with_every_cell_once() {
     };
     let at_stop = stored();
     pg.stop_server();
-    let t0 = std::time::Instant::now();
-    while stored() == at_stop && child.try_wait().unwrap().is_none() {
-        assert!(
-            t0.elapsed().as_secs() < 120,
-            "no cell was stored after the stop"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until(
+        "a cell stored after the stop, or the run's end",
+        120,
+        || stored() != at_stop || child.try_wait().unwrap().is_some(),
+    );
     pg.start_server();
     let out = child.wait_with_output().unwrap();
     let e = stderr(&out);
@@ -932,18 +936,13 @@ fn a_runner_killed_mid_forward_leaves_nothing_half_stored_and_forwards_once_late
     .spawn()
     .unwrap();
     let waiting = "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'";
-    let t0 = std::time::Instant::now();
-    while pg.psql("tokbench", waiting) != "1" {
+    wait_until("the forward to wait on the lock", 120, || {
         assert!(
             runner.try_wait().unwrap().is_none(),
             "the runner ended before its forward waited on the lock"
         );
-        assert!(
-            t0.elapsed().as_secs() < 120,
-            "the forward never reached the lock"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+        pg.psql("tokbench", waiting) == "1"
+    });
     runner.kill().unwrap();
     runner.wait().unwrap();
     pg.psql(
@@ -954,14 +953,9 @@ fn a_runner_killed_mid_forward_leaves_nothing_half_stored_and_forwards_once_late
     // The killed runner's session ends (its transaction rolled back) once it gets the lock
     // and finds its client gone.
     let others = "SELECT COUNT(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()";
-    let t0 = std::time::Instant::now();
-    while pg.psql("tokbench", others) != "0" {
-        assert!(
-            t0.elapsed().as_secs() < 60,
-            "the killed runner's session stays"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_until("the killed runner's session to end", 60, || {
+        pg.psql("tokbench", others) == "0"
+    });
     assert_eq!(
         pg.psql(
             "tokbench",
