@@ -371,16 +371,18 @@ pub async fn import_command(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     let t_stored = t0.elapsed();
     let parse_busy = parsing.finish();
     drop(discard);
+    // Committed: from here on nothing fails before the new database has its name, or a
+    // failing check would remove what was imported.
     let integrity = store
         .integrity_check_up_to(tokbench_store::CLOSING_CHECK_MAX_BYTES)
-        .await?;
+        .await;
     store.close().await;
-    dropper
-        .join()
-        .expect("the thread dropping parsed files panicked");
+    // The dropper only frees parsed files: a panic there loses nothing.
+    let _ = dropper.join();
     if let Some(fresh) = fresh {
         fresh.put_in_place()?;
     }
+    let integrity = integrity?;
     if let Some(server) = server {
         let merged = server.merge_sqlite(&db).await;
         server.close().await;
@@ -890,8 +892,9 @@ impl Parsing {
         }
     }
 
-    /// The next file, parsed; or its error.
-    async fn next(&mut self) -> Result<Parsed, BadInput> {
+    /// The next file, parsed; or its error (a file's [`BadInput`], or a parsing thread that
+    /// panicked: a bug, reported as an error, with nothing of the import stored).
+    async fn next(&mut self) -> anyhow::Result<Parsed> {
         let outcome = self
             .outcomes
             .pop_front()
@@ -901,7 +904,10 @@ impl Parsing {
             s.allowed += 1;
         }
         self.gate.moved.notify_one();
-        outcome.await.expect("a parsing thread panicked")
+        match outcome.await {
+            Ok(parsed) => Ok(parsed?),
+            Err(_) => anyhow::bail!("a thread parsing the files panicked; nothing was imported"),
+        }
     }
 
     /// Waits for the workers; the time they spent reading and parsing, summed over them
@@ -910,7 +916,8 @@ impl Parsing {
         self.stop();
         self.handles
             .drain(..)
-            .map(|h| h.join().expect("a parsing thread panicked"))
+            // A worker that panicked was told by `next` already; its time is not known.
+            .map(|h| h.join().unwrap_or_default())
             .sum()
     }
 

@@ -183,28 +183,25 @@ fn device_reports(devices: &[tokbench_runner::EngineDevice]) -> Vec<serde_json::
         .map(|d| {
             let backend = d.backend.as_str();
             let vendor = d.description.to_ascii_lowercase();
-            let by_vendor = if vendor.contains("nvidia") {
+            // An NVIDIA or AMD GPU, through whatever API: its vendor's source reads it.
+            let by_vendor = if vendor.contains("nvidia") || backend.eq_ignore_ascii_case("cuda") {
                 Some("nvml")
-            } else if vendor.contains("amd") || vendor.contains("radeon") {
+            } else if vendor.contains("amd")
+                || vendor.contains("radeon")
+                || ["rocm", "hip"].iter().any(|b| backend.eq_ignore_ascii_case(b))
+            {
                 Some("amdgpu")
             } else {
                 None
             };
             let (memory, power) = match backend.to_ascii_lowercase().as_str() {
-                // An NVIDIA or AMD GPU, through whatever API: its vendor's source reads it.
-                _ if by_vendor.is_some() || backend.eq_ignore_ascii_case("cuda") => {
-                    let source = by_vendor.unwrap_or("nvml");
-                    let why = format!("measured by the {source} source (its rows above)");
+                _ if by_vendor.is_some() => {
+                    let why = format!(
+                        "measured by the {} source (its rows above)",
+                        by_vendor.unwrap_or_default()
+                    );
                     (no("not_applicable", why.clone()), no("not_applicable", why))
                 }
-                "rocm" | "hip" => {
-                    let why = "measured by the amdgpu source (its rows above)".to_string();
-                    (no("not_applicable", why.clone()), no("not_applicable", why))
-                }
-                "cuda" => (
-                    no("not_applicable", "measured by the nvml source (its rows above)".into()),
-                    no("not_applicable", "measured by the nvml source (its rows above)".into()),
-                ),
                 "vulkan" => (
                     no(
                         "not_supported",
