@@ -224,6 +224,54 @@ CHECK_DB=$WORK/oom.db check "a device too small: the run went on, ngl 0 measured
 "$TB" query "SELECT n_gpu_layers AS ngl, status, error FROM v_results ORDER BY n_gpu_layers DESC" \
     --db "$WORK/oom.db" --format md || true
 
+# Offload beyond the layer count (issue 16, item 5): with every layer on the device, a
+# tensor override keeps layers 0-3's weights on the host (llama.cpp's -ot, the CPU+GPU
+# split a card too small for a model relies on), and split_mode none puts everything on
+# main_gpu. Each is its own series, and the override moves bytes from Vulkan0 to the host.
+cat > "$WORK/offload.toml" <<'EOF'
+name = "vulkan-offload"
+description = "the tiny model at ngl 99 with layers 0-3 kept on the host, and split_mode none"
+
+[[model]]
+synth = "tiny"
+seed = 0
+quants = ["Q8_0"]
+
+[engine]
+threads = 2
+n_gpu_layers = 99
+split_mode = ["layer", "none"]
+override_tensor = ["", 'blk\.[0-3]\..*=CPU']
+
+[workload]
+tests = ["pp64"]
+repetitions = 1
+warmup = false
+timeout_s = 300
+EOF
+rm -f "$WORK"/offload.db*
+"$TB" run "$WORK/offload.toml" --db "$WORK/offload.db" --plain
+# The model bytes on the host (any buffer but the device's) in a result's placement.
+host_model="(SELECT IFNULL(SUM(json_extract(b.value, '\$.bytes')), 0) FROM json_each(r.placement_json, '\$.buffers') b
+        WHERE json_extract(b.value, '\$.buffer') NOT LIKE 'Vulkan%' AND json_extract(b.value, '\$.kind') = 'model')"
+CHECK_DB=$WORK/offload.db check "offload settings: 4 cells measured, each its own series" \
+    "SELECT 4 - COUNT(DISTINCT IFNULL(split_mode, '') || '|' || IFNULL(tensor_buft_overrides, ''))
+        FROM v_results WHERE status = 'ok'"
+CHECK_DB=$WORK/offload.db check "offload settings: stored as set, NULL at llama.cpp's defaults" \
+    "SELECT COUNT(*) FROM v_results WHERE split_mode IS NOT NULL AND split_mode != 'none'
+        OR tensor_buft_overrides IS NOT NULL AND tensor_buft_overrides != 'blk\.[0-3]\..*=CPU'"
+CHECK_DB=$WORK/offload.db check "a tensor override moves weights from Vulkan0 to the host" \
+    "SELECT COUNT(*) FROM v_results r, v_results base
+        WHERE r.tensor_buft_overrides IS NOT NULL AND base.tensor_buft_overrides IS NULL
+          AND r.split_mode IS base.split_mode
+          AND NOT ($(on Vulkan0 model) < (SELECT $(on Vulkan0 model) FROM v_results r WHERE r.result_id = base.result_id)
+               AND $host_model > (SELECT $host_model FROM v_results r WHERE r.result_id = base.result_id))"
+"$TB" query "SELECT IFNULL(r.split_mode, 'layer') AS sm, IFNULL(r.tensor_buft_overrides, 'none') AS ot,
+        ROUND(r.prefill_tps, 1) AS pp_tps,
+        ROUND($(on Vulkan0 model) / 1048576.0, 2) AS vk_model_mib,
+        ROUND($host_model / 1048576.0, 2) AS host_model_mib
+    FROM v_results r ORDER BY r.result_id" --db "$WORK/offload.db" --format md || true
+
 "$TB" query "SELECT r.backend, r.test, r.n_gpu_layers AS ngl,
         r.n_layers_offloaded || '/' || r.n_layers_total AS offloaded,
         ROUND(r.prefill_tps, 1) AS pp_tps, ROUND(r.decode_tps, 2) AS tg_tps,

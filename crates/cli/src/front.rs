@@ -23,7 +23,7 @@ pub const DEFAULT_SUITE_NAME: &str = "bench-configs/smoke.toml";
 
 /// The multi-letter short options llama-bench users type from memory, and the long options
 /// they mean here (clap's short options are one letter).
-const SPELLINGS: [(&str, &str); 8] = [
+const SPELLINGS: [(&str, &str); 11] = [
     ("-ngl", "--ngl"),
     ("-fa", "--fa"),
     ("-ctk", "--ctk"),
@@ -32,6 +32,9 @@ const SPELLINGS: [(&str, &str); 8] = [
     ("-pg", "--pg"),
     ("-sm", "--sm"),
     ("-ts", "--ts"),
+    ("-mg", "--mg"),
+    ("-ot", "--ot"),
+    ("-ncmoe", "--ncmoe"),
 ];
 
 /// Rewrites llama-bench's multi-letter options (`-ngl 99`, `-fa=1`) to their long forms for
@@ -152,12 +155,48 @@ pub struct BenchFlags {
     /// Memory-map the model, 0 or 1 (llama-bench -mmp; one value).
     #[arg(long = "mmap", alias = "mmp", value_name = "0|1")]
     pub mmap: Option<OnOff>,
-    /// Split mode: not supported by tokbench's backends yet (refused, never ignored).
-    #[arg(long = "sm", alias = "split-mode", hide = true)]
-    pub split_mode: Option<String>,
-    /// Tensor split: not supported yet (refused, never ignored).
-    #[arg(long = "ts", alias = "tensor-split", hide = true)]
-    pub tensor_split: Option<String>,
+    /// How the model is spread over several GPUs: none, layer, row, tensor (llama-bench -sm).
+    #[arg(
+        long = "sm",
+        alias = "split-mode",
+        value_delimiter = ',',
+        value_name = "MODE"
+    )]
+    pub split_mode: Vec<String>,
+    /// The GPU that holds the model with -sm none (llama-bench -mg).
+    #[arg(
+        long = "mg",
+        alias = "main-gpu",
+        value_delimiter = ',',
+        value_name = "I"
+    )]
+    pub main_gpu: Vec<u32>,
+    /// Each GPU's share of the model, `/` between devices: -ts 3/1,1/1 (llama-bench -ts).
+    #[arg(
+        long = "ts",
+        alias = "tensor-split",
+        value_delimiter = ',',
+        value_name = "N0/N1/..."
+    )]
+    pub tensor_split: Vec<String>,
+    /// Tensors put in another buffer type, `PATTERN=BUFFER` pairs joined by `;`, `,` between
+    /// alternatives (llama-bench -ot; the engine takes `=CPU` only).
+    #[arg(
+        long = "ot",
+        alias = "override-tensor",
+        value_delimiter = ',',
+        value_name = "PATTERN=BUFFER;..."
+    )]
+    pub override_tensor: Vec<String>,
+    /// Keep the expert weights of the first N layers of a mixture-of-experts model on the
+    /// CPU (llama-bench -ncmoe).
+    #[arg(
+        long = "ncmoe",
+        alias = "n-cpu-moe",
+        value_delimiter = ',',
+        value_name = "N"
+    )]
+    pub n_cpu_moe: Vec<u32>,
 }
 
 /// `-r N` or `-r auto`.
@@ -299,11 +338,6 @@ fn strings(xs: &[String]) -> Value {
 /// The suite text to run: `base` (a suite file's text; `None` when only flags were given)
 /// with every given flag written over its key.
 pub fn suite_text(base: Option<&str>, flags: &BenchFlags) -> Result<String, BadInput> {
-    if flags.split_mode.is_some() || flags.tensor_split.is_some() {
-        return Err(BadInput(
-            "-sm and -ts (multi-GPU split) are not supported by tokbench's backends yet; run llama-bench for that and `tokbench import` its output".into(),
-        ));
-    }
     let Some(base) = base else {
         if flags.models.is_empty() {
             return Err(BadInput(
@@ -394,6 +428,21 @@ fn finish(mut t: Table, flags: &BenchFlags) -> Result<String, BadInput> {
     }
     if let Some(m) = flags.mmap {
         set("mmap", Value::Boolean(m.0));
+    }
+    if !flags.split_mode.is_empty() {
+        set("split_mode", strings(&flags.split_mode));
+    }
+    if !flags.main_gpu.is_empty() {
+        set("main_gpu", ints(&flags.main_gpu));
+    }
+    if !flags.tensor_split.is_empty() {
+        set("tensor_split", strings(&flags.tensor_split));
+    }
+    if !flags.override_tensor.is_empty() {
+        set("override_tensor", strings(&flags.override_tensor));
+    }
+    if !flags.n_cpu_moe.is_empty() {
+        set("n_cpu_moe", ints(&flags.n_cpu_moe));
     }
     if !engine.is_empty() {
         t.insert("engine".into(), Value::Table(engine));
@@ -504,14 +553,54 @@ mod tests {
         let e = suite_text(None, &flags).unwrap_err().0;
         assert!(e.contains("missing.gguf"), "{e}");
         assert!(suite_text(None, &BenchFlags::default()).is_err());
+    }
+
+    #[test]
+    fn offload_flags_become_engine_axes_that_the_suite_checks() {
         let flags = BenchFlags {
-            split_mode: Some("row".into()),
+            split_mode: vec!["none".into(), "layer".into()],
+            main_gpu: vec![0],
+            tensor_split: vec!["3/1".into()],
+            override_tensor: vec![r"blk\.0\..*=CPU;output=CPU".into(), "none".into()],
+            n_cpu_moe: vec![2],
             ..Default::default()
         };
-        assert!(suite_text(Some(DEFAULT_SUITE), &flags)
-            .unwrap_err()
-            .0
-            .contains("-sm"));
+        let text = suite_text(Some(DEFAULT_SUITE), &flags).unwrap();
+        let suite = tokbench_core::Suite::from_toml(&text, Path::new("s.toml")).unwrap();
+        let overrides: std::collections::BTreeSet<&str> = suite
+            .engines
+            .iter()
+            .map(|e| e.offload.overrides.as_str())
+            .collect();
+        assert_eq!(
+            overrides.into_iter().collect::<Vec<_>>(),
+            ["", r"blk\.0\..*=CPU;output=CPU"]
+        );
+        assert!(suite
+            .engines
+            .iter()
+            .any(|e| e.offload.split_mode == tokbench_core::SplitMode::None));
+        assert!(
+            suite
+                .engines
+                .iter()
+                .all(|e| e.offload.n_cpu_moe == 2
+                    && e.offload.tensor_split.to_string() == "3.00/1.00")
+        );
+        // A bad value is the suite's own error, naming the key.
+        let flags = BenchFlags {
+            split_mode: vec!["rows".into()],
+            ..Default::default()
+        };
+        let text = suite_text(Some(DEFAULT_SUITE), &flags).unwrap();
+        let e = tokbench_core::Suite::from_toml(&text, Path::new("s.toml")).unwrap_err();
+        assert!(e.message.contains("split_mode"), "{e}");
+        assert_eq!(
+            rewrite_args(args(
+                "tokbench run -sm none -mg 1 -ot a=CPU -ncmoe 3 -ts 3/1"
+            )),
+            args("tokbench run --sm none --mg 1 --ot a=CPU --ncmoe 3 --ts 3/1")
+        );
     }
 
     #[test]

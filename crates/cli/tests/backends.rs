@@ -710,3 +710,111 @@ fn shell_syntax_in_paths_and_arguments_is_never_run() {
     );
     assert!(rows.iter().all(|r| s(r, "status") == "ok"), "{rows:?}");
 }
+
+/// Issue 16, item 5: the offload settings beyond `n_gpu_layers` reach each backend as its
+/// own flags, are stored in their columns and make series of their own. A CPU build has one
+/// device, so `split_mode = "none"` changes nothing measurable; a tensor override to the
+/// plain CPU buffer type does: the weights it matches leave llama.cpp's repacked CPU buffer
+/// (`CPU_REPACK`, where the build repacks Q8_0 for this CPU) for the mapped file.
+#[test]
+fn offload_settings_reach_every_backend_and_are_series_of_their_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        "ot.toml",
+        "name = \"ot\"\nbackends = [\"engine\", \"llama-bench\", \"llama-server\"]\n\
+         [[model]]\nsynth = \"tiny\"\nquants = [\"Q8_0\"]\n[engine]\nthreads = 2\n\
+         split_mode = [\"layer\", \"none\"]\noverride_tensor = [\"\", 'blk\\.[0-3]\\..*=CPU']\n\
+         [workload]\ntests = [\"pp32\"]\nrepetitions = 1\nwarmup = false\ntimeout_s = 120\n\
+         [serve]\nconcurrency = [1]\nrequests_per_stream = 1\n",
+    );
+    let db = tmp.path().join("ot.db");
+    let out = with_tools(&[
+        "run",
+        suite.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--plain",
+    ])
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("12 ok, 0 failed of 12"), "{err}");
+    let rows = query(
+        &db,
+        "SELECT backend, metric_source, split_mode, tensor_buft_overrides, model_buffer_bytes,
+                repack_buffer_bytes, status FROM v_results ORDER BY result_id",
+    );
+    let pattern = r"blk\.[0-3]\..*=CPU";
+    for r in &rows {
+        assert_eq!(s(r, "status"), "ok", "{r:?}");
+        assert!(
+            r["split_mode"].is_null() || s(r, "split_mode") == "none",
+            "layer is llama.cpp's default, stored as NULL: {r:?}"
+        );
+        assert!(
+            r["tensor_buft_overrides"].is_null() || s(r, "tensor_buft_overrides") == pattern,
+            "{r:?}"
+        );
+    }
+    // Each backend and source: four series, one per setting pair.
+    let series = query(
+        &db,
+        "SELECT backend, metric_source, COUNT(DISTINCT IFNULL(split_mode, '-') || IFNULL(tensor_buft_overrides, '-')) AS n
+         FROM v_results GROUP BY backend, metric_source",
+    );
+    assert_eq!(series.len(), 4, "{series:?}");
+    for r in &series {
+        assert_eq!(f(r, "n"), Some(4.0), "{r:?}");
+    }
+    // llama-bench ran with the flags: its own record echoes them.
+    let echoed = query(
+        &db,
+        "SELECT r.split_mode AS ours, json_extract(r.backend_json, '$.split_mode') AS sm,
+                json_extract(r.backend_json, '$.tensor_buft_overrides') AS ot,
+                r.tensor_buft_overrides AS our_ot
+         FROM result r JOIN backend_build b ON b.id = r.backend_build_id WHERE b.name = 'llama-bench'",
+    );
+    assert_eq!(echoed.len(), 4);
+    for r in &echoed {
+        let sm = if r["ours"].is_null() { "layer" } else { "none" };
+        assert_eq!(s(r, "sm"), sm, "{r:?}");
+        let ot = if r["our_ot"].is_null() {
+            "none"
+        } else {
+            pattern
+        };
+        assert_eq!(s(r, "ot"), ot, "{r:?}");
+    }
+    // The engine applied the override: the layers it names left the repacked buffer.
+    let engine = |ot: bool| -> (f64, f64) {
+        let r = rows
+            .iter()
+            .find(|r| {
+                s(r, "backend") == "engine"
+                    && r["split_mode"].is_null()
+                    && r["tensor_buft_overrides"].is_null() != ot
+            })
+            .unwrap();
+        (
+            f(r, "model_buffer_bytes").unwrap_or(0.0),
+            f(r, "repack_buffer_bytes").unwrap_or(0.0),
+        )
+    };
+    let (plain_model, plain_repack) = engine(false);
+    let (ot_model, ot_repack) = engine(true);
+    if plain_repack > 0.0 {
+        assert!(ot_repack < plain_repack, "{ot_repack} < {plain_repack}");
+        assert!(ot_model > plain_model, "{ot_model} > {plain_model}");
+    } else {
+        // A build that does not repack Q8_0 here keeps every weight in the mapped file.
+        assert_eq!(ot_model, plain_model);
+    }
+    // The results table names the settings that vary.
+    let shown = with_tools(&["results", "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains(pattern) && text.contains("none"), "{text}");
+}

@@ -40,6 +40,7 @@ fn llama_sees(path: &Path) -> (u64, u64) {
         model_path: path.to_path_buf(),
         n_gpu_layers: 0,
         use_mmap: true,
+        offload: Default::default(),
         tests: Vec::new(),
     };
     let mut child = Command::new(bin())

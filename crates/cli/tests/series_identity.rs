@@ -38,6 +38,7 @@ fn base() -> EngineParams {
         type_k: CacheType::F16,
         type_v: CacheType::F16,
         use_mmap: true,
+        offload: Default::default(),
         unset: Default::default(),
     }
 }

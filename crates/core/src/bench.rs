@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::offload::Offload;
 use crate::series::SETTINGS;
 
 /// One test: `n_prompt` tokens of prompt processing and/or `n_gen` generated tokens, run
@@ -240,6 +241,9 @@ pub struct EngineParams {
     pub type_k: CacheType,
     pub type_v: CacheType,
     pub use_mmap: bool,
+    /// Split mode, main GPU, tensor split, tensor overrides, MoE experts on the CPU.
+    #[serde(default, skip_serializing_if = "Offload::is_default")]
+    pub offload: Offload,
     /// Fields that hold no value, whose numbers above mean nothing: left to the tool at run
     /// time, or not stated by an imported table. The database stores them as NULL.
     #[serde(default, skip_serializing_if = "Unset::is_empty")]
@@ -249,10 +253,10 @@ pub struct EngineParams {
 /// A set of [`EngineParams`] fields, named by their database columns: bit `i` is
 /// [`crate::series::SETTINGS`]`[i]`, the one list of the settings.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ParamSet(u8);
+pub struct ParamSet(u16);
 
-// One bit per setting: a ninth setting needs a wider set.
-const _: () = assert!(SETTINGS.len() <= u8::BITS as usize);
+// One bit per setting: a seventeenth setting needs a wider set.
+const _: () = assert!(SETTINGS.len() <= u16::BITS as usize);
 
 impl ParamSet {
     /// `self` with the field named by `column` added.
@@ -349,8 +353,8 @@ impl Unset {
 
 impl EngineParams {
     /// The parameters fixed when a model is loaded; tests that share them share one load.
-    pub fn load_key(&self) -> (u32, bool) {
-        (self.n_gpu_layers, self.use_mmap)
+    pub fn load_key(&self) -> (u32, bool, Offload) {
+        (self.n_gpu_layers, self.use_mmap, self.offload)
     }
 }
 

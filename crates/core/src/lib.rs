@@ -14,6 +14,7 @@ pub mod config;
 pub mod fit;
 pub mod ggml;
 pub mod llama_bench;
+pub mod offload;
 pub mod point;
 pub mod quant;
 pub mod selector;
@@ -27,6 +28,7 @@ pub use bench::{
     UnknownName, Unset,
 };
 pub use config::{Cell, EngineAxes, ModelSource, Suite, SuiteError, SuiteHardware};
+pub use offload::{Offload, SplitMode, TensorOverrides, TensorSplit};
 pub use point::{HardwareRef, ModelFacts, ResultPoint};
 pub use quant::QuantPreset;
 pub use record::{BackendBuild, CellConditions, CellResult, HostInfo, ModelRecord, Repetition};

@@ -17,6 +17,7 @@ use std::hash::{Hash, Hasher};
 use serde::{Serialize, Serializer};
 
 use crate::bench::{CacheType, MetricSource, TestSpec};
+use crate::offload::{SplitMode, TensorOverrides, TensorSplit};
 
 /// The engine settings of a result, as stored: `None` where the backend does not take the
 /// setting or the source did not say (an imported row, a remote OpenAI endpoint).
@@ -27,9 +28,16 @@ pub struct EngineSettings {
     pub n_ubatch: Option<u32>,
     /// Layers offloaded, as stored.
     pub n_gpu_layers: Option<i32>,
+    /// The offload settings beyond the layer count: `None` at llama.cpp's default too, so
+    /// results stored before these settings existed stay in their series.
+    pub n_cpu_moe: Option<u32>,
+    pub split_mode: Option<SplitMode>,
+    pub main_gpu: Option<u32>,
     pub flash_attn: Option<bool>,
     pub type_k: Option<CacheType>,
     pub type_v: Option<CacheType>,
+    pub tensor_split: Option<TensorSplit>,
+    pub tensor_buft_overrides: Option<TensorOverrides>,
     pub use_mmap: Option<bool>,
 }
 
@@ -68,7 +76,7 @@ fn flag(v: Option<bool>) -> Option<String> {
 }
 
 /// Every engine setting, in llama-bench's column order.
-pub const SETTINGS: [Setting; 8] = [
+pub const SETTINGS: [Setting; 13] = [
     Setting {
         name: "threads",
         column: "n_threads",
@@ -94,6 +102,24 @@ pub const SETTINGS: [Setting; 8] = [
         value: |s| num(s.n_gpu_layers),
     },
     Setting {
+        name: "n_cpu_moe",
+        column: "n_cpu_moe",
+        short: "ncmoe",
+        value: |s| num(s.n_cpu_moe),
+    },
+    Setting {
+        name: "sm",
+        column: "split_mode",
+        short: "sm ",
+        value: |s| num(s.split_mode),
+    },
+    Setting {
+        name: "mg",
+        column: "main_gpu",
+        short: "mg",
+        value: |s| num(s.main_gpu),
+    },
+    Setting {
         name: "fa",
         column: "flash_attn",
         short: "fa",
@@ -110,6 +136,18 @@ pub const SETTINGS: [Setting; 8] = [
         column: "type_v",
         short: "ctv ",
         value: |s| s.type_v.map(|t| t.name().to_string()),
+    },
+    Setting {
+        name: "ts",
+        column: "tensor_split",
+        short: "ts ",
+        value: |s| num(s.tensor_split),
+    },
+    Setting {
+        name: "ot",
+        column: "tensor_buft_overrides",
+        short: "ot ",
+        value: |s| num(s.tensor_buft_overrides),
     },
     Setting {
         name: "mmap",
@@ -154,6 +192,7 @@ impl From<crate::EngineParams> for EngineSettings {
             type_k,
             type_v,
             use_mmap,
+            offload,
             unset,
         } = p;
         // A field without a value (auto, or not stated) is not set: never its placeholder.
@@ -169,6 +208,12 @@ impl From<crate::EngineParams> for EngineSettings {
             type_k: set("type_k").then_some(type_k),
             type_v: set("type_v").then_some(type_v),
             use_mmap: set("use_mmap").then_some(use_mmap),
+            // llama.cpp's default of each is stored as NULL (see the field's comment).
+            n_cpu_moe: Some(offload.n_cpu_moe).filter(|&n| n != 0),
+            split_mode: Some(offload.split_mode).filter(|&m| m != SplitMode::default()),
+            main_gpu: Some(offload.main_gpu).filter(|&g| g != 0),
+            tensor_split: Some(offload.tensor_split).filter(|t| !t.is_default()),
+            tensor_buft_overrides: Some(offload.overrides).filter(|o| !o.is_default()),
         }
     }
 }
@@ -302,9 +347,14 @@ impl SeriesKey {
             n_batch,
             n_ubatch,
             n_gpu_layers,
+            n_cpu_moe,
+            split_mode,
+            main_gpu,
             flash_attn,
             type_k,
             type_v,
+            tensor_split,
+            tensor_buft_overrides,
             use_mmap,
         } = settings;
         fn opt<T: ToString>(v: Option<T>) -> String {
@@ -331,6 +381,23 @@ impl SeriesKey {
             flag(*use_mmap),
         ]
         .join("\u{1f}");
+        // The offload settings are appended only where set, as the load is: keys stored
+        // before they existed (a verdict's `series_key`) keep their text.
+        if let Some(n) = n_cpu_moe {
+            let _ = write!(s, "\u{1f}ncmoe{n}");
+        }
+        if let Some(m) = split_mode {
+            let _ = write!(s, "\u{1f}sm{m}");
+        }
+        if let Some(g) = main_gpu {
+            let _ = write!(s, "\u{1f}mg{g}");
+        }
+        if let Some(t) = tensor_split {
+            let _ = write!(s, "\u{1f}ts{t}");
+        }
+        if let Some(o) = tensor_buft_overrides {
+            let _ = write!(s, "\u{1f}ot{o}");
+        }
         if let Some(c) = load.concurrency {
             let _ = write!(s, "\u{1f}c{c}");
         }
@@ -444,6 +511,7 @@ mod tests {
                 type_k: Some(CacheType::F16),
                 type_v: Some(CacheType::F16),
                 use_mmap: Some(true),
+                ..EngineSettings::default()
             },
             load: ServeLoad::default(),
         }
@@ -523,6 +591,31 @@ mod tests {
             },
             {
                 let mut k = base.clone();
+                k.settings.n_cpu_moe = Some(4);
+                k
+            },
+            {
+                let mut k = base.clone();
+                k.settings.split_mode = Some(SplitMode::None);
+                k
+            },
+            {
+                let mut k = base.clone();
+                k.settings.main_gpu = Some(1);
+                k
+            },
+            {
+                let mut k = base.clone();
+                k.settings.tensor_split = Some("3/1".parse().unwrap());
+                k
+            },
+            {
+                let mut k = base.clone();
+                k.settings.tensor_buft_overrides = Some("output=CPU".parse().unwrap());
+                k
+            },
+            {
+                let mut k = base.clone();
                 k.load.concurrency = Some(4);
                 k
             },
@@ -548,6 +641,12 @@ mod tests {
             k.encode(),
             "vm|EPYC|2|0|\u{1f}engine\u{1f}cpu\u{1f}\u{1f}synth:tiny\u{1f}Q8_0\u{1f}ab\u{1f}pp512\u{1f}engine\u{1f}2\u{1f}2048\u{1f}512\u{1f}99\u{1f}0\u{1f}f16\u{1f}f16\u{1f}1\u{1f}c4\u{1f}rate2.0"
         );
+        // The offload settings, where set, come before the load.
+        k.settings.split_mode = Some(SplitMode::Row);
+        k.settings.tensor_split = Some("3/1".parse().unwrap());
+        assert!(k
+            .encode()
+            .ends_with("\u{1f}1\u{1f}smrow\u{1f}ts3.00/1.00\u{1f}c4\u{1f}rate2.0"));
     }
 
     #[test]
@@ -611,9 +710,14 @@ mod tests {
                 "n_batch",
                 "n_ubatch",
                 "n_gpu_layers",
+                "n_cpu_moe",
+                "split_mode",
+                "main_gpu",
                 "flash_attn",
                 "type_k",
                 "type_v",
+                "tensor_split",
+                "tensor_buft_overrides",
                 "use_mmap"
             ]
         );
@@ -626,10 +730,45 @@ mod tests {
             type_k: CacheType::F16,
             type_v: CacheType::F16,
             use_mmap: true,
+            offload: crate::Offload {
+                split_mode: SplitMode::Row,
+                main_gpu: 1,
+                tensor_split: "1/1".parse().unwrap(),
+                overrides: "output=CPU".parse().unwrap(),
+                n_cpu_moe: 2,
+            },
             unset: Default::default(),
         }
         .into();
         assert!(SETTINGS.iter().all(|c| (c.value)(&resolved).is_some()));
+        assert_eq!(
+            resolved.compact(&SETTINGS.iter().collect::<Vec<_>>()),
+            "t4 b2048 ub512 ngl99 ncmoe2 sm row mg1 fa0 ctk f16 ctv f16 ts 1.00/1.00 ot output=CPU mmap1"
+        );
+        // At llama.cpp's defaults the offload settings are not set: older rows' NULLs.
+        let plain: EngineSettings = crate::EngineParams {
+            n_threads: 4,
+            n_batch: 2048,
+            n_ubatch: 512,
+            n_gpu_layers: 99,
+            flash_attn: false,
+            type_k: CacheType::F16,
+            type_v: CacheType::F16,
+            use_mmap: true,
+            offload: crate::Offload::default(),
+            unset: Default::default(),
+        }
+        .into();
+        assert_eq!(
+            (
+                plain.n_cpu_moe,
+                plain.split_mode,
+                plain.main_gpu,
+                plain.tensor_split,
+                plain.tensor_buft_overrides
+            ),
+            (None, None, None, None, None)
+        );
     }
 
     #[test]

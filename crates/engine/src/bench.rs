@@ -3,6 +3,7 @@
 //! random-token prompt processing (in `n_batch` chunks) and one-token-at-a-time generation,
 //! each repetition starting from an empty KV cache filled to `n_depth` (untimed).
 
+use std::ffi::CString;
 use std::io::Write;
 use std::num::NonZeroU32;
 use std::sync::OnceLock;
@@ -12,7 +13,7 @@ use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::params::{LlamaModelParams, LlamaSplitMode};
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use rand::{Rng, SeedableRng};
@@ -392,9 +393,23 @@ pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
         })?;
         return Ok(());
     }
+    let patterns = match cpu_override_patterns(&job.offload) {
+        Ok(p) => p,
+        Err(error) => {
+            emit(EngineEvent::Fatal { error })?;
+            return Ok(());
+        }
+    };
     let params = LlamaModelParams::default()
         .with_n_gpu_layers(job.n_gpu_layers)
-        .with_use_mmap(job.use_mmap);
+        .with_use_mmap(job.use_mmap)
+        .with_split_mode(split_mode(job.offload.split_mode))
+        .with_main_gpu(i32::try_from(job.offload.main_gpu).unwrap_or(i32::MAX));
+    // The overrides point into `patterns`, which outlives the load below.
+    let mut params = std::pin::pin!(params);
+    for p in &patterns {
+        params.as_mut().add_cpu_buft_override(p);
+    }
     llama_errors().clear();
     let t_load = Instant::now();
     let load_start = monotonic_ns();
@@ -852,5 +867,87 @@ mod buffer_log_tests {
         // Taken once: the next failure does not repeat them.
         assert_eq!(with_llama_errors("decode failed".into()), "decode failed");
         ECHO_LOG.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// llama.cpp's split mode for ours.
+fn split_mode(m: tokbench_core::SplitMode) -> LlamaSplitMode {
+    match m {
+        tokbench_core::SplitMode::None => LlamaSplitMode::None,
+        tokbench_core::SplitMode::Layer => LlamaSplitMode::Layer,
+        tokbench_core::SplitMode::Row => LlamaSplitMode::Row,
+        tokbench_core::SplitMode::Tensor => LlamaSplitMode::Tensor,
+    }
+}
+
+/// The tensor-name patterns to keep on the CPU: the suite's `-ot` pairs, then `n_cpu_moe`'s,
+/// in llama-bench's order; an error naming what the engine cannot do. The bindings set only
+/// the CPU buffer type and no tensor split: those cells need llama-bench or llama-server.
+fn cpu_override_patterns(o: &tokbench_core::Offload) -> Result<Vec<CString>, String> {
+    if !o.tensor_split.is_default() {
+        return Err(format!(
+            "the engine cannot set tensor_split {} (llama-cpp-2 does not expose it): run it with backend llama-bench or llama-server",
+            o.tensor_split
+        ));
+    }
+    let mut out = Vec::new();
+    for (pattern, buffer) in o.overrides.pairs() {
+        if !buffer.eq_ignore_ascii_case("CPU") {
+            return Err(format!(
+                "the engine can override tensors only to CPU, not `{pattern}={buffer}` (llama-cpp-2 sets no other buffer type): run it with backend llama-bench or llama-server"
+            ));
+        }
+        out.push(
+            CString::new(pattern)
+                .map_err(|_| format!("tensor override `{pattern}` holds a NUL byte"))?,
+        );
+    }
+    for p in o.cpu_moe_patterns() {
+        out.push(CString::new(p).expect("no NUL in a generated pattern"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod offload_tests {
+    use super::*;
+
+    #[test]
+    fn the_engine_keeps_tensors_on_the_cpu_and_refuses_what_the_bindings_cannot_set() {
+        let o = tokbench_core::Offload {
+            overrides: r"blk\.0\..*=CPU".parse().unwrap(),
+            n_cpu_moe: 1,
+            ..Default::default()
+        };
+        let got: Vec<String> = cpu_override_patterns(&o)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.into_string().unwrap())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                r"blk\.0\..*",
+                r"blk\.0\.ffn_(up|down|gate|gate_up)_(ch|)exps"
+            ]
+        );
+        let to_gpu = tokbench_core::Offload {
+            overrides: "output=Vulkan0".parse().unwrap(),
+            ..Default::default()
+        };
+        let e = cpu_override_patterns(&to_gpu).unwrap_err();
+        assert!(
+            e.contains("`output=Vulkan0`") && e.contains("llama-bench"),
+            "{e}"
+        );
+        let split = tokbench_core::Offload {
+            tensor_split: "3/1".parse().unwrap(),
+            ..Default::default()
+        };
+        let e = cpu_override_patterns(&split).unwrap_err();
+        assert!(e.contains("tensor_split 3.00/1.00"), "{e}");
+        assert!(cpu_override_patterns(&Default::default())
+            .unwrap()
+            .is_empty());
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use tokbench_core::record::AllocatedMemory;
-use tokbench_core::CacheType;
+use tokbench_core::{CacheType, Offload};
 
 /// Bumped when a message changes shape; the runner refuses a child that speaks another.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -25,6 +25,10 @@ pub struct EngineJob {
     pub model_path: PathBuf,
     pub n_gpu_layers: u32,
     pub use_mmap: bool,
+    /// Split mode, main GPU, tensor overrides, MoE experts on the CPU; absent at llama.cpp's
+    /// defaults (and from older runners' jobs).
+    #[serde(default, skip_serializing_if = "Offload::is_default")]
+    pub offload: Offload,
     pub tests: Vec<EngineTest>,
 }
 

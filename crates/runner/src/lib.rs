@@ -129,7 +129,7 @@ pub(crate) fn now_rfc3339() -> String {
 struct LoadGroup {
     model: ModelSource,
     backend: BackendKind,
-    load_key: (u32, bool),
+    load_key: (u32, bool, tokbench_core::Offload),
     server_params: Option<EngineParams>,
     cells: Vec<(Cell, EngineParams)>,
 }

@@ -53,6 +53,7 @@ fn result(cell: usize) -> CellResult {
             type_k: CacheType::F16,
             type_v: CacheType::F16,
             use_mmap: true,
+            offload: Default::default(),
             unset: Default::default(),
         },
         status: ResultStatus::Ok,

@@ -170,7 +170,8 @@ pub fn newest_points_statement(filter: &PointFilter) -> (String, Vec<&str>) {
 
 /// The settings and load columns of a result's series key (see `SERIES_COLUMNS`).
 const GROUP_SETTINGS: &str = "r.n_threads, r.n_batch, r.n_ubatch, r.n_gpu_layers, r.flash_attn,
-    r.type_k, r.type_v, r.use_mmap, r.concurrency, r.request_rate";
+    r.type_k, r.type_v, r.use_mmap, r.concurrency, r.request_rate, r.n_cpu_moe, r.split_mode,
+    r.main_gpu, r.tensor_split, r.tensor_buft_overrides";
 
 /// `filter` as ` AND …` conditions on the aliases of [`POINTS_SQL`], with their values.
 fn filter_clause(filter: &PointFilter) -> (String, Vec<&str>) {

@@ -222,5 +222,24 @@ fn settings_of(row: &SqliteRow) -> Result<tokbench_core::EngineSettings, sqlx::E
         type_k: cache("type_k")?,
         type_v: cache("type_v")?,
         use_mmap: row.try_get("use_mmap")?,
+        n_cpu_moe: small("n_cpu_moe")?,
+        split_mode: parsed(row, "split_mode")?,
+        main_gpu: small("main_gpu")?,
+        tensor_split: parsed(row, "tensor_split")?,
+        tensor_buft_overrides: parsed(row, "tensor_buft_overrides")?,
     })
+}
+
+/// A text column of `row` parsed as `T` (NULL is `None`); text that does not parse is a
+/// decode error naming the column and the value.
+fn parsed<T: std::str::FromStr>(row: &SqliteRow, column: &str) -> Result<Option<T>, sqlx::Error>
+where
+    T::Err: std::fmt::Display,
+{
+    row.try_get::<Option<String>, _>(column)?
+        .map(|s| {
+            s.parse::<T>()
+                .map_err(|e| sqlx::Error::Decode(format!("column {column}: `{s}`: {e}").into()))
+        })
+        .transpose()
 }

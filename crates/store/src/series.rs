@@ -31,7 +31,9 @@ pub(crate) const SERIES_COLUMNS: &str = "host.identity AS k_host, bb.name AS k_b
     w.n_depth AS k_n_depth, r.n_threads AS k_n_threads, r.n_batch AS k_n_batch,
     r.n_ubatch AS k_n_ubatch, r.n_gpu_layers AS k_n_gpu_layers, r.flash_attn AS k_flash_attn,
     r.type_k AS k_type_k, r.type_v AS k_type_v, r.use_mmap AS k_use_mmap,
-    r.concurrency AS k_concurrency, r.request_rate AS k_request_rate";
+    r.concurrency AS k_concurrency, r.request_rate AS k_request_rate,
+    r.n_cpu_moe AS k_n_cpu_moe, r.split_mode AS k_split_mode, r.main_gpu AS k_main_gpu,
+    r.tensor_split AS k_tensor_split, r.tensor_buft_overrides AS k_tensor_buft_overrides";
 
 /// Decodes the [`SERIES_COLUMNS`] of a row.
 pub(crate) fn series_key(row: &impl Columns) -> Result<SeriesKey, sqlx::Error> {
@@ -76,12 +78,32 @@ pub(crate) fn series_key(row: &impl Columns) -> Result<SeriesKey, sqlx::Error> {
             type_k: cache("k_type_k")?,
             type_v: cache("k_type_v")?,
             use_mmap: row.bool("k_use_mmap")?,
+            n_cpu_moe: small("k_n_cpu_moe")?,
+            split_mode: parsed(row, "k_split_mode")?,
+            main_gpu: small("k_main_gpu")?,
+            tensor_split: parsed(row, "k_tensor_split")?,
+            tensor_buft_overrides: parsed(row, "k_tensor_buft_overrides")?,
         },
         load: ServeLoad {
             concurrency: small("k_concurrency")?,
             request_rate: row.real("k_request_rate")?.map(RequestRate),
         },
     })
+}
+
+/// A text column parsed as `T`; NULL is `None`, and text that does not parse is an error
+/// naming the column and the value.
+fn parsed<T: std::str::FromStr>(row: &impl Columns, column: &str) -> Result<Option<T>, sqlx::Error>
+where
+    T::Err: std::fmt::Display,
+{
+    row.with_text(column, |t| {
+        t.map(|s| {
+            s.parse::<T>()
+                .map_err(|e| sqlx::Error::Decode(format!("column {column}: `{s}`: {e}").into()))
+        })
+        .transpose()
+    })?
 }
 
 /// One ok result as the gate sees it: its series, its repetitions per metric.

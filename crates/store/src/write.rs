@@ -797,6 +797,14 @@ impl ResultRows {
                 .set("type_k", settings.type_k.map(|t| t.name()))
                 .set("type_v", settings.type_v.map(|t| t.name()))
                 .set("use_mmap", settings.use_mmap)
+                .set("n_cpu_moe", settings.n_cpu_moe)
+                .set("split_mode", settings.split_mode.map(|m| m.name()))
+                .set("main_gpu", settings.main_gpu)
+                .set("tensor_split", settings.tensor_split.map(|t| t.to_string()))
+                .set(
+                    "tensor_buft_overrides",
+                    settings.tensor_buft_overrides.map(|o| o.as_str()),
+                )
                 .set(
                     "params_auto",
                     (!params.unset.auto.is_empty()).then(|| params.unset.auto.to_string()),

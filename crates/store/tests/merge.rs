@@ -65,6 +65,7 @@ fn cell(index: usize, n_gen: u32, status: ResultStatus, reps: &[f64]) -> CellRes
             type_k: CacheType::F16,
             type_v: CacheType::F16,
             use_mmap: true,
+            offload: Default::default(),
             unset: Default::default(),
         },
         status,

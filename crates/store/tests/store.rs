@@ -38,6 +38,7 @@ fn params() -> EngineParams {
         type_k: CacheType::F16,
         type_v: CacheType::F16,
         use_mmap: true,
+        offload: Default::default(),
         unset: Default::default(),
     }
 }
@@ -86,8 +87,16 @@ fn result(cell: usize, status: ResultStatus, reps: &[f64]) -> CellResult {
 /// then migration 12's, 11's and 10's columns, 9's run column and 8's indexes (one covers two of 7's
 /// columns), then 7's four added columns (migration 6, which a test may undo next, drops
 /// the view and makes its own, so a placeholder stands in).
-const UNDO_MIGRATION_7: [&str; 22] = [
+const UNDO_MIGRATION_7: [&str; 28] = [
     "DROP VIEW v_results",
+    // 13, whose index is also 8's.
+    "DROP INDEX result_report",
+    "ALTER TABLE result DROP COLUMN n_cpu_moe",
+    "ALTER TABLE result DROP COLUMN split_mode",
+    "ALTER TABLE result DROP COLUMN main_gpu",
+    "ALTER TABLE result DROP COLUMN tensor_split",
+    "ALTER TABLE result DROP COLUMN tensor_buft_overrides",
+    "DELETE FROM _sqlx_migrations WHERE version = 20261207000013",
     "ALTER TABLE result DROP COLUMN n_layers_offloaded",
     "ALTER TABLE result DROP COLUMN n_layers_total",
     "ALTER TABLE result DROP COLUMN placement_json",
@@ -100,7 +109,6 @@ const UNDO_MIGRATION_7: [&str; 22] = [
     "DELETE FROM _sqlx_migrations WHERE version = 20261206000010",
     "ALTER TABLE run DROP COLUMN telemetry_unavailable_json",
     "DELETE FROM _sqlx_migrations WHERE version = 20261205000009",
-    "DROP INDEX result_report",
     "DROP INDEX run_by_started",
     "DELETE FROM _sqlx_migrations WHERE version = 20261205000008",
     "ALTER TABLE result DROP COLUMN noisy",
@@ -193,6 +201,7 @@ on_both!(
     long_runs_of_repetitions_and_samples_are_stored_whole_and_in_order,
     a_batch_of_many_statements_keeps_every_row_with_its_own_result,
     where_the_memory_went_is_stored_by_device_with_the_layers_offloaded,
+    offload_settings_are_stored_null_at_their_defaults_and_keep_series_apart,
 );
 
 /// A temporary directory and the path of a database in it.
@@ -939,7 +948,7 @@ async fn noisy_and_throttled_are_stored_and_older_results_get_the_flag_their_fig
         conn.close().await.unwrap();
     }
     let applied = Store::migrate(&db).await.unwrap();
-    assert_eq!(applied.len(), 6, "migrations 7 to 12: {applied:?}");
+    assert_eq!(applied.len(), 7, "migrations 7 to 13: {applied:?}");
     let store = Store::open_read_only(&db).await.unwrap();
     let rows = store.results(Some("u1")).await.unwrap();
     // The figures give the flag back; what the machine did is unknown for them.
@@ -1607,4 +1616,74 @@ async fn where_the_memory_went_is_stored_by_device_with_the_layers_offloaded(on:
     assert_eq!(placement["devices"][0]["free_bytes"], 2048u64 << 20);
     assert_eq!(q.rows[1], vec![serde_json::Value::Null; 3]);
     store.close().await;
+}
+
+/// Issue 16, item 5: split mode, main GPU, tensor split, tensor overrides and `n_cpu_moe`
+/// are stored in their columns (NULL at llama.cpp's defaults, as every result stored before
+/// them is) and each makes a series of its own, on both stores.
+async fn offload_settings_are_stored_null_at_their_defaults_and_keep_series_apart(on: On) {
+    let (_tmp, db) = temp_db();
+    let (store, run, build) = one_run(&db).await;
+    let offloads = [
+        tokbench_core::Offload::default(),
+        tokbench_core::Offload {
+            split_mode: tokbench_core::SplitMode::Row,
+            main_gpu: 1,
+            tensor_split: "3/1".parse().unwrap(),
+            overrides: r"blk\.[0-3]\..*=CPU;output=CUDA1".parse().unwrap(),
+            n_cpu_moe: 8,
+        },
+        tokbench_core::Offload {
+            split_mode: tokbench_core::SplitMode::None,
+            ..Default::default()
+        },
+    ];
+    for (cell, offload) in offloads.iter().enumerate() {
+        let mut r = result(cell, ResultStatus::Ok, &[10.0]);
+        r.params.offload = *offload;
+        store
+            .insert_result(run, build, None, "m", 1, &r)
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    let ReadBack { store, _server, .. } = read_back(on, &db).await;
+    let series = store.run_series("u1").await.unwrap();
+    assert_eq!(series.len(), 3);
+    let keys: std::collections::HashSet<String> =
+        series.iter().map(|s| s.series_key.clone()).collect();
+    assert_eq!(keys.len(), 3, "three series: {keys:?}");
+    let by_cell = |cell: i64| series.iter().find(|s| s.cell_index == cell).unwrap();
+    let plain = &by_cell(0).key.settings;
+    assert_eq!(
+        (
+            plain.split_mode,
+            plain.main_gpu,
+            plain.tensor_split,
+            plain.tensor_buft_overrides,
+            plain.n_cpu_moe
+        ),
+        (None, None, None, None, None)
+    );
+    let all = &by_cell(1).key.settings;
+    assert_eq!(all.split_mode, Some(tokbench_core::SplitMode::Row));
+    assert_eq!(all.main_gpu, Some(1));
+    assert_eq!(all.tensor_split.unwrap().to_string(), "3.00/1.00");
+    assert_eq!(
+        all.tensor_buft_overrides.unwrap().as_str(),
+        r"blk\.[0-3]\..*=CPU;output=CUDA1"
+    );
+    assert_eq!(all.n_cpu_moe, Some(8));
+    assert!(
+        by_cell(1).settings.contains("sm row"),
+        "{}",
+        by_cell(1).settings
+    );
+    // The columns, as v_results shows them.
+    let rows = store.results(Some("u1")).await.unwrap();
+    assert_eq!(
+        rows[2].settings.split_mode,
+        Some(tokbench_core::SplitMode::None)
+    );
+    assert_eq!(rows[1].settings, *all);
 }

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use crate::arch::ArchSpec;
 use crate::backend::{BackendKind, BackendSettings, ServeWorkload};
 use crate::bench::{AutoRepetitions, CacheType, EngineParams, TestSpec};
+use crate::offload::{Offload, SplitMode, TensorOverrides, TensorSplit, MAX_DEVICES};
 use crate::quant::QuantPreset;
 
 /// A suite file that cannot be used, with where and why.
@@ -109,6 +110,14 @@ pub struct RawEngine {
     pub cache_type_k: Option<Spanned<OneOrMany<String>>>,
     pub cache_type_v: Option<Spanned<OneOrMany<String>>>,
     pub mmap: Option<bool>,
+    /// `none`, `layer` (the default), `row`, `tensor`.
+    pub split_mode: Option<Spanned<OneOrMany<String>>>,
+    pub main_gpu: Option<Spanned<OneOrMany<i64>>>,
+    /// Shares per device, `"3/1"`.
+    pub tensor_split: Option<Spanned<OneOrMany<String>>>,
+    /// llama.cpp's `-ot`: `"PATTERN=BUFFER;…"`, `""` for none.
+    pub override_tensor: Option<Spanned<OneOrMany<String>>>,
+    pub n_cpu_moe: Option<Spanned<OneOrMany<i64>>>,
 }
 
 /// `[workload]`: which tests, how often.
@@ -183,6 +192,7 @@ pub struct EngineAxes {
     pub type_k: CacheType,
     pub type_v: CacheType,
     pub use_mmap: bool,
+    pub offload: Offload,
 }
 
 impl EngineAxes {
@@ -197,6 +207,7 @@ impl EngineAxes {
             type_k,
             type_v,
             use_mmap,
+            offload,
         } = *self;
         EngineParams {
             n_threads: n_threads.unwrap_or(default_threads),
@@ -207,6 +218,7 @@ impl EngineAxes {
             type_k,
             type_v,
             use_mmap,
+            offload,
             unset: Default::default(),
         }
     }

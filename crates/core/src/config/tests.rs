@@ -292,3 +292,71 @@ fn a_type_error_names_its_key() {
     let s = Suite::from_toml(text, Path::new("s.toml")).unwrap();
     assert_eq!(s.auto_repetitions, Some(crate::AutoRepetitions::default()));
 }
+
+#[test]
+fn offload_keys_are_axes_after_the_others() {
+    let text = r#"name = "x"
+[[model]]
+synth = "tiny"
+quants = ["Q8_0"]
+[engine]
+threads = [1, 2]
+split_mode = ["layer", "none"]
+main_gpu = 1
+tensor_split = ["3/1"]
+override_tensor = ["", 'blk\.0\..*=CPU']
+n_cpu_moe = 2
+[workload]
+tests = ["pp1"]
+"#;
+    let s = Suite::from_toml(text, Path::new("s.toml")).unwrap();
+    let got: Vec<(Option<u32>, &str, &str)> = s
+        .engines
+        .iter()
+        .map(|e| {
+            (
+                e.n_threads,
+                e.offload.split_mode.name(),
+                e.offload.overrides.as_str(),
+            )
+        })
+        .collect();
+    // The earlier keys vary slowest: a suite without the new keys keeps its cell order.
+    assert_eq!(
+        got,
+        [
+            (Some(1), "layer", ""),
+            (Some(1), "layer", r"blk\.0\..*=CPU"),
+            (Some(1), "none", ""),
+            (Some(1), "none", r"blk\.0\..*=CPU"),
+            (Some(2), "layer", ""),
+            (Some(2), "layer", r"blk\.0\..*=CPU"),
+            (Some(2), "none", ""),
+            (Some(2), "none", r"blk\.0\..*=CPU"),
+        ]
+    );
+    assert!(s
+        .engines
+        .iter()
+        .all(|e| e.offload.main_gpu == 1 && e.offload.n_cpu_moe == 2));
+    assert_eq!(s.engines[0].offload.tensor_split.to_string(), "3.00/1.00");
+    // A suite without them runs at llama.cpp's defaults.
+    let plain = parse(GOOD).unwrap();
+    assert!(plain.engines.iter().all(|e| e.offload.is_default()));
+
+    for (key, value, says) in [
+        ("split_mode", "\"rows\"", "none, layer, row or tensor"),
+        ("tensor_split", "\"3/x\"", "`x` is not a number"),
+        ("override_tensor", "\"blk.0\"", "PATTERN=BUFFER"),
+        ("main_gpu", "16", "main_gpu"),
+        ("n_cpu_moe", "-1", "n_cpu_moe"),
+    ] {
+        let text = format!(
+            "name = \"x\"\n[[model]]\nsynth = \"tiny\"\nquants = [\"Q8_0\"]\n[engine]\n{key} = {value}\n[workload]\ntests = [\"pp1\"]\n"
+        );
+        let e = Suite::from_toml(&text, Path::new("s.toml")).unwrap_err();
+        assert_eq!(e.line, Some(6), "{key}: {e}");
+        assert!(e.message.contains(says), "{key}: {e}");
+        assert!(e.message.contains(key), "{key}: {e}");
+    }
+}

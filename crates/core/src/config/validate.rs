@@ -608,13 +608,18 @@ impl Ctx<'_> {
             .collect()
     }
 
-    fn cache_types(
+    /// A key of text values each parsed as `T`, or `[default]` when the key is absent.
+    fn parsed<T: std::str::FromStr>(
         &self,
         v: &Option<Spanned<OneOrMany<String>>>,
         key: &str,
-    ) -> Result<Vec<CacheType>, SuiteError> {
+        default: T,
+    ) -> Result<Vec<T>, SuiteError>
+    where
+        T::Err: std::fmt::Display,
+    {
         let Some(v) = v else {
-            return Ok(vec![CacheType::F16]);
+            return Ok(vec![default]);
         };
         let values = v.get_ref().to_vec();
         if values.is_empty() {
@@ -623,7 +628,7 @@ impl Ctx<'_> {
         values
             .iter()
             .map(|s| {
-                s.parse::<CacheType>()
+                s.parse::<T>()
                     .map_err(|e| self.err(Some(&v.span()), format!("key `{key}`: {e}")))
             })
             .collect()
@@ -644,8 +649,17 @@ impl Ctx<'_> {
                 vals
             }
         };
-        let ctk = self.cache_types(&e.cache_type_k, "cache_type_k")?;
-        let ctv = self.cache_types(&e.cache_type_v, "cache_type_v")?;
+        let ctk = self.parsed(&e.cache_type_k, "cache_type_k", CacheType::F16)?;
+        let ctv = self.parsed(&e.cache_type_v, "cache_type_v", CacheType::F16)?;
+        let n_cpu_moe = self.ints(&e.n_cpu_moe, "n_cpu_moe", Some(0), 0..10_000)?;
+        let split_mode = self.parsed(&e.split_mode, "split_mode", SplitMode::default())?;
+        let main_gpu = self.ints(&e.main_gpu, "main_gpu", Some(0), 0..MAX_DEVICES as i64)?;
+        let tensor_split = self.parsed(&e.tensor_split, "tensor_split", TensorSplit::default())?;
+        let overrides = self.parsed(
+            &e.override_tensor,
+            "override_tensor",
+            TensorOverrides::default(),
+        )?;
         let axes = [
             threads.len(),
             batch.len(),
@@ -654,6 +668,11 @@ impl Ctx<'_> {
             fa.len(),
             ctk.len(),
             ctv.len(),
+            n_cpu_moe.len(),
+            split_mode.len(),
+            main_gpu.len(),
+            tensor_split.len(),
+            overrides.len(),
         ];
         // Checked before the product is built: a few long lists multiply past any memory.
         if axes
@@ -670,39 +689,60 @@ impl Ctx<'_> {
                 ),
             ));
         }
-        let mut out = Vec::new();
-        for &n_threads in &threads {
-            for &n_batch in &batch {
-                for &n_ubatch in &ubatch {
-                    for &n_gpu_layers in &ngl {
-                        for &flash_attn in &fa {
-                            for &type_k in &ctk {
-                                for &type_v in &ctv {
-                                    if type_v.is_quantized() && !flash_attn {
-                                        return Err(self.err(
-                                            e.cache_type_v.as_ref().map(|s| s.span()).as_ref(),
-                                            format!(
-                                                "key `cache_type_v`: a quantized V cache ({type_v}) needs `flash_attn = true` in llama.cpp"
-                                            ),
-                                        ));
-                                    }
-                                    out.push(EngineAxes {
-                                        n_threads,
-                                        n_batch: n_batch.unwrap_or(2048),
-                                        n_ubatch: n_ubatch.unwrap_or(512),
-                                        n_gpu_layers: n_gpu_layers.unwrap_or(99),
-                                        flash_attn,
-                                        type_k,
-                                        type_v,
-                                        use_mmap: e.mmap.unwrap_or(true),
-                                    });
-                                }
-                            }
-                        }
-                    }
-                }
+        if let Some(bad) = ctv.iter().find(|t| t.is_quantized()) {
+            if fa.contains(&false) {
+                return Err(self.err(
+                    e.cache_type_v.as_ref().map(|s| s.span()).as_ref(),
+                    format!(
+                        "key `cache_type_v`: a quantized V cache ({bad}) needs `flash_attn = true` in llama.cpp"
+                    ),
+                ));
             }
         }
+        // The product, the first key outermost: a suite that leaves the later keys at one
+        // value keeps its cells' order and indexes as they were before those keys existed.
+        let base = EngineAxes {
+            n_threads: None,
+            n_batch: 2048,
+            n_ubatch: 512,
+            n_gpu_layers: 99,
+            flash_attn: false,
+            type_k: CacheType::F16,
+            type_v: CacheType::F16,
+            use_mmap: e.mmap.unwrap_or(true),
+            offload: Offload::default(),
+        };
+        let mut out = vec![base];
+        expand(&mut out, &threads, |a, &v| a.n_threads = v);
+        expand(&mut out, &batch, |a, v| a.n_batch = v.unwrap_or(2048));
+        expand(&mut out, &ubatch, |a, v| a.n_ubatch = v.unwrap_or(512));
+        expand(&mut out, &ngl, |a, v| a.n_gpu_layers = v.unwrap_or(99));
+        expand(&mut out, &fa, |a, &v| a.flash_attn = v);
+        expand(&mut out, &ctk, |a, &v| a.type_k = v);
+        expand(&mut out, &ctv, |a, &v| a.type_v = v);
+        expand(&mut out, &n_cpu_moe, |a, v| {
+            a.offload.n_cpu_moe = v.unwrap_or(0)
+        });
+        expand(&mut out, &split_mode, |a, &v| a.offload.split_mode = v);
+        expand(&mut out, &main_gpu, |a, v| {
+            a.offload.main_gpu = v.unwrap_or(0)
+        });
+        expand(&mut out, &tensor_split, |a, &v| a.offload.tensor_split = v);
+        expand(&mut out, &overrides, |a, &v| a.offload.overrides = v);
         Ok(out)
     }
+}
+
+/// Each of `out` once per value of an axis, in order: the product with the axes before.
+fn expand<T>(out: &mut Vec<EngineAxes>, values: &[T], set: impl Fn(&mut EngineAxes, &T)) {
+    *out = out
+        .iter()
+        .flat_map(|a| {
+            values.iter().map(|v| {
+                let mut a = *a;
+                set(&mut a, v);
+                a
+            })
+        })
+        .collect();
 }

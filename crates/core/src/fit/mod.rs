@@ -704,6 +704,7 @@ impl FitParams {
             n_batch: _,
             n_gpu_layers: _,
             use_mmap: _,
+            offload: _,
             unset: _,
         } = *engine;
         Self {

@@ -595,6 +595,7 @@ fn from_engine_takes_the_cache_settings() {
         type_k: CacheType::Q8_0,
         type_v: CacheType::Q4_0,
         use_mmap: true,
+        offload: Default::default(),
         unset: Default::default(),
     };
     assert_eq!(

@@ -1,6 +1,7 @@
 //! A llama-bench record as tokbench's own cell: quantization and accelerator names, settings, repetitions.
 
 use super::*;
+use crate::offload::{Offload, TensorOverrides};
 
 /// `Q4_K - Medium` (llama.cpp's file-type name in `model_type`) → `Q4_K_M`.
 pub fn quant_of(model_type: &str) -> String {
@@ -54,14 +55,47 @@ pub fn accel_of(backends: Option<&str>) -> String {
 
 /// A llama-bench record that tokbench cannot store as a result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("field `{field}`: {source}")]
+#[error("field `{field}`: {message}")]
 pub struct RecordError {
     pub field: &'static str,
-    pub source: crate::bench::UnknownCacheType,
+    pub message: String,
+}
+
+/// A text field of the record as `T`, or the error naming the field.
+pub(super) fn field<T: std::str::FromStr>(text: &str, field: &'static str) -> Result<T, RecordError>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse().map_err(|e: T::Err| RecordError {
+        field,
+        message: e.to_string(),
+    })
 }
 
 pub(super) fn cache_type(name: &str, field: &'static str) -> Result<CacheType, RecordError> {
-    name.parse().map_err(|source| RecordError { field, source })
+    self::field(name, field)
+}
+
+impl LlamaBenchRecord {
+    /// The offload settings the record ran with (llama.cpp's defaults where an older build
+    /// or a pasted table leaves a field out).
+    pub fn offload(&self) -> Result<Offload, RecordError> {
+        let r = self;
+        let main_gpu = u32::try_from(r.main_gpu).map_err(|_| RecordError {
+            field: "main_gpu",
+            message: format!("{} is not a device index", r.main_gpu),
+        })?;
+        Ok(Offload {
+            split_mode: field(&r.split_mode, "split_mode")?,
+            main_gpu,
+            tensor_split: field(&r.tensor_split, "tensor_split")?,
+            overrides: match &r.tensor_buft_overrides {
+                Some(o) => field(o, "tensor_buft_overrides")?,
+                None => TensorOverrides::default(),
+            },
+            n_cpu_moe: r.n_cpu_moe.unwrap_or(0),
+        })
+    }
 }
 
 impl LlamaBenchRecord {
@@ -89,6 +123,7 @@ impl LlamaBenchRecord {
             type_k: cache_type(&r.type_k, "type_k")?,
             type_v: cache_type(&r.type_v, "type_v")?,
             use_mmap: r.use_mmap.unwrap_or(true),
+            offload: r.offload()?,
             unset: Unset {
                 auto,
                 unknown: self.unknown,

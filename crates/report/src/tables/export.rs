@@ -134,6 +134,11 @@ pub(super) fn fields(row: &ReportRow) -> Vec<(&'static str, Field)> {
                 type_k,
                 type_v,
                 use_mmap,
+                n_cpu_moe,
+                split_mode,
+                main_gpu,
+                tensor_split,
+                tensor_buft_overrides,
             },
         load: ServeLoad {
             concurrency,
@@ -193,6 +198,22 @@ pub(super) fn fields(row: &ReportRow) -> Vec<(&'static str, Field)> {
         ("type_k", cache(type_k)),
         ("type_v", cache(type_v)),
         ("use_mmap", use_mmap.map_or(Field::Null, Field::Bool)),
+        // NULL at llama.cpp's defaults (layer split, main GPU 0, no tensor split, no
+        // overrides, no MoE layers kept on the CPU).
+        ("n_cpu_moe", Field::opt_int(n_cpu_moe.map(u64::from))),
+        (
+            "split_mode",
+            split_mode.map_or(Field::Null, |m| Field::text(m.name())),
+        ),
+        ("main_gpu", Field::opt_int(main_gpu.map(u64::from))),
+        (
+            "tensor_split",
+            tensor_split.map_or(Field::Null, |t| Field::Text(t.to_string())),
+        ),
+        (
+            "tensor_buft_overrides",
+            tensor_buft_overrides.map_or(Field::Null, |o| Field::text(o.as_str())),
+        ),
         ("metric_source", Field::text(metric_source.as_str())),
         ("concurrency", Field::opt_int(concurrency.map(u64::from))),
         ("request_rate", Field::opt_float(request_rate.map(|r| r.0))),

@@ -117,6 +117,7 @@ async fn hello(
         model_path: PathBuf::new(),
         n_gpu_layers: 0,
         use_mmap: true,
+        offload: Default::default(),
         tests: Vec::new(),
     };
     let text = serde_json::to_string(&job).expect("job serializes");
@@ -243,6 +244,7 @@ impl Engine {
                 model_path: model.path.clone(),
                 n_gpu_layers: first_params.n_gpu_layers,
                 use_mmap: first_params.use_mmap,
+                offload: first_params.offload,
                 tests,
             };
             let text = serde_json::to_string(&job).expect("job serializes");

@@ -85,6 +85,10 @@ pub fn llama_bench_args(
         "json".into(),
     ];
     a.extend(llama_engine_args(p));
+    a.extend(crate::serve::offload_args(
+        &p.offload,
+        crate::serve::LlamaTool::Bench,
+    ));
     if !warmup {
         a.push("--no-warmup".into());
     }

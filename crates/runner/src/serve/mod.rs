@@ -320,6 +320,47 @@ pub fn llama_engine_args(p: &tokbench_core::EngineParams) -> Vec<String> {
     ]
 }
 
+/// Which llama.cpp program takes [`offload_args`]: they spell a list of tensor overrides
+/// differently (llama-bench keeps `,` for alternatives).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LlamaTool {
+    Bench,
+    Server,
+}
+
+/// The offload settings that differ from llama.cpp's defaults, as llama-bench and
+/// llama-server take them (`-sm none -mg 1 -ts 3.00/1.00 -ot PAT=CPU -ncmoe 4`); none at the
+/// defaults, so builds older than a flag still run a suite that leaves it alone.
+pub fn offload_args(o: &tokbench_core::Offload, tool: LlamaTool) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    if o.split_mode != tokbench_core::SplitMode::default() {
+        a.extend(["-sm".into(), o.split_mode.name().into()]);
+    }
+    if o.main_gpu != 0 {
+        a.extend(["-mg".into(), o.main_gpu.to_string()]);
+    }
+    if !o.tensor_split.is_default() {
+        // Both split the shares on `/`.
+        a.extend(["-ts".into(), o.tensor_split.to_string()]);
+    }
+    if !o.overrides.is_default() {
+        let sep = match tool {
+            LlamaTool::Bench => ";",
+            LlamaTool::Server => ",",
+        };
+        let pairs: Vec<String> = o
+            .overrides
+            .pairs()
+            .map(|(p, b)| format!("{p}={b}"))
+            .collect();
+        a.extend(["-ot".into(), pairs.join(sep)]);
+    }
+    if o.n_cpu_moe != 0 {
+        a.extend(["-ncmoe".into(), o.n_cpu_moe.to_string()]);
+    }
+    a
+}
+
 /// `llama-server` arguments for a model and engine parameters (an argument vector).
 pub fn llama_server_args(
     model: &Path,
@@ -344,6 +385,7 @@ pub fn llama_server_args(
         if p.flash_attn { "on" } else { "off" }.into(),
     ];
     a.extend(llama_engine_args(p));
+    a.extend(offload_args(&p.offload, LlamaTool::Server));
     if !p.use_mmap {
         a.push("--no-mmap".into());
     }
@@ -366,6 +408,7 @@ mod tests {
             type_k: tokbench_core::CacheType::F16,
             type_v: tokbench_core::CacheType::F16,
             use_mmap: false,
+            offload: Default::default(),
             unset: Default::default(),
         };
         let a = llama_server_args(
@@ -393,6 +436,37 @@ mod tests {
             "--foo; rm -rf /",
             "passed verbatim, never to a shell"
         );
+        assert!(
+            !joined.contains("-sm") && !joined.contains("-ot"),
+            "{joined}"
+        );
+    }
+
+    #[test]
+    fn offload_settings_are_passed_only_off_their_defaults_in_each_tools_spelling() {
+        let o = tokbench_core::Offload {
+            split_mode: tokbench_core::SplitMode::None,
+            main_gpu: 1,
+            tensor_split: "3/1".parse().unwrap(),
+            overrides: r"blk\.0\..*=CPU;output=CUDA0".parse().unwrap(),
+            n_cpu_moe: 4,
+        };
+        assert_eq!(
+            offload_args(&o, LlamaTool::Bench).join(" "),
+            r"-sm none -mg 1 -ts 3.00/1.00 -ot blk\.0\..*=CPU;output=CUDA0 -ncmoe 4"
+        );
+        // llama-server splits its override list on `,` (llama-bench keeps that for
+        // alternatives, and takes `;`).
+        assert_eq!(
+            offload_args(&o, LlamaTool::Server)[7],
+            r"blk\.0\..*=CPU,output=CUDA0"
+        );
+        assert!(offload_args(&tokbench_core::Offload::default(), LlamaTool::Bench).is_empty());
+        let row = tokbench_core::Offload {
+            split_mode: tokbench_core::SplitMode::Row,
+            ..Default::default()
+        };
+        assert_eq!(offload_args(&row, LlamaTool::Server), ["-sm", "row"]);
     }
 
     #[tokio::test]
