@@ -712,10 +712,10 @@ fn shell_syntax_in_paths_and_arguments_is_never_run() {
 }
 
 /// Issue 16, item 5: the offload settings beyond `n_gpu_layers` reach each backend as its
-/// own flags, are stored in their columns and make series of their own. A CPU build has one
-/// device, so `split_mode = "none"` changes nothing measurable; a tensor override to the
-/// plain CPU buffer type does: the weights it matches leave llama.cpp's repacked CPU buffer
-/// (`CPU_REPACK`, where the build repacks Q8_0 for this CPU) for the mapped file.
+/// own flags, are stored in their columns and make series of their own. On a CPU build
+/// every weight is on the CPU whatever they say (the same bytes in the same buffers, Q4_0's
+/// repacked ones included): that an override moves weights off a device is checked on
+/// lavapipe by scripts/vulkan-check.sh.
 #[test]
 fn offload_settings_reach_every_backend_and_are_series_of_their_own() {
     let tmp = tempfile::tempdir().unwrap();
@@ -786,30 +786,6 @@ fn offload_settings_reach_every_backend_and_are_series_of_their_own() {
             pattern
         };
         assert_eq!(s(r, "ot"), ot, "{r:?}");
-    }
-    // The engine applied the override: the layers it names left the repacked buffer.
-    let engine = |ot: bool| -> (f64, f64) {
-        let r = rows
-            .iter()
-            .find(|r| {
-                s(r, "backend") == "engine"
-                    && r["split_mode"].is_null()
-                    && r["tensor_buft_overrides"].is_null() != ot
-            })
-            .unwrap();
-        (
-            f(r, "model_buffer_bytes").unwrap_or(0.0),
-            f(r, "repack_buffer_bytes").unwrap_or(0.0),
-        )
-    };
-    let (plain_model, plain_repack) = engine(false);
-    let (ot_model, ot_repack) = engine(true);
-    if plain_repack > 0.0 {
-        assert!(ot_repack < plain_repack, "{ot_repack} < {plain_repack}");
-        assert!(ot_model > plain_model, "{ot_model} > {plain_model}");
-    } else {
-        // A build that does not repack Q8_0 here keeps every weight in the mapped file.
-        assert_eq!(ot_model, plain_model);
     }
     // The results table names the settings that vary.
     let shown = with_tools(&["results", "--db", db.to_str().unwrap()])
