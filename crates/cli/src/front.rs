@@ -560,7 +560,6 @@ mod tests {
         let flags = BenchFlags {
             split_mode: vec!["none".into(), "layer".into()],
             main_gpu: vec![0],
-            tensor_split: vec!["3/1".into()],
             override_tensor: vec![r"blk\.0\..*=CPU;output=CPU".into(), "none".into()],
             n_cpu_moe: vec![2],
             ..Default::default()

@@ -75,7 +75,8 @@ fn flag(v: Option<bool>) -> Option<String> {
     v.map(|b| u8::from(b).to_string())
 }
 
-/// Every engine setting, in llama-bench's column order.
+/// Every engine setting, in llama-bench's column order; the offload settings added after
+/// the others (after `mmap`) keep the earlier columns where they were.
 pub const SETTINGS: [Setting; 13] = [
     Setting {
         name: "threads",
@@ -102,24 +103,6 @@ pub const SETTINGS: [Setting; 13] = [
         value: |s| num(s.n_gpu_layers),
     },
     Setting {
-        name: "n_cpu_moe",
-        column: "n_cpu_moe",
-        short: "ncmoe",
-        value: |s| num(s.n_cpu_moe),
-    },
-    Setting {
-        name: "sm",
-        column: "split_mode",
-        short: "sm ",
-        value: |s| num(s.split_mode),
-    },
-    Setting {
-        name: "mg",
-        column: "main_gpu",
-        short: "mg",
-        value: |s| num(s.main_gpu),
-    },
-    Setting {
         name: "fa",
         column: "flash_attn",
         short: "fa",
@@ -138,6 +121,30 @@ pub const SETTINGS: [Setting; 13] = [
         value: |s| s.type_v.map(|t| t.name().to_string()),
     },
     Setting {
+        name: "mmap",
+        column: "use_mmap",
+        short: "mmap",
+        value: |s| flag(s.use_mmap),
+    },
+    Setting {
+        name: "n_cpu_moe",
+        column: "n_cpu_moe",
+        short: "ncmoe",
+        value: |s| num(s.n_cpu_moe),
+    },
+    Setting {
+        name: "sm",
+        column: "split_mode",
+        short: "sm ",
+        value: |s| num(s.split_mode),
+    },
+    Setting {
+        name: "mg",
+        column: "main_gpu",
+        short: "mg",
+        value: |s| num(s.main_gpu),
+    },
+    Setting {
         name: "ts",
         column: "tensor_split",
         short: "ts ",
@@ -148,12 +155,6 @@ pub const SETTINGS: [Setting; 13] = [
         column: "tensor_buft_overrides",
         short: "ot ",
         value: |s| num(s.tensor_buft_overrides),
-    },
-    Setting {
-        name: "mmap",
-        column: "use_mmap",
-        short: "mmap",
-        value: |s| flag(s.use_mmap),
     },
 ];
 
@@ -710,15 +711,15 @@ mod tests {
                 "n_batch",
                 "n_ubatch",
                 "n_gpu_layers",
-                "n_cpu_moe",
-                "split_mode",
-                "main_gpu",
                 "flash_attn",
                 "type_k",
                 "type_v",
+                "use_mmap",
+                "n_cpu_moe",
+                "split_mode",
+                "main_gpu",
                 "tensor_split",
-                "tensor_buft_overrides",
-                "use_mmap"
+                "tensor_buft_overrides"
             ]
         );
         let resolved: EngineSettings = crate::EngineParams {
@@ -743,7 +744,7 @@ mod tests {
         assert!(SETTINGS.iter().all(|c| (c.value)(&resolved).is_some()));
         assert_eq!(
             resolved.compact(&SETTINGS.iter().collect::<Vec<_>>()),
-            "t4 b2048 ub512 ngl99 ncmoe2 sm row mg1 fa0 ctk f16 ctv f16 ts 1.00/1.00 ot output=CPU mmap1"
+            "t4 b2048 ub512 ngl99 fa0 ctk f16 ctv f16 mmap1 ncmoe2 sm row mg1 ts 1.00/1.00 ot output=CPU"
         );
         // At llama.cpp's defaults the offload settings are not set: older rows' NULLs.
         let plain: EngineSettings = crate::EngineParams {

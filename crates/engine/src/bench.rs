@@ -892,7 +892,7 @@ fn cpu_override_patterns(o: &tokbench_core::Offload) -> Result<Vec<CString>, Str
     }
     let mut out = Vec::new();
     for (pattern, buffer) in o.overrides.pairs() {
-        if !buffer.eq_ignore_ascii_case("CPU") {
+        if buffer != "CPU" {
             return Err(format!(
                 "the engine can override tensors only to CPU, not `{pattern}={buffer}` (llama-cpp-2 sets no other buffer type): run it with backend llama-bench or llama-server"
             ));

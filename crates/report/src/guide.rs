@@ -422,13 +422,21 @@ fn hardware_table(
                             .unwrap_or_else(|| format!("measured on {}", p.host));
                         // A run with layers left in host memory says how many it offloaded:
                         // the figure to set beside an offload ceiling.
-                        let partial = p
-                            .series
-                            .settings
+                        let settings = &p.series.settings;
+                        let mut partial = settings
                             .n_gpu_layers
                             .filter(|&n| n >= 0 && (n as u32) < arch.n_layer + 1)
                             .map(|n| format!(" with ngl {n}"))
                             .unwrap_or_default();
+                        // Weights kept in host memory by a tensor override or n_cpu_moe,
+                        // with every layer offloaded, are as much a partial offload.
+                        if let Some(n) = settings.n_cpu_moe {
+                            partial
+                                .push_str(&format!(" with the experts of {n} layers on the CPU"));
+                        }
+                        if let Some(o) = settings.tensor_buft_overrides {
+                            partial.push_str(&format!(" with -ot {o}"));
+                        }
                         (
                             format!(
                                 "{} at {}, measured {}{partial} ({}, {})",

@@ -296,6 +296,7 @@ fn a_type_error_names_its_key() {
 #[test]
 fn offload_keys_are_axes_after_the_others() {
     let text = r#"name = "x"
+backends = ["llama-bench"]
 [[model]]
 synth = "tiny"
 quants = ["Q8_0"]
@@ -359,4 +360,36 @@ tests = ["pp1"]
         assert!(e.message.contains(says), "{key}: {e}");
         assert!(e.message.contains(key), "{key}: {e}");
     }
+}
+
+#[test]
+fn what_the_engine_cannot_place_is_refused_before_a_run_and_left_to_llama_bench() {
+    let suite = |backends: &str, key: &str| {
+        format!(
+            "name = \"x\"\n{backends}[[model]]\nsynth = \"tiny\"\nquants = [\"Q8_0\"]\n[engine]\n{key}\n[workload]\ntests = [\"pp1\"]\n"
+        )
+    };
+    for (key, says) in [
+        ("tensor_split = \"3/1\"", "cannot split tensors (3.00/1.00)"),
+        ("override_tensor = 'output=Vulkan0'", "not `output=Vulkan0`"),
+        ("override_tensor = 'output=cpu'", "only on `CPU`"),
+    ] {
+        let e = Suite::from_toml(&suite("", key), Path::new("s.toml")).unwrap_err();
+        assert!(
+            e.message.contains(says) && e.message.contains("llama-bench"),
+            "{e}"
+        );
+        assert_eq!(e.line, Some(6), "{e}");
+        let fine = suite("backends = [\"llama-bench\"]\n", key);
+        assert!(
+            Suite::from_toml(&fine, Path::new("s.toml")).is_ok(),
+            "{key}"
+        );
+    }
+    // Kept on the CPU, the engine takes it.
+    assert!(Suite::from_toml(
+        &suite("", "override_tensor = 'output=CPU'"),
+        Path::new("s.toml")
+    )
+    .is_ok());
 }

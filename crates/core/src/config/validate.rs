@@ -102,6 +102,9 @@ impl Ctx<'_> {
             models.extend(self.model(m)?);
         }
         let engines = self.engine(&engine)?;
+        if backends.contains(&BackendKind::Engine) {
+            self.engine_can_place(&engine, &engines)?;
+        }
         let Some(workload) = workload else {
             return Err(self.err(
                 None,
@@ -283,6 +286,37 @@ impl Ctx<'_> {
             backend_settings,
             serve,
         })
+    }
+
+    /// What the embedded engine cannot set, refused before anything runs: llama-cpp-2
+    /// exposes no tensor split and no buffer type but the CPU's.
+    fn engine_can_place(&self, e: &RawEngine, engines: &[EngineAxes]) -> Result<(), SuiteError> {
+        let elsewhere = "run it with `backends = [\"llama-bench\"]` or `[\"llama-server\"]` (the engine's bindings cannot set it)";
+        if let Some(a) = engines
+            .iter()
+            .find(|a| !a.offload.tensor_split.is_default())
+        {
+            return Err(self.err(
+                e.tensor_split.as_ref().map(|s| s.span()).as_ref(),
+                format!(
+                    "key `tensor_split`: the engine backend cannot split tensors ({}): {elsewhere}",
+                    a.offload.tensor_split
+                ),
+            ));
+        }
+        if let Some((pattern, buffer)) = engines
+            .iter()
+            .flat_map(|a| a.offload.overrides.pairs())
+            .find(|(_, b)| *b != "CPU")
+        {
+            return Err(self.err(
+                e.override_tensor.as_ref().map(|s| s.span()).as_ref(),
+                format!(
+                    "key `override_tensor`: the engine backend keeps tensors only on `CPU`, not `{pattern}={buffer}`: {elsewhere}"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn backends(

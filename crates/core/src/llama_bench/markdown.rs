@@ -190,6 +190,7 @@ enum Column {
     MainGpu,
     Nkvo,
     NCpuMoe,
+    Overrides,
     Test,
     Rate,
     /// Any other setting (`cpu_mask`, `poll`, `embd`, `ot`, …): kept in `extra`.
@@ -215,7 +216,8 @@ fn column(name: &str) -> Column {
         "sm" | "split_mode" => Column::SplitMode,
         "mg" | "main_gpu" => Column::MainGpu,
         "nkvo" | "no_kv_offload" => Column::Nkvo,
-        "n_cpu_moe" => Column::NCpuMoe,
+        "n_cpu_moe" | "ncmoe" => Column::NCpuMoe,
+        "ot" | "tensor_buft_overrides" => Column::Overrides,
         "test" => Column::Test,
         "t/s" => Column::Rate,
         _ => Column::Other,
@@ -637,6 +639,7 @@ fn record(
             Column::MainGpu => r.main_gpu = int(line, name, v)?,
             Column::Nkvo => r.no_kv_offload = flag(line, name, v)?,
             Column::NCpuMoe => r.n_cpu_moe = Some(int(line, name, v)?),
+            Column::Overrides => r.tensor_buft_overrides = Some(v.to_string()),
             Column::Test => {
                 test_seen = true;
                 let (p, g, d) = test_of(v).ok_or_else(|| {
@@ -738,6 +741,27 @@ mod tests {
         let r = parse_markdown(paste).unwrap();
         assert_eq!(r[0].gpu_info, "");
         assert_eq!(r[1].gpu_info, "NVIDIA GeForce RTX 4090");
+    }
+
+    #[test]
+    fn offload_columns_are_kept_and_make_their_own_series() {
+        // llama-bench prints a column only where a setting is off its default: `sm`, `ts`,
+        // `ot` (its own headers for split_mode, tensor_split, tensor_buft_overrides).
+        let paste = "\
+| model | size | params | backend | ngl | sm | ts | ot | test | t/s |
+| --- | --: | --: | --- | --: | --- | --- | --- | --: | --: |
+| llama 8B Q4_0 | 4.33 GiB | 8.03 B | CUDA | 99 | row | 3.00/1.00 | blk\\.[0-3]\\..*=CPU | tg128 | 10.00 ± 0.10 |
+| llama 8B Q4_0 | 4.33 GiB | 8.03 B | CUDA | 99 | layer | 0.00 | none | tg128 | 12.00 ± 0.10 |
+";
+        let r = parse_markdown(paste).unwrap();
+        let o = r[0].offload().unwrap();
+        assert_eq!(o.split_mode, crate::SplitMode::Row);
+        assert_eq!(o.tensor_split.to_string(), "3.00/1.00");
+        assert_eq!(o.overrides.as_str(), r"blk\.[0-3]\..*=CPU");
+        assert!(r[1].offload().unwrap().is_default());
+        let settings = |i: usize| crate::EngineSettings::from(r[i].cell_result(i).unwrap().params);
+        assert_ne!(settings(0), settings(1));
+        assert_eq!(settings(1).tensor_buft_overrides, None);
     }
 
     #[test]

@@ -155,7 +155,7 @@ fn canonical(row: &ReportRow) -> String {
 /// What can tell two results in one table apart, in the order a reader looks for it: the
 /// backend and where it ran, then the engine settings people change most (each as
 /// [`SETTINGS`] describes it: `fa 1`, `type_k q8_0`), then where the result came from.
-const VARIANTS: [Variant; 15] = [
+const VARIANTS: [Variant; 20] = [
     Variant::Of(|p| p.series.backend_label()),
     Variant::Of(|p| p.series.backend.accel.clone()),
     Variant::Of(|p| format!("host {}", p.host)),
@@ -167,6 +167,11 @@ const VARIANTS: [Variant; 15] = [
     Variant::Setting("batch"),
     Variant::Setting("ubatch"),
     Variant::Setting("mmap"),
+    Variant::Setting("ot"),
+    Variant::Setting("n_cpu_moe"),
+    Variant::Setting("sm"),
+    Variant::Setting("ts"),
+    Variant::Setting("mg"),
     Variant::Of(|p| match &p.series.model.sha256 {
         Some(sha) => format!("file {}", sha.chars().take(8).collect::<String>()),
         None => "file unknown".into(),
