@@ -579,12 +579,18 @@ mod tests {
             .engines
             .iter()
             .any(|e| e.offload.split_mode == tokbench_core::SplitMode::None));
+        assert!(suite.engines.iter().all(|e| e.offload.n_cpu_moe == 2));
+        // A tensor split is llama-bench's and llama-server's to run: the default suite's
+        // engine refuses it before anything runs.
+        let flags = BenchFlags {
+            tensor_split: vec!["3/1".into()],
+            ..Default::default()
+        };
+        let text = suite_text(Some(DEFAULT_SUITE), &flags).unwrap();
+        let e = tokbench_core::Suite::from_toml(&text, Path::new("s.toml")).unwrap_err();
         assert!(
-            suite
-                .engines
-                .iter()
-                .all(|e| e.offload.n_cpu_moe == 2
-                    && e.offload.tensor_split.to_string() == "3.00/1.00")
+            e.message.contains("tensor_split") && e.message.contains("llama-bench"),
+            "{e}"
         );
         // A bad value is the suite's own error, naming the key.
         let flags = BenchFlags {
