@@ -76,12 +76,6 @@ impl TensorSplit {
     pub fn is_default(&self) -> bool {
         self.0.iter().all(|&v| v == 0)
     }
-
-    /// The shares as llama.cpp takes them, without the trailing zeros.
-    pub fn shares(&self) -> Vec<f32> {
-        let n = self.0.iter().rposition(|&v| v > 0).map_or(0, |i| i + 1);
-        self.0[..n].iter().map(|&v| v as f32 / 100.0).collect()
-    }
 }
 
 impl fmt::Display for TensorSplit {
@@ -269,6 +263,27 @@ impl Offload {
         *self == Self::default()
     }
 
+    /// What tokbench's embedded engine cannot set, as the suite key and the reason: its
+    /// bindings (llama-cpp-2) expose no tensor split and no buffer type but the CPU's.
+    /// llama-bench and llama-server take both.
+    pub fn engine_cannot_place(&self) -> Option<(&'static str, String)> {
+        if !self.tensor_split.is_default() {
+            return Some((
+                "tensor_split",
+                format!("the engine cannot split tensors ({})", self.tensor_split),
+            ));
+        }
+        self.overrides
+            .pairs()
+            .find(|(_, buffer)| *buffer != "CPU")
+            .map(|(pattern, buffer)| {
+                (
+                    "override_tensor",
+                    format!("the engine keeps tensors only on `CPU`, not `{pattern}={buffer}`"),
+                )
+            })
+    }
+
     /// The tensor-name patterns llama.cpp's `--n-cpu-moe N` keeps on the CPU: the expert
     /// weights of layers 0..N (`llm_ffn_block_regex` over `LLM_FFN_EXPS_REGEX`).
     pub fn cpu_moe_patterns(&self) -> Vec<String> {
@@ -286,7 +301,6 @@ mod tests {
     fn tensor_split_keeps_two_decimals_and_prints_as_llama_bench() {
         let ts: TensorSplit = "3/1".parse().unwrap();
         assert_eq!(ts.to_string(), "3.00/1.00");
-        assert_eq!(ts.shares(), vec![3.0, 1.0]);
         let ts: TensorSplit = "0.75;0.25".parse().unwrap();
         assert_eq!(ts.to_string(), "0.75/0.25");
         assert_eq!(ts, "0.75/0.25".parse().unwrap());

@@ -722,7 +722,7 @@ mod tests {
                 "tensor_buft_overrides"
             ]
         );
-        let resolved: EngineSettings = crate::EngineParams {
+        let params = crate::EngineParams {
             n_threads: 4,
             n_batch: 2048,
             n_ubatch: 512,
@@ -739,27 +739,18 @@ mod tests {
                 n_cpu_moe: 2,
             },
             unset: Default::default(),
-        }
-        .into();
+        };
+        let resolved = EngineSettings::from(params);
         assert!(SETTINGS.iter().all(|c| (c.value)(&resolved).is_some()));
         assert_eq!(
             resolved.compact(&SETTINGS.iter().collect::<Vec<_>>()),
             "t4 b2048 ub512 ngl99 fa0 ctk f16 ctv f16 mmap1 ncmoe2 sm row mg1 ts 1.00/1.00 ot output=CPU"
         );
         // At llama.cpp's defaults the offload settings are not set: older rows' NULLs.
-        let plain: EngineSettings = crate::EngineParams {
-            n_threads: 4,
-            n_batch: 2048,
-            n_ubatch: 512,
-            n_gpu_layers: 99,
-            flash_attn: false,
-            type_k: CacheType::F16,
-            type_v: CacheType::F16,
-            use_mmap: true,
+        let plain = EngineSettings::from(crate::EngineParams {
             offload: crate::Offload::default(),
-            unset: Default::default(),
-        }
-        .into();
+            ..params
+        });
         assert_eq!(
             (
                 plain.n_cpu_moe,

@@ -881,22 +881,16 @@ fn split_mode(m: tokbench_core::SplitMode) -> LlamaSplitMode {
 }
 
 /// The tensor-name patterns to keep on the CPU: the suite's `-ot` pairs, then `n_cpu_moe`'s,
-/// in llama-bench's order; an error naming what the engine cannot do. The bindings set only
-/// the CPU buffer type and no tensor split: those cells need llama-bench or llama-server.
+/// in llama-bench's order; or what the engine cannot place ([`tokbench_core::Offload::engine_cannot_place`],
+/// which the suite refuses first; checked again for any job that carries it).
 fn cpu_override_patterns(o: &tokbench_core::Offload) -> Result<Vec<CString>, String> {
-    if !o.tensor_split.is_default() {
+    if let Some((key, why)) = o.engine_cannot_place() {
         return Err(format!(
-            "the engine cannot set tensor_split {} (llama-cpp-2 does not expose it): run it with backend llama-bench or llama-server",
-            o.tensor_split
+            "{key}: {why} (llama-cpp-2 cannot set it): run it with backend llama-bench or llama-server"
         ));
     }
     let mut out = Vec::new();
-    for (pattern, buffer) in o.overrides.pairs() {
-        if buffer != "CPU" {
-            return Err(format!(
-                "the engine can override tensors only to CPU, not `{pattern}={buffer}` (llama-cpp-2 sets no other buffer type): run it with backend llama-bench or llama-server"
-            ));
-        }
+    for (pattern, _) in o.overrides.pairs() {
         out.push(
             CString::new(pattern)
                 .map_err(|_| format!("tensor override `{pattern}` holds a NUL byte"))?,
@@ -945,7 +939,10 @@ mod offload_tests {
             ..Default::default()
         };
         let e = cpu_override_patterns(&split).unwrap_err();
-        assert!(e.contains("tensor_split 3.00/1.00"), "{e}");
+        assert!(
+            e.contains("tensor_split: the engine cannot split tensors (3.00/1.00)"),
+            "{e}"
+        );
         assert!(cpu_override_patterns(&Default::default())
             .unwrap()
             .is_empty());

@@ -1,6 +1,7 @@
 //! Reading back: a run's results, fit inputs, ad-hoc read-only queries, integrity.
 
 use super::*;
+use crate::series::parsed;
 
 impl Store {
     /// The results of the newest run (or of the run `run_uuid`), in cell order.
@@ -196,20 +197,13 @@ pub(crate) fn result_row(row: &SqliteRow) -> Result<ResultRow, StoreError> {
     .map_err(get)
 }
 
-/// The engine settings columns of a `v_results` row (plus `use_mmap` from `result`).
+/// The engine settings columns of a `v_results` row (plus `use_mmap` from `result`); text
+/// that does not parse is an error naming the column.
 fn settings_of(row: &SqliteRow) -> Result<tokbench_core::EngineSettings, sqlx::Error> {
     let small = |c: &str| -> Result<Option<u32>, sqlx::Error> {
         Ok(row
             .try_get::<Option<i64>, _>(c)?
             .and_then(|v| u32::try_from(v).ok()))
-    };
-    let cache = |c: &str| -> Result<Option<tokbench_core::CacheType>, sqlx::Error> {
-        row.try_get::<Option<String>, _>(c)?
-            .map(|s| {
-                s.parse::<tokbench_core::CacheType>()
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))
-            })
-            .transpose()
     };
     Ok(tokbench_core::EngineSettings {
         n_threads: small("n_threads")?,
@@ -219,8 +213,8 @@ fn settings_of(row: &SqliteRow) -> Result<tokbench_core::EngineSettings, sqlx::E
             .try_get::<Option<i64>, _>("n_gpu_layers")?
             .and_then(|v| i32::try_from(v).ok()),
         flash_attn: row.try_get("flash_attn")?,
-        type_k: cache("type_k")?,
-        type_v: cache("type_v")?,
+        type_k: parsed(row, "type_k")?,
+        type_v: parsed(row, "type_v")?,
         use_mmap: row.try_get("use_mmap")?,
         n_cpu_moe: small("n_cpu_moe")?,
         split_mode: parsed(row, "split_mode")?,
@@ -228,18 +222,4 @@ fn settings_of(row: &SqliteRow) -> Result<tokbench_core::EngineSettings, sqlx::E
         tensor_split: parsed(row, "tensor_split")?,
         tensor_buft_overrides: parsed(row, "tensor_buft_overrides")?,
     })
-}
-
-/// A text column of `row` parsed as `T` (NULL is `None`); text that does not parse is a
-/// decode error naming the column and the value.
-fn parsed<T: std::str::FromStr>(row: &SqliteRow, column: &str) -> Result<Option<T>, sqlx::Error>
-where
-    T::Err: std::fmt::Display,
-{
-    row.try_get::<Option<String>, _>(column)?
-        .map(|s| {
-            s.parse::<T>()
-                .map_err(|e| sqlx::Error::Decode(format!("column {column}: `{s}`: {e}").into()))
-        })
-        .transpose()
 }

@@ -93,7 +93,10 @@ pub(crate) fn series_key(row: &impl Columns) -> Result<SeriesKey, sqlx::Error> {
 
 /// A text column parsed as `T`; NULL is `None`, and text that does not parse is an error
 /// naming the column and the value.
-fn parsed<T: std::str::FromStr>(row: &impl Columns, column: &str) -> Result<Option<T>, sqlx::Error>
+pub(crate) fn parsed<T: std::str::FromStr>(
+    row: &impl Columns,
+    column: &str,
+) -> Result<Option<T>, sqlx::Error>
 where
     T::Err: std::fmt::Display,
 {

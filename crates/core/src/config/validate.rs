@@ -288,35 +288,23 @@ impl Ctx<'_> {
         })
     }
 
-    /// What the embedded engine cannot set, refused before anything runs: llama-cpp-2
-    /// exposes no tensor split and no buffer type but the CPU's.
+    /// What the embedded engine cannot set ([`Offload::engine_cannot_place`]), refused
+    /// before anything runs, at the key that asks for it.
     fn engine_can_place(&self, e: &RawEngine, engines: &[EngineAxes]) -> Result<(), SuiteError> {
-        let elsewhere = "run it with `backends = [\"llama-bench\"]` or `[\"llama-server\"]` (the engine's bindings cannot set it)";
-        if let Some(a) = engines
-            .iter()
-            .find(|a| !a.offload.tensor_split.is_default())
-        {
-            return Err(self.err(
-                e.tensor_split.as_ref().map(|s| s.span()).as_ref(),
-                format!(
-                    "key `tensor_split`: the engine backend cannot split tensors ({}): {elsewhere}",
-                    a.offload.tensor_split
-                ),
-            ));
+        let Some((key, why)) = engines.iter().find_map(|a| a.offload.engine_cannot_place()) else {
+            return Ok(());
+        };
+        let span = match key {
+            "tensor_split" => e.tensor_split.as_ref(),
+            _ => e.override_tensor.as_ref(),
         }
-        if let Some((pattern, buffer)) = engines
-            .iter()
-            .flat_map(|a| a.offload.overrides.pairs())
-            .find(|(_, b)| *b != "CPU")
-        {
-            return Err(self.err(
-                e.override_tensor.as_ref().map(|s| s.span()).as_ref(),
-                format!(
-                    "key `override_tensor`: the engine backend keeps tensors only on `CPU`, not `{pattern}={buffer}`: {elsewhere}"
-                ),
-            ));
-        }
-        Ok(())
+        .map(|s| s.span());
+        Err(self.err(
+            span.as_ref(),
+            format!(
+                "key `{key}`: {why}: run it with `backends = [\"llama-bench\"]` or `[\"llama-server\"]` (the engine's bindings cannot set it)"
+            ),
+        ))
     }
 
     fn backends(
