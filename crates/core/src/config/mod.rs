@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use crate::arch::ArchSpec;
 use crate::backend::{BackendKind, BackendSettings, ServeWorkload};
 use crate::bench::{AutoRepetitions, CacheType, EngineParams, TestSpec};
-use crate::offload::{Offload, SplitMode, TensorOverrides, TensorSplit, MAX_DEVICES};
+use crate::offload::{Offload, MAX_DEVICES};
 use crate::quant::QuantPreset;
 
 /// A suite file that cannot be used, with where and why.
@@ -193,6 +193,24 @@ pub struct EngineAxes {
     pub type_v: CacheType,
     pub use_mmap: bool,
     pub offload: Offload,
+}
+
+/// llama-bench's defaults: what a suite's `[engine]` takes for a key it leaves out, and what
+/// llama-bench's markdown table leaves out of its columns.
+impl Default for EngineAxes {
+    fn default() -> Self {
+        EngineAxes {
+            n_threads: None,
+            n_batch: 2048,
+            n_ubatch: 512,
+            n_gpu_layers: 99,
+            flash_attn: false,
+            type_k: CacheType::F16,
+            type_v: CacheType::F16,
+            use_mmap: true,
+            offload: Offload::default(),
+        }
+    }
 }
 
 impl EngineAxes {

@@ -657,12 +657,18 @@ impl Ctx<'_> {
     }
 
     fn engine(&self, e: &RawEngine) -> Result<Vec<EngineAxes>, SuiteError> {
-        let threads = self.ints(&e.threads, "threads", None, 1..1025)?;
-        let batch = self.ints(&e.batch, "batch", Some(2048), 1..1_048_577)?;
-        let ubatch = self.ints(&e.ubatch, "ubatch", Some(512), 1..1_048_577)?;
-        let ngl = self.ints(&e.n_gpu_layers, "n_gpu_layers", Some(99), 0..10_000)?;
+        let d = EngineAxes::default();
+        let threads = self.ints(&e.threads, "threads", d.n_threads, 1..1025)?;
+        let batch = self.ints(&e.batch, "batch", Some(d.n_batch), 1..1_048_577)?;
+        let ubatch = self.ints(&e.ubatch, "ubatch", Some(d.n_ubatch), 1..1_048_577)?;
+        let ngl = self.ints(
+            &e.n_gpu_layers,
+            "n_gpu_layers",
+            Some(d.n_gpu_layers),
+            0..10_000,
+        )?;
         let fa = match &e.flash_attn {
-            None => vec![false],
+            None => vec![d.flash_attn],
             Some(v) => {
                 let vals = v.get_ref().to_vec();
                 if vals.is_empty() {
@@ -671,17 +677,19 @@ impl Ctx<'_> {
                 vals
             }
         };
-        let ctk = self.parsed(&e.cache_type_k, "cache_type_k", CacheType::F16)?;
-        let ctv = self.parsed(&e.cache_type_v, "cache_type_v", CacheType::F16)?;
-        let n_cpu_moe = self.ints(&e.n_cpu_moe, "n_cpu_moe", Some(0), 0..10_000)?;
-        let split_mode = self.parsed(&e.split_mode, "split_mode", SplitMode::default())?;
-        let main_gpu = self.ints(&e.main_gpu, "main_gpu", Some(0), 0..MAX_DEVICES as i64)?;
-        let tensor_split = self.parsed(&e.tensor_split, "tensor_split", TensorSplit::default())?;
-        let overrides = self.parsed(
-            &e.override_tensor,
-            "override_tensor",
-            TensorOverrides::default(),
+        let o = d.offload;
+        let ctk = self.parsed(&e.cache_type_k, "cache_type_k", d.type_k)?;
+        let ctv = self.parsed(&e.cache_type_v, "cache_type_v", d.type_v)?;
+        let n_cpu_moe = self.ints(&e.n_cpu_moe, "n_cpu_moe", Some(o.n_cpu_moe), 0..10_000)?;
+        let split_mode = self.parsed(&e.split_mode, "split_mode", o.split_mode)?;
+        let main_gpu = self.ints(
+            &e.main_gpu,
+            "main_gpu",
+            Some(o.main_gpu),
+            0..MAX_DEVICES as i64,
         )?;
+        let tensor_split = self.parsed(&e.tensor_split, "tensor_split", o.tensor_split)?;
+        let overrides = self.parsed(&e.override_tensor, "override_tensor", o.overrides)?;
         let axes = [
             threads.len(),
             batch.len(),
@@ -723,31 +731,27 @@ impl Ctx<'_> {
         }
         // The product, the first key outermost: a suite that leaves the later keys at one
         // value keeps its cells' order and indexes as they were before those keys existed.
-        let base = EngineAxes {
-            n_threads: None,
-            n_batch: 2048,
-            n_ubatch: 512,
-            n_gpu_layers: 99,
-            flash_attn: false,
-            type_k: CacheType::F16,
-            type_v: CacheType::F16,
-            use_mmap: e.mmap.unwrap_or(true),
-            offload: Offload::default(),
-        };
-        let mut out = vec![base];
+        let mut out = vec![EngineAxes {
+            use_mmap: e.mmap.unwrap_or(d.use_mmap),
+            ..d
+        }];
         expand(&mut out, &threads, |a, &v| a.n_threads = v);
-        expand(&mut out, &batch, |a, v| a.n_batch = v.unwrap_or(2048));
-        expand(&mut out, &ubatch, |a, v| a.n_ubatch = v.unwrap_or(512));
-        expand(&mut out, &ngl, |a, v| a.n_gpu_layers = v.unwrap_or(99));
+        expand(&mut out, &batch, |a, v| a.n_batch = v.unwrap_or(d.n_batch));
+        expand(&mut out, &ubatch, |a, v| {
+            a.n_ubatch = v.unwrap_or(d.n_ubatch)
+        });
+        expand(&mut out, &ngl, |a, v| {
+            a.n_gpu_layers = v.unwrap_or(d.n_gpu_layers)
+        });
         expand(&mut out, &fa, |a, &v| a.flash_attn = v);
         expand(&mut out, &ctk, |a, &v| a.type_k = v);
         expand(&mut out, &ctv, |a, &v| a.type_v = v);
         expand(&mut out, &n_cpu_moe, |a, v| {
-            a.offload.n_cpu_moe = v.unwrap_or(0)
+            a.offload.n_cpu_moe = v.unwrap_or(o.n_cpu_moe)
         });
         expand(&mut out, &split_mode, |a, &v| a.offload.split_mode = v);
         expand(&mut out, &main_gpu, |a, v| {
-            a.offload.main_gpu = v.unwrap_or(0)
+            a.offload.main_gpu = v.unwrap_or(o.main_gpu)
         });
         expand(&mut out, &tensor_split, |a, &v| a.offload.tensor_split = v);
         expand(&mut out, &overrides, |a, &v| a.offload.overrides = v);

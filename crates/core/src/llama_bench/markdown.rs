@@ -541,6 +541,7 @@ fn record(
     row: &[String],
     line: usize,
 ) -> Result<LlamaBenchRecord, LlamaBenchError> {
+    let d = crate::config::EngineAxes::default();
     let mut r = LlamaBenchRecord {
         build_commit: "unknown".into(),
         build_number: 0,
@@ -552,15 +553,15 @@ fn record(
         model_size: 0,
         model_n_params: 0,
         // llama-bench's defaults: a column is printed only where a value differs from them.
-        n_batch: 2048,
-        n_ubatch: 512,
+        n_batch: d.n_batch,
+        n_ubatch: d.n_ubatch,
         n_threads: 0,
         cpu_mask: None,
         cpu_strict: None,
         poll: None,
-        type_k: "f16".into(),
-        type_v: "f16".into(),
-        n_gpu_layers: 99,
+        type_k: d.type_k.name().into(),
+        type_v: d.type_v.name().into(),
+        n_gpu_layers: d.n_gpu_layers as i32,
         n_cpu_moe: None,
         split_mode: "layer".into(),
         main_gpu: 0,
