@@ -110,6 +110,66 @@ pub struct AllocatedMemory {
     pub layers_offloaded: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layers_total: Option<u32>,
+    /// What each accelerator said of its own memory (ggml's `ggml_backend_dev_memory`),
+    /// read by the engine before the model was loaded, after, and at the end of the test
+    /// with its context still allocated; empty where there is no accelerator or the
+    /// backend is not the engine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_memory: Vec<DeviceMemory>,
+}
+
+/// One accelerator's free and total memory as its backend reports them, at three moments
+/// of one engine test.
+///
+/// What "free" means is the backend's: CUDA's is the whole device's (every process's
+/// allocations count), Vulkan's is the calling process's budget less its own usage
+/// (`VK_EXT_memory_budget`), and a Vulkan driver without that extension (lavapipe, older
+/// drivers) reports each heap's whole size as free, whatever is allocated. Hence
+/// [`DeviceMemory::usage_visible`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceMemory {
+    /// The backend's name for it (`Vulkan0`, `CUDA0`).
+    pub name: String,
+    pub total_bytes: u64,
+    pub free_before_load: u64,
+    pub free_after_load: u64,
+    /// At the end of the test's repetitions, its KV cache and compute buffers still
+    /// allocated; `None` until then (and where the test failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_in_test: Option<u64>,
+}
+
+impl DeviceMemory {
+    /// Whether the readings can show this process's use at all: not where every one of
+    /// them says the whole device is free, which is what a driver that tracks no usage
+    /// reports (a real device with a budget always holds some back, and the engine's own
+    /// context takes some).
+    pub fn usage_visible(&self) -> bool {
+        [
+            Some(self.free_before_load),
+            Some(self.free_after_load),
+            self.free_in_test,
+        ]
+        .into_iter()
+        .flatten()
+        .any(|free| free != self.total_bytes)
+    }
+
+    /// Device memory the model's load took as the device saw it (free before less free
+    /// after); `None` where usage is not visible. Saturates at 0 where something else
+    /// freed memory meanwhile (CUDA's figure counts other processes).
+    pub fn used_by_load(&self) -> Option<u64> {
+        self.usage_visible()
+            .then(|| self.free_before_load.saturating_sub(self.free_after_load))
+    }
+
+    /// Device memory the load and the test's context took together; `None` where usage is
+    /// not visible or the test did not finish.
+    pub fn used_in_test(&self) -> Option<u64> {
+        let free = self.free_in_test?;
+        self.usage_visible()
+            .then(|| self.free_before_load.saturating_sub(free))
+    }
 }
 
 /// One buffer llama.cpp allocated.
@@ -352,5 +412,50 @@ mod tests {
         let r = Repetition::from_timings(&pp, Some(256.0), None, None, Some(260.0));
         assert_eq!(r.decode_tps, None);
         assert_eq!(r.ttft_ms, Some(260.0));
+    }
+
+    #[test]
+    fn device_usage_is_read_only_where_the_device_shows_it() {
+        const MIB: u64 = 1 << 20;
+        // lavapipe: no VK_EXT_memory_budget, every heap reported whole and free.
+        let mut lavapipe = DeviceMemory {
+            name: "Vulkan0".into(),
+            total_bytes: 2048 * MIB,
+            free_before_load: 2048 * MIB,
+            free_after_load: 2048 * MIB,
+            free_in_test: Some(2048 * MIB),
+        };
+        assert!(!lavapipe.usage_visible());
+        assert_eq!(lavapipe.used_by_load(), None);
+        assert_eq!(lavapipe.used_in_test(), None);
+        // One reading that moved is enough to show usage.
+        lavapipe.free_in_test = Some(2000 * MIB);
+        assert!(lavapipe.usage_visible());
+        assert_eq!(lavapipe.used_in_test(), Some(48 * MIB));
+        // A CUDA device: free counts every process, and another one freed memory during
+        // the load; the load's use is then 0, not a wrapped u64.
+        let cuda = DeviceMemory {
+            name: "CUDA0".into(),
+            total_bytes: 143_771 * MIB,
+            free_before_load: 140_000 * MIB,
+            free_after_load: 141_000 * MIB,
+            free_in_test: Some(139_500 * MIB),
+        };
+        assert_eq!(cuda.used_by_load(), Some(0));
+        assert_eq!(cuda.used_in_test(), Some(500 * MIB));
+        let unfinished = DeviceMemory {
+            free_in_test: None,
+            ..cuda
+        };
+        assert_eq!(unfinished.used_in_test(), None);
+        // Absent from older records, and left out of new ones where there is none.
+        let old: AllocatedMemory = serde_json::from_str(
+            r#"{"model_bytes":1,"kv_bytes":null,"compute_bytes":null,"output_bytes":null}"#,
+        )
+        .unwrap();
+        assert!(old.device_memory.is_empty());
+        assert!(!serde_json::to_string(&old)
+            .unwrap()
+            .contains("device_memory"));
     }
 }

@@ -19,7 +19,7 @@ use llama_cpp_2::token::LlamaToken;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokbench_core::clock::monotonic_ns;
-use tokbench_core::record::{AllocatedMemory, BufferBytes, DeviceUse};
+use tokbench_core::record::{AllocatedMemory, BufferBytes, DeviceMemory, DeviceUse};
 use tokbench_core::CacheType;
 
 use crate::fault::{Fault, FaultPhase};
@@ -53,6 +53,7 @@ static ALLOCATED: std::sync::Mutex<AllocatedMemory> = std::sync::Mutex::new(Allo
     devices: Vec::new(),
     layers_offloaded: None,
     layers_total: None,
+    device_memory: Vec::new(),
 });
 
 /// llama.cpp's and ggml's last error lines, newest last: their own words for why a load,
@@ -356,8 +357,9 @@ pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
     // SAFETY: capture_log is a valid callback for the process lifetime.
     unsafe { llama_cpp_sys_2::llama_log_set(Some(capture_log), std::ptr::null_mut()) };
     let backend = backend();
-    let devices = llama_cpp_2::list_llama_ggml_backend_devices()
-        .into_iter()
+    let listed = llama_cpp_2::list_llama_ggml_backend_devices();
+    let devices = listed
+        .iter()
         .map(|d| {
             format!(
                 "{}:{}:{}:{}",
@@ -365,6 +367,7 @@ pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
             )
         })
         .collect();
+    let devices_free_bytes = listed.iter().map(|d| d.memory_free as u64).collect();
     // SAFETY: returns a pointer to a static NUL-terminated string.
     let system_info =
         unsafe { std::ffi::CStr::from_ptr(llama_cpp_sys_2::llama_print_system_info()) }
@@ -377,6 +380,7 @@ pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
         accel: crate::accel().to_string(),
         system_info,
         devices,
+        devices_free_bytes,
     })?;
     if job.protocol != PROTOCOL_VERSION {
         emit(EngineEvent::Fatal {
@@ -411,6 +415,7 @@ pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
         params.as_mut().add_cpu_buft_override(p);
     }
     llama_errors().clear();
+    let free_before_load = accelerator_memory();
     let t_load = Instant::now();
     let load_start = monotonic_ns();
     let model = match LlamaModel::load_from_file(backend, &job.model_path, &params) {
@@ -453,6 +458,7 @@ pub fn run_job(job: &EngineJob, out: &mut impl Write) -> std::io::Result<()> {
             devices: a.devices.clone(),
             layers_offloaded: a.layers_offloaded,
             layers_total: a.layers_total,
+            device_memory: device_memory(&free_before_load, &accelerator_memory()),
             ..AllocatedMemory::default()
         }
     };
@@ -628,7 +634,55 @@ fn run_test(
             }
         }
     }
+    // The device's own account with this test's KV cache and compute buffers in place.
+    let now = accelerator_memory();
+    for d in &mut allocated().device_memory {
+        d.free_in_test = now.iter().find(|r| r.name == d.name).map(|r| r.free);
+    }
+    drop(ctx);
     Ok(())
+}
+
+/// One accelerator's memory as its backend reports it at one moment.
+#[derive(Debug, Clone, PartialEq)]
+struct MemoryReading {
+    name: String,
+    free: u64,
+    total: u64,
+}
+
+/// Every GPU's free and total memory now (`ggml_backend_dev_memory`, through the device's
+/// properties). The CPU and CPU-side accelerators (BLAS, AMX) report the host's memory,
+/// which the runner's own telemetry reads: they are left out.
+fn accelerator_memory() -> Vec<MemoryReading> {
+    use llama_cpp_2::LlamaBackendDeviceType as Type;
+    llama_cpp_2::list_llama_ggml_backend_devices()
+        .into_iter()
+        .filter(|d| matches!(d.device_type, Type::Gpu | Type::IntegratedGpu))
+        .map(|d| MemoryReading {
+            name: d.name,
+            free: d.memory_free as u64,
+            total: d.memory_total as u64,
+        })
+        .collect()
+}
+
+/// The readings before and after the load, device by device (a device read once only is
+/// left out).
+fn device_memory(before: &[MemoryReading], after: &[MemoryReading]) -> Vec<DeviceMemory> {
+    before
+        .iter()
+        .filter_map(|b| {
+            let a = after.iter().find(|a| a.name == b.name)?;
+            Some(DeviceMemory {
+                name: b.name.clone(),
+                total_bytes: b.total.max(a.total),
+                free_before_load: b.free,
+                free_after_load: a.free,
+                free_in_test: None,
+            })
+        })
+        .collect()
 }
 
 /// Evaluates a fixed prompt — BOS, then `n_tokens − 1` tokens drawn from the vocabulary

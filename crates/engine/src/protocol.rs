@@ -71,6 +71,10 @@ pub enum EngineEvent {
         system_info: String,
         /// Devices ggml sees, as `BACKEND:name:description:memory_total_bytes`.
         devices: Vec<String>,
+        /// Each device's free memory now, as its backend reports it, in `devices`' order
+        /// (absent from older engines).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        devices_free_bytes: Vec<u64>,
     },
     /// The model is loaded.
     Loaded {

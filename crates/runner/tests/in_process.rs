@@ -109,6 +109,7 @@ fn engine_script(job: &EngineJob, fault: Option<(Phase, Fault)>) -> Vec<Step> {
         accel: "cpu".into(),
         system_info: String::new(),
         devices: Vec::new(),
+        devices_free_bytes: Vec::new(),
     }));
     s.extend(at(Phase::Load));
     s.push(Step::Sleep(Duration::from_millis(30)));

@@ -940,10 +940,27 @@ fn flush(rows: &mut Vec<Insert>, per: usize, w: &mut Writer, what: &str) -> Resu
 }
 
 /// A result's `placement_json`: each buffer by device and the devices used, as llama.cpp
-/// reported them (migration 12); NULL where it reported neither.
+/// reported them (migration 12), and where the engine read them, each accelerator's own
+/// account of its free memory (`device_memory`: before and after the load and during the
+/// test, with `usage_visible` false where the readings cannot show a process's use); NULL
+/// where there is none of these.
 fn placement_json(a: &tokbench_core::record::AllocatedMemory) -> Option<String> {
-    (!a.buffers.is_empty() || !a.devices.is_empty())
-        .then(|| serde_json::json!({ "buffers": a.buffers, "devices": a.devices }).to_string())
+    if a.buffers.is_empty() && a.devices.is_empty() && a.device_memory.is_empty() {
+        return None;
+    }
+    let mut json = serde_json::json!({ "buffers": a.buffers, "devices": a.devices });
+    if !a.device_memory.is_empty() {
+        json["device_memory"] = a
+            .device_memory
+            .iter()
+            .map(|d| {
+                let mut v = serde_json::to_value(d).unwrap_or_default();
+                v["usage_visible"] = d.usage_visible().into();
+                v
+            })
+            .collect();
+    }
+    Some(json.to_string())
 }
 
 /// A cell's `telemetry_json`: its phases without the figures nobody measured (a key that is

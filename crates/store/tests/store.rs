@@ -1581,6 +1581,13 @@ async fn where_the_memory_went_is_stored_by_device_with_the_layers_offloaded(on:
         }],
         layers_offloaded: Some(4),
         layers_total: Some(9),
+        device_memory: vec![tokbench_core::record::DeviceMemory {
+            name: "Vulkan0".into(),
+            total_bytes: 2048 << 20,
+            free_before_load: 2048 << 20,
+            free_after_load: 2048 << 20,
+            free_in_test: Some(2048 << 20),
+        }],
         ..Default::default()
     });
     store
@@ -1614,6 +1621,11 @@ async fn where_the_memory_went_is_stored_by_device_with_the_layers_offloaded(on:
         "llvmpipe (LLVM 15.0.6, 256 bits)"
     );
     assert_eq!(placement["devices"][0]["free_bytes"], 2048u64 << 20);
+    // The device's own readings, and the verdict on them: lavapipe's never move.
+    let seen = &placement["device_memory"][0];
+    assert_eq!(seen["name"], "Vulkan0");
+    assert_eq!(seen["free_in_test"], 2048u64 << 20);
+    assert_eq!(seen["usage_visible"], false);
     assert_eq!(q.rows[1], vec![serde_json::Value::Null; 3]);
     store.close().await;
 }

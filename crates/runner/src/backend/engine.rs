@@ -72,6 +72,9 @@ pub struct EngineDevice {
     pub description: String,
     /// The memory llama.cpp says it has.
     pub memory_total: u64,
+    /// What its backend said was free when the engine started; `None` from an engine that
+    /// does not say.
+    pub memory_free: Option<u64>,
 }
 
 impl EngineDevice {
@@ -85,17 +88,30 @@ impl EngineDevice {
             name: name.to_string(),
             description: description.to_string(),
             memory_total: memory.parse().ok()?,
+            memory_free: None,
         })
+    }
+
+    /// Whether the device's free memory says nothing about what is allocated on it: it
+    /// reported all of it free, which is what a Vulkan driver without
+    /// `VK_EXT_memory_budget` (lavapipe) always reports. `None` where free is unknown.
+    pub fn reports_no_usage(&self) -> Option<bool> {
+        self.memory_free.map(|free| free == self.memory_total)
     }
 }
 
 /// The devices the engine's llama.cpp sees (what `tokbench doctor` lists): it is started
 /// once with no work, as [`probe_engine`] does.
 pub async fn probe_engine_devices(engine: &EngineCommand) -> Result<Vec<EngineDevice>, ProbeError> {
-    let (_, devices) = hello(&RealProcesses, engine).await?;
+    let (_, devices, free) = hello(&RealProcesses, engine).await?;
     Ok(devices
         .iter()
-        .filter_map(|d| EngineDevice::parse(d))
+        .enumerate()
+        .filter_map(|(i, d)| {
+            let mut device = EngineDevice::parse(d)?;
+            device.memory_free = free.get(i).copied();
+            Some(device)
+        })
         .collect())
 }
 
@@ -104,14 +120,15 @@ pub async fn probe_engine_with(
     launcher: &dyn Launcher,
     engine: &EngineCommand,
 ) -> Result<BackendBuild, ProbeError> {
-    hello(launcher, engine).await.map(|(build, _)| build)
+    hello(launcher, engine).await.map(|(build, ..)| build)
 }
 
-/// The engine's hello: its build, and its devices as it wrote them.
+/// The engine's hello: its build, its devices as it wrote them, and each one's free memory
+/// (in the same order; empty from an older engine).
 async fn hello(
     launcher: &dyn Launcher,
     engine: &EngineCommand,
-) -> Result<(BackendBuild, Vec<String>), ProbeError> {
+) -> Result<(BackendBuild, Vec<String>, Vec<u64>), ProbeError> {
     let job = EngineJob {
         protocol: PROTOCOL_VERSION,
         model_path: PathBuf::new(),
@@ -137,6 +154,7 @@ async fn hello(
                 accel,
                 system_info,
                 devices,
+                devices_free_bytes,
             }) if protocol == PROTOCOL_VERSION => Ok((
                 BackendBuild {
                     name: "engine".into(),
@@ -150,6 +168,7 @@ async fn hello(
                     },
                 },
                 devices,
+                devices_free_bytes,
             )),
             Ok(EngineEvent::Hello { protocol, .. }) => {
                 Err(ProbeError::Protocol { theirs: protocol })
@@ -686,8 +705,17 @@ mod device_tests {
                 name: "Vulkan0".into(),
                 description: "llvmpipe (LLVM 15.0.6, 256 bits)".into(),
                 memory_total: 2147483648,
+                memory_free: None,
             })
         );
+        // lavapipe reports its whole heap free whatever is allocated; a GPU with a
+        // budget holds some back.
+        let mut d = d.unwrap();
+        assert_eq!(d.reports_no_usage(), None);
+        d.memory_free = Some(2147483648);
+        assert_eq!(d.reports_no_usage(), Some(true));
+        d.memory_free = Some(2_000_000_000);
+        assert_eq!(d.reports_no_usage(), Some(false));
         let d = EngineDevice::parse("CPU:CPU:Model: X 9000:0").unwrap();
         assert_eq!(
             (d.description.as_str(), d.memory_total),
