@@ -205,7 +205,7 @@ fn device_reports(devices: &[tokbench_runner::EngineDevice]) -> Vec<serde_json::
                 "vulkan" => (
                     no(
                         "not_supported",
-                        "Vulkan tells only the process that allocates (VK_EXT_memory_budget, where the driver has it) how much it uses, and the engine's child process allocates: llama.cpp's buffer sizes per device are stored instead".into(),
+                        "Vulkan tells only the process that allocates (VK_EXT_memory_budget, where the driver has it) how much it uses, so no sampling from outside sees the engine's, llama-bench's or a server's use over time: the engine reports its own at load and in each test (engine_device_used_bytes), and llama.cpp's buffer sizes per device are stored for every backend".into(),
                     ),
                     no(
                         "not_supported",
@@ -233,17 +233,45 @@ fn device_reports(devices: &[tokbench_runner::EngineDevice]) -> Vec<serde_json::
                     ),
                 ),
             };
+            // The engine reads its device's own account of free memory before the load,
+            // after it and during each test (`placement_json.device_memory`): what the
+            // engine took, where the device shows it.
+            let engine_usage = match d.reports_no_usage() {
+                Some(false) => json!("ok"),
+                Some(true) => no(
+                    "not_supported",
+                    format!(
+                        "{} reports all {} bytes free whatever is allocated ({}): no reading shows what a process uses; llama.cpp's buffer sizes per device are stored instead",
+                        d.name,
+                        d.memory_total,
+                        if backend.eq_ignore_ascii_case("vulkan") {
+                            "its Vulkan driver has no VK_EXT_memory_budget"
+                        } else {
+                            "its backend tracks no usage"
+                        }
+                    ),
+                ),
+                None => no(
+                    "not_supported",
+                    "the engine did not say what the device had free (an older engine)".into(),
+                ),
+            };
+            let mut environment = json!({
+                "description": d.description,
+                "memory_total_bytes": d.memory_total.to_string(),
+            });
+            if let Some(free) = d.memory_free {
+                environment["memory_free_bytes"] = free.to_string().into();
+            }
             json!({
                 "source": format!("llama.cpp {}", d.name),
                 "metrics": {
                     "device_buffer_bytes": "ok",
+                    "engine_device_used_bytes": engine_usage,
                     "vram_used_bytes": memory,
                     "power_w": power,
                 },
-                "environment": {
-                    "description": d.description,
-                    "memory_total_bytes": d.memory_total.to_string(),
-                },
+                "environment": environment,
             })
         })
         .collect()
@@ -327,11 +355,30 @@ mod tests {
             .unwrap()
             .contains("VK_EXT_memory_budget"));
         assert_eq!(r[0]["environment"]["memory_total_bytes"], "2147483648");
+        // Whether the engine's own readings show its use depends on what the device
+        // reported free: not known from these strings alone.
+        assert!(r[0]["metrics"]["engine_device_used_bytes"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("older engine"));
         assert_eq!(r[1]["metrics"]["power_w"]["kind"], "not_applicable");
         // An NVIDIA GPU through Vulkan is NVML's to measure.
         assert!(r[2]["metrics"]["power_w"]["reason"]
             .as_str()
             .unwrap()
             .contains("nvml"));
+        let mut lavapipe = devices[1].clone();
+        lavapipe.memory_free = Some(lavapipe.memory_total);
+        let mut rtx = devices[3].clone();
+        rtx.memory_free = Some(24_000_000_000);
+        let seen = device_reports(&[lavapipe, rtx]);
+        let why = &seen[0]["metrics"]["engine_device_used_bytes"];
+        assert_eq!(why["kind"], "not_supported", "{why}");
+        assert!(why["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no VK_EXT_memory_budget"));
+        assert_eq!(seen[0]["environment"]["memory_free_bytes"], "2147483648");
+        assert_eq!(seen[1]["metrics"]["engine_device_used_bytes"], "ok");
     }
 }

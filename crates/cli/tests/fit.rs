@@ -221,7 +221,11 @@ fn predictions_sit_beside_measured_memory() {
         close(u(&r["weights_bytes"]), u(&a["model_bytes"]), 0.01);
         close(u(&r["compute_bytes"]), u(&a["compute_bytes"]), 0.01);
         assert_eq!(u(&a["repack_bytes"]), 0, "Q8_0 is not repacked: {r}");
+        // A CPU build has no GPU whose own memory readings could stand beside these.
+        assert!(r.get("device").is_none(), "{r}");
     }
+    let text = String::from_utf8(run_ok(&["fit", "--db", db.to_str().unwrap()]).stdout).unwrap();
+    assert!(!text.contains("device used"), "{text}");
     // The deeper context needs a larger KV cache: 1025 → 1280 tokens × 8192 bytes.
     assert_eq!(u(&rows[1]["kv_bytes"]), 1280 * 8192);
     assert_eq!(u(&rows[0]["kv_bytes"]), 256 * 8192);

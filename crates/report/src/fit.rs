@@ -488,6 +488,42 @@ pub struct Validation {
     pub measured_what: String,
     /// `(predicted - measured) / measured`, percent.
     pub error_pct: f64,
+    /// What the accelerators said of their own memory during the test, where the engine
+    /// read any (a GPU build).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceSeen>,
+}
+
+/// The accelerators' own account of the memory a test took: free before the model's load
+/// less free at the end of the test, context allocated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceSeen {
+    /// Summed over the devices whose readings show use; `None` where none does.
+    pub used_bytes: Option<u64>,
+    /// The devices whose readings cannot show a process's use (every reading "all free",
+    /// as a Vulkan driver without `VK_EXT_memory_budget` reports).
+    pub not_visible: Vec<String>,
+}
+
+impl DeviceSeen {
+    /// From a stored `placement_json`; `None` where it holds no device readings.
+    fn from_placement(json: &str) -> Option<DeviceSeen> {
+        let placement: serde_json::Value = serde_json::from_str(json).ok()?;
+        let readings: Vec<tokbench_core::record::DeviceMemory> =
+            serde_json::from_value(placement.get("device_memory")?.clone()).ok()?;
+        if readings.is_empty() {
+            return None;
+        }
+        let used: Vec<u64> = readings.iter().filter_map(|d| d.used_in_test()).collect();
+        Some(DeviceSeen {
+            used_bytes: (!used.is_empty()).then(|| used.iter().sum()),
+            not_visible: readings
+                .iter()
+                .filter(|d| !d.usage_visible())
+                .map(|d| d.name.clone())
+                .collect(),
+        })
+    }
 }
 
 /// llama.cpp's own account of a test's buffers, bytes.
@@ -649,7 +685,9 @@ pub fn render_validations(out: &[Validation], style: Style, units: Units) -> Str
             .map(|a| units.fmt(f(a)))
             .unwrap_or_else(|| "—".into())
     };
-    let cols: Vec<String> = [
+    // Only where the engine read a device's memory (a GPU build): a CPU run has none.
+    let with_device = out.iter().any(|v| v.device.is_some());
+    let mut cols: Vec<String> = [
         "model".to_string(),
         "quant".into(),
         "test".into(),
@@ -665,10 +703,21 @@ pub fn render_validations(out: &[Validation], style: Style, units: Units) -> Str
         "vs RSS".into(),
     ]
     .to_vec();
+    if with_device {
+        cols.push(format!("device used {unit}"));
+    }
+    let device = |v: &Validation| match &v.device {
+        Some(DeviceSeen {
+            used_bytes: Some(b),
+            ..
+        }) => units.fmt(*b),
+        Some(d) => format!("not visible ({})", d.not_visible.join(", ")),
+        None => "—".into(),
+    };
     let rows: Vec<Vec<String>> = out
         .iter()
         .map(|v| {
-            vec![
+            let mut row = vec![
                 v.model.clone(),
                 v.quant.clone(),
                 v.test.clone(),
@@ -698,7 +747,11 @@ pub fn render_validations(out: &[Validation], style: Style, units: Units) -> Str
                 },
                 units.fmt(v.measured_bytes),
                 pct(Some(v.error_pct)),
-            ]
+            ];
+            if with_device {
+                row.push(device(v));
+            }
+            row
         })
         .collect();
     match style {
@@ -706,14 +759,24 @@ pub fn render_validations(out: &[Validation], style: Style, units: Units) -> Str
             text.push_str("## Predicted vs measured memory\n\n");
             text.push_str("Predicted: weights from the GGUF tensor table, the KV cache at the context the engine created (padded to 256 cells), and the compute-buffer estimate. Allocated: what llama.cpp reported allocating for the same test (its `… buffer size` log lines; compute includes the output buffer). CPU repack: on x86 with AVX2 and on recent ARM cores, llama.cpp's CPU backend also keeps an interleaved copy of the Q4_0/Q4_K/IQ4_NL weight matrices, part of the allocated weights (the mapped file may still span the originals); GPU and Metal runs do not repack, so the prediction leaves it out and Q4 rows on a CPU show it as the gap. Peak RSS: the engine process's resident memory at its peak during the test, which also holds the program (code, libraries, allocator slack) and only the pages actually touched.\n\n");
             text.push_str(&markdown(&cols, &rows));
+            if with_device {
+                text.push_str(&format!("\n{DEVICE_USED}\n"));
+            }
         }
         _ => {
             text.push_str(&table(&cols, &rows));
             text.push_str("pred = tokbench fit's prediction; alloc = what llama.cpp reported allocating; peak RSS also counts the program itself and only pages touched\n");
+            if with_device {
+                text.push_str(DEVICE_USED);
+                text.push('\n');
+            }
         }
     }
     text
 }
+
+/// What the `device used` column is.
+const DEVICE_USED: &str = "device used = the accelerators' own free memory before the model's load less at the end of the test (the engine reads it; on CUDA that is the whole device's free memory, so another process's allocations meanwhile count too, as do the libraries' own workspaces beside llama.cpp's buffers); not visible where a device reports all its memory free whatever is allocated (a Vulkan driver without VK_EXT_memory_budget, such as lavapipe)";
 
 /// Why a stored result cannot be set beside its prediction.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -833,6 +896,10 @@ pub fn validation(r: FitInput) -> Result<Validation, NotComparable> {
             "engine peak RSS (host side only)".into()
         },
         error_pct: (est.total_bytes as f64 - measured as f64) / measured as f64 * 100.0,
+        device: r
+            .placement_json
+            .as_deref()
+            .and_then(DeviceSeen::from_placement),
     })
 }
 
@@ -841,6 +908,81 @@ mod tests {
     use super::*;
     use tokbench_core::fit::weight_bytes;
     use tokbench_core::QuantPreset;
+
+    /// A stored result of a GPU build, its buffers and (where the engine read them) the
+    /// devices' own memory readings.
+    fn gpu_result(device_memory: serde_json::Value) -> FitInput {
+        FitInput {
+            model: "tiny".into(),
+            architecture: "llama".into(),
+            quant: "Q8_0".into(),
+            test: "pp64".into(),
+            n_prompt: 64,
+            n_gen: 0,
+            n_depth: 0,
+            n_ubatch: 512,
+            flash_attn: false,
+            type_k: "f16".into(),
+            type_v: "f16".into(),
+            shape_json: serde_json::json!({
+                "tensor_bytes": 30_000_000u64, "block_count": 8, "embedding_length": 256,
+                "head_count": 4, "head_count_kv": 4, "head_dim": 64, "vocab_size": 32000,
+            })
+            .to_string(),
+            rss_peak_bytes: Some(200_000_000),
+            accel: "cuda".into(),
+            model_buffer_bytes: Some(30_000_000),
+            repack_buffer_bytes: None,
+            kv_buffer_bytes: Some(1_048_576),
+            compute_buffer_bytes: Some(2_000_000),
+            output_buffer_bytes: None,
+            placement_json: Some(
+                serde_json::json!({ "buffers": [], "devices": [], "device_memory": device_memory })
+                    .to_string(),
+            ),
+        }
+    }
+
+    #[test]
+    fn the_devices_own_readings_stand_beside_the_prediction_where_they_show_use() {
+        const MIB: u64 = 1 << 20;
+        let cuda = validation(gpu_result(serde_json::json!([{
+            "name": "CUDA0", "total_bytes": 143_771 * MIB,
+            "free_before_load": 140_000 * MIB, "free_after_load": 139_970 * MIB,
+            "free_in_test": 139_960 * MIB, "usage_visible": true,
+        }])))
+        .unwrap();
+        assert_eq!(
+            cuda.device,
+            Some(DeviceSeen {
+                used_bytes: Some(40 * MIB),
+                not_visible: Vec::new(),
+            })
+        );
+        let lavapipe = validation(gpu_result(serde_json::json!([{
+            "name": "Vulkan0", "total_bytes": 2048 * MIB, "free_before_load": 2048 * MIB,
+            "free_after_load": 2048 * MIB, "free_in_test": 2048 * MIB,
+        }])))
+        .unwrap();
+        assert_eq!(
+            lavapipe.device,
+            Some(DeviceSeen {
+                used_bytes: None,
+                not_visible: vec!["Vulkan0".into()],
+            })
+        );
+        let text = render_validations(&[cuda.clone(), lavapipe], Style::Text, Units::Mib);
+        assert!(text.contains("device used MiB"), "{text}");
+        assert!(text.contains("not visible (Vulkan0)"), "{text}");
+        assert!(text.contains(" 40.00"), "{text}");
+        // A CPU result has no readings, and the column is not shown for it alone.
+        let mut cpu = gpu_result(serde_json::json!([]));
+        cpu.placement_json = None;
+        let cpu = validation(cpu).unwrap();
+        assert_eq!(cpu.device, None);
+        let text = render_validations(&[cpu], Style::Text, Units::Mib);
+        assert!(!text.contains("device used"), "{text}");
+    }
 
     fn model() -> FitModel {
         let arch = ArchSpec::preset("llama-3.1-8b").expect("a preset").clone();

@@ -267,6 +267,7 @@ fn fit_input(row: &sqlx::sqlite::SqliteRow) -> Result<FitInput, sqlx::Error> {
         kv_buffer_bytes: row.try_get("kv_buffer_bytes")?,
         compute_buffer_bytes: row.try_get("compute_buffer_bytes")?,
         output_buffer_bytes: row.try_get("output_buffer_bytes")?,
+        placement_json: row.try_get("placement_json")?,
     })
 }
 

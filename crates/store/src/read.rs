@@ -25,7 +25,8 @@ impl Store {
             "SELECT r.model_name AS model, m.architecture, m.quant, w.label AS test,
                     w.n_prompt, w.n_gen, w.n_depth, r.n_ubatch, r.flash_attn, r.type_k, r.type_v,
                     m.shape_json, r.rss_peak_bytes, bb.accel, r.model_buffer_bytes, r.repack_buffer_bytes,
-                    r.kv_buffer_bytes, r.compute_buffer_bytes, r.output_buffer_bytes
+                    r.kv_buffer_bytes, r.compute_buffer_bytes, r.output_buffer_bytes,
+                    r.placement_json
              FROM result r
              JOIN model m ON m.id = r.model_id
              JOIN workload w ON w.id = r.workload_id

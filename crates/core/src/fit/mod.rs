@@ -882,6 +882,9 @@ pub struct FitInput {
     pub kv_buffer_bytes: Option<i64>,
     pub compute_buffer_bytes: Option<i64>,
     pub output_buffer_bytes: Option<i64>,
+    /// The result's `placement_json` (buffers by device, and the engine's readings of each
+    /// accelerator's memory), where stored.
+    pub placement_json: Option<String>,
 }
 
 #[cfg(test)]
