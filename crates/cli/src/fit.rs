@@ -75,9 +75,10 @@ pub struct FitArgs {
     pub catalog: Option<PathBuf>,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub format: Format,
-    /// Print sizes in binary GiB, decimal GB, or binary MiB (small models).
-    #[arg(long, default_value = "gib")]
-    pub units: Units,
+    /// Print sizes in binary GiB, decimal GB, or binary MiB (small models). Default: GiB;
+    /// with --db, MiB where every figure is under 4 GiB (the synthetic models).
+    #[arg(long)]
+    pub units: Option<Units>,
     /// Every hardware by name in the quantization table and one column per hardware in the
     /// context table (default: a layout that fits 120 columns).
     #[arg(long)]
@@ -267,7 +268,7 @@ pub fn fit_report(args: &FitArgs, catalog: &Catalog) -> anyhow::Result<FitReport
         type_v,
         flash_attn: args.fa,
         n_ubatch: args.ubatch,
-        units: args.units,
+        units: args.units.unwrap_or(Units::Gib),
         // The context table at Q4_K_M, the quantization most people run, unless asked.
         ctx_quant: args.quant.is_empty().then(|| "Q4_K_M".to_string()),
     };
@@ -306,7 +307,11 @@ pub async fn fit_command(args: &FitArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-async fn validate_command(db: &Path, format: Format, units: Units) -> anyhow::Result<ExitCode> {
+async fn validate_command(
+    db: &Path,
+    format: Format,
+    units: Option<Units>,
+) -> anyhow::Result<ExitCode> {
     let local = crate::snapshot::local(db, "fit").await?;
     let store = tokbench_store::Store::open_read_only(local.path())
         .await
@@ -327,6 +332,7 @@ async fn validate_command(db: &Path, format: Format, units: Units) -> anyhow::Re
         outln!("{}", serde_json::to_string_pretty(&out)?)?;
         return Ok(ExitCode::Ok);
     }
+    let units = units.unwrap_or_else(|| tokbench_report::fit::units_for(&out));
     out!("{}", render_validations(&out, style(format), units))?;
     Ok(ExitCode::Ok)
 }

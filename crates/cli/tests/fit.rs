@@ -226,6 +226,12 @@ fn predictions_sit_beside_measured_memory() {
     }
     let text = String::from_utf8(run_ok(&["fit", "--db", db.to_str().unwrap()]).stdout).unwrap();
     assert!(!text.contains("device used"), "{text}");
+    // The tiny model's figures in MiB unless asked otherwise (in GiB they all read 0.06).
+    assert!(text.contains("weights MiB pred/alloc"), "{text}");
+    let text =
+        String::from_utf8(run_ok(&["fit", "--db", db.to_str().unwrap(), "--units", "gib"]).stdout)
+            .unwrap();
+    assert!(text.contains("weights GiB pred/alloc"), "{text}");
     // The deeper context needs a larger KV cache: 1025 → 1280 tokens × 8192 bytes.
     assert_eq!(u(&rows[1]["kv_bytes"]), 1280 * 8192);
     assert_eq!(u(&rows[0]["kv_bytes"]), 256 * 8192);
