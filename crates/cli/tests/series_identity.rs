@@ -29,18 +29,8 @@ fn host() -> HostInfo {
 }
 
 fn base() -> EngineParams {
-    EngineParams {
-        n_threads: 2,
-        n_batch: 2048,
-        n_ubatch: 512,
-        n_gpu_layers: 99,
-        flash_attn: false,
-        type_k: CacheType::F16,
-        type_v: CacheType::F16,
-        use_mmap: true,
-        offload: Default::default(),
-        unset: Default::default(),
-    }
+    // llama-bench's defaults, as a suite that sets nothing resolves them.
+    tokbench_core::EngineAxes::default().resolve(2)
 }
 
 /// The base settings and, for each setting, the base with that one setting changed.

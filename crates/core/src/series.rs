@@ -723,14 +723,6 @@ mod tests {
             ]
         );
         let params = crate::EngineParams {
-            n_threads: 4,
-            n_batch: 2048,
-            n_ubatch: 512,
-            n_gpu_layers: 99,
-            flash_attn: false,
-            type_k: CacheType::F16,
-            type_v: CacheType::F16,
-            use_mmap: true,
             offload: crate::Offload {
                 split_mode: SplitMode::Row,
                 main_gpu: 1,
@@ -738,7 +730,7 @@ mod tests {
                 overrides: "output=CPU".parse().unwrap(),
                 n_cpu_moe: 2,
             },
-            unset: Default::default(),
+            ..crate::EngineAxes::default().resolve(4)
         };
         let resolved = EngineSettings::from(params);
         assert!(SETTINGS.iter().all(|c| (c.value)(&resolved).is_some()));

@@ -639,12 +639,10 @@ fn run_test(
     for d in &mut allocated().device_memory {
         d.free_in_test = now.iter().find(|r| r.name == d.name).map(|r| r.free);
     }
-    drop(ctx);
     Ok(())
 }
 
 /// One accelerator's memory as its backend reports it at one moment.
-#[derive(Debug, Clone, PartialEq)]
 struct MemoryReading {
     name: String,
     free: u64,
@@ -676,7 +674,7 @@ fn device_memory(before: &[MemoryReading], after: &[MemoryReading]) -> Vec<Devic
             let a = after.iter().find(|a| a.name == b.name)?;
             Some(DeviceMemory {
                 name: b.name.clone(),
-                total_bytes: b.total.max(a.total),
+                total_bytes: b.total,
                 free_before_load: b.free,
                 free_after_load: a.free,
                 free_in_test: None,

@@ -12,8 +12,8 @@ use std::time::Duration;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use tokbench_core::record::AllocatedMemory;
 use tokbench_core::{
-    BackendBuild, CacheType, CellResult, EngineParams, HostInfo, MetricSource, ModelRecord,
-    Repetition, ResultStatus, TestSpec,
+    BackendBuild, CellResult, EngineParams, HostInfo, MetricSource, ModelRecord, Repetition,
+    ResultStatus, TestSpec,
 };
 use tokbench_store::{BatchCell, BuildId, ModelId, NewRun, RunId, Store};
 
@@ -45,16 +45,8 @@ fn result(cell: usize) -> CellResult {
             n_depth: 0,
         },
         params: EngineParams {
-            n_threads: 2,
-            n_batch: 2048,
-            n_ubatch: 512,
-            n_gpu_layers: 99,
             flash_attn: true,
-            type_k: CacheType::F16,
-            type_v: CacheType::F16,
-            use_mmap: true,
-            offload: Default::default(),
-            unset: Default::default(),
+            ..tokbench_core::EngineAxes::default().resolve(2)
         },
         status: ResultStatus::Ok,
         error: None,

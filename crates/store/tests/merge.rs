@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use tokbench_core::record::AllocatedMemory;
 use tokbench_core::{
-    BackendBuild, CacheType, CellResult, EngineParams, HostInfo, MetricSource, ModelRecord,
-    Repetition, ResultStatus, TestSpec,
+    BackendBuild, CellResult, HostInfo, MetricSource, ModelRecord, Repetition, ResultStatus,
+    TestSpec,
 };
 use tokbench_store::{MergeReport, NewRun, RunStatus, Store, StoreError, MIGRATOR};
 
@@ -56,18 +56,7 @@ fn cell(index: usize, n_gen: u32, status: ResultStatus, reps: &[f64]) -> CellRes
             n_gen,
             n_depth: 0,
         },
-        params: EngineParams {
-            n_threads: 2,
-            n_batch: 2048,
-            n_ubatch: 512,
-            n_gpu_layers: 99,
-            flash_attn: false,
-            type_k: CacheType::F16,
-            type_v: CacheType::F16,
-            use_mmap: true,
-            offload: Default::default(),
-            unset: Default::default(),
-        },
+        params: tokbench_core::EngineAxes::default().resolve(2),
         status,
         error: None,
         metric_source: MetricSource::Engine,

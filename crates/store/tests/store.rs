@@ -9,8 +9,8 @@ mod pg;
 
 use tokbench_core::record::AllocatedMemory;
 use tokbench_core::{
-    BackendBuild, CacheType, CellResult, EngineParams, HostInfo, MetricSource, ModelRecord,
-    Repetition, ResultStatus, TestSpec,
+    BackendBuild, CellResult, EngineParams, HostInfo, MetricSource, ModelRecord, Repetition,
+    ResultStatus, TestSpec,
 };
 use tokbench_store::{BuildId, NewRun, RunId, RunStatus, Store, StoreError};
 
@@ -29,18 +29,8 @@ fn host() -> HostInfo {
 }
 
 fn params() -> EngineParams {
-    EngineParams {
-        n_threads: 2,
-        n_batch: 2048,
-        n_ubatch: 512,
-        n_gpu_layers: 99,
-        flash_attn: false,
-        type_k: CacheType::F16,
-        type_v: CacheType::F16,
-        use_mmap: true,
-        offload: Default::default(),
-        unset: Default::default(),
-    }
+    // llama-bench's defaults, as a suite that sets nothing resolves them.
+    tokbench_core::EngineAxes::default().resolve(2)
 }
 
 fn result(cell: usize, status: ResultStatus, reps: &[f64]) -> CellResult {

@@ -400,16 +400,8 @@ mod tests {
     #[test]
     fn server_args_are_a_vector_with_every_setting() {
         let p = tokbench_core::EngineParams {
-            n_threads: 2,
-            n_batch: 2048,
-            n_ubatch: 512,
-            n_gpu_layers: 99,
-            flash_attn: false,
-            type_k: tokbench_core::CacheType::F16,
-            type_v: tokbench_core::CacheType::F16,
             use_mmap: false,
-            offload: Default::default(),
-            unset: Default::default(),
+            ..tokbench_core::EngineAxes::default().resolve(2)
         };
         let a = llama_server_args(
             Path::new("/m/a b.gguf"),
